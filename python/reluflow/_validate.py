@@ -1,0 +1,108 @@
+"""Argument checks shared by the public functions: each error names the argument and what was expected."""
+from __future__ import annotations
+
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def as_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
+    """``"float32"``/``"float64"`` (or numpy equivalents) -> numpy dtype; anything else is a TypeError."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"{name}: expected 'float32' or 'float64', got {dtype!r}") from exc
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected 'float32' or 'float64', got {dt}")
+    return dt
+
+
+def as_int(value: Any, name: str, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name}: expected an integer, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value}")
+    return value
+
+
+def as_real(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, got {value}")
+    return value
+
+
+def as_float_array(value: Any, name: str, ndim: int | tuple[int, ...] | None = None,
+                   finite: bool = True) -> np.ndarray:
+    """A float64 numpy array (copying only when needed); checks ndim and finiteness."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name}: expected an array of real numbers, got {type(value).__name__}") from exc
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else ndim
+        if arr.ndim not in allowed:
+            raise ValueError(f"{name}: expected an array with {' or '.join(map(str, allowed))} "
+                             f"dimension(s), got shape {arr.shape}")
+    if finite and not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}: expected finite values, found NaN or inf")
+    return arr
+
+
+def strictly_increasing(arr: np.ndarray, name: str) -> None:
+    if arr.ndim != 1 or arr.size < 2:
+        raise ValueError(f"{name}: expected a 1-D array of at least 2 values, got shape {arr.shape}")
+    if not np.all(np.diff(arr) > 0):
+        raise ValueError(f"{name}: expected strictly increasing values, got {arr.tolist()}")
+
+
+def array_namespace(arr: Any):
+    """numpy for numpy arrays, cupy for cupy arrays (the reference backend's ``xp``)."""
+    mod = type(arr).__module__.split(".")[0]
+    if mod == "cupy":
+        import cupy  # noqa: PLC0415 - only when the array already is a cupy array
+
+        return cupy
+    return np
+
+
+def as_theta(theta: Any, num_params: int, name: str = "theta"):
+    """A ``(K, P)`` float32/float64 array (numpy or cupy), finite, with P = ``num_params``."""
+    xp = array_namespace(theta)
+    if not hasattr(theta, "shape") or not hasattr(theta, "dtype"):
+        theta = np.asarray(theta)
+        xp = np
+    if theta.dtype.kind != "f":
+        raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {theta.dtype}")
+    if np.dtype(theta.dtype) not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {theta.dtype}")
+    if theta.ndim != 2:
+        hint = "; use theta[None, :] for a single network" if theta.ndim == 1 else ""
+        raise ValueError(f"{name}: expected a (K, P) array with P = {num_params}, got shape "
+                         f"{tuple(theta.shape)}{hint}")
+    if theta.shape[1] != num_params:
+        raise ValueError(f"{name}: expected P = {num_params} parameters per network (shape (K, "
+                         f"{num_params})), got shape {tuple(theta.shape)}")
+    if theta.shape[0] < 1:
+        raise ValueError(f"{name}: expected at least one network (K >= 1), got shape {tuple(theta.shape)}")
+    if not bool(xp.all(xp.isfinite(theta))):
+        raise ValueError(f"{name}: expected finite parameters, found NaN or inf")
+    return theta
+
+
+def as_points(x: Any, dim: int, name: str = "x") -> np.ndarray:
+    """An ``(N, d)`` float64 array of finite input points (a 1-D array is read as N points when d = 1)."""
+    arr = as_float_array(x, name, ndim=(1, 2))
+    if arr.ndim == 1:
+        if dim != 1:
+            raise ValueError(f"{name}: expected an (N, {dim}) array, got shape {arr.shape}")
+        arr = arr[:, None]
+    if arr.shape[1] != dim:
+        raise ValueError(f"{name}: expected an (N, {dim}) array (input dimension {dim}), got shape {arr.shape}")
+    return arr

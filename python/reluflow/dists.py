@@ -1,0 +1,202 @@
+"""Input distributions mu (SPEC §5): a uniform box and 1-D piecewise-polynomial densities.
+
+Each maps uniforms ``u (n, d)`` in (0, 1) (from Philox or Sobol) to samples ``x (n, d)`` with the same
+elementary float64 operations as the C++ samplers, so both give bitwise the same nodes.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ._validate import as_float_array, as_int, strictly_increasing
+
+__all__ = ["Distribution", "Uniform", "PiecewisePolynomial"]
+
+_BISECTION_STEPS = 64  # the inverse CDF's bisection halves the piece 64 times: below one ulp
+
+
+class Distribution:
+    """Base class: ``dim``, ``low`` (d,), ``high`` (d,), ``from_uniform(u) -> x``."""
+
+    dim: int | None = None
+    degree: int = 0  # polynomial degree of the density on each piece
+
+    def bind(self, dim: int) -> "Distribution":
+        """This distribution in dimension ``dim`` (checks compatibility)."""
+        raise NotImplementedError
+
+    def from_uniform(self, u: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def breaks(self) -> np.ndarray:
+        return np.empty(0)
+
+
+class Uniform(Distribution):
+    """Uniform distribution on the box ``[low, high]`` (scalars, or length-d arrays).
+
+    ``dim`` defaults to the length of ``low``/``high``, or to the problem's input dimension when both
+    are scalars. Sampling: ``x = low + (high - low) * u``.
+    """
+
+    def __init__(self, low: float | Sequence[float] = 0.0, high: float | Sequence[float] = 1.0,
+                 dim: int | None = None):
+        low = as_float_array(low, "low", ndim=(0, 1))
+        high = as_float_array(high, "high", ndim=(0, 1))
+        if dim is not None:
+            dim = as_int(dim, "dim", minimum=1)
+        sizes = {a.size for a in (low, high) if a.ndim == 1}
+        if len(sizes) > 1:
+            raise ValueError(f"low, high: expected arrays of the same length, got {low.shape} and {high.shape}")
+        if sizes:
+            n = sizes.pop()
+            if dim is not None and dim != n:
+                raise ValueError(f"dim: expected {n} (the length of low/high), got {dim}")
+            dim = n
+        self._low, self._high, self.dim = low, high, dim
+        if dim is not None:
+            self._set_dim(dim)
+
+    def _set_dim(self, dim: int) -> None:
+        self.low = np.broadcast_to(self._low, (dim,)).astype(np.float64)
+        self.high = np.broadcast_to(self._high, (dim,)).astype(np.float64)
+        if not np.all(self.high > self.low):
+            raise ValueError(f"high: expected high > low in every coordinate, got low={self.low.tolist()}, "
+                             f"high={self.high.tolist()}")
+        self.dim = dim
+
+    def bind(self, dim: int) -> "Uniform":
+        if self.dim is not None:
+            if self.dim != dim:
+                raise ValueError(f"input: Uniform box has dimension {self.dim}, but widths[0] = {dim}")
+            return self
+        return Uniform(self._low, self._high, dim)
+
+    def from_uniform(self, u):
+        return self.low + (self.high - self.low) * u
+
+    def breaks(self):
+        return np.array([self.low[0], self.high[0]]) if self.dim == 1 else np.empty(0)
+
+    def density_coeffs(self):
+        """1-D only: (breaks, coeffs) of the density as a piecewise polynomial (local powers)."""
+        return np.array([self.low[0], self.high[0]]), np.array([[1.0 / (self.high[0] - self.low[0])]])
+
+    def __repr__(self) -> str:
+        if self.dim is None:
+            return f"Uniform({self._low.tolist()}, {self._high.tolist()})"
+        return f"Uniform(low={self.low.tolist()}, high={self.high.tolist()})"
+
+
+def _poly_min_on(c: np.ndarray, h: float) -> float:
+    """Minimum of sum_p c[p] t^p over t in [0, h]."""
+    cand = [0.0, h]
+    if c.size > 2:
+        dc = np.arange(1, c.size) * c[1:]
+        dc = np.trim_zeros(dc, "b")
+        if dc.size > 1:
+            for r in np.roots(dc[::-1]):
+                if abs(r.imag) < 1e-12 and 0.0 < r.real < h:
+                    cand.append(float(r.real))
+    return min(float(np.polynomial.polynomial.polyval(t, c)) for t in cand)
+
+
+class PiecewisePolynomial(Distribution):
+    """1-D density, piecewise polynomial: on ``[breaks[i], breaks[i+1]]`` proportional to
+    ``sum_p coeffs[i, p] * (x - breaks[i])**p``; normalized to mass 1; zero outside the breaks.
+
+    Parameters
+    ----------
+    breaks : (m+1,) strictly increasing.
+    coeffs : (m, deg+1), the density must be non-negative (checked) with positive total mass.
+
+    Sampling is by exact inverse CDF: the piece is chosen from the cumulative masses, the point in it
+    by 64 bisection steps on the piece's CDF polynomial (no transcendental functions, so the C++
+    sampler reproduces it bitwise).
+    """
+
+    dim = 1
+
+    def __init__(self, breaks: Sequence[float] | np.ndarray, coeffs: Sequence | np.ndarray):
+        breaks = as_float_array(breaks, "breaks", ndim=1)
+        strictly_increasing(breaks, "breaks")
+        coeffs = as_float_array(coeffs, "coeffs", ndim=(1, 2))
+        if coeffs.ndim == 1:
+            coeffs = coeffs[:, None]
+        if coeffs.shape[0] != breaks.size - 1:
+            raise ValueError(f"coeffs: expected one row per piece ({breaks.size - 1} pieces), got shape {coeffs.shape}")
+        h = np.diff(breaks)
+        scale = np.max(np.abs(coeffs)) if coeffs.size else 0.0
+        for i in range(coeffs.shape[0]):
+            if _poly_min_on(coeffs[i], h[i]) < -1e-12 * max(scale, 1e-300):
+                raise ValueError(f"coeffs: the density must be non-negative; piece {i} "
+                                 f"[{breaks[i]}, {breaks[i + 1]}] takes negative values")
+        p = np.arange(coeffs.shape[1])
+        # antiderivative coefficients of each piece, in powers t^1 .. t^(deg+1)
+        anti = coeffs / (p + 1)
+        masses = np.array([np.sum(anti[i] * h[i] ** (p + 1)) for i in range(coeffs.shape[0])])
+        total = masses.sum()
+        if not total > 0:
+            raise ValueError("coeffs: the density must have positive total mass")
+        self._breaks = breaks
+        self.coeffs = coeffs / total
+        self.anti = anti / total                      # (m, deg+1): CDF_i(t) = sum_p anti[i,p] t^(p+1)
+        self.cum = np.concatenate([[0.0], np.cumsum(masses / total)])  # (m+1,)
+        self.degree = coeffs.shape[1] - 1
+        self.low, self.high = breaks[:1].copy(), breaks[-1:].copy()
+
+    def bind(self, dim: int) -> "PiecewisePolynomial":
+        if dim != 1:
+            raise ValueError(f"input: PiecewisePolynomial is a 1-D density, but widths[0] = {dim}")
+        return self
+
+    def piece_cdf(self, i: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """CDF of piece i at local coordinate t (mass below breaks[i] excluded), Horner, no FMA."""
+        a = self.anti[i]
+        val = a[:, -1]
+        for p in range(self.degree - 1, -1, -1):
+            val = val * t + a[:, p]
+        return val * t
+
+    def from_uniform(self, u):
+        u = np.asarray(u, dtype=np.float64)[:, 0]
+        m = self.coeffs.shape[0]
+        i = np.clip(np.searchsorted(self.cum, u, side="right") - 1, 0, m - 1)
+        target = u - self.cum[i]
+        lo = np.zeros_like(u)
+        hi = self._breaks[i + 1] - self._breaks[i]
+        for _ in range(_BISECTION_STEPS):
+            mid = 0.5 * (lo + hi)
+            below = self.piece_cdf(i, mid) < target
+            lo = np.where(below, mid, lo)
+            hi = np.where(below, hi, mid)
+        return (self._breaks[i] + 0.5 * (lo + hi))[:, None]
+
+    def breaks(self):
+        return self._breaks.copy()
+
+    def density_coeffs(self):
+        return self._breaks.copy(), self.coeffs.copy()
+
+    def pdf(self, x: np.ndarray) -> np.ndarray:
+        """Density at points x (N,) or (N, 1): (N,)."""
+        t = np.asarray(x, dtype=np.float64).reshape(-1)
+        i = np.clip(np.searchsorted(self._breaks, t, side="right") - 1, 0, self.coeffs.shape[0] - 1)
+        s = t - self._breaks[i]
+        c = self.coeffs[i]
+        val = c[:, -1]
+        for p in range(self.degree - 1, -1, -1):
+            val = val * s + c[:, p]
+        inside = (t >= self._breaks[0]) & (t <= self._breaks[-1])
+        return np.where(inside, val, 0.0)
+
+    def cdf(self, x: np.ndarray) -> np.ndarray:
+        """Cumulative distribution function at x: (N,)."""
+        t = np.asarray(x, dtype=np.float64).reshape(-1)
+        tc = np.clip(t, self._breaks[0], self._breaks[-1])
+        i = np.clip(np.searchsorted(self._breaks, tc, side="right") - 1, 0, self.coeffs.shape[0] - 1)
+        return self.cum[i] + self.piece_cdf(i, tc - self._breaks[i])
+
+    def __repr__(self) -> str:
+        return f"dists.PiecewisePolynomial(breaks={self._breaks.tolist()}, degree={self.degree})"
