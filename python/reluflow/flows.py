@@ -1,0 +1,504 @@
+"""Integrators of the gradient flow ``dΘ/dt = -G(Θ)`` and of gradient descent (SPEC §4), for K networks.
+
+This module is the reference driver: a Python loop over steps around ``Problem.risk_and_grad``. It
+freezes diverging networks, controls the dopri5 error per network (each of the K trajectories has its
+own step size, as if it ran alone), projects and retracts for the normalized flow, records risks,
+gradient norms and the dissipated energy ``∫ |G|^2 dt``, and returns a :class:`Run`.
+"""
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ._validate import as_int, as_real, as_theta
+from .estimators import Estimator, MonteCarlo, Quadrature
+from .problem import Problem
+
+__all__ = ["Run", "gradient_descent", "gradient_flow", "normalized_gradient_flow", "METHODS"]
+
+METHODS = ("euler", "heun", "rk4", "dopri5")
+
+# Butcher tableaux (explicit): a (s, s), b (s,), and for dopri5 the embedded 4th-order weights.
+_TABLEAUX = {
+    "euler": (np.zeros((1, 1)), np.array([1.0])),
+    "heun": (np.array([[0.0, 0.0], [1.0, 0.0]]), np.array([0.5, 0.5])),
+    "rk4": (np.array([[0, 0, 0, 0], [.5, 0, 0, 0], [0, .5, 0, 0], [0, 0, 1, 0]], dtype=float),
+            np.array([1, 2, 2, 1]) / 6.0),
+}
+_DP_A = np.array([
+    [0, 0, 0, 0, 0, 0, 0],
+    [1 / 5, 0, 0, 0, 0, 0, 0],
+    [3 / 40, 9 / 40, 0, 0, 0, 0, 0],
+    [44 / 45, -56 / 15, 32 / 9, 0, 0, 0, 0],
+    [19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729, 0, 0, 0],
+    [9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656, 0, 0],
+    [35 / 384, 0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0],
+])
+_DP_B = np.array([35 / 384, 0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0])
+_DP_E = _DP_B - np.array([5179 / 57600, 0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40])
+
+
+@dataclass
+class Run:
+    """Result of an integration of K networks.
+
+    Attributes
+    ----------
+    theta : (K, P) final parameters (a diverged network keeps its last finite parameters).
+    t : (T,) recorded times (gradient descent: step indices).
+    risk : (T, K) risk estimate at the recorded times.
+    grad_norm : (T, K) Euclidean norm of the (projected) vector field at the recorded times.
+    energy : (T, K) dissipated energy ``∫_0^t |G|^2 ds`` (quadrature of the integrator's stages).
+    thetas : (T, K, P) recorded parameters, or None (``record_theta=False``).
+    diverged : (K,) True where the network was frozen because its risk or parameters blew up.
+    status : (K,) "ok", "diverged", "max_rejections" or "min_step".
+    accepted, rejected : (K,) step counts (rejected only for dopri5).
+    next_step : the step index a resumed gradient descent continues from.
+    wall_time : seconds.
+    """
+
+    theta: np.ndarray
+    t: np.ndarray
+    risk: np.ndarray
+    grad_norm: np.ndarray
+    energy: np.ndarray
+    thetas: np.ndarray | None
+    diverged: np.ndarray
+    status: np.ndarray
+    accepted: np.ndarray
+    rejected: np.ndarray
+    method: str
+    next_step: int = 0
+    wall_time: float = 0.0
+    info: dict = field(default_factory=dict)
+
+    def best(self) -> int:
+        """Index of the network with the smallest final risk among those that did not diverge."""
+        final = np.where(self.diverged, np.inf, self.risk[-1])
+        if np.all(np.isinf(final)):
+            raise ValueError("run: every network diverged; there is no best one")
+        return int(np.argmin(final))
+
+    def __repr__(self) -> str:
+        K = self.theta.shape[0]
+        return (f"Run(method={self.method!r}, K={K}, records={self.t.size}, t_end={self.t[-1]:.6g}, "
+                f"best risk={self.risk[-1][self.best()] if not self.diverged.all() else np.nan:.3e}, "
+                f"diverged={int(self.diverged.sum())}, wall={self.wall_time:.2f}s)")
+
+
+class _Progress:
+    """A minimal text progress bar on stderr for long runs (no dependency)."""
+
+    def __init__(self, total: float, enabled: bool | None):
+        self.total, self.start, self.last = total, time.perf_counter(), 0.0
+        self.enabled = (sys.stderr.isatty() if enabled is None else bool(enabled)) and total > 0
+
+    def update(self, done: float) -> None:
+        now = time.perf_counter()
+        if not self.enabled or (now - self.last < 0.5 and done < self.total):
+            return
+        self.last = now
+        frac = min(1.0, done / self.total)
+        bar = "#" * int(30 * frac)
+        eta = (now - self.start) * (1 - frac) / frac if frac > 0 else float("nan")
+        sys.stderr.write(f"\r[{bar:<30}] {100 * frac:5.1f}%  eta {eta:6.1f}s")
+        if frac >= 1.0:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _default_estimator(prob: Problem) -> Estimator:
+    return Quadrature() if prob.dim <= 2 and prob.target.native else MonteCarlo(4096, seed=0, resample=False)
+
+
+def _project(prob: Problem, theta: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Tangent projection for the normalized flow: remove from G the component along every hidden
+    neuron's (w_i, b_i) (which lies on the unit sphere)."""
+    g = g.copy()
+    for (W, b), (gW, gb) in zip(prob.layout.unpack(theta)[:-1], prob.layout.unpack(g)[:-1]):
+        radial = np.sum(gW * W, axis=2) + gb * b                # (K, l)
+        gW -= radial[:, :, None] * W
+        gb -= radial * b
+    return g
+
+
+def _retract(prob: Problem, theta: np.ndarray) -> np.ndarray:
+    """Renormalize every hidden neuron's (w_i, b_i) to unit norm (the retraction of the normalized flow)."""
+    theta = theta.copy()
+    for W, b in prob.layout.unpack(theta)[:-1]:
+        norm = np.sqrt(np.sum(W * W, axis=2) + b * b)
+        norm = np.where(norm > 0, norm, 1.0)
+        W /= norm[:, :, None]
+        b /= norm
+    return theta
+
+
+class _Field:
+    """The vector field G (projected when normalized), evaluated for a subset of the networks."""
+
+    def __init__(self, prob, estimator, backend, normalized):
+        self.prob, self.est, self.backend, self.normalized = prob, estimator, backend, normalized
+        self.evaluations = 0
+
+    def __call__(self, theta, step):
+        risk, g = self.prob.risk_and_grad(theta, self.est, backend=self.backend, step=step)
+        self.evaluations += 1
+        if self.normalized:
+            g = _project(self.prob, theta, g)
+        return risk.astype(np.float64), g
+
+
+def _finite_rows(a: np.ndarray) -> np.ndarray:
+    return np.all(np.isfinite(a.reshape(a.shape[0], -1)), axis=1)
+
+
+def _check_common(prob, theta0, estimator):
+    if not isinstance(prob, Problem):
+        raise TypeError(f"prob: expected a reluflow.Problem, got {type(prob).__name__}")
+    theta = np.array(as_theta(theta0, prob.num_params, "theta0"), copy=True)
+    if estimator is None:
+        estimator = _default_estimator(prob)
+    if not isinstance(estimator, Estimator):
+        raise TypeError(f"estimator: expected Points, MonteCarlo, QuasiMonteCarlo or Quadrature, got "
+                        f"{type(estimator).__name__}")
+    return theta, estimator
+
+
+def _lr_schedule(lr, steps: int, start: int) -> Callable[[int], float]:
+    if callable(lr):
+        return lambda n: as_real(lr(n), f"lr({n})")
+    if isinstance(lr, (list, tuple, np.ndarray)):
+        arr = np.asarray(lr, dtype=np.float64)
+        if arr.ndim != 1 or arr.size < start + steps:
+            raise ValueError(f"lr: expected a 1-D array of at least start_step + steps = {start + steps} "
+                             f"step sizes, got shape {arr.shape}")
+        if not np.all(np.isfinite(arr)) or np.any(arr[start:start + steps] <= 0):
+            raise ValueError("lr: expected finite positive step sizes")
+        return lambda n: float(arr[n])
+    value = as_real(lr, "lr")
+    if value <= 0:
+        raise ValueError(f"lr: expected a positive step size, got {value}")
+    return lambda n: value
+
+
+def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator | None = None,
+                     record_every: int = 1, backend: str = "auto", start_step: int = 0,
+                     record_theta: bool = False, max_abs: float = 1e8, normalized: bool = False,
+                     progress: bool | None = None) -> Run:
+    """Gradient descent ``θ_{n+1} = θ_n - lr_n G(θ_n)`` for K networks at once (SPEC §4).
+
+    Parameters
+    ----------
+    prob : the Problem.
+    theta0 : (K, P) initial parameters (float32 or float64; the run keeps the dtype).
+    lr : step size: a positive float, a callable ``n -> lr_n`` of the global step index, or an array
+        indexed by the global step index.
+    steps : number of steps (>= 0).
+    estimator : nodes per step; ``MonteCarlo(resample=True)`` draws fresh samples every step (SGD).
+        Default: ``Quadrature()`` in 1-D and 2-D, else a fixed ``MonteCarlo(4096)``.
+    record_every : record risk and gradient norm every this many steps (and after the last step).
+    start_step : global index of the first step: resuming with ``theta0=run.theta,
+        start_step=run.next_step`` continues bitwise identically (samples and lr depend on the index).
+    record_theta : also keep (T, K, P) snapshots.
+    max_abs : a network whose parameters exceed this in absolute value, or become non-finite, is
+        frozen at its last finite parameters and flagged in ``Run.diverged``.
+    normalized : project G tangentially and retract onto the normalized manifold after each step.
+
+    Returns
+    -------
+    Run with t = recorded step indices.
+    """
+    theta, estimator = _check_common(prob, theta0, estimator)
+    steps = as_int(steps, "steps", minimum=0)
+    start_step = as_int(start_step, "start_step", minimum=0)
+    record_every = as_int(record_every, "record_every", minimum=1)
+    max_abs = as_real(max_abs, "max_abs")
+    lr_at = _lr_schedule(lr, steps, start_step)
+    field_ = _Field(prob, estimator, backend, normalized)
+    if normalized:
+        theta = _retract(prob, theta)
+    K = theta.shape[0]
+    active = np.ones(K, dtype=bool)
+    energy = np.zeros(K)
+    rec_t, rec_risk, rec_gn, rec_en, rec_theta = [], [], [], [], []
+    last_risk, last_gn = np.full(K, np.nan), np.full(K, np.nan)
+    bar = _Progress(steps, progress)
+    t0 = time.perf_counter()
+
+    def record(n):
+        rec_t.append(n)
+        rec_risk.append(last_risk.copy())
+        rec_gn.append(last_gn.copy())
+        rec_en.append(energy.copy())
+        if record_theta:
+            rec_theta.append(theta.copy())
+
+    for i in range(steps + 1):
+        n = start_step + i
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
+            break
+        risk, g = field_(theta[idx], n)
+        ok = np.isfinite(risk) & _finite_rows(g)
+        last_risk[idx[ok]] = risk[ok]
+        gn = np.linalg.norm(g.astype(np.float64), axis=1)
+        last_gn[idx[ok]] = gn[ok]
+        if i % record_every == 0 or i == steps:
+            record(n)
+        if i == steps:
+            break
+        h = lr_at(n)
+        new = theta[idx] - (h * g).astype(theta.dtype)
+        if normalized:
+            new = _retract(prob, new)
+        ok &= _finite_rows(new) & np.all(np.abs(new) <= max_abs, axis=1)
+        theta[idx[ok]] = new[ok]
+        energy[idx[ok]] += h * gn[ok] ** 2
+        active[idx[~ok]] = False
+        bar.update(i + 1)
+    return _finish(prob, theta, rec_t, rec_risk, rec_gn, rec_en, rec_theta, record_theta, active,
+                   np.full(K, steps), np.zeros(K, dtype=np.int64), None, "gd", start_step + steps, t0,
+                   {"evaluations": field_.evaluations, "lr": lr if not callable(lr) else repr(lr),
+                    "estimator": repr(estimator)})
+
+
+def _finish(prob, theta, rec_t, rec_risk, rec_gn, rec_en, rec_theta, record_theta, active, accepted,
+            rejected, status, method, next_step, t0, info):
+    diverged = ~active if status is None else (status == "diverged")
+    if status is None:
+        status = np.where(diverged, "diverged", "ok")
+    if diverged.any():
+        warnings.warn(f"{int(diverged.sum())} of {theta.shape[0]} networks diverged and were frozen "
+                      f"(see Run.diverged)", RuntimeWarning, stacklevel=3)
+    return Run(theta=theta, t=np.asarray(rec_t, dtype=np.float64), risk=np.array(rec_risk),
+               grad_norm=np.array(rec_gn), energy=np.array(rec_en),
+               thetas=np.array(rec_theta) if record_theta else None, diverged=diverged,
+               status=np.asarray(status), accepted=np.asarray(accepted), rejected=np.asarray(rejected),
+               method=method, next_step=next_step, wall_time=time.perf_counter() - t0, info=info)
+
+
+def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: float | None = None,
+                  rtol: float = 1e-6, atol: float = 1e-9, estimator: Estimator | None = None,
+                  normalized: bool = False, record_every: float | None = None, backend: str = "auto",
+                  record_theta: bool = False, max_abs: float = 1e8, max_steps: int = 1_000_000,
+                  max_rejections: int = 50, min_step: float = 1e-14,
+                  progress: bool | None = None) -> Run:
+    """Integrate the gradient flow ``dΘ/dt = -G(Θ)`` of K networks from t = 0 to ``t_end``.
+
+    Parameters
+    ----------
+    method : "euler", "heun", "rk4" (fixed step ``dt``) or "dopri5" (adaptive, error control per
+        network with ``rtol``/``atol``; ``dt`` is then the initial step, default chosen).
+    dt : fixed step (default t_end / 1000), rounded so that t_end is a whole number of steps.
+    estimator : default ``Quadrature()`` (exact in 1-D); a stochastic estimator draws the samples of
+        step n for every stage of step n.
+    normalized : the normalized flow of arXiv:2207.06246: every hidden neuron's (w_i, b_i) on the
+        unit sphere; G is projected on the tangent space at every stage, and (w_i, b_i) renormalized
+        after every step. theta0 is first moved onto the manifold by ``Problem.normalize``.
+    record_every : time between records (default t_end / 100); records land exactly on multiples.
+    max_rejections : dopri5 gives up on a network after this many consecutive rejections
+        (status "max_rejections"); ``min_step``: it gives up when the step falls below this ("min_step").
+
+    Returns
+    -------
+    Run (t in flow time).
+    """
+    theta, estimator = _check_common(prob, theta0, estimator)
+    if method not in METHODS:
+        raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
+    t_end = as_real(t_end, "t_end")
+    if t_end <= 0:
+        raise ValueError(f"t_end: expected a positive time, got {t_end}")
+    rtol, atol = as_real(rtol, "rtol"), as_real(atol, "atol")
+    if rtol <= 0:
+        raise ValueError(f"rtol: expected rtol > 0, got {rtol}")
+    if atol < 0:
+        raise ValueError(f"atol: expected atol >= 0, got {atol}")
+    if dt is not None:
+        dt = as_real(dt, "dt")
+        if dt <= 0:
+            raise ValueError(f"dt: expected a positive step, got {dt}")
+    rec_dt = t_end / 100 if record_every is None else as_real(record_every, "record_every")
+    if rec_dt <= 0:
+        raise ValueError(f"record_every: expected a positive time interval, got {rec_dt}")
+    max_steps = as_int(max_steps, "max_steps", minimum=1)
+    max_rejections = as_int(max_rejections, "max_rejections", minimum=1)
+    if normalized:
+        theta = prob.normalize(theta)
+    field_ = _Field(prob, estimator, backend, normalized)
+    if method == "dopri5":
+        if estimator.stochastic:
+            raise ValueError("estimator: dopri5 needs a deterministic vector field; use Quadrature, "
+                             "QuasiMonteCarlo, Points or MonteCarlo(resample=False)")
+        return _dopri5(prob, theta, t_end, dt, rtol, atol, field_, rec_dt, record_theta, max_abs,
+                       max_steps, max_rejections, min_step, progress)
+    n_steps = max(1, int(round(t_end / (dt if dt is not None else t_end / 1000))))
+    h = t_end / n_steps
+    rec_stride = max(1, int(round(rec_dt / h)))
+    A, B = _TABLEAUX[method]
+    K = theta.shape[0]
+    active = np.ones(K, dtype=bool)
+    energy = np.zeros(K)
+    last_risk, last_gn = np.full(K, np.nan), np.full(K, np.nan)
+    rec_t, rec_risk, rec_gn, rec_en, rec_theta = [], [], [], [], []
+    bar = _Progress(n_steps, progress)
+    t0 = time.perf_counter()
+    for n in range(n_steps + 1):
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
+            break
+        th = theta[idx].astype(np.float64)
+        risk, k0 = field_(theta[idx], n)
+        last_risk[idx] = risk
+        last_gn[idx] = np.linalg.norm(k0, axis=1)
+        if n % rec_stride == 0 or n == n_steps:
+            rec_t.append(n * h)
+            rec_risk.append(last_risk.copy())
+            rec_gn.append(last_gn.copy())
+            rec_en.append(energy.copy())
+            if record_theta:
+                rec_theta.append(theta.copy())
+        if n == n_steps:
+            break
+        ks = [k0.astype(np.float64)]
+        ok = np.isfinite(risk) & _finite_rows(k0)
+        for s in range(1, len(B)):
+            stage = th - h * sum(A[s, j] * ks[j] for j in range(s) if A[s, j] != 0)
+            if not np.all(_finite_rows(stage)):
+                ok &= _finite_rows(stage)
+                stage = np.where(_finite_rows(stage)[:, None], stage, th)
+            _, ks_s = field_(stage.astype(theta.dtype), n)
+            ks.append(ks_s.astype(np.float64))
+        new = th - h * sum(b * k for b, k in zip(B, ks) if b != 0)
+        if normalized:
+            new = _retract(prob, new)
+        ok &= _finite_rows(new) & np.all(np.abs(new) <= max_abs, axis=1)
+        theta[idx[ok]] = new[ok].astype(theta.dtype)
+        energy[idx[ok]] += h * sum(b * np.sum(k * k, axis=1) for b, k in zip(B, ks) if b != 0)[ok]
+        active[idx[~ok]] = False
+        bar.update(n + 1)
+    return _finish(prob, theta, rec_t, rec_risk, rec_gn, rec_en, rec_theta, record_theta, active,
+                   np.full(K, n_steps), np.zeros(K, dtype=np.int64), None, method, n_steps, t0,
+                   {"dt": h, "evaluations": field_.evaluations, "estimator": repr(field_.est)})
+
+
+def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, max_abs, max_steps,
+            max_rejections, min_step, progress):
+    """Dormand–Prince 5(4) with a step size, time and status per network; records on a time grid."""
+    K = theta.shape[0]
+    grid = np.arange(0.0, t_end, rec_dt)
+    grid = np.append(grid, t_end) if grid[-1] < t_end else grid
+    T = grid.size
+    risk_rec, gn_rec, en_rec = np.full((T, K), np.nan), np.full((T, K), np.nan), np.full((T, K), np.nan)
+    theta_rec = np.full((T,) + theta.shape, np.nan, dtype=theta.dtype) if record_theta else None
+    t = np.zeros(K)
+    nxt = np.zeros(K, dtype=np.int64)          # index of the next grid time to record
+    energy = np.zeros(K)
+    accepted, rejected, streak = (np.zeros(K, dtype=np.int64) for _ in range(3))
+    status = np.array(["ok"] * K, dtype=object)
+    done = np.zeros(K, dtype=bool)
+    th = theta.astype(np.float64)
+    risk, k1 = field_(theta, 0)
+    k1 = k1.astype(np.float64)
+    if h0 is None:  # Hairer–Wanner's simple initial guess, per network
+        sc = atol + rtol * np.abs(th)
+        d0 = np.sqrt(np.mean((th / sc) ** 2, axis=1))
+        d1 = np.sqrt(np.mean((k1 / sc) ** 2, axis=1))
+        h = np.where((d0 < 1e-5) | (d1 < 1e-5), 1e-6, 0.01 * d0 / np.maximum(d1, 1e-300))
+    else:
+        h = np.full(K, h0)
+    h = np.minimum(h, t_end)
+    bar = _Progress(t_end, progress)
+    t0 = time.perf_counter()
+
+    def record_due(sel, r, g_norm):
+        for k in np.flatnonzero(sel):
+            while nxt[k] < T and grid[nxt[k]] <= t[k] + 1e-12 * t_end:
+                j = nxt[k]
+                risk_rec[j, k], gn_rec[j, k], en_rec[j, k] = r[k], g_norm[k], energy[k]
+                if record_theta:
+                    theta_rec[j, k] = th[k]
+                nxt[k] += 1
+
+    record_due(np.ones(K, dtype=bool), risk, np.linalg.norm(k1, axis=1))
+    iters = 0
+    while not done.all():
+        iters += 1
+        if iters > max_steps:
+            status[~done] = "max_steps"
+            break
+        idx = np.flatnonzero(~done)
+        # land exactly on the next record time (keeps records exact and per-network independent)
+        target = grid[np.minimum(nxt[idx], T - 1)]
+        hh = np.minimum(h[idx], np.maximum(target - t[idx], 0.0))
+        hh = np.where(hh <= 0, h[idx], hh)
+        y = th[idx]
+        ks = [k1[idx]]
+        for s in range(1, 7):
+            stage = y - hh[:, None] * sum(_DP_A[s, j] * ks[j] for j in range(s) if _DP_A[s, j] != 0)
+            fin = _finite_rows(stage)
+            stage = np.where(fin[:, None], stage, y)
+            r_s, k_s = field_(stage.astype(theta.dtype), 0)
+            ks.append(k_s.astype(np.float64))
+        y_new = y - hh[:, None] * sum(b * k for b, k in zip(_DP_B, ks) if b != 0)
+        if field_.normalized:
+            y_new = _retract(prob, y_new)
+        err_vec = hh[:, None] * sum(e * k for e, k in zip(_DP_E, ks) if e != 0)
+        sc = atol + rtol * np.maximum(np.abs(y), np.abs(y_new))
+        err = np.sqrt(np.mean((err_vec / sc) ** 2, axis=1))
+        finite = _finite_rows(y_new) & np.isfinite(err)
+        bad = ~finite | np.any(np.abs(np.where(np.isfinite(y_new), y_new, 0)) > max_abs, axis=1)
+        acc = (err <= 1.0) & ~bad
+        # FSAL: the 7th stage is G at y_new (exact for the plain flow; projected field when normalized)
+        k_last, r_last = ks[6], r_s
+        a_idx = idx[acc]
+        if a_idx.size:
+            energy[a_idx] += hh[acc] * sum(b * np.sum(k * k, axis=1) for b, k in zip(_DP_B, ks) if b != 0)[acc]
+            th[a_idx] = y_new[acc]
+            t[a_idx] = np.where(np.abs(t[a_idx] + hh[acc] - target[acc]) <= 1e-12 * t_end, target[acc],
+                                t[a_idx] + hh[acc])
+            if field_.normalized:  # the field at the retracted point
+                r_last_a, k_last_a = field_(y_new[acc].astype(theta.dtype), 0)
+                k1[a_idx] = k_last_a.astype(np.float64)
+                risk_a = r_last_a
+            else:
+                k1[a_idx] = k_last[acc]
+                risk_a = r_last[acc]
+            accepted[a_idx] += 1
+            streak[a_idx] = 0
+            r_full = np.full(K, np.nan)
+            r_full[a_idx] = risk_a
+            g_full = np.full(K, np.nan)
+            g_full[a_idx] = np.linalg.norm(k1[a_idx], axis=1)
+            record_due(np.isin(np.arange(K), a_idx), r_full, g_full)
+        r_idx = idx[~acc]
+        rejected[r_idx] += 1
+        streak[r_idx] += 1
+        # step size update (standard controller, safety 0.9, factor in [0.2, 5])
+        fac = np.where(err > 0, 0.9 * np.power(np.maximum(err, 1e-300), -0.2), 5.0)
+        fac = np.clip(np.where(np.isfinite(fac), fac, 0.2), 0.2, 5.0)
+        fac = np.where(bad, 0.2, fac)
+        h[idx] = hh * np.where(acc, np.minimum(fac, 5.0), np.minimum(fac, 1.0))
+        stuck = streak[idx] >= max_rejections
+        tiny = h[idx] < min_step
+        status[idx[bad & (stuck | tiny)]] = "diverged"
+        status[idx[stuck & ~bad]] = "max_rejections"
+        status[idx[tiny & ~stuck & ~bad]] = "min_step"
+        done |= (t >= t_end - 1e-12 * t_end) | (status != "ok")
+        bar.update(float(np.min(t)))
+    theta_out = th.astype(theta.dtype)
+    return _finish(prob, theta_out, list(grid), list(risk_rec), list(gn_rec), list(en_rec),
+                   list(theta_rec) if record_theta else [], record_theta, status == "ok", accepted,
+                   rejected, status.astype(str), "dopri5", 0, t0,
+                   {"evaluations": field_.evaluations, "rtol": rtol, "atol": atol,
+                    "estimator": repr(field_.est)})
+
+
+def normalized_gradient_flow(prob: Problem, theta0, t_end: float, **kwargs) -> Run:
+    """The normalized gradient flow (``gradient_flow(..., normalized=True)``), seed arXiv:2207.06246."""
+    return gradient_flow(prob, theta0, t_end, normalized=True, **kwargs)
