@@ -180,3 +180,33 @@ def test_bad_prob_and_theta():
     prob = shallow()
     with pytest.raises(ValueError, match="theta0"):
         rf.gradient_descent(prob, np.zeros((1, 3)), lr=0.1, steps=1, estimator=FIXED)
+
+
+def test_diagnostics():
+    from reluflow import diagnostics as dg
+
+    prob = shallow(5)
+    theta = prob.init(2, seed=2)
+    est = rf.MonteCarlo(200, seed=0, resample=False)
+    run = rf.gradient_flow(prob, theta, 1.0, method="rk4", dt=1e-3, estimator=est, backend="numpy")
+    assert dg.energy_defect(run).shape == run.risk.shape
+    assert np.all(np.abs(dg.energy_defect(run)) < 1e-5 * run.risk[0])
+    # balancedness is conserved by the flow (to integrator accuracy)
+    b0, b1 = dg.balancedness(prob, theta), dg.balancedness(prob, run.theta)
+    assert b0.shape == (2, 5)
+    np.testing.assert_allclose(b1, b0, atol=1e-8)
+    # a neuron with w > 0, b < -w is dead on [0, 1]
+    th = theta.copy()
+    W, b = prob.layout.unpack(th)[0]
+    W[:, 0, 0], b[:, 0] = 1.0, -2.0
+    assert np.all(dg.dead_neurons(prob, th, est) >= 1)
+    # the fitted rate of an exact power law
+    fake = rf.Run(theta=theta, t=np.arange(1.0, 11.0), risk=np.outer(np.arange(1.0, 11.0) ** -1.5, [1, 2]),
+                  grad_norm=np.zeros((10, 2)), energy=np.zeros((10, 2)), thetas=None,
+                  diverged=np.zeros(2, bool), status=np.array(["ok", "ok"]), accepted=np.zeros(2),
+                  rejected=np.zeros(2), method="gd")
+    np.testing.assert_allclose(dg.convergence_rate(fake), 1.5, rtol=1e-10)
+    with pytest.raises(TypeError, match="run"):
+        dg.energy_defect("run")
+    with pytest.raises(ValueError, match="tail"):
+        dg.convergence_rate(fake, tail=0)

@@ -10,7 +10,7 @@
 See SPEC.md for the conventions: flat parameter layout (W_1, b_1, ..., W_L, b_L, row-major),
 relu'(0) = 0, risk without a factor 1/2.
 """
-from . import dists, targets
+from . import diagnostics, dists, targets
 from .backends import BackendInfo, backends
 from .flows import Run, gradient_descent, gradient_flow, normalized_gradient_flow
 from .estimators import MonteCarlo, Nodes, Points, QuasiMonteCarlo, Quadrature
@@ -20,4 +20,4 @@ from .problem import Problem
 __version__ = "0.1.0"
 
 __all__ = ["Problem", "Layout", "MonteCarlo", "QuasiMonteCarlo", "Quadrature", "Points", "Nodes",
-           "targets", "dists", "Run", "gradient_descent", "gradient_flow", "normalized_gradient_flow", "backends", "BackendInfo", "__version__"]
+           "targets", "dists", "diagnostics", "Run", "gradient_descent", "gradient_flow", "normalized_gradient_flow", "backends", "BackendInfo", "__version__"]
