@@ -152,7 +152,7 @@ class Quadrature(Estimator):
     Parameters
     ----------
     order : points per piece (1-D) or per cell axis (d >= 2); default: exact degree (1-D), 4 (d >= 2).
-    cells : cells per axis for d >= 2 (default 16); ignored in 1-D.
+    cells : cells per axis for d >= 2 (default 16, 8, 4 for d = 2, 3, 4); ignored in 1-D.
     exact : False allows targets that are not piecewise polynomial (``targets.Function``); the result
         is then a convergent approximation, not exact.
     """

@@ -28,8 +28,9 @@ class Target:
         """f(x): x (N, d) -> (N, out) float64."""
         raise NotImplementedError
 
-    def breaks(self) -> np.ndarray:
-        """Points of the 1-D domain where f is not polynomial (empty for smooth targets)."""
+    def breaks(self, lo: float = -np.inf, hi: float = np.inf) -> np.ndarray:
+        """Points strictly inside the 1-D interval (lo, hi) where f is not polynomial, increasing
+        (empty for smooth targets)."""
         return np.empty(0)
 
 
@@ -108,8 +109,9 @@ class PiecewisePolynomial(Target):
             val = val * s + c[:, p, :]
         return val
 
-    def breaks(self):
-        return self._breaks.copy()
+    def breaks(self, lo=-np.inf, hi=np.inf):
+        b = self._breaks
+        return b[(b > lo) & (b < hi)].copy()
 
     def __repr__(self) -> str:
         return f"PiecewisePolynomial(breaks={self._breaks.tolist()}, degree={self.degree}, out={self.out_dim})"
@@ -143,8 +145,9 @@ class PiecewiseLinear(PiecewisePolynomial):
         super().__init__(breaks, coeffs)
         self.knots, self.values = knots, values
 
-    def breaks(self):
-        return self.knots.copy()
+    def breaks(self, lo=-np.inf, hi=np.inf):
+        k = self.knots
+        return k[(k > lo) & (k < hi)].copy()
 
     def __repr__(self) -> str:
         return f"PiecewiseLinear(knots={self.knots.tolist()}, values={self.values.squeeze(-1).tolist()})"
@@ -173,13 +176,14 @@ class Teacher(Target):
         x = _check_x(x, self.dim)
         return realization(self.layout, self.theta[None, :], x, np)[0]
 
-    def breaks(self):
-        """The teacher's own kinks (1-D): found layer by layer like the network's (see quadrature)."""
+    def breaks(self, lo=-np.inf, hi=np.inf):
+        """The teacher's own kinks strictly inside (lo, hi) (1-D): found layer by layer like the
+        network's (``quadrature.kink_partition``; infinite lo/hi are allowed)."""
         if self.dim != 1:
             return np.empty(0)
         from .quadrature import kink_partition  # noqa: PLC0415
 
-        return kink_partition(self.layout, self.theta, -np.inf, np.inf)
+        return kink_partition(self.layout, self.theta, lo, hi)[1:-1]
 
     def __repr__(self) -> str:
         return f"Teacher(widths={self.layout.widths})"
