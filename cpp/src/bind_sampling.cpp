@@ -2,16 +2,90 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstdint>
 #include <stdexcept>
+#include <string>
 
 #include "bindings.h"
 #include "kernels_cpu.h"
+#include "reluflow/dists.h"
+#include "reluflow/sobol_directions.h"
+#include "sampling_cpu.h"
 
 namespace py = pybind11;
 
 namespace reluflow {
 
 using u32_array = py::array_t<uint32_t, py::array::c_style | py::array::forcecast>;
+using f64_array = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+namespace {
+
+constexpr int64_t kMaxPoints = 4294967295LL;  // 2^32 - 1: point indices are 32-bit
+
+void check_points(int64_t n) {
+  if (n < 0 || n > kMaxPoints)
+    throw py::value_error("n: expected a number of points in [0, 2**32 - 1], got " + std::to_string(n));
+}
+
+void check_sobol_dim(int d) {
+  if (d < 1) throw py::value_error("d: expected a dimension d >= 1, got " + std::to_string(d));
+  if (d > kSobolMaxDim)
+    throw py::value_error("d: the Sobol generator has direction numbers for at most " +
+                          std::to_string(kSobolMaxDim) + " dimensions, got d=" + std::to_string(d) +
+                          "; use MonteCarlo for higher-dimensional inputs");
+}
+
+f64_array as_vector(const py::object& obj, const char* name) {
+  if (obj.is_none()) throw py::value_error(std::string(name) + ": required for this distribution kind");
+  f64_array a = f64_array::ensure(obj);
+  if (!a) throw py::value_error(std::string(name) + ": expected a float64 array");
+  return a;
+}
+
+// An InputDist viewing the arrays it keeps alive.
+struct DistArgs {
+  f64_array a, b, c, e;
+  InputDist dist{};
+};
+
+DistArgs parse_dist(const std::string& kind, const py::object& low, const py::object& high,
+                    const py::object& breaks, const py::object& anti, const py::object& cum) {
+  DistArgs args;
+  if (kind == "uniform") {
+    args.a = as_vector(low, "low");
+    args.b = as_vector(high, "high");
+    if (args.a.ndim() != 1 || args.b.ndim() != 1 || args.a.shape(0) != args.b.shape(0) ||
+        args.a.shape(0) < 1)
+      throw py::value_error("low, high: expected two 1-D arrays of the same length d >= 1");
+    if (args.a.shape(0) > INT32_MAX) throw py::value_error("low: too many dimensions");
+    args.dist.kind = kDistUniform;
+    args.dist.dim = static_cast<int>(args.a.shape(0));
+    args.dist.box = UniformBox{args.dist.dim, args.a.data(), args.b.data()};
+  } else if (kind == "piecewise_polynomial") {
+    args.a = as_vector(breaks, "breaks");
+    args.b = as_vector(anti, "anti");
+    args.c = as_vector(cum, "cum");
+    if (args.a.ndim() != 1 || args.a.shape(0) < 2)
+      throw py::value_error("breaks: expected a 1-D array of m + 1 >= 2 break points");
+    const int64_t m = args.a.shape(0) - 1;
+    if (args.b.ndim() != 2 || args.b.shape(0) != m || args.b.shape(1) < 1)
+      throw py::value_error("anti: expected an (m, degree + 1) array, m = len(breaks) - 1 = " +
+                            std::to_string(m));
+    if (args.c.ndim() != 1 || args.c.shape(0) != m + 1)
+      throw py::value_error("cum: expected a 1-D array of length len(breaks) = " + std::to_string(m + 1));
+    if (m > INT32_MAX || args.b.shape(1) > INT32_MAX) throw py::value_error("breaks: too many pieces");
+    args.dist.kind = kDistPiecewisePolynomial;
+    args.dist.dim = 1;
+    args.dist.poly = PiecewisePolyDensity{static_cast<int>(m), static_cast<int>(args.b.shape(1)),
+                                          args.a.data(), args.b.data(), args.c.data()};
+  } else {
+    throw py::value_error("kind: expected 'uniform' or 'piecewise_polynomial', got '" + kind + "'");
+  }
+  return args;
+}
+
+}  // namespace
 
 void bind_sampling(py::module_& m) {
   m.def(
@@ -45,6 +119,114 @@ void bind_sampling(py::module_& m) {
       py::arg("seed"), py::arg("stream"), py::arg("step"), py::arg("first"), py::arg("n"),
       py::arg("d"), "Uniforms (n, d) in (0, 1) of samples first..first+n-1 (float64).");
 
+  // ---- Sobol -------------------------------------------------------------------------------
+  m.attr("sobol_max_dim") = kSobolMaxDim;
+
+  m.def(
+      "sobol_uniforms",
+      [](int64_t n, int d, uint64_t seed) {
+        check_points(n);
+        check_sobol_dim(d);
+        py::array_t<double> out({n, static_cast<int64_t>(d)});
+        {
+          py::gil_scoped_release release;
+          sobol_uniforms_cpu(n, d, seed, out.mutable_data());
+        }
+        return out;
+      },
+      py::arg("n"), py::arg("d"), py::arg("seed"),
+      "Scrambled Sobol points 0..n-1 (natural order) as uniforms (n, d) in (0, 1), float64; "
+      "bitwise equal to reluflow._sobol.sobol_uniforms.");
+
+  m.def(
+      "sobol_bits",
+      [](int64_t n, int d, uint64_t seed, bool scramble) {
+        check_points(n);
+        check_sobol_dim(d);
+        py::array_t<uint32_t> out({n, static_cast<int64_t>(d)});
+        {
+          py::gil_scoped_release release;
+          sobol_bits_cpu(n, d, seed, scramble, out.mutable_data());
+        }
+        return out;
+      },
+      py::arg("n"), py::arg("d"), py::arg("seed"), py::arg("scramble") = true,
+      "Sobol points 0..n-1 as 32-digit words (n, d) uint32; scramble=False: unscrambled (seed unused).");
+
+  m.def(
+      "sobol_scrambled_directions",
+      [](int d, uint64_t seed) {
+        check_sobol_dim(d);
+        py::array_t<uint32_t> dirs({static_cast<int64_t>(d), static_cast<int64_t>(32)});
+        py::array_t<uint32_t> shifts(static_cast<py::ssize_t>(d));
+        sobol_prepare(seed, d, true, dirs.mutable_data(), shifts.mutable_data());
+        return py::make_tuple(dirs, shifts);
+      },
+      py::arg("d"), py::arg("seed"),
+      "(scrambled direction numbers (d, 32) uint32, digital shifts (d,) uint32) of seed.");
+
+  // ---- input samplers ------------------------------------------------------------------------
+  m.def(
+      "mc_nodes",
+      [](uint64_t seed, uint32_t step, int64_t n, const std::string& kind, py::object low,
+         py::object high, py::object breaks, py::object anti, py::object cum) {
+        if (n < 0 || n > kMaxPoints + 1)
+          throw py::value_error("n: expected a number of samples in [0, 2**32], got " + std::to_string(n));
+        DistArgs args = parse_dist(kind, low, high, breaks, anti, cum);
+        py::array_t<double> out({n, static_cast<int64_t>(args.dist.dim)});
+        {
+          py::gil_scoped_release release;
+          mc_nodes_cpu(seed, step, n, args.dist, out.mutable_data());
+        }
+        return out;
+      },
+      py::arg("seed"), py::arg("step"), py::arg("n"), py::arg("kind"), py::arg("low") = py::none(),
+      py::arg("high") = py::none(), py::arg("breaks") = py::none(), py::arg("anti") = py::none(),
+      py::arg("cum") = py::none(),
+      "Monte-Carlo nodes (n, d) of step: Philox uniforms (stream 2) through the distribution; kind "
+      "'uniform' (low, high: (d,)) or 'piecewise_polynomial' (breaks (m+1,), anti (m, deg+1), cum "
+      "(m+1,) as in dists.PiecewisePolynomial).");
+
+  m.def(
+      "dist_from_uniform",
+      [](f64_array u, const std::string& kind, py::object low, py::object high, py::object breaks,
+         py::object anti, py::object cum) {
+        DistArgs args = parse_dist(kind, low, high, breaks, anti, cum);
+        if (u.ndim() != 2 || u.shape(1) != args.dist.dim)
+          throw py::value_error("u: expected an (n, " + std::to_string(args.dist.dim) +
+                                ") array of uniforms");
+        const int64_t n = u.shape(0);
+        py::array_t<double> out({n, static_cast<int64_t>(args.dist.dim)});
+        {
+          py::gil_scoped_release release;
+          dist_from_uniform_cpu(u.data(), n, args.dist, out.mutable_data());
+        }
+        return out;
+      },
+      py::arg("u"), py::arg("kind"), py::arg("low") = py::none(), py::arg("high") = py::none(),
+      py::arg("breaks") = py::none(), py::arg("anti") = py::none(), py::arg("cum") = py::none(),
+      "The distribution's nodes (n, d) of given uniforms u (n, d) (C++ twin of "
+      "Distribution.from_uniform; arguments as mc_nodes).");
+
+  m.def(
+      "qmc_nodes",
+      [](int64_t n, uint64_t seed, const std::string& kind, py::object low, py::object high,
+         py::object breaks, py::object anti, py::object cum) {
+        check_points(n);
+        DistArgs args = parse_dist(kind, low, high, breaks, anti, cum);
+        check_sobol_dim(args.dist.dim);
+        py::array_t<double> out({n, static_cast<int64_t>(args.dist.dim)});
+        {
+          py::gil_scoped_release release;
+          qmc_nodes_cpu(n, seed, args.dist, out.mutable_data());
+        }
+        return out;
+      },
+      py::arg("n"), py::arg("seed"), py::arg("kind"), py::arg("low") = py::none(),
+      py::arg("high") = py::none(), py::arg("breaks") = py::none(), py::arg("anti") = py::none(),
+      py::arg("cum") = py::none(),
+      "Quasi-Monte-Carlo nodes (n, d): scrambled Sobol uniforms through the distribution (arguments "
+      "as mc_nodes).");
 }
 
 }  // namespace reluflow

@@ -1,0 +1,48 @@
+// CPU loops of the input samplers (Monte-Carlo and quasi-Monte-Carlo nodes): parallel over nodes,
+// each node a pure function of (seed, step, index), so the result does not depend on the threads.
+#include <cstddef>
+#include <vector>
+
+#include "reluflow/dists.h"
+#include "reluflow/philox.h"
+#include "reluflow/sobol.h"
+#include "sampling_cpu.h"
+
+namespace reluflow {
+
+void mc_nodes_cpu(uint64_t seed, uint32_t step, int64_t n, InputDist dist, double* out) {
+  const int d = dist.dim;
+#pragma omp parallel for schedule(static)
+  for (int64_t j = 0; j < n; ++j) {
+    for (int k = 0; k < d; ++k) {
+      const double u = philox_uniform_at(seed, kStreamMonteCarlo, step, static_cast<uint32_t>(j),
+                                         static_cast<uint32_t>(k));
+      out[j * d + k] = input_dist_sample(dist, k, u);
+    }
+  }
+}
+
+void dist_from_uniform_cpu(const double* u, int64_t n, InputDist dist, double* out) {
+  const int d = dist.dim;
+#pragma omp parallel for schedule(static)
+  for (int64_t j = 0; j < n; ++j) {
+    for (int k = 0; k < d; ++k) out[j * d + k] = input_dist_sample(dist, k, u[j * d + k]);
+  }
+}
+
+void qmc_nodes_cpu(int64_t n, uint64_t seed, InputDist dist, double* out) {
+  const int d = dist.dim;
+  std::vector<uint32_t> dirs(static_cast<size_t>(d) * 32), shifts(d);
+  sobol_prepare(seed, d, true, dirs.data(), shifts.data());
+  const uint32_t* dp = dirs.data();
+  const uint32_t* sp = shifts.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t j = 0; j < n; ++j) {
+    for (int k = 0; k < d; ++k) {
+      const double u = sobol_uniform(dp + 32 * k, sp[k], static_cast<uint32_t>(j));
+      out[j * d + k] = input_dist_sample(dist, k, u);
+    }
+  }
+}
+
+}  // namespace reluflow
