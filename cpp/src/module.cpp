@@ -10,6 +10,9 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "reluflow CPU kernels (C++/OpenMP/SIMD)";
 
   reluflow::bind_sampling(m);
+  reluflow::bind_risk(m);
+  reluflow::bind_sweep(m);
+  reluflow::bind_flow(m);
 
   m.def("simd_path", &reluflow::simd_path, "SIMD instruction set the kernels were compiled for.");
   m.def("max_threads", &reluflow::max_threads, "OpenMP threads available (1 without OpenMP).");

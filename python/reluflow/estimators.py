@@ -155,14 +155,23 @@ class Quadrature(Estimator):
     cells : cells per axis for d >= 2 (default 16, 8, 4 for d = 2, 3, 4); ignored in 1-D.
     exact : False allows targets that are not piecewise polynomial (``targets.Function``); the result
         is then a convergent approximation, not exact.
+    method : "auto" (default), "sweep" or "partition". For shallow 1-D nets ``[1, H, out]`` with
+        piecewise-polynomial targets and densities, "sweep" computes the same exact value in
+        O(H log H) from the sorted kinks and prefix sums of moments (C++); "partition" feeds
+        Gauss–Legendre nodes on every piece to the dense kernel. "auto" takes the sweep on the
+        ``cpu`` backend where it applies; the ``numpy`` backend keeps the partition path (reference).
     """
 
-    def __init__(self, order: int | None = None, cells: int | None = None, exact: bool = True):
+    def __init__(self, order: int | None = None, cells: int | None = None, exact: bool = True,
+                 method: str = "auto"):
         self.order = None if order is None else as_int(order, "order", minimum=1)
         self.cells = None if cells is None else as_int(cells, "cells", minimum=1)
         if not isinstance(exact, (bool, np.bool_)):
             raise TypeError(f"exact: expected True or False, got {exact!r}")
         self.exact = bool(exact)
+        if method not in ("auto", "sweep", "partition"):
+            raise ValueError(f"method: expected 'auto', 'sweep' or 'partition', got {method!r}")
+        self.method = method
 
     def __repr__(self) -> str:
-        return f"Quadrature(order={self.order}, cells={self.cells}, exact={self.exact})"
+        return f"Quadrature(order={self.order}, cells={self.cells}, exact={self.exact}, method={self.method!r})"

@@ -169,6 +169,70 @@ def _check_common(prob, theta0, estimator):
     return theta, estimator
 
 
+def _native_loop_args(prob: Problem, estimator: Estimator, backend: str, theta) -> dict | None:
+    """Arguments of ``_core.flow_run`` when the whole loop can run in C++, else None.
+
+    The loop runs in C++ on the ``cpu`` backend for nodes that do not depend on theta (Points, QMC,
+    fixed MonteCarlo, tensor Quadrature in d >= 2), and for MonteCarlo with ``resample=True`` when the
+    target is native (Affine, PiecewiseLinear, PiecewisePolynomial) so that C++ evaluates it.
+    1-D Quadrature (nodes move with the kinks) and Function/Teacher targets with resampling use the
+    Python driver around the C++ kernels.
+    """
+    from .backends import resolve  # noqa: PLC0415
+    from .estimators import Points, QuasiMonteCarlo  # noqa: PLC0415
+    from .targets import Affine, PiecewisePolynomial  # noqa: PLC0415
+
+    if resolve(backend, theta) != "cpu":
+        return None
+    from .backends import _core  # noqa: PLC0415
+
+    core, _ = _core()
+    if core is None or not hasattr(core, "flow_run"):
+        return None
+    if isinstance(estimator, MonteCarlo) and estimator.resample:
+        from . import _native_sampling  # noqa: PLC0415
+
+        if isinstance(prob.target, Affine):
+            tgt = {"target_kind": "affine", "target_A": prob.target.A, "target_b": prob.target.b}
+        elif isinstance(prob.target, PiecewisePolynomial):
+            tgt = {"target_kind": "piecewise_polynomial", "target_breaks": prob.target._breaks,
+                   "target_coeffs": np.ascontiguousarray(prob.target.coeffs)}
+        else:
+            return None
+        dist = _native_sampling.native_dist_args(prob.input)
+        dist["dist_kind"] = dist.pop("kind")
+        return {"resample": True, "seed": estimator.seed, "n": estimator.n, **dist, **tgt}
+    if isinstance(estimator, (Points, QuasiMonteCarlo, MonteCarlo)) or (
+            isinstance(estimator, Quadrature) and prob.dim > 1):
+        if isinstance(estimator, Quadrature):
+            from .quadrature import quadrature_nodes  # noqa: PLC0415
+
+            nodes = quadrature_nodes(prob, np.asarray(theta)[0], estimator)
+        else:
+            nodes = prob.nodes(estimator, 0, "cpu")
+        y = prob.target_values(nodes)
+        return {"x": np.ascontiguousarray(nodes.x), "w": np.ascontiguousarray(nodes.w),
+                "y": np.ascontiguousarray(y, dtype=np.float64)}
+    return None
+
+
+def _native_run(prob, theta, method, steps, start_step, record_every, h, max_abs, normalized, args):
+    """One call of the C++ loop; returns (theta, t-index records, risk, grad_norm, energy, active)."""
+    from . import _core  # noqa: PLC0415
+
+    res = _core.flow_run(list(prob.widths), np.ascontiguousarray(theta), method, steps, start_step,
+                         record_every, np.ascontiguousarray(h, dtype=np.float64), float(max_abs),
+                         bool(normalized), **args)
+    return res
+
+
+def _record_indices(steps: int, record_every: int) -> np.ndarray:
+    idx = list(range(0, steps + 1, record_every))
+    if idx[-1] != steps:
+        idx.append(steps)
+    return np.asarray(idx)
+
+
 def _lr_schedule(lr, steps: int, start: int) -> Callable[[int], float]:
     if callable(lr):
         return lambda n: as_real(lr(n), f"lr({n})")
@@ -222,6 +286,18 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
     field_ = _Field(prob, estimator, backend, normalized)
     if normalized:
         theta = _retract(prob, theta)
+    native = None if record_theta else _native_loop_args(prob, estimator, backend, theta)
+    if native is not None:
+        t0 = time.perf_counter()
+        h = np.array([lr_at(start_step + i) for i in range(steps)], dtype=np.float64)
+        res = _native_run(prob, theta, "gd", steps, start_step, record_every, h, max_abs, normalized, native)
+        active = res["active"].astype(bool)
+        rec = _record_indices(steps, record_every)
+        return _finish(prob, res["theta"], list(start_step + rec), list(res["risk"]), list(res["grad_norm"]),
+                       list(res["energy"]), [], False, active, np.full(theta.shape[0], steps),
+                       np.zeros(theta.shape[0], dtype=np.int64), None, "gd", start_step + steps, t0,
+                       {"evaluations": int(res["evaluations"]), "loop": "C++",
+                        "lr": lr if not callable(lr) else repr(lr), "estimator": repr(estimator)})
     K = theta.shape[0]
     active = np.ones(K, dtype=bool)
     energy = np.zeros(K)
@@ -340,6 +416,17 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
     n_steps = max(1, int(round(t_end / (dt if dt is not None else t_end / 1000))))
     h = t_end / n_steps
     rec_stride = max(1, int(round(rec_dt / h)))
+    native = None if record_theta else _native_loop_args(prob, estimator, backend, theta)
+    if native is not None:
+        t0 = time.perf_counter()
+        res = _native_run(prob, theta, method, n_steps, 0, rec_stride, np.full(n_steps, h), max_abs,
+                          normalized, native)
+        rec = _record_indices(n_steps, rec_stride)
+        return _finish(prob, res["theta"], list(rec * h), list(res["risk"]), list(res["grad_norm"]),
+                       list(res["energy"]), [], False, res["active"].astype(bool),
+                       np.full(theta.shape[0], n_steps), np.zeros(theta.shape[0], dtype=np.int64), None,
+                       method, n_steps, t0, {"dt": h, "evaluations": int(res["evaluations"]), "loop": "C++",
+                                             "estimator": repr(estimator)})
     A, B = _TABLEAUX[method]
     K = theta.shape[0]
     active = np.ones(K, dtype=bool)

@@ -9,7 +9,7 @@ from . import _philox
 from ._validate import as_dtype, as_int, as_points, as_theta, array_namespace
 from .backends import reference, resolve
 from .dists import Distribution, Uniform
-from .estimators import Estimator, Nodes, Quadrature
+from .estimators import Estimator, MonteCarlo, Nodes, QuasiMonteCarlo, Quadrature
 from .layout import Layout
 from .targets import Target
 
@@ -122,15 +122,33 @@ class Problem:
         name = resolve(backend, theta)
         xp = array_namespace(theta)
         x = as_points(x, self.dim, "x")
-        out = reference.realization(self.layout, theta, xp.asarray(x), xp)
+        if name == "cpu":
+            from .backends import cpu  # noqa: PLC0415
+
+            out = cpu.realization(self.layout, theta, x)
+        else:
+            out = reference.realization(self.layout, theta, xp.asarray(x), xp)
         return out.astype(theta.dtype)
 
     def target_values(self, nodes: Nodes) -> np.ndarray:
         """y (N, out): the data of ``nodes`` or the target evaluated at them (float64)."""
         return nodes.y if nodes.y is not None else self.target(nodes.x)
 
+    def nodes(self, estimator: Estimator, step: int = 0, backend: str = "numpy") -> Nodes:
+        """The weighted nodes of a point estimator at ``step``; on the ``cpu`` backend Monte-Carlo and
+        QMC nodes are drawn by the C++ samplers (bitwise the same as numpy's)."""
+        if backend == "cpu" and isinstance(estimator, (MonteCarlo, QuasiMonteCarlo)):
+            from . import _native_sampling as ns  # noqa: PLC0415
+
+            if isinstance(estimator, MonteCarlo):
+                x = ns.mc_nodes(self.input, estimator.seed, step if estimator.resample else 0, estimator.n)
+            else:
+                x = ns.qmc_nodes(self.input, estimator.seed, estimator.n)
+            return Nodes(x, np.full(estimator.n, 1.0 / estimator.n))
+        return estimator.nodes(self, step)
+
     def risk_and_grad(self, theta, estimator: Estimator, backend: str = "auto", step: int = 0,
-                      want_grad: bool = True):
+                      want_grad: bool = True, method: str = "auto"):
         """Risk estimate and its generalized gradient for every network.
 
         Parameters
@@ -139,6 +157,9 @@ class Problem:
         estimator : Points, MonteCarlo, QuasiMonteCarlo or Quadrature.
         backend : "auto", "numpy", "cupy", "cpu", "cuda" (see ``rf.backends()``).
         step : integration step (selects the Monte-Carlo samples when ``resample=True``).
+        method : point estimators on shallow 1-D nets: "dense" (the fused kernel), "sweep" (sort nodes
+            and kinks, prefix sums: O((N+H) log(N+H)), ``cpu`` only) or "auto" (the sweep on ``cpu``
+            when its cost model says it is faster). Quadrature has its own ``method``.
 
         Returns
         -------
@@ -149,20 +170,62 @@ class Problem:
             raise TypeError(f"estimator: expected Points, MonteCarlo, QuasiMonteCarlo or Quadrature, "
                             f"got {type(estimator).__name__}")
         step = as_int(step, "step", minimum=0)
+        if method not in ("auto", "dense", "sweep"):
+            raise ValueError(f"method: expected 'auto', 'dense' or 'sweep', got {method!r}")
         name = resolve(backend, theta)
         xp = array_namespace(theta)
+        kernel = _dense_kernel(name, xp)
         if isinstance(estimator, Quadrature):
             from .quadrature import quadrature_risk_and_grad  # noqa: PLC0415
 
-            risk, grad = quadrature_risk_and_grad(self, theta, estimator, want_grad, xp)
+            risk, grad = quadrature_risk_and_grad(self, theta, estimator, want_grad, xp, backend=name,
+                                                  kernel=kernel)
         else:
-            nodes = estimator.nodes(self, step)
+            nodes = self.nodes(estimator, step, name)
             y = self.target_values(nodes)
-            risk, grad = reference.risk_and_grad(self.layout, theta, xp.asarray(nodes.x),
-                                                 xp.asarray(nodes.w), xp.asarray(y), want_grad, xp)
+            if _use_point_sweep(self, theta, nodes, name, method):
+                from .sweep import points_shallow1d  # noqa: PLC0415
+
+                risk, grad = points_shallow1d(self, theta, nodes.x, nodes.w, y)
+            else:
+                risk, grad = kernel(self.layout, theta, xp.asarray(nodes.x), xp.asarray(nodes.w),
+                                    xp.asarray(y), want_grad)
         risk = risk.astype(theta.dtype)
         return (risk, grad.astype(theta.dtype)) if want_grad else (risk, None)
 
-    def risk(self, theta, estimator: Estimator, backend: str = "auto", step: int = 0):
+    def risk(self, theta, estimator: Estimator, backend: str = "auto", step: int = 0, method: str = "auto"):
         """Risk estimate of every network: theta (K, P) -> (K,), in theta's dtype."""
-        return self.risk_and_grad(theta, estimator, backend, step, want_grad=False)[0]
+        return self.risk_and_grad(theta, estimator, backend, step, want_grad=False, method=method)[0]
+
+
+def _dense_kernel(name: str, xp):
+    """``kernel(layout, theta, x, w, y, want_grad) -> (risk, grad)`` of the backend ``name``."""
+    if name == "cpu":
+        from .backends import cpu  # noqa: PLC0415
+
+        return cpu.risk_and_grad
+    return lambda layout, theta, x, w, y, want_grad: reference.risk_and_grad(layout, theta, x, w, y,
+                                                                             want_grad, xp)
+
+
+def _use_point_sweep(problem: Problem, theta, nodes: Nodes, backend: str, method: str) -> bool:
+    """Whether a point estimator on a shallow 1-D net goes through the O((N+H) log) sweep."""
+    if method == "dense":
+        return False
+    from . import sweep  # noqa: PLC0415
+
+    applicable = (problem.dim == 1 and problem.layout.num_layers == 2 and backend == "cpu"
+                  and sweep.core_available())
+    if method == "sweep":
+        if not applicable:
+            raise ValueError("method: 'sweep' needs a shallow 1-D net [1, H, out] on the cpu backend")
+        return True
+    if not applicable:
+        return False
+    # cost model (measured on the 2-core CI machines): the dense SIMD kernel does ~13 flops per
+    # node-neuron pair at ~40 GFLOP/s over all cores; the sweep costs ~10 ns per element and log
+    # level per network, on one core per network
+    N, H, K = nodes.x.shape[0], problem.widths[1], theta.shape[0]
+    dense = K * N * H * 13 / 40e9
+    per_net = (N + H) * np.log2(N + H + 2) * 10e-9
+    return per_net * K / min(2, K) < dense

@@ -13,6 +13,12 @@ the integrand ``|N(x) - f(x)|^2 rho(x)`` is a polynomial of degree
 ``q = ceil((degree + 1) / 2)`` points per piece integrates it exactly (and the gradient integrand,
 whose degree is not larger, too).
 
+Shallow 1-D nets ``[1, H, out]`` with an Affine / PiecewiseLinear / PiecewisePolynomial target and a
+Uniform or piecewise-polynomial density also have an O(H log H) path, ``reluflow.sweep`` (one sweep
+over the sorted kinks, prefix sums of the residual's moments): the same exact value to rounding. It
+runs for ``backend="cpu"`` (or ``Quadrature(method="sweep")``), see :func:`quadrature_method`; the
+numpy backend keeps this module's partition path, the reference.
+
 d = 2..4: composite tensor Gauss–Legendre on the box of the uniform input distribution, ``cells``
 cells and ``order`` points per axis, the same nodes for every network. This is **convergent, not
 exact** (the kinks are hyperplanes that cut the cells), with error O(cells^-2) for a generic net.
@@ -43,8 +49,8 @@ from .layout import Layout
 if TYPE_CHECKING:  # pragma: no cover
     from .problem import Problem
 
-__all__ = ["kink_partition", "quadrature_nodes", "quadrature_risk_and_grad", "DEFAULT_CELLS",
-           "DEFAULT_ORDER_MULTI_D", "DEFAULT_ORDER_INEXACT", "MAX_DIM"]
+__all__ = ["kink_partition", "quadrature_nodes", "quadrature_risk_and_grad", "quadrature_method", "METHODS",
+           "DEFAULT_CELLS", "DEFAULT_ORDER_MULTI_D", "DEFAULT_ORDER_INEXACT", "MAX_DIM"]
 
 #: default cells per axis of the composite tensor rule, by input dimension
 DEFAULT_CELLS = {2: 16, 3: 8, 4: 4}
@@ -284,21 +290,76 @@ def quadrature_nodes(problem: "Problem", theta, estimator: Quadrature) -> Nodes:
     return _nodes_tensor(problem, estimator)
 
 
-def quadrature_risk_and_grad(problem: "Problem", theta, estimator: Quadrature, want_grad: bool, xp=np):
+#: values of the estimator's ``method`` attribute (``Quadrature(method=...)``)
+METHODS = ("auto", "sweep", "partition")
+
+
+def quadrature_method(problem: "Problem", estimator: Quadrature, backend: str = "numpy", xp=np) -> str:
+    """Which 1-D algorithm runs: ``"sweep"`` (exact O(H log H) sorted sweep of ``reluflow.sweep``,
+    shallow 1-D nets only) or ``"partition"`` (Gauss–Legendre on the kink partition, any depth).
+
+    ``getattr(estimator, "method", "auto")``:
+
+    * ``"partition"``: always the partition path (the reference).
+    * ``"sweep"``: the sweep; ValueError when the problem is not a shallow 1-D net with a supported
+      target and density, or the C++ extension is missing.
+    * ``"auto"``: the sweep when ``backend == "cpu"``, theta is a numpy array, the problem is supported,
+      the extension imports and the estimator's ``order`` (if given) is at least the exact order (a
+      smaller explicit order asks for the inexact partition rule, which only the partition path
+      reproduces); otherwise the partition path. The ``numpy`` backend stays the plain reference.
+    """
+    from . import sweep  # noqa: PLC0415
+
+    method = getattr(estimator, "method", "auto")
+    if method not in METHODS:
+        raise ValueError(f"estimator: method must be one of {METHODS}, got {method!r}")
+    if method == "partition":
+        return "partition"
+    if method == "sweep":
+        why = sweep.shallow1d_unsupported_reason(problem)
+        if why is not None:
+            raise ValueError(f"estimator: method='sweep': {why}; use method='partition' or 'auto'")
+        if not sweep.core_available():
+            raise ValueError("estimator: method='sweep' needs the C++ extension reluflow._core, which is "
+                             "not importable here; use method='partition'")
+        return "sweep"
+    if backend != "cpu" or xp is not np or not sweep.shallow1d_applicable(problem):
+        return "partition"
+    order = getattr(estimator, "order", None)
+    if order is not None and order < sweep.exact_order(problem):
+        return "partition"
+    return "sweep" if sweep.core_available() else "partition"
+
+
+def quadrature_risk_and_grad(problem: "Problem", theta, estimator: Quadrature, want_grad: bool, xp=np,
+                             backend: str = "numpy", kernel=None):
     """Risk and generalized gradient by quadrature: theta (K, P) -> risk (K,), grad (K, P) or None.
 
     float64 results in ``xp`` arrays. In 1-D every network has its own partition, so the kernel runs
     once per network on that network's nodes (exact up to rounding, see the module docstring; the
     gradient with the nodes held fixed is the exact gradient of the exact risk). For d = 2..4 all
     networks share one tensor grid (convergent, not exact); d > 4 raises ValueError.
+
+    ``backend``: the resolved backend name. Shallow 1-D nets with supported targets and densities go
+    through the exact O(H log H) sweep (``reluflow.sweep``, the same value to rounding) when the
+    estimator's ``method`` asks for it, or is ``"auto"`` and ``backend == "cpu"``; see
+    :func:`quadrature_method`. The ``"numpy"`` default keeps the partition path (the reference).
+    ``kernel``: the dense ``kernel(layout, theta, x, w, y, want_grad)`` fed with the nodes (default:
+    the reference in ``xp``).
     """
+    if kernel is None:
+        kernel = lambda lay, th, x, w, y, g: reference.risk_and_grad(lay, th, x, w, y, g, xp)  # noqa: E731
     _check_dim(problem)
+    if quadrature_method(problem, estimator, backend, xp) == "sweep":
+        from .sweep import exact_shallow1d  # noqa: PLC0415
+
+        risk, grad = exact_shallow1d(problem, theta, estimator)
+        return xp.asarray(risk), (xp.asarray(grad) if want_grad else None)
     layout = problem.layout
     if problem.dim > 1:
         nodes = _nodes_tensor(problem, estimator)
         y = problem.target_values(nodes)
-        return reference.risk_and_grad(layout, theta, xp.asarray(nodes.x), xp.asarray(nodes.w),
-                                       xp.asarray(y), want_grad, xp)
+        return kernel(layout, theta, xp.asarray(nodes.x), xp.asarray(nodes.w), xp.asarray(y), want_grad)
     theta_host = _to_numpy(theta)
     risks, grads = [], []
     for k in range(theta_host.shape[0]):
@@ -306,8 +367,8 @@ def quadrature_risk_and_grad(problem: "Problem", theta, estimator: Quadrature, w
         y = problem.target_values(nodes)
         # the nodes are fixed while differentiating: the boundary terms of the moving kinks cancel
         # because the integrand is continuous across a kink, so this is the exact gradient
-        r, g = reference.risk_and_grad(layout, theta[k:k + 1], xp.asarray(nodes.x), xp.asarray(nodes.w),
-                                       xp.asarray(y), want_grad, xp)
+        r, g = kernel(layout, theta[k:k + 1], xp.asarray(nodes.x), xp.asarray(nodes.w), xp.asarray(y),
+                      want_grad)
         risks.append(r)
         grads.append(g)
     risk = xp.concatenate(risks)

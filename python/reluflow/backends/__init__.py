@@ -81,7 +81,8 @@ def resolve(name, theta) -> str:
     if name == "auto":
         if is_cupy:
             return "cupy"  # the CUDA kernels take over here once they implement risk_and_grad
-        return "numpy"     # the C++ kernels take over here once they implement risk_and_grad
+        core, _ = _core()
+        return "cpu" if core is not None and hasattr(core, "risk_and_grad") else "numpy"
     if name not in BACKEND_NAMES:
         raise ValueError(f"backend: expected one of {('auto',) + BACKEND_NAMES}, got {name!r}")
     info = backends()[name]

@@ -1,0 +1,65 @@
+// Parsing of the input-distribution arguments shared by the sampling and flow bindings.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+
+#include "reluflow/dists.h"
+
+namespace reluflow {
+
+namespace py = pybind11;
+using f64_array = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+inline f64_array as_vector(const py::object& obj, const char* name) {
+  if (obj.is_none()) throw py::value_error(std::string(name) + ": required for this distribution kind");
+  f64_array a = f64_array::ensure(obj);
+  if (!a) throw py::value_error(std::string(name) + ": expected a float64 array");
+  return a;
+}
+
+// An InputDist viewing the arrays it keeps alive.
+struct DistArgs {
+  f64_array a, b, c, e;
+  InputDist dist{};
+};
+
+inline DistArgs parse_dist(const std::string& kind, const py::object& low, const py::object& high,
+                    const py::object& breaks, const py::object& anti, const py::object& cum) {
+  DistArgs args;
+  if (kind == "uniform") {
+    args.a = as_vector(low, "low");
+    args.b = as_vector(high, "high");
+    if (args.a.ndim() != 1 || args.b.ndim() != 1 || args.a.shape(0) != args.b.shape(0) ||
+        args.a.shape(0) < 1)
+      throw py::value_error("low, high: expected two 1-D arrays of the same length d >= 1");
+    if (args.a.shape(0) > INT32_MAX) throw py::value_error("low: too many dimensions");
+    args.dist.kind = kDistUniform;
+    args.dist.dim = static_cast<int>(args.a.shape(0));
+    args.dist.box = UniformBox{args.dist.dim, args.a.data(), args.b.data()};
+  } else if (kind == "piecewise_polynomial") {
+    args.a = as_vector(breaks, "breaks");
+    args.b = as_vector(anti, "anti");
+    args.c = as_vector(cum, "cum");
+    if (args.a.ndim() != 1 || args.a.shape(0) < 2)
+      throw py::value_error("breaks: expected a 1-D array of m + 1 >= 2 break points");
+    const int64_t m = args.a.shape(0) - 1;
+    if (args.b.ndim() != 2 || args.b.shape(0) != m || args.b.shape(1) < 1)
+      throw py::value_error("anti: expected an (m, degree + 1) array, m = len(breaks) - 1 = " +
+                            std::to_string(m));
+    if (args.c.ndim() != 1 || args.c.shape(0) != m + 1)
+      throw py::value_error("cum: expected a 1-D array of length len(breaks) = " + std::to_string(m + 1));
+    if (m > INT32_MAX || args.b.shape(1) > INT32_MAX) throw py::value_error("breaks: too many pieces");
+    args.dist.kind = kDistPiecewisePolynomial;
+    args.dist.dim = 1;
+    args.dist.poly = PiecewisePolyDensity{static_cast<int>(m), static_cast<int>(args.b.shape(1)),
+                                          args.a.data(), args.b.data(), args.c.data()};
+  } else {
+    throw py::value_error("kind: expected 'uniform' or 'piecewise_polynomial', got '" + kind + "'");
+  }
+  return args;
+}
+
+}  // namespace reluflow

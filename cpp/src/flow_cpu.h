@@ -1,0 +1,52 @@
+// Integrator loops in C++ (flow_cpu.cpp): gradient descent / SGD and fixed-step Runge–Kutta methods
+// for K networks, calling the fused kernels directly, with no Python between steps.
+#pragma once
+#include <cstdint>
+
+#include "reluflow/dists.h"
+#include "reluflow/layout.h"
+#include "reluflow/targets.h"
+
+namespace reluflow {
+
+enum FlowMethod : int { kFlowEuler = 0, kFlowHeun = 1, kFlowRK4 = 2 };
+
+struct FlowSpec {
+  Layout lay;
+  int64_t K = 0;
+  // nodes: fixed (x, w, y given) or, with resample, n Monte-Carlo nodes of every step drawn from
+  // Philox (seed, stream MC, step) through dist, target evaluated in C++
+  bool resample = false;
+  uint64_t seed = 0;
+  int64_t n = 0;
+  InputDist dist{};
+  TargetSpec target{};
+  const double* x = nullptr;
+  const double* w = nullptr;
+  const double* y = nullptr;
+  int64_t N = 0;
+  // steps
+  int method = kFlowEuler;
+  int64_t steps = 0, start_step = 0, record_every = 1;
+  const double* h = nullptr;  // (steps,): step size of local step i (lr_n or dt)
+  double max_abs = 1e8;
+  bool normalized = false;
+};
+
+// Records T = number of i in [0, steps] with i % record_every == 0 or i == steps.
+int64_t flow_num_records(int64_t steps, int64_t record_every);
+
+struct FlowOut {
+  double* rec_risk = nullptr;    // (T, K): risk at the recorded states (NaN never: last value kept)
+  double* rec_gnorm = nullptr;   // (T, K): |G| at the recorded states
+  double* rec_energy = nullptr;  // (T, K): ∫|G|^2 dt accumulated so far
+  double* energy = nullptr;      // (K,) in/out
+  uint8_t* active = nullptr;     // (K,) in/out: 0 = frozen (diverged)
+  int64_t evaluations = 0;       // kernel calls
+};
+
+// Runs the loop in place on theta (K, P), float (T = float) or double.
+template <class T>
+void flow_run_cpu(const FlowSpec& spec, T* theta, FlowOut& out);
+
+}  // namespace reluflow

@@ -1,0 +1,231 @@
+// Driver of the fused CPU risk/gradient (work items, fixed-order reduction) and the scalar per-node
+// kernel built on net.h. See risk_grad_cpu.h for the parallel structure.
+#include "risk_grad_cpu.h"
+
+#include <algorithm>
+#include <exception>
+#include <stdexcept>
+#include <vector>
+
+#include "reluflow/net.h"
+#ifdef RELUFLOW_OPENMP
+#include <omp.h>
+#endif
+
+namespace reluflow {
+namespace detail {
+namespace {
+
+// ---- the scalar path: one node at a time through net.h --------------------------------------------
+template <class T>
+class ScalarKernel final : public TileKernel {
+ public:
+  explicit ScalarKernel(const RGProblem& p) : p_(p) {
+    tile = p.tile > 0 ? p.tile : 64;
+    partial_size = 1 + p.lay.num_params;
+  }
+
+  struct Ws : Workspace {
+    std::vector<T> z, da, db, grad, x;
+  };
+
+  std::unique_ptr<Workspace> workspace() const override {
+    auto ws = std::make_unique<Ws>();
+    const Layout& lay = p_.lay;
+    ws->z.resize(static_cast<size_t>(net::num_activations(lay)));
+    ws->da.resize(net::max_width(lay));
+    ws->db.resize(net::max_width(lay));
+    ws->grad.resize(static_cast<size_t>(lay.num_params));
+    ws->x.resize(lay.widths[0]);
+    return ws;
+  }
+
+  void run(Workspace& wsb, int64_t k, int64_t j0, int64_t j1, bool want_grad, double* partial) const override {
+    Ws& ws = static_cast<Ws&>(wsb);
+    const Layout& lay = p_.lay;
+    const int d = lay.widths[0], out = lay.widths[lay.num_layers];
+    const int64_t P = lay.num_params;
+    const T* th = static_cast<const T*>(p_.theta) + k * P;
+    const T* n_out = ws.z.data() + (ws.z.size() - out);
+    T g[kMaxOut];
+    std::vector<T> gbuf;
+    T* gp = g;
+    if (out > kMaxOut) {
+      gbuf.resize(out);
+      gp = gbuf.data();
+    }
+    for (int64_t t0 = j0; t0 < j1; t0 += tile) {
+      const int64_t t1 = std::min(j1, t0 + tile);
+      double risk = 0.0;
+      if (want_grad) std::fill(ws.grad.begin(), ws.grad.end(), T(0));
+      for (int64_t j = t0; j < t1; ++j) {
+        for (int c = 0; c < d; ++c) ws.x[c] = static_cast<T>(p_.x[j * d + c]);
+        net::forward_node(lay, th, ws.x.data(), ws.z.data());
+        risk += net::node_loss(out, n_out, p_.y + j * out, p_.w[j], gp);
+        if (want_grad)
+          net::backward_node(lay, th, ws.x.data(), ws.z.data(), gp, ws.da.data(), ws.db.data(), ws.grad.data());
+      }
+      partial[0] += risk;
+      if (want_grad)
+        for (int64_t q = 0; q < P; ++q) partial[1 + q] += static_cast<double>(ws.grad[q]);
+    }
+  }
+
+  void finalize(int64_t, const double* partial, double* grad) const override {
+    std::copy(partial + 1, partial + 1 + p_.lay.num_params, grad);
+  }
+
+  void realize(Workspace& wsb, int64_t k, int64_t j0, int64_t j1, double* out_k) const override {
+    Ws& ws = static_cast<Ws&>(wsb);
+    const Layout& lay = p_.lay;
+    const int d = lay.widths[0], out = lay.widths[lay.num_layers];
+    const T* th = static_cast<const T*>(p_.theta) + k * lay.num_params;
+    const T* n_out = ws.z.data() + (ws.z.size() - out);
+    for (int64_t j = j0; j < j1; ++j) {
+      for (int c = 0; c < d; ++c) ws.x[c] = static_cast<T>(p_.x[j * d + c]);
+      net::forward_node(lay, th, ws.x.data(), ws.z.data());
+      for (int o = 0; o < out; ++o) out_k[j * out + o] = static_cast<double>(n_out[o]);
+    }
+  }
+
+ private:
+  static constexpr int kMaxOut = 16;
+  RGProblem p_;
+};
+
+RGKernel resolve(const RGProblem& p) {
+  if (p.kernel != RGKernel::Auto) return p.kernel;
+  return shallow_kernel_supported(p.lay) ? RGKernel::Shallow : RGKernel::Deep;
+}
+
+template <class T>
+std::unique_ptr<TileKernel> make_kernel_t(const RGProblem& p) {
+  switch (resolve(p)) {
+    case RGKernel::Shallow:
+      return make_shallow_kernel<T>(p);
+    case RGKernel::Deep:
+      return make_deep_kernel<T>(p);
+    default:
+      return std::make_unique<ScalarKernel<T>>(p);
+  }
+}
+
+std::unique_ptr<TileKernel> make_kernel(const RGProblem& p) {
+  return p.f32 ? make_kernel_t<float>(p) : make_kernel_t<double>(p);
+}
+
+// Work items are (network, chunk); the chunking depends on (N, K, tile, partial size) only, never on
+// the number of threads. About kTargetItems items in all (enough for many threads), with the chunk
+// partials (K x chunks x partial doubles) kept under kMaxPartialBytes unless one per network is needed.
+constexpr int64_t kTargetItems = 64;
+constexpr int64_t kMaxPartialBytes = int64_t(32) << 20;
+
+struct Chunking {
+  int64_t ntiles = 0, nchunks = 0, tiles_per_chunk = 1;
+};
+
+Chunking make_chunking(int64_t N, int64_t K, int tile, int64_t psize) {
+  Chunking c;
+  c.ntiles = (N + tile - 1) / tile;
+  if (c.ntiles == 0) return c;
+  K = std::max<int64_t>(K, 1);
+  int64_t want = std::max<int64_t>(1, (kTargetItems + K - 1) / K);
+  want = std::min(want, std::max<int64_t>(1, kMaxPartialBytes / (K * psize * int64_t(sizeof(double)))));
+  const int64_t nch = std::min(c.ntiles, want);
+  c.tiles_per_chunk = (c.ntiles + nch - 1) / nch;
+  c.nchunks = (c.ntiles + c.tiles_per_chunk - 1) / c.tiles_per_chunk;
+  return c;
+}
+
+// Runs body(ws, item) for items [0, n) in parallel, one workspace per thread; rethrows the first error.
+template <class Body>
+void parallel_items(const TileKernel& kern, int64_t n, Body body) {
+  std::exception_ptr err = nullptr;
+#pragma omp parallel
+  {
+    std::unique_ptr<Workspace> ws;
+    try {
+      ws = kern.workspace();
+    } catch (...) {
+#pragma omp critical(reluflow_rg_err)
+      if (!err) err = std::current_exception();
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t it = 0; it < n; ++it) {
+      if (!ws) continue;
+      try {
+        body(*ws, it);
+      } catch (...) {
+#pragma omp critical(reluflow_rg_err)
+        if (!err) err = std::current_exception();
+      }
+    }
+  }
+  if (err) std::rethrow_exception(err);
+}
+
+}  // namespace
+}  // namespace detail
+
+bool shallow_kernel_supported(const Layout& lay) {
+  return lay.num_layers == 2 && lay.widths[0] >= 1 && lay.widths[0] <= 8 && lay.widths[2] >= 1 &&
+         lay.widths[2] <= 3;
+}
+
+std::string resolve_kernel_name(const RGProblem& p) {
+  switch (detail::resolve(p)) {
+    case RGKernel::Shallow:
+      return "shallow";
+    case RGKernel::Deep:
+      return "deep";
+    default:
+      return "scalar";
+  }
+}
+
+void risk_and_grad_cpu(const RGProblem& p, double* risk, double* grad) {
+  using namespace detail;
+  const bool want_grad = grad != nullptr;
+  const int64_t K = p.K, P = p.lay.num_params;
+  std::fill(risk, risk + K, 0.0);
+  if (want_grad) std::fill(grad, grad + K * P, 0.0);
+  if (K == 0) return;
+  auto kern = make_kernel(p);
+  // the same chunks with or without the gradient, so that the risk is bitwise the same either way
+  const Chunking ch = make_chunking(p.N, K, kern->tile, kern->partial_size);
+  const int64_t psize = want_grad ? kern->partial_size : 1;
+  if (ch.nchunks == 0) return;
+  std::vector<double> part(static_cast<size_t>(K * ch.nchunks * psize), 0.0);
+  const int64_t tile = kern->tile;
+  parallel_items(*kern, K * ch.nchunks, [&](Workspace& ws, int64_t it) {
+    const int64_t k = it / ch.nchunks, c = it % ch.nchunks;
+    const int64_t j0 = c * ch.tiles_per_chunk * tile;
+    const int64_t j1 = std::min(p.N, (c + 1) * ch.tiles_per_chunk * tile);
+    kern->run(ws, k, j0, j1, want_grad, part.data() + it * psize);
+  });
+  // Fixed-order reduction over the chunks of each network, then the kernel's finalization.
+#pragma omp parallel for schedule(static)
+  for (int64_t k = 0; k < K; ++k) {
+    double* p0 = part.data() + k * ch.nchunks * psize;
+    for (int64_t c = 1; c < ch.nchunks; ++c) {
+      const double* pc = p0 + c * psize;
+      for (int64_t q = 0; q < psize; ++q) p0[q] += pc[q];
+    }
+    risk[k] = p0[0];
+    if (want_grad) kern->finalize(k, p0, grad + k * P);
+  }
+}
+
+void realization_cpu(const RGProblem& p, double* out) {
+  using namespace detail;
+  const int64_t K = p.K, N = p.N, o = p.lay.widths[p.lay.num_layers];
+  if (K == 0 || N == 0) return;
+  auto kern = make_kernel(p);
+  const int64_t tile = kern->tile, ntiles = (N + tile - 1) / tile;
+  parallel_items(*kern, K * ntiles, [&](Workspace& ws, int64_t it) {
+    const int64_t k = it / ntiles, t = it % ntiles;
+    kern->realize(ws, k, t * tile, std::min(N, (t + 1) * tile), out + k * N * o);
+  });
+}
+
+}  // namespace reluflow

@@ -1,0 +1,423 @@
+// CPU loops of the shallow 1-D sweeps: exact quadrature (piecewise-polynomial target and density)
+// and arbitrary weighted point sets. OpenMP over networks; every network is computed start to finish
+// by one thread with its own buffers and a fixed order of operations, so results do not depend on
+// the number of threads. The per-piece / per-neuron math is in reluflow/sweep1d.h.
+#include "sweep1d_cpu.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <vector>
+
+#include "reluflow/sweep1d.h"
+
+#ifdef RELUFLOW_OPENMP
+#include <omp.h>
+#endif
+
+namespace reluflow {
+
+namespace {
+
+using sweep1d::csum_add;
+
+struct Kink {
+  double k;   // -b_i / w_i
+  int64_t i;  // neuron
+};
+
+inline bool kink_less(const Kink& a, const Kink& b) { return a.k < b.k || (a.k == b.k && a.i < b.i); }
+
+bool all_finite(const double* a, int64_t n) {
+  for (int64_t j = 0; j < n; ++j)
+    if (!std::isfinite(a[j])) return false;
+  return true;
+}
+
+// Threads for K networks: never more than K (an idle thread would only add a barrier wait, which on a
+// loaded machine can cost a scheduler time slice).
+int threads_for(int64_t K) {
+#ifdef RELUFLOW_OPENMP
+  const int64_t t = std::min<int64_t>(K, omp_get_max_threads());
+  return static_cast<int>(std::max<int64_t>(t, 1));
+#else
+  (void)K;
+  return 1;
+#endif
+}
+
+void fill_nan(double* a, int64_t n) { std::fill(a, a + n, std::numeric_limits<double>::quiet_NaN()); }
+
+// The neurons with w_i != 0 (w_i = 0: constant neuron, no kink) sorted by kink, with their parameters
+// gathered into that order once and their gradients scattered back once: the passes over the sorted
+// kinks then touch memory sequentially (this matters from H ~ 10^5 on, where theta leaves the caches).
+struct SortedNeurons {
+  std::vector<Kink> kinks;
+  std::vector<double> w, b, v;     // (nk,), (nk,), (nk, out)
+  std::vector<double> gw, gb, gv;  // gradients, same layout
+
+  int64_t build(const double* th, int64_t H, int out) {
+    kinks.clear();
+    for (int64_t i = 0; i < H; ++i) {
+      const double wi = th[i];
+      if (wi != 0.0) kinks.push_back(Kink{-th[H + i] / wi, i});
+    }
+    std::sort(kinks.begin(), kinks.end(), kink_less);
+    const int64_t nk = static_cast<int64_t>(kinks.size());
+    w.resize(nk);
+    b.resize(nk);
+    v.resize(nk * out);
+    gw.resize(nk);
+    gb.resize(nk);
+    gv.resize(nk * out);
+    const double* V = th + sweep1d::off_V(H);
+    for (int64_t s = 0; s < nk; ++s) {
+      const int64_t i = kinks[s].i;
+      w[s] = th[i];
+      b[s] = th[H + i];
+      for (int o = 0; o < out; ++o) v[s * out + o] = V[o * H + i];
+    }
+    return nk;
+  }
+
+  void toggle(int64_t s, int out, double c0, double* As, double* Ac, double* Bs, double* Bc) const {
+    sweep1d::toggle_neuron(w[s], b[s], v.data() + s * out, 1, out, w[s] > 0.0 ? 1.0 : -1.0, c0, As, Ac,
+                           Bs, Bc);
+  }
+
+  void grad(int64_t s, int out, double c0, const double* S0, const double* S1) {
+    sweep1d::neuron_grad(w[s], b[s], v.data() + s * out, 1, out, c0, S0, S1, &gw[s], &gb[s],
+                         gv.data() + s * out, 1);
+  }
+
+  void scatter(double* g, int64_t H, int out) const {
+    double* gV = g + sweep1d::off_V(H);
+    for (size_t s = 0; s < kinks.size(); ++s) {
+      const int64_t i = kinks[s].i;
+      g[i] = gw[s];
+      g[H + i] = gb[s];
+      for (int o = 0; o < out; ++o) gV[o * H + i] = gv[s * out + o];
+    }
+  }
+};
+
+// Per-thread compensated vectors over the outputs.
+struct Comp {
+  std::vector<double> s, c;
+  void reset(int out) {
+    s.assign(out, 0.0);
+    c.assign(out, 0.0);
+  }
+  void add(const double* t, int out) {
+    for (int o = 0; o < out; ++o) csum_add(s[o], c[o], t[o]);
+  }
+  void value(double* v, int out) const {
+    for (int o = 0; o < out; ++o) v[o] = s[o] + c[o];
+  }
+};
+
+// Initial affine state at x -> -inf: c, plus every neuron with w < 0, plus every constant neuron
+// with b > 0.
+void initial_state(const double* th, int64_t H, int out, double c0, const SortedNeurons& sn, Comp& A,
+                   Comp& B) {
+  A.reset(out);
+  B.reset(out);
+  const double* c = th + sweep1d::off_c(H, out);
+  for (int o = 0; o < out; ++o) B.s[o] = c[o];
+  for (size_t s = 0; s < sn.kinks.size(); ++s)
+    if (sn.w[s] < 0.0)
+      sweep1d::toggle_neuron(sn.w[s], sn.b[s], sn.v.data() + s * out, 1, out, 1.0, c0, A.s.data(),
+                             A.c.data(), B.s.data(), B.c.data());
+  for (int64_t i = 0; i < H; ++i)
+    if (th[i] == 0.0 && th[H + i] > 0.0)
+      sweep1d::toggle_neuron(0.0, th[H + i], th + sweep1d::off_V(H) + i, H, out, 1.0, c0, A.s.data(),
+                             A.c.data(), B.s.data(), B.c.data());
+}
+
+// Gradients of the constant neurons (w_i = 0): active everywhere iff b_i > 0, then the totals
+// T0, T1 are their moments; otherwise zero (relu'(b_i) = 0, relu(b_i) = 0).
+void constant_neurons(const double* th, double* g, int64_t H, int out, double c0, const double* T0,
+                      const double* T1) {
+  const int64_t ov = sweep1d::off_V(H);
+  for (int64_t i = 0; i < H; ++i) {
+    if (th[i] != 0.0) continue;
+    if (th[H + i] > 0.0) {
+      sweep1d::neuron_grad(0.0, th[H + i], th + ov + i, H, out, c0, T0, T1, g + i, g + H + i, g + ov + i, H);
+    } else {
+      g[i] = 0.0;
+      g[H + i] = 0.0;
+      for (int o = 0; o < out; ++o) g[ov + static_cast<int64_t>(o) * H + i] = 0.0;
+    }
+  }
+}
+
+}  // namespace
+
+// ---- exact quadrature ---------------------------------------------------------------------------
+
+void shallow1d_exact_cpu(const double* theta, int64_t K, int64_t H, int out, double lo, double hi,
+                         const PiecewisePoly1D& target, const PiecewisePoly1D& density, double* risk,
+                         double* grad) {
+  const int64_t P = sweep1d::num_params(H, out);
+  // the fixed grid: lo, hi, and the target's and density's breaks strictly inside (lo, hi)
+  std::vector<double> G{lo, hi};
+  for (int64_t j = 0; j <= target.m; ++j)
+    if (target.breaks[j] > lo && target.breaks[j] < hi) G.push_back(target.breaks[j]);
+  for (int64_t j = 0; j <= density.m; ++j)
+    if (density.breaks[j] > lo && density.breaks[j] < hi) G.push_back(density.breaks[j]);
+  std::sort(G.begin(), G.end());
+  G.erase(std::unique(G.begin(), G.end()), G.end());
+  const int64_t ng = static_cast<int64_t>(G.size());
+
+  const int q = sweep1d::exact_order(target.deg, density.deg);
+  std::vector<double> gt(q), gw(q);
+  sweep1d::gauss_legendre(q, gt.data(), gw.data());
+  const double c0 = 0.5 * (lo + hi);
+  const int64_t tstride = static_cast<int64_t>(target.deg + 1) * out;
+  const int64_t dstride = density.deg + 1;
+
+#pragma omp parallel num_threads(threads_for(K))
+  {
+    SortedNeurons sn;
+    std::vector<int64_t> piece_of;     // per sorted kink: number of pieces to its left
+    std::vector<double> mom0, mom1;    // per piece and output: ∫ r rho, ∫ (x - c0) r rho
+    Comp A, B, S0, S1;
+    std::vector<double> Av(out), Bv(out), v0(out), v1(out), T0(out), T1(out);
+
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t k = 0; k < K; ++k) {
+      const double* th = theta + k * P;
+      double* g = grad + k * P;
+      if (!all_finite(th, P)) {
+        risk[k] = std::numeric_limits<double>::quiet_NaN();
+        fill_nan(g, P);
+        continue;
+      }
+      const int64_t nk = sn.build(th, H, out);
+      const std::vector<Kink>& kinks = sn.kinks;
+      piece_of.assign(nk, 0);
+      const int64_t max_pieces = ng - 1 + nk;
+      mom0.resize(max_pieces * out);
+      mom1.resize(max_pieces * out);
+
+      // ---- sweep: pieces between consecutive points of grid ∪ kinks, net affine on each ----
+      initial_state(th, H, out, c0, sn, A, B);
+      int64_t s = 0;
+      while (s < nk && kinks[s].k <= lo) {
+        sn.toggle(s, out, c0, A.s.data(), A.c.data(), B.s.data(), B.c.data());
+        piece_of[s] = 0;
+        ++s;
+      }
+      int64_t np = 0, jt = 0, jd = 0, gi = 1;
+      double a = lo, rsum = 0.0, rcomp = 0.0;
+      while (gi < ng) {
+        double b = G[gi];
+        if (s < nk && kinks[s].k < b) b = kinks[s].k;  // > a: every kink <= a is already toggled
+        const double mid = 0.5 * (a + b);
+        while (jt + 1 < target.m && target.breaks[jt + 1] <= mid) ++jt;
+        while (jd + 1 < density.m && density.breaks[jd + 1] <= mid) ++jd;
+        const bool in_density = mid >= density.breaks[0] && mid <= density.breaks[density.m];
+        A.value(Av.data(), out);
+        B.value(Bv.data(), out);
+        const double pr = sweep1d::piece_moments(
+            a, b, q, gt.data(), gw.data(), out, Av.data(), Bv.data(), c0,
+            target.coeffs + jt * tstride, target.deg, target.breaks[jt],
+            in_density ? density.coeffs + jd * dstride : nullptr, density.deg, density.breaks[jd],
+            mom0.data() + np * out, mom1.data() + np * out);
+        csum_add(rsum, rcomp, pr);
+        ++np;
+        while (s < nk && kinks[s].k <= b) {
+          sn.toggle(s, out, c0, A.s.data(), A.c.data(), B.s.data(), B.c.data());
+          piece_of[s] = np;
+          ++s;
+        }
+        if (G[gi] <= b) ++gi;
+        a = b;
+      }
+      for (; s < nk; ++s) piece_of[s] = np;
+      risk[k] = rsum + rcomp;
+
+      // ---- neurons with w < 0: active on [lo, kink], prefix sums over the pieces ----
+      S0.reset(out);
+      S1.reset(out);
+      s = 0;
+      for (int64_t p = 0; p <= np; ++p) {
+        if (s < nk && piece_of[s] == p) {
+          S0.value(v0.data(), out);
+          S1.value(v1.data(), out);
+          for (; s < nk && piece_of[s] == p; ++s)
+            if (sn.w[s] < 0.0) sn.grad(s, out, c0, v0.data(), v1.data());
+        }
+        if (p < np) {
+          S0.add(mom0.data() + p * out, out);
+          S1.add(mom1.data() + p * out, out);
+        }
+      }
+      S0.value(T0.data(), out);
+      S1.value(T1.data(), out);
+
+      // ---- neurons with w > 0: active on [kink, hi], suffix sums over the pieces ----
+      S0.reset(out);
+      S1.reset(out);
+      s = nk - 1;
+      for (int64_t p = np; p >= 0; --p) {
+        if (p < np) {
+          S0.add(mom0.data() + p * out, out);
+          S1.add(mom1.data() + p * out, out);
+        }
+        if (s >= 0 && piece_of[s] == p) {
+          S0.value(v0.data(), out);
+          S1.value(v1.data(), out);
+          for (; s >= 0 && piece_of[s] == p; --s)
+            if (sn.w[s] > 0.0) sn.grad(s, out, c0, v0.data(), v1.data());
+        }
+      }
+
+      sn.scatter(g, H, out);
+      constant_neurons(th, g, H, out, c0, T0.data(), T1.data());
+      double* gc = g + sweep1d::off_c(H, out);
+      for (int o = 0; o < out; ++o) gc[o] = 2.0 * T0[o];
+    }
+  }
+}
+
+// ---- arbitrary weighted points ----------------------------------------------------------------
+
+void shallow1d_points_cpu(const double* theta, int64_t K, int64_t H, int out, int64_t N,
+                          const double* x, const double* wt, const double* y, double* risk,
+                          double* grad) {
+  const int64_t P = sweep1d::num_params(H, out);
+  // nodes sorted once, shared by every network (stable: ties keep their input order)
+  std::vector<int64_t> order(N);
+  std::iota(order.begin(), order.end(), int64_t{0});
+  std::stable_sort(order.begin(), order.end(), [x](int64_t a, int64_t b) { return x[a] < x[b]; });
+  std::vector<double> xs(N), ws(N), ys(N * out);
+  for (int64_t j = 0; j < N; ++j) {
+    const int64_t src = order[j];
+    xs[j] = x[src];
+    ws[j] = wt[src];
+    for (int o = 0; o < out; ++o) ys[j * out + o] = y[src * out + o];
+  }
+  const double c0 = N > 0 ? 0.5 * (xs[0] + xs[N - 1]) : 0.0;
+
+#pragma omp parallel num_threads(threads_for(K))
+  {
+    SortedNeurons sn;
+    std::vector<int64_t> bound;    // per sorted kink: first node of the active range (w > 0) or its end (w < 0)
+    std::vector<int64_t> start;    // CSR of sorted kinks bucketed by bound: start[j] .. start[j+1]
+    std::vector<int64_t> bucket, cursor;
+    std::vector<double> r;         // residuals (N, out)
+    Comp A, B, S0, S1;
+    std::vector<double> Av(out), Bv(out), v0(out), v1(out), T0(out), T1(out), t0(out), t1(out);
+
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t k = 0; k < K; ++k) {
+      const double* th = theta + k * P;
+      double* g = grad + k * P;
+      if (!all_finite(th, P)) {
+        risk[k] = std::numeric_limits<double>::quiet_NaN();
+        fill_nan(g, P);
+        continue;
+      }
+      const int64_t nk = sn.build(th, H, out);
+      const std::vector<Kink>& kinks = sn.kinks;
+      bound.resize(nk);
+      // merge the sorted kinks into the sorted nodes, then settle each boundary with the exact
+      // predicate relu_active (the node where w x + b rounds to 0 is inactive)
+      int64_t j = 0;
+      for (int64_t s = 0; s < nk; ++s) {
+        while (j < N && xs[j] < kinks[s].k) ++j;
+        const double w = sn.w[s], b = sn.b[s];
+        const double* xp = xs.data();
+        if (w > 0.0) {
+          bound[s] = sweep1d::first_true_from(
+              j, N, [xp, w, b](int64_t m) { return sweep1d::relu_active(w, b, xp[m]); });
+        } else {
+          bound[s] = sweep1d::first_true_from(
+              j, N, [xp, w, b](int64_t m) { return !sweep1d::relu_active(w, b, xp[m]); });
+        }
+      }
+      // bucket the kinks by boundary node (counting sort, stable in kink order)
+      start.assign(N + 2, 0);
+      for (int64_t s = 0; s < nk; ++s) ++start[bound[s] + 1];
+      for (int64_t m = 0; m <= N; ++m) start[m + 1] += start[m];
+      bucket.resize(nk);
+      cursor.assign(start.begin(), start.end() - 1);
+      for (int64_t s = 0; s < nk; ++s) bucket[cursor[bound[s]]++] = s;
+
+      // ---- forward: N(x_j) = A (x_j - c0) + B, toggling neurons at their boundaries ----
+      r.resize(N * out);
+      initial_state(th, H, out, c0, sn, A, B);
+      double rsum = 0.0, rcomp = 0.0;
+      for (j = 0; j < N; ++j) {
+        for (int64_t e = start[j]; e < start[j + 1]; ++e)
+          sn.toggle(bucket[e], out, c0, A.s.data(), A.c.data(), B.s.data(), B.c.data());
+        if (start[j] < start[j + 1] || j == 0) {
+          A.value(Av.data(), out);
+          B.value(Bv.data(), out);
+        }
+        const double dx = xs[j] - c0;
+        double rr = 0.0;
+        for (int o = 0; o < out; ++o) {
+          const double res = (Av[o] * dx + Bv[o]) - ys[j * out + o];
+          r[j * out + o] = res;
+          rr += res * res;
+        }
+        csum_add(rsum, rcomp, ws[j] * rr);
+      }
+      risk[k] = rsum + rcomp;
+
+      // ---- neurons with w < 0: active on nodes [0, bound), prefix sums ----
+      S0.reset(out);
+      S1.reset(out);
+      for (j = 0; j <= N; ++j) {
+        if (start[j] < start[j + 1]) {
+          S0.value(v0.data(), out);
+          S1.value(v1.data(), out);
+          for (int64_t e = start[j]; e < start[j + 1]; ++e)
+            if (sn.w[bucket[e]] < 0.0) sn.grad(bucket[e], out, c0, v0.data(), v1.data());
+        }
+        if (j < N) {
+          const double dx = xs[j] - c0;
+          for (int o = 0; o < out; ++o) {
+            t0[o] = ws[j] * r[j * out + o];
+            t1[o] = t0[o] * dx;
+          }
+          S0.add(t0.data(), out);
+          S1.add(t1.data(), out);
+        }
+      }
+      S0.value(T0.data(), out);
+      S1.value(T1.data(), out);
+
+      // ---- neurons with w > 0: active on nodes [bound, N), suffix sums ----
+      S0.reset(out);
+      S1.reset(out);
+      for (j = N; j >= 0; --j) {
+        if (j < N) {
+          const double dx = xs[j] - c0;
+          for (int o = 0; o < out; ++o) {
+            t0[o] = ws[j] * r[j * out + o];
+            t1[o] = t0[o] * dx;
+          }
+          S0.add(t0.data(), out);
+          S1.add(t1.data(), out);
+        }
+        if (start[j] < start[j + 1]) {
+          S0.value(v0.data(), out);
+          S1.value(v1.data(), out);
+          for (int64_t e = start[j]; e < start[j + 1]; ++e)
+            if (sn.w[bucket[e]] > 0.0) sn.grad(bucket[e], out, c0, v0.data(), v1.data());
+        }
+      }
+
+      sn.scatter(g, H, out);
+      constant_neurons(th, g, H, out, c0, T0.data(), T1.data());
+      double* gc = g + sweep1d::off_c(H, out);
+      for (int o = 0; o < out; ++o) gc[o] = 2.0 * T0[o];
+    }
+  }
+}
+
+}  // namespace reluflow

@@ -1,0 +1,96 @@
+"""The C++ integrator loops (cpu backend) against Python loops over the same kernels and the reference."""
+import numpy as np
+import pytest
+
+import reluflow as rf
+
+pytestmark = pytest.mark.skipif(not rf.backends()["cpu"].available, reason="C++ extension not built")
+
+HAT = rf.targets.PiecewiseLinear([0, .5, 1], [0, 1, 0])
+
+
+@pytest.mark.parametrize("target", [HAT, rf.targets.Affine([[1.5]], [-0.2]),
+                                    rf.targets.PiecewisePolynomial([0, .3, 1], [[0, 1, 2], [.5, -1, 0]])])
+@pytest.mark.parametrize("resample", [True, False])
+def test_cpp_gd_equals_python_loop_bitwise(target, resample, dtype):
+    prob = rf.Problem([1, 7, 1], target, rf.dists.Uniform(0.0, 1.0))
+    theta = prob.init(5, seed=3, dtype=dtype)
+    est = rf.MonteCarlo(100, seed=9, resample=resample)
+    lr = lambda n: 0.02 * (n + 1) ** -0.1  # noqa: E731
+    run = rf.gradient_descent(prob, theta, lr=lr, steps=30, estimator=est, record_every=10, backend="cpu")
+    assert run.info["loop"] == "C++"
+    th = theta.copy()
+    for n in range(30):
+        r, g = prob.risk_and_grad(th, est, backend="cpu", step=n)
+        if n == 20:
+            np.testing.assert_array_equal(run.risk[2], r.astype(np.float64))
+        th = th - lr(n) * g
+    assert run.theta.dtype == dtype
+    assert run.theta.tobytes() == th.tobytes()
+
+
+def test_cpp_gd_close_to_reference_driver():
+    prob = rf.Problem([2, 9, 5, 2], rf.targets.Affine([[1.0, -1.0], [0.5, 2.0]]), rf.dists.Uniform(-1, 1, dim=2))
+    theta = prob.init(4, seed=1)
+    est = rf.QuasiMonteCarlo(256, seed=2)
+    a = rf.gradient_descent(prob, theta, lr=0.01, steps=40, estimator=est, record_every=8, backend="cpu")
+    b = rf.gradient_descent(prob, theta, lr=0.01, steps=40, estimator=est, record_every=8, backend="numpy")
+    assert a.info["loop"] == "C++" and "loop" not in b.info
+    np.testing.assert_allclose(a.theta, b.theta, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(a.risk, b.risk, rtol=1e-10)
+    np.testing.assert_allclose(a.energy, b.energy, rtol=1e-10)
+    np.testing.assert_array_equal(a.t, b.t)
+
+
+@pytest.mark.parametrize("method", ["euler", "heun", "rk4"])
+@pytest.mark.parametrize("normalized", [False, True])
+def test_cpp_flow_close_to_reference_driver(method, normalized):
+    prob = rf.Problem([1, 6, 4, 1], HAT, rf.dists.Uniform(0.0, 1.0))
+    theta = prob.init(3, seed=5)
+    est = rf.MonteCarlo(200, seed=1, resample=False)
+    a = rf.gradient_flow(prob, theta, 0.5, method=method, dt=0.01, estimator=est, normalized=normalized, backend="cpu")
+    b = rf.gradient_flow(prob, theta, 0.5, method=method, dt=0.01, estimator=est, normalized=normalized, backend="numpy")
+    assert a.info["loop"] == "C++"
+    np.testing.assert_allclose(a.theta, b.theta, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(a.risk, b.risk, rtol=1e-9)
+    np.testing.assert_allclose(a.t, b.t)
+    if normalized:
+        for W, bb in prob.layout.unpack(a.theta)[:-1]:
+            np.testing.assert_allclose(np.sum(W * W, axis=2) + bb * bb, 1.0, atol=1e-12)
+
+
+def test_cpp_split_run_bitwise_and_divergence():
+    prob = rf.Problem([1, 8, 1], HAT, rf.dists.Uniform(0.0, 1.0))
+    theta = prob.init(4, seed=2)
+    sgd = rf.MonteCarlo(64, seed=4)
+    whole = rf.gradient_descent(prob, theta, lr=0.01, steps=50, estimator=sgd, backend="cpu")
+    a = rf.gradient_descent(prob, theta, lr=0.01, steps=20, estimator=sgd, backend="cpu")
+    b = rf.gradient_descent(prob, a.theta, lr=0.01, steps=30, estimator=sgd, backend="cpu", start_step=a.next_step)
+    assert whole.theta.tobytes() == b.theta.tobytes()
+    big = theta.copy()
+    big[[0, 2]] *= 1e3
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        run = rf.gradient_descent(prob, big, lr=0.01, steps=10, estimator=sgd, backend="cpu", max_abs=1e6)
+    np.testing.assert_array_equal(run.diverged, [True, False, True, False])
+    assert np.all(np.isfinite(run.theta))
+    ok = rf.gradient_descent(prob, theta, lr=0.01, steps=10, estimator=sgd, backend="cpu")
+    np.testing.assert_array_equal(run.theta[[1, 3]], ok.theta[[1, 3]])
+
+
+def test_cpu_dispatch_matches_numpy_for_every_estimator(dtype):
+    prob = rf.Problem([1, 40, 1], HAT, rf.dists.PiecewisePolynomial([0, 1], [[0.5, 1.0]]))
+    theta = prob.init(3, seed=6, dtype=dtype)
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    for est in [rf.MonteCarlo(500, seed=1), rf.QuasiMonteCarlo(256, seed=3), rf.Quadrature(),
+                rf.Points(np.linspace(0, 1, 33))]:
+        rn, gn = prob.risk_and_grad(theta, est, backend="numpy")
+        for method in (["auto", "dense", "sweep"] if not isinstance(est, rf.Quadrature) else ["auto"]):
+            rc, gc = prob.risk_and_grad(theta, est, backend="cpu", method=method)
+            assert rc.dtype == dtype
+            np.testing.assert_allclose(rc, rn, rtol=tol)
+            assert np.linalg.norm(gc - gn) <= tol * np.linalg.norm(gn)
+    with pytest.raises(ValueError, match="method"):
+        prob.risk(theta, rf.MonteCarlo(10), method="fast")
+    deep = rf.Problem([1, 4, 4, 1], HAT)
+    with pytest.raises(ValueError, match="method"):
+        deep.risk(deep.init(1), rf.MonteCarlo(10), backend="cpu", method="sweep")
