@@ -3,7 +3,8 @@
 probability at most (1-p)^K: the success fraction against width is the plot users want.
 
 Problem: [1, H, 1] ReLU nets, standard-normal initial parameters, hat target on U[0, 1], plain GD
-on the empirical risk of fixed nodes. Prints a table; writes ``gd_random_inits.png`` and
+on the empirical risk of 512 fixed Sobol nodes; success is judged on the exact (quadrature) risk.
+Prints a table; writes ``gd_random_inits.png`` and
 ``gd_random_inits.json`` to ``--out`` (default ``examples/results``).
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results"))
     ap.add_argument("--widths", default="2,4,8,16,32")
     ap.add_argument("--inits", type=int, default=128, help="random initializations per width")
-    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--steps", type=int, default=20000)
     ap.add_argument("--nodes", type=int, default=512)
     ap.add_argument("--threshold", type=float, default=1e-3, help="a run succeeds when its risk is below")
     ap.add_argument("--backend", default="auto")
@@ -45,7 +46,9 @@ def main() -> None:
         t0 = time.perf_counter()
         run = rf.gradient_descent(prob, theta0, lr=lr, steps=args.steps, estimator=estimator,
                                   record_every=max(1, args.steps // 50), backend=args.backend)
-        final = np.where(run.diverged, np.nan, run.risk[-1])
+        # success is judged on the true risk of the final networks: exact quadrature, not the nodes
+        exact = prob.risk(run.theta, rf.Quadrature(), backend=args.backend)
+        final = np.where(run.diverged, np.nan, exact)
         p = float(np.mean(final < args.threshold))
         rows.append({"H": H, "K": args.inits, "steps": args.steps, "lr": lr,
                      "median_risk": float(np.nanmedian(final)), "best_risk": float(np.nanmin(final)),
@@ -77,7 +80,7 @@ def main() -> None:
     a2.legend(fontsize=8)
     for H, final in finals.items():
         a3.hist(np.log10(final[np.isfinite(final)]), bins=30, histtype="step", label=f"H={H}")
-    a3.set_xlabel("log10 final risk")
+    a3.set_xlabel("log10 final risk (exact quadrature)")
     a3.set_ylabel("runs")
     a3.legend(fontsize=8)
     fig.suptitle(f"GD with random initializations, piecewise-affine target, {args.steps} steps")
