@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "bind_dist.h"
+#include "bind_util.h"
 #include "bindings.h"
 #include "flow_cpu.h"
 
@@ -17,19 +17,6 @@ namespace py = pybind11;
 namespace reluflow {
 
 namespace {
-
-Layout layout_of(const std::vector<int>& widths) {
-  if (widths.size() < 2 || widths.size() > static_cast<size_t>(kMaxLayers) + 1)
-    throw py::value_error("widths: expected 2 to 17 layer widths");
-  Layout lay;
-  lay.num_layers = static_cast<int>(widths.size()) - 1;
-  for (size_t k = 0; k < widths.size(); ++k) {
-    if (widths[k] < 1) throw py::value_error("widths: expected every width >= 1");
-    lay.widths[k] = widths[k];
-  }
-  layout_finalize(lay);
-  return lay;
-}
 
 // A TargetSpec viewing the arrays it keeps alive.
 struct TargetArgs {
@@ -108,14 +95,14 @@ py::dict run_typed(FlowSpec spec, py::array_t<T, py::array::c_style | py::array:
 void bind_flow(py::module_& m) {
   m.def(
       "flow_run",
-      [](std::vector<int> widths, py::array theta, const std::string& method, int64_t steps,
+      [](std::vector<int64_t> widths, py::array theta, const std::string& method, int64_t steps,
          int64_t start_step, int64_t record_every, f64_array h, double max_abs, bool normalized,
          py::object x, py::object w, py::object y, bool resample, uint64_t seed, int64_t n,
          const std::string& dist_kind, py::object low, py::object high, py::object dbreaks,
          py::object anti, py::object cum, const std::string& target_kind, py::object tA,
          py::object tb, py::object tbreaks, py::object tcoeffs) {
         FlowSpec spec;
-        spec.lay = layout_of(widths);
+        spec.lay = make_layout(widths);
         const int64_t P = spec.lay.num_params;
         if (theta.ndim() != 2 || theta.shape(1) != P)
           throw py::value_error("theta: expected a (K, " + std::to_string(P) + ") array");

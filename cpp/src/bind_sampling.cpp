@@ -10,7 +10,7 @@
 #include "kernels_cpu.h"
 #include "reluflow/dists.h"
 #include "reluflow/sobol_directions.h"
-#include "bind_dist.h"
+#include "bind_util.h"
 #include "sampling_cpu.h"
 
 namespace py = pybind11;

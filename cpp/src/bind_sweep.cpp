@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 
+#include "bind_util.h"
 #include "bindings.h"
 #include "reluflow/sweep1d.h"
 #include "sweep1d_cpu.h"
@@ -27,11 +28,6 @@ f64c as_f64(const py::object& obj, const char* name) {
   return a;
 }
 
-std::string shape_str(const f64c& a) {
-  std::string s = "(";
-  for (py::ssize_t d = 0; d < a.ndim(); ++d) s += (d ? ", " : "") + std::to_string(a.shape(d));
-  return s + (a.ndim() == 1 ? ",)" : ")");
-}
 
 bool all_finite(const f64c& a) {
   const double* p = a.data();

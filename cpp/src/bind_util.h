@@ -1,17 +1,54 @@
-// Parsing of the input-distribution arguments shared by the sampling and flow bindings.
+// Helpers shared by the bind_*.cpp files: argument formatting, the layout from widths, and the
+// parsing of the input-distribution arguments.
 #pragma once
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <sstream>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "reluflow/dists.h"
+#include "reluflow/layout.h"
 
 namespace reluflow {
 
 namespace py = pybind11;
 using f64_array = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+inline std::string shape_str(const py::array& a) {
+  std::ostringstream s;
+  s << "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s << (i ? ", " : "") << a.shape(i);
+  s << (a.ndim() == 1 ? ",)" : ")");
+  return s.str();
+}
+
+inline std::string widths_str(const std::vector<int64_t>& w) {
+  std::ostringstream s;
+  s << "[";
+  for (size_t i = 0; i < w.size(); ++i) s << (i ? ", " : "") << w[i];
+  s << "]";
+  return s.str();
+}
+
+inline Layout make_layout(const std::vector<int64_t>& widths) {
+  if (widths.size() < 2)
+    throw std::invalid_argument("widths: expected at least two widths [d, ..., out], got " + widths_str(widths));
+  if (widths.size() - 1 > static_cast<size_t>(kMaxLayers))
+    throw std::invalid_argument("widths: at most 16 layers are supported, got " + widths_str(widths));
+  Layout lay;
+  lay.num_layers = static_cast<int>(widths.size()) - 1;
+  for (size_t k = 0; k < widths.size(); ++k) {
+    if (widths[k] < 1 || widths[k] > (int64_t(1) << 30))
+      throw std::invalid_argument("widths: expected every width in [1, 2^30], got " + widths_str(widths));
+    lay.widths[k] = static_cast<int>(widths[k]);
+  }
+  layout_finalize(lay);
+  return lay;
+}
 
 inline f64_array as_vector(const py::object& obj, const char* name) {
   if (obj.is_none()) throw py::value_error(std::string(name) + ": required for this distribution kind");
