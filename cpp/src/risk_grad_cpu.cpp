@@ -137,11 +137,17 @@ Chunking make_chunking(int64_t N, int64_t K, int tile, int64_t psize) {
   return c;
 }
 
-// Runs body(ws, item) for items [0, n) in parallel, one workspace per thread; rethrows the first error.
+// Work (node-parameter products) below which a call runs on one thread: entering and leaving a
+// parallel region costs more than such a call, and OpenMP's spinning waits make it much worse when
+// another process holds a core (many small calls: per-network quadrature nodes, tiny integrator steps).
+constexpr int64_t kMinParallelWork = int64_t(1) << 15;
+
+// Runs body(ws, item) for items [0, n) in parallel (when `parallel`), one workspace per thread;
+// rethrows the first error.
 template <class Body>
-void parallel_items(const TileKernel& kern, int64_t n, Body body) {
+void parallel_items(const TileKernel& kern, int64_t n, bool parallel, Body body) {
   std::exception_ptr err = nullptr;
-#pragma omp parallel
+#pragma omp parallel if (parallel && n > 1)
   {
     std::unique_ptr<Workspace> ws;
     try {
@@ -197,14 +203,15 @@ void risk_and_grad_cpu(const RGProblem& p, double* risk, double* grad) {
   if (ch.nchunks == 0) return;
   std::vector<double> part(static_cast<size_t>(K * ch.nchunks * psize), 0.0);
   const int64_t tile = kern->tile;
-  parallel_items(*kern, K * ch.nchunks, [&](Workspace& ws, int64_t it) {
+  const bool parallel = K * p.N * p.lay.num_params >= kMinParallelWork;
+  parallel_items(*kern, K * ch.nchunks, parallel, [&](Workspace& ws, int64_t it) {
     const int64_t k = it / ch.nchunks, c = it % ch.nchunks;
     const int64_t j0 = c * ch.tiles_per_chunk * tile;
     const int64_t j1 = std::min(p.N, (c + 1) * ch.tiles_per_chunk * tile);
     kern->run(ws, k, j0, j1, want_grad, part.data() + it * psize);
   });
   // Fixed-order reduction over the chunks of each network, then the kernel's finalization.
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
   for (int64_t k = 0; k < K; ++k) {
     double* p0 = part.data() + k * ch.nchunks * psize;
     for (int64_t c = 1; c < ch.nchunks; ++c) {
@@ -222,7 +229,8 @@ void realization_cpu(const RGProblem& p, double* out) {
   if (K == 0 || N == 0) return;
   auto kern = make_kernel(p);
   const int64_t tile = kern->tile, ntiles = (N + tile - 1) / tile;
-  parallel_items(*kern, K * ntiles, [&](Workspace& ws, int64_t it) {
+  parallel_items(*kern, K * ntiles, K * p.N * p.lay.num_params >= kMinParallelWork,
+                 [&](Workspace& ws, int64_t it) {
     const int64_t k = it / ntiles, t = it % ntiles;
     kern->realize(ws, k, t * tile, std::min(N, (t + 1) * tile), out + k * N * o);
   });

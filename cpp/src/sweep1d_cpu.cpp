@@ -37,12 +37,16 @@ bool all_finite(const double* a, int64_t n) {
 
 // Threads for K networks: never more than K (an idle thread would only add a barrier wait, which on a
 // loaded machine can cost a scheduler time slice).
-int threads_for(int64_t K) {
+// One thread per network at most, and one thread for small calls (K * size below ~2^14): a parallel
+// region costs more than such a call, especially when another process holds a core.
+int threads_for(int64_t K, int64_t size) {
 #ifdef RELUFLOW_OPENMP
+  if (K * size < (int64_t(1) << 14)) return 1;
   const int64_t t = std::min<int64_t>(K, omp_get_max_threads());
   return static_cast<int>(std::max<int64_t>(t, 1));
 #else
   (void)K;
+  (void)size;
   return 1;
 #endif
 }
@@ -177,7 +181,7 @@ void shallow1d_exact_cpu(const double* theta, int64_t K, int64_t H, int out, dou
   const int64_t tstride = static_cast<int64_t>(target.deg + 1) * out;
   const int64_t dstride = density.deg + 1;
 
-#pragma omp parallel num_threads(threads_for(K))
+#pragma omp parallel num_threads(threads_for(K, H))
   {
     SortedNeurons sn;
     std::vector<int64_t> piece_of;     // per sorted kink: number of pieces to its left
@@ -301,7 +305,7 @@ void shallow1d_points_cpu(const double* theta, int64_t K, int64_t H, int out, in
   }
   const double c0 = N > 0 ? 0.5 * (xs[0] + xs[N - 1]) : 0.0;
 
-#pragma omp parallel num_threads(threads_for(K))
+#pragma omp parallel num_threads(threads_for(K, H + N))
   {
     SortedNeurons sn;
     std::vector<int64_t> bound;    // per sorted kink: first node of the active range (w > 0) or its end (w < 0)

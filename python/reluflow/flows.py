@@ -56,7 +56,7 @@ class Run:
     energy : (T, K) dissipated energy ``∫_0^t |G|^2 ds`` (quadrature of the integrator's stages).
     thetas : (T, K, P) recorded parameters, or None (``record_theta=False``).
     diverged : (K,) True where the network was frozen because its risk or parameters blew up.
-    status : (K,) "ok", "diverged", "max_rejections" or "min_step".
+    status : (K,) "ok", "diverged", "max_rejections", "min_step" or "max_steps" (dopri5).
     accepted, rejected : (K,) step counts (rejected only for dopri5).
     next_step : the step index a resumed gradient descent continues from.
     wall_time : seconds.
@@ -377,6 +377,8 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
         unit sphere; G is projected on the tangent space at every stage, and (w_i, b_i) renormalized
         after every step. theta0 is first moved onto the manifold by ``Problem.normalize``.
     record_every : time between records (default t_end / 100); records land exactly on multiples.
+    max_steps : dopri5 stops every network still running after this many step attempts
+        (status "max_steps").
     max_rejections : dopri5 gives up on a network after this many consecutive rejections
         (status "max_rejections"); ``min_step``: it gives up when the step falls below this ("min_step").
 

@@ -1,0 +1,81 @@
+"""The seed example scripts run end to end (``--quick``: a few seconds each), write their PNG and JSON,
+and the JSON holds finite numbers that support the claim (the risk decreased)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("matplotlib")
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+
+
+def run_example(name: str, out: pathlib.Path) -> dict:
+    # the cpu backend opens an OpenMP region per network and call; with libgomp's default spinning
+    # waits a busy machine makes those tiny regions ~10x slower, so the child waits passively
+    env = {**os.environ}
+    env.setdefault("OMP_WAIT_POLICY", "passive")
+    proc = subprocess.run([sys.executable, str(EXAMPLES / f"{name}.py"), "--quick", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
+    png, js = out / f"{name}.png", out / f"{name}.json"
+    assert png.is_file() and png.stat().st_size > 1000
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert js.is_file()
+    return json.loads(js.read_text())
+
+
+def finite(*values) -> bool:
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+
+
+def test_seed000_affine_target(tmp_path):
+    data = run_example("seed000_affine_target", tmp_path)
+    rows = data["rows"]
+    assert rows and {r["start"] for r in rows} == {"perturbed", "random"}
+    assert any(r["H"] == 1 for r in rows)  # the width-1 case of the paper
+    for r in rows:
+        assert finite(r["risk0"], r["risk_final"], r["max_abs_energy_defect"], r["balancedness_drift"])
+        assert r["risk_final"] <= r["risk0"]
+        assert r["rel_energy_defect"] < 1e-3
+        assert r["balancedness_drift"] < 1e-5
+    for r in rows:
+        if r["start"] == "perturbed":  # small initial risk: the risk goes (numerically) to 0
+            assert r["risk0"] <= 3.1e-2
+            assert r["risk_final"] < 1e-3 * r["risk0"]
+    assert finite(*data["summary"]["width1_final_risks"])
+
+
+def test_seed001_normalized_flow(tmp_path):
+    data = run_example("seed001_normalized_flow", tmp_path)
+    rows = data["rows"]
+    assert {r["flow"] for r in rows} == {"plain", "normalized"}
+    for r in rows:
+        assert finite(r["risk0"], r["risk_final"], r["norm0"], r["sup_norm"], r["sup_vmax"])
+        assert r["risk_final"] < r["risk0"]
+        assert r["status"] == "ok"
+    s = data["summary"]
+    assert s["all_risk_decreased"]
+    assert s["normalize_invariance"] < 1e-12          # normalize(theta_s) does not depend on s
+    assert s["normalized_max_sphere_deviation"] < 1e-10
+    assert finite(s["normalized_sup_norm"], s["plain_sup_norm"])
+
+
+def test_seed002_piecewise_polynomial(tmp_path):
+    data = run_example("seed002_piecewise_polynomial", tmp_path)
+    rows = data["rows"]
+    assert rows
+    for r in rows:
+        assert finite(r["risk0"], r["risk_T"], r["l_inf"], r["C_sup_1pt_excess"])
+        assert r["risk_decreased"]
+        assert 0 <= r["l_inf"] <= r["risk_T"]
+        assert r["status"] == "ok"
+    assert data["summary"]["all_risk_decreased"]
+    assert data["summary"]["fitted"] >= 1
+    assert finite(data["summary"]["alpha_median"])
