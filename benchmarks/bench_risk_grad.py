@@ -21,7 +21,7 @@ Memory: peak RSS increase of one reluflow call, measured in a subprocess (VmHWM 
 through /proc/self/clear_refs; the C++ allocations are invisible to tracemalloc).
 
 Usage: python benchmarks/bench_risk_grad.py [--quick] [--cases A,B] [--dtypes float32,float64]
-       [--peer-time 60] [--out FILE]
+       [--peer-time 60] [--threads N] [--merge] [--out FILE]
 """
 from __future__ import annotations
 
@@ -482,10 +482,29 @@ def main(argv=None):
                     help="activations per chunk of the peers (K * chunk * max width); 2^20 keeps them in L2")
     ap.add_argument("--peers", default=None, help="comma-separated subset of peers")
     ap.add_argument("--out", default=None, help="JSON output (default benchmarks/results/risk_grad_<cpu>.json)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads for every peer (OpenMP, BLAS, torch, XLA); default: the libraries' defaults. "
+                         "With a busy neighbour on a small machine, --threads 1 still compares like with like")
     ap.add_argument("--merge", action="store_true",
                     help="keep the entries of --out for the cases/dtypes not run now (re-measure a subset)")
     args = ap.parse_args(argv)
     t_total = time.perf_counter()
+    if args.threads is not None and os.environ.get("_RF_BENCH_THREADS") != str(args.threads):
+        # thread counts are read when the libraries load: set them and start again
+        n = str(args.threads)
+        env = dict(os.environ, _RF_BENCH_THREADS=n, OMP_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n,
+                   MKL_NUM_THREADS=n,
+                   XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+                              f" intra_op_parallelism_threads={n}").strip())
+        os.execve(sys.executable, [sys.executable, os.path.abspath(__file__)] + (argv or sys.argv[1:]), env)
+    if args.threads is not None:
+        try:
+            import torch
+
+            torch.set_num_threads(args.threads)
+            torch.set_num_interop_threads(args.threads)
+        except Exception:  # noqa: BLE001
+            pass
 
     import reluflow
     from reluflow import _core
@@ -500,6 +519,7 @@ def main(argv=None):
     wanted = set(args.peers.split(",")) if args.peers else None
 
     machine = dict(cpu=cpu_name(), cores=os.cpu_count(), host=socket.gethostname(), simd_path=_core.simd_path(),
+                   threads_requested=args.threads,
                    omp_threads=_core.max_threads(), numpy=np.__version__,
                    sgemm_gflops=gemm_rate(np.float32), dgemm_gflops=gemm_rate(np.float64))
     for mod in ("torch", "jax"):
@@ -587,6 +607,8 @@ def main(argv=None):
     out = args.out
     if out is None:
         tag = re.sub(r"[^A-Za-z0-9]+", "-", f"{machine['cpu']}-{machine['cores']}cpu").strip("-").lower()
+        if args.threads is not None:
+            tag += f"-{args.threads}thread"
         out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"risk_grad_{tag}.json")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     if args.merge and os.path.exists(out):

@@ -94,3 +94,30 @@ def test_cpu_dispatch_matches_numpy_for_every_estimator(dtype):
     deep = rf.Problem([1, 4, 4, 1], HAT)
     with pytest.raises(ValueError, match="method"):
         deep.risk(deep.init(1), rf.MonteCarlo(10), backend="cpu", method="sweep")
+
+
+@pytest.mark.parametrize("target,dim", [
+    (rf.targets.Affine([[1.0, -2.0, 0.5], [0.3, 0.0, 1.0]], [0.1, -0.4]), 3),
+    (HAT, 1),
+    (rf.targets.PiecewisePolynomial([0, .3, 1], [[0, 1, 2], [.5, -1, 0]]), 1),
+])
+def test_native_targets_in_cpp_equal_numpy(target, dim):
+    out = target.out_dim
+    prob = rf.Problem([dim, 3, out], target, rf.dists.Uniform(-0.5, 1.5, dim=dim))
+    nodes = rf.MonteCarlo(1000, seed=2).nodes(prob)
+    np.testing.assert_allclose(prob.target_values(nodes, "cpu"), target(nodes.x), rtol=1e-15, atol=1e-15)
+
+
+def test_teacher_target_on_cpu():
+    teacher = rf.targets.Teacher([1, 5, 1], rf.Problem([1, 5, 1], HAT).init(1, seed=3)[0])
+    prob = rf.Problem([1, 4, 1], teacher)
+    theta = prob.init(2, seed=1)
+    est = rf.MonteCarlo(300, seed=0)
+    rc, gc = prob.risk_and_grad(theta, est, backend="cpu", method="dense")
+    rn, gn = prob.risk_and_grad(theta, est, backend="numpy")
+    np.testing.assert_allclose(rc, rn, rtol=1e-12)
+    np.testing.assert_allclose(gc, gn, rtol=1e-11, atol=1e-12)
+    from reluflow import _core
+
+    with pytest.raises(ValueError, match="x"):
+        _core.target_values([2, 3, 1], np.zeros((4, 3)), "affine", np.ones((1, 2)), np.zeros(1))

@@ -94,6 +94,30 @@ py::dict run_typed(FlowSpec spec, py::array_t<T, py::array::c_style | py::array:
 
 void bind_flow(py::module_& m) {
   m.def(
+      "target_values",
+      [](std::vector<int64_t> widths, f64_array x, const std::string& target_kind, py::object tA,
+         py::object tb, py::object tbreaks, py::object tcoeffs) {
+        const Layout lay = make_layout(widths);
+        const int d = lay.widths[0], od = lay.widths[lay.num_layers];
+        if (x.ndim() != 2 || x.shape(1) != d) throw py::value_error("x: expected an (N, d) array, got " + shape_str(x));
+        TargetArgs target = parse_target(target_kind, lay, tA, tb, tbreaks, tcoeffs);
+        const int64_t N = x.shape(0);
+        py::array_t<double> y({N, static_cast<int64_t>(od)});
+        {
+          py::gil_scoped_release release;
+          const double* xp = x.data();
+          double* yp = y.mutable_data();
+#pragma omp parallel for schedule(static) if (N * od > 65536)
+          for (int64_t j = 0; j < N; ++j) target_eval(target.spec, xp + j * d, yp + j * od);
+        }
+        return y;
+      },
+      py::arg("widths"), py::arg("x"), py::arg("target_kind"), py::arg("target_A") = py::none(),
+      py::arg("target_b") = py::none(), py::arg("target_breaks") = py::none(),
+      py::arg("target_coeffs") = py::none(),
+      "Native target f(x) (N, out) evaluated in C++ (targets.h): affine or piecewise polynomial.");
+
+  m.def(
       "flow_run",
       [](std::vector<int64_t> widths, py::array theta, const std::string& method, int64_t steps,
          int64_t start_step, int64_t record_every, f64_array h, double max_abs, bool normalized,

@@ -180,7 +180,7 @@ def _native_loop_args(prob: Problem, estimator: Estimator, backend: str, theta) 
     """
     from .backends import resolve  # noqa: PLC0415
     from .estimators import Points, QuasiMonteCarlo  # noqa: PLC0415
-    from .targets import Affine, PiecewisePolynomial  # noqa: PLC0415
+    from .targets import native_target_args  # noqa: PLC0415
 
     if resolve(backend, theta) != "cpu":
         return None
@@ -192,12 +192,8 @@ def _native_loop_args(prob: Problem, estimator: Estimator, backend: str, theta) 
     if isinstance(estimator, MonteCarlo) and estimator.resample:
         from . import _native_sampling  # noqa: PLC0415
 
-        if isinstance(prob.target, Affine):
-            tgt = {"target_kind": "affine", "target_A": prob.target.A, "target_b": prob.target.b}
-        elif isinstance(prob.target, PiecewisePolynomial):
-            tgt = {"target_kind": "piecewise_polynomial", "target_breaks": prob.target._breaks,
-                   "target_coeffs": np.ascontiguousarray(prob.target.coeffs)}
-        else:
+        tgt = native_target_args(prob.target)
+        if tgt is None:
             return None
         dist = _native_sampling.native_dist_args(prob.input)
         dist["dist_kind"] = dist.pop("kind")
@@ -210,7 +206,7 @@ def _native_loop_args(prob: Problem, estimator: Estimator, backend: str, theta) 
             nodes = quadrature_nodes(prob, np.asarray(theta)[0], estimator)
         else:
             nodes = prob.nodes(estimator, 0, "cpu")
-        y = prob.target_values(nodes)
+        y = prob.target_values(nodes, "cpu")
         return {"x": np.ascontiguousarray(nodes.x), "w": np.ascontiguousarray(nodes.w),
                 "y": np.ascontiguousarray(y, dtype=np.float64)}
     return None

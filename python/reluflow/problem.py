@@ -130,9 +130,27 @@ class Problem:
             out = reference.realization(self.layout, theta, xp.asarray(x), xp)
         return out.astype(theta.dtype)
 
-    def target_values(self, nodes: Nodes) -> np.ndarray:
-        """y (N, out): the data of ``nodes`` or the target evaluated at them (float64)."""
-        return nodes.y if nodes.y is not None else self.target(nodes.x)
+    def target_values(self, nodes: Nodes, backend: str = "numpy") -> np.ndarray:
+        """y (N, out): the data of ``nodes`` or the target evaluated at them (float64).
+
+        On the ``cpu`` backend native targets are evaluated in C++ (Affine, piecewise polynomials by
+        ``targets.h``, a Teacher by the C++ realization); a ``Function`` is always called in Python.
+        """
+        if nodes.y is not None:
+            return nodes.y
+        if backend == "cpu":
+            from .targets import Teacher, native_target_args  # noqa: PLC0415
+
+            args = native_target_args(self.target)
+            if args is not None:
+                from . import _core  # noqa: PLC0415
+
+                return _core.target_values(list(self.widths), np.ascontiguousarray(nodes.x), **args)
+            if isinstance(self.target, Teacher):
+                from .backends import cpu  # noqa: PLC0415
+
+                return cpu.realization(self.target.layout, self.target.theta[None, :], nodes.x)[0]
+        return self.target(nodes.x)
 
     def nodes(self, estimator: Estimator, step: int = 0, backend: str = "numpy") -> Nodes:
         """The weighted nodes of a point estimator at ``step``; on the ``cpu`` backend Monte-Carlo and
@@ -182,7 +200,7 @@ class Problem:
                                                   kernel=kernel)
         else:
             nodes = self.nodes(estimator, step, name)
-            y = self.target_values(nodes)
+            y = self.target_values(nodes, name)
             if _use_point_sweep(self, theta, nodes, name, method):
                 from .sweep import points_shallow1d  # noqa: PLC0415
 

@@ -13,7 +13,8 @@ import numpy as np
 from ._validate import as_float_array, strictly_increasing
 from .layout import Layout
 
-__all__ = ["Target", "Affine", "PiecewiseLinear", "PiecewisePolynomial", "Teacher", "Function"]
+__all__ = ["Target", "Affine", "PiecewiseLinear", "PiecewisePolynomial", "Teacher", "Function",
+           "native_target_args"]
 
 
 class Target:
@@ -187,6 +188,17 @@ class Teacher(Target):
 
     def __repr__(self) -> str:
         return f"Teacher(widths={self.layout.widths})"
+
+
+def native_target_args(target: Target) -> dict | None:
+    """Keyword arguments describing ``target`` to the C++ evaluation (``cpp/include/reluflow/targets.h``),
+    or None when C++ cannot evaluate it (Teacher: evaluated by the C++ realization; Function)."""
+    if isinstance(target, Affine):
+        return {"target_kind": "affine", "target_A": target.A, "target_b": target.b}
+    if isinstance(target, PiecewisePolynomial):
+        return {"target_kind": "piecewise_polynomial", "target_breaks": target._breaks,
+                "target_coeffs": np.ascontiguousarray(target.coeffs)}
+    return None
 
 
 class Function(Target):
