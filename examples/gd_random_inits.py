@@ -2,7 +2,7 @@
 1-D target. Each run succeeds with some probability p > 0, so the best of K runs fails with
 probability at most (1-p)^K: the success fraction against width is the plot users want.
 
-Problem: [1, H, 1] ReLU nets, standard-normal initial parameters, hat target on U[0, 1], plain GD
+Problem: [1, H, 1] ReLU nets, standard-normal initial parameters, a 4-knot piecewise-affine target on U[0, 1], plain GD
 on the empirical risk of 512 fixed Sobol nodes; success is judged on the exact (quadrature) risk.
 Prints a table; writes ``gd_random_inits.png`` and
 ``gd_random_inits.json`` to ``--out`` (default ``examples/results``).
