@@ -121,3 +121,107 @@ def test_teacher_target_on_cpu():
 
     with pytest.raises(ValueError, match="x"):
         _core.target_values([2, 3, 1], np.zeros((4, 3)), "affine", np.ones((1, 2)), np.zeros(1))
+
+
+# ---- vector fields run by the C++ loop: point sweep, Python target callback, exact shallow sweep ----
+
+@pytest.mark.parametrize("H", [3, 40, 400])
+def test_cpp_sgd_point_sweep_equals_python_loop_bitwise(H, dtype):
+    """SGD on a shallow 1-D net: the C++ loop takes the point sweep when the cost model prefers it,
+    and equals a Python loop over ``risk_and_grad`` with the same method; the sweep equals the dense
+    kernel to rounding along the run."""
+    from reluflow.problem import _use_point_sweep
+    prob = rf.Problem([1, H, 1], HAT, rf.dists.Uniform(0.0, 1.0))
+    theta = prob.init(6, seed=H, dtype=dtype)
+    est = rf.MonteCarlo(300, seed=5, resample=True)
+    nodes = prob.nodes(est, 0, "cpu")
+    method = "sweep" if _use_point_sweep(prob, theta, nodes, "cpu", "auto") else "dense"
+    run = rf.gradient_descent(prob, theta, lr=0.05, steps=25, estimator=est, record_every=5, backend="cpu")
+    assert run.info["loop"] == "C++"
+    th = theta.copy()
+    th_dense = theta.astype(np.float64)
+    for n in range(25):
+        _, g = prob.risk_and_grad(th, est, backend="cpu", step=n, method=method)
+        th = th - 0.05 * g
+        _, gd = prob.risk_and_grad(th_dense, est, backend="cpu", step=n, method="dense")
+        th_dense = th_dense - 0.05 * gd
+    assert run.theta.tobytes() == th.tobytes()
+    tol = 1e-10 if dtype == np.float64 else 1e-4
+    np.testing.assert_allclose(run.theta, th_dense, rtol=tol, atol=tol)
+
+
+def test_point_sweep_forced_in_cpp_loop_close_to_dense():
+    prob = rf.Problem([1, 50, 2], rf.targets.Affine([[1.0], [-2.0]], [0.5, 0.0]), rf.dists.Uniform(-1.0, 2.0))
+    theta = prob.init(4, seed=1)
+    est = rf.QuasiMonteCarlo(512, seed=3)
+    a = rf.gradient_descent(prob, theta, lr=0.02, steps=40, estimator=est, backend="cpu")
+    b = rf.gradient_descent(prob, theta, lr=0.02, steps=40, estimator=est, backend="numpy")
+    np.testing.assert_allclose(a.theta, b.theta, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(a.risk, b.risk, rtol=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["function", "teacher"])
+def test_cpp_sgd_python_target_callback_bitwise(kind):
+    """A Function (or Teacher) target with resampling: the C++ loop calls back once per step on that
+    step's nodes and equals the Python driver bitwise."""
+    calls = []
+
+    def f(x):
+        calls.append(x.shape)
+        return np.sin(3 * x[:, 0])
+
+    target = rf.targets.Function(f) if kind == "function" else rf.targets.Teacher([1, 3, 1], np.linspace(-1, 1, 10))
+    prob = rf.Problem([1, 5, 1], target, rf.dists.Uniform(0.0, 1.0))
+    theta = prob.init(3, seed=2)
+    est = rf.MonteCarlo(128, seed=7, resample=True)
+    calls.clear()   # Problem probes the function's output dimension once
+    run = rf.gradient_descent(prob, theta, lr=0.05, steps=12, estimator=est, backend="cpu")
+    assert run.info["loop"] == "C++"
+    if kind == "function":
+        assert calls == [(128, 1)] * 13   # one call per step (and the final evaluation)
+    ref = rf.gradient_descent(prob, theta, lr=0.05, steps=12, estimator=est, backend="cpu", record_theta=True)
+    assert "loop" not in ref.info
+    assert run.theta.tobytes() == ref.theta.tobytes()
+    np.testing.assert_array_equal(run.risk, ref.risk)
+
+
+def test_cpp_callback_error_propagates():
+    def bad(x):
+        if x.shape[0] > 2:   # Problem probes the output dimension with 2 points
+            raise RuntimeError("boom in target")
+        return x[:, 0]
+
+    prob = rf.Problem([1, 4, 1], rf.targets.Function(bad), rf.dists.Uniform(0.0, 1.0))
+    with pytest.raises(RuntimeError, match="boom in target"):
+        rf.gradient_descent(prob, prob.init(2), lr=0.1, steps=3, estimator=rf.MonteCarlo(16, resample=True),
+                            backend="cpu")
+    wrong = rf.Problem([1, 4, 1], rf.targets.Function(lambda x: np.ones(2) if x.shape[0] == 2 else np.ones(3)), rf.dists.Uniform(0.0, 1.0))
+    with pytest.raises(ValueError, match="target"):
+        rf.gradient_descent(wrong, wrong.init(2), lr=0.1, steps=3, estimator=rf.MonteCarlo(16, resample=True),
+                            backend="cpu")
+
+
+@pytest.mark.parametrize("method", ["gd", "rk4"])
+def test_cpp_exact_shallow_quadrature_loop(method, dtype):
+    """GD / RK4 with the exact 1-D quadrature of a shallow net run in C++ (the O(H log H) sweep per
+    evaluation) and equal the Python driver over the same sweep bitwise (float64) / closely."""
+    prob = rf.Problem([1, 12, 1], HAT, rf.dists.Uniform(0.0, 1.0))
+    theta = prob.init(5, seed=8, dtype=dtype)
+    quad = rf.Quadrature()
+    if method == "gd":
+        a = rf.gradient_descent(prob, theta, lr=0.05, steps=30, estimator=quad, backend="cpu", record_every=10)
+        b = rf.gradient_descent(prob, theta, lr=0.05, steps=30, estimator=quad, backend="cpu", record_every=10,
+                                record_theta=True)
+    else:
+        a = rf.gradient_flow(prob, theta, 1.0, method="rk4", dt=0.05, estimator=quad, backend="cpu")
+        b = rf.gradient_flow(prob, theta, 1.0, method="rk4", dt=0.05, estimator=quad, backend="cpu",
+                             record_theta=True)
+    assert a.info["loop"] == "C++" and "loop" not in b.info
+    if method == "gd":
+        assert a.theta.tobytes() == b.theta.tobytes()
+    else:
+        # float32: the Python driver rounds every stage's G to float32, the C++ loop keeps float64 stages
+        tol = 1e-12 if dtype == np.float64 else 1e-6
+        np.testing.assert_allclose(a.theta, b.theta, rtol=tol, atol=tol)
+    np.testing.assert_allclose(a.risk, b.risk, rtol=1e-12 if dtype == np.float64 else 1e-5)
+    assert a.risk[-1].max() < a.risk[0].max()

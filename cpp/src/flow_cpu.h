@@ -3,34 +3,19 @@
 #pragma once
 #include <cstdint>
 
-#include "reluflow/dists.h"
-#include "reluflow/layout.h"
-#include "reluflow/targets.h"
+#include "field_cpu.h"
 
 namespace reluflow {
 
 enum FlowMethod : int { kFlowEuler = 0, kFlowHeun = 1, kFlowRK4 = 2 };
 
 struct FlowSpec {
-  Layout lay;
+  FieldSpec field;  // nodes, target, kernel choice, normalized (field_cpu.h)
   int64_t K = 0;
-  // nodes: fixed (x, w, y given) or, with resample, n Monte-Carlo nodes of every step drawn from
-  // Philox (seed, stream MC, step) through dist, target evaluated in C++
-  bool resample = false;
-  uint64_t seed = 0;
-  int64_t n = 0;
-  InputDist dist{};
-  TargetSpec target{};
-  const double* x = nullptr;
-  const double* w = nullptr;
-  const double* y = nullptr;
-  int64_t N = 0;
-  // steps
   int method = kFlowEuler;
   int64_t steps = 0, start_step = 0, record_every = 1;
   const double* h = nullptr;  // (steps,): step size of local step i (lr_n or dt)
   double max_abs = 1e8;
-  bool normalized = false;
 };
 
 // Records T = number of i in [0, steps] with i % record_every == 0 or i == steps.

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <vector>
@@ -288,34 +289,227 @@ void shallow1d_exact_cpu(const double* theta, int64_t K, int64_t H, int out, dou
 
 // ---- arbitrary weighted points ----------------------------------------------------------------
 
-void shallow1d_points_cpu(const double* theta, int64_t K, int64_t H, int out, int64_t N,
-                          const double* x, const double* wt, const double* y, double* risk,
-                          double* grad) {
-  const int64_t P = sweep1d::num_params(H, out);
-  // nodes sorted once, shared by every network (stable: ties keep their input order)
-  std::vector<int64_t> order(N);
-  std::iota(order.begin(), order.end(), int64_t{0});
-  std::stable_sort(order.begin(), order.end(), [x](int64_t a, int64_t b) { return x[a] < x[b]; });
-  std::vector<double> xs(N), ws(N), ys(N * out);
-  for (int64_t j = 0; j < N; ++j) {
-    const int64_t src = order[j];
-    xs[j] = x[src];
-    ws[j] = wt[src];
-    for (int o = 0; o < out; ++o) ys[j * out + o] = y[src * out + o];
-  }
-  const double c0 = N > 0 ? 0.5 * (xs[0] + xs[N - 1]) : 0.0;
+namespace {
 
+// Locates values among the sorted nodes xs (N,) in O(1) expected time for nodes from a smooth
+// density: a table of N + 1 cells on [xs[0], xs[N-1]] holding the first node of every cell. The
+// answer is only a guess for the galloping search with the exact predicate.
+struct NodeLocator {
+  std::vector<int64_t> first;  // (M + 1,): first node with xs[j] >= lo + m / scale
+  double lo = 0.0, scale = 0.0;
+  int64_t M = 0;
+
+  void build(const double* xs, int64_t N) {
+    M = N;
+    first.assign(static_cast<size_t>(M + 2), N);
+    if (N == 0) return;
+    lo = xs[0];
+    const double span = xs[N - 1] - xs[0];
+    scale = span > 0.0 ? static_cast<double>(M) / span : 0.0;
+    int64_t j = 0;
+    for (int64_t m = 0; m <= M + 1; ++m) {
+      const double edge = lo + static_cast<double>(m) / scale;
+      while (j < N && xs[j] < edge) ++j;
+      first[m] = scale > 0.0 ? j : (m == 0 ? 0 : N);
+    }
+  }
+
+  int64_t guess(double t) const {
+    if (!(t > lo)) return 0;  // also NaN
+    const double c = (t - lo) * scale;
+    if (!(c < static_cast<double>(M))) return first[M];
+    return first[static_cast<int64_t>(c)];
+  }
+};
+
+// One network of the point sweep: N(x) = A(x) (x - c0) + B(x) where A, B change only at the first
+// active node of a neuron (w > 0) or its first inactive node (w < 0); the nodes where they change
+// come from the exact predicate relu_active, located by a galloping search from the table's guess.
+// Then one forward pass (residuals, risk, prefix moments) and one backward pass (suffix moments);
+// every neuron's gradient is O(1) from the moments of its active range (a prefix for w < 0, a suffix
+// for w > 0: no cancellation between a total and a partial sum). OUT = 0: any out (runtime).
+template <int OUT>
+struct PointSweep {
+  // per-thread buffers
+  std::vector<double> dA, dB;      // (N + 1, out): changes of A, B at node j
+  std::vector<double> u;           // (N, out): w_j r_j
+  std::vector<double> P0, P1;      // (N + 1, out): prefix moments sum_{m<j} u_m, u_m (x_m - c0)
+  std::vector<double> Q0, Q1;      // (N + 1, out): suffix moments sum_{m>=j}
+  std::vector<int64_t> bound;      // (H,)
+
+  double run(const double* th, int64_t H, int out_rt, int64_t N, const double* xs, const double* ws,
+             const double* ys, double c0, const NodeLocator& loc, double* g) {
+    const int out = OUT > 0 ? OUT : out_rt;
+    const double* wv = th;
+    const double* bv = th + H;
+    const double* V = th + sweep1d::off_V(H);
+    const double* c = th + sweep1d::off_c(H, out);
+    const size_t n1 = static_cast<size_t>((N + 1) * out);
+    dA.assign(n1, 0.0);
+    dB.assign(n1, 0.0);
+    bound.resize(static_cast<size_t>(H));
+    double A0[OUT > 0 ? OUT : 8], B0[OUT > 0 ? OUT : 8];
+    std::vector<double> A0v, B0v;
+    double* A = A0;
+    double* B = B0;
+    if (OUT == 0 && out > 8) {
+      A0v.assign(out, 0.0);
+      B0v.assign(out, 0.0);
+      A = A0v.data();
+      B = B0v.data();
+    }
+    for (int o = 0; o < out; ++o) {
+      A[o] = 0.0;
+      B[o] = c[o];
+    }
+    // the state at node 0 and the changes
+    for (int64_t i = 0; i < H; ++i) {
+      const double w = wv[i], b = bv[i];
+      if (w == 0.0) {  // constant neuron: active everywhere iff b > 0
+        if (b > 0.0)
+          for (int o = 0; o < out; ++o) B[o] += V[o * H + i] * b;
+        continue;
+      }
+      const double z0 = w * c0 + b;
+      const int64_t gss = loc.guess(-b / w);
+      int64_t j;
+      if (w > 0.0) {
+        j = sweep1d::first_true_from(gss, N, [xs, w, b](int64_t m) { return sweep1d::relu_active(w, b, xs[m]); });
+        for (int o = 0; o < out; ++o) {
+          dA[j * out + o] += V[o * H + i] * w;
+          dB[j * out + o] += V[o * H + i] * z0;
+        }
+      } else {
+        j = sweep1d::first_true_from(gss, N, [xs, w, b](int64_t m) { return !sweep1d::relu_active(w, b, xs[m]); });
+        for (int o = 0; o < out; ++o) {
+          A[o] += V[o * H + i] * w;
+          B[o] += V[o * H + i] * z0;
+          dA[j * out + o] -= V[o * H + i] * w;
+          dB[j * out + o] -= V[o * H + i] * z0;
+        }
+      }
+      bound[i] = j;
+    }
+    // forward: residuals, risk, prefix moments
+    u.resize(static_cast<size_t>(N * out));
+    P0.resize(n1);
+    P1.resize(n1);
+    Q0.resize(n1);
+    Q1.resize(n1);
+    double risk = 0.0;
+    for (int o = 0; o < out; ++o) {
+      P0[o] = 0.0;
+      P1[o] = 0.0;
+    }
+    for (int64_t j = 0; j < N; ++j) {
+      const double dx = xs[j] - c0;
+      for (int o = 0; o < out; ++o) {
+        A[o] += dA[j * out + o];
+        B[o] += dB[j * out + o];
+        const double r = (A[o] * dx + B[o]) - ys[j * out + o];
+        const double uj = ws[j] * r;
+        u[j * out + o] = uj;
+        risk += uj * r;
+        P0[(j + 1) * out + o] = P0[j * out + o] + uj;
+        P1[(j + 1) * out + o] = P1[j * out + o] + uj * dx;
+      }
+    }
+    // backward: suffix moments
+    for (int o = 0; o < out; ++o) {
+      Q0[N * out + o] = 0.0;
+      Q1[N * out + o] = 0.0;
+    }
+    for (int64_t j = N - 1; j >= 0; --j) {
+      const double dx = xs[j] - c0;
+      for (int o = 0; o < out; ++o) {
+        const double uj = u[j * out + o];
+        Q0[j * out + o] = Q0[(j + 1) * out + o] + uj;
+        Q1[j * out + o] = Q1[(j + 1) * out + o] + uj * dx;
+      }
+    }
+    // gradients: O(1) per neuron
+    const int64_t ov = sweep1d::off_V(H);
+    for (int64_t i = 0; i < H; ++i) {
+      const double w = wv[i], b = bv[i];
+      const double *S0, *S1;
+      if (w > 0.0) {
+        S0 = Q0.data() + bound[i] * out;
+        S1 = Q1.data() + bound[i] * out;
+      } else if (w < 0.0) {
+        S0 = P0.data() + bound[i] * out;
+        S1 = P1.data() + bound[i] * out;
+      } else if (b > 0.0) {
+        S0 = P0.data() + N * out;
+        S1 = P1.data() + N * out;
+      } else {
+        g[i] = 0.0;
+        g[H + i] = 0.0;
+        for (int o = 0; o < out; ++o) g[ov + static_cast<int64_t>(o) * H + i] = 0.0;
+        continue;
+      }
+      sweep1d::neuron_grad(w, b, V + i, H, out, c0, S0, S1, g + i, g + H + i, g + ov + i, H);
+    }
+    double* gc = g + sweep1d::off_c(H, out);
+    for (int o = 0; o < out; ++o) gc[o] = 2.0 * P0[N * out + o];
+    return risk;
+  }
+};
+
+// The permutation sorting x (N,) increasingly, ties in input order (a stable sort): an LSD radix sort
+// on the order-preserving integer image of the doubles for large N (linear time, and the nodes of
+// case E are 2^18), std::sort on (x, index) pairs otherwise. x must not contain NaN.
+std::vector<int64_t> stable_order(const double* x, int64_t N) {
+  std::vector<int64_t> order(static_cast<size_t>(N));
+  if (N < 4096) {
+    std::vector<std::pair<double, int64_t>> kv(static_cast<size_t>(N));
+    for (int64_t j = 0; j < N; ++j) kv[j] = {x[j] == 0.0 ? 0.0 : x[j], j};  // -0.0 sorts with +0.0
+    std::sort(kv.begin(), kv.end());
+    for (int64_t j = 0; j < N; ++j) order[j] = kv[j].second;
+    return order;
+  }
+  // key: flip all bits of negatives, the sign bit of non-negatives (then unsigned order = double order)
+  std::vector<uint64_t> key(static_cast<size_t>(N)), key2(static_cast<size_t>(N));
+  std::vector<int64_t> order2(static_cast<size_t>(N));
+  for (int64_t j = 0; j < N; ++j) {
+    const double v = x[j] == 0.0 ? 0.0 : x[j];
+    uint64_t u;
+    std::memcpy(&u, &v, sizeof u);
+    key[j] = (u >> 63) ? ~u : (u | (uint64_t(1) << 63));
+    order[j] = j;
+  }
+  constexpr int kBits = 11;
+  constexpr uint64_t kMask = (uint64_t(1) << kBits) - 1;
+  std::vector<int64_t> count(size_t(1) << kBits);
+  for (int shift = 0; shift < 64; shift += kBits) {
+    std::fill(count.begin(), count.end(), 0);
+    for (int64_t j = 0; j < N; ++j) ++count[(key[j] >> shift) & kMask];
+    if (count[(key[0] >> shift) & kMask] == N) continue;  // this digit is the same everywhere
+    int64_t sum = 0;
+    for (auto& c : count) {
+      const int64_t t = c;
+      c = sum;
+      sum += t;
+    }
+    for (int64_t j = 0; j < N; ++j) {
+      const int64_t dst = count[(key[j] >> shift) & kMask]++;
+      key2[dst] = key[j];
+      order2[dst] = order[j];
+    }
+    key.swap(key2);
+    order.swap(order2);
+  }
+  return order;
+}
+
+template <int OUT>
+void points_loop(const double* theta, int64_t K, int64_t H, int out, int64_t N, const double* xs,
+                 const double* ws, const double* ys, double c0, const NodeLocator& loc, double* risk,
+                 double* grad) {
+  const int64_t P = sweep1d::num_params(H, out);
 #pragma omp parallel num_threads(threads_for(K, H + N))
   {
-    SortedNeurons sn;
-    std::vector<int64_t> bound;    // per sorted kink: first node of the active range (w > 0) or its end (w < 0)
-    std::vector<int64_t> start;    // CSR of sorted kinks bucketed by bound: start[j] .. start[j+1]
-    std::vector<int64_t> bucket, cursor;
-    std::vector<double> r;         // residuals (N, out)
-    Comp A, B, S0, S1;
-    std::vector<double> Av(out), Bv(out), v0(out), v1(out), T0(out), T1(out), t0(out), t1(out);
-
-#pragma omp for schedule(dynamic, 1)
+    PointSweep<OUT> sw;
+#pragma omp for schedule(dynamic, 4)
     for (int64_t k = 0; k < K; ++k) {
       const double* th = theta + k * P;
       double* g = grad + k * P;
@@ -324,104 +518,32 @@ void shallow1d_points_cpu(const double* theta, int64_t K, int64_t H, int out, in
         fill_nan(g, P);
         continue;
       }
-      const int64_t nk = sn.build(th, H, out);
-      const std::vector<Kink>& kinks = sn.kinks;
-      bound.resize(nk);
-      // merge the sorted kinks into the sorted nodes, then settle each boundary with the exact
-      // predicate relu_active (the node where w x + b rounds to 0 is inactive)
-      int64_t j = 0;
-      for (int64_t s = 0; s < nk; ++s) {
-        while (j < N && xs[j] < kinks[s].k) ++j;
-        const double w = sn.w[s], b = sn.b[s];
-        const double* xp = xs.data();
-        if (w > 0.0) {
-          bound[s] = sweep1d::first_true_from(
-              j, N, [xp, w, b](int64_t m) { return sweep1d::relu_active(w, b, xp[m]); });
-        } else {
-          bound[s] = sweep1d::first_true_from(
-              j, N, [xp, w, b](int64_t m) { return !sweep1d::relu_active(w, b, xp[m]); });
-        }
-      }
-      // bucket the kinks by boundary node (counting sort, stable in kink order)
-      start.assign(N + 2, 0);
-      for (int64_t s = 0; s < nk; ++s) ++start[bound[s] + 1];
-      for (int64_t m = 0; m <= N; ++m) start[m + 1] += start[m];
-      bucket.resize(nk);
-      cursor.assign(start.begin(), start.end() - 1);
-      for (int64_t s = 0; s < nk; ++s) bucket[cursor[bound[s]]++] = s;
-
-      // ---- forward: N(x_j) = A (x_j - c0) + B, toggling neurons at their boundaries ----
-      r.resize(N * out);
-      initial_state(th, H, out, c0, sn, A, B);
-      double rsum = 0.0, rcomp = 0.0;
-      for (j = 0; j < N; ++j) {
-        for (int64_t e = start[j]; e < start[j + 1]; ++e)
-          sn.toggle(bucket[e], out, c0, A.s.data(), A.c.data(), B.s.data(), B.c.data());
-        if (start[j] < start[j + 1] || j == 0) {
-          A.value(Av.data(), out);
-          B.value(Bv.data(), out);
-        }
-        const double dx = xs[j] - c0;
-        double rr = 0.0;
-        for (int o = 0; o < out; ++o) {
-          const double res = (Av[o] * dx + Bv[o]) - ys[j * out + o];
-          r[j * out + o] = res;
-          rr += res * res;
-        }
-        csum_add(rsum, rcomp, ws[j] * rr);
-      }
-      risk[k] = rsum + rcomp;
-
-      // ---- neurons with w < 0: active on nodes [0, bound), prefix sums ----
-      S0.reset(out);
-      S1.reset(out);
-      for (j = 0; j <= N; ++j) {
-        if (start[j] < start[j + 1]) {
-          S0.value(v0.data(), out);
-          S1.value(v1.data(), out);
-          for (int64_t e = start[j]; e < start[j + 1]; ++e)
-            if (sn.w[bucket[e]] < 0.0) sn.grad(bucket[e], out, c0, v0.data(), v1.data());
-        }
-        if (j < N) {
-          const double dx = xs[j] - c0;
-          for (int o = 0; o < out; ++o) {
-            t0[o] = ws[j] * r[j * out + o];
-            t1[o] = t0[o] * dx;
-          }
-          S0.add(t0.data(), out);
-          S1.add(t1.data(), out);
-        }
-      }
-      S0.value(T0.data(), out);
-      S1.value(T1.data(), out);
-
-      // ---- neurons with w > 0: active on nodes [bound, N), suffix sums ----
-      S0.reset(out);
-      S1.reset(out);
-      for (j = N; j >= 0; --j) {
-        if (j < N) {
-          const double dx = xs[j] - c0;
-          for (int o = 0; o < out; ++o) {
-            t0[o] = ws[j] * r[j * out + o];
-            t1[o] = t0[o] * dx;
-          }
-          S0.add(t0.data(), out);
-          S1.add(t1.data(), out);
-        }
-        if (start[j] < start[j + 1]) {
-          S0.value(v0.data(), out);
-          S1.value(v1.data(), out);
-          for (int64_t e = start[j]; e < start[j + 1]; ++e)
-            if (sn.w[bucket[e]] > 0.0) sn.grad(bucket[e], out, c0, v0.data(), v1.data());
-        }
-      }
-
-      sn.scatter(g, H, out);
-      constant_neurons(th, g, H, out, c0, T0.data(), T1.data());
-      double* gc = g + sweep1d::off_c(H, out);
-      for (int o = 0; o < out; ++o) gc[o] = 2.0 * T0[o];
+      risk[k] = sw.run(th, H, out, N, xs, ws, ys, c0, loc, g);
     }
   }
+}
+
+}  // namespace
+
+void shallow1d_points_cpu(const double* theta, int64_t K, int64_t H, int out, int64_t N,
+                          const double* x, const double* wt, const double* y, double* risk,
+                          double* grad) {
+  // nodes sorted once, shared by every network (stable: ties keep their input order)
+  const std::vector<int64_t> order = stable_order(x, N);
+  std::vector<double> xs(N), ws(N), ys(N * out);
+  for (int64_t j = 0; j < N; ++j) {
+    const int64_t src = order[j];
+    xs[j] = x[src];
+    ws[j] = wt[src];
+    for (int o = 0; o < out; ++o) ys[j * out + o] = y[src * out + o];
+  }
+  const double c0 = N > 0 ? 0.5 * (xs[0] + xs[N - 1]) : 0.0;
+  NodeLocator loc;
+  loc.build(xs.data(), N);
+  if (out == 1)
+    points_loop<1>(theta, K, H, out, N, xs.data(), ws.data(), ys.data(), c0, loc, risk, grad);
+  else
+    points_loop<0>(theta, K, H, out, N, xs.data(), ws.data(), ys.data(), c0, loc, risk, grad);
 }
 
 }  // namespace reluflow

@@ -170,16 +170,23 @@ def _check_common(prob, theta0, estimator):
 
 
 def _native_loop_args(prob: Problem, estimator: Estimator, backend: str, theta) -> dict | None:
-    """Arguments of ``_core.flow_run`` when the whole loop can run in C++, else None.
+    """Keyword arguments describing the vector field to the C++ loops (``cpp/src/bind_field.h``), or
+    None when the loop cannot run in C++ (then the Python driver loops around the kernels).
 
-    The loop runs in C++ on the ``cpu`` backend for nodes that do not depend on theta (Points, QMC,
-    fixed MonteCarlo, tensor Quadrature in d >= 2), and for MonteCarlo with ``resample=True`` when the
-    target is native (Affine, PiecewiseLinear, PiecewisePolynomial) so that C++ evaluates it.
-    1-D Quadrature (nodes move with the kinks) and Function/Teacher targets with resampling use the
-    Python driver around the C++ kernels.
+    The loop runs in C++ on the ``cpu`` backend for
+
+    * nodes that do not depend on theta (Points, QMC, fixed MonteCarlo, tensor Quadrature in d >= 2);
+    * ``MonteCarlo(resample=True)``: fresh samples every step drawn in C++; a native target (Affine,
+      PiecewiseLinear, PiecewisePolynomial) is evaluated in C++, any other target (Teacher, Function)
+      by one vectorized Python callback per step on that step's nodes;
+    * 1-D ``Quadrature`` of shallow nets that the exact O(H log H) sweep supports.
+
+    On shallow 1-D nets the point sources use the O((N+H) log) point sweep when the cost model of
+    ``Problem.risk_and_grad(method="auto")`` prefers it. Deep 1-D Quadrature uses the Python driver.
     """
     from .backends import resolve  # noqa: PLC0415
-    from .estimators import Points, QuasiMonteCarlo  # noqa: PLC0415
+    from .estimators import Nodes, Points, QuasiMonteCarlo  # noqa: PLC0415
+    from .problem import _use_point_sweep  # noqa: PLC0415
     from .targets import native_target_args  # noqa: PLC0415
 
     if resolve(backend, theta) != "cpu":
@@ -192,14 +199,28 @@ def _native_loop_args(prob: Problem, estimator: Estimator, backend: str, theta) 
     if isinstance(estimator, MonteCarlo) and estimator.resample:
         from . import _native_sampling  # noqa: PLC0415
 
-        tgt = native_target_args(prob.target)
-        if tgt is None:
-            return None
         dist = _native_sampling.native_dist_args(prob.input)
         dist["dist_kind"] = dist.pop("kind")
-        return {"resample": True, "seed": estimator.seed, "n": estimator.n, **dist, **tgt}
-    if isinstance(estimator, (Points, QuasiMonteCarlo, MonteCarlo)) or (
-            isinstance(estimator, Quadrature) and prob.dim > 1):
+        tgt = native_target_args(prob.target)
+        if tgt is None:
+            tgt = {"target_fn": lambda x: np.ascontiguousarray(
+                prob.target_values(Nodes(x, np.ones(x.shape[0])), "cpu"), dtype=np.float64)}
+        probe = Nodes(np.zeros((estimator.n, prob.dim)), np.ones(estimator.n))
+        return {"source": "resample", "seed": estimator.seed, "n": estimator.n,
+                "sweep": _use_point_sweep(prob, theta, probe, "cpu", "auto"), **dist, **tgt}
+    if isinstance(estimator, Quadrature) and prob.dim == 1:
+        from . import sweep  # noqa: PLC0415
+        from .quadrature import quadrature_method  # noqa: PLC0415
+
+        if quadrature_method(prob, estimator, "cpu") != "sweep":
+            return None
+        lo, hi = sweep._support(prob)
+        tb, tc = sweep.target_pieces(prob)
+        db, dc = sweep.density_pieces(prob)
+        return {"source": "exact_shallow1d", "lo": lo, "hi": hi, "tpoly_breaks": tb,
+                "tpoly_coeffs": np.ascontiguousarray(tc), "dpoly_breaks": db,
+                "dpoly_coeffs": np.ascontiguousarray(dc)}
+    if isinstance(estimator, (Points, QuasiMonteCarlo, MonteCarlo, Quadrature)):
         if isinstance(estimator, Quadrature):
             from .quadrature import quadrature_nodes  # noqa: PLC0415
 
@@ -207,19 +228,20 @@ def _native_loop_args(prob: Problem, estimator: Estimator, backend: str, theta) 
         else:
             nodes = prob.nodes(estimator, 0, "cpu")
         y = prob.target_values(nodes, "cpu")
-        return {"x": np.ascontiguousarray(nodes.x), "w": np.ascontiguousarray(nodes.w),
-                "y": np.ascontiguousarray(y, dtype=np.float64)}
+        return {"source": "fixed", "x": np.ascontiguousarray(nodes.x, dtype=np.float64),
+                "w": np.ascontiguousarray(nodes.w, dtype=np.float64),
+                "y": np.ascontiguousarray(y, dtype=np.float64),
+                "sweep": _use_point_sweep(prob, theta, nodes, "cpu", "auto")}
     return None
 
 
 def _native_run(prob, theta, method, steps, start_step, record_every, h, max_abs, normalized, args):
-    """One call of the C++ loop; returns (theta, t-index records, risk, grad_norm, energy, active)."""
+    """One call of the C++ loop; returns a dict (theta, risk/grad_norm/energy records, active)."""
     from . import _core  # noqa: PLC0415
 
-    res = _core.flow_run(list(prob.widths), np.ascontiguousarray(theta), method, steps, start_step,
-                         record_every, np.ascontiguousarray(h, dtype=np.float64), float(max_abs),
-                         bool(normalized), **args)
-    return res
+    return _core.flow_run(list(prob.widths), np.ascontiguousarray(theta), method, steps, start_step,
+                          record_every, np.ascontiguousarray(h, dtype=np.float64), float(max_abs),
+                          normalized=bool(normalized), **args)
 
 
 def _record_indices(steps: int, record_every: int) -> np.ndarray:
@@ -479,6 +501,24 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
     grid = np.arange(0.0, t_end, rec_dt)
     grid = np.append(grid, t_end) if grid[-1] < t_end else grid
     T = grid.size
+    # the whole loop in C++ (cpp/src/dopri5_cpu.cpp, a port of this function) where it can run the field
+    native = None if record_theta else _native_loop_args(prob, field_.est, field_.backend, theta)
+    if native is not None:
+        from .backends import _core as _load_core  # noqa: PLC0415
+
+        core, _ = _load_core()
+        if hasattr(core, "dopri5_run"):
+            t0 = time.perf_counter()
+            res = core.dopri5_run(list(prob.widths), np.ascontiguousarray(theta), float(t_end),
+                                  -1.0 if h0 is None else float(h0), float(rtol), float(atol), grid,
+                                  float(max_abs), int(max_steps), int(max_rejections), float(min_step),
+                                  normalized=bool(field_.normalized), **native)
+            status = np.asarray(core.dopri5_status_names)[res["status"]]
+            return _finish(prob, res["theta"], list(grid), list(res["risk"]), list(res["grad_norm"]),
+                           list(res["energy"]), [], False, status == "ok", res["accepted"], res["rejected"],
+                           status, "dopri5", 0, t0,
+                           {"evaluations": int(res["evaluations"]), "loop": "C++", "rtol": rtol,
+                            "atol": atol, "estimator": repr(field_.est)})
     risk_rec, gn_rec, en_rec = np.full((T, K), np.nan), np.full((T, K), np.nan), np.full((T, K), np.nan)
     theta_rec = np.full((T,) + theta.shape, np.nan, dtype=theta.dtype) if record_theta else None
     t = np.zeros(K)

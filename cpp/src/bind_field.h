@@ -1,0 +1,157 @@
+// Parsing of the vector-field arguments shared by the integrator bindings (flow_run, dopri5_run):
+// the node source, the target (native or a Python callback) and the kernel choice, as keyword
+// arguments from python/reluflow/flows.py (`_native_field_args`).
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "bind_util.h"
+#include "field_cpu.h"
+#include "reluflow/targets.h"
+
+namespace reluflow {
+
+// A TargetSpec viewing the arrays it keeps alive.
+struct TargetArgs {
+  f64_array A, b, breaks, coeffs;
+  TargetSpec spec{};
+};
+
+inline TargetArgs parse_target(const std::string& kind, const Layout& lay, const py::object& A,
+                        const py::object& b, const py::object& breaks, const py::object& coeffs) {
+  TargetArgs t;
+  const int d = lay.widths[0], od = lay.widths[lay.num_layers];
+  t.spec.dim = d;
+  t.spec.out = od;
+  if (kind == "affine") {
+    t.A = as_vector(A, "target_A");
+    t.b = as_vector(b, "target_b");
+    if (t.A.ndim() != 2 || t.A.shape(0) != od || t.A.shape(1) != d)
+      throw py::value_error("target_A: expected an (out, d) array matching widths");
+    if (t.b.ndim() != 1 || t.b.shape(0) != od) throw py::value_error("target_b: expected an (out,) array");
+    t.spec.kind = kTargetAffine;
+    t.spec.A = t.A.data();
+    t.spec.b = t.b.data();
+  } else if (kind == "piecewise_polynomial") {
+    t.breaks = as_vector(breaks, "target_breaks");
+    t.coeffs = as_vector(coeffs, "target_coeffs");
+    if (d != 1) throw py::value_error("target_breaks: piecewise-polynomial targets are 1-D");
+    if (t.breaks.ndim() != 1 || t.breaks.shape(0) < 2)
+      throw py::value_error("target_breaks: expected m + 1 >= 2 break points");
+    const int64_t m = t.breaks.shape(0) - 1;
+    if (t.coeffs.ndim() != 3 || t.coeffs.shape(0) != m || t.coeffs.shape(2) != od || t.coeffs.shape(1) < 1)
+      throw py::value_error("target_coeffs: expected an (m, degree + 1, out) array");
+    t.spec.kind = kTargetPiecewisePolynomial;
+    t.spec.pieces = static_cast<int>(m);
+    t.spec.ncoef = static_cast<int>(t.coeffs.shape(1));
+    t.spec.breaks = t.breaks.data();
+    t.spec.coeffs = t.coeffs.data();
+  } else {
+    throw py::value_error("target_kind: expected 'affine' or 'piecewise_polynomial', got '" + kind + "'");
+  }
+  return t;
+}
+
+// A FieldSpec viewing the arrays (and the callback) it keeps alive.
+struct FieldArgs {
+  FieldSpec spec;
+  f64_array x, w, y, tbreaks, tcoeffs, dbreaks, dcoeffs;
+  DistArgs dist;
+  TargetArgs target;
+  py::object target_fn;
+};
+
+inline py::object kw(const py::dict& d, const char* name) {
+  return d.contains(name) ? py::reinterpret_borrow<py::object>(d[name]) : py::none();
+}
+
+// y (n, out) = fn(x (n, d)) with the GIL taken for the call; fn returns an (n, out) or (n,) array.
+inline TargetFn python_target(py::object fn, int d, int out) {
+  return [fn, d, out](const double* x, int64_t n, double* y) {
+    py::gil_scoped_acquire gil;
+    py::array_t<double> xa({n, static_cast<int64_t>(d)});
+    std::copy(x, x + n * d, xa.mutable_data());
+    f64_array ya = f64_array::ensure(fn(xa));
+    if (!ya || ya.size() != n * out)
+      throw py::value_error("target: the function returned " + (ya ? shape_str(ya) : std::string("a non-array")) +
+                            " for " + std::to_string(n) + " points; expected (n, " + std::to_string(out) + ")");
+    std::copy(ya.data(), ya.data() + n * out, y);
+  };
+}
+
+// Keyword arguments: source ("fixed" | "resample" | "exact_shallow1d"), normalized, sweep, and
+//   fixed: x (N, d), w (N,), y (N, out);
+//   resample: seed, n, dist_kind + low/high or breaks/anti/cum, target_kind + target_* or target_fn;
+//   exact_shallow1d: lo, hi, tpoly_breaks, tpoly_coeffs (m, deg+1, out), dpoly_breaks, dpoly_coeffs.
+inline std::unique_ptr<FieldArgs> parse_field(const Layout& lay, const py::dict& kwargs) {
+  auto a = std::make_unique<FieldArgs>();
+  FieldSpec& s = a->spec;
+  s.lay = lay;
+  const int d = lay.widths[0], od = lay.widths[lay.num_layers];
+  const std::string source = kwargs.contains("source") ? kwargs["source"].cast<std::string>() : "fixed";
+  s.normalized = kwargs.contains("normalized") && kwargs["normalized"].cast<bool>();
+  s.sweep = kwargs.contains("sweep") && kwargs["sweep"].cast<bool>();
+  if (s.sweep && (lay.num_layers != 2 || d != 1))
+    throw py::value_error("sweep: the point sweep needs a shallow 1-D network [1, H, out]");
+  if (source == "fixed") {
+    s.source = kFieldFixed;
+    a->x = as_vector(kw(kwargs, "x"), "x");
+    a->w = as_vector(kw(kwargs, "w"), "w");
+    a->y = as_vector(kw(kwargs, "y"), "y");
+    if (a->x.ndim() != 2 || a->x.shape(1) != d) throw py::value_error("x: expected an (N, d) array, got " + shape_str(a->x));
+    s.N = a->x.shape(0);
+    if (a->w.ndim() != 1 || a->w.shape(0) != s.N) throw py::value_error("w: expected an (N,) array, got " + shape_str(a->w));
+    if (a->y.ndim() != 2 || a->y.shape(0) != s.N || a->y.shape(1) != od)
+      throw py::value_error("y: expected an (N, out) array, got " + shape_str(a->y));
+    s.x = a->x.data();
+    s.w = a->w.data();
+    s.y = a->y.data();
+  } else if (source == "resample") {
+    s.source = kFieldResample;
+    s.seed = kwargs.contains("seed") ? kwargs["seed"].cast<uint64_t>() : 0;
+    s.n = kwargs.contains("n") ? kwargs["n"].cast<int64_t>() : 0;
+    if (s.n < 1) throw py::value_error("n: expected n >= 1 samples per step");
+    const std::string dk = kwargs.contains("dist_kind") ? kwargs["dist_kind"].cast<std::string>() : "uniform";
+    a->dist = parse_dist(dk, kw(kwargs, "low"), kw(kwargs, "high"), kw(kwargs, "breaks"), kw(kwargs, "anti"),
+                         kw(kwargs, "cum"));
+    if (a->dist.dist.dim != d) throw py::value_error("low: the distribution's dimension differs from widths[0]");
+    s.dist = a->dist.dist;
+    if (!kw(kwargs, "target_fn").is_none()) {
+      a->target_fn = kw(kwargs, "target_fn");
+      s.target_fn = python_target(a->target_fn, d, od);
+    } else {
+      const std::string tk = kwargs.contains("target_kind") ? kwargs["target_kind"].cast<std::string>() : "affine";
+      a->target = parse_target(tk, lay, kw(kwargs, "target_A"), kw(kwargs, "target_b"), kw(kwargs, "target_breaks"),
+                               kw(kwargs, "target_coeffs"));
+      s.target = a->target.spec;
+    }
+  } else if (source == "exact_shallow1d") {
+    if (lay.num_layers != 2 || d != 1)
+      throw py::value_error("source: 'exact_shallow1d' needs a shallow 1-D network [1, H, out]");
+    s.source = kFieldExactShallow1D;
+    s.lo = kwargs["lo"].cast<double>();
+    s.hi = kwargs["hi"].cast<double>();
+    a->tbreaks = as_vector(kw(kwargs, "tpoly_breaks"), "tpoly_breaks");
+    a->tcoeffs = as_vector(kw(kwargs, "tpoly_coeffs"), "tpoly_coeffs");
+    a->dbreaks = as_vector(kw(kwargs, "dpoly_breaks"), "dpoly_breaks");
+    a->dcoeffs = as_vector(kw(kwargs, "dpoly_coeffs"), "dpoly_coeffs");
+    const int64_t tm = a->tbreaks.shape(0) - 1, dm = a->dbreaks.shape(0) - 1;
+    if (a->tbreaks.ndim() != 1 || tm < 1 || a->tcoeffs.ndim() != 3 || a->tcoeffs.shape(0) != tm ||
+        a->tcoeffs.shape(2) != od)
+      throw py::value_error("tpoly_coeffs: expected an (m, degree + 1, out) array for m + 1 breaks");
+    if (a->dbreaks.ndim() != 1 || dm < 1 || a->dcoeffs.ndim() != 2 || a->dcoeffs.shape(0) != dm)
+      throw py::value_error("dpoly_coeffs: expected an (m, degree + 1) array for m + 1 breaks");
+    s.tpoly = PiecewisePoly1D{tm, static_cast<int>(a->tcoeffs.shape(1)) - 1, a->tbreaks.data(), a->tcoeffs.data()};
+    s.dpoly = PiecewisePoly1D{dm, static_cast<int>(a->dcoeffs.shape(1)) - 1, a->dbreaks.data(), a->dcoeffs.data()};
+  } else {
+    throw py::value_error("source: expected 'fixed', 'resample' or 'exact_shallow1d', got '" + source + "'");
+  }
+  return a;
+}
+
+}  // namespace reluflow

@@ -1,0 +1,66 @@
+// The vector field of an integrator run (field_cpu.cpp): risk and generalized gradient of a batch of
+// networks at step n, from one node source, with the tangent projection of the normalized flow.
+// The fixed-step loops (flow_cpu.cpp) and dopri5 call it; it never returns to Python, except for a
+// `targets.Function` target, which is evaluated by one callback per step on that step's nodes.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "reluflow/dists.h"
+#include "reluflow/layout.h"
+#include "reluflow/targets.h"
+#include "sweep1d_cpu.h"
+
+namespace reluflow {
+
+enum FieldSource : int {
+  kFieldFixed = 0,          // nodes x (N, d), weights w (N,), target values y (N, out) given once
+  kFieldResample = 1,       // n Monte-Carlo nodes per step from Philox (seed, stream MC, step)
+  kFieldExactShallow1D = 2  // exact 1-D quadrature of a shallow net by the O(H log H) sweep
+};
+
+// y (n, out) = f(x (n, d)) for a target C++ cannot evaluate (the binding takes the GIL for it).
+using TargetFn = std::function<void(const double* x, int64_t n, double* y)>;
+
+struct FieldSpec {
+  Layout lay;
+  int source = kFieldFixed;
+  // kFieldFixed
+  const double* x = nullptr;
+  const double* w = nullptr;
+  const double* y = nullptr;
+  int64_t N = 0;
+  // kFieldResample: weights 1/n; the target is `target` (native) unless target_fn is set
+  uint64_t seed = 0;
+  int64_t n = 0;
+  InputDist dist{};
+  TargetSpec target{};
+  TargetFn target_fn;
+  // kFieldExactShallow1D: the support [lo, hi] of the density, target and density pieces
+  double lo = 0.0, hi = 0.0;
+  PiecewisePoly1D tpoly{}, dpoly{};
+  // point sources on shallow 1-D nets: the O((N + H) log) point sweep instead of the dense kernel
+  bool sweep = false;
+  // project G on the tangent space of the normalized manifold
+  bool normalized = false;
+};
+
+template <class T>
+class Field {
+ public:
+  explicit Field(const FieldSpec& spec);
+  // theta (Kc, P) at step `step` -> risk (Kc,), grad (Kc, P), float64; a network with a non-finite
+  // parameter gets non-finite values (the loops freeze it).
+  void eval(const T* theta, int64_t Kc, int64_t step, double* risk, double* grad);
+  const FieldSpec& spec() const { return s_; }
+  int64_t evaluations = 0;  // calls of eval
+
+ private:
+  void draw(int64_t step);  // the Monte-Carlo nodes and target values of `step` (cached)
+  FieldSpec s_;
+  std::vector<double> xb_, wb_, yb_, th64_;
+  int64_t drawn_ = -1;
+};
+
+}  // namespace reluflow

@@ -1,0 +1,58 @@
+// The normalized manifold of the seeds (SPEC §4): every hidden neuron's (w_i, b_i) on the unit sphere.
+// Tangent projection of a gradient and the retraction, per network, used by every integrator loop.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#include "reluflow/layout.h"
+
+namespace reluflow {
+
+// Removes from g (P,) the component along every hidden neuron's (w_i, b_i) of theta (P,).
+template <class V>
+void project_tangent(const Layout& lay, const V* theta, double* g) {
+  for (int k = 0; k + 1 < lay.num_layers; ++k) {
+    const int lo = lay.widths[k + 1], li = lay.widths[k];
+    for (int i = 0; i < lo; ++i) {
+      const V* W = theta + lay.w_offset[k] + static_cast<int64_t>(i) * li;
+      double* gW = g + lay.w_offset[k] + static_cast<int64_t>(i) * li;
+      const double b = theta[lay.b_offset[k] + i];
+      double& gb = g[lay.b_offset[k] + i];
+      double radial = 0.0;
+      for (int j = 0; j < li; ++j) radial += gW[j] * static_cast<double>(W[j]);
+      radial += gb * b;
+      for (int j = 0; j < li; ++j) gW[j] -= radial * static_cast<double>(W[j]);
+      gb -= radial * b;
+    }
+  }
+}
+
+// Renormalizes every hidden neuron's (w_i, b_i) of theta (P,) to unit norm (a zero neuron stays zero).
+template <class V>
+void retract(const Layout& lay, V* theta) {
+  for (int k = 0; k + 1 < lay.num_layers; ++k) {
+    const int lo = lay.widths[k + 1], li = lay.widths[k];
+    for (int i = 0; i < lo; ++i) {
+      V* W = theta + lay.w_offset[k] + static_cast<int64_t>(i) * li;
+      V& b = theta[lay.b_offset[k] + i];
+      double s = static_cast<double>(b) * b;
+      for (int j = 0; j < li; ++j) s += static_cast<double>(W[j]) * W[j];
+      if (!(s > 0)) continue;
+      const double inv = 1.0 / std::sqrt(s);
+      for (int j = 0; j < li; ++j) W[j] = static_cast<V>(W[j] * inv);
+      b = static_cast<V>(b * inv);
+    }
+  }
+}
+
+// Whether every entry of row (P,) is finite and at most max_abs in absolute value.
+template <class V>
+bool row_ok(const V* row, int64_t P, double max_abs) {
+  for (int64_t p = 0; p < P; ++p) {
+    const double v = static_cast<double>(row[p]);
+    if (!std::isfinite(v) || std::fabs(v) > max_abs) return false;
+  }
+  return true;
+}
+
+}  // namespace reluflow
