@@ -9,7 +9,9 @@
     autograd (if ``import torch`` works). Dense peers are chunked (bounded memory) and run under a time
     budget: when a full run would exceed it, they run on a prefix of the nodes and the full time is
     extrapolated linearly (their cost is linear in N), marked "extrap.".
-(c) Deep [1, 128, 128, 1], K = 64: exact quadrature per call with the general (partition) path.
+(c) Deep [1, 128, 128, 1], K = 64: exact quadrature per call with the general (partition) path: the numpy
+    reference, the Python loop feeding the C++ dense kernel, and the whole pipeline in C++
+    (``_core.quad1d_risk_and_grad``), seconds per call and the ratios.
 
 Prints a table and writes JSON to benchmarks/results/quadrature_<cpu>.json (``--quick``: smaller
 sizes, ``quadrature_<cpu>_quick.json``). Run with ``timeout 900 python benchmarks/bench_quadrature.py``.
@@ -260,17 +262,43 @@ def bench_case_e(H, N, budget, log):
 # ---- (c) deep general path ------------------------------------------------------------------------
 
 def bench_deep(widths, K, log):
+    """Exact quadrature of K deep nets per call: the numpy partition path (the reference), the same
+    Python loop feeding the C++ dense kernel network by network, and the whole pipeline in C++
+    (``_core.quad1d_risk_and_grad``: kinks, nodes, target and dense kernel, OpenMP over networks)."""
     prob = rf.Problem(widths, rf.targets.PiecewiseLinear([0.0, 0.25, 0.5, 1.0], [0.0, 1.0, -0.5, 0.5]),
                       rf.dists.Uniform(0.0, 1.0))
     theta = prob.init(K, seed=0)
-    t, _ = best_time(lambda: quadrature_risk_and_grad(prob, theta, rf.Quadrature(), True, np, backend="numpy"),
-                     min_repeats=2, min_total=0.0)
+    est = rf.Quadrature(method="partition")
+    t, (r_np, g_np) = best_time(lambda: quadrature_risk_and_grad(prob, theta, est, True, np, backend="numpy"),
+                                min_repeats=2, min_total=0.0)
     from reluflow.quadrature import quadrature_nodes  # noqa: PLC0415
 
-    nodes = [quadrature_nodes(prob, theta[k], rf.Quadrature()).x.shape[0] for k in range(K)]
-    log(f"  {widths} K={K}: {fmt_t(t)} per call")
-    return {"widths": list(widths), "K": K, "init": "normal", "seconds_per_call": t, "seconds_per_network": t / K,
-            "nodes_per_network_mean": float(np.mean(nodes)), "nodes_per_network_max": int(np.max(nodes))}
+    nodes = [quadrature_nodes(prob, theta[k], est).x.shape[0] for k in range(K)]
+    log(f"  {widths} K={K}: numpy partition {fmt_t(t)} per call")
+    row = {"widths": list(widths), "K": K, "init": "normal", "seconds_per_call": t, "seconds_per_network": t / K,
+           "nodes_per_network_mean": float(np.mean(nodes)), "nodes_per_network_max": int(np.max(nodes))}
+    try:
+        from reluflow import _core  # noqa: PLC0415
+        from reluflow.backends import cpu as cpu_backend  # noqa: PLC0415
+    except ImportError as exc:
+        row["cpp"] = {"error": f"not available: {exc}"}
+        return row
+    # before the C++ pipeline: the Python loop building each network's nodes, the C++ dense kernel
+    t_loop, _ = best_time(lambda: quadrature_risk_and_grad(prob, theta, est, True, np, backend="numpy",
+                                                           kernel=cpu_backend.risk_and_grad),
+                          min_repeats=2, min_total=0.0)
+    row["python_loop_cpu_kernel_seconds_per_call"] = t_loop
+    log(f"  python loop + C++ dense kernel {fmt_t(t_loop)} per call")
+    if not hasattr(_core, "quad1d_risk_and_grad"):
+        row["cpp"] = {"error": "reluflow._core has no quad1d_risk_and_grad"}
+        return row
+    t_cpp, (r_c, g_c) = best_time(lambda: quadrature_risk_and_grad(prob, theta, est, True, np, backend="cpu"))
+    row["cpp"] = {"seconds_per_call": t_cpp, "seconds_per_network": t_cpp / K, "speedup_vs_numpy": t / t_cpp,
+                  "speedup_vs_python_loop_cpu_kernel": t_loop / t_cpp,
+                  "risk_rel_diff_max": max(rel_err(float(a), float(b)) for a, b in zip(r_c, r_np)),
+                  "grad_rel_diff_max": max(grad_err(g_c[k], g_np[k]) for k in range(K))}
+    log(f"  C++ pipeline {fmt_t(t_cpp)} per call ({t / t_cpp:.1f}x numpy)")
+    return row
 
 
 # ---- main -----------------------------------------------------------------------------------------
@@ -318,9 +346,23 @@ def print_tables(result):
         print("  * extrapolated linearly from a prefix of the nodes (time budget); diffs on that prefix")
     d = result["deep_general"]
     print()
-    print(f"(c) deep {d['widths']}, K = {d['K']}, exact quadrature, general partition path (numpy): "
-          f"{fmt_t(d['seconds_per_call'])} per call, {fmt_t(d['seconds_per_network'])} per network, "
+    print(f"(c) deep {d['widths']}, K = {d['K']}, exact quadrature per call, general partition path, "
           f"{d['nodes_per_network_mean']:.0f} nodes per network on average")
+    print(f"{'path':>30} | {'per call':>9} | {'per network':>11} | {'ratio':>6}")
+    print(f"{'numpy partition':>30} | {fmt_t(d['seconds_per_call']):>9} | {fmt_t(d['seconds_per_network']):>11} | "
+          f"{'1':>6}")
+    if "python_loop_cpu_kernel_seconds_per_call" in d:
+        t_loop = d["python_loop_cpu_kernel_seconds_per_call"]
+        print(f"{'Python loop + C++ dense kernel':>30} | {fmt_t(t_loop):>9} | {fmt_t(t_loop / d['K']):>11} | "
+              f"{d['seconds_per_call'] / t_loop:>6.1f}")
+    c = d.get("cpp", {})
+    if "error" in c:
+        print(f"{'C++ pipeline':>30} | {c['error']}")
+    elif c:
+        print(f"{'C++ pipeline (quad1d)':>30} | {fmt_t(c['seconds_per_call']):>9} | "
+              f"{fmt_t(c['seconds_per_network']):>11} | {c['speedup_vs_numpy']:>6.1f}")
+        print(f"  ratio = numpy time / time; C++ vs numpy: risk {fmt_e(c['risk_rel_diff_max'])}, "
+              f"grad {fmt_e(c['grad_rel_diff_max'])} (max relative difference over the networks)")
 
 
 def main(argv=None):

@@ -10,52 +10,12 @@
 #include <memory>
 #include <string>
 
+#include "bind_quad1d.h"
 #include "bind_util.h"
 #include "field_cpu.h"
 #include "reluflow/targets.h"
 
 namespace reluflow {
-
-// A TargetSpec viewing the arrays it keeps alive.
-struct TargetArgs {
-  f64_array A, b, breaks, coeffs;
-  TargetSpec spec{};
-};
-
-inline TargetArgs parse_target(const std::string& kind, const Layout& lay, const py::object& A,
-                        const py::object& b, const py::object& breaks, const py::object& coeffs) {
-  TargetArgs t;
-  const int d = lay.widths[0], od = lay.widths[lay.num_layers];
-  t.spec.dim = d;
-  t.spec.out = od;
-  if (kind == "affine") {
-    t.A = as_vector(A, "target_A");
-    t.b = as_vector(b, "target_b");
-    if (t.A.ndim() != 2 || t.A.shape(0) != od || t.A.shape(1) != d)
-      throw py::value_error("target_A: expected an (out, d) array matching widths");
-    if (t.b.ndim() != 1 || t.b.shape(0) != od) throw py::value_error("target_b: expected an (out,) array");
-    t.spec.kind = kTargetAffine;
-    t.spec.A = t.A.data();
-    t.spec.b = t.b.data();
-  } else if (kind == "piecewise_polynomial") {
-    t.breaks = as_vector(breaks, "target_breaks");
-    t.coeffs = as_vector(coeffs, "target_coeffs");
-    if (d != 1) throw py::value_error("target_breaks: piecewise-polynomial targets are 1-D");
-    if (t.breaks.ndim() != 1 || t.breaks.shape(0) < 2)
-      throw py::value_error("target_breaks: expected m + 1 >= 2 break points");
-    const int64_t m = t.breaks.shape(0) - 1;
-    if (t.coeffs.ndim() != 3 || t.coeffs.shape(0) != m || t.coeffs.shape(2) != od || t.coeffs.shape(1) < 1)
-      throw py::value_error("target_coeffs: expected an (m, degree + 1, out) array");
-    t.spec.kind = kTargetPiecewisePolynomial;
-    t.spec.pieces = static_cast<int>(m);
-    t.spec.ncoef = static_cast<int>(t.coeffs.shape(1));
-    t.spec.breaks = t.breaks.data();
-    t.spec.coeffs = t.coeffs.data();
-  } else {
-    throw py::value_error("target_kind: expected 'affine' or 'piecewise_polynomial', got '" + kind + "'");
-  }
-  return t;
-}
 
 // A FieldSpec viewing the arrays (and the callback) it keeps alive.
 struct FieldArgs {
@@ -64,6 +24,7 @@ struct FieldArgs {
   DistArgs dist;
   TargetArgs target;
   py::object target_fn;
+  std::unique_ptr<QuadArgs> quad;  // the spec points into it (the teacher's layout): never moved
 };
 
 inline py::object kw(const py::dict& d, const char* name) {
@@ -87,7 +48,9 @@ inline TargetFn python_target(py::object fn, int d, int out) {
 // Keyword arguments: source ("fixed" | "resample" | "exact_shallow1d"), normalized, sweep, and
 //   fixed: x (N, d), w (N,), y (N, out);
 //   resample: seed, n, dist_kind + low/high or breaks/anti/cum, target_kind + target_* or target_fn;
-//   exact_shallow1d: lo, hi, tpoly_breaks, tpoly_coeffs (m, deg+1, out), dpoly_breaks, dpoly_coeffs.
+//   exact_shallow1d: lo, hi, tpoly_breaks, tpoly_coeffs (m, deg+1, out), dpoly_breaks, dpoly_coeffs;
+//   quad1d: lo, hi, fixed_breaks, order, the distribution (+ density_coeffs) and the target
+//     (target_kind affine / piecewise_polynomial / teacher) as _core.quad1d_risk_and_grad takes them.
 inline std::unique_ptr<FieldArgs> parse_field(const Layout& lay, const py::dict& kwargs) {
   auto a = std::make_unique<FieldArgs>();
   FieldSpec& s = a->spec;
@@ -148,8 +111,21 @@ inline std::unique_ptr<FieldArgs> parse_field(const Layout& lay, const py::dict&
       throw py::value_error("dpoly_coeffs: expected an (m, degree + 1) array for m + 1 breaks");
     s.tpoly = PiecewisePoly1D{tm, static_cast<int>(a->tcoeffs.shape(1)) - 1, a->tbreaks.data(), a->tcoeffs.data()};
     s.dpoly = PiecewisePoly1D{dm, static_cast<int>(a->dcoeffs.shape(1)) - 1, a->dbreaks.data(), a->dcoeffs.data()};
+  } else if (source == "quad1d") {
+    if (d != 1) throw py::value_error("source: 'quad1d' needs a 1-D network (widths[0] == 1)");
+    s.source = kFieldQuad1D;
+    a->quad = std::make_unique<QuadArgs>();
+    const std::string dk = kwargs.contains("dist_kind") ? kwargs["dist_kind"].cast<std::string>() : "uniform";
+    const std::string tk = kwargs.contains("target_kind") ? kwargs["target_kind"].cast<std::string>() : "affine";
+    parse_quad_args(*a->quad, lay, kwargs["lo"].cast<double>(), kwargs["hi"].cast<double>(), kw(kwargs, "fixed_breaks"),
+                    kwargs["order"].cast<int>(), dk, kw(kwargs, "low"), kw(kwargs, "high"), kw(kwargs, "breaks"),
+                    kw(kwargs, "anti"), kw(kwargs, "cum"), kw(kwargs, "density_coeffs"), tk, kw(kwargs, "target_A"),
+                    kw(kwargs, "target_b"), kw(kwargs, "target_breaks"), kw(kwargs, "target_coeffs"),
+                    kw(kwargs, "teacher_widths"), kw(kwargs, "teacher_theta"));
+    s.quad = a->quad->spec;
   } else {
-    throw py::value_error("source: expected 'fixed', 'resample' or 'exact_shallow1d', got '" + source + "'");
+    throw py::value_error("source: expected 'fixed', 'resample', 'exact_shallow1d' or 'quad1d', got '" + source +
+                          "'");
   }
   return a;
 }

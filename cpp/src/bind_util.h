@@ -1,5 +1,5 @@
 // Helpers shared by the bind_*.cpp files: argument formatting, the layout from widths, and the
-// parsing of the input-distribution arguments.
+// parsing of the input-distribution and native-target arguments.
 #pragma once
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -12,6 +12,7 @@
 
 #include "reluflow/dists.h"
 #include "reluflow/layout.h"
+#include "reluflow/targets.h"
 
 namespace reluflow {
 
@@ -97,6 +98,47 @@ inline DistArgs parse_dist(const std::string& kind, const py::object& low, const
     throw py::value_error("kind: expected 'uniform' or 'piecewise_polynomial', got '" + kind + "'");
   }
   return args;
+}
+
+// A TargetSpec viewing the arrays it keeps alive.
+struct TargetArgs {
+  f64_array A, b, breaks, coeffs;
+  TargetSpec spec{};
+};
+
+inline TargetArgs parse_target(const std::string& kind, const Layout& lay, const py::object& A,
+                        const py::object& b, const py::object& breaks, const py::object& coeffs) {
+  TargetArgs t;
+  const int d = lay.widths[0], od = lay.widths[lay.num_layers];
+  t.spec.dim = d;
+  t.spec.out = od;
+  if (kind == "affine") {
+    t.A = as_vector(A, "target_A");
+    t.b = as_vector(b, "target_b");
+    if (t.A.ndim() != 2 || t.A.shape(0) != od || t.A.shape(1) != d)
+      throw py::value_error("target_A: expected an (out, d) array matching widths");
+    if (t.b.ndim() != 1 || t.b.shape(0) != od) throw py::value_error("target_b: expected an (out,) array");
+    t.spec.kind = kTargetAffine;
+    t.spec.A = t.A.data();
+    t.spec.b = t.b.data();
+  } else if (kind == "piecewise_polynomial") {
+    t.breaks = as_vector(breaks, "target_breaks");
+    t.coeffs = as_vector(coeffs, "target_coeffs");
+    if (d != 1) throw py::value_error("target_breaks: piecewise-polynomial targets are 1-D");
+    if (t.breaks.ndim() != 1 || t.breaks.shape(0) < 2)
+      throw py::value_error("target_breaks: expected m + 1 >= 2 break points");
+    const int64_t m = t.breaks.shape(0) - 1;
+    if (t.coeffs.ndim() != 3 || t.coeffs.shape(0) != m || t.coeffs.shape(2) != od || t.coeffs.shape(1) < 1)
+      throw py::value_error("target_coeffs: expected an (m, degree + 1, out) array");
+    t.spec.kind = kTargetPiecewisePolynomial;
+    t.spec.pieces = static_cast<int>(m);
+    t.spec.ncoef = static_cast<int>(t.coeffs.shape(1));
+    t.spec.breaks = t.breaks.data();
+    t.spec.coeffs = t.coeffs.data();
+  } else {
+    throw py::value_error("target_kind: expected 'affine' or 'piecewise_polynomial', got '" + kind + "'");
+  }
+  return t;
 }
 
 }  // namespace reluflow

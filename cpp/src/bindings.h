@@ -7,4 +7,5 @@ void bind_sampling(pybind11::module_& m);  // bind_sampling.cpp: Philox, sampler
 void bind_risk(pybind11::module_& m);      // bind_risk.cpp: fused risk/gradient, realization
 void bind_sweep(pybind11::module_& m);     // bind_sweep.cpp: shallow 1-D sweeps
 void bind_flow(pybind11::module_& m);      // bind_flow.cpp: integrator loops (GD/SGD, Euler, Heun, RK4)
+void bind_quad1d(pybind11::module_& m);    // bind_quad1d.cpp: exact 1-D quadrature of deep nets
 }  // namespace reluflow

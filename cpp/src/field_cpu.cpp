@@ -55,7 +55,9 @@ void Field<T>::eval(const T* theta, int64_t Kc, int64_t step, double* risk, doub
       th64 = th64_.data();
     }
   }
-  if (s_.source == kFieldExactShallow1D) {
+  if (s_.source == kFieldQuad1D) {
+    quad1d_risk_and_grad_cpu<T>(s_.lay, theta, Kc, s_.quad, risk, grad);
+  } else if (s_.source == kFieldExactShallow1D) {
     const int64_t H = s_.lay.widths[1];
     shallow1d_exact_cpu(th64, Kc, H, od, s_.lo, s_.hi, s_.tpoly, s_.dpoly, risk, grad);
   } else if (s_.sweep) {

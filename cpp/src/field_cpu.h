@@ -10,6 +10,7 @@
 #include "reluflow/dists.h"
 #include "reluflow/layout.h"
 #include "reluflow/targets.h"
+#include "quad1d_cpu.h"
 #include "sweep1d_cpu.h"
 
 namespace reluflow {
@@ -17,7 +18,8 @@ namespace reluflow {
 enum FieldSource : int {
   kFieldFixed = 0,          // nodes x (N, d), weights w (N,), target values y (N, out) given once
   kFieldResample = 1,       // n Monte-Carlo nodes per step from Philox (seed, stream MC, step)
-  kFieldExactShallow1D = 2  // exact 1-D quadrature of a shallow net by the O(H log H) sweep
+  kFieldExactShallow1D = 2,  // exact 1-D quadrature of a shallow net by the O(H log H) sweep
+  kFieldQuad1D = 3           // exact 1-D quadrature on every network's kink partition (any depth)
 };
 
 // y (n, out) = f(x (n, d)) for a target C++ cannot evaluate (the binding takes the GIL for it).
@@ -40,6 +42,8 @@ struct FieldSpec {
   // kFieldExactShallow1D: the support [lo, hi] of the density, target and density pieces
   double lo = 0.0, hi = 0.0;
   PiecewisePoly1D tpoly{}, dpoly{};
+  // kFieldQuad1D
+  Quad1DSpec quad{};
   // point sources on shallow 1-D nets: the O((N + H) log) point sweep instead of the dense kernel
   bool sweep = false;
   // project G on the tangent space of the normalized manifold

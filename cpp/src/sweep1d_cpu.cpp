@@ -31,9 +31,16 @@ struct Kink {
 inline bool kink_less(const Kink& a, const Kink& b) { return a.k < b.k || (a.k == b.k && a.i < b.i); }
 
 bool all_finite(const double* a, int64_t n) {
-  for (int64_t j = 0; j < n; ++j)
-    if (!std::isfinite(a[j])) return false;
-  return true;
+  // x * 0 is 0 for finite x and NaN for inf / NaN; eight independent sums vectorize (this runs
+  // once per network per call, on every parameter)
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int q = 0; q < 8; ++q) acc[q] += a[j + q] * 0.0;
+  for (; j < n; ++j) acc[0] += a[j] * 0.0;
+  double s = 0.0;
+  for (double v : acc) s += v;
+  return s == 0.0;
 }
 
 // Threads for K networks: never more than K (an idle thread would only add a barrier wait, which on a
@@ -291,170 +298,6 @@ void shallow1d_exact_cpu(const double* theta, int64_t K, int64_t H, int out, dou
 
 namespace {
 
-// Locates values among the sorted nodes xs (N,) in O(1) expected time for nodes from a smooth
-// density: a table of N + 1 cells on [xs[0], xs[N-1]] holding the first node of every cell. The
-// answer is only a guess for the galloping search with the exact predicate.
-struct NodeLocator {
-  std::vector<int64_t> first;  // (M + 1,): first node with xs[j] >= lo + m / scale
-  double lo = 0.0, scale = 0.0;
-  int64_t M = 0;
-
-  void build(const double* xs, int64_t N) {
-    M = N;
-    first.assign(static_cast<size_t>(M + 2), N);
-    if (N == 0) return;
-    lo = xs[0];
-    const double span = xs[N - 1] - xs[0];
-    scale = span > 0.0 ? static_cast<double>(M) / span : 0.0;
-    int64_t j = 0;
-    for (int64_t m = 0; m <= M + 1; ++m) {
-      const double edge = lo + static_cast<double>(m) / scale;
-      while (j < N && xs[j] < edge) ++j;
-      first[m] = scale > 0.0 ? j : (m == 0 ? 0 : N);
-    }
-  }
-
-  int64_t guess(double t) const {
-    if (!(t > lo)) return 0;  // also NaN
-    const double c = (t - lo) * scale;
-    if (!(c < static_cast<double>(M))) return first[M];
-    return first[static_cast<int64_t>(c)];
-  }
-};
-
-// One network of the point sweep: N(x) = A(x) (x - c0) + B(x) where A, B change only at the first
-// active node of a neuron (w > 0) or its first inactive node (w < 0); the nodes where they change
-// come from the exact predicate relu_active, located by a galloping search from the table's guess.
-// Then one forward pass (residuals, risk, prefix moments) and one backward pass (suffix moments);
-// every neuron's gradient is O(1) from the moments of its active range (a prefix for w < 0, a suffix
-// for w > 0: no cancellation between a total and a partial sum). OUT = 0: any out (runtime).
-template <int OUT>
-struct PointSweep {
-  // per-thread buffers
-  std::vector<double> dA, dB;      // (N + 1, out): changes of A, B at node j
-  std::vector<double> u;           // (N, out): w_j r_j
-  std::vector<double> P0, P1;      // (N + 1, out): prefix moments sum_{m<j} u_m, u_m (x_m - c0)
-  std::vector<double> Q0, Q1;      // (N + 1, out): suffix moments sum_{m>=j}
-  std::vector<int64_t> bound;      // (H,)
-
-  double run(const double* th, int64_t H, int out_rt, int64_t N, const double* xs, const double* ws,
-             const double* ys, double c0, const NodeLocator& loc, double* g) {
-    const int out = OUT > 0 ? OUT : out_rt;
-    const double* wv = th;
-    const double* bv = th + H;
-    const double* V = th + sweep1d::off_V(H);
-    const double* c = th + sweep1d::off_c(H, out);
-    const size_t n1 = static_cast<size_t>((N + 1) * out);
-    dA.assign(n1, 0.0);
-    dB.assign(n1, 0.0);
-    bound.resize(static_cast<size_t>(H));
-    double A0[OUT > 0 ? OUT : 8], B0[OUT > 0 ? OUT : 8];
-    std::vector<double> A0v, B0v;
-    double* A = A0;
-    double* B = B0;
-    if (OUT == 0 && out > 8) {
-      A0v.assign(out, 0.0);
-      B0v.assign(out, 0.0);
-      A = A0v.data();
-      B = B0v.data();
-    }
-    for (int o = 0; o < out; ++o) {
-      A[o] = 0.0;
-      B[o] = c[o];
-    }
-    // the state at node 0 and the changes
-    for (int64_t i = 0; i < H; ++i) {
-      const double w = wv[i], b = bv[i];
-      if (w == 0.0) {  // constant neuron: active everywhere iff b > 0
-        if (b > 0.0)
-          for (int o = 0; o < out; ++o) B[o] += V[o * H + i] * b;
-        continue;
-      }
-      const double z0 = w * c0 + b;
-      const int64_t gss = loc.guess(-b / w);
-      int64_t j;
-      if (w > 0.0) {
-        j = sweep1d::first_true_from(gss, N, [xs, w, b](int64_t m) { return sweep1d::relu_active(w, b, xs[m]); });
-        for (int o = 0; o < out; ++o) {
-          dA[j * out + o] += V[o * H + i] * w;
-          dB[j * out + o] += V[o * H + i] * z0;
-        }
-      } else {
-        j = sweep1d::first_true_from(gss, N, [xs, w, b](int64_t m) { return !sweep1d::relu_active(w, b, xs[m]); });
-        for (int o = 0; o < out; ++o) {
-          A[o] += V[o * H + i] * w;
-          B[o] += V[o * H + i] * z0;
-          dA[j * out + o] -= V[o * H + i] * w;
-          dB[j * out + o] -= V[o * H + i] * z0;
-        }
-      }
-      bound[i] = j;
-    }
-    // forward: residuals, risk, prefix moments
-    u.resize(static_cast<size_t>(N * out));
-    P0.resize(n1);
-    P1.resize(n1);
-    Q0.resize(n1);
-    Q1.resize(n1);
-    double risk = 0.0;
-    for (int o = 0; o < out; ++o) {
-      P0[o] = 0.0;
-      P1[o] = 0.0;
-    }
-    for (int64_t j = 0; j < N; ++j) {
-      const double dx = xs[j] - c0;
-      for (int o = 0; o < out; ++o) {
-        A[o] += dA[j * out + o];
-        B[o] += dB[j * out + o];
-        const double r = (A[o] * dx + B[o]) - ys[j * out + o];
-        const double uj = ws[j] * r;
-        u[j * out + o] = uj;
-        risk += uj * r;
-        P0[(j + 1) * out + o] = P0[j * out + o] + uj;
-        P1[(j + 1) * out + o] = P1[j * out + o] + uj * dx;
-      }
-    }
-    // backward: suffix moments
-    for (int o = 0; o < out; ++o) {
-      Q0[N * out + o] = 0.0;
-      Q1[N * out + o] = 0.0;
-    }
-    for (int64_t j = N - 1; j >= 0; --j) {
-      const double dx = xs[j] - c0;
-      for (int o = 0; o < out; ++o) {
-        const double uj = u[j * out + o];
-        Q0[j * out + o] = Q0[(j + 1) * out + o] + uj;
-        Q1[j * out + o] = Q1[(j + 1) * out + o] + uj * dx;
-      }
-    }
-    // gradients: O(1) per neuron
-    const int64_t ov = sweep1d::off_V(H);
-    for (int64_t i = 0; i < H; ++i) {
-      const double w = wv[i], b = bv[i];
-      const double *S0, *S1;
-      if (w > 0.0) {
-        S0 = Q0.data() + bound[i] * out;
-        S1 = Q1.data() + bound[i] * out;
-      } else if (w < 0.0) {
-        S0 = P0.data() + bound[i] * out;
-        S1 = P1.data() + bound[i] * out;
-      } else if (b > 0.0) {
-        S0 = P0.data() + N * out;
-        S1 = P1.data() + N * out;
-      } else {
-        g[i] = 0.0;
-        g[H + i] = 0.0;
-        for (int o = 0; o < out; ++o) g[ov + static_cast<int64_t>(o) * H + i] = 0.0;
-        continue;
-      }
-      sweep1d::neuron_grad(w, b, V + i, H, out, c0, S0, S1, g + i, g + H + i, g + ov + i, H);
-    }
-    double* gc = g + sweep1d::off_c(H, out);
-    for (int o = 0; o < out; ++o) gc[o] = 2.0 * P0[N * out + o];
-    return risk;
-  }
-};
-
 // The permutation sorting x (N,) increasingly, ties in input order (a stable sort): an LSD radix sort
 // on the order-preserving integer image of the doubles for large N (linear time, and the nodes of
 // case E are 2^18), std::sort on (x, index) pairs otherwise. x must not contain NaN.
@@ -500,6 +343,207 @@ std::vector<int64_t> stable_order(const double* x, int64_t N) {
   }
   return order;
 }
+
+// Locates values among the sorted nodes xs (N,) in O(1) expected time for nodes from a smooth
+// density: a table of N + 1 cells on [xs[0], xs[N-1]] holding the first node of every cell. The
+// answer is only a guess for the galloping search with the exact predicate.
+struct NodeLocator {
+  std::vector<int64_t> first;  // (M + 2,): first node with xs[j] >= lo + m / scale
+  std::vector<double> xq;      // (N + 10,): -inf, xs[0..N-1], +inf... (branch-free boundary checks)
+  double lo = 0.0, scale = 0.0;
+  int64_t M = 0;
+  int steps = 1;               // branch-free forward steps from a guess: the fullest cell, at most 8
+
+  void build(const double* xs, int64_t N) {
+    M = N;
+    first.assign(static_cast<size_t>(M + 2), N);
+    xq.assign(static_cast<size_t>(N + 2 + 8), std::numeric_limits<double>::infinity());
+    xq[0] = -std::numeric_limits<double>::infinity();
+    std::copy(xs, xs + N, xq.begin() + 1);
+    if (N == 0) return;
+    lo = xs[0];
+    const double span = xs[N - 1] - xs[0];
+    scale = span > 0.0 ? static_cast<double>(M) / span : 0.0;
+    int64_t j = 0, fullest = 0;
+    for (int64_t m = 0; m <= M + 1; ++m) {
+      const double edge = lo + static_cast<double>(m) / scale;
+      while (j < N && xs[j] < edge) ++j;
+      first[m] = scale > 0.0 ? j : (m == 0 ? 0 : N);
+      if (m > 0) fullest = std::max(fullest, first[m] - first[m - 1]);
+    }
+    steps = static_cast<int>(std::min<int64_t>(std::max<int64_t>(fullest, 1), 8));
+  }
+
+  // A node index near the first node >= t (any t, also +-inf), without branches.
+  int64_t guess(double t) const {
+    double c = (t - lo) * scale;
+    c = c > 0.0 ? c : 0.0;  // (comparisons, not fmin/fmax: those are library calls without -ffast-math)
+    c = c < static_cast<double>(M) ? c : static_cast<double>(M);
+    return first[static_cast<int64_t>(c)];
+  }
+};
+
+// One network of the point sweep: N(x) = A(x) (x - c0) + B(x) where A, B change only at the first
+// active node of a neuron (w > 0) or its first inactive node (w < 0); the nodes where they change
+// come from the exact predicate relu_active, located by a galloping search from the table's guess.
+// Then one forward pass (residuals, risk, prefix moments) and one backward pass (suffix moments);
+// every neuron's gradient is O(1) from the moments of its active range (a prefix for w < 0, a suffix
+// for w > 0: no cancellation between a total and a partial sum). OUT = 0: any out (runtime).
+template <int OUT>
+struct PointSweep {
+  // per-thread buffers
+  std::vector<double> dA, dB;      // (N + 1, out): changes of A, B at node j
+  std::vector<double> u;           // (N, out): w_j r_j
+  std::vector<double> P0, P1;      // (N + 1, out): prefix moments sum_{m<j} u_m, u_m (x_m - c0)
+  std::vector<double> Q0, Q1;      // (N + 1, out): suffix moments sum_{m>=j}
+  std::vector<int64_t> bound;      // (H,)
+  std::vector<double> kink;        // (H,) -b_i / w_i (0 for w_i = 0)
+  std::vector<int64_t> perm;       // (H,) neurons in kink order (large H only)
+  static constexpr int64_t kSortKinksFrom = 4096;
+
+  double run(const double* th, int64_t H, int out_rt, int64_t N, const double* xs, const double* ws,
+             const double* ys, double c0, const NodeLocator& loc, double* g) {
+    const int out = OUT > 0 ? OUT : out_rt;
+    const double* wv = th;
+    const double* bv = th + H;
+    const double* V = th + sweep1d::off_V(H);
+    const double* c = th + sweep1d::off_c(H, out);
+    const size_t n1 = static_cast<size_t>((N + 1) * out);
+    dA.assign(n1, 0.0);
+    dB.assign(n1, 0.0);
+    double A0[OUT > 0 ? OUT : 8], B0[OUT > 0 ? OUT : 8];
+    std::vector<double> A0v, B0v;
+    double* A = A0;
+    double* B = B0;
+    if (OUT == 0 && out > 8) {
+      A0v.assign(out, 0.0);
+      B0v.assign(out, 0.0);
+      A = A0v.data();
+      B = B0v.data();
+    }
+    for (int o = 0; o < out; ++o) {
+      A[o] = 0.0;
+      B[o] = c[o];
+    }
+    // the state at node 0 and the changes. Large H: the neurons are visited in kink order so that
+    // the searches and the scattered updates walk the node arrays sequentially (case E: the node
+    // arrays are megabytes); small H: in index order (everything is in the L1/L2 caches).
+    const bool by_kink = H >= kSortKinksFrom;
+    kink.resize(static_cast<size_t>(H));
+    bound.resize(static_cast<size_t>(H));
+    for (int64_t i = 0; i < H; ++i) kink[i] = wv[i] != 0.0 ? -bv[i] / wv[i] : 0.0;  // vectorized
+    for (int64_t i = 0; i < H; ++i) bound[i] = loc.guess(kink[i]);
+    if (by_kink) perm = stable_order(kink.data(), H);
+    const double* xq = loc.xq.data();  // xq[j + 1] = xs[j], -inf / +inf at the ends
+    for (int64_t ii = 0; ii < H; ++ii) {
+      const int64_t i = by_kink ? perm[ii] : ii;
+      const double w = wv[i], b = bv[i];
+      if (w == 0.0) {  // constant neuron: active everywhere iff b > 0
+        if (b > 0.0)
+          for (int o = 0; o < out; ++o) B[o] += V[o * H + i] * b;
+        continue;
+      }
+      // w > 0: the first active node; w < 0: the first inactive one. Both are the first node j
+      // where relu_active(w, b, x_j) != (w < 0), a predicate false...false true...true along the
+      // sorted nodes, and almost always the first node >= -b/w: a few branch-free steps from the
+      // table's guess find that, then one branch-free check of the exact predicate on both sides
+      // (rounding of w x + b, ties) falls back to walking in the rare case it fails.
+      const bool neg = w < 0.0;
+      const double t = kink[i];
+      int64_t j = bound[i];
+      {  // independent comparisons (the nodes are sorted): no chain of dependent loads
+        int64_t ahead = 0;
+        for (int r = 0; r < loc.steps; ++r) ahead += xq[j + 1 + r] < t;
+        j += ahead;
+      }
+      const bool settled = (sweep1d::relu_active(w, b, xq[j + 1]) != neg) &
+                           (sweep1d::relu_active(w, b, xq[j]) == neg);
+      if (!settled) {
+        while (j < N && sweep1d::relu_active(w, b, xs[j]) == neg) ++j;
+        while (j > 0 && sweep1d::relu_active(w, b, xs[j - 1]) != neg) --j;
+      }
+      const double z0 = w * c0 + b;
+      const double sgn = neg ? -1.0 : 1.0;
+      const double base = neg ? 1.0 : 0.0;  // a neuron with w < 0 is active at node 0 (if any)
+      for (int o = 0; o < out; ++o) {
+        const double a = V[o * H + i] * w, bz = V[o * H + i] * z0;
+        A[o] += base * a;
+        B[o] += base * bz;
+        dA[j * out + o] += sgn * a;
+        dB[j * out + o] += sgn * bz;
+      }
+      bound[i] = j;
+    }
+    // forward: residuals, risk, prefix moments; backward: suffix moments. The running sums live in
+    // locals (registers for OUT = 1) so that a step does not wait on the store of the previous one.
+    u.resize(static_cast<size_t>(N * out));
+    P0.resize(n1);
+    P1.resize(n1);
+    Q0.resize(n1);
+    Q1.resize(n1);
+    double* __restrict up = u.data();
+    double* __restrict p0 = P0.data();
+    double* __restrict p1 = P1.data();
+    double* __restrict q0 = Q0.data();
+    double* __restrict q1 = Q1.data();
+    const double* __restrict dAp = dA.data();
+    const double* __restrict dBp = dB.data();
+    double risk = 0.0;
+    for (int o = 0; o < out; ++o) {
+      double a = A[o], bb = B[o], s0 = 0.0, s1 = 0.0;
+      for (int64_t j = 0; j < N; ++j) {
+        const double dx = xs[j] - c0;
+        a += dAp[j * out + o];
+        bb += dBp[j * out + o];
+        const double r = (a * dx + bb) - ys[j * out + o];
+        const double uj = ws[j] * r;
+        up[j * out + o] = uj;
+        risk += uj * r;
+        p0[j * out + o] = s0;
+        p1[j * out + o] = s1;
+        s0 += uj;
+        s1 += uj * dx;
+      }
+      p0[N * out + o] = s0;
+      p1[N * out + o] = s1;
+      s0 = 0.0;
+      s1 = 0.0;
+      q0[N * out + o] = 0.0;
+      q1[N * out + o] = 0.0;
+      for (int64_t j = N - 1; j >= 0; --j) {
+        const double uj = up[j * out + o];
+        s0 += uj;
+        s1 += uj * (xs[j] - c0);
+        q0[j * out + o] = s0;
+        q1[j * out + o] = s1;
+      }
+    }
+    // gradients: O(1) per neuron
+    const int64_t ov = sweep1d::off_V(H);
+    for (int64_t ii = 0; ii < H; ++ii) {
+      const int64_t i = by_kink ? perm[ii] : ii;
+      const double w = wv[i], b = bv[i];
+      const double *S0, *S1;
+      if (w != 0.0) {  // w > 0: suffix moments from the boundary; w < 0: prefix moments up to it
+        const bool pos = w > 0.0;
+        S0 = (pos ? Q0.data() : P0.data()) + bound[i] * out;
+        S1 = (pos ? Q1.data() : P1.data()) + bound[i] * out;
+      } else if (b > 0.0) {
+        S0 = P0.data() + N * out;
+        S1 = P1.data() + N * out;
+      } else {
+        g[i] = 0.0;
+        g[H + i] = 0.0;
+        for (int o = 0; o < out; ++o) g[ov + static_cast<int64_t>(o) * H + i] = 0.0;
+        continue;
+      }
+      sweep1d::neuron_grad(w, b, V + i, H, out, c0, S0, S1, g + i, g + H + i, g + ov + i, H);
+    }
+    double* gc = g + sweep1d::off_c(H, out);
+    for (int o = 0; o < out; ++o) gc[o] = 2.0 * P0[N * out + o];
+    return risk;
+  }
+};
 
 template <int OUT>
 void points_loop(const double* theta, int64_t K, int64_t H, int out, int64_t N, const double* xs,

@@ -179,10 +179,12 @@ def _native_loop_args(prob: Problem, estimator: Estimator, backend: str, theta) 
     * ``MonteCarlo(resample=True)``: fresh samples every step drawn in C++; a native target (Affine,
       PiecewiseLinear, PiecewisePolynomial) is evaluated in C++, any other target (Teacher, Function)
       by one vectorized Python callback per step on that step's nodes;
-    * 1-D ``Quadrature`` of shallow nets that the exact O(H log H) sweep supports.
+    * 1-D ``Quadrature``: shallow nets by the exact O(H log H) sweep where it applies, any depth by
+      the C++ partition path (kinks, nodes and target per network, then the fused kernel) where
+      ``quadrature.native_partition_args`` allows it (Function targets: the Python driver).
 
     On shallow 1-D nets the point sources use the O((N+H) log) point sweep when the cost model of
-    ``Problem.risk_and_grad(method="auto")`` prefers it. Deep 1-D Quadrature uses the Python driver.
+    ``Problem.risk_and_grad(method="auto")`` prefers it.
     """
     from .backends import resolve  # noqa: PLC0415
     from .estimators import Nodes, Points, QuasiMonteCarlo  # noqa: PLC0415
@@ -213,7 +215,10 @@ def _native_loop_args(prob: Problem, estimator: Estimator, backend: str, theta) 
         from .quadrature import quadrature_method  # noqa: PLC0415
 
         if quadrature_method(prob, estimator, "cpu") != "sweep":
-            return None
+            from .quadrature import native_partition_args  # noqa: PLC0415
+
+            quad = native_partition_args(prob, estimator, np.asarray(theta), "cpu")
+            return None if quad is None else {"source": "quad1d", **quad}
         lo, hi = sweep._support(prob)
         tb, tc = sweep.target_pieces(prob)
         db, dc = sweep.density_pieces(prob)

@@ -17,7 +17,9 @@ Shallow 1-D nets ``[1, H, out]`` with an Affine / PiecewiseLinear / PiecewisePol
 Uniform or piecewise-polynomial density also have an O(H log H) path, ``reluflow.sweep`` (one sweep
 over the sorted kinks, prefix sums of the residual's moments): the same exact value to rounding. It
 runs for ``backend="cpu"`` (or ``Quadrature(method="sweep")``), see :func:`quadrature_method`; the
-numpy backend keeps this module's partition path, the reference.
+numpy backend keeps this module's partition path, the reference. Deeper 1-D nets on the ``cpu``
+backend run the partition path itself in C++ (``_core.quad1d_risk_and_grad``, the same formulas as
+:func:`kink_partition` and ``_nodes_1d``), see :func:`quadrature_risk_and_grad`.
 
 d = 2..4: composite tensor Gauss–Legendre on the box of the uniform input distribution, ``cells``
 cells and ``order`` points per axis, the same nodes for every network. This is **convergent, not
@@ -60,6 +62,9 @@ DEFAULT_ORDER_MULTI_D = 4
 DEFAULT_ORDER_INEXACT = 8
 #: largest input dimension the tensor rule accepts
 MAX_DIM = 4
+#: largest ``order`` the C++ 1-D partition path takes (kMaxOrder in cpp/src/bind_quad1d.cpp); larger
+#: orders run the per-network Python loop
+_NATIVE_MAX_ORDER = 256
 
 
 def _to_numpy(a) -> np.ndarray:
@@ -206,18 +211,22 @@ def _density(dist, x: np.ndarray) -> np.ndarray:
                      f"dists.PiecewisePolynomial)")
 
 
-def _nodes_1d(problem: "Problem", theta, estimator: Quadrature) -> Nodes:
+def _fixed_1d(problem: "Problem", estimator: Quadrature) -> tuple[float, float, np.ndarray, int]:
+    """What every network of a 1-D problem shares: ``(lo, hi, fixed, q)``.
+
+    ``lo, hi``: the support of the input distribution; ``fixed`` (n,): the density's breaks and (for a
+    piecewise-polynomial target) the target's breaks, sorted, distinct, inside ``[lo, hi]``; ``q``: the
+    Gauss–Legendre points per piece (``estimator.order``, else just enough for the integrand's degree,
+    else ``DEFAULT_ORDER_INEXACT`` for a target that is not piecewise polynomial).
+    """
     dist = problem.input
     lo, hi = float(dist.low[0]), float(dist.high[0])
     degree = _target_degree(problem, estimator)
-    parts = [kink_partition(problem.layout, theta, lo, hi), np.asarray(dist.breaks(), dtype=np.float64)]
+    parts = [np.asarray(dist.breaks(), dtype=np.float64)]
     if degree is not None:
         parts.append(np.asarray(problem.target.breaks(lo, hi), dtype=np.float64))
-    grid = np.unique(np.concatenate(parts))
-    grid = grid[(grid >= lo) & (grid <= hi)]
-    a, b = grid[:-1], grid[1:]
-    keep = b > a                                  # drop empty pieces
-    a, b = a[keep], b[keep]
+    fixed = np.unique(np.concatenate(parts))
+    fixed = fixed[(fixed >= lo) & (fixed <= hi)]
     if estimator.order is not None:
         q = estimator.order
     elif degree is None:
@@ -225,11 +234,86 @@ def _nodes_1d(problem: "Problem", theta, estimator: Quadrature) -> Nodes:
     else:
         integrand_degree = 2 * max(1, degree) + int(dist.degree)
         q = (integrand_degree + 2) // 2           # ceil((deg + 1) / 2): exact to degree 2q - 1
+    return lo, hi, fixed, q
+
+
+def _nodes_1d(problem: "Problem", theta, estimator: Quadrature, fixed=None) -> Nodes:
+    """Nodes of one network theta (P,); ``fixed``: :func:`_fixed_1d`'s result when already computed."""
+    dist = problem.input
+    lo, hi, breaks, q = _fixed_1d(problem, estimator) if fixed is None else fixed
+    grid = np.unique(np.concatenate([kink_partition(problem.layout, theta, lo, hi), breaks]))
+    grid = grid[(grid >= lo) & (grid <= hi)]
+    a, b = grid[:-1], grid[1:]
+    keep = b > a                                  # drop empty pieces
+    a, b = a[keep], b[keep]
     t, gw = np.polynomial.legendre.leggauss(q)
     half, mid = 0.5 * (b - a), 0.5 * (a + b)
     x = (mid[:, None] + half[:, None] * t[None, :]).reshape(-1)
     w = (half[:, None] * gw[None, :]).reshape(-1) * _density(dist, x)
     return Nodes(x[:, None], w)
+
+
+def _native_1d_args(problem: "Problem") -> dict | None:
+    """Keyword arguments describing ``problem``'s target and density to ``_core.quad1d_risk_and_grad``
+    (the C++ partition path), or None when it cannot take them (a ``Function`` target, or a density
+    other than ``dists.Uniform`` / ``dists.PiecewisePolynomial``): the per-network Python loop runs then.
+    A 1-D ``Teacher`` is described by its widths and parameters (``target_kind="teacher"``)."""
+    from .dists import PiecewisePolynomial as PPDensity  # noqa: PLC0415
+    from .targets import Teacher, native_target_args  # noqa: PLC0415
+
+    target, dist = problem.target, problem.input
+    if isinstance(target, Teacher):
+        if target.dim != 1 or target.out_dim != problem.out_dim:
+            return None
+        tgt = {"target_kind": "teacher", "teacher_widths": list(target.layout.widths),
+               "teacher_theta": np.ascontiguousarray(target.theta, dtype=np.float64)}
+    else:
+        tgt = native_target_args(target)
+        if tgt is None or getattr(target, "dim", 1) != 1:
+            return None
+    if isinstance(dist, Uniform):
+        dst = {"dist_kind": "uniform", "low": np.ascontiguousarray(dist.low[:1], dtype=np.float64),
+               "high": np.ascontiguousarray(dist.high[:1], dtype=np.float64)}
+    elif isinstance(dist, PPDensity):
+        dst = {"dist_kind": "piecewise_polynomial",
+               "breaks": np.ascontiguousarray(dist.breaks(), dtype=np.float64),
+               "anti": np.ascontiguousarray(dist.anti, dtype=np.float64),
+               "cum": np.ascontiguousarray(dist.cum, dtype=np.float64),
+               "density_coeffs": np.ascontiguousarray(dist.coeffs, dtype=np.float64)}
+    else:
+        return None
+    return {**dst, **tgt}
+
+
+def _native_1d_core():
+    """``reluflow._core`` when it has the C++ 1-D partition path, else None."""
+    try:
+        from . import _core  # noqa: PLC0415
+    except ImportError:
+        return None
+    return _core if hasattr(_core, "quad1d_risk_and_grad") else None
+
+
+def native_partition_args(problem: "Problem", estimator: Quadrature, theta, backend: str, xp=np,
+                          fixed=None) -> dict | None:
+    """Keyword arguments of the C++ 1-D partition path (``_core.quad1d_risk_and_grad`` and the
+    ``"quad1d"`` vector field of the C++ integrator loops), or None where the Python loop runs.
+
+    It runs for 1-D problems on ``backend == "cpu"`` with a float32 / float64 numpy theta, a native or
+    Teacher target, a Uniform or ``dists.PiecewisePolynomial`` density and ``order <= 256``.
+    """
+    if problem.dim != 1 or backend != "cpu" or xp is not np:
+        return None
+    if not (isinstance(theta, np.ndarray) and theta.dtype in (np.float32, np.float64)):
+        return None
+    core, args = _native_1d_core(), _native_1d_args(problem)
+    if core is None or args is None:
+        return None
+    lo, hi, breaks, q = _fixed_1d(problem, estimator) if fixed is None else fixed
+    if q > _NATIVE_MAX_ORDER:
+        return None
+    return {"lo": lo, "hi": hi, "fixed_breaks": np.ascontiguousarray(breaks, dtype=np.float64),
+            "order": int(q), **args}
 
 
 def _axis_rule(lo: float, hi: float, cells: int, order: int):
@@ -344,6 +428,12 @@ def quadrature_risk_and_grad(problem: "Problem", theta, estimator: Quadrature, w
     through the exact O(H log H) sweep (``reluflow.sweep``, the same value to rounding) when the
     estimator's ``method`` asks for it, or is ``"auto"`` and ``backend == "cpu"``; see
     :func:`quadrature_method`. The ``"numpy"`` default keeps the partition path (the reference).
+    Otherwise in 1-D, on ``backend == "cpu"`` with a float32 / float64 numpy theta, a native target
+    (Affine, PiecewiseLinear, PiecewisePolynomial) and a Uniform or piecewise-polynomial
+    density, the whole partition path runs in C++ (``_core.quad1d_risk_and_grad``: the kinks, nodes and
+    target values of each network, then the fused dense kernel; OpenMP over networks, the results
+    independent of the thread count), the same nodes as the Python loop to rounding; ``kernel`` is not
+    used there. Other 1-D cases run the per-network Python loop.
     ``kernel``: the dense ``kernel(layout, theta, x, w, y, want_grad)`` fed with the nodes (default:
     the reference in ``xp``).
     """
@@ -360,10 +450,17 @@ def quadrature_risk_and_grad(problem: "Problem", theta, estimator: Quadrature, w
         nodes = _nodes_tensor(problem, estimator)
         y = problem.target_values(nodes)
         return kernel(layout, theta, xp.asarray(nodes.x), xp.asarray(nodes.w), xp.asarray(y), want_grad)
+    fixed = _fixed_1d(problem, estimator)
+    native = native_partition_args(problem, estimator, theta, backend, xp, fixed)
+    if native is not None:
+        # the whole per-network pipeline (kinks, nodes, target, dense kernel) in C++, parallel over
+        # networks; the same partition and nodes as below to rounding
+        return _native_1d_core().quad1d_risk_and_grad(list(layout.widths), np.ascontiguousarray(theta),
+                                                      want_grad=bool(want_grad), **native)
     theta_host = _to_numpy(theta)
     risks, grads = [], []
     for k in range(theta_host.shape[0]):
-        nodes = _nodes_1d(problem, theta_host[k], estimator)
+        nodes = _nodes_1d(problem, theta_host[k], estimator, fixed)
         y = problem.target_values(nodes)
         # the nodes are fixed while differentiating: the boundary terms of the moving kinks cancel
         # because the integrand is continuous across a kink, so this is the exact gradient

@@ -1,0 +1,142 @@
+// Bindings of the exact 1-D quadrature on the kink partition (quad1d_cpu.h): the per-network pipeline
+// for K networks, and for tests its two stages for one network (the partition, the nodes).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "bind_quad1d.h"
+#include "bind_util.h"
+#include "bindings.h"
+#include "quad1d_cpu.h"
+
+namespace py = pybind11;
+
+namespace reluflow {
+namespace {
+
+using f32_array = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+template <class T>
+py::tuple run_typed(const Layout& lay, const py::array& theta_in, const QuadArgs& args, bool want_grad) {
+  using arr_t = py::array_t<T, py::array::c_style | py::array::forcecast>;
+  arr_t theta = arr_t::ensure(theta_in);
+  if (!theta) throw py::value_error("theta: could not read the array");
+  const int64_t P = lay.num_params;
+  if (theta.ndim() != 2 || theta.shape(1) != P)
+    throw py::value_error("theta: expected shape (K, P) with P = " + std::to_string(P) + ", got " +
+                          shape_str(theta));
+  const int64_t K = theta.shape(0);
+  py::array_t<double> risk(K);
+  py::object grad = py::none();
+  double* gp = nullptr;
+  if (want_grad) {
+    py::array_t<double> g({K, P});
+    gp = g.mutable_data();
+    grad = g;
+  }
+  double* rp = risk.mutable_data();
+  {
+    py::gil_scoped_release release;
+    quad1d_risk_and_grad_cpu<T>(lay, theta.data(), K, args.spec, rp, gp);
+  }
+  return py::make_tuple(risk, grad);
+}
+
+f64_array one_network(const py::object& theta_in, const Layout& lay) {
+  f64_array th = f64_array::ensure(theta_in);
+  if (!th || th.ndim() != 1 || th.shape(0) != lay.num_params)
+    throw py::value_error("theta: expected (" + std::to_string(lay.num_params) + ",) parameters of one network");
+  return th;
+}
+
+}  // namespace
+
+void bind_quad1d(py::module_& m) {
+  m.def(
+      "quad1d_risk_and_grad",
+      [](std::vector<int64_t> widths, py::array theta, double lo, double hi, py::object fixed_breaks, int order,
+         bool want_grad, const std::string& dist_kind, py::object low, py::object high, py::object breaks,
+         py::object anti, py::object cum, py::object density_coeffs, const std::string& target_kind,
+         py::object tA, py::object tb, py::object tbreaks, py::object tcoeffs, py::object teacher_widths,
+         py::object teacher_theta) {
+        const Layout lay = layout_1d(widths, "widths");
+        QuadArgs args;
+        parse_quad_args(args, lay, lo, hi, fixed_breaks, order, dist_kind, low, high, breaks, anti,
+                        cum, density_coeffs, target_kind, tA, tb, tbreaks, tcoeffs, teacher_widths, teacher_theta);
+        if (theta.dtype().is(py::dtype::of<float>())) return run_typed<float>(lay, theta, args, want_grad);
+        if (theta.dtype().kind() != 'f' && theta.dtype().kind() != 'i' && theta.dtype().kind() != 'u')
+          throw py::value_error("theta: expected a float32 or float64 array");
+        return run_typed<double>(lay, theta, args, want_grad);
+      },
+      py::arg("widths"), py::arg("theta"), py::arg("lo"), py::arg("hi"), py::arg("fixed_breaks"), py::arg("order"),
+      py::arg("want_grad") = true, py::arg("dist_kind") = "uniform", py::arg("low") = py::none(),
+      py::arg("high") = py::none(), py::arg("breaks") = py::none(), py::arg("anti") = py::none(),
+      py::arg("cum") = py::none(), py::arg("density_coeffs") = py::none(), py::arg("target_kind") = "affine",
+      py::arg("target_A") = py::none(), py::arg("target_b") = py::none(), py::arg("target_breaks") = py::none(),
+      py::arg("target_coeffs") = py::none(), py::arg("teacher_widths") = py::none(),
+      py::arg("teacher_theta") = py::none(),
+      "Exact 1-D quadrature of K deep nets theta (K, P) (float32 or float64) on their kink partitions merged "
+      "with fixed_breaks, `order` Gauss–Legendre points per piece, then the fused dense kernel per network "
+      "(OpenMP over networks, GIL released, deterministic). Returns (risk (K,), grad (K, P) or None), "
+      "float64; NaN for a network with a non-finite parameter.");
+
+  m.def(
+      "quad1d_nodes",
+      [](std::vector<int64_t> widths, py::object theta, double lo, double hi, py::object fixed_breaks, int order,
+         const std::string& dist_kind, py::object low, py::object high, py::object breaks, py::object anti,
+         py::object cum, py::object density_coeffs, const std::string& target_kind, py::object tA, py::object tb,
+         py::object tbreaks, py::object tcoeffs, py::object teacher_widths, py::object teacher_theta) {
+        const Layout lay = layout_1d(widths, "widths");
+        const f64_array th = one_network(theta, lay);
+        QuadArgs args;
+        parse_quad_args(args, lay, lo, hi, fixed_breaks, order, dist_kind, low, high, breaks, anti,
+                        cum, density_coeffs, target_kind, tA, tb, tbreaks, tcoeffs, teacher_widths, teacher_theta);
+        std::vector<double> x, w, y;
+        {
+          py::gil_scoped_release release;
+          quad1d_nodes(lay, th.data(), args.spec, x, w, y);
+        }
+        const int64_t N = static_cast<int64_t>(x.size()), od = lay.widths[lay.num_layers];
+        py::array_t<double> xa(N), wa(N), ya({N, od});
+        std::copy(x.begin(), x.end(), xa.mutable_data());
+        std::copy(w.begin(), w.end(), wa.mutable_data());
+        std::copy(y.begin(), y.end(), ya.mutable_data());
+        return py::make_tuple(xa, wa, ya);
+      },
+      py::arg("widths"), py::arg("theta"), py::arg("lo"), py::arg("hi"), py::arg("fixed_breaks"), py::arg("order"),
+      py::arg("dist_kind") = "uniform", py::arg("low") = py::none(), py::arg("high") = py::none(),
+      py::arg("breaks") = py::none(), py::arg("anti") = py::none(), py::arg("cum") = py::none(),
+      py::arg("density_coeffs") = py::none(), py::arg("target_kind") = "affine", py::arg("target_A") = py::none(),
+      py::arg("target_b") = py::none(), py::arg("target_breaks") = py::none(), py::arg("target_coeffs") = py::none(),
+      py::arg("teacher_widths") = py::none(), py::arg("teacher_theta") = py::none(),
+      "The quadrature nodes of one network theta (P,) as quad1d_risk_and_grad builds them: (x (N,), w (N,), "
+      "y (N, out)), float64 (for tests against quadrature.quadrature_nodes).");
+
+  m.def(
+      "kink_partition_1d",
+      [](std::vector<int64_t> widths, py::object theta, double lo, double hi) {
+        const Layout lay = layout_1d(widths, "widths");
+        const f64_array th = one_network(theta, lay);
+        if (std::isnan(lo) || std::isnan(hi) || !(lo < hi))
+          throw py::value_error("lo, hi: expected lo < hi, got lo=" + std::to_string(lo) +
+                                ", hi=" + std::to_string(hi));
+        std::vector<double> out;
+        {
+          py::gil_scoped_release release;
+          kink_partition_1d(lay, th.data(), lo, hi, out);
+        }
+        py::array_t<double> res(static_cast<py::ssize_t>(out.size()));
+        std::copy(out.begin(), out.end(), res.mutable_data());
+        return res;
+      },
+      py::arg("widths"), py::arg("theta"), py::arg("lo"), py::arg("hi"),
+      "Sorted breakpoints [lo, kinks..., hi] of one 1-D network theta (P,) on [lo, hi] (either end may be "
+      "infinite), as quadrature.kink_partition computes them.");
+}
+
+}  // namespace reluflow

@@ -1,0 +1,292 @@
+// CPU loops of the exact 1-D quadrature on the kink partition (quad1d_cpu.h): the kinks layer by layer,
+// the merge with the fixed breaks, the nodes, and the per-network call of the fused dense kernel. The
+// per-piece formulas are reluflow/kinks1d.h.
+#include "quad1d_cpu.h"
+
+#include <algorithm>
+#include <cmath>
+#include <exception>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "reluflow/kinks1d.h"
+#include "reluflow/net.h"
+#include "reluflow/sweep1d.h"
+#include "risk_grad_cpu.h"
+
+#ifdef RELUFLOW_OPENMP
+#include <omp.h>
+#endif
+
+namespace reluflow {
+
+namespace {
+
+void sort_unique(std::vector<double>& v) {
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
+}
+
+// Scratch of one thread, reused across its networks.
+struct Scratch {
+  std::vector<double> pts, e, fresh, merged;  // break points
+  std::vector<double> za, zb;                 // pre-activations at the break points (n, l)
+  std::vector<double> wt;                     // transposed weights of one layer (l_in, l_out)
+  std::vector<double> acc;                    // one row of accumulators (l_out,)
+  std::vector<double> theta64;                // the network in float64
+  std::vector<double> part, grid;             // its partition, merged with the fixed breaks
+  std::vector<double> x, w, y;                // nodes, weights, target values
+  std::vector<double> zt;                     // teacher activations of one node
+};
+
+// Pre-activations z (n, l_{upto+1}) of hidden layer `upto` (0-based) at the 1-D points e (n,), as
+// quadrature._preactivations: layer 1 is x w + b (product, then sum), deeper layers relu(z) W^T + b
+// with the products of each output summed in input order. The weights are transposed so that the
+// inner loop runs over the outputs (contiguous, vectorized, and each output still sums in input
+// order); a zero activation is skipped (adding the +0 or -0 product to a sum started at +0 changes
+// nothing).
+void preactivations(const Layout& lay, const double* th, const std::vector<double>& e, int upto, Scratch& s,
+                    std::vector<double>& z) {
+  const int64_t n = static_cast<int64_t>(e.size());
+  const int l1 = lay.widths[1];
+  const double* W1 = th + lay.w_offset[0];
+  const double* b1 = th + lay.b_offset[0];
+  z.resize(static_cast<size_t>(n * l1));
+  for (int64_t j = 0; j < n; ++j)
+    for (int i = 0; i < l1; ++i) {
+      const double p = e[j] * W1[i];
+      z[j * l1 + i] = p + b1[i];
+    }
+  std::vector<double>* cur = &z;
+  std::vector<double>* nxt = &s.zb;
+  for (int k = 1; k <= upto; ++k) {
+    const int ni = lay.widths[k], no = lay.widths[k + 1];
+    const double* W = th + lay.w_offset[k];
+    const double* b = th + lay.b_offset[k];
+    s.wt.resize(static_cast<size_t>(ni) * no);
+    for (int o = 0; o < no; ++o)
+      for (int i = 0; i < ni; ++i) s.wt[static_cast<size_t>(i) * no + o] = W[static_cast<int64_t>(o) * ni + i];
+    nxt->resize(static_cast<size_t>(n * no));
+    s.acc.resize(no);
+    double* acc = s.acc.data();
+    for (int64_t j = 0; j < n; ++j) {
+      const double* zin = cur->data() + j * ni;
+      std::fill(acc, acc + no, 0.0);
+      for (int i = 0; i < ni; ++i) {
+        const double zi = zin[i];
+        // np.maximum(z, 0): NaN propagates (overflowed pre-activations), -0 and +0 are both skipped
+        const double a = zi > 0.0 ? zi : (zi == zi ? 0.0 : zi);
+        if (a == 0.0) continue;
+        const double* wrow = s.wt.data() + static_cast<size_t>(i) * no;
+        for (int o = 0; o < no; ++o) acc[o] += a * wrow[o];
+      }
+      double* zo = nxt->data() + j * no;
+      for (int o = 0; o < no; ++o) zo[o] = acc[o] + b[o];
+    }
+    std::swap(cur, nxt);
+  }
+  if (cur != &z) z.swap(*cur);
+}
+
+void kink_partition_impl(const Layout& lay, const double* th, double lo, double hi, Scratch& s,
+                         std::vector<double>& out) {
+  using namespace kinks1d;
+  std::vector<double>& pts = s.pts;
+  pts.clear();
+  const int l1 = lay.widths[1];
+  const double* W1 = th + lay.w_offset[0];
+  const double* b1 = th + lay.b_offset[0];
+  for (int i = 0; i < l1; ++i) {
+    double x;
+    if (first_layer_kink(W1[i], b1[i], &x) && strictly_inside(x, lo, hi)) pts.push_back(x);
+  }
+  sort_unique(pts);
+  const bool left_open = std::isinf(lo), right_open = std::isinf(hi);
+  for (int k = 1; k < lay.num_layers - 1; ++k) {
+    // no kink anywhere before layer k means w_1 = 0: the whole network is constant
+    if (pts.empty() && left_open && right_open) break;
+    std::vector<double>& e = s.e;
+    e.clear();
+    e.push_back(lo);
+    e.insert(e.end(), pts.begin(), pts.end());
+    e.push_back(hi);
+    const int64_t n = static_cast<int64_t>(e.size());
+    // finite probe points replace infinite ends (any point of the unbounded piece will do)
+    if (left_open) e[0] = left_probe(e[1]);
+    if (right_open) e[n - 1] = right_probe(e[n - 2]);
+    preactivations(lay, th, e, k, s, s.za);
+    const int l = lay.widths[k + 1];
+    const double* z = s.za.data();
+    std::vector<double>& fresh = s.fresh;
+    fresh.clear();
+    for (int64_t j = 0; j + 1 < n; ++j) {
+      // an unbounded end piece is left to the extrapolation below (which also covers its finite part)
+      if ((j == 0 && left_open) || (j == n - 2 && right_open)) continue;
+      for (int o = 0; o < l; ++o) {
+        double x;
+        if (zero_on_piece(e[j], e[j + 1], z[j * l + o], z[(j + 1) * l + o], &x) && strictly_inside(x, lo, hi))
+          fresh.push_back(x);
+      }
+    }
+    if (left_open)
+      for (int o = 0; o < l; ++o) {
+        double x;
+        if (zero_beyond(e[1], e[0], z[l + o], z[o], &x) && strictly_inside(x, lo, hi)) fresh.push_back(x);
+      }
+    if (right_open)
+      for (int o = 0; o < l; ++o) {
+        double x;
+        if (zero_beyond(e[n - 2], e[n - 1], z[(n - 2) * l + o], z[(n - 1) * l + o], &x) &&
+            strictly_inside(x, lo, hi))
+          fresh.push_back(x);
+      }
+    if (!fresh.empty()) {
+      sort_unique(fresh);
+      s.merged.resize(pts.size() + fresh.size());
+      std::merge(pts.begin(), pts.end(), fresh.begin(), fresh.end(), s.merged.begin());
+      s.merged.erase(std::unique(s.merged.begin(), s.merged.end()), s.merged.end());
+      pts.swap(s.merged);
+    }
+  }
+  out.clear();
+  out.reserve(pts.size() + 2);
+  out.push_back(lo);
+  out.insert(out.end(), pts.begin(), pts.end());
+  out.push_back(hi);
+}
+
+// What every network of one call shares: the fixed breaks inside [lo, hi], sorted and distinct, and
+// the Gauss–Legendre rule.
+struct Shared {
+  std::vector<double> fixed, gt, gw;
+  explicit Shared(const Quad1DSpec& s) {
+    for (int64_t i = 0; i < s.n_fixed; ++i) {
+      const double v = s.fixed_breaks[i];
+      if (v >= s.lo && v <= s.hi) fixed.push_back(v);
+    }
+    sort_unique(fixed);
+    gt.resize(s.order);
+    gw.resize(s.order);
+    sweep1d::gauss_legendre(s.order, gt.data(), gw.data());
+  }
+};
+
+// The nodes of one network (theta in float64) into s.x, s.w, s.y, as quadrature._nodes_1d.
+void nodes_impl(const Layout& lay, const double* th, const Quad1DSpec& spec, const Shared& sh, Scratch& s) {
+  kink_partition_impl(lay, th, spec.lo, spec.hi, s, s.part);
+  // the partition is [lo, interior kinks, hi] and the fixed breaks lie in [lo, hi]: their sorted
+  // distinct union is numpy's unique(concatenate(...)) restricted to [lo, hi]
+  s.grid.resize(s.part.size() + sh.fixed.size());
+  std::merge(s.part.begin(), s.part.end(), sh.fixed.begin(), sh.fixed.end(), s.grid.begin());
+  s.grid.erase(std::unique(s.grid.begin(), s.grid.end()), s.grid.end());
+  const int q = spec.order, out = lay.widths[lay.num_layers];
+  s.x.clear();
+  s.w.clear();
+  for (size_t j = 0; j + 1 < s.grid.size(); ++j) {
+    const double a = s.grid[j], b = s.grid[j + 1];
+    if (!(b > a)) continue;  // empty piece
+    for (int t = 0; t < q; ++t) {
+      const double x = kinks1d::gl_node(a, b, sh.gt[t]);
+      s.x.push_back(x);
+      s.w.push_back(kinks1d::gl_weight(a, b, sh.gw[t]) * kinks1d::density_1d(spec.dist, spec.density_coeffs, x));
+    }
+  }
+  const int64_t N = static_cast<int64_t>(s.x.size());
+  s.y.resize(static_cast<size_t>(N * out));
+  if (spec.teacher != nullptr) {
+    const Layout& tl = *spec.teacher;
+    s.zt.resize(static_cast<size_t>(net::num_activations(tl)));
+    const int64_t off = static_cast<int64_t>(s.zt.size()) - out;
+    for (int64_t j = 0; j < N; ++j) {
+      net::forward_node(tl, spec.teacher_theta, s.x.data() + j, s.zt.data());
+      for (int o = 0; o < out; ++o) s.y[j * out + o] = s.zt[off + o];
+    }
+  } else {
+    for (int64_t j = 0; j < N; ++j) target_eval(spec.target, s.x.data() + j, s.y.data() + j * out);
+  }
+}
+
+template <class T>
+bool all_finite(const T* a, int64_t n) {
+  for (int64_t j = 0; j < n; ++j)
+    if (!std::isfinite(a[j])) return false;
+  return true;
+}
+
+// Work (networks x parameters) below which the loop over networks stays on one thread: entering a
+// parallel region costs more than such a call, much more when another process holds a core.
+constexpr int64_t kMinParallelWork = int64_t(1) << 14;
+
+}  // namespace
+
+void kink_partition_1d(const Layout& lay, const double* theta, double lo, double hi, std::vector<double>& out) {
+  Scratch s;
+  kink_partition_impl(lay, theta, lo, hi, s, out);
+}
+
+void quad1d_nodes(const Layout& lay, const double* theta, const Quad1DSpec& spec, std::vector<double>& x,
+                  std::vector<double>& w, std::vector<double>& y) {
+  const Shared sh(spec);
+  Scratch s;
+  nodes_impl(lay, theta, spec, sh, s);
+  x.swap(s.x);
+  w.swap(s.w);
+  y.swap(s.y);
+}
+
+template <class T>
+void quad1d_risk_and_grad_cpu(const Layout& lay, const T* theta, int64_t K, const Quad1DSpec& spec, double* risk,
+                              double* grad) {
+  const int64_t P = lay.num_params;
+  if (K <= 0) return;
+  const Shared sh(spec);
+  int threads = 1;
+#ifdef RELUFLOW_OPENMP
+  threads = omp_get_max_threads();
+#endif
+  // Networks in parallel when there are enough of them to occupy the threads; otherwise one at a time,
+  // each with a multi-threaded dense kernel. Either way every value is computed in the same order.
+  const bool outer = K > 1 && K * P >= kMinParallelWork && 2 * K >= threads;
+  std::exception_ptr err = nullptr;
+#pragma omp parallel if (outer)
+  {
+    Scratch s;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t k = 0; k < K; ++k) {
+      const T* th = theta + k * P;
+      double* gk = grad != nullptr ? grad + k * P : nullptr;
+      if (!all_finite(th, P)) {
+        const double nan = std::numeric_limits<double>::quiet_NaN();
+        risk[k] = nan;
+        if (gk != nullptr) std::fill(gk, gk + P, nan);
+        continue;
+      }
+      try {
+        s.theta64.assign(th, th + P);
+        nodes_impl(lay, s.theta64.data(), spec, sh, s);
+        RGProblem p;
+        p.lay = lay;
+        p.K = 1;
+        p.N = static_cast<int64_t>(s.x.size());
+        p.f32 = std::is_same<T, float>::value;
+        p.theta = th;
+        p.x = s.x.data();
+        p.w = s.w.data();
+        p.y = s.y.data();
+        risk_and_grad_cpu(p, risk + k, gk);
+      } catch (...) {
+#pragma omp critical(reluflow_quad1d_err)
+        if (!err) err = std::current_exception();
+      }
+    }
+  }
+  if (err) std::rethrow_exception(err);
+}
+
+template void quad1d_risk_and_grad_cpu<float>(const Layout&, const float*, int64_t, const Quad1DSpec&, double*,
+                                              double*);
+template void quad1d_risk_and_grad_cpu<double>(const Layout&, const double*, int64_t, const Quad1DSpec&, double*,
+                                               double*);
+
+}  // namespace reluflow

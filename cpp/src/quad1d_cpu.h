@@ -1,0 +1,52 @@
+// Exact 1-D quadrature of deep ReLU nets on the kink partition, the whole per-network pipeline in C++
+// (SPEC §3): the kinks of every hidden neuron layer by layer, merged with the fixed breaks (target's
+// and density's), Gauss–Legendre on every piece, weights times density, target values, then the fused
+// dense kernel (risk_grad_cpu.h) on those nodes. python/reluflow/quadrature.py is the reference.
+//
+// Parallel structure (deterministic): OpenMP over networks, each network computed start to finish by
+// one thread (its partition, its nodes, then risk_and_grad_cpu with K = 1, whose chunking does not
+// depend on the thread count), so the results do not depend on the number of threads. With few
+// networks the loop over networks runs serially and the dense kernel parallelizes over its chunks
+// instead: the same values, in the same order.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "reluflow/dists.h"
+#include "reluflow/layout.h"
+#include "reluflow/targets.h"
+
+namespace reluflow {
+
+struct Quad1DSpec {
+  double lo = 0.0, hi = 1.0;              // the support of the input distribution, finite, lo < hi
+  const double* fixed_breaks = nullptr;   // target and density breaks (any order; those outside
+  int64_t n_fixed = 0;                    // [lo, hi] are ignored), finite
+  int order = 2;                          // Gauss–Legendre points per piece
+  TargetSpec target{};                    // affine / piecewise polynomial (ignored for a teacher)
+  const Layout* teacher = nullptr;        // a ReLU-net target [1, ..., out] (nullptr: `target`)
+  const double* teacher_theta = nullptr;  // its parameters (teacher->num_params,)
+  InputDist dist{};                       // uniform or piecewise polynomial, dim 1
+  const double* density_coeffs = nullptr; // (m, ncoef) normalized density coefficients (piecewise
+                                          // polynomial only; dists.PiecewisePolynomial.coeffs)
+};
+
+// Sorted breakpoints [lo, k_1, ..., k_m, hi] of one 1-D network theta (P values, float64) on [lo, hi]
+// (either end may be infinite), as quadrature.kink_partition: the distinct kinks of every hidden
+// neuron strictly inside (lo, hi).
+void kink_partition_1d(const Layout& lay, const double* theta, double lo, double hi, std::vector<double>& out);
+
+// The quadrature nodes of one network: x (N,), weights w (N,) (density included), target values
+// y (N, out), as quadrature._nodes_1d with the target evaluated at them.
+void quad1d_nodes(const Layout& lay, const double* theta, const Quad1DSpec& s, std::vector<double>& x,
+                  std::vector<double>& w, std::vector<double>& y);
+
+// Risk (K,) and, when grad != nullptr, generalized gradient (K, P) of K networks theta (K, P), float64
+// results (float32 theta: kinks in float64 from the float32 values, the dense kernel in float32 as the
+// cpu backend does). A network with a NaN or inf parameter gets NaN risk and gradient. The GIL must be
+// released by the caller.
+template <class T>
+void quad1d_risk_and_grad_cpu(const Layout& lay, const T* theta, int64_t K, const Quad1DSpec& s, double* risk,
+                              double* grad);
+
+}  // namespace reluflow
