@@ -5,8 +5,9 @@
     how many MC samples the dense reference kernel and the point sweep evaluate in the sweep's time,
     and the error of that MC estimate against the exact value (RMS over seeds).
 (b) Case E: d = 1, H = 65536, N = 262144, K = 1, fixed points: the point sweep against the dense
-    numpy reference, the C++ cpu backend (``reluflow.backends.cpu``, if importable) and PyTorch eager
-    autograd (if ``import torch`` works). Dense peers are chunked (bounded memory) and run under a time
+    numpy reference, the C++ cpu backend (``reluflow.backends.cpu``, if importable), PyTorch eager
+    autograd, ``torch.compile`` and ``jax.jit`` (float64 and float32, benchmarks/_peers_shallow1d.py;
+    timed after compilation on a prefix of whole chunks), each if importable. Dense peers are chunked (bounded memory) and run under a time
     budget: when a full run would exceed it, they run on a prefix of the nodes and the full time is
     extrapolated linearly (their cost is linear in N), marked "extrap.".
 (c) Deep [1, 128, 128, 1], K = 64: exact quadrature per call with the general (partition) path: the numpy
@@ -36,6 +37,9 @@ import reluflow as rf
 from reluflow import sweep
 from reluflow.backends import reference
 from reluflow.quadrature import quadrature_risk_and_grad
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _peers_shallow1d as peers  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -256,6 +260,38 @@ def bench_case_e(H, N, budget, log):
         chunk = max(1, (1 << 22) // H)
         res["torch_chunk"] = chunk
         check("torch eager", lambda n: torch_risk_and_grad(torch, theta, x[:n], w[:n], y[:n], H, out, chunk))
+    # compiled peers: fused by inductor / XLA, compiled once per chunk shape; timed (after a warm-up
+    # call that compiles) on a prefix of whole chunks and extrapolated linearly
+    chunk = max(1, (1 << 22) // H)
+    n_meas = min(N, chunk * max(1, min(64, N // chunk)))
+    for name, factory in (("torch.compile f64", lambda: peers.torch_compiled(H, out, chunk, "float64")),
+                          ("torch.compile f32", lambda: peers.torch_compiled(H, out, chunk, "float32")),
+                          ("jax jit f64", lambda: peers.jax_jit(H, out, chunk, "float64")),
+                          ("jax jit f32", lambda: peers.jax_jit(H, out, chunk, "float32"))):
+        try:
+            run = factory()
+            t0 = time.perf_counter()
+            run(theta, x[:n_meas, 0], w[:n_meas], y[:n_meas])              # compile + run
+            compile_s = time.perf_counter() - t0
+            t_meas, (r, g) = best_time(lambda: run(theta, x[:n_meas, 0], w[:n_meas], y[:n_meas]),
+                                       min_repeats=2, min_total=0.5, max_repeats=5)
+        except Exception as exc:  # noqa: BLE001 - a peer that fails is reported, not fatal
+            res["peers"][name] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+            log(f"  {name}: failed ({type(exc).__name__})")
+            continue
+        r_ref, g_ref = sweep.points_shallow1d(prob, theta, x[:n_meas, 0], w[:n_meas], y[:n_meas])
+        t_full = t_meas * N / n_meas
+        res["peers"][name] = {"time_s": t_full, "extrapolated": n_meas < N, "measured_nodes": n_meas,
+                              "compile_plus_first_s": compile_s, "chunk": chunk,
+                              "ratio_vs_sweep": t_full / t_sweep,
+                              "risk_rel_diff": rel_err(float(np.asarray(r)[0]), float(r_ref[0])),
+                              "grad_rel_diff": grad_err(np.asarray(g)[0], g_ref[0])}
+        log(f"  {name}: {fmt_t(t_full)}{' (extrap.)' if n_meas < N else ''}")
+    ok = {k: v["time_s"] for k, v in res["peers"].items() if "time_s" in v and k != "cpu backend"}
+    if ok:
+        best = min(ok, key=ok.get)
+        res["best_peer"] = best
+        res["ratio_best_peer_vs_sweep"] = ok[best] / t_sweep
     return res
 
 
@@ -342,6 +378,9 @@ def print_tables(result):
         t = fmt_t(p["time_s"]) + ("*" if p["extrapolated"] else "")
         print(f"{name:>14} | {t:>10} | {p['ratio_vs_sweep']:>9.0f} | {fmt_e(p['risk_rel_diff']):>9} | "
               f"{fmt_e(p['grad_rel_diff']):>9}")
+    if "best_peer" in e:
+        print(f"  best peer (not counting our own dense cpu backend): {e['best_peer']}, "
+              f"{e['ratio_best_peer_vs_sweep']:.0f}x the point sweep's time")
     if any(p.get("extrapolated") for p in e["peers"].values()):
         print("  * extrapolated linearly from a prefix of the nodes (time budget); diffs on that prefix")
     d = result["deep_general"]

@@ -241,9 +241,12 @@ def _use_point_sweep(problem: Problem, theta, nodes: Nodes, backend: str, method
     if not applicable:
         return False
     # cost model (measured on the 2-core CI machines): the dense SIMD kernel does ~13 flops per
-    # node-neuron pair at ~40 GFLOP/s over all cores; the sweep costs ~10 ns per element and log
-    # level per network, on one core per network
+    # node-neuron pair at ~20 GFLOP/s per core, parallel over nodes and networks; the sweep sorts the
+    # nodes once (~3 ns per element and level, one core), then costs ~5 ns per node and ~25 ns per
+    # neuron and network, parallel over networks only
     N, H, K = nodes.x.shape[0], problem.widths[1], theta.shape[0]
-    dense = K * N * H * 13 / 40e9
-    per_net = (N + H) * np.log2(N + H + 2) * 10e-9
-    return per_net * K / min(2, K) < dense
+    threads = max(1, int(sweep._core().max_threads()))
+    dense = K * N * H * 13 / (20e9 * threads)
+    sort = N * np.log2(N + 2) * 3e-9
+    per_net = (5 * N + 25 * H) * 1e-9
+    return sort + per_net * K / min(threads, K) < dense
