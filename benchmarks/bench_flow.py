@@ -38,7 +38,6 @@ import json
 import math
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -50,6 +49,9 @@ import numpy as np
 
 import reluflow as rf
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import cpu_name, fmt_t, slug  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 N_SAMPLES = 1024
 LR0, LR_POW = 0.001, -0.1
@@ -60,40 +62,6 @@ def lr_at(n):
 
 
 # ---- utilities ------------------------------------------------------------------------------------
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            if line.strip().startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except Exception:  # noqa: BLE001
-        pass
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def slug(s: str) -> str:
-    s = re.sub(r"\((r|tm|R|TM)\)", "", s)
-    s = re.sub(r"[^a-z0-9]+", "_", s.lower()).strip("_")
-    return s or "cpu"
-
-
-def fmt_t(t):
-    if t is None or (isinstance(t, float) and math.isnan(t)):
-        return "-"
-    if t < 1e-3:
-        return f"{t * 1e6:.0f} us"
-    if t < 1:
-        return f"{t * 1e3:.1f} ms"
-    if t < 600:
-        return f"{t:.1f} s"
-    return f"{t / 60:.0f} min"
 
 
 def log(msg):

@@ -22,10 +22,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -40,26 +38,12 @@ from reluflow.quadrature import quadrature_risk_and_grad
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _peers_shallow1d as peers  # noqa: E402
+from _common import cpu_name, fmt_t, slug  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
 
 # ---- utilities ------------------------------------------------------------------------------------
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def slug(s: str) -> str:
-    s = re.sub(r"\((r|tm|R|TM)\)", "", s)
-    s = re.sub(r"[^a-z0-9]+", "_", s.lower()).strip("_")
-    return s or "cpu"
 
 
 def best_time(fn, min_repeats=3, min_total=0.3, max_repeats=50):
@@ -81,16 +65,6 @@ def rel_err(a, b):
 def grad_err(g, g_ref):
     n = float(np.linalg.norm(g_ref))
     return float(np.linalg.norm(np.asarray(g) - g_ref) / n) if n else float(np.linalg.norm(g))
-
-
-def fmt_t(t):
-    if t is None or (isinstance(t, float) and math.isnan(t)):
-        return "-"
-    if t < 1e-3:
-        return f"{t * 1e6:.0f} us"
-    if t < 1:
-        return f"{t * 1e3:.1f} ms"
-    return f"{t:.2f} s"
 
 
 def fmt_e(e):
