@@ -12,7 +12,7 @@ namespace reluflow {
 
 void mc_nodes_cpu(uint64_t seed, uint32_t step, int64_t n, InputDist dist, double* out) {
   const int d = dist.dim;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * d > kMinParallelSamples)
   for (int64_t j = 0; j < n; ++j) {
     for (int k = 0; k < d; ++k) {
       const double u = philox_uniform_at(seed, kStreamMonteCarlo, step, static_cast<uint32_t>(j),
@@ -24,25 +24,16 @@ void mc_nodes_cpu(uint64_t seed, uint32_t step, int64_t n, InputDist dist, doubl
 
 void dist_from_uniform_cpu(const double* u, int64_t n, InputDist dist, double* out) {
   const int d = dist.dim;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * d > kMinParallelSamples)
   for (int64_t j = 0; j < n; ++j) {
     for (int k = 0; k < d; ++k) out[j * d + k] = input_dist_sample(dist, k, u[j * d + k]);
   }
 }
 
 void qmc_nodes_cpu(int64_t n, uint64_t seed, InputDist dist, double* out) {
-  const int d = dist.dim;
-  std::vector<uint32_t> dirs(static_cast<size_t>(d) * 32), shifts(d);
-  sobol_prepare(seed, d, true, dirs.data(), shifts.data());
-  const uint32_t* dp = dirs.data();
-  const uint32_t* sp = shifts.data();
-#pragma omp parallel for schedule(static)
-  for (int64_t j = 0; j < n; ++j) {
-    for (int k = 0; k < d; ++k) {
-      const double u = sobol_uniform(dp + 32 * k, sp[k], static_cast<uint32_t>(j));
-      out[j * d + k] = input_dist_sample(dist, k, u);
-    }
-  }
+  // the uniforms, then the distribution's transform in place (each entry reads only itself)
+  sobol_uniforms_cpu(n, dist.dim, seed, out);
+  dist_from_uniform_cpu(out, n, dist, out);
 }
 
 }  // namespace reluflow

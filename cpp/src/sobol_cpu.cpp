@@ -27,7 +27,7 @@ void sobol_bits_cpu(int64_t n, int d, uint64_t seed, bool scramble, uint32_t* ou
   sobol_prepare(seed, d, scramble, dirs.data(), shifts.data());
   const uint32_t* dp = dirs.data();
   const uint32_t* sp = shifts.data();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * d > kMinParallelSamples)
   for (int64_t j = 0; j < n; ++j) {
     for (int k = 0; k < d; ++k) {
       out[j * d + k] = sobol_point(dp + 32 * k, static_cast<uint32_t>(j)) ^ sp[k];
@@ -40,7 +40,7 @@ void sobol_uniforms_cpu(int64_t n, int d, uint64_t seed, double* out) {
   sobol_prepare(seed, d, true, dirs.data(), shifts.data());
   const uint32_t* dp = dirs.data();
   const uint32_t* sp = shifts.data();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * d > kMinParallelSamples)
   for (int64_t j = 0; j < n; ++j) {
     for (int k = 0; k < d; ++k) {
       out[j * d + k] = sobol_uniform(dp + 32 * k, sp[k], static_cast<uint32_t>(j));
