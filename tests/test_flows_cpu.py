@@ -247,3 +247,29 @@ def test_cpp_deep_quadrature_loop(target, dtype):
     f = rf.gradient_flow(prob, theta, 0.5, method="rk4", dt=0.05, estimator=quad, backend="cpu")
     assert f.info["loop"] == "C++"
     assert np.all(f.risk[-1] < f.risk[0])
+
+
+def test_cpp_loop_progress_bar_and_ctrl_c(capsys):
+    """The C++ loop reports to the progress bar (the last report is 100%) and stops on Ctrl-C."""
+    import signal
+    import time
+
+    prob = rf.Problem([1, 16, 1], HAT, rf.dists.Uniform(0.0, 1.0))
+    theta = prob.init(8, seed=1)
+    run = rf.gradient_descent(prob, theta, lr=0.01, steps=200, estimator=rf.QuasiMonteCarlo(256), backend="cpu",
+                              progress=True)
+    assert run.info["loop"] == "C++"
+    assert "100.0%" in capsys.readouterr().err
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    signal.signal(signal.SIGALRM, lambda *a: signal.raise_signal(signal.SIGINT))
+    try:
+        t0 = time.perf_counter()
+        with pytest.raises(KeyboardInterrupt):   # ~10 s of steps if not stopped
+            rf.gradient_descent(prob, theta, lr=1e-4, steps=10**6, estimator=rf.QuasiMonteCarlo(256), backend="cpu",
+                                record_every=10**6)
+        assert time.perf_counter() - t0 < 5
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, old)

@@ -6,6 +6,7 @@
 // `theta - lr * g` with a Python float lr), and -ffp-contract=off keeps that free of FMA.
 #include "flow_cpu.h"
 
+#include <chrono>
 #include <cmath>
 #include <vector>
 
@@ -32,8 +33,14 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out) {
   static const double rk4_a[4] = {0.0, 0.5, 0.5, 1.0};
   static const double rk4_b[4] = {1.0 / 6, 2.0 / 6, 2.0 / 6, 1.0 / 6};
   int64_t rec = 0;
+  using clock = std::chrono::steady_clock;
+  auto last_report = clock::now();
 
   for (int64_t i = 0; i <= s.steps; ++i) {
+    if (s.progress && i > 0 && clock::now() - last_report > std::chrono::milliseconds(250)) {
+      s.progress(i);
+      last_report = clock::now();
+    }
     const int64_t n = s.start_step + i;
     field.eval(theta, K, n, risk.data(), ks[0].data());
     bool any_active = false;
@@ -116,6 +123,7 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out) {
     }
   }
   out.evaluations = field.evaluations;
+  if (s.progress) s.progress(s.steps);
   // networks not recorded at the end because the loop stopped early keep their last state
   for (; rec < flow_num_records(s.steps, s.record_every); ++rec)
     for (int64_t k = 0; k < K; ++k) {

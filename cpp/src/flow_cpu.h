@@ -2,6 +2,7 @@
 // for K networks, calling the fused kernels directly, with no Python between steps.
 #pragma once
 #include <cstdint>
+#include <functional>
 
 #include "field_cpu.h"
 
@@ -16,6 +17,9 @@ struct FlowSpec {
   int64_t steps = 0, start_step = 0, record_every = 1;
   const double* h = nullptr;  // (steps,): step size of local step i (lr_n or dt)
   double max_abs = 1e8;
+  // called with the number of steps done, at most every ~0.25 s of wall time and after the last step
+  // (the binding shows a progress bar and checks for Ctrl-C there; it may throw to stop the run)
+  std::function<void(int64_t)> progress;
 };
 
 // Records T = number of i in [0, steps] with i % record_every == 0 or i == steps.

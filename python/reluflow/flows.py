@@ -240,13 +240,16 @@ def _native_loop_args(prob: Problem, estimator: Estimator, backend: str, theta) 
     return None
 
 
-def _native_run(prob, theta, method, steps, start_step, record_every, h, max_abs, normalized, args):
-    """One call of the C++ loop; returns a dict (theta, risk/grad_norm/energy records, active)."""
+def _native_run(prob, theta, method, steps, start_step, record_every, h, max_abs, normalized, args, progress):
+    """One call of the C++ loop; returns a dict (theta, risk/grad_norm/energy records, active).
+    The loop reports to a progress bar (``progress``: see ``gradient_descent``) about every 0.25 s,
+    which is also where Ctrl-C stops it (KeyboardInterrupt)."""
     from . import _core  # noqa: PLC0415
 
+    bar = _Progress(steps, progress)
     return _core.flow_run(list(prob.widths), np.ascontiguousarray(theta), method, steps, start_step,
                           record_every, np.ascontiguousarray(h, dtype=np.float64), float(max_abs),
-                          normalized=bool(normalized), **args)
+                          normalized=bool(normalized), progress=bar.update if bar.enabled else None, **args)
 
 
 def _record_indices(steps: int, record_every: int) -> np.ndarray:
@@ -295,6 +298,8 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
     max_abs : a network whose parameters exceed this in absolute value, or become non-finite, is
         frozen at its last finite parameters and flagged in ``Run.diverged``.
     normalized : project G tangentially and retract onto the normalized manifold after each step.
+    progress : a progress bar on stderr (default: when stderr is a terminal). Ctrl-C stops a run
+        (KeyboardInterrupt); resume it from a recorded state with ``start_step``.
 
     Returns
     -------
@@ -312,8 +317,14 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
     native = None if record_theta else _native_loop_args(prob, estimator, backend, theta)
     if native is not None:
         t0 = time.perf_counter()
-        h = np.array([lr_at(start_step + i) for i in range(steps)], dtype=np.float64)
-        res = _native_run(prob, theta, "gd", steps, start_step, record_every, h, max_abs, normalized, native)
+        if callable(lr):
+            h = np.array([lr_at(start_step + i) for i in range(steps)], dtype=np.float64)
+        elif isinstance(lr, (list, tuple, np.ndarray)):
+            h = np.asarray(lr, dtype=np.float64)[start_step:start_step + steps]
+        else:
+            h = np.full(steps, lr_at(start_step), dtype=np.float64)
+        res = _native_run(prob, theta, "gd", steps, start_step, record_every, h, max_abs, normalized, native,
+                          progress)
         active = res["active"].astype(bool)
         rec = _record_indices(steps, record_every)
         return _finish(prob, res["theta"], list(start_step + rec), list(res["risk"]), list(res["grad_norm"]),
@@ -404,6 +415,7 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
         (status "max_steps").
     max_rejections : dopri5 gives up on a network after this many consecutive rejections
         (status "max_rejections"); ``min_step``: it gives up when the step falls below this ("min_step").
+    progress : a progress bar on stderr (default: when stderr is a terminal).
 
     Returns
     -------
@@ -445,7 +457,7 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
     if native is not None:
         t0 = time.perf_counter()
         res = _native_run(prob, theta, method, n_steps, 0, rec_stride, np.full(n_steps, h), max_abs,
-                          normalized, native)
+                          normalized, native, progress)
         rec = _record_indices(n_steps, rec_stride)
         return _finish(prob, res["theta"], list(rec * h), list(res["risk"]), list(res["grad_norm"]),
                        list(res["energy"]), [], False, res["active"].astype(bool),
