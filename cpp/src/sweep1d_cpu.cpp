@@ -438,9 +438,10 @@ struct PointSweep {
     for (int64_t ii = 0; ii < H; ++ii) {
       const int64_t i = by_kink ? perm[ii] : ii;
       const double w = wv[i], b = bv[i];
-      if (w == 0.0) {  // constant neuron: active everywhere iff b > 0
+      if (w == 0.0) {  // constant neuron: active everywhere iff b > 0 (as w > 0 with j = 0, else N)
         if (b > 0.0)
           for (int o = 0; o < out; ++o) B[o] += V[o * H + i] * b;
+        bound[i] = b > 0.0 ? 0 : N;
         continue;
       }
       // w > 0: the first active node; w < 0: the first inactive one. Both are the first node j
@@ -518,26 +519,40 @@ struct PointSweep {
         q1[j * out + o] = s1;
       }
     }
-    // gradients: O(1) per neuron
+    // gradients: O(1) per neuron, from the moments of its active range: a suffix for w >= 0 (a
+    // constant neuron has j = 0 or N), a prefix for w < 0. Branch-free, so that for OUT = 1 the
+    // loop vectorizes (gathers of the moments at the boundaries).
     const int64_t ov = sweep1d::off_V(H);
-    for (int64_t ii = 0; ii < H; ++ii) {
-      const int64_t i = by_kink ? perm[ii] : ii;
-      const double w = wv[i], b = bv[i];
-      const double *S0, *S1;
-      if (w != 0.0) {  // w > 0: suffix moments from the boundary; w < 0: prefix moments up to it
-        const bool pos = w > 0.0;
-        S0 = (pos ? Q0.data() : P0.data()) + bound[i] * out;
-        S1 = (pos ? Q1.data() : P1.data()) + bound[i] * out;
-      } else if (b > 0.0) {
-        S0 = P0.data() + N * out;
-        S1 = P1.data() + N * out;
-      } else {
-        g[i] = 0.0;
-        g[H + i] = 0.0;
-        for (int o = 0; o < out; ++o) g[ov + static_cast<int64_t>(o) * H + i] = 0.0;
-        continue;
+    if (OUT == 1 && !by_kink) {
+      const double* __restrict P0p = P0.data();
+      const double* __restrict P1p = P1.data();
+      const double* __restrict Q0p = Q0.data();
+      const double* __restrict Q1p = Q1.data();
+      const int64_t* __restrict bd = bound.data();
+      double* __restrict gw = g;
+      double* __restrict gb = g + H;
+      double* __restrict gv = g + ov;
+      for (int64_t i = 0; i < H; ++i) {
+        const double w = wv[i], b = bv[i], v = V[i];
+        const int64_t j = bd[i];
+        const bool neg = w < 0.0;
+        const double p0 = P0p[j], p1 = P1p[j], q0 = Q0p[j], q1 = Q1p[j];  // unconditional: gathers
+        const double s0 = neg ? p0 : q0;
+        const double s1 = neg ? p1 : q1;
+        const double z0 = w * c0 + b;
+        gw[i] = 2.0 * (v * (s1 + c0 * s0));
+        gb[i] = 2.0 * (v * s0);
+        gv[i] = 2.0 * (w * s1 + z0 * s0);
       }
-      sweep1d::neuron_grad(w, b, V + i, H, out, c0, S0, S1, g + i, g + H + i, g + ov + i, H);
+    } else {
+      for (int64_t ii = 0; ii < H; ++ii) {
+        const int64_t i = by_kink ? perm[ii] : ii;
+        const double w = wv[i], b = bv[i];
+        const bool neg = w < 0.0;
+        const double* S0 = (neg ? P0.data() : Q0.data()) + bound[i] * out;
+        const double* S1 = (neg ? P1.data() : Q1.data()) + bound[i] * out;
+        sweep1d::neuron_grad(w, b, V + i, H, out, c0, S0, S1, g + i, g + H + i, g + ov + i, H);
+      }
     }
     double* gc = g + sweep1d::off_c(H, out);
     for (int o = 0; o < out; ++o) gc[o] = 2.0 * P0[N * out + o];
