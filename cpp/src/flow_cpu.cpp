@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "manifold_cpu.h"
+#include "thread_tuner.h"
 
 namespace reluflow {
 
@@ -36,7 +37,10 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out) {
   using clock = std::chrono::steady_clock;
   auto last_report = clock::now();
 
+  ThreadTuner tuner;
   for (int64_t i = 0; i <= s.steps; ++i) {
+    if (i > 0) tuner.end(i - 1);  // a step's time runs to the start of the next one
+    tuner.begin(i);
     if (s.progress && i > 0 && clock::now() - last_report > std::chrono::milliseconds(250)) {
       s.progress(i);
       last_report = clock::now();
