@@ -526,10 +526,12 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
         core, _ = _load_core()
         if hasattr(core, "dopri5_run"):
             t0 = time.perf_counter()
+            bar = _Progress(t_end, progress)
             res = core.dopri5_run(list(prob.widths), np.ascontiguousarray(theta), float(t_end),
                                   -1.0 if h0 is None else float(h0), float(rtol), float(atol), grid,
                                   float(max_abs), int(max_steps), int(max_rejections), float(min_step),
-                                  normalized=bool(field_.normalized), **native)
+                                  normalized=bool(field_.normalized),
+                                  progress=bar.update if bar.enabled else None, **native)
             status = np.asarray(core.dopri5_status_names)[res["status"]]
             return _finish(prob, res["theta"], list(grid), list(res["risk"]), list(res["grad_norm"]),
                            list(res["energy"]), [], False, status == "ok", res["accepted"], res["rejected"],

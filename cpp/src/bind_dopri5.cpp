@@ -1,0 +1,129 @@
+// Binding of the adaptive Dormand–Prince loop (dopri5_cpu.cpp): `_core.dopri5_run`.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bind_field.h"
+#include "bind_util.h"
+#include "bindings.h"
+#include "dopri5_cpu.h"
+
+namespace py = pybind11;
+
+namespace reluflow {
+
+namespace {
+
+template <class T>
+py::dict dopri5_typed(const Dopri5Spec& spec, py::array_t<T, py::array::c_style | py::array::forcecast> theta_in) {
+  const int64_t K = spec.K, P = spec.field.lay.num_params, nT = spec.T;
+  py::array_t<T> theta({K, P});
+  std::copy(theta_in.data(), theta_in.data() + K * P, theta.mutable_data());
+  py::array_t<double> rec_risk({nT, K}), rec_gnorm({nT, K}), rec_energy({nT, K});
+  py::array_t<int32_t> status(K);
+  py::array_t<int64_t> accepted(K), rejected(K);
+  Dopri5Out out;
+  out.rec_risk = rec_risk.mutable_data();
+  out.rec_gnorm = rec_gnorm.mutable_data();
+  out.rec_energy = rec_energy.mutable_data();
+  out.status = status.mutable_data();
+  out.accepted = accepted.mutable_data();
+  out.rejected = rejected.mutable_data();
+  {
+    // the field takes the GIL back only for a Python target callback
+    py::gil_scoped_release release;
+    dopri5_run_cpu<T>(spec, theta.mutable_data(), out);
+  }
+  py::dict res;
+  res["theta"] = theta;
+  res["risk"] = rec_risk;
+  res["grad_norm"] = rec_gnorm;
+  res["energy"] = rec_energy;
+  res["status"] = status;
+  res["accepted"] = accepted;
+  res["rejected"] = rejected;
+  res["evaluations"] = out.evaluations;
+  return res;
+}
+
+}  // namespace
+
+void bind_dopri5(py::module_& m) {
+  py::tuple names(kDopri5NumStatus);
+  for (int i = 0; i < kDopri5NumStatus; ++i) names[i] = py::str(kDopri5StatusNames[i]);
+  m.attr("dopri5_status_names") = names;
+
+  m.def(
+      "dopri5_run",
+      [](std::vector<int64_t> widths, py::array theta, double t_end, double h0, double rtol, double atol,
+         f64_array grid, double max_abs, int64_t max_steps, int64_t max_rejections, double min_step,
+         py::kwargs kwargs) {
+        const Layout lay = make_layout(widths);
+        const int64_t P = lay.num_params;
+        if (theta.ndim() != 2 || theta.shape(1) != P)
+          throw py::value_error("theta: expected a (K, " + std::to_string(P) + ") array, got " + shape_str(theta));
+        if (!(std::isfinite(t_end) && t_end > 0))
+          throw py::value_error("t_end: expected a finite positive time, got " + std::to_string(t_end));
+        if (!std::isfinite(h0)) throw py::value_error("h0: expected a finite initial step (<= 0: automatic)");
+        if (!(std::isfinite(rtol) && rtol > 0)) throw py::value_error("rtol: expected a finite rtol > 0");
+        if (!(std::isfinite(atol) && atol >= 0)) throw py::value_error("atol: expected a finite atol >= 0");
+        if (!(max_abs > 0)) throw py::value_error("max_abs: expected max_abs > 0");
+        if (max_steps < 1) throw py::value_error("max_steps: expected max_steps >= 1");
+        if (max_rejections < 1) throw py::value_error("max_rejections: expected max_rejections >= 1");
+        if (!(std::isfinite(min_step) && min_step >= 0))
+          throw py::value_error("min_step: expected a finite min_step >= 0");
+        if (grid.ndim() != 1 || grid.shape(0) < 1)
+          throw py::value_error("grid: expected a non-empty 1-D array of record times, got " + shape_str(grid));
+        const double* g = grid.data();
+        for (py::ssize_t i = 0; i < grid.shape(0); ++i) {
+          if (!(g[i] >= 0 && g[i] <= t_end) || (i > 0 && !(g[i] > g[i - 1])))
+            throw py::value_error("grid: expected strictly increasing record times in [0, t_end]");
+        }
+        Dopri5Spec spec;
+        spec.K = theta.shape(0);
+        spec.t_end = t_end;
+        spec.h0 = h0;
+        spec.rtol = rtol;
+        spec.atol = atol;
+        spec.grid = g;
+        spec.T = grid.shape(0);
+        spec.max_abs = max_abs;
+        spec.max_steps = max_steps;
+        spec.max_rejections = max_rejections;
+        spec.min_step = min_step;
+        // owns the arrays (and the Python callback) the FieldSpec points into, for the whole run
+        py::object progress = kwargs.contains("progress") ? py::reinterpret_borrow<py::object>(kwargs["progress"])
+                                                            : py::none();
+        if (kwargs.contains("progress")) PyDict_DelItemString(kwargs.ptr(), "progress");
+        std::unique_ptr<FieldArgs> field = parse_field(lay, kwargs);
+        spec.field = field->spec;
+        // progress(t) from the loop: the GIL is taken for the call, and Ctrl-C raises there
+        spec.progress = [progress](double t) {
+          py::gil_scoped_acquire gil;
+          if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+          if (!progress.is_none()) progress(t);
+        };
+        if (theta.dtype().is(py::dtype::of<float>()))
+          return dopri5_typed<float>(spec, py::array_t<float, py::array::c_style | py::array::forcecast>(theta));
+        if (!theta.dtype().is(py::dtype::of<double>()))
+          throw py::type_error("theta: expected a float32 or float64 array");
+        return dopri5_typed<double>(spec, py::array_t<double, py::array::c_style | py::array::forcecast>(theta));
+      },
+      py::arg("widths"), py::arg("theta"), py::arg("t_end"), py::arg("h0"), py::arg("rtol"), py::arg("atol"),
+      py::arg("grid"), py::arg("max_abs"), py::arg("max_steps"), py::arg("max_rejections"), py::arg("min_step"),
+      "Adaptive Dormand–Prince 5(4) gradient flow of K networks in C++, with time, step size and status "
+      "per network (GIL released except for a Python target callback). h0 <= 0 picks the initial step. "
+      "The vector field is described by keyword arguments (bind_field.h; normalized=True for the "
+      "normalized flow). Returns a dict with theta (K,P), risk/grad_norm/energy (T,K) on the grid (NaN "
+      "where a network never got there), status (K,) codes into dopri5_status_names, accepted and "
+      "rejected (K,), evaluations.");
+}
+
+}  // namespace reluflow
