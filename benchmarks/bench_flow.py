@@ -7,8 +7,8 @@ PyTorch / JAX user writes, and gradient descent with exact quadrature.
       "rf C++ loop"  - target = a native PiecewisePolynomial (cubic Hermite interpolant of sin(3x),
                        128 pieces, max error < 1e-9): the whole loop (sampling, target, kernel,
                        update) runs in C++ (``run.info["loop"] == "C++"``);
-      "rf Py driver" - target = ``targets.Function(lambda x: np.sin(3 x))``: not native, so the Python
-                       driver of flows.py loops over the steps around the C++ sampler and kernels;
+      "rf Function"  - target = ``targets.Function(lambda x: np.sin(3 x))``: not native, so the C++
+                       loop calls it back once per step (GIL taken) on that step's 1024 samples;
     and the C++ loop once more in float32 (the peers' dtype; shorter run, for steps/s).
     Peers (float32, their default; batched over the K networks, x shared across networks as in reluflow):
       torch autograd       - eager forward with broadcasting, loss.backward(), in-place SGD under no_grad;
@@ -24,8 +24,8 @@ PyTorch / JAX user writes, and gradient descent with exact quadrature.
     medians compared; and deterministically: the hand-written torch step in float64, fed reluflow's own
     samples, against the C++ loop (16 networks, 10 steps). Histogram of reluflow's final exact risks per H -> results/flow_hist.png.
 (b) Gradient descent with exact quadrature: [1, 256, 1], K = 256, PiecewiseLinear target, U[0,1],
-    ``rf.Quadrature()``: steps/s of ``rf.gradient_descent(..., backend="cpu")`` (Python loop around the
-    C++ exact sweep).
+    ``rf.Quadrature()``: steps/s of ``rf.gradient_descent(..., backend="cpu")`` (the C++ loop around
+    the exact O(H log H) sweep).
 
 Prints tables and writes JSON to benchmarks/results/flow_<cpu>.json (``--quick``: few steps,
 ``flow_<cpu>_quick.json``). Run with ``timeout 900 python benchmarks/bench_flow.py``.
@@ -339,7 +339,7 @@ def exact_risk(prob_native, theta):
 
 
 def py_driver_kernel(prob, theta0):
-    """Which C++ kernel the Python driver calls per step (the cost model of Problem.risk_and_grad)."""
+    """Which C++ kernel a step uses (the cost model of Problem.risk_and_grad, shared by the C++ loop)."""
     try:
         from reluflow.problem import _use_point_sweep  # noqa: PLC0415
 
@@ -428,7 +428,7 @@ def print_tables(result):
         H = row["H"]
         first = True
         entries = [("rf C++ loop (native tgt)", row["rf_native"], "float64"),
-                   ("rf Py driver (Function)", row["rf_function"], "float64"),
+                   ("rf Function (callback)", row["rf_function"], "float64"),
                    ("rf C++ loop (native tgt)", row["rf_native_f32"], "float32")]
         entries += [(name, p, "float32") for name, p in row["peers"].items()]
         for name, e, dt in entries:
@@ -446,14 +446,14 @@ def print_tables(result):
                   f"{'-' if med is None else f'{med:.4f}':>17}")
         print(f"{'':>5}   best peer: {row['best_peer']}, reluflow C++ loop / best peer = "
               f"{row['ratio_vs_best_peer']:.2f}x (target >= 50x; on best segments: "
-              f"{row['ratio_vs_best_peer_bestseg']:.2f}x); Py driver / best peer = "
+              f"{row['ratio_vs_best_peer_bestseg']:.2f}x); Function target / best peer = "
               f"{row['ratio_py_driver_vs_best_peer']:.2f}x; C++ loop float32 / best peer = "
               f"{row['ratio_f32_vs_best_peer']:.2f}x; median exact risk after {row['steps_cmp']} steps "
               f"(last column; {row['median_exact_risk_init']:.4g} at init); rf final "
               f"({row['rf_native']['steps']} steps): median "
               f"{row['rf_final_exact_risk_median']:.4f}, diverged {row['rf_native']['diverged']}; load average "
               f"{row['loadavg_end'][0]:.1f}")
-        print(f"{'':>5}   Py driver kernel per step: {row['py_driver_kernel']}; |risk(Function) - "
+        print(f"{'':>5}   kernel per step: {row['py_driver_kernel']}; |risk(Function) - "
               f"risk(native)| after {row['steps_cmp']} steps: max {row['rf_function_vs_native_max_risk_diff']:.1e}")
         ss = row["same_samples_check"]
         print(f"{'':>5}   same samples (torch float64 hand-written step fed reluflow's samples, K = "
@@ -613,7 +613,7 @@ def main(argv=None):
                      median_exact_risk_cmp=float(np.nanmedian(r)),
                      nonfinite=int(np.sum(~np.isfinite(r))))
         row["peers"] = peers
-        # reluflow: C++ loop (native target), then the Python driver (Function target)
+        # reluflow: C++ loop with the native target, then with the Function target (one callback per step)
         rn = bench_reluflow(prob_native, theta0, steps_target, rf_budget, steps_cmp, seed)
         log(f"  rf native ({rn['loop']} loop): {fmt_t(rn['s_per_step'])}/step, {rn['steps']} steps")
         rfn = bench_reluflow(prob_fn, theta0, steps_target, rf_budget / 4, steps_cmp, seed)

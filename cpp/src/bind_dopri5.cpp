@@ -82,9 +82,11 @@ void bind_dopri5(py::module_& m) {
         if (grid.ndim() != 1 || grid.shape(0) < 1)
           throw py::value_error("grid: expected a non-empty 1-D array of record times, got " + shape_str(grid));
         const double* g = grid.data();
+        // times past t_end are allowed (np.arange may round one up); a network stops at t_end, so it
+        // records them only when its last step lands there, as in the Python driver
         for (py::ssize_t i = 0; i < grid.shape(0); ++i) {
-          if (!(g[i] >= 0 && g[i] <= t_end) || (i > 0 && !(g[i] > g[i - 1])))
-            throw py::value_error("grid: expected strictly increasing record times in [0, t_end]");
+          if (!(std::isfinite(g[i]) && g[i] >= 0) || (i > 0 && !(g[i] > g[i - 1])))
+            throw py::value_error("grid: expected strictly increasing finite record times >= 0");
         }
         Dopri5Spec spec;
         spec.K = theta.shape(0);
@@ -98,18 +100,10 @@ void bind_dopri5(py::module_& m) {
         spec.max_steps = max_steps;
         spec.max_rejections = max_rejections;
         spec.min_step = min_step;
+        spec.progress = take_progress<double>(kwargs);  // before parse_field: not a field argument
         // owns the arrays (and the Python callback) the FieldSpec points into, for the whole run
-        py::object progress = kwargs.contains("progress") ? py::reinterpret_borrow<py::object>(kwargs["progress"])
-                                                            : py::none();
-        if (kwargs.contains("progress")) PyDict_DelItemString(kwargs.ptr(), "progress");
         std::unique_ptr<FieldArgs> field = parse_field(lay, kwargs);
         spec.field = field->spec;
-        // progress(t) from the loop: the GIL is taken for the call, and Ctrl-C raises there
-        spec.progress = [progress](double t) {
-          py::gil_scoped_acquire gil;
-          if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-          if (!progress.is_none()) progress(t);
-        };
         if (theta.dtype().is(py::dtype::of<float>()))
           return dopri5_typed<float>(spec, py::array_t<float, py::array::c_style | py::array::forcecast>(theta));
         if (!theta.dtype().is(py::dtype::of<double>()))

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -128,6 +129,19 @@ inline std::unique_ptr<FieldArgs> parse_field(const Layout& lay, const py::dict&
                           "'");
   }
   return a;
+}
+
+// Takes the optional "progress" callable out of kwargs and returns the loop's progress hook: it
+// takes the GIL, raises KeyboardInterrupt on Ctrl-C (PyErr_CheckSignals), then calls progress(done).
+template <class Done>
+std::function<void(Done)> take_progress(py::dict& kwargs) {
+  py::object progress = kw(kwargs, "progress");
+  if (kwargs.contains("progress")) PyDict_DelItemString(kwargs.ptr(), "progress");
+  return [progress](Done done) {
+    py::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+    if (!progress.is_none()) progress(done);
+  };
 }
 
 }  // namespace reluflow

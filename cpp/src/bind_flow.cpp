@@ -101,16 +101,8 @@ void bind_flow(py::module_& m) {
         spec.record_every = record_every;
         spec.h = h.data();
         spec.max_abs = max_abs;
-        py::object progress = kwargs.contains("progress") ? py::reinterpret_borrow<py::object>(kwargs["progress"])
-                                                            : py::none();
-        if (kwargs.contains("progress")) PyDict_DelItemString(kwargs.ptr(), "progress");
+        spec.progress = take_progress<int64_t>(kwargs);  // before parse_field: not a field argument
         std::unique_ptr<FieldArgs> field = parse_field(lay, kwargs);
-        // progress(done) from the loop: the GIL is taken for the call, and Ctrl-C raises there
-        spec.progress = [progress](int64_t done) {
-          py::gil_scoped_acquire gil;
-          if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-          if (!progress.is_none()) progress(done);
-        };
         spec.field = field->spec;
         if (py::isinstance<py::array_t<float>>(theta) && theta.dtype().is(py::dtype::of<float>()))
           return run_typed<float>(spec, py::array_t<float, py::array::c_style | py::array::forcecast>(theta));
