@@ -434,6 +434,28 @@ def test_points_deterministic_across_batch():
         assert rk[0] == r[k] and np.array_equal(gk[0], g[k])
 
 
+@pytest.mark.parametrize("H", [1, 30, 300, 700])
+def test_points_lanes_bitwise_equal_single_networks(H):
+    """Out = 1, small H: networks go through the sweep 8 at a time (node passes vectorized across
+    them); every network's result is bitwise its result alone, also in the tail group and next to
+    a network with a NaN parameter (which falls back to one network at a time)."""
+    rng = np.random.default_rng(H)
+    prob = rf.Problem([1, H, 1], rf.targets.Affine([[1.0]]))
+    theta = rng.normal(size=(19, prob.num_params))
+    theta[10, 0] = np.nan
+    x = rng.uniform(-1, 2, 700)
+    w = rng.uniform(0, 1, 700)
+    y = rng.normal(size=(700, 1))
+    r, g = sweep.points_shallow1d(prob, theta, x, w, y)
+    assert np.isnan(r[10]) and np.all(np.isnan(g[10]))
+    for k in range(19):
+        if k == 10:
+            continue
+        rk, gk = sweep.points_shallow1d(prob, theta[k:k + 1], x, w, y)
+        assert rk[0] == r[k] and np.array_equal(gk[0], g[k]), k
+    assert_points_close(prob, np.delete(theta, 10, axis=0), x, w, y)
+
+
 # ---- bad input to the bindings ----------------------------------------------------------------------
 
 def _exact_args():

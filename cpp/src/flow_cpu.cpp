@@ -38,6 +38,7 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out) {
   auto last_report = clock::now();
 
   ThreadTuner tuner;
+  const bool par = K > 1 && K * P >= (int64_t(1) << 16);
   for (int64_t i = 0; i <= s.steps; ++i) {
     if (i > 0) tuner.end(i - 1);  // a step's time runs to the start of the next one
     tuner.begin(i);
@@ -48,6 +49,9 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out) {
     const int64_t n = s.start_step + i;
     field.eval(theta, K, n, risk.data(), ks[0].data());
     bool any_active = false;
+    // the per-network passes below are independent across networks (each network's sums in a fixed
+    // order): threads change nothing but the speed (they matter from K * P ~ 10^5 on)
+#pragma omp parallel for schedule(static) reduction(|| : any_active) if (par)
     for (int64_t k = 0; k < K; ++k) {
       if (!out.active[k]) continue;
       const double* g = ks[0].data() + k * P;
@@ -78,6 +82,7 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out) {
     const double h = s.h[i];
     if (s.method == kFlowEuler) {
       const T ht = static_cast<T>(h);
+#pragma omp parallel for schedule(static) if (par)
       for (int64_t k = 0; k < K; ++k) {
         if (!out.active[k]) continue;
         T* row = stage_theta.data() + k * P;
@@ -100,10 +105,12 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out) {
     // Heun / RK4: stages in float64, evaluated at theta's dtype
     for (int st = 1; st < stages; ++st) {
       const double a = s.method == kFlowRK4 ? rk4_a[st] : 1.0;
+#pragma omp parallel for schedule(static) if (par)
       for (int64_t q = 0; q < K * P; ++q)
         stage_theta[q] = static_cast<T>(static_cast<double>(theta[q]) - h * a * ks[st - 1][q]);
       field.eval(stage_theta.data(), K, n, stage_risk.data(), ks[st].data());
     }
+#pragma omp parallel for schedule(static) if (par)
     for (int64_t k = 0; k < K; ++k) {
       if (!out.active[k]) continue;
       T* row = stage_theta.data() + k * P;

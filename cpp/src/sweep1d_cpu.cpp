@@ -392,47 +392,36 @@ struct NodeLocator {
 template <int OUT>
 struct PointSweep {
   // per-thread buffers
-  std::vector<double> dA, dB;      // (N + 1, out): changes of A, B at node j
-  std::vector<double> u;           // (N, out): w_j r_j
-  std::vector<double> P0, P1;      // (N + 1, out): prefix moments sum_{m<j} u_m, u_m (x_m - c0)
-  std::vector<double> Q0, Q1;      // (N + 1, out): suffix moments sum_{m>=j}
-  std::vector<int64_t> bound;      // (H,)
+  std::vector<double> dA, dB;      // (N + 1, S): changes of A, B at node j (S = out, or 8 lanes)
+  std::vector<double> u;           // (N, S): w_j r_j
+  std::vector<double> P0, P1;      // (N + 1, S): prefix moments sum_{m<j} u_m, u_m (x_m - c0)
+  std::vector<double> Q0, Q1;      // (N + 1, S): suffix moments sum_{m>=j}
+  std::vector<int64_t> bound;      // (lanes, H): boundary node of every neuron
   std::vector<double> kink;        // (H,) -b_i / w_i (0 for w_i = 0)
   std::vector<int64_t> perm;       // (H,) neurons in kink order (large H only)
   static constexpr int64_t kSortKinksFrom = 4096;
+  static constexpr int kLanes = 8;  // networks per group of the vectorized node passes (OUT = 1)
+  static constexpr int64_t kLanesBelowH = 512;
 
-  double run(const double* th, int64_t H, int out_rt, int64_t N, const double* xs, const double* ws,
-             const double* ys, double c0, const NodeLocator& loc, double* g) {
-    const int out = OUT > 0 ? OUT : out_rt;
+  // Phase 1 of one network: the state (A, B) at node 0 and the changes dA, dB at the boundaries
+  // (entries j * S + o of dAx, dBx, which point at this network's lane), and bd (H,).
+  void boundaries(const double* th, int64_t H, int out, int64_t N, const double* xs, double c0,
+                  const NodeLocator& loc, double* A, double* B, double* dAx, double* dBx, int64_t S,
+                  int64_t* bd) {
     const double* wv = th;
     const double* bv = th + H;
     const double* V = th + sweep1d::off_V(H);
     const double* c = th + sweep1d::off_c(H, out);
-    const size_t n1 = static_cast<size_t>((N + 1) * out);
-    dA.assign(n1, 0.0);
-    dB.assign(n1, 0.0);
-    double A0[OUT > 0 ? OUT : 8], B0[OUT > 0 ? OUT : 8];
-    std::vector<double> A0v, B0v;
-    double* A = A0;
-    double* B = B0;
-    if (OUT == 0 && out > 8) {
-      A0v.assign(out, 0.0);
-      B0v.assign(out, 0.0);
-      A = A0v.data();
-      B = B0v.data();
-    }
     for (int o = 0; o < out; ++o) {
       A[o] = 0.0;
       B[o] = c[o];
     }
-    // the state at node 0 and the changes. Large H: the neurons are visited in kink order so that
-    // the searches and the scattered updates walk the node arrays sequentially (case E: the node
-    // arrays are megabytes); small H: in index order (everything is in the L1/L2 caches).
+    // Large H: the neurons are visited in kink order so that the scattered updates walk the node
+    // arrays sequentially (case E: the node arrays are megabytes); small H: in index order.
     const bool by_kink = H >= kSortKinksFrom;
     kink.resize(static_cast<size_t>(H));
-    bound.resize(static_cast<size_t>(H));
     for (int64_t i = 0; i < H; ++i) kink[i] = wv[i] != 0.0 ? -bv[i] / wv[i] : 0.0;  // vectorized
-    for (int64_t i = 0; i < H; ++i) bound[i] = loc.guess(kink[i]);
+    for (int64_t i = 0; i < H; ++i) bd[i] = loc.guess(kink[i]);
     if (by_kink) perm = stable_order(kink.data(), H);
     const double* xq = loc.xq.data();  // xq[j + 1] = xs[j], -inf / +inf at the ends
     for (int64_t ii = 0; ii < H; ++ii) {
@@ -441,7 +430,7 @@ struct PointSweep {
       if (w == 0.0) {  // constant neuron: active everywhere iff b > 0 (as w > 0 with j = 0, else N)
         if (b > 0.0)
           for (int o = 0; o < out; ++o) B[o] += V[o * H + i] * b;
-        bound[i] = b > 0.0 ? 0 : N;
+        bd[i] = b > 0.0 ? 0 : N;
         continue;
       }
       // w > 0: the first active node; w < 0: the first inactive one. Both are the first node j
@@ -451,7 +440,7 @@ struct PointSweep {
       // (rounding of w x + b, ties) falls back to walking in the rare case it fails.
       const bool neg = w < 0.0;
       const double t = kink[i];
-      int64_t j = bound[i];
+      int64_t j = bd[i];
       {  // independent comparisons (the nodes are sorted): no chain of dependent loads
         int64_t ahead = 0;
         for (int r = 0; r < loc.steps; ++r) ahead += xq[j + 1 + r] < t;
@@ -470,11 +459,72 @@ struct PointSweep {
         const double a = V[o * H + i] * w, bz = V[o * H + i] * z0;
         A[o] += base * a;
         B[o] += base * bz;
-        dA[j * out + o] += sgn * a;
-        dB[j * out + o] += sgn * bz;
+        dAx[j * S + o] += sgn * a;
+        dBx[j * S + o] += sgn * bz;
       }
-      bound[i] = j;
+      bd[i] = j;
     }
+  }
+
+  // Phase 3 of one network: its gradient g (P,) from the moments of each neuron's active range: a
+  // suffix for w >= 0 (a constant neuron has j = 0 or N), a prefix for w < 0 (entries j * S + o of
+  // the moment arrays, which point at this network's lane). Branch-free for OUT = 1: the loop
+  // vectorizes (gathers of the moments at the boundaries).
+  void gradients(const double* th, int64_t H, int out, int64_t N, double c0, const double* P0x,
+                 const double* P1x, const double* Q0x, const double* Q1x, int64_t S, const int64_t* bd,
+                 double* g) {
+    const double* wv = th;
+    const double* bv = th + H;
+    const double* V = th + sweep1d::off_V(H);
+    const int64_t ov = sweep1d::off_V(H);
+    if (OUT == 1) {
+      double* __restrict gw = g;
+      double* __restrict gb = g + H;
+      double* __restrict gv = g + ov;
+      for (int64_t i = 0; i < H; ++i) {
+        const double w = wv[i], b = bv[i], v = V[i];
+        const int64_t j = bd[i] * S;
+        const bool neg = w < 0.0;
+        const double p0 = P0x[j], p1 = P1x[j], q0 = Q0x[j], q1 = Q1x[j];  // unconditional: gathers
+        const double s0 = neg ? p0 : q0;
+        const double s1 = neg ? p1 : q1;
+        const double z0 = w * c0 + b;
+        gw[i] = 2.0 * (v * (s1 + c0 * s0));
+        gb[i] = 2.0 * (v * s0);
+        gv[i] = 2.0 * (w * s1 + z0 * s0);
+      }
+    } else {
+      for (int64_t i = 0; i < H; ++i) {
+        const double w = wv[i], b = bv[i];
+        const bool neg = w < 0.0;
+        const double* S0 = (neg ? P0x : Q0x) + bd[i] * S;
+        const double* S1 = (neg ? P1x : Q1x) + bd[i] * S;
+        sweep1d::neuron_grad(w, b, V + i, H, out, c0, S0, S1, g + i, g + H + i, g + ov + i, H);
+      }
+    }
+    double* gc = g + sweep1d::off_c(H, out);
+    for (int o = 0; o < out; ++o) gc[o] = 2.0 * P0x[N * S + o];
+  }
+
+  // One network (any out): returns its risk, writes g (P,).
+  double run(const double* th, int64_t H, int out_rt, int64_t N, const double* xs, const double* ws,
+             const double* ys, double c0, const NodeLocator& loc, double* g) {
+    const int out = OUT > 0 ? OUT : out_rt;
+    const size_t n1 = static_cast<size_t>((N + 1) * out);
+    dA.assign(n1, 0.0);
+    dB.assign(n1, 0.0);
+    double A0[OUT > 0 ? OUT : 8], B0[OUT > 0 ? OUT : 8];
+    std::vector<double> A0v, B0v;
+    double* A = A0;
+    double* B = B0;
+    if (OUT == 0 && out > 8) {
+      A0v.assign(out, 0.0);
+      B0v.assign(out, 0.0);
+      A = A0v.data();
+      B = B0v.data();
+    }
+    bound.resize(static_cast<size_t>(H));
+    boundaries(th, H, out, N, xs, c0, loc, A, B, dA.data(), dB.data(), out, bound.data());
     // forward: residuals, risk, prefix moments; backward: suffix moments. The running sums live in
     // locals (registers for OUT = 1) so that a step does not wait on the store of the previous one.
     u.resize(static_cast<size_t>(N * out));
@@ -519,44 +569,73 @@ struct PointSweep {
         q1[j * out + o] = s1;
       }
     }
-    // gradients: O(1) per neuron, from the moments of its active range: a suffix for w >= 0 (a
-    // constant neuron has j = 0 or N), a prefix for w < 0. Branch-free, so that for OUT = 1 the
-    // loop vectorizes (gathers of the moments at the boundaries).
-    const int64_t ov = sweep1d::off_V(H);
-    if (OUT == 1 && !by_kink) {
-      const double* __restrict P0p = P0.data();
-      const double* __restrict P1p = P1.data();
-      const double* __restrict Q0p = Q0.data();
-      const double* __restrict Q1p = Q1.data();
-      const int64_t* __restrict bd = bound.data();
-      double* __restrict gw = g;
-      double* __restrict gb = g + H;
-      double* __restrict gv = g + ov;
-      for (int64_t i = 0; i < H; ++i) {
-        const double w = wv[i], b = bv[i], v = V[i];
-        const int64_t j = bd[i];
-        const bool neg = w < 0.0;
-        const double p0 = P0p[j], p1 = P1p[j], q0 = Q0p[j], q1 = Q1p[j];  // unconditional: gathers
-        const double s0 = neg ? p0 : q0;
-        const double s1 = neg ? p1 : q1;
-        const double z0 = w * c0 + b;
-        gw[i] = 2.0 * (v * (s1 + c0 * s0));
-        gb[i] = 2.0 * (v * s0);
-        gv[i] = 2.0 * (w * s1 + z0 * s0);
-      }
-    } else {
-      for (int64_t ii = 0; ii < H; ++ii) {
-        const int64_t i = by_kink ? perm[ii] : ii;
-        const double w = wv[i], b = bv[i];
-        const bool neg = w < 0.0;
-        const double* S0 = (neg ? P0.data() : Q0.data()) + bound[i] * out;
-        const double* S1 = (neg ? P1.data() : Q1.data()) + bound[i] * out;
-        sweep1d::neuron_grad(w, b, V + i, H, out, c0, S0, S1, g + i, g + H + i, g + ov + i, H);
-      }
-    }
-    double* gc = g + sweep1d::off_c(H, out);
-    for (int o = 0; o < out; ++o) gc[o] = 2.0 * P0[N * out + o];
+    gradients(th, H, out, N, c0, P0.data() + 0, P1.data(), Q0.data(), Q1.data(), out, bound.data(), g);
     return risk;
+  }
+
+  // kLanes networks at once (OUT = 1): the same operations in the same order per network as run(),
+  // so the same results bitwise, with the node passes vectorized across the networks (lane l of
+  // entry j * kLanes + l). th[l] (P,), g[l] (P,), risk[l].
+  void run_lanes(const double* const* th, int64_t H, int64_t N, const double* xs, const double* ws,
+                 const double* ys, double c0, const NodeLocator& loc, double* const* g, double* risk) {
+    constexpr int L = kLanes;
+    const size_t n1 = static_cast<size_t>((N + 1) * L);
+    dA.assign(n1, 0.0);
+    dB.assign(n1, 0.0);
+    bound.resize(static_cast<size_t>(H * L));
+    alignas(64) double a[L], bb[L], rk[L];
+    for (int l = 0; l < L; ++l)
+      boundaries(th[l], H, 1, N, xs, c0, loc, &a[l], &bb[l], dA.data() + l, dB.data() + l, L,
+                 bound.data() + l * H);
+    u.resize(static_cast<size_t>(N * L));
+    P0.resize(n1);
+    P1.resize(n1);
+    Q0.resize(n1);
+    Q1.resize(n1);
+    double* __restrict up = u.data();
+    double* __restrict p0 = P0.data();
+    double* __restrict p1 = P1.data();
+    double* __restrict q0 = Q0.data();
+    double* __restrict q1 = Q1.data();
+    const double* __restrict dAp = dA.data();
+    const double* __restrict dBp = dB.data();
+    // GCC vector extension: one register of L doubles, the same IEEE operations per lane as the
+    // scalar code (no FMA: -ffp-contract=off), so every lane is bitwise its network's run()
+    typedef double vec __attribute__((vector_size(sizeof(double) * L), aligned(sizeof(double))));
+    vec va, vb, vs0 = {}, vs1 = {}, vrk = {};
+    std::memcpy(&va, a, sizeof va);
+    std::memcpy(&vb, bb, sizeof vb);
+    for (int64_t j = 0; j < N; ++j) {
+      const double dx = xs[j] - c0, y = ys[j], wj = ws[j];
+      va += *reinterpret_cast<const vec*>(dAp + j * L);
+      vb += *reinterpret_cast<const vec*>(dBp + j * L);
+      const vec r = (va * dx + vb) - y;
+      const vec uj = wj * r;
+      *reinterpret_cast<vec*>(up + j * L) = uj;
+      vrk += uj * r;
+      *reinterpret_cast<vec*>(p0 + j * L) = vs0;
+      *reinterpret_cast<vec*>(p1 + j * L) = vs1;
+      vs0 += uj;
+      vs1 += uj * dx;
+    }
+    *reinterpret_cast<vec*>(p0 + N * L) = vs0;
+    *reinterpret_cast<vec*>(p1 + N * L) = vs1;
+    std::memcpy(rk, &vrk, sizeof vrk);
+    for (int l = 0; l < L; ++l) risk[l] = rk[l];
+    vs0 = vec{};
+    vs1 = vec{};
+    *reinterpret_cast<vec*>(q0 + N * L) = vs0;
+    *reinterpret_cast<vec*>(q1 + N * L) = vs1;
+    for (int64_t j = N - 1; j >= 0; --j) {
+      const double dx = xs[j] - c0;
+      const vec uj = *reinterpret_cast<const vec*>(up + j * L);
+      vs0 += uj;
+      vs1 += uj * dx;
+      *reinterpret_cast<vec*>(q0 + j * L) = vs0;
+      *reinterpret_cast<vec*>(q1 + j * L) = vs1;
+    }
+    for (int l = 0; l < L; ++l)
+      gradients(th[l], H, 1, N, c0, p0 + l, p1 + l, q0 + l, q1 + l, L, bound.data() + l * H, g[l]);
   }
 };
 
@@ -565,19 +644,40 @@ void points_loop(const double* theta, int64_t K, int64_t H, int out, int64_t N, 
                  const double* ws, const double* ys, double c0, const NodeLocator& loc, double* risk,
                  double* grad) {
   const int64_t P = sweep1d::num_params(H, out);
-#pragma omp parallel num_threads(threads_for(K, H + N))
+  constexpr int L = PointSweep<OUT>::kLanes;
+  // out = 1 and small H (where the node passes dominate): groups of L networks with the node passes
+  // vectorized across them (bitwise the results of one network at a time); else one network per
+  // item (for large H the lane-strided moment arrays cost more in cache than the lanes save)
+  const bool lanes = OUT == 1 && H < PointSweep<OUT>::kLanesBelowH;
+  const int64_t n_items = lanes ? (K + L - 1) / L : K;
+#pragma omp parallel num_threads(threads_for(n_items, L * (H + N)))
   {
     PointSweep<OUT> sw;
-#pragma omp for schedule(dynamic, 4)
-    for (int64_t k = 0; k < K; ++k) {
-      const double* th = theta + k * P;
-      double* g = grad + k * P;
-      if (!all_finite(th, P)) {
-        risk[k] = std::numeric_limits<double>::quiet_NaN();
-        fill_nan(g, P);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t item = 0; item < n_items; ++item) {
+      const int64_t k0 = lanes ? item * L : item, k1 = lanes ? std::min(K, k0 + L) : item + 1;
+      bool group = lanes && k1 - k0 == L;
+      for (int64_t k = k0; k < k1 && group; ++k) group = all_finite(theta + k * P, P);
+      if (group) {
+        const double* th[L];
+        double* g[L];
+        for (int l = 0; l < L; ++l) {
+          th[l] = theta + (k0 + l) * P;
+          g[l] = grad + (k0 + l) * P;
+        }
+        sw.run_lanes(th, H, N, xs, ws, ys, c0, loc, g, risk + k0);
         continue;
       }
-      risk[k] = sw.run(th, H, out, N, xs, ws, ys, c0, loc, g);
+      for (int64_t k = k0; k < k1; ++k) {
+        const double* th = theta + k * P;
+        double* g = grad + k * P;
+        if (!all_finite(th, P)) {
+          risk[k] = std::numeric_limits<double>::quiet_NaN();
+          fill_nan(g, P);
+          continue;
+        }
+        risk[k] = sw.run(th, H, out, N, xs, ws, ys, c0, loc, g);
+      }
     }
   }
 }
