@@ -403,6 +403,19 @@ struct PointSweep {
   static constexpr int kLanes = 8;  // networks per group of the vectorized node passes (OUT = 1)
   static constexpr int64_t kLanesBelowH = 512;
 
+  // The residual and moment buffers, sized: u (n_u,), P0, P1, Q0, Q1 (n1,) each.
+  struct Moments {
+    double *u, *p0, *p1, *q0, *q1;
+  };
+  Moments moments(int64_t n_u, size_t n1) {
+    u.resize(static_cast<size_t>(n_u));
+    P0.resize(n1);
+    P1.resize(n1);
+    Q0.resize(n1);
+    Q1.resize(n1);
+    return {u.data(), P0.data(), P1.data(), Q0.data(), Q1.data()};
+  }
+
   // Phase 1 of one network: the state (A, B) at node 0 and the changes dA, dB at the boundaries
   // (entries j * S + o of dAx, dBx, which point at this network's lane), and bd (H,).
   void boundaries(const double* th, int64_t H, int out, int64_t N, const double* xs, double c0,
@@ -527,16 +540,12 @@ struct PointSweep {
     boundaries(th, H, out, N, xs, c0, loc, A, B, dA.data(), dB.data(), out, bound.data());
     // forward: residuals, risk, prefix moments; backward: suffix moments. The running sums live in
     // locals (registers for OUT = 1) so that a step does not wait on the store of the previous one.
-    u.resize(static_cast<size_t>(N * out));
-    P0.resize(n1);
-    P1.resize(n1);
-    Q0.resize(n1);
-    Q1.resize(n1);
-    double* __restrict up = u.data();
-    double* __restrict p0 = P0.data();
-    double* __restrict p1 = P1.data();
-    double* __restrict q0 = Q0.data();
-    double* __restrict q1 = Q1.data();
+    const Moments m = moments(N * out, n1);
+    double* __restrict up = m.u;
+    double* __restrict p0 = m.p0;
+    double* __restrict p1 = m.p1;
+    double* __restrict q0 = m.q0;
+    double* __restrict q1 = m.q1;
     const double* __restrict dAp = dA.data();
     const double* __restrict dBp = dB.data();
     double risk = 0.0;
@@ -569,7 +578,7 @@ struct PointSweep {
         q1[j * out + o] = s1;
       }
     }
-    gradients(th, H, out, N, c0, P0.data() + 0, P1.data(), Q0.data(), Q1.data(), out, bound.data(), g);
+    gradients(th, H, out, N, c0, p0, p1, q0, q1, out, bound.data(), g);
     return risk;
   }
 
@@ -587,16 +596,12 @@ struct PointSweep {
     for (int l = 0; l < L; ++l)
       boundaries(th[l], H, 1, N, xs, c0, loc, &a[l], &bb[l], dA.data() + l, dB.data() + l, L,
                  bound.data() + l * H);
-    u.resize(static_cast<size_t>(N * L));
-    P0.resize(n1);
-    P1.resize(n1);
-    Q0.resize(n1);
-    Q1.resize(n1);
-    double* __restrict up = u.data();
-    double* __restrict p0 = P0.data();
-    double* __restrict p1 = P1.data();
-    double* __restrict q0 = Q0.data();
-    double* __restrict q1 = Q1.data();
+    const Moments m = moments(N * L, n1);
+    double* __restrict up = m.u;
+    double* __restrict p0 = m.p0;
+    double* __restrict p1 = m.p1;
+    double* __restrict q0 = m.q0;
+    double* __restrict q1 = m.q1;
     const double* __restrict dAp = dA.data();
     const double* __restrict dBp = dB.data();
     // GCC vector extension: one register of L doubles, the same IEEE operations per lane as the
