@@ -403,6 +403,27 @@ struct PointSweep {
   static constexpr int kLanes = 8;  // networks per group of the vectorized node passes (OUT = 1)
   static constexpr int64_t kLanesBelowH = 512;
 
+  // dA, dB of n1 zeros. They are kept zero between networks: after a network's forward pass only the
+  // entries its neurons touched are reset (H writes instead of N), and the buffers live as long as
+  // the thread (no page faults on fresh allocations every call).
+  void zero_changes(size_t n1) {
+    if (dA.size() != n1) {
+      dA.assign(n1, 0.0);
+      dB.assign(n1, 0.0);
+    }
+  }
+  void reset_changes(const int64_t* bd, int64_t H, int out, int64_t S, int64_t lane) {
+    for (int64_t i = 0; i < H; ++i)
+      for (int o = 0; o < out; ++o) {
+        dA[bd[i] * S + lane + o] = 0.0;
+        dB[bd[i] * S + lane + o] = 0.0;
+      }
+  }
+  // Frees the buffers when a call made them big (case E: tens of MB per thread).
+  void trim() {
+    if (dA.capacity() + u.capacity() + 4 * P0.capacity() > (size_t(1) << 20)) *this = PointSweep();
+  }
+
   // The residual and moment buffers, sized: u (n_u,), P0, P1, Q0, Q1 (n1,) each.
   struct Moments {
     double *u, *p0, *p1, *q0, *q1;
@@ -524,8 +545,7 @@ struct PointSweep {
              const double* ys, double c0, const NodeLocator& loc, double* g) {
     const int out = OUT > 0 ? OUT : out_rt;
     const size_t n1 = static_cast<size_t>((N + 1) * out);
-    dA.assign(n1, 0.0);
-    dB.assign(n1, 0.0);
+    zero_changes(n1);
     double A0[OUT > 0 ? OUT : 8], B0[OUT > 0 ? OUT : 8];
     std::vector<double> A0v, B0v;
     double* A = A0;
@@ -578,6 +598,7 @@ struct PointSweep {
         q1[j * out + o] = s1;
       }
     }
+    reset_changes(bound.data(), H, out, out, 0);
     gradients(th, H, out, N, c0, p0, p1, q0, q1, out, bound.data(), g);
     return risk;
   }
@@ -589,8 +610,7 @@ struct PointSweep {
                  const double* ys, double c0, const NodeLocator& loc, double* const* g, double* risk) {
     constexpr int L = kLanes;
     const size_t n1 = static_cast<size_t>((N + 1) * L);
-    dA.assign(n1, 0.0);
-    dB.assign(n1, 0.0);
+    zero_changes(n1);
     bound.resize(static_cast<size_t>(H * L));
     alignas(64) double a[L], bb[L], rk[L];
     for (int l = 0; l < L; ++l)
@@ -639,8 +659,10 @@ struct PointSweep {
       *reinterpret_cast<vec*>(q0 + j * L) = vs0;
       *reinterpret_cast<vec*>(q1 + j * L) = vs1;
     }
-    for (int l = 0; l < L; ++l)
+    for (int l = 0; l < L; ++l) {
+      reset_changes(bound.data() + l * H, H, 1, L, l);
       gradients(th[l], H, 1, N, c0, p0 + l, p1 + l, q0 + l, q1 + l, L, bound.data() + l * H, g[l]);
+    }
   }
 };
 
@@ -657,7 +679,7 @@ void points_loop(const double* theta, int64_t K, int64_t H, int out, int64_t N, 
   const int64_t n_items = lanes ? (K + L - 1) / L : K;
 #pragma omp parallel num_threads(threads_for(n_items, L * (H + N)))
   {
-    PointSweep<OUT> sw;
+    static thread_local PointSweep<OUT> sw;  // buffers reused across calls (see zero_changes)
 #pragma omp for schedule(dynamic, 1)
     for (int64_t item = 0; item < n_items; ++item) {
       const int64_t k0 = lanes ? item * L : item, k1 = lanes ? std::min(K, k0 + L) : item + 1;
@@ -684,6 +706,7 @@ void points_loop(const double* theta, int64_t K, int64_t H, int out, int64_t N, 
         risk[k] = sw.run(th, H, out, N, xs, ws, ys, c0, loc, g);
       }
     }
+    sw.trim();
   }
 }
 
