@@ -6,7 +6,8 @@ import pytest
 import reluflow as rf
 from reluflow import _native_sampling
 
-cuda = pytest.importorskip("reluflow._cuda", reason="the CUDA extension is not built here (no nvcc)")
+cuda = pytest.importorskip("reluflow._cuda",
+                           reason="the CUDA extension is not built here (no nvcc, or RELUFLOW_CUDA=OFF)")
 needs_gpu = pytest.mark.skipif(cuda.device_count() == 0, reason="no CUDA device on this machine")
 
 
