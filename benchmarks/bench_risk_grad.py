@@ -115,16 +115,6 @@ def _torch_setup(lay, theta, x, w, y):
     return torch, dt, T, X, Wt, Y
 
 
-def _torch_unpack(lay, T):
-    K = T.shape[0]
-    out = []
-    for k in range(lay.num_layers):
-        lo, li = lay.widths[k + 1], lay.widths[k]
-        wo, bo = lay.w_offsets[k], lay.b_offsets[k]
-        out.append((T[:, wo:wo + lo * li].view(K, lo, li), T[:, bo:bo + lo]))
-    return out
-
-
 def _torch_manual_chunk(params, x, w, y):
     """Forward + hand-written backward of one chunk: returns risk (K,) and [(gW, gb)]."""
     import torch
@@ -162,7 +152,7 @@ def make_torch_autograd(lay, theta, x, w, y, chunk_elems):
 
     def run():
         Tp.grad = None
-        params = _torch_unpack(lay, Tp)
+        params = lay.unpack(Tp)
         risk = torch.zeros(K, dtype=dt)
         for s in range(0, N, step):
             a = X[s:s + step]
@@ -182,7 +172,7 @@ def make_torch_manual(lay, theta, x, w, y, chunk_elems):
     torch, dt, T, X, Wt, Y = _torch_setup(lay, theta, x, w, y)
     K, N = T.shape[0], X.shape[0]
     step = _chunk(lay, K, N, chunk_elems)
-    params = _torch_unpack(lay, T)
+    params = lay.unpack(T)
 
     def run():
         with torch.no_grad():
@@ -237,7 +227,7 @@ def make_torch_compile(lay, theta, x, w, y, chunk_elems):
     step = _chunk(lay, K, N, chunk_elems)
     X, Wt, Y = _padded(torch, X, Wt, Y, step)  # zero-weight padding: one chunk shape, no recompiles
     L = lay.num_layers
-    flat = [t.contiguous() for Wb in _torch_unpack(lay, T) for t in Wb]
+    flat = [t.contiguous() for Wb in lay.unpack(T) for t in Wb]
     f = _compiled(("manual", L), _manual_chunk_flat)
 
     def run():

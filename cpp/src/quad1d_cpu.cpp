@@ -10,6 +10,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "finite_cpu.h"
 #include "reluflow/kinks1d.h"
 #include "reluflow/net.h"
 #include "reluflow/sweep1d.h"
@@ -205,13 +206,6 @@ void nodes_impl(const Layout& lay, const double* th, const Quad1DSpec& spec, con
   } else {
     for (int64_t j = 0; j < N; ++j) target_eval(spec.target, s.x.data() + j, s.y.data() + j * out);
   }
-}
-
-template <class T>
-bool all_finite(const T* a, int64_t n) {
-  for (int64_t j = 0; j < n; ++j)
-    if (!std::isfinite(a[j])) return false;
-  return true;
 }
 
 // Work (networks x parameters) below which the loop over networks stays on one thread: entering a

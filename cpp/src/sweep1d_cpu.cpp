@@ -11,6 +11,7 @@
 #include <numeric>
 #include <vector>
 
+#include "finite_cpu.h"
 #include "reluflow/sweep1d.h"
 
 #ifdef RELUFLOW_OPENMP
@@ -29,19 +30,6 @@ struct Kink {
 };
 
 inline bool kink_less(const Kink& a, const Kink& b) { return a.k < b.k || (a.k == b.k && a.i < b.i); }
-
-bool all_finite(const double* a, int64_t n) {
-  // x * 0 is 0 for finite x and NaN for inf / NaN; eight independent sums vectorize (this runs
-  // once per network per call, on every parameter)
-  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8)
-    for (int q = 0; q < 8; ++q) acc[q] += a[j + q] * 0.0;
-  for (; j < n; ++j) acc[0] += a[j] * 0.0;
-  double s = 0.0;
-  for (double v : acc) s += v;
-  return s == 0.0;
-}
 
 // Threads for K networks: never more than K (an idle thread would only add a barrier wait, which on a
 // loaded machine can cost a scheduler time slice).

@@ -57,33 +57,33 @@ RF_HD bool relu_active(double w, double b, double x) {
   return z > 0.0;
 }
 
+// P_q'(x) by the three-term recurrence of the Legendre polynomials; *pq = P_q(x).
+RF_HD double legendre_derivative(int q, double x, double* pq) {
+  double p0 = 1.0, p1 = x;
+  for (int k = 2; k <= q; ++k) {
+    const double p2 = ((2.0 * k - 1.0) * x * p1 - (k - 1.0) * p0) / k;
+    p0 = p1;
+    p1 = p2;
+  }
+  *pq = p1;
+  return q * (x * p1 - p0) / (x * x - 1.0);
+}
+
 // Gauss–Legendre rule of q points on [-1, 1] (Newton on the three-term recurrence; nodes
 // increasing). Exact for polynomials of degree <= 2q - 1.
 RF_HD void gauss_legendre(int q, double* t, double* wt) {
   const double pi = 3.14159265358979323846;
   for (int i = 0; i < q; ++i) {
     double x = cos(pi * (i + 0.75) / (q + 0.5));
-    double dp = 1.0;
+    double pq;
     for (int it = 0; it < 100; ++it) {
-      double p0 = 1.0, p1 = x;
-      for (int k = 2; k <= q; ++k) {
-        const double p2 = ((2.0 * k - 1.0) * x * p1 - (k - 1.0) * p0) / k;
-        p0 = p1;
-        p1 = p2;
-      }
-      dp = q * (x * p1 - p0) / (x * x - 1.0);
-      const double dx = p1 / dp;
+      const double dp = legendre_derivative(q, x, &pq);
+      const double dx = pq / dp;
       x -= dx;
       if (fabs(dx) <= 1e-16 * (1.0 + fabs(x))) break;
     }
-    // recompute the derivative at the converged root for the weight
-    double p0 = 1.0, p1 = x;
-    for (int k = 2; k <= q; ++k) {
-      const double p2 = ((2.0 * k - 1.0) * x * p1 - (k - 1.0) * p0) / k;
-      p0 = p1;
-      p1 = p2;
-    }
-    dp = q * (x * p1 - p0) / (x * x - 1.0);
+    // the derivative at the converged root, for the weight
+    const double dp = legendre_derivative(q, x, &pq);
     t[q - 1 - i] = x;  // cos(...) decreases with i: store increasing
     wt[q - 1 - i] = 2.0 / ((1.0 - x * x) * dp * dp);
   }
