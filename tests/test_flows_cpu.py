@@ -273,3 +273,27 @@ def test_cpp_loop_progress_bar_and_ctrl_c(capsys):
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, old)
+
+
+def test_flow_run_binding_rejects_bad_field_arguments():
+    """The vector-field keyword arguments of the C++ loops are checked, naming the argument."""
+    from reluflow import _core
+
+    h = np.full(3, 0.1)
+    x, w, y = np.zeros((4, 1)), np.full(4, 0.25), np.zeros((4, 1))
+    def run(widths=(1, 3, 1), **kw):
+        th = np.zeros((2, rf.layout.Layout(widths).num_params))
+        return _core.flow_run(list(widths), th, "gd", 3, 0, 1, h, 1e8, **kw)
+
+    with pytest.raises(ValueError, match="source"):
+        run(source="bogus")
+    with pytest.raises(ValueError, match="x"):
+        run(source="fixed", x=np.zeros((4, 2)), w=w, y=y)
+    with pytest.raises(ValueError, match="w"):
+        run(source="fixed", x=x, w=np.ones(3), y=y)
+    with pytest.raises(ValueError, match="sweep"):
+        run(widths=(1, 3, 2, 1), source="fixed", x=x, w=w, y=y, sweep=True)
+    with pytest.raises(ValueError, match="n"):
+        run(source="resample", n=0)
+    with pytest.raises(ValueError, match="order"):
+        run(source="quad1d", lo=0.0, hi=1.0, fixed_breaks=np.zeros(0), order=0, low=np.zeros(1), high=np.ones(1))
