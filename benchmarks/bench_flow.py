@@ -339,14 +339,9 @@ def exact_risk(prob_native, theta):
 
 
 def py_driver_kernel(prob, theta0):
-    """Which C++ kernel a step uses (the cost model of Problem.risk_and_grad, shared by the C++ loop)."""
-    try:
-        from reluflow.problem import _use_point_sweep  # noqa: PLC0415
-
-        nodes = prob.nodes(rf.MonteCarlo(N_SAMPLES, seed=1), 0, "cpu")
-        return "point sweep" if _use_point_sweep(prob, theta0, nodes, "cpu", "auto") else "dense SIMD"
-    except Exception as exc:  # noqa: BLE001
-        return f"unknown ({type(exc).__name__})"
+    """Which C++ kernel a step uses (the planner's route, shared by the C++ loop)."""
+    route = prob.plan(rf.MonteCarlo(N_SAMPLES, seed=1), "cpu", theta0).route
+    return "point sweep" if route == "point_sweep" else "dense SIMD"
 
 
 def bench_reluflow(prob, theta0, steps_target, budget, steps_cmp, seed):

@@ -1,4 +1,4 @@
-"""Benchmark of exact quadrature and the shallow 1-D sweeps (reluflow.sweep).
+"""Benchmark of exact quadrature and the shallow 1-D sweeps (reluflow.backends.cpu.shallow1d_*).
 
 (a) Exact quadrature of a shallow [1, H, 1] net, H = 10^3 .. 10^6, K = 1: time of the O(H log H) sweep,
     the general partition path where it is affordable, and what Monte-Carlo buys in the same time:
@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 
 import reluflow as rf
-from reluflow import sweep
+from reluflow.backends import cpu as cpu_backend
 from reluflow.backends import reference
-from reluflow.quadrature import quadrature_risk_and_grad
+from reluflow.quadrature import quadrature_nodes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _peers_shallow1d as peers  # noqa: E402
@@ -101,13 +101,13 @@ def bench_exact(Hs, seeds, partition_max_h, log):
     for H in Hs:
         prob = shallow_problem(H)
         theta = prob.init(1, seed=0)
-        t_sweep, (r_ex, g_ex) = best_time(lambda: sweep.exact_shallow1d(prob, theta))
+        t_sweep, (r_ex, g_ex) = best_time(lambda: cpu_backend.shallow1d_exact(prob.spec, theta))
         r_ex, g_ex = float(r_ex[0]), g_ex[0]
         row = {"H": H, "K": 1, "sweep_s": t_sweep, "risk_exact": r_ex}
         # the general partition path (Gauss–Legendre on the kink partition, dense kernel): O(H^2)
         if H <= partition_max_h:
             t_part, (r_p, g_p) = best_time(
-                lambda: quadrature_risk_and_grad(prob, theta, rf.Quadrature(), True, np, backend="numpy"),
+                lambda: prob.risk_and_grad(theta, rf.Quadrature(), backend="numpy"),
                 min_repeats=1, min_total=0.0)
             row.update(partition_s=t_part, partition_risk_rel_diff=rel_err(float(r_p[0]), r_ex),
                        partition_grad_rel_diff=grad_err(g_p[0], g_ex))
@@ -118,7 +118,7 @@ def bench_exact(Hs, seeds, partition_max_h, log):
             return reference.risk_and_grad(prob.layout, theta, x_big[:n], np.full(n, 1.0 / n), y_big[:n])
 
         def points(n):
-            return sweep.points_shallow1d(prob, theta, x_big[:n, 0], np.full(n, 1.0 / n), y_big[:n])
+            return cpu_backend.shallow1d_points(prob.layout, theta, x_big[:n, 0], np.full(n, 1.0 / n), y_big[:n])
 
         for name, run, probe in (("dense", dense, max(1, (1 << 21) // H)), ("points", points, 1 << 16)):
             n, t1 = samples_at_equal_time(run, t_sweep, probe, 1 << 20)
@@ -129,7 +129,7 @@ def bench_exact(Hs, seeds, partition_max_h, log):
             for s in seeds:
                 x, w, y = mc_inputs(prob, n, seed=s)
                 fn = (lambda: reference.risk_and_grad(prob.layout, theta, x, w, y)) if name == "dense" else \
-                     (lambda: sweep.points_shallow1d(prob, theta, x[:, 0], w, y))
+                     (lambda: cpu_backend.shallow1d_points(prob.layout, theta, x[:, 0], w, y))
                 t = time.perf_counter()
                 r, g = fn()
                 times.append(time.perf_counter() - t)
@@ -190,7 +190,7 @@ def bench_case_e(H, N, budget, log):
     prob = shallow_problem(H, out)
     theta = prob.init(1, seed=0)
     x, w, y = mc_inputs(prob, N, seed=7)
-    t_sweep, (r_sw, g_sw) = best_time(lambda: sweep.points_shallow1d(prob, theta, x[:, 0], w, y))
+    t_sweep, (r_sw, g_sw) = best_time(lambda: cpu_backend.shallow1d_points(prob.layout, theta, x[:, 0], w, y))
     res = {"H": H, "N": N, "K": 1, "sweep_s": t_sweep, "peers": {}}
     log(f"  sweep {fmt_t(t_sweep)}")
 
@@ -205,7 +205,7 @@ def bench_case_e(H, N, budget, log):
         if n == N:
             r_ref, g_ref = r_sw, g_sw
         else:
-            r_ref, g_ref = sweep.points_shallow1d(prob, theta, x[:n, 0], w[:n], y[:n])
+            r_ref, g_ref = cpu_backend.shallow1d_points(prob.layout, theta, x[:n, 0], w[:n], y[:n])
         res["peers"][name] = {"time_s": t_full, "extrapolated": n < N, "measured_nodes": n,
                               "ratio_vs_sweep": t_full / t_sweep,
                               "risk_rel_diff": rel_err(float(np.asarray(r)[0]), float(r_ref[0])),
@@ -214,8 +214,6 @@ def bench_case_e(H, N, budget, log):
 
     check("numpy dense", lambda n: reference.risk_and_grad(prob.layout, theta, x[:n], w[:n], y[:n]))
     try:
-        from reluflow.backends import cpu as cpu_backend  # noqa: PLC0415
-
         cpu_backend.risk_and_grad(prob.layout, theta, x[:4], w[:4], y[:4])
     except Exception as exc:
         res["peers"]["cpu backend"] = {"error": f"not available: {type(exc).__name__}: {exc}"}
@@ -253,7 +251,7 @@ def bench_case_e(H, N, budget, log):
             res["peers"][name] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
             log(f"  {name}: failed ({type(exc).__name__})")
             continue
-        r_ref, g_ref = sweep.points_shallow1d(prob, theta, x[:n_meas, 0], w[:n_meas], y[:n_meas])
+        r_ref, g_ref = cpu_backend.shallow1d_points(prob.layout, theta, x[:n_meas, 0], w[:n_meas], y[:n_meas])
         t_full = t_meas * N / n_meas
         res["peers"][name] = {"time_s": t_full, "extrapolated": n_meas < N, "measured_nodes": n_meas,
                               "compile_plus_first_s": compile_s, "chunk": chunk,
@@ -279,30 +277,18 @@ def bench_deep(widths, K, log):
                       rf.dists.Uniform(0.0, 1.0))
     theta = prob.init(K, seed=0)
     est = rf.Quadrature(method="partition")
-    t, (r_np, g_np) = best_time(lambda: quadrature_risk_and_grad(prob, theta, est, True, np, backend="numpy"),
+    t, (r_np, g_np) = best_time(lambda: prob.risk_and_grad(theta, est, backend="numpy"),
                                 min_repeats=2, min_total=0.0)
-    from reluflow.quadrature import quadrature_nodes  # noqa: PLC0415
-
     nodes = [quadrature_nodes(prob, theta[k], est).x.shape[0] for k in range(K)]
     log(f"  {widths} K={K}: numpy partition {fmt_t(t)} per call")
     row = {"widths": list(widths), "K": K, "init": "normal", "seconds_per_call": t, "seconds_per_network": t / K,
            "nodes_per_network_mean": float(np.mean(nodes)), "nodes_per_network_max": int(np.max(nodes))}
-    try:
-        from reluflow import _core  # noqa: PLC0415
-        from reluflow.backends import cpu as cpu_backend  # noqa: PLC0415
-    except ImportError as exc:
-        row["cpp"] = {"error": f"not available: {exc}"}
-        return row
     # before the C++ pipeline: the Python loop building each network's nodes, the C++ dense kernel
-    t_loop, _ = best_time(lambda: quadrature_risk_and_grad(prob, theta, est, True, np, backend="numpy",
-                                                           kernel=cpu_backend.risk_and_grad),
+    t_loop, _ = best_time(lambda: reference.partition_loop(prob.spec, theta, est, True, cpu_backend.risk_and_grad),
                           min_repeats=2, min_total=0.0)
     row["python_loop_cpu_kernel_seconds_per_call"] = t_loop
     log(f"  python loop + C++ dense kernel {fmt_t(t_loop)} per call")
-    if not hasattr(_core, "quad1d_risk_and_grad"):
-        row["cpp"] = {"error": "reluflow._core has no quad1d_risk_and_grad"}
-        return row
-    t_cpp, (r_c, g_c) = best_time(lambda: quadrature_risk_and_grad(prob, theta, est, True, np, backend="cpu"))
+    t_cpp, (r_c, g_c) = best_time(lambda: prob.risk_and_grad(theta, est, backend="cpu"))
     row["cpp"] = {"seconds_per_call": t_cpp, "seconds_per_network": t_cpp / K, "speedup_vs_numpy": t / t_cpp,
                   "speedup_vs_python_loop_cpu_kernel": t_loop / t_cpp,
                   "risk_rel_diff_max": max(rel_err(float(a), float(b)) for a, b in zip(r_c, r_np)),
@@ -384,8 +370,8 @@ def main(argv=None):
     ap.add_argument("--budget", type=float, default=None, help="seconds per dense peer in case E")
     ap.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/...)")
     args = ap.parse_args(argv)
-    if not sweep.core_available():
-        sys.exit("reluflow._core with the shallow 1-D sweeps is not importable")
+    if not rf.backends()["cpu"].available:
+        sys.exit(f"the cpu backend is not available: {rf.backends()['cpu'].detail}")
 
     def log(msg):
         print(msg, file=sys.stderr, flush=True)

@@ -15,3 +15,14 @@ def dtype(request):
 
 def available_backends():
     return [name for name, info in rf.backends().items() if info.available and name in ("numpy", "cpu")]
+
+
+def evaluate(prob, theta, estimator, backend="cpu", want_grad=True, method="auto", step=0):
+    """float64 risk (K,) and gradient (K, P) of the route the planner picks for ``backend`` (a resolved
+    name), without ``Problem``'s cast to theta's dtype or its check of theta (the integrators' frozen,
+    non-finite networks reach the backends this way)."""
+    from reluflow.backends import get
+    from reluflow.plan import plan
+
+    p = plan(prob.spec, estimator, backend, np.asarray(theta).dtype, method)
+    return get(p).evaluate(p, prob.spec, theta, step, want_grad)

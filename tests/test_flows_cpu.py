@@ -130,12 +130,10 @@ def test_cpp_sgd_point_sweep_equals_python_loop_bitwise(H, dtype):
     """SGD on a shallow 1-D net: the C++ loop takes the point sweep when the cost model prefers it,
     and equals a Python loop over ``risk_and_grad`` with the same method; the sweep equals the dense
     kernel to rounding along the run."""
-    from reluflow.problem import _use_point_sweep
     prob = rf.Problem([1, H, 1], HAT, rf.dists.Uniform(0.0, 1.0))
     theta = prob.init(6, seed=H, dtype=dtype)
     est = rf.MonteCarlo(300, seed=5, resample=True)
-    nodes = prob.nodes(est, 0, "cpu")
-    method = "sweep" if _use_point_sweep(prob, theta, nodes, "cpu", "auto") else "dense"
+    method = "sweep" if prob.plan(est, "cpu").route == "point_sweep" else "dense"
     run = rf.gradient_descent(prob, theta, lr=0.05, steps=25, estimator=est, record_every=5, backend="cpu")
     assert run.info["loop"] == "C++"
     th = theta.copy()

@@ -17,7 +17,9 @@ import pytest
 from scipy import integrate
 
 import reluflow as rf
-from reluflow.quadrature import kink_partition, quadrature_nodes, quadrature_risk_and_grad
+from conftest import evaluate
+from reluflow.backends import cpu as cpu_backend
+from reluflow.quadrature import fixed_1d, kink_partition, quadrature_nodes
 
 core = pytest.importorskip("reluflow._core")
 if not hasattr(core, "quad1d_risk_and_grad"):  # pragma: no cover - the extension is always rebuilt
@@ -70,6 +72,14 @@ def native_calls(monkeypatch):
     return calls
 
 
+def _native_1d_args(prob):
+    """The density and target keywords of ``_core.quad1d_risk_and_grad`` for ``prob`` (from its spec)."""
+    args = cpu_backend.quad1d_args(prob.spec, rf.Quadrature())
+    for key in ("lo", "hi", "fixed_breaks", "order"):
+        del args[key]
+    return args
+
+
 def assert_close(r, g, r_ref, g_ref, rtol):
     np.testing.assert_allclose(r, r_ref, rtol=rtol, atol=0)
     for k in range(g_ref.shape[0]):
@@ -118,11 +128,9 @@ def test_kink_partition_degenerate_matches_numpy():
 @pytest.mark.parametrize("target", ["affine", "pl", "pp"])
 @pytest.mark.parametrize("density", ["uniform", "pp"])
 def test_nodes_match_numpy(target, density):
-    from reluflow.quadrature import _fixed_1d, _native_1d_args  # noqa: PLC0415
-
     prob = make_problem([1, 8, 8, 2], target, density)
     est = rf.Quadrature()
-    lo, hi, fixed, q = _fixed_1d(prob, est)
+    lo, hi, fixed, q = fixed_1d(prob.spec, est)
     args = _native_1d_args(prob)
     for theta in prob.init(4, seed=3):
         nodes = quadrature_nodes(prob, theta, est)
@@ -250,11 +258,11 @@ def test_nonfinite_parameter_gives_nan(native_calls):
     bad[1, 7] = np.nan
     bad[2, -1] = np.inf
     # Problem refuses non-finite theta; the integrators' frozen networks can still reach this layer
-    r, g = quadrature_risk_and_grad(prob, bad, rf.Quadrature(), True, np, backend="cpu")
+    r, g = evaluate(prob, bad, rf.Quadrature(), backend="cpu")
     assert np.isnan(r[1]) and np.isnan(r[2]) and np.all(np.isnan(g[1])) and np.all(np.isnan(g[2]))
     np.testing.assert_array_equal(r[[0, 3]], r_clean[[0, 3]])
     np.testing.assert_array_equal(g[[0, 3]], g_clean[[0, 3]])
-    r32, g32 = quadrature_risk_and_grad(prob, bad.astype(np.float32), rf.Quadrature(), True, np, backend="cpu")
+    r32, g32 = evaluate(prob, bad.astype(np.float32), rf.Quadrature(), backend="cpu")
     assert np.isnan(r32[1]) and np.all(np.isnan(g32[2])) and np.all(np.isfinite(g32[[0, 3]]))
 
 
@@ -262,9 +270,7 @@ def test_nonfinite_parameter_gives_nan(native_calls):
 
 def _core_call_args(prob, est=None):
     """(lo, hi, fixed, order) and the keywords of ``_core.quad1d_risk_and_grad`` for ``prob``."""
-    from reluflow.quadrature import _fixed_1d, _native_1d_args  # noqa: PLC0415
-
-    lo, hi, fixed, q = _fixed_1d(prob, est or rf.Quadrature())
+    lo, hi, fixed, q = fixed_1d(prob.spec, est or rf.Quadrature())
     return (lo, hi, fixed, q), _native_1d_args(prob)
 
 

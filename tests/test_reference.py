@@ -80,13 +80,13 @@ def test_batch_equals_single_calls(dtype):
 
 
 def test_chunking_does_not_change_the_result(monkeypatch):
-    from reluflow.backends import reference
+    from reluflow import geometry
 
     prob = rf.Problem([2, 16, 2], rf.targets.Affine(np.eye(2)), rf.dists.Uniform(0, 1, dim=2))
     theta = prob.init(3, seed=1)
     est = rf.MonteCarlo(1000, seed=0)
     r0, g0 = prob.risk_and_grad(theta, est, backend="numpy")
-    monkeypatch.setattr(reference, "_CHUNK_ELEMS", 3 * 16 * 7)  # chunks of 7 nodes
+    monkeypatch.setattr(geometry, "_CHUNK_ELEMS", 3 * 16 * 7)  # chunks of 7 nodes
     r1, g1 = prob.risk_and_grad(theta, est, backend="numpy")
     np.testing.assert_allclose(r1, r0, rtol=1e-13)
     np.testing.assert_allclose(g1, g0, rtol=1e-12, atol=1e-14)

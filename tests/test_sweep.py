@@ -25,9 +25,9 @@ import numpy as np
 import pytest
 
 import reluflow as rf
-from reluflow import sweep
+from reluflow.backends import cpu as cpu_backend
 from reluflow.backends import reference
-from reluflow.quadrature import quadrature_method, quadrature_risk_and_grad
+from conftest import evaluate
 
 core = pytest.importorskip("reluflow._core")
 if not hasattr(core, "shallow1d_exact"):  # pragma: no cover
@@ -63,12 +63,12 @@ def make_density(kind, rng):
 
 def partition(prob, theta):
     """The general path: Gauss–Legendre on the kink partition, dense reference kernel per network."""
-    return quadrature_risk_and_grad(prob, theta, rf.Quadrature(), True, np, backend="numpy")
+    return evaluate(prob, theta, rf.Quadrature(), backend="numpy")
 
 
 def assert_exact_close(prob, theta, rtol_risk=RTOL_EXACT_RISK, rtol_grad=RTOL_EXACT_GRAD):
     r0, g0 = partition(prob, theta)
-    r1, g1 = sweep.exact_shallow1d(prob, theta)
+    r1, g1 = cpu_backend.shallow1d_exact(prob.spec, theta)
     assert r1.dtype == np.float64 and g1.dtype == np.float64
     assert r1.shape == r0.shape and g1.shape == g0.shape
     np.testing.assert_array_less(np.abs(r1 - r0), rtol_risk * np.abs(r0) + 1e-300)
@@ -79,7 +79,7 @@ def assert_exact_close(prob, theta, rtol_risk=RTOL_EXACT_RISK, rtol_grad=RTOL_EX
 
 def assert_points_close(prob, theta, x, w, y, rtol=RTOL_POINTS):
     r0, g0 = reference.risk_and_grad(prob.layout, theta, np.asarray(x, dtype=np.float64).reshape(-1, 1), w, y)
-    r1, g1 = sweep.points_shallow1d(prob, theta, x, w, y)
+    r1, g1 = cpu_backend.shallow1d_points(prob.layout, theta, x, w, y)
     np.testing.assert_array_less(np.abs(r1 - r0), rtol * np.abs(r0) + 1e-300)
     np.testing.assert_array_less(np.linalg.norm(g1 - g0, axis=1), rtol * np.linalg.norm(g0, axis=1) + 1e-300)
     return r1, g1
@@ -106,7 +106,7 @@ def test_exact_matches_partition(target, density, H):
 def test_exact_closed_form():
     """One neuron relu(x - 1/2) on U[0, 1], target 0: risk ∫_{1/2}^1 (x - 1/2)^2 = 1/24."""
     prob = rf.Problem([1, 1, 1], rf.targets.Affine([0.0]), rf.dists.Uniform(0.0, 1.0))
-    r, g = sweep.exact_shallow1d(prob, np.array([[1.0, -0.5, 1.0, 0.0]]))
+    r, g = cpu_backend.shallow1d_exact(prob.spec, np.array([[1.0, -0.5, 1.0, 0.0]]))
     np.testing.assert_allclose(r, [1 / 24], rtol=1e-15)
     # dw = 2∫(x-1/2)x, db = 2∫(x-1/2), dV = 2∫(x-1/2)^2, dc = 2∫(x-1/2)  over [1/2, 1]
     np.testing.assert_allclose(g, [[5 / 24, 1 / 4, 1 / 12, 1 / 4]], rtol=1e-14)
@@ -195,14 +195,14 @@ def test_exact_float32_theta():
     rng = np.random.default_rng(7)
     prob = rf.Problem([1, 50, 2], make_target("cubic", 2, rng), make_density("quad3", rng))
     th32 = rng.normal(size=(4, prob.num_params)).astype(np.float32)
-    r32, g32 = sweep.exact_shallow1d(prob, th32)
-    r64, g64 = sweep.exact_shallow1d(prob, th32.astype(np.float64))
+    r32, g32 = cpu_backend.shallow1d_exact(prob.spec, th32)
+    r64, g64 = cpu_backend.shallow1d_exact(prob.spec, th32.astype(np.float64))
     assert r32.dtype == np.float64 and g32.dtype == np.float64
     np.testing.assert_array_equal(r32, r64)
     np.testing.assert_array_equal(g32, g64)
     assert_exact_close(prob, th32)
     # through the dispatcher (backend "cpu") too
-    r, g = quadrature_risk_and_grad(prob, th32, rf.Quadrature(), True, np, backend="cpu")
+    r, g = evaluate(prob, th32, rf.Quadrature(), backend="cpu")
     np.testing.assert_array_equal(r, r64)
     np.testing.assert_array_equal(g, g64)
 
@@ -212,9 +212,9 @@ def test_exact_deterministic_across_batch():
     rng = np.random.default_rng(8)
     prob = rf.Problem([1, 97, 2], make_target("pwl", 2, rng), make_density("quad3", rng))
     theta = rng.normal(size=(16, prob.num_params))
-    r, g = sweep.exact_shallow1d(prob, theta)
+    r, g = cpu_backend.shallow1d_exact(prob.spec, theta)
     for k in (0, 5, 15):
-        rk, gk = sweep.exact_shallow1d(prob, theta[k])
+        rk, gk = cpu_backend.shallow1d_exact(prob.spec, theta[k])
         assert rk[0] == r[k] and np.array_equal(gk[0], g[k])
 
 
@@ -223,9 +223,9 @@ def test_exact_nonfinite_network_is_nan_only_there():
     prob = rf.Problem([1, 5, 1], make_target("affine", 1, rng))
     theta = rng.normal(size=(3, prob.num_params))
     theta[1, 2] = np.nan
-    r, g = sweep.exact_shallow1d(prob, theta)
+    r, g = cpu_backend.shallow1d_exact(prob.spec, theta)
     assert np.isnan(r[1]) and np.all(np.isnan(g[1]))
-    r0, g0 = sweep.exact_shallow1d(prob, theta[[0, 2]])
+    r0, g0 = cpu_backend.shallow1d_exact(prob.spec, theta[[0, 2]])
     np.testing.assert_array_equal(r[[0, 2]], r0)
     np.testing.assert_array_equal(g[[0, 2]], g0)
 
@@ -242,20 +242,20 @@ def _quadrature(method=None, **kw):
 def test_dispatch_rule():
     rng = np.random.default_rng(10)
     prob = rf.Problem([1, 20, 1], make_target("pwl", 1, rng))
-    assert quadrature_method(prob, _quadrature(), "cpu") == "sweep"
-    assert quadrature_method(prob, _quadrature(), "numpy") == "partition"
-    assert quadrature_method(prob, _quadrature("partition"), "cpu") == "partition"
-    assert quadrature_method(prob, _quadrature("sweep"), "numpy") == "sweep"
+    assert prob.plan(_quadrature(), backend="cpu").route == "exact_sweep"
+    assert prob.plan(_quadrature(), backend="numpy").route == "partition"
+    assert prob.plan(_quadrature("partition"), backend="cpu").route == "partition"
+    assert prob.plan(_quadrature("sweep"), backend="numpy").route == "exact_sweep"
     # an explicit order below the exact one asks for the (inexact) partition rule
-    assert quadrature_method(prob, _quadrature(order=1), "cpu") == "partition"
-    assert quadrature_method(prob, _quadrature(order=2), "cpu") == "sweep"
+    assert prob.plan(_quadrature(order=1), backend="cpu").route == "partition"
+    assert prob.plan(_quadrature(order=2), backend="cpu").route == "exact_sweep"
     # not shallow / not supported: the partition path under auto
     deep = rf.Problem([1, 8, 8, 1], make_target("pwl", 1, rng))
-    assert quadrature_method(deep, _quadrature(), "cpu") == "partition"
+    assert deep.plan(_quadrature(), backend="cpu").route == "partition"
     teacher = rf.Problem([1, 8, 1], rf.targets.Teacher([1, 3, 1], rng.normal(size=10)))
-    assert quadrature_method(teacher, _quadrature(), "cpu") == "partition"
-    assert not sweep.shallow1d_applicable(teacher) and not sweep.shallow1d_applicable(deep)
-    assert sweep.shallow1d_applicable(prob)
+    assert teacher.plan(_quadrature(), backend="cpu").route == "partition"
+    assert teacher.spec.exact_sweep_unsupported() and deep.spec.exact_sweep_unsupported()
+    assert prob.spec.exact_sweep_unsupported() is None
 
 
 def test_dispatch_results():
@@ -263,16 +263,16 @@ def test_dispatch_results():
     prob = rf.Problem([1, 30, 2], make_target("cubic", 2, rng), make_density("quad3", rng))
     theta = rng.normal(size=(3, prob.num_params))
     r0, g0 = partition(prob, theta)
-    r1, g1 = quadrature_risk_and_grad(prob, theta, _quadrature(), True, np, backend="cpu")
-    r2, g2 = quadrature_risk_and_grad(prob, theta, _quadrature("sweep"), True, np)
+    r1, g1 = evaluate(prob, theta, _quadrature(), backend="cpu")
+    r2, g2 = evaluate(prob, theta, _quadrature("sweep"), backend="numpy")
     np.testing.assert_array_equal(r1, r2)
     np.testing.assert_array_equal(g1, g2)
     np.testing.assert_allclose(r1, r0, rtol=RTOL_EXACT_RISK)
-    r3, g3 = quadrature_risk_and_grad(prob, theta, _quadrature(), False, np, backend="cpu")
+    r3, g3 = evaluate(prob, theta, _quadrature(), backend="cpu", want_grad=False)
     assert g3 is None
     np.testing.assert_array_equal(r3, r1)
     # the numpy backend stays the reference: bitwise the partition path
-    r4, g4 = quadrature_risk_and_grad(prob, theta, _quadrature(), True, np)
+    r4, g4 = evaluate(prob, theta, _quadrature(), backend="numpy")
     np.testing.assert_array_equal(r4, r0)
     np.testing.assert_array_equal(g4, g0)
 
@@ -282,17 +282,17 @@ def test_dispatch_refusals():
     deep = rf.Problem([1, 4, 4, 1], make_target("pwl", 1, rng))
     theta = deep.init(1)
     with pytest.raises(ValueError, match="estimator: method='sweep'.*shallow"):
-        quadrature_risk_and_grad(deep, theta, _quadrature("sweep"), True, np, backend="cpu")
+        evaluate(deep, theta, _quadrature("sweep"), backend="cpu")
     teacher = rf.Problem([1, 4, 1], rf.targets.Teacher([1, 3, 1], rng.normal(size=10)))
     with pytest.raises(ValueError, match="estimator: method='sweep'.*Teacher"):
-        quadrature_risk_and_grad(teacher, teacher.init(1), _quadrature("sweep"), True, np)
+        evaluate(teacher, teacher.init(1), _quadrature("sweep"), backend="numpy")
     prob = rf.Problem([1, 4, 1], make_target("pwl", 1, rng))
     with pytest.raises(ValueError, match="estimator: method must be one of"):
-        quadrature_risk_and_grad(prob, prob.init(1), _quadrature("fast"), True, np)
+        evaluate(prob, prob.init(1), _quadrature("fast"), backend="numpy")
     with pytest.raises(ValueError, match="problem:"):
-        sweep.exact_shallow1d(teacher, teacher.init(1))
+        cpu_backend.shallow1d_exact(teacher.spec, teacher.init(1))
     with pytest.raises(ValueError, match="problem:"):
-        sweep.points_shallow1d(deep, theta, np.zeros(3), np.ones(3), np.zeros((3, 1)))
+        cpu_backend.shallow1d_points(deep.layout, theta, np.zeros(3), np.ones(3), np.zeros((3, 1)))
 
 
 def test_teacher_falls_back_and_matches():
@@ -301,9 +301,9 @@ def test_teacher_falls_back_and_matches():
     rng = np.random.default_rng(13)
     prob = rf.Problem([1, 6, 1], rf.targets.Teacher([1, 3, 1], rng.normal(size=10)))
     theta = prob.init(2, seed=3)
-    assert quadrature_method(prob, _quadrature(), "cpu") == "partition"
+    assert prob.plan(_quadrature(), backend="cpu").route == "partition"
     r0, g0 = partition(prob, theta)
-    r1, g1 = quadrature_risk_and_grad(prob, theta, _quadrature(), True, np, backend="cpu")
+    r1, g1 = evaluate(prob, theta, _quadrature(), backend="cpu")
     np.testing.assert_allclose(r1, r0, rtol=1e-12)
     np.testing.assert_allclose(g1, g0, rtol=1e-11, atol=1e-13 * np.abs(g0).max())
 
@@ -347,7 +347,7 @@ def test_points_relu_prime_zero_at_kink():
         theta = np.array([th])
         x = np.array([0.5]) if th[0] != 3.0 else np.array([1.0 / 3.0])  # fl(3 * fl(1/3)) == 1
         assert th[0] * x[0] + th[1] == 0.0
-        r, g = sweep.points_shallow1d(prob, theta, x, np.array([1.0]), np.array([[1.0]]))
+        r, g = cpu_backend.shallow1d_points(prob.layout, theta, x, np.array([1.0]), np.array([[1.0]]))
         # N(x) = c = 0, r = -1: only dc = 2 r is nonzero
         np.testing.assert_array_equal(r, [1.0])
         np.testing.assert_array_equal(g, [[0.0, 0.0, 0.0, -2.0]])
@@ -406,8 +406,8 @@ def test_points_float32_and_shapes():
     x = rng.uniform(0, 1, 64)
     w = np.full(64, 1 / 64)
     y = rng.normal(size=64)
-    r, g = sweep.points_shallow1d(prob, th32, x[:, None], w, y)     # x (N, 1), y (N,)
-    r64, g64 = sweep.points_shallow1d(prob, th32.astype(np.float64), x, w, y[:, None])
+    r, g = cpu_backend.shallow1d_points(prob.layout, th32, x[:, None], w, y)     # x (N, 1), y (N,)
+    r64, g64 = cpu_backend.shallow1d_points(prob.layout, th32.astype(np.float64), x, w, y[:, None])
     assert r.dtype == np.float64 and g.dtype == np.float64
     np.testing.assert_array_equal(r, r64)
     np.testing.assert_array_equal(g, g64)
@@ -428,9 +428,9 @@ def test_points_deterministic_across_batch():
     x = rng.uniform(-1, 1, 500)
     w = rng.uniform(0, 1, 500)
     y = rng.normal(size=(500, 1))
-    r, g = sweep.points_shallow1d(prob, theta, x, w, y)
+    r, g = cpu_backend.shallow1d_points(prob.layout, theta, x, w, y)
     for k in (0, 7, 11):
-        rk, gk = sweep.points_shallow1d(prob, theta[k:k + 1], x, w, y)
+        rk, gk = cpu_backend.shallow1d_points(prob.layout, theta[k:k + 1], x, w, y)
         assert rk[0] == r[k] and np.array_equal(gk[0], g[k])
 
 
@@ -446,12 +446,12 @@ def test_points_lanes_bitwise_equal_single_networks(H):
     x = rng.uniform(-1, 2, 700)
     w = rng.uniform(0, 1, 700)
     y = rng.normal(size=(700, 1))
-    r, g = sweep.points_shallow1d(prob, theta, x, w, y)
+    r, g = cpu_backend.shallow1d_points(prob.layout, theta, x, w, y)
     assert np.isnan(r[10]) and np.all(np.isnan(g[10]))
     for k in range(19):
         if k == 10:
             continue
-        rk, gk = sweep.points_shallow1d(prob, theta[k:k + 1], x, w, y)
+        rk, gk = cpu_backend.shallow1d_points(prob.layout, theta[k:k + 1], x, w, y)
         assert rk[0] == r[k] and np.array_equal(gk[0], g[k]), k
     assert_points_close(prob, np.delete(theta, 10, axis=0), x, w, y)
 

@@ -114,26 +114,29 @@ std::unique_ptr<TileKernel> make_kernel(const RGProblem& p) {
   return p.f32 ? make_kernel_t<float>(p) : make_kernel_t<double>(p);
 }
 
-// Work items are (network, chunk); the chunking depends on (N, K, tile, partial size) only, never on
-// the number of threads. About kTargetItems items in all (enough for many threads), with the chunk
-// partials (K x chunks x partial doubles) kept under kMaxPartialBytes unless one per network is needed.
-constexpr int64_t kTargetItems = 64;
+// Work items are (network, chunk). A network's chunking depends on (N, tile, partial size) only, never
+// on the number of networks K or of threads: the chunk partials are summed in a fixed order, so this
+// makes a network's bits the same alone or in any batch (SPEC §7). At most kChunksPerNetwork chunks
+// (enough items for many threads even at K = 1); the partials of a block of networks are kept under
+// kMaxPartialBytes, and the networks are processed block after block.
+constexpr int64_t kChunksPerNetwork = 16;
 constexpr int64_t kMaxPartialBytes = int64_t(32) << 20;
 
 struct Chunking {
   int64_t ntiles = 0, nchunks = 0, tiles_per_chunk = 1;
+  int64_t block = 1;  // networks per block (memory of the partials only: no effect on any result)
 };
 
 Chunking make_chunking(int64_t N, int64_t K, int tile, int64_t psize) {
   Chunking c;
   c.ntiles = (N + tile - 1) / tile;
   if (c.ntiles == 0) return c;
-  K = std::max<int64_t>(K, 1);
-  int64_t want = std::max<int64_t>(1, (kTargetItems + K - 1) / K);
-  want = std::min(want, std::max<int64_t>(1, kMaxPartialBytes / (K * psize * int64_t(sizeof(double)))));
+  const int64_t bytes_per_chunk = psize * int64_t(sizeof(double));
+  const int64_t want = std::max<int64_t>(1, std::min(kChunksPerNetwork, kMaxPartialBytes / bytes_per_chunk));
   const int64_t nch = std::min(c.ntiles, want);
   c.tiles_per_chunk = (c.ntiles + nch - 1) / nch;
   c.nchunks = (c.ntiles + c.tiles_per_chunk - 1) / c.tiles_per_chunk;
+  c.block = std::max<int64_t>(1, std::min(K, kMaxPartialBytes / (c.nchunks * bytes_per_chunk)));
   return c;
 }
 
@@ -201,25 +204,29 @@ void risk_and_grad_cpu(const RGProblem& p, double* risk, double* grad) {
   const Chunking ch = make_chunking(p.N, K, kern->tile, kern->partial_size);
   const int64_t psize = want_grad ? kern->partial_size : 1;
   if (ch.nchunks == 0) return;
-  std::vector<double> part(static_cast<size_t>(K * ch.nchunks * psize), 0.0);
   const int64_t tile = kern->tile;
   const bool parallel = K * p.N * p.lay.num_params >= kMinParallelWork;
-  parallel_items(*kern, K * ch.nchunks, parallel, [&](Workspace& ws, int64_t it) {
-    const int64_t k = it / ch.nchunks, c = it % ch.nchunks;
-    const int64_t j0 = c * ch.tiles_per_chunk * tile;
-    const int64_t j1 = std::min(p.N, (c + 1) * ch.tiles_per_chunk * tile);
-    kern->run(ws, k, j0, j1, want_grad, part.data() + it * psize);
-  });
-  // Fixed-order reduction over the chunks of each network, then the kernel's finalization.
+  std::vector<double> part(static_cast<size_t>(std::min(K, ch.block) * ch.nchunks * psize), 0.0);
+  for (int64_t k0 = 0; k0 < K; k0 += ch.block) {
+    const int64_t nk = std::min(ch.block, K - k0);
+    std::fill(part.begin(), part.end(), 0.0);
+    parallel_items(*kern, nk * ch.nchunks, parallel, [&](Workspace& ws, int64_t it) {
+      const int64_t k = it / ch.nchunks, c = it % ch.nchunks;
+      const int64_t j0 = c * ch.tiles_per_chunk * tile;
+      const int64_t j1 = std::min(p.N, (c + 1) * ch.tiles_per_chunk * tile);
+      kern->run(ws, k0 + k, j0, j1, want_grad, part.data() + it * psize);
+    });
+    // Fixed-order reduction over the chunks of each network, then the kernel's finalization.
 #pragma omp parallel for schedule(static) if (parallel)
-  for (int64_t k = 0; k < K; ++k) {
-    double* p0 = part.data() + k * ch.nchunks * psize;
-    for (int64_t c = 1; c < ch.nchunks; ++c) {
-      const double* pc = p0 + c * psize;
-      for (int64_t q = 0; q < psize; ++q) p0[q] += pc[q];
+    for (int64_t k = 0; k < nk; ++k) {
+      double* p0 = part.data() + k * ch.nchunks * psize;
+      for (int64_t c = 1; c < ch.nchunks; ++c) {
+        const double* pc = p0 + c * psize;
+        for (int64_t q = 0; q < psize; ++q) p0[q] += pc[q];
+      }
+      risk[k0 + k] = p0[0];
+      if (want_grad) kern->finalize(k0 + k, p0, grad + (k0 + k) * P);
     }
-    risk[k] = p0[0];
-    if (want_grad) kern->finalize(k, p0, grad + k * P);
   }
 }
 

@@ -1,51 +1,37 @@
-"""Thin bridge from the Python input distributions (``reluflow.dists``) to the C++ samplers.
+"""Thin bridge from the input distributions to the C++ samplers (``cpp/include/reluflow/dists.h``).
 
-``_core.mc_nodes`` / ``_core.qmc_nodes`` (``cpp/include/reluflow/dists.h``) apply the same float64
-operations in the same order as ``Distribution.from_uniform``, so
+``_core.mc_nodes`` / ``_core.qmc_nodes`` apply the same float64 operations in the same order as
+``Distribution.from_uniform``, so
 
 * ``mc_nodes(dist, seed, step, n)`` is bitwise
   ``dist.from_uniform(_philox.uniforms(seed, STREAM_MONTE_CARLO, step, 0, n, dist.dim))``,
 * ``qmc_nodes(dist, seed, n)`` is bitwise ``dist.from_uniform(_sobol.sobol_uniforms(n, dist.dim, seed))``,
 * ``from_uniform(dist, u)`` is bitwise ``dist.from_uniform(u)`` for any uniforms ``u (n, d)``
 
-(tested in tests/test_samplers.py).
+(tested in tests/test_samplers.py). The arrays come from the distribution's ``DensitySpec``.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from . import dists as _dists
+from .registry import core
+from .spec import DensitySpec
 
-__all__ = ["native_dist_args", "from_uniform", "mc_nodes", "qmc_nodes"]
+__all__ = ["native_dist_args", "from_uniform", "mc_nodes", "qmc_nodes", "mc_nodes_of", "qmc_nodes_of"]
 
 
 def _core():
-    from . import _core as core  # imported lazily: the numpy backend works without the extension
-
-    return core
+    core_, why = core()
+    if core_ is None:  # pragma: no cover
+        raise ImportError(why)
+    return core_
 
 
 def native_dist_args(dist: _dists.Distribution) -> dict:
-    """The keyword arguments describing ``dist`` to ``_core.mc_nodes`` / ``_core.qmc_nodes``.
-
-    ``{"kind": "uniform", "low": (d,), "high": (d,)}`` for a bound :class:`dists.Uniform`, or
-    ``{"kind": "piecewise_polynomial", "breaks": (m+1,), "anti": (m, deg+1), "cum": (m+1,)}`` (the
-    normalized arrays the numpy sampler uses) for :class:`dists.PiecewisePolynomial`.
-    """
-    if isinstance(dist, _dists.Uniform):
-        if dist.dim is None:
-            raise ValueError("dist: the Uniform box has no dimension yet; bind it (dist.bind(d)) or give "
-                             "low/high arrays")
-        return {"kind": "uniform",
-                "low": np.ascontiguousarray(dist.low, dtype=np.float64),
-                "high": np.ascontiguousarray(dist.high, dtype=np.float64)}
-    if isinstance(dist, _dists.PiecewisePolynomial):
-        return {"kind": "piecewise_polynomial",
-                "breaks": np.ascontiguousarray(dist.breaks(), dtype=np.float64),
-                "anti": np.ascontiguousarray(dist.anti, dtype=np.float64),
-                "cum": np.ascontiguousarray(dist.cum, dtype=np.float64)}
-    raise TypeError(f"dist: the C++ samplers know dists.Uniform and dists.PiecewisePolynomial, "
-                    f"got {type(dist).__name__}")
+    """The keyword arguments describing ``dist`` to the C++ samplers: ``{"kind": "uniform", "low",
+    "high"}`` or ``{"kind": "piecewise_polynomial", "breaks", "anti", "cum"}`` (``DensitySpec``)."""
+    return DensitySpec.of(dist).sampler_args()
 
 
 def from_uniform(dist: _dists.Distribution, u: np.ndarray) -> np.ndarray:
@@ -53,11 +39,21 @@ def from_uniform(dist: _dists.Distribution, u: np.ndarray) -> np.ndarray:
     return _core().dist_from_uniform(np.ascontiguousarray(u, dtype=np.float64), **native_dist_args(dist))
 
 
-def mc_nodes(dist: _dists.Distribution, seed: int, step: int, n: int) -> np.ndarray:
+def mc_nodes_of(density: DensitySpec, seed: int, step: int, n: int) -> np.ndarray:
     """Monte-Carlo nodes (n, d) of ``step`` (Philox stream 2, sample indices 0..n-1), from C++."""
-    return _core().mc_nodes(int(seed), int(step), int(n), **native_dist_args(dist))
+    return _core().mc_nodes(int(seed), int(step), int(n), **density.sampler_args())
+
+
+def qmc_nodes_of(density: DensitySpec, seed: int, n: int) -> np.ndarray:
+    """Scrambled-Sobol nodes (n, d) of ``seed``, from C++."""
+    return _core().qmc_nodes(int(n), int(seed), **density.sampler_args())
+
+
+def mc_nodes(dist: _dists.Distribution, seed: int, step: int, n: int) -> np.ndarray:
+    """:func:`mc_nodes_of` for a distribution object."""
+    return mc_nodes_of(DensitySpec.of(dist), seed, step, n)
 
 
 def qmc_nodes(dist: _dists.Distribution, seed: int, n: int) -> np.ndarray:
-    """Scrambled-Sobol nodes (n, d) of ``seed``, from C++."""
-    return _core().qmc_nodes(int(n), int(seed), **native_dist_args(dist))
+    """:func:`qmc_nodes_of` for a distribution object."""
+    return qmc_nodes_of(DensitySpec.of(dist), seed, n)

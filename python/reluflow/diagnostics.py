@@ -6,6 +6,7 @@ import numpy as np
 from ._validate import as_theta
 from .estimators import Estimator
 from .flows import Run
+from .geometry import forward
 from .problem import Problem
 
 __all__ = ["energy_defect", "balancedness", "dead_neurons", "convergence_rate"]
@@ -47,14 +48,11 @@ def dead_neurons(prob: Problem, theta, estimator: Estimator, step: int = 0) -> n
     theta = as_theta(theta, prob.num_params)
     if not isinstance(estimator, Estimator) or not hasattr(estimator, "nodes"):
         raise TypeError("estimator: expected Points, MonteCarlo or QuasiMonteCarlo")
-    x = estimator.nodes(prob, step).x
-    params = prob.layout.unpack(np.asarray(theta, dtype=np.float64))
-    a = np.broadcast_to(x, (theta.shape[0],) + x.shape)
+    x = estimator.nodes(prob.spec, step).x
+    zs = forward(prob.layout.unpack(np.asarray(theta, dtype=np.float64)), x)
     dead = np.zeros(theta.shape[0], dtype=np.int64)
-    for W, b in params[:-1]:
-        z = np.matmul(a, np.swapaxes(W, 1, 2)) + b[:, None, :]
+    for z in zs[:-1]:                                    # hidden pre-activations (K, N, l_k)
         dead += np.sum(np.all(z <= 0, axis=1), axis=1)
-        a = np.maximum(z, 0.0)
     return dead
 
 

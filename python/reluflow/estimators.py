@@ -15,7 +15,7 @@ from . import _philox, _sobol
 from ._validate import as_float_array, as_int, as_points
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .problem import Problem
+    from .spec import ProblemSpec
 
 __all__ = ["Nodes", "Estimator", "Points", "MonteCarlo", "QuasiMonteCarlo", "Quadrature"]
 
@@ -35,7 +35,7 @@ class Estimator:
     #: True when the nodes change from step to step (SGD); the integrators read it.
     stochastic: bool = False
 
-    def nodes(self, problem: "Problem", step: int = 0) -> Nodes:
+    def nodes(self, problem: "ProblemSpec", step: int = 0) -> Nodes:
         raise NotImplementedError
 
 

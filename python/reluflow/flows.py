@@ -16,7 +16,10 @@ from typing import Callable
 import numpy as np
 
 from ._validate import as_int, as_real, as_theta
+from .backends import cpu as cpu_backend
 from .estimators import Estimator, MonteCarlo, Quadrature
+from .geometry import neuron_norms
+from .plan import Plan
 from .problem import Problem
 
 __all__ = ["Run", "gradient_descent", "gradient_flow", "normalized_gradient_flow", "METHODS"]
@@ -131,7 +134,7 @@ def _retract(prob: Problem, theta: np.ndarray) -> np.ndarray:
     """Renormalize every hidden neuron's (w_i, b_i) to unit norm (the retraction of the normalized flow)."""
     theta = theta.copy()
     for W, b in prob.layout.unpack(theta)[:-1]:
-        norm = np.sqrt(np.sum(W * W, axis=2) + b * b)
+        norm = neuron_norms(W, b)
         norm = np.where(norm > 0, norm, 1.0)
         W /= norm[:, :, None]
         b /= norm
@@ -169,87 +172,16 @@ def _check_common(prob, theta0, estimator):
     return theta, estimator
 
 
-def _native_loop_args(prob: Problem, estimator: Estimator, backend: str, theta) -> dict | None:
-    """Keyword arguments describing the vector field to the C++ loops (``cpp/src/bind_field.h``), or
-    None when the loop cannot run in C++ (then the Python driver loops around the kernels).
-
-    The loop runs in C++ on the ``cpu`` backend for
-
-    * nodes that do not depend on theta (Points, QMC, fixed MonteCarlo, tensor Quadrature in d >= 2);
-    * ``MonteCarlo(resample=True)``: fresh samples every step drawn in C++; a native target (Affine,
-      PiecewiseLinear, PiecewisePolynomial) is evaluated in C++, any other target (Teacher, Function)
-      by one vectorized Python callback per step on that step's nodes;
-    * 1-D ``Quadrature``: shallow nets by the exact O(H log H) sweep where it applies, any depth by
-      the C++ partition path (kinks, nodes and target per network, then the fused kernel) where
-      ``quadrature.native_partition_args`` allows it (Function targets: the Python driver).
-
-    On shallow 1-D nets the point sources use the O((N+H) log) point sweep when the cost model of
-    ``Problem.risk_and_grad(method="auto")`` prefers it.
-    """
-    from .backends import resolve  # noqa: PLC0415
-    from .estimators import Nodes, Points, QuasiMonteCarlo  # noqa: PLC0415
-    from .problem import _use_point_sweep  # noqa: PLC0415
-    from .targets import native_target_args  # noqa: PLC0415
-
-    if resolve(backend, theta) != "cpu":
-        return None
-    from .backends import _core  # noqa: PLC0415
-
-    core, _ = _core()
-    if core is None or not hasattr(core, "flow_run"):
-        return None
-    if isinstance(estimator, MonteCarlo) and estimator.resample:
-        from . import _native_sampling  # noqa: PLC0415
-
-        dist = _native_sampling.native_dist_args(prob.input)
-        dist["dist_kind"] = dist.pop("kind")
-        tgt = native_target_args(prob.target)
-        if tgt is None:
-            tgt = {"target_fn": lambda x: np.ascontiguousarray(
-                prob.target_values(Nodes(x, np.ones(x.shape[0])), "cpu"), dtype=np.float64)}
-        probe = Nodes(np.zeros((estimator.n, prob.dim)), np.ones(estimator.n))
-        return {"source": "resample", "seed": estimator.seed, "n": estimator.n,
-                "sweep": _use_point_sweep(prob, theta, probe, "cpu", "auto"), **dist, **tgt}
-    if isinstance(estimator, Quadrature) and prob.dim == 1:
-        from . import sweep  # noqa: PLC0415
-        from .quadrature import quadrature_method  # noqa: PLC0415
-
-        if quadrature_method(prob, estimator, "cpu") != "sweep":
-            from .quadrature import native_partition_args  # noqa: PLC0415
-
-            quad = native_partition_args(prob, estimator, np.asarray(theta), "cpu")
-            return None if quad is None else {"source": "quad1d", **quad}
-        lo, hi = sweep._support(prob)
-        tb, tc = sweep.target_pieces(prob)
-        db, dc = sweep.density_pieces(prob)
-        return {"source": "exact_shallow1d", "lo": lo, "hi": hi, "tpoly_breaks": tb,
-                "tpoly_coeffs": np.ascontiguousarray(tc), "dpoly_breaks": db,
-                "dpoly_coeffs": np.ascontiguousarray(dc)}
-    if isinstance(estimator, (Points, QuasiMonteCarlo, MonteCarlo, Quadrature)):
-        if isinstance(estimator, Quadrature):
-            from .quadrature import quadrature_nodes  # noqa: PLC0415
-
-            nodes = quadrature_nodes(prob, np.asarray(theta)[0], estimator)
-        else:
-            nodes = prob.nodes(estimator, 0, "cpu")
-        y = prob.target_values(nodes, "cpu")
-        return {"source": "fixed", "x": np.ascontiguousarray(nodes.x, dtype=np.float64),
-                "w": np.ascontiguousarray(nodes.w, dtype=np.float64),
-                "y": np.ascontiguousarray(y, dtype=np.float64),
-                "sweep": _use_point_sweep(prob, theta, nodes, "cpu", "auto")}
-    return None
+def _native_plan(prob: Problem, estimator: Estimator, backend: str, theta) -> Plan | None:
+    """The plan when its integrator loop runs in C++ (``Plan.loop == "C++"``), else None: then the
+    Python driver of this module loops around ``Problem.risk_and_grad``. The planner decides
+    (``prob.explain(estimator)`` says what and why); this module only follows."""
+    p = prob.plan(estimator, backend, theta)
+    return p if p.loop == "C++" else None
 
 
-def _native_run(prob, theta, method, steps, start_step, record_every, h, max_abs, normalized, args, progress):
-    """One call of the C++ loop; returns a dict (theta, risk/grad_norm/energy records, active).
-    The loop reports to a progress bar (``progress``: see ``gradient_descent``) about every 0.25 s,
-    which is also where Ctrl-C stops it (KeyboardInterrupt)."""
-    from . import _core  # noqa: PLC0415
-
-    bar = _Progress(steps, progress)
-    return _core.flow_run(list(prob.widths), np.ascontiguousarray(theta), method, steps, start_step,
-                          record_every, np.ascontiguousarray(h, dtype=np.float64), float(max_abs),
-                          normalized=bool(normalized), progress=bar.update if bar.enabled else None, **args)
+def _progress_hook(bar: "_Progress"):
+    return bar.update if bar.enabled else None
 
 
 def _record_indices(steps: int, record_every: int) -> np.ndarray:
@@ -314,7 +246,7 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
     field_ = _Field(prob, estimator, backend, normalized)
     if normalized:
         theta = _retract(prob, theta)
-    native = None if record_theta else _native_loop_args(prob, estimator, backend, theta)
+    native = None if record_theta else _native_plan(prob, estimator, backend, theta)
     if native is not None:
         t0 = time.perf_counter()
         if callable(lr):
@@ -323,8 +255,8 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
             h = np.asarray(lr, dtype=np.float64)[start_step:start_step + steps]
         else:
             h = np.full(steps, lr_at(start_step), dtype=np.float64)
-        res = _native_run(prob, theta, "gd", steps, start_step, record_every, h, max_abs, normalized, native,
-                          progress)
+        res = cpu_backend.flow_run(native, prob.spec, theta, "gd", steps, start_step, record_every, h, max_abs,
+                                   normalized, _progress_hook(_Progress(steps, progress)))
         active = res["active"].astype(bool)
         rec = _record_indices(steps, record_every)
         return _finish(prob, res["theta"], list(start_step + rec), list(res["risk"]), list(res["grad_norm"]),
@@ -453,11 +385,11 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
     n_steps = max(1, int(round(t_end / (dt if dt is not None else t_end / 1000))))
     h = t_end / n_steps
     rec_stride = max(1, int(round(rec_dt / h)))
-    native = None if record_theta else _native_loop_args(prob, estimator, backend, theta)
+    native = None if record_theta else _native_plan(prob, estimator, backend, theta)
     if native is not None:
         t0 = time.perf_counter()
-        res = _native_run(prob, theta, method, n_steps, 0, rec_stride, np.full(n_steps, h), max_abs,
-                          normalized, native, progress)
+        res = cpu_backend.flow_run(native, prob.spec, theta, method, n_steps, 0, rec_stride, np.full(n_steps, h),
+                                   max_abs, normalized, _progress_hook(_Progress(n_steps, progress)))
         rec = _record_indices(n_steps, rec_stride)
         return _finish(prob, res["theta"], list(rec * h), list(res["risk"]), list(res["grad_norm"]),
                        list(res["energy"]), [], False, res["active"].astype(bool),
@@ -519,25 +451,18 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
     grid = np.append(grid, t_end) if grid[-1] < t_end else grid
     T = grid.size
     # the whole loop in C++ (cpp/src/dopri5_cpu.cpp, a port of this function) where it can run the field
-    native = None if record_theta else _native_loop_args(prob, field_.est, field_.backend, theta)
+    native = None if record_theta else _native_plan(prob, field_.est, field_.backend, theta)
     if native is not None:
-        from .backends import _core as _load_core  # noqa: PLC0415
-
-        core, _ = _load_core()
-        if hasattr(core, "dopri5_run"):
-            t0 = time.perf_counter()
-            bar = _Progress(t_end, progress)
-            res = core.dopri5_run(list(prob.widths), np.ascontiguousarray(theta), float(t_end),
-                                  -1.0 if h0 is None else float(h0), float(rtol), float(atol), grid,
-                                  float(max_abs), int(max_steps), int(max_rejections), float(min_step),
-                                  normalized=bool(field_.normalized),
-                                  progress=bar.update if bar.enabled else None, **native)
-            status = np.asarray(core.dopri5_status_names)[res["status"]]
-            return _finish(prob, res["theta"], list(grid), list(res["risk"]), list(res["grad_norm"]),
-                           list(res["energy"]), [], False, status == "ok", res["accepted"], res["rejected"],
-                           status, "dopri5", 0, t0,
-                           {"evaluations": int(res["evaluations"]), "loop": "C++", "rtol": rtol,
-                            "atol": atol, "estimator": repr(field_.est)})
+        t0 = time.perf_counter()
+        res = cpu_backend.dopri5_run(native, prob.spec, theta, t_end, h0, rtol, atol, grid, max_abs, max_steps,
+                                     max_rejections, min_step, field_.normalized,
+                                     _progress_hook(_Progress(t_end, progress)))
+        status = res["status"]
+        return _finish(prob, res["theta"], list(grid), list(res["risk"]), list(res["grad_norm"]),
+                       list(res["energy"]), [], False, status == "ok", res["accepted"], res["rejected"],
+                       status, "dopri5", 0, t0,
+                       {"evaluations": int(res["evaluations"]), "loop": "C++", "rtol": rtol,
+                        "atol": atol, "estimator": repr(field_.est)})
     risk_rec, gn_rec, en_rec = np.full((T, K), np.nan), np.full((T, K), np.nan), np.full((T, K), np.nan)
     theta_rec = np.full((T,) + theta.shape, np.nan, dtype=theta.dtype) if record_theta else None
     t = np.zeros(K)

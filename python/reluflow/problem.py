@@ -7,10 +7,16 @@ import numpy as np
 
 from . import _philox
 from ._validate import as_dtype, as_int, as_points, as_theta, array_namespace
-from .backends import reference, resolve
 from .dists import Distribution, Uniform
-from .estimators import Estimator, MonteCarlo, Nodes, QuasiMonteCarlo, Quadrature
+from .backends import cpu as cpu_backend
+from .backends import get as backend_for
+from .backends import reference as reference_backend
+from .estimators import Estimator, Nodes
+from .geometry import neuron_norms
 from .layout import Layout
+from .plan import Plan, plan
+from .registry import resolve
+from .spec import LayoutShapes, ProblemSpec
 from .targets import Target
 
 __all__ = ["Problem"]
@@ -18,7 +24,7 @@ __all__ = ["Problem"]
 _INIT_SCHEMES = ("normal", "he", "lecun")
 
 
-class Problem:
+class Problem(LayoutShapes):
     """A risk minimization problem for ReLU networks of one architecture (SPEC §1–2).
 
     Parameters
@@ -50,26 +56,8 @@ class Problem:
             target.out_dim = target(probe).shape[1]
         if target.out_dim != out:
             raise ValueError(f"target: has output dimension {target.out_dim}, but widths[-1] = {out}")
-
-    # ---- shapes --------------------------------------------------------------------------------
-    @property
-    def widths(self) -> tuple[int, ...]:
-        return self.layout.widths
-
-    @property
-    def dim(self) -> int:
-        """Input dimension d = widths[0]."""
-        return self.layout.widths[0]
-
-    @property
-    def out_dim(self) -> int:
-        """Output dimension = widths[-1]."""
-        return self.layout.widths[-1]
-
-    @property
-    def num_params(self) -> int:
-        """P = sum_k l_k (l_{k-1} + 1)."""
-        return self.layout.num_params
+        #: the immutable description every backend and loop reads (one encoding per kind)
+        self.spec = ProblemSpec.build(self.layout, self.target, self.input)
 
     def __repr__(self) -> str:
         return f"Problem(widths={list(self.widths)}, target={self.target!r}, input={self.input!r})"
@@ -107,7 +95,7 @@ class Problem:
         params = self.layout.unpack(out)
         for k in range(self.layout.num_layers - 1):
             W, b = params[k]
-            norm = xp.sqrt(xp.sum(W * W, axis=2) + b * b)  # (K, l_k)
+            norm = neuron_norms(W, b, xp)                   # (K, l_k), after layer k-1's rescaling
             if bool(xp.any(norm == 0)):
                 raise ValueError("theta: a hidden neuron has (w_i, b_i) = 0 and cannot be normalized")
             W /= norm[:, :, None]
@@ -115,7 +103,27 @@ class Problem:
             params[k + 1][0][...] *= norm[:, None, :]
         return out
 
-    # ---- evaluation ----------------------------------------------------------------------------
+    # ---- planning and evaluation ----------------------------------------------------------------
+    def plan(self, estimator: Estimator, backend: str = "auto", theta=None, method: str = "auto") -> Plan:
+        """The route and loop that would run ``estimator`` here (``reluflow.plan``).
+
+        ``backend="auto"`` is resolved from ``theta``'s array type (numpy when theta is None).
+        ``method``: for point estimators on shallow 1-D nets, "dense", "sweep" or "auto".
+        """
+        probe = np.empty((0, self.num_params)) if theta is None else theta
+        name = resolve(backend, probe)
+        dtype = getattr(theta, "dtype", np.float64)
+        return plan(self.spec, estimator, name, dtype, method)
+
+    def explain(self, estimator: Estimator, backend: str = "auto", K: int = 1, method: str = "auto") -> str:
+        """As text: the route and loop that would run ``estimator`` for K networks, and why (SPEC §7).
+
+        The route depends only on the problem, the estimator and the shapes, never on K, the thread
+        count or the load; K is shown for the reader.
+        """
+        K = as_int(K, "K", minimum=1)
+        return self.plan(estimator, backend, method=method).explain(K)
+
     def realization(self, theta, x, backend: str = "auto"):
         """Network outputs: theta (K, P), x (N, d) -> (K, N, out), in theta's dtype."""
         theta = as_theta(theta, self.num_params)
@@ -123,11 +131,9 @@ class Problem:
         xp = array_namespace(theta)
         x = as_points(x, self.dim, "x")
         if name == "cpu":
-            from .backends import cpu  # noqa: PLC0415
-
-            out = cpu.realization(self.layout, theta, x)
+            out = cpu_backend.realization(self.layout, theta, x)
         else:
-            out = reference.realization(self.layout, theta, xp.asarray(x), xp)
+            out = reference_backend.realization(self.layout, theta, xp.asarray(x), xp)
         return out.astype(theta.dtype)
 
     def target_values(self, nodes: Nodes, backend: str = "numpy") -> np.ndarray:
@@ -136,34 +142,15 @@ class Problem:
         On the ``cpu`` backend native targets are evaluated in C++ (Affine, piecewise polynomials by
         ``targets.h``, a Teacher by the C++ realization); a ``Function`` is always called in Python.
         """
-        if nodes.y is not None:
-            return nodes.y
-        if backend == "cpu":
-            from .targets import Teacher, native_target_args  # noqa: PLC0415
-
-            args = native_target_args(self.target)
-            if args is not None:
-                from . import _core  # noqa: PLC0415
-
-                return _core.target_values(list(self.widths), np.ascontiguousarray(nodes.x), **args)
-            if isinstance(self.target, Teacher):
-                from .backends import cpu  # noqa: PLC0415
-
-                return cpu.realization(self.target.layout, self.target.theta[None, :], nodes.x)[0]
-        return self.target(nodes.x)
+        impl = cpu_backend if backend == "cpu" else reference_backend
+        return impl.target_values(self.spec, nodes)
 
     def nodes(self, estimator: Estimator, step: int = 0, backend: str = "numpy") -> Nodes:
         """The weighted nodes of a point estimator at ``step``; on the ``cpu`` backend Monte-Carlo and
         QMC nodes are drawn by the C++ samplers (bitwise the same as numpy's)."""
-        if backend == "cpu" and isinstance(estimator, (MonteCarlo, QuasiMonteCarlo)):
-            from . import _native_sampling as ns  # noqa: PLC0415
-
-            if isinstance(estimator, MonteCarlo):
-                x = ns.mc_nodes(self.input, estimator.seed, step if estimator.resample else 0, estimator.n)
-            else:
-                x = ns.qmc_nodes(self.input, estimator.seed, estimator.n)
-            return Nodes(x, np.full(estimator.n, 1.0 / estimator.n))
-        return estimator.nodes(self, step)
+        if backend == "cpu":
+            return cpu_backend.point_nodes(self.spec, estimator, step)
+        return estimator.nodes(self.spec, step)
 
     def risk_and_grad(self, theta, estimator: Estimator, backend: str = "auto", step: int = 0,
                       want_grad: bool = True, method: str = "auto"):
@@ -176,8 +163,9 @@ class Problem:
         backend : "auto", "numpy", "cupy", "cpu", "cuda" (see ``rf.backends()``).
         step : integration step (selects the Monte-Carlo samples when ``resample=True``).
         method : point estimators on shallow 1-D nets: "dense" (the fused kernel), "sweep" (sort nodes
-            and kinks, prefix sums: O((N+H) log(N+H)), ``cpu`` only) or "auto" (the sweep on ``cpu``
-            when its cost model says it is faster). Quadrature has its own ``method``.
+            and kinks, prefix sums: O(N + H) per network after one sort, ``cpu`` only) or "auto" (the
+            planner's choice, a function of N and H only). Quadrature has its own ``method``.
+            ``prob.explain(estimator)`` says which route runs and why.
 
         Returns
         -------
@@ -188,65 +176,12 @@ class Problem:
             raise TypeError(f"estimator: expected Points, MonteCarlo, QuasiMonteCarlo or Quadrature, "
                             f"got {type(estimator).__name__}")
         step = as_int(step, "step", minimum=0)
-        if method not in ("auto", "dense", "sweep"):
-            raise ValueError(f"method: expected 'auto', 'dense' or 'sweep', got {method!r}")
-        name = resolve(backend, theta)
         xp = array_namespace(theta)
-        kernel = _dense_kernel(name, xp)
-        if isinstance(estimator, Quadrature):
-            from .quadrature import quadrature_risk_and_grad  # noqa: PLC0415
-
-            risk, grad = quadrature_risk_and_grad(self, theta, estimator, want_grad, xp, backend=name,
-                                                  kernel=kernel)
-        else:
-            nodes = self.nodes(estimator, step, name)
-            y = self.target_values(nodes, name)
-            if _use_point_sweep(self, theta, nodes, name, method):
-                from .sweep import points_shallow1d  # noqa: PLC0415
-
-                risk, grad = points_shallow1d(self, theta, nodes.x, nodes.w, y)
-            else:
-                risk, grad = kernel(self.layout, theta, xp.asarray(nodes.x), xp.asarray(nodes.w),
-                                    xp.asarray(y), want_grad)
-        risk = risk.astype(theta.dtype)
-        return (risk, grad.astype(theta.dtype)) if want_grad else (risk, None)
+        p = self.plan(estimator, backend, theta, method)
+        risk, grad = backend_for(p).evaluate(p, self.spec, theta, step, want_grad, xp)
+        risk = xp.asarray(risk).astype(theta.dtype)
+        return (risk, xp.asarray(grad).astype(theta.dtype)) if want_grad else (risk, None)
 
     def risk(self, theta, estimator: Estimator, backend: str = "auto", step: int = 0, method: str = "auto"):
         """Risk estimate of every network: theta (K, P) -> (K,), in theta's dtype."""
         return self.risk_and_grad(theta, estimator, backend, step, want_grad=False, method=method)[0]
-
-
-def _dense_kernel(name: str, xp):
-    """``kernel(layout, theta, x, w, y, want_grad) -> (risk, grad)`` of the backend ``name``."""
-    if name == "cpu":
-        from .backends import cpu  # noqa: PLC0415
-
-        return cpu.risk_and_grad
-    return lambda layout, theta, x, w, y, want_grad: reference.risk_and_grad(layout, theta, x, w, y,
-                                                                             want_grad, xp)
-
-
-def _use_point_sweep(problem: Problem, theta, nodes: Nodes, backend: str, method: str) -> bool:
-    """Whether a point estimator on a shallow 1-D net goes through the O((N+H) log) sweep."""
-    if method == "dense":
-        return False
-    from . import sweep  # noqa: PLC0415
-
-    applicable = (problem.dim == 1 and problem.layout.num_layers == 2 and backend == "cpu"
-                  and sweep.core_available())
-    if method == "sweep":
-        if not applicable:
-            raise ValueError("method: 'sweep' needs a shallow 1-D net [1, H, out] on the cpu backend")
-        return True
-    if not applicable:
-        return False
-    # cost model (measured on the 2-core CI machines): the dense SIMD kernel does ~13 flops per
-    # node-neuron pair at ~20 GFLOP/s per core, parallel over nodes and networks; the sweep sorts the
-    # nodes once (~3 ns per element and level, one core), then costs ~5 ns per node and ~25 ns per
-    # neuron and network, parallel over networks only
-    N, H, K = nodes.x.shape[0], problem.widths[1], theta.shape[0]
-    threads = max(1, int(sweep._core().max_threads()))
-    dense = K * N * H * 13 / (20e9 * threads)
-    sort = N * np.log2(N + 2) * 3e-9
-    per_net = (5 * N + 25 * H) * 1e-9
-    return sort + per_net * K / min(threads, K) < dense

@@ -11,10 +11,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ._validate import as_float_array, strictly_increasing
+from .geometry import kink_partition, realization
 from .layout import Layout
 
-__all__ = ["Target", "Affine", "PiecewiseLinear", "PiecewisePolynomial", "Teacher", "Function",
-           "native_target_args"]
+__all__ = ["Target", "Affine", "PiecewiseLinear", "PiecewisePolynomial", "Teacher", "Function"]
 
 
 class Target:
@@ -172,33 +172,18 @@ class Teacher(Target):
         self.degree = 1 if self.dim == 1 else None
 
     def __call__(self, x):
-        from .backends.reference import realization  # noqa: PLC0415 - avoids an import cycle
-
         x = _check_x(x, self.dim)
         return realization(self.layout, self.theta[None, :], x, np)[0]
 
     def breaks(self, lo=-np.inf, hi=np.inf):
         """The teacher's own kinks strictly inside (lo, hi) (1-D): found layer by layer like the
-        network's (``quadrature.kink_partition``; infinite lo/hi are allowed)."""
+        network's (``geometry.kink_partition``; infinite lo/hi are allowed)."""
         if self.dim != 1:
             return np.empty(0)
-        from .quadrature import kink_partition  # noqa: PLC0415
-
         return kink_partition(self.layout, self.theta, lo, hi)[1:-1]
 
     def __repr__(self) -> str:
         return f"Teacher(widths={self.layout.widths})"
-
-
-def native_target_args(target: Target) -> dict | None:
-    """Keyword arguments describing ``target`` to the C++ evaluation (``cpp/include/reluflow/targets.h``),
-    or None when C++ cannot evaluate it (Teacher: evaluated by the C++ realization; Function)."""
-    if isinstance(target, Affine):
-        return {"target_kind": "affine", "target_A": target.A, "target_b": target.b}
-    if isinstance(target, PiecewisePolynomial):
-        return {"target_kind": "piecewise_polynomial", "target_breaks": target._breaks,
-                "target_coeffs": np.ascontiguousarray(target.coeffs)}
-    return None
 
 
 class Function(Target):
@@ -214,7 +199,6 @@ class Function(Target):
         if not callable(fn):
             raise TypeError(f"fn: expected a callable taking x (N, d), got {type(fn).__name__}")
         self.fn = fn
-        self._declared_out = out_dim
         self.out_dim = 1 if out_dim is None else int(out_dim)
 
     def __call__(self, x):

@@ -1,20 +1,34 @@
-"""The C++ CPU backend: thin marshalling around ``reluflow._core`` (fused OpenMP/SIMD kernels).
+"""The C++ CPU backend: thin marshalling around ``reluflow._core`` (fused OpenMP/SIMD kernels, the
+1-D sweeps and partition path, the samplers and the integrator loops).
 
-Same signatures as :mod:`reluflow.backends.reference` minus ``xp``. float32 theta is passed to the
-kernels as float32 (computed in float32 inside a tile, summed in float64 across tiles); results are
-float64, deterministic (bitwise the same for any number of threads).
+float32 theta is passed to the kernels as float32 (computed in float32 inside a tile, summed in
+float64 across tiles); results are float64 and bitwise the same for any number of threads. Every
+array describing the problem comes from its ``ProblemSpec``; which route runs is the ``Plan``'s
+decision (``reluflow.plan``), never this module's.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
+from .. import _native_sampling
+from ..estimators import Estimator, MonteCarlo, Nodes, QuasiMonteCarlo
 from ..layout import Layout
+from ..quadrature import fixed_1d, nodes_tensor
+from ..registry import core
+from ..spec import ProblemSpec
+from . import reference
+
+__all__ = ["realization", "risk_and_grad", "shallow1d_exact", "shallow1d_points", "evaluate", "point_nodes", "target_values", "field_args",
+           "flow_run", "dopri5_run"]
 
 
 def _core():
-    from .. import _core  # noqa: PLC0415
-
-    return _core
+    core_, why = core()
+    if core_ is None:  # pragma: no cover - the registry refuses backend="cpu" first
+        raise ImportError(why)
+    return core_
 
 
 def _theta(theta) -> np.ndarray:
@@ -24,12 +38,18 @@ def _theta(theta) -> np.ndarray:
     return np.ascontiguousarray(theta)
 
 
+def _f64(a) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
 def _x(layout: Layout, x) -> np.ndarray:
-    x = np.ascontiguousarray(x, dtype=np.float64)
+    x = _f64(x)
     if x.ndim == 1 and layout.widths[0] == 1:
         x = x.reshape(-1, 1)
     return x
 
+
+# ---- kernels --------------------------------------------------------------------------------------
 
 def realization(layout: Layout, theta, x, kernel: str = "auto"):
     """N_theta(x) for every network: theta (K, P), x (N, d) -> (K, N, out), float64."""
@@ -43,9 +63,142 @@ def risk_and_grad(layout: Layout, theta, x, w, y, want_grad: bool = True, kernel
     ``want_grad`` is False. ``kernel``: "auto", "shallow", "deep" or "scalar" (for cross-checks).
     """
     x = _x(layout, x)
-    w = np.ascontiguousarray(w, dtype=np.float64)
-    y = np.ascontiguousarray(y, dtype=np.float64)
+    y = _f64(y)
     if y.ndim == 1 and layout.widths[-1] == 1:
         y = y.reshape(-1, 1)
-    risk, grad = _core().risk_and_grad(list(layout.widths), _theta(theta), x, w, y, bool(want_grad), kernel)
-    return risk, grad
+    return _core().risk_and_grad(list(layout.widths), _theta(theta), x, _f64(w), y, bool(want_grad), kernel)
+
+
+def shallow1d_exact(spec: ProblemSpec, theta) -> tuple[np.ndarray, np.ndarray]:
+    """Exact quadrature risk (K,) and generalized gradient (K, P) of shallow 1-D nets by one sweep over
+    the sorted kinks, O(H log H) per network (float64 whatever theta's dtype; ``theta`` (K, P) or (P,),
+    numpy or cupy). ValueError unless the problem has a piecewise-polynomial target and density."""
+    why = spec.exact_sweep_unsupported()
+    if why is not None:
+        raise ValueError(f"problem: {why}")
+    th = _f64(theta.get() if hasattr(theta, "get") else theta)
+    a = spec.sweep_args()
+    return _core().shallow1d_exact(th.reshape(-1, spec.num_params), spec.out_dim, a["lo"], a["hi"],
+                                   a["tpoly_breaks"], a["tpoly_coeffs"], a["dpoly_breaks"], a["dpoly_coeffs"])
+
+
+def shallow1d_points(layout: Layout, theta, x, w, y) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted risk ``sum_j w_j |N(x_j) - y_j|^2`` (K,) and its gradient (K, P) of shallow 1-D nets by
+    one sweep over sorted nodes and kinks (float64). x (N,) or (N, 1), w (N,), y (N, out) or (N,)."""
+    if len(layout.widths) != 3 or layout.widths[0] != 1:
+        raise ValueError(f"problem: the point sweep needs a shallow 1-D network [1, H, out], got widths "
+                         f"{list(layout.widths)}")
+    x = _f64(x)
+    if x.ndim == 2 and x.shape[1] == 1:
+        x = x[:, 0]
+    return _core().shallow1d_points(_f64(theta).reshape(-1, layout.num_params), layout.widths[-1], x, _f64(w),
+                                    _f64(y))
+
+
+# ---- nodes and target values ------------------------------------------------------------------------
+
+def point_nodes(spec: ProblemSpec, estimator: Estimator, step: int = 0) -> Nodes:
+    """The weighted nodes of a point estimator at ``step``: Monte-Carlo and QMC nodes drawn by the C++
+    samplers (bitwise the numpy estimators' nodes), Points as given."""
+    if isinstance(estimator, MonteCarlo):
+        x = _native_sampling.mc_nodes_of(spec.density, estimator.seed, step if estimator.resample else 0,
+                                         estimator.n)
+        return Nodes(x, np.full(estimator.n, 1.0 / estimator.n))
+    if isinstance(estimator, QuasiMonteCarlo):
+        x = _native_sampling.qmc_nodes_of(spec.density, estimator.seed, estimator.n)
+        return Nodes(x, np.full(estimator.n, 1.0 / estimator.n))
+    return estimator.nodes(spec, step)
+
+
+def target_values(spec: ProblemSpec, nodes: Nodes) -> np.ndarray:
+    """y (N, out): the data of ``nodes``, or the target at them: Affine and piecewise polynomials by
+    ``targets.h``, a Teacher by the C++ realization, a ``Function`` in Python."""
+    if nodes.y is not None:
+        return nodes.y
+    t = spec.target_spec
+    args = t.native_args()
+    if args is not None:
+        return _core().target_values(list(spec.widths), _f64(nodes.x), **args)
+    if t.kind == "teacher":
+        teacher = Layout(t.arrays["widths"])
+        return realization(teacher, t.arrays["theta"][None, :], nodes.x)[0]
+    return spec.target(nodes.x)
+
+
+def quad1d_args(spec: ProblemSpec, estimator, fixed=None) -> dict:
+    """Keyword arguments of the C++ 1-D partition path (``_core.quad1d_risk_and_grad`` and the
+    ``quad1d`` field of the C++ loops): support, fixed breaks, order, density and target."""
+    lo, hi, breaks, q = fixed_1d(spec, estimator) if fixed is None else fixed
+    t = spec.target_spec
+    target = t.native_args() if t.native else t.teacher_args()
+    return {"lo": lo, "hi": hi, "fixed_breaks": _f64(breaks), "order": int(q), **spec.density.quad1d_args(),
+            **target}
+
+
+# ---- one evaluation -----------------------------------------------------------------------------
+
+def evaluate(plan, spec: ProblemSpec, theta, step: int, want_grad: bool, xp=np):
+    """Risk (K,) and gradient (K, P) (None unless ``want_grad``) of ``plan``, float64 numpy arrays."""
+    estimator, route, lay = plan.estimator, plan.route, spec.layout
+    if route == "exact_sweep":
+        risk, grad = shallow1d_exact(spec, theta)
+        return risk, (grad if want_grad else None)
+    if route == "partition":
+        if plan.native:
+            return _core().quad1d_risk_and_grad(list(lay.widths), np.ascontiguousarray(theta),
+                                                want_grad=bool(want_grad), **quad1d_args(spec, estimator))
+        return reference.partition_loop(spec, theta, estimator, want_grad, risk_and_grad)
+    nodes = nodes_tensor(spec, estimator) if route == "tensor_grid" else point_nodes(spec, estimator, step)
+    y = target_values(spec, nodes)
+    if route == "point_sweep":
+        risk, grad = shallow1d_points(lay, theta, nodes.x, nodes.w, y)
+        return risk, (grad if want_grad else None)
+    return risk_and_grad(lay, theta, nodes.x, nodes.w, y, want_grad)
+
+
+# ---- the integrator loops ------------------------------------------------------------------------
+
+def field_args(plan, spec: ProblemSpec) -> dict:
+    """The vector field of ``plan`` as the C++ loops take it (``cpp/src/bind_field.h``)."""
+    estimator = plan.estimator
+    if plan.source == "resample":
+        dist = spec.density.sampler_args()
+        dist["dist_kind"] = dist.pop("kind")
+        target = spec.target_spec.native_args()
+        if target is None:  # Teacher (C++ realization) or Function (Python): one callback per step
+            target = {"target_fn": lambda x: _f64(target_values(spec, Nodes(x, np.ones(x.shape[0]))))}
+        return {"source": "resample", "seed": estimator.seed, "n": estimator.n,
+                "sweep": plan.route == "point_sweep", **dist, **target}
+    if plan.source == "exact_shallow1d":
+        return {"source": "exact_shallow1d", **spec.sweep_args()}
+    if plan.source == "quad1d":
+        return {"source": "quad1d", **quad1d_args(spec, estimator)}
+    if plan.source == "fixed":
+        nodes = nodes_tensor(spec, estimator) if plan.route == "tensor_grid" else point_nodes(spec, estimator, 0)
+        return {"source": "fixed", "x": _f64(nodes.x), "w": _f64(nodes.w), "y": _f64(target_values(spec, nodes)),
+                "sweep": plan.route == "point_sweep"}
+    raise ValueError(f"plan: route {plan.route!r} has no C++ loop")
+
+
+def flow_run(plan, spec: ProblemSpec, theta, method: str, steps: int, start_step: int, record_every: int,
+             h, max_abs: float, normalized: bool, progress: Callable | None) -> dict:
+    """The fixed-step loop (GD/SGD, euler, heun, rk4) in C++: theta (K, P), h (steps,) step sizes.
+    Returns a dict: theta, risk/grad_norm/energy records (T, K), active (K,), evaluations. Reports to
+    ``progress(steps_done)`` about every 0.25 s, which is also where Ctrl-C stops it."""
+    return _core().flow_run(list(spec.widths), np.ascontiguousarray(theta), method, steps, start_step,
+                            record_every, _f64(h), float(max_abs), normalized=bool(normalized),
+                            progress=progress, **field_args(plan, spec))
+
+
+def dopri5_run(plan, spec: ProblemSpec, theta, t_end: float, h0: float | None, rtol: float, atol: float,
+               grid, max_abs: float, max_steps: int, max_rejections: int, min_step: float,
+               normalized: bool, progress: Callable | None) -> dict:
+    """Dormand–Prince 5(4) in C++ with a step size and status per network; records on ``grid``.
+    Returns a dict as :func:`flow_run` plus accepted, rejected and ``status`` (names)."""
+    core_ = _core()
+    res = core_.dopri5_run(list(spec.widths), np.ascontiguousarray(theta), float(t_end),
+                           -1.0 if h0 is None else float(h0), float(rtol), float(atol), grid, float(max_abs),
+                           int(max_steps), int(max_rejections), float(min_step), normalized=bool(normalized),
+                           progress=progress, **field_args(plan, spec))
+    res["status"] = np.asarray(core_.dopri5_status_names)[res["status"]]
+    return res

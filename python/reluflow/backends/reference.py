@@ -1,46 +1,21 @@
 """The reference backend: plain array code (numpy, or cupy as ``xp``), the judge of the others.
 
-Deliberately simple: forward through all layers for a chunk of nodes, residual, backward, gradient
-accumulation. Chunked over nodes so that memory stays bounded (at most ``_CHUNK_ELEMS`` activations
-per layer at once), computed in float64 whatever the input dtype.
+Deliberately simple: forward through all layers for a chunk of nodes (``geometry.forward``), residual,
+backward, gradient accumulation. Chunked over nodes so that memory stays bounded, computed in float64
+whatever the input dtype. Nodes come from the estimators in Python (numpy Philox and Sobol), the
+target is evaluated in Python, and the 1-D partition path loops over networks.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ..estimators import Nodes
+from ..geometry import chunk_size, forward, realization
 from ..layout import Layout
+from ..quadrature import fixed_1d, nodes_1d, nodes_tensor
+from ..spec import ProblemSpec
 
-_CHUNK_ELEMS = 1 << 21  # K * chunk * width elements per activation array
-
-
-def _chunk_size(layout: Layout, K: int, N: int) -> int:
-    return max(1, min(N, _CHUNK_ELEMS // max(1, K * max(layout.widths))))
-
-
-def _forward(params, x, xp):
-    """Activations of a chunk: x (n, d) -> (list of pre-activations z_k (K, n, l_k), output (K, n, out))."""
-    W1, b1 = params[0]
-    z = xp.matmul(x, xp.swapaxes(W1, 1, 2)) + b1[:, None, :]  # (n,d)@(K,d,l) -> (K,n,l)
-    zs = [z]
-    for W, b in params[1:]:
-        a = xp.maximum(z, 0.0)
-        z = xp.matmul(a, xp.swapaxes(W, 1, 2)) + b[:, None, :]
-        zs.append(z)
-    return zs
-
-
-def realization(layout: Layout, theta, x, xp=np):
-    """N_theta(x) for every network: theta (K, P), x (N, d) -> (K, N, out), float64."""
-    theta = xp.asarray(theta, dtype=xp.float64)
-    x = xp.asarray(x, dtype=xp.float64)
-    params = layout.unpack(theta)
-    K, N = theta.shape[0], x.shape[0]
-    out = xp.empty((K, N, layout.widths[-1]), dtype=xp.float64)
-    step = _chunk_size(layout, K, N)
-    for s in range(0, N, step):
-        out[:, s:s + step] = _forward(params, x[s:s + step], xp)[-1]
-    return out
-
+__all__ = ["realization", "risk_and_grad", "evaluate", "target_values", "partition_loop"]
 
 def risk_and_grad(layout: Layout, theta, x, w, y, want_grad: bool = True, xp=np):
     """Weighted risk ``sum_j w_j |N(x_j) - y_j|^2`` and its generalized gradient (relu'(0) = 0).
@@ -60,10 +35,10 @@ def risk_and_grad(layout: Layout, theta, x, w, y, want_grad: bool = True, xp=np)
     risk = xp.zeros(K, dtype=xp.float64)
     grad = xp.zeros_like(theta) if want_grad else None
     grads = layout.unpack(grad) if want_grad else None
-    step = _chunk_size(layout, K, N)
+    step = chunk_size(layout, K, N)
     for s in range(0, N, step):
         xc, wc, yc = x[s:s + step], w[s:s + step], y[s:s + step]
-        zs = _forward(params, xc, xp)
+        zs = forward(params, xc, xp)
         r = zs[-1] - yc[None]                                  # residual (K, n, out)
         risk += xp.einsum("n,kno->k", wc, r * r)
         if not want_grad:
@@ -78,3 +53,44 @@ def risk_and_grad(layout: Layout, theta, x, w, y, want_grad: bool = True, xp=np)
                 # generalized gradient: relu'(z) = 1 if z > 0 else 0, compared with '>'
                 delta = xp.matmul(delta, params[k][0]) * (zs[k - 1] > 0)
     return risk, grad
+
+
+def target_values(spec: ProblemSpec, nodes: Nodes) -> np.ndarray:
+    """y (N, out): the data of ``nodes`` or the target evaluated at them in Python (float64)."""
+    return nodes.y if nodes.y is not None else spec.target(nodes.x)
+
+
+def partition_loop(spec: ProblemSpec, theta, estimator, want_grad: bool, kernel, xp=np):
+    """The 1-D partition path network by network: each network's nodes (its kinks, the target's and
+    the density's breaks, Gauss–Legendre on every piece), then ``kernel(layout, theta_k, x, w, y,
+    want_grad)``. The nodes are fixed while differentiating: the boundary terms of the moving kinks
+    cancel because the integrand is continuous across a kink, so this is the exact gradient."""
+    fixed = fixed_1d(spec, estimator)
+    theta_host = np.asarray(theta.get() if hasattr(theta, "get") else theta, dtype=np.float64)
+    risks, grads = [], []
+    for k in range(theta_host.shape[0]):
+        nodes = nodes_1d(spec, theta_host[k], estimator, fixed)
+        y = target_values(spec, nodes)
+        r, g = kernel(spec.layout, theta[k:k + 1], xp.asarray(nodes.x), xp.asarray(nodes.w), xp.asarray(y),
+                      want_grad)
+        risks.append(r)
+        grads.append(g)
+    return xp.concatenate(risks), (xp.concatenate(grads) if want_grad else None)
+
+
+def evaluate(plan, spec: ProblemSpec, theta, step: int, want_grad: bool, xp=np):
+    """Risk (K,) and gradient (K, P) (None unless ``want_grad``) of ``plan`` in float64 ``xp`` arrays."""
+    def kernel(layout, th, x, w, y, g):
+        return risk_and_grad(layout, th, x, w, y, g, xp)
+
+    estimator = plan.estimator
+    if plan.route == "partition":
+        return partition_loop(spec, theta, estimator, want_grad, kernel, xp)
+    if plan.route == "tensor_grid":
+        nodes = nodes_tensor(spec, estimator)
+    elif plan.route == "dense":
+        nodes = estimator.nodes(spec, step)
+    else:
+        raise ValueError(f"backend: the reference backend has no route {plan.route!r}")
+    y = target_values(spec, nodes)
+    return kernel(spec.layout, theta, xp.asarray(nodes.x), xp.asarray(nodes.w), xp.asarray(y), want_grad)

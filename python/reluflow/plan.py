@@ -1,0 +1,218 @@
+"""The planner: the one place that decides which route computes a risk and which loop integrates it.
+
+``plan(spec, estimator, backend, dtype)`` returns a :class:`Plan`; ``Problem.risk_and_grad``, every
+integrator and the diagnostics ask it, and ``Problem.explain`` prints it. The choice depends only on
+the problem, the estimator and the shapes they imply (number of nodes N, widths) — never on the
+number of networks K, the thread count, the machine's load or a timing — so a network's result is
+bitwise the same whatever batch it runs in and however many threads run it (SPEC §7).
+
+Routes
+------
+``dense``        weighted nodes (Points, MonteCarlo, QuasiMonteCarlo) through the fused kernel;
+``point_sweep``  the same nodes on a shallow 1-D net ``[1, H, out]``: one sweep over sorted nodes and
+                 kinks, O(N + H) per network after one sort (cpu);
+``exact_sweep``  exact 1-D quadrature of a shallow net by one sweep over its sorted kinks, O(H log H)
+                 (cpu; piecewise-polynomial target and density);
+``partition``    exact 1-D quadrature of any depth: Gauss–Legendre on every piece of the network's
+                 kink partition (C++ on cpu; per network in Python otherwise);
+``tensor_grid``  d = 2..4: composite tensor Gauss–Legendre, the same nodes for every network.
+
+Loops: ``"C++"`` (the whole integrator loop in ``_core``, GIL released) or ``"Python"`` (the
+reference driver in ``reluflow.flows`` around ``Problem.risk_and_grad``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .estimators import Estimator, MonteCarlo, Points, QuasiMonteCarlo, Quadrature
+from .quadrature import check_dim, fixed_1d
+from .registry import core
+from .spec import ProblemSpec
+
+__all__ = ["Plan", "plan", "ROUTES", "POINT_METHODS", "QUADRATURE_METHODS", "NATIVE_MAX_ORDER"]
+
+ROUTES = ("dense", "point_sweep", "exact_sweep", "partition", "tensor_grid")
+#: ``method`` of ``Problem.risk_and_grad`` for point estimators
+POINT_METHODS = ("auto", "dense", "sweep")
+#: ``Quadrature(method=...)``
+QUADRATURE_METHODS = ("auto", "sweep", "partition")
+#: largest Gauss–Legendre ``order`` the C++ partition path takes (kMaxOrder in cpp/src/bind_quad1d.cpp)
+NATIVE_MAX_ORDER = 256
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What runs: ``backend`` (resolved name), ``route`` (see ``ROUTES``), ``native`` (whether the
+    route's kernel is C++; False: numpy reference code, or the per-network Python loop of the
+    partition path), ``loop`` ("C++" or "Python": the integrators' loop), ``source`` (the nodes as
+    the C++ loops take them: "fixed", "resample", "exact_shallow1d", "quad1d" or None) and ``why``
+    (one line per decision)."""
+
+    backend: str
+    route: str
+    native: bool
+    loop: str
+    source: str | None
+    estimator: Estimator
+    dtype: str
+    why: tuple[str, ...] = field(default=())
+
+    def explain(self, K: int | None = None) -> str:
+        """The plan as text: backend, route, loop and the reasons."""
+        head = (f"backend {self.backend!r}, {self.dtype}{'' if K is None else f', K = {K} networks'}: "
+                f"route {self.route!r} ({'C++' if self.native else 'Python/array code'}), integrator loop "
+                f"{self.loop}")
+        lines = [head, f"  estimator: {self.estimator!r}"]
+        lines += [f"  - {w}" for w in self.why]
+        if K is not None:
+            lines.append("  - the route does not depend on K, the thread count or the load: each network's "
+                         "result is bitwise the same in any batch")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.explain()
+
+
+def _num_nodes(estimator: Estimator) -> int | None:
+    if isinstance(estimator, (MonteCarlo, QuasiMonteCarlo)):
+        return estimator.n
+    if isinstance(estimator, Points):
+        return estimator.x.shape[0]
+    return None
+
+
+def point_sweep_cheaper(N: int, H: int) -> bool:
+    """Cost model of the point sweep against the dense kernel, per network (ns, one core).
+
+    Dense: ~13 flops per node-neuron pair at ~20 GFLOP/s: ``0.65 N H``. Sweep: ~5 ns per node and
+    ~25 ns per neuron, plus one sort of the nodes per call (~3 ns per element and level) shared by the
+    batch; the sort is charged as if shared by 32 networks. Deliberately a function of N and H only:
+    with K or the thread count in it, a network's bits would depend on its batch or the machine.
+    """
+    dense = 0.65 * N * H
+    sweep = 5.0 * N + 25.0 * H + 3.0 * N * math.log2(N + 2) / 32
+    return sweep < dense
+
+
+def _point_route(spec: ProblemSpec, estimator: Estimator, backend: str, method: str, why: list) -> str:
+    if method not in POINT_METHODS:
+        raise ValueError(f"method: expected one of {POINT_METHODS}, got {method!r}")
+    applicable = spec.shallow_1d and backend == "cpu"
+    if method == "dense":
+        why.append("method='dense' asked for the fused dense kernel")
+        return "dense"
+    if method == "sweep":
+        if not applicable:
+            raise ValueError("method: 'sweep' needs a shallow 1-D net [1, H, out] on the cpu backend")
+        why.append("method='sweep' asked for the point sweep")
+        return "point_sweep"
+    if not applicable:
+        why.append("fused dense kernel over nodes x networks (the point sweep needs a shallow 1-D net "
+                   "on the cpu backend)")
+        return "dense"
+    N, H = _num_nodes(estimator), spec.widths[1]
+    if point_sweep_cheaper(N, H):
+        why.append(f"point sweep: shallow 1-D net, O(N + H) per network beats the dense O(N H) at "
+                   f"N = {N}, H = {H} (cost model of N and H only)")
+        return "point_sweep"
+    why.append(f"dense kernel: at N = {N}, H = {H} it beats the point sweep (cost model of N and H only)")
+    return "dense"
+
+
+def _quadrature_route(spec: ProblemSpec, estimator: Quadrature, backend: str, why: list) -> str:
+    check_dim(spec)
+    if spec.dim > 1:
+        why.append(f"d = {spec.dim}: composite tensor Gauss–Legendre (convergent, not exact), the same "
+                   f"nodes for every network")
+        return "tensor_grid"
+    method = estimator.method
+    if method not in QUADRATURE_METHODS:
+        raise ValueError(f"estimator: method must be one of {QUADRATURE_METHODS}, got {method!r}")
+    if method == "partition":
+        why.append("Quadrature(method='partition'): Gauss–Legendre on the kink partition")
+        return "partition"
+    unsupported = spec.exact_sweep_unsupported()
+    if method == "sweep":
+        if unsupported is not None:
+            raise ValueError(f"estimator: method='sweep': {unsupported}; use method='partition' or 'auto'")
+        if core()[0] is None:
+            raise ValueError("estimator: method='sweep' needs the C++ extension reluflow._core, which is "
+                             "not importable here; use method='partition'")
+        why.append("Quadrature(method='sweep'): exact O(H log H) sweep over the sorted kinks (C++)")
+        return "exact_sweep"
+    if backend != "cpu":
+        why.append(f"the {backend} backend keeps the reference: Gauss–Legendre on each network's kink "
+                   f"partition")
+        return "partition"
+    if unsupported is not None:
+        why.append(f"partition path: {unsupported}")
+        return "partition"
+    if estimator.order is not None and estimator.order < spec.exact_order():
+        why.append(f"order = {estimator.order} is below the exact order {spec.exact_order()}: only the "
+                   f"partition path reproduces that inexact rule")
+        return "partition"
+    why.append("exact O(H log H) sweep over the sorted kinks: shallow 1-D net, piecewise-polynomial "
+               "target and density")
+    return "exact_sweep"
+
+
+def _partition_native(spec: ProblemSpec, estimator: Quadrature, backend: str, why: list) -> bool:
+    """Whether the 1-D partition path runs in C++ (kinks, nodes, target and kernel per network)."""
+    if backend != "cpu":
+        return False
+    if spec.target_spec.kind == "function":
+        why.append("a Function target is evaluated in Python: the partition path loops over networks in "
+                   "Python (cpu kernel per network)")
+        return False
+    q = fixed_1d(spec, estimator)[3]
+    if q > NATIVE_MAX_ORDER:
+        why.append(f"order {q} > {NATIVE_MAX_ORDER}: the partition path loops over networks in Python")
+        return False
+    why.append("the kink partition, nodes, target values and fused kernel of each network in C++, "
+               "OpenMP over networks")
+    return True
+
+
+def plan(spec: ProblemSpec, estimator: Estimator, backend: str, dtype=np.float64, method: str = "auto") -> Plan:
+    """The route and loop for ``estimator`` on ``backend`` (a resolved name: numpy, cupy, cpu, cuda).
+
+    ``method``: for point estimators on shallow 1-D nets, "dense", "sweep" or "auto" (the cost model
+    of :func:`point_sweep_cheaper`); Quadrature carries its own ``method``. Raises ValueError for
+    combinations that cannot run (naming the argument).
+    """
+    if not isinstance(estimator, Estimator):
+        raise TypeError(f"estimator: expected Points, MonteCarlo, QuasiMonteCarlo or Quadrature, "
+                        f"got {type(estimator).__name__}")
+    dtype = np.dtype(dtype).name
+    why: list[str] = []
+    if isinstance(estimator, Quadrature):
+        route = _quadrature_route(spec, estimator, backend, why)
+        if route == "exact_sweep":
+            native, source = True, "exact_shallow1d"
+        elif route == "partition":
+            native = _partition_native(spec, estimator, backend, why)
+            source = "quad1d" if native else None
+        else:
+            native, source = backend == "cpu", "fixed"
+    elif isinstance(estimator, (Points, MonteCarlo, QuasiMonteCarlo)):
+        route = _point_route(spec, estimator, backend, method, why)
+        native = backend == "cpu"
+        resample = isinstance(estimator, MonteCarlo) and estimator.resample
+        source = "resample" if resample else "fixed"
+        if resample and backend == "cpu":
+            why.append("fresh Philox samples every step, drawn in C++" + (
+                "; the target evaluated in C++" if spec.target_spec.native else
+                "; the target by one vectorized Python callback per step"))
+    else:
+        raise TypeError(f"estimator: {type(estimator).__name__} is not supported by the planner")
+    loop = "C++" if backend == "cpu" and source is not None else "Python"
+    if loop == "Python":
+        why.append("integrators: the Python driver around risk_and_grad" + (
+            "" if backend != "cpu" else " (this route has no C++ loop)"))
+    else:
+        why.append("integrators: the whole loop in C++ (GIL released)")
+    return Plan(backend, route, native, loop, source if backend == "cpu" else None, estimator, dtype,
+                tuple(why))

@@ -1,0 +1,102 @@
+"""Which backends exist here and why not the others (SPEC §5, §7): ``rf.backends()`` and the
+resolution of ``backend="auto"`` from the array type. Below the planner and the backends in the
+layers: it only imports the extensions to see whether they load."""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["BackendInfo", "backends", "resolve", "core", "BACKEND_NAMES"]
+
+BACKEND_NAMES = ("numpy", "cupy", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """One backend: ``available`` here or not, and ``detail`` (what it runs on, or why not)."""
+
+    name: str
+    available: bool
+    detail: str
+
+    def __repr__(self) -> str:
+        return f"{self.name}: {'available' if self.available else 'not available'} ({self.detail})"
+
+
+# The compiled extensions are leaves (they import no Python module of the package); importlib keeps
+# the layer checker, which sees only .py files, from reading them as imports of the package itself.
+try:
+    _CORE = importlib.import_module("reluflow._core")
+    _CORE_ERROR = None
+except ImportError as _exc:  # pragma: no cover - the extension is always built by pip install
+    _CORE, _CORE_ERROR = None, f"C++ extension not importable: {_exc}"
+
+
+def core():
+    """``(reluflow._core, None)``, or ``(None, why not)`` when the C++ extension does not import."""
+    return _CORE, _CORE_ERROR
+
+
+def _cuda():
+    try:  # loaded on demand: it initializes the CUDA driver
+        _cuda = importlib.import_module("reluflow._cuda")
+    except ImportError as exc:
+        return None, f"the CUDA extension was not built (no nvcc at install time): {exc}"
+    try:
+        n = _cuda.device_count()
+    except Exception as exc:  # pragma: no cover - depends on the driver
+        return None, f"CUDA extension built, but the driver failed: {exc}"
+    if n == 0:
+        return None, "CUDA extension built, but no CUDA device is visible"
+    return _cuda, None
+
+
+def _cupy():
+    try:
+        import cupy  # noqa: PLC0415
+    except ImportError:
+        return None, "cupy is not installed"
+    try:
+        cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # pragma: no cover
+        return None, f"cupy is installed but no device is usable: {exc}"
+    return cupy, None
+
+
+def backends() -> dict[str, BackendInfo]:
+    """What is available here and why not the others: ``{name: BackendInfo}``."""
+    info = {"numpy": BackendInfo("numpy", True, f"reference implementation, numpy {np.__version__}")}
+    cp, why = _cupy()
+    info["cupy"] = BackendInfo("cupy", cp is not None, "reference implementation on cupy" if cp else why)
+    core_, why = core()
+    if core_ is not None:
+        detail = f"C++ kernels, SIMD {core_.simd_path()}, {core_.max_threads()} OpenMP thread(s)"
+        info["cpu"] = BackendInfo("cpu", True, detail)
+    else:
+        info["cpu"] = BackendInfo("cpu", False, why)
+    cu, why = _cuda()
+    info["cuda"] = BackendInfo("cuda", cu is not None, "CUDA kernels" if cu else why)
+    return info
+
+
+def resolve(name, theta) -> str:
+    """The backend that will run: ``name`` checked against what is available; "auto" by array type."""
+    if not isinstance(name, str):
+        raise TypeError(f"backend: expected one of {('auto',) + BACKEND_NAMES}, got {name!r}")
+    is_cupy = type(theta).__module__.split(".")[0] == "cupy"
+    if name == "auto":
+        if is_cupy:
+            return "cupy"  # the CUDA kernels take over here once they implement risk_and_grad
+        return "cpu" if _CORE is not None else "numpy"
+    if name not in BACKEND_NAMES:
+        raise ValueError(f"backend: expected one of {('auto',) + BACKEND_NAMES}, got {name!r}")
+    info = backends()[name]
+    if not info.available:
+        raise ValueError(f"backend: {name!r} is not available here: {info.detail}")
+    if name in ("numpy", "cpu") and is_cupy:
+        raise ValueError(f"backend: {name!r} takes numpy arrays, got a cupy array; use 'cupy' or 'auto'")
+    if name in ("cupy", "cuda") and not is_cupy:
+        raise ValueError(f"backend: {name!r} takes cupy arrays; move theta with cupy.asarray or use 'auto'")
+    return name

@@ -1,0 +1,160 @@
+"""The planner (``reluflow.plan``, ``Problem.plan`` / ``Problem.explain``): which route and loop run,
+and the promise that comes with it: a network's bits do not depend on K, on the other networks of its
+batch or on the thread count (SPEC §7)."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import reluflow as rf
+from conftest import available_backends
+
+HAT = rf.targets.PiecewiseLinear([0.0, 0.5, 1.0], [0.0, 1.0, 0.0])
+DENSITY = rf.dists.PiecewisePolynomial([0.0, 0.5, 1.0], [[1.0, 1.0], [1.5, -1.0]])
+
+
+def _cases():
+    """(name, problem, estimator, expected cpu route, expected native, expected loop)."""
+    shallow = rf.Problem([1, 64, 1], HAT)
+    deep = rf.Problem([1, 8, 8, 1], HAT, DENSITY)
+    fn = rf.Problem([1, 8, 8, 1], rf.targets.Function(lambda x: np.sin(3 * x)))
+    two_d = rf.Problem([2, 16, 1], rf.targets.Affine([1.0, -1.0]))
+    return [
+        ("mc-shallow", shallow, rf.MonteCarlo(1024, seed=1), "point_sweep", True, "C++"),
+        ("mc-shallow-tiny-H", rf.Problem([1, 2, 1], HAT), rf.MonteCarlo(1024), "dense", True, "C++"),
+        ("qmc-deep", deep, rf.QuasiMonteCarlo(256), "dense", True, "C++"),
+        ("quad-shallow", shallow, rf.Quadrature(), "exact_sweep", True, "C++"),
+        ("quad-shallow-low-order", shallow, rf.Quadrature(order=1), "partition", True, "C++"),
+        ("quad-deep", deep, rf.Quadrature(), "partition", True, "C++"),
+        ("quad-function", fn, rf.Quadrature(exact=False), "partition", False, "Python"),
+        ("quad-2d", two_d, rf.Quadrature(), "tensor_grid", True, "C++"),
+        ("points-2d", two_d, rf.Points(np.random.default_rng(0).uniform(size=(50, 2))), "dense", True, "C++"),
+    ]
+
+
+@pytest.mark.parametrize("case", _cases(), ids=lambda c: c[0])
+def test_routes_on_cpu(case):
+    _, prob, est, route, native, loop = case
+    p = prob.plan(est, backend="cpu")
+    assert (p.backend, p.route, p.native, p.loop) == ("cpu", route, native, loop)
+    text = prob.explain(est, backend="cpu", K=7)
+    assert f"route {route!r}" in text and f"integrator loop {loop}" in text and "K = 7" in text
+    assert p.why and all(isinstance(w, str) and w for w in p.why)
+
+
+@pytest.mark.parametrize("case", _cases(), ids=lambda c: c[0])
+def test_numpy_backend_keeps_the_reference(case):
+    _, prob, est, route, _, _ = case
+    p = prob.plan(est, backend="numpy")
+    assert p.loop == "Python" and not p.native and p.source is None
+    assert p.route == {"point_sweep": "dense", "exact_sweep": "partition"}.get(route, route)
+
+
+def test_explain_does_not_depend_on_K():
+    prob = rf.Problem([1, 64, 1], HAT)
+    for est in (rf.MonteCarlo(1024), rf.Quadrature(), rf.MonteCarlo(64)):
+        texts = {prob.explain(est, "cpu", K=K).replace(f"K = {K} networks", "K") for K in (1, 2, 1000)}
+        assert len(texts) == 1, texts
+
+
+def test_explain_refuses_bad_arguments():
+    prob = rf.Problem([1, 8, 1], HAT)
+    with pytest.raises(ValueError, match="K:"):
+        prob.explain(rf.MonteCarlo(10), K=0)
+    with pytest.raises(TypeError, match="estimator:"):
+        prob.explain("mc")
+    with pytest.raises(ValueError, match="backend:"):
+        prob.explain(rf.MonteCarlo(10), backend="tpu")
+    with pytest.raises(ValueError, match="method:"):
+        prob.explain(rf.MonteCarlo(10), method="fast")
+    with pytest.raises(ValueError, match="method: 'sweep' needs a shallow 1-D net"):
+        rf.Problem([2, 8, 1], rf.targets.Affine([1.0, 1.0])).explain(rf.MonteCarlo(10), backend="cpu",
+                                                                    method="sweep")
+
+
+def test_integrators_follow_the_plan():
+    prob = rf.Problem([1, 8, 8, 1], rf.targets.Function(lambda x: np.sin(3 * x)))
+    theta = prob.init(2, seed=0)
+    run = rf.gradient_flow(prob, theta, t_end=0.01, method="euler", dt=0.005, estimator=rf.Quadrature(exact=False),
+                           backend="cpu")
+    assert "loop" not in run.info                         # the plan says Python
+    run = rf.gradient_descent(prob, theta, lr=0.01, steps=2, estimator=rf.MonteCarlo(64), backend="cpu")
+    assert run.info["loop"] == "C++"                      # the plan says C++ (target by callback)
+
+
+# ---- a network's bits do not depend on its batch ----------------------------------------------------
+
+def _estimators():
+    return [rf.MonteCarlo(1024, seed=3), rf.MonteCarlo(64, seed=3), rf.QuasiMonteCarlo(512, seed=1),
+            rf.Quadrature()]
+
+
+@pytest.mark.parametrize("backend", available_backends())
+@pytest.mark.parametrize("widths", [[1, 64, 1], [1, 3, 1], [1, 12, 12, 1], [2, 16, 1]])
+def test_risk_and_grad_alone_equals_in_batch(backend, widths, dtype):
+    target = HAT if widths[0] == 1 else rf.targets.Affine([1.0, -0.5])
+    prob = rf.Problem(widths, target, DENSITY if widths[0] == 1 else None)
+    theta = prob.init(5, seed=11, dtype=dtype)
+    for est in _estimators():
+        r, g = prob.risk_and_grad(theta, est, backend=backend)
+        for k in (0, 3):
+            rk, gk = prob.risk_and_grad(theta[k:k + 1], est, backend=backend)
+            assert rk.tobytes() == r[k:k + 1].tobytes(), (est, k)
+            assert gk.tobytes() == g[k:k + 1].tobytes(), (est, k)
+
+
+@pytest.mark.parametrize("estimator", [rf.MonteCarlo(1024, seed=2), rf.MonteCarlo(128, seed=2), rf.Quadrature()],
+                         ids=["sgd-1024", "sgd-128", "gd-quadrature"])
+@pytest.mark.parametrize("H", [10, 64])
+def test_trajectory_alone_equals_in_batch(estimator, H):
+    """The issue's case: SGD of one network alone or in a batch of 4, bitwise the same trajectory."""
+    prob = rf.Problem([1, H, 1], HAT)
+    theta = prob.init(4, seed=5)
+    batch = rf.gradient_descent(prob, theta, lr=0.02, steps=30, estimator=estimator, record_every=10,
+                                backend="cpu")
+    for k in (0, 2):
+        alone = rf.gradient_descent(prob, theta[k:k + 1], lr=0.02, steps=30, estimator=estimator,
+                                    record_every=10, backend="cpu")
+        assert alone.theta.tobytes() == batch.theta[k:k + 1].tobytes()
+        assert alone.risk.tobytes() == np.ascontiguousarray(batch.risk[:, k:k + 1]).tobytes()
+
+
+# ---- nor on the thread count ---------------------------------------------------------------------------
+
+_THREAD_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import reluflow as rf
+    hat = rf.targets.PiecewiseLinear([0.0, 0.5, 1.0], [0.0, 1.0, 0.0])
+    out = {}
+    for widths, K in (([1, 64, 1], 1), ([1, 64, 1], 3), ([1, 300, 1], 8), ([1, 16, 16, 1], 4)):
+        prob = rf.Problem(widths, hat)
+        theta = prob.init(K, seed=9)
+        for name, est in (("mc", rf.MonteCarlo(1024, seed=1)), ("qmc", rf.QuasiMonteCarlo(4096, seed=2)),
+                          ("quad", rf.Quadrature())):
+            r, g = prob.risk_and_grad(theta, est, backend="cpu")
+            out[f"{widths}-{K}-{name}"] = [r.tobytes().hex(), g.tobytes().hex()]
+        run = rf.gradient_descent(prob, theta, lr=0.01, steps=20, estimator=rf.MonteCarlo(512, seed=4),
+                                  backend="cpu")
+        out[f"{widths}-{K}-sgd"] = [run.theta.tobytes().hex(), run.risk.tobytes().hex()]
+    json.dump(out, sys.stdout)
+""")
+
+
+def _run_with_threads(n: int) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(n))
+    res = subprocess.run([sys.executable, "-c", _THREAD_SCRIPT], env=env, capture_output=True, text=True,
+                         timeout=300, check=True)
+    return json.loads(res.stdout)
+
+
+def test_results_do_not_depend_on_thread_count():
+    """The issue's case (MonteCarlo(1024) on [1, 64, 1], K = 1) and others, with 1 and 2 (and 3)
+    OpenMP threads: bitwise the same risks, gradients and SGD trajectories."""
+    one = _run_with_threads(1)
+    for n in (2, 3):
+        assert _run_with_threads(n) == one
