@@ -26,3 +26,13 @@ def evaluate(prob, theta, estimator, backend="cpu", want_grad=True, method="auto
 
     p = plan(prob.spec, estimator, backend, np.asarray(theta).dtype, method)
     return get(p).evaluate(p, prob.spec, theta, step, want_grad)
+
+
+#: backends that evaluate every plan (risk, gradient, integrators); cupy and cuda join here when they do
+CAPABLE_BACKENDS = ("numpy", "cpu")
+
+
+@pytest.fixture(params=[b for b in CAPABLE_BACKENDS if b in available_backends()])
+def backend(request):
+    """Every backend available here that has the capability under test (one fixture for the suite)."""
+    return request.param

@@ -286,7 +286,7 @@ def shallow_closed_form(w, b, v, c, A, B, lo, hi):
 
 
 @pytest.mark.parametrize("lo,hi", [(0.0, 1.0), (-1.5, 2.0)])
-def test_shallow_closed_form(lo, hi):
+def test_shallow_closed_form(lo, hi, backend):
     rng = np.random.default_rng(3)
     H = 7
     w, b, v = rng.normal(size=H), rng.normal(size=H), rng.normal(size=H)
@@ -298,27 +298,27 @@ def test_shallow_closed_form(lo, hi):
     c, A, B = 0.3, 1.7, -0.6
     theta = np.concatenate([w, b, v, [c]])
     prob = rf.Problem([1, H, 1], rf.targets.Affine([[A]], [B]), rf.dists.Uniform(lo, hi))
-    risk, grad = prob.risk_and_grad(theta[None], rf.Quadrature(), backend="numpy")
+    risk, grad = prob.risk_and_grad(theta[None], rf.Quadrature(), backend=backend)
     R, G = shallow_closed_form(w, b, v, c, A, B, lo, hi)
     np.testing.assert_allclose(risk[0], R, rtol=1e-13)
     np.testing.assert_allclose(grad[0], G, rtol=1e-12, atol=1e-13 * np.abs(G).max())
     assert grad[0, 3] == 0 and grad[0, H + 3] == 0 and grad[0, 2 * H + 3] == 0   # dead neuron
 
 
-def test_shallow_closed_form_batch():
+def test_shallow_closed_form_batch(backend):
     # several networks at once: each has its own partition
     rng = np.random.default_rng(11)
     H, K = 9, 6
     prob = rf.Problem([1, H, 1], rf.targets.Affine([[-0.8]], [0.2]), rf.dists.Uniform(-1.0, 1.0))
     theta = rng.normal(size=(K, prob.num_params))
-    risk, grad = prob.risk_and_grad(theta, rf.Quadrature(), backend="numpy")
+    risk, grad = prob.risk_and_grad(theta, rf.Quadrature(), backend=backend)
     assert risk.shape == (K,) and grad.shape == (K, prob.num_params)
     for k in range(K):
         R, G = shallow_closed_form(theta[k, :H], theta[k, H:2 * H], theta[k, 2 * H:3 * H], theta[k, -1],
                                    -0.8, 0.2, -1.0, 1.0)
         np.testing.assert_allclose(risk[k], R, rtol=1e-12)
         np.testing.assert_allclose(grad[k], G, rtol=1e-11, atol=1e-12 * np.abs(G).max())
-    r_only = prob.risk(theta, rf.Quadrature(), backend="numpy")
+    r_only = prob.risk(theta, rf.Quadrature(), backend=backend)
     np.testing.assert_array_equal(r_only, risk)
 
 
@@ -347,13 +347,13 @@ def make_target(kind, rng):
 @pytest.mark.parametrize("widths", [[1, 3, 1], [1, 4, 3, 1], [1, 3, 3, 2, 1]])
 @pytest.mark.parametrize("target_kind", ["affine", "pwl", "teacher"])
 @pytest.mark.parametrize("density", list(DENSITIES))
-def test_deep_against_scipy(widths, target_kind, density):
+def test_deep_against_scipy(widths, target_kind, density, backend):
     rng = np.random.default_rng(zlib.crc32(repr((widths, target_kind, density)).encode()))
     dens = DENSITIES[density]
     target, fn, tbreaks = make_target(target_kind, rng)
     prob = rf.Problem(widths, target, dens.dist())
     theta = rng.normal(size=(2, prob.num_params))
-    risk, grad = prob.risk_and_grad(theta, rf.Quadrature(), backend="numpy")
+    risk, grad = prob.risk_and_grad(theta, rf.Quadrature(), backend=backend)
     for k in range(theta.shape[0]):
         R, G = reference_risk_grad(widths, theta[k], fn, tbreaks, dens)
         np.testing.assert_allclose(risk[k], R, rtol=1e-10)
@@ -361,24 +361,24 @@ def test_deep_against_scipy(widths, target_kind, density):
 
 
 @pytest.mark.parametrize("widths", [[1, 3, 1], [1, 4, 3, 1], [1, 3, 3, 2, 1]])
-def test_gradient_finite_differences(widths):
+def test_gradient_finite_differences(widths, backend):
     rng = np.random.default_rng(5)
     prob = rf.Problem(widths, rf.targets.PiecewiseLinear([0.0, 0.4, 1.0], [0.0, 1.0, -0.5]),
                       DENSITIES["quadratic3"].dist())
     theta = rng.normal(size=(3, prob.num_params))
     est = rf.Quadrature()
-    _, grad = prob.risk_and_grad(theta, est, backend="numpy")
+    _, grad = prob.risk_and_grad(theta, est, backend=backend)
     h = 1e-5
     for k in range(theta.shape[0]):
         for p in range(prob.num_params):
             tp, tm = theta[k:k + 1].copy(), theta[k:k + 1].copy()
             tp[0, p] += h
             tm[0, p] -= h
-            fd = (prob.risk(tp, est, backend="numpy")[0] - prob.risk(tm, est, backend="numpy")[0]) / (2 * h)
+            fd = (prob.risk(tp, est, backend=backend)[0] - prob.risk(tm, est, backend=backend)[0]) / (2 * h)
             assert abs(fd - grad[k, p]) <= 1e-6 * max(1.0, abs(grad[k, p])), (k, p, fd, grad[k, p])
 
 
-def test_multi_output_and_polynomial_target():
+def test_multi_output_and_polynomial_target(backend):
     # cubic two-output target on a quadratic density: degree 2*3 + 2 = 8 integrand
     rng = np.random.default_rng(9)
     breaks = np.array([-1.0, 0.3, 2.0])
@@ -394,7 +394,7 @@ def test_multi_output_and_polynomial_target():
     widths = [1, 4, 3, 2]
     prob = rf.Problem(widths, target, dens.dist())
     theta = rng.normal(size=(2, prob.num_params))
-    risk, grad = prob.risk_and_grad(theta, rf.Quadrature(), backend="numpy")
+    risk, grad = prob.risk_and_grad(theta, rf.Quadrature(), backend=backend)
     for k in range(2):
         R, G = reference_risk_grad(widths, theta[k], fn, breaks, dens)
         np.testing.assert_allclose(risk[k], R, rtol=1e-10)
@@ -416,12 +416,12 @@ def test_nodes_integrate_density_exactly():
     assert quadrature_nodes(prob, theta, rf.Quadrature(order=5)).w.size == 5 * n_pieces
 
 
-def test_teacher_equals_student_risk_zero():
+def test_teacher_equals_student_risk_zero(backend):
     rng = np.random.default_rng(2)
     widths = [1, 4, 3, 1]
     tt = rng.normal(size=rf.Layout(widths).num_params)
     prob = rf.Problem(widths, rf.targets.Teacher(widths, tt), rf.dists.Uniform(-2.0, 2.0))
-    risk, grad = prob.risk_and_grad(tt[None], rf.Quadrature(), backend="numpy")
+    risk, grad = prob.risk_and_grad(tt[None], rf.Quadrature(), backend=backend)
     assert risk[0] < 1e-28 and np.abs(grad).max() < 1e-13
 
 
@@ -429,14 +429,14 @@ def test_teacher_equals_student_risk_zero():
 
 
 @pytest.mark.parametrize("widths", [[1, 8, 1], [1, 5, 4, 1]])
-def test_monte_carlo_agrees(widths):
+def test_monte_carlo_agrees(widths, backend):
     knots, values = [0.0, 0.3, 0.6, 1.0], [0.0, 1.0, -0.5, 0.2]
     dens = DENSITIES["linear"]
     prob = rf.Problem(widths, rf.targets.PiecewiseLinear(knots, values), dens.dist())
     theta = prob.init(3, seed=1)
-    rq, gq = prob.risk_and_grad(theta, rf.Quadrature(), backend="numpy")
+    rq, gq = prob.risk_and_grad(theta, rf.Quadrature(), backend=backend)
     mc = rf.MonteCarlo(1 << 16, seed=4)
-    rm, gm = prob.risk_and_grad(theta, mc, backend="numpy")
+    rm, gm = prob.risk_and_grad(theta, mc, backend=backend)
     x = mc.nodes(prob).x[:, 0]
     for k in range(theta.shape[0]):
         loss, g = pointwise_loss_grad(widths, theta[k], x, pl_fn(knots, values)(x))
@@ -449,27 +449,27 @@ def test_monte_carlo_agrees(widths):
 # ---- degenerate cases ------------------------------------------------------------------------------
 
 
-def test_all_neurons_dead():
+def test_all_neurons_dead(backend):
     H = 4
     w = np.array([1.0, -1.0, 0.0, 2.0])
     b = np.array([-3.0, -1.5, -0.1, -5.0])   # pre-activations < 0 on [0, 1]
     v, c = np.array([1.0, 2.0, 3.0, 4.0]), 0.25
     theta = np.concatenate([w, b, v, [c]])[None]
     prob = rf.Problem([1, H, 1], rf.targets.Affine([[1.0]], [0.0]), rf.dists.Uniform(0.0, 1.0))
-    risk, grad = prob.risk_and_grad(theta, rf.Quadrature(), backend="numpy")
+    risk, grad = prob.risk_and_grad(theta, rf.Quadrature(), backend=backend)
     np.testing.assert_allclose(risk[0], 1 / 3 - 2 * c / 2 + c * c, rtol=1e-14)   # ∫ (c - x)^2
     np.testing.assert_array_equal(grad[0, :3 * H], 0.0)
     np.testing.assert_allclose(grad[0, -1], 2 * (c - 0.5), rtol=1e-14)
 
 
-def test_dead_second_layer():
+def test_dead_second_layer(backend):
     widths = [1, 3, 2, 1]
     theta = np.concatenate([[1.0, -1.0, 2.0], [-0.5, 0.5, -1.0],       # layer 1, kinks at 0.5
                             -np.ones(6), [-0.1, -0.2],                  # layer 2: always < 0
                             [1.0, 1.0], [0.3]])[None]
     prob = rf.Problem(widths, rf.targets.PiecewiseLinear([0.0, 0.5, 1.0], [0.0, 1.0, 0.0]),
                       rf.dists.Uniform(0.0, 1.0))
-    risk, grad = prob.risk_and_grad(theta, rf.Quadrature(), backend="numpy")
+    risk, grad = prob.risk_and_grad(theta, rf.Quadrature(), backend=backend)
     # N = 0.3 constant; ∫ (0.3 - hat)^2 = 0.09 - 0.3 + 1/3
     np.testing.assert_allclose(risk[0], 0.09 - 0.3 + 1 / 3, rtol=1e-14)
     np.testing.assert_array_equal(grad[0, :-3], 0.0)      # layers 1 and 2, and W_3 (a_2 = 0)
@@ -478,7 +478,7 @@ def test_dead_second_layer():
 
 
 @pytest.mark.parametrize("case", ["coinciding", "on_target_knot", "outside", "zero_weight", "on_density_break"])
-def test_degenerate_kinks_against_scipy(case):
+def test_degenerate_kinks_against_scipy(case, backend):
     knots, values = np.array([0.0, 0.5, 1.0]), np.array([0.0, 1.0, 0.2])
     dens = DENSITIES["quadratic3"] if case == "on_density_break" else Density([0.0, 1.0])
     widths = [1, 4, 3, 1]
@@ -497,7 +497,7 @@ def test_degenerate_kinks_against_scipy(case):
     else:
         W1[:, 0], b1[:] = [1.0, -2.0, 1.0, 3.0], [0.0, 1.0, -2.0, 0.0]  # kinks at density breaks 0, .5, 2
     prob = rf.Problem(widths, rf.targets.PiecewiseLinear(knots, values), dens.dist())
-    risk, grad = prob.risk_and_grad(theta[None], rf.Quadrature(), backend="numpy")
+    risk, grad = prob.risk_and_grad(theta[None], rf.Quadrature(), backend=backend)
     R, G = reference_risk_grad(widths, theta, pl_fn(knots, values), knots, dens)
     np.testing.assert_allclose(risk[0], R, rtol=1e-10)
     np.testing.assert_allclose(grad[0], G, rtol=1e-9, atol=1e-10 * np.abs(G).max())
@@ -539,7 +539,7 @@ def reference_2d(theta, H, A, B, box):
     return sum(quad(inner, a, e) for a, e in zip(pts[:-1], pts[1:])) / ((h1 - l1) * (h2 - l2))
 
 
-def test_two_d_converges():
+def test_two_d_converges(backend):
     rng = np.random.default_rng(4)
     H = 5
     A, B = np.array([0.7, -1.2]), 0.3
@@ -549,46 +549,46 @@ def test_two_d_converges():
     ref = reference_2d(theta, H, A, B, box)
     errs = []
     for cells in (1, 4, 16, 64):
-        r = prob.risk(theta[None], rf.Quadrature(cells=cells), backend="numpy")[0]
+        r = prob.risk(theta[None], rf.Quadrature(cells=cells), backend=backend)[0]
         errs.append(abs(r - ref) / ref)
     assert errs[1] < errs[0] and errs[2] < errs[1] and errs[3] < errs[2], errs
     assert errs[3] < 1e-5, errs
-    default = prob.risk(theta[None], rf.Quadrature(), backend="numpy")[0]
+    default = prob.risk(theta[None], rf.Quadrature(), backend=backend)[0]
     assert abs(default - ref) / ref < 1e-3
     # same nodes for all networks: the batch equals the networks one at a time
     th = rng.normal(size=(3, prob.num_params))
-    rb, gb = prob.risk_and_grad(th, rf.Quadrature(cells=8), backend="numpy")
+    rb, gb = prob.risk_and_grad(th, rf.Quadrature(cells=8), backend=backend)
     for k in range(3):
-        r1, g1 = prob.risk_and_grad(th[k:k + 1], rf.Quadrature(cells=8), backend="numpy")
+        r1, g1 = prob.risk_and_grad(th[k:k + 1], rf.Quadrature(cells=8), backend=backend)
         np.testing.assert_allclose(rb[k], r1[0], rtol=1e-14)
         np.testing.assert_allclose(gb[k], g1[0], rtol=1e-13, atol=1e-15)
 
 
 @pytest.mark.parametrize("d", [2, 3, 4])
-def test_multi_d_defaults(d):
+def test_multi_d_defaults(d, backend):
     prob = rf.Problem([d, 6, 1], rf.targets.Affine(np.linspace(-1, 1, d), 0.5), rf.dists.Uniform(-1.0, 2.0, dim=d))
     nodes = quadrature_nodes(prob, None, rf.Quadrature())
     assert nodes.x.shape == ((DEFAULT_CELLS[d] * 4) ** d, d)
     np.testing.assert_allclose(nodes.w.sum(), 1.0, rtol=1e-13)
     assert nodes.x.min() > -1.0 and nodes.x.max() < 2.0
     theta = prob.init(2, seed=0)
-    rq = prob.risk(theta, rf.Quadrature(), backend="numpy")
-    rm = prob.risk(theta, rf.QuasiMonteCarlo(1 << 14, seed=0), backend="numpy")
+    rq = prob.risk(theta, rf.Quadrature(), backend=backend)
+    rm = prob.risk(theta, rf.QuasiMonteCarlo(1 << 14, seed=0), backend=backend)
     np.testing.assert_allclose(rq, rm, rtol=2e-2)
 
 
-def test_dimension_five_refused():
+def test_dimension_five_refused(backend):
     prob = rf.Problem([5, 3, 1], rf.targets.Affine(np.ones(5)), rf.dists.Uniform(0.0, 1.0, dim=5))
     with pytest.raises(ValueError, match="estimator.*QuasiMonteCarlo"):
-        prob.risk_and_grad(prob.init(1), rf.Quadrature(), backend="numpy")
+        prob.risk_and_grad(prob.init(1), rf.Quadrature(), backend=backend)
 
 
-def test_function_target():
+def test_function_target(backend):
     prob = rf.Problem([1, 6, 1], rf.targets.Function(lambda x: np.sin(3 * x[:, 0])), rf.dists.Uniform(-1.0, 1.0))
     theta = prob.init(2, seed=3)
     with pytest.raises(ValueError, match=r"estimator.*Quadrature\(exact=False\)"):
-        prob.risk_and_grad(theta, rf.Quadrature(), backend="numpy")
-    risk, grad = prob.risk_and_grad(theta, rf.Quadrature(exact=False), backend="numpy")
+        prob.risk_and_grad(theta, rf.Quadrature(), backend=backend)
+    risk, grad = prob.risk_and_grad(theta, rf.Quadrature(exact=False), backend=backend)
     dens = Density([-1.0, 1.0])
     for k in range(2):
         R, G = reference_risk_grad([1, 6, 1], theta[k], lambda t: np.sin(3 * t)[:, None], np.empty(0), dens)
@@ -597,16 +597,16 @@ def test_function_target():
     # d = 2 too
     prob2 = rf.Problem([2, 3, 1], rf.targets.Function(lambda x: x[:, 0] * x[:, 1]), rf.dists.Uniform(0.0, 1.0, dim=2))
     with pytest.raises(ValueError, match="estimator"):
-        prob2.risk(prob2.init(1), rf.Quadrature(), backend="numpy")
-    assert np.isfinite(prob2.risk(prob2.init(1), rf.Quadrature(exact=False), backend="numpy")).all()
+        prob2.risk(prob2.init(1), rf.Quadrature(), backend=backend)
+    assert np.isfinite(prob2.risk(prob2.init(1), rf.Quadrature(exact=False), backend=backend)).all()
 
 
 @pytest.mark.parametrize("widths,dim", [([1, 8, 4, 1], 1), ([2, 6, 1], 2)])
-def test_float32(widths, dim):
+def test_float32(widths, dim, backend):
     prob = rf.Problem(widths, rf.targets.Affine(np.full(dim, 0.5), -0.25), rf.dists.Uniform(-1.0, 1.0, dim=dim))
     theta = prob.init(4, seed=2, dtype="float32")
-    r32, g32 = prob.risk_and_grad(theta, rf.Quadrature(), backend="numpy")
-    r64, g64 = prob.risk_and_grad(theta.astype(np.float64), rf.Quadrature(), backend="numpy")
+    r32, g32 = prob.risk_and_grad(theta, rf.Quadrature(), backend=backend)
+    r64, g64 = prob.risk_and_grad(theta.astype(np.float64), rf.Quadrature(), backend=backend)
     assert r32.dtype == np.float32 and g32.dtype == np.float32
     np.testing.assert_allclose(r32, r64, rtol=1e-5)
     for k in range(4):
