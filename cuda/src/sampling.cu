@@ -1,0 +1,103 @@
+// The samplers on the GPU: the Philox generator and the Monte-Carlo sampler as kernels, from the same
+// RF_HD headers as the CPU path (philox.h, dists.h), so that the GPU draws the CPU's samples bitwise
+// (--fmad=false, as -ffp-contract=off on the host). Kernels and their launchers; no Python here.
+#include <cuda_runtime.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "launchers.h"
+#include "reluflow/dists.h"
+#include "reluflow/philox.h"
+
+namespace reluflow::cuda {
+namespace {
+
+void check(cudaError_t err, const char* what) {
+  if (err != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(err));
+}
+
+__global__ void philox_uniforms_kernel(uint64_t seed, uint32_t stream, uint32_t step, uint32_t first,
+                                       int64_t n, int d, double* out) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= n * d) return;
+  const int64_t j = i / d;
+  const int k = static_cast<int>(i % d);
+  out[i] = philox_uniform_at(seed, stream, step, static_cast<uint32_t>(first + j), static_cast<uint32_t>(k));
+}
+
+// mc_nodes_cpu's loop body (cpp/src/sampling_cpu.cpp), one thread per value.
+__global__ void mc_nodes_kernel(uint64_t seed, uint32_t step, int64_t n, InputDist dist, double* out) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  const int d = dist.dim;
+  if (i >= n * d) return;
+  const int64_t j = i / d;
+  const int k = static_cast<int>(i % d);
+  const double u = philox_uniform_at(seed, kStreamMonteCarlo, step, static_cast<uint32_t>(j), static_cast<uint32_t>(k));
+  out[i] = input_dist_sample(dist, k, u);
+}
+
+// Device memory of n doubles, freed on scope exit; optionally a copy of a host array.
+struct DeviceBuffer {
+  double* ptr = nullptr;
+  explicit DeviceBuffer(int64_t n, const double* host = nullptr) {
+    if (n <= 0) return;
+    check(cudaMalloc(&ptr, n * sizeof(double)), "cudaMalloc");
+    if (host) check(cudaMemcpy(ptr, host, n * sizeof(double), cudaMemcpyHostToDevice), "cudaMemcpy");
+  }
+  ~DeviceBuffer() {
+    if (ptr) cudaFree(ptr);
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  void to_host(double* host, int64_t n) const {
+    check(cudaMemcpy(host, ptr, n * sizeof(double), cudaMemcpyDeviceToHost), "cudaMemcpy");
+  }
+};
+
+constexpr int kThreads = 256;
+
+unsigned blocks_for(int64_t total) { return static_cast<unsigned>((total + kThreads - 1) / kThreads); }
+
+}  // namespace
+
+int device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) return 0;
+  return n;
+}
+
+void philox_uniforms(uint64_t seed, uint32_t stream, uint32_t step, uint32_t first, int64_t n, int d, double* out) {
+  if (n < 0 || d < 1) throw std::invalid_argument("n, d: expected n >= 0 and d >= 1");
+  const int64_t total = n * d;
+  if (total == 0) return;
+  DeviceBuffer dev(total);
+  philox_uniforms_kernel<<<blocks_for(total), kThreads>>>(seed, stream, step, first, n, d, dev.ptr);
+  check(cudaGetLastError(), "philox_uniforms_kernel");
+  dev.to_host(out, total);
+}
+
+void mc_nodes(uint64_t seed, uint32_t step, int64_t n, const InputDist& dist_host, const int64_t* sizes, double* out) {
+  if (n < 0 || n > (int64_t(1) << 32)) throw std::invalid_argument("n: expected a number of samples in [0, 2**32]");
+  const int64_t total = n * dist_host.dim;
+  if (total == 0) return;
+  InputDist dist = dist_host;  // the same description, pointing at device copies of its arrays
+  const bool box = dist.kind == kDistUniform;
+  DeviceBuffer a(sizes[0], box ? dist.box.low : dist.poly.breaks);
+  DeviceBuffer b(sizes[1], box ? dist.box.high : dist.poly.anti);
+  DeviceBuffer c(box ? 0 : sizes[2], box ? nullptr : dist.poly.cum);
+  if (box) {
+    dist.box.low = a.ptr;
+    dist.box.high = b.ptr;
+  } else {
+    dist.poly.breaks = a.ptr;
+    dist.poly.anti = b.ptr;
+    dist.poly.cum = c.ptr;
+  }
+  DeviceBuffer dev(total);
+  mc_nodes_kernel<<<blocks_for(total), kThreads>>>(seed, step, n, dist, dev.ptr);
+  check(cudaGetLastError(), "mc_nodes_kernel");
+  dev.to_host(out, total);
+}
+
+}  // namespace reluflow::cuda
