@@ -38,9 +38,35 @@ def as_real(value: Any, name: str) -> float:
     return value
 
 
+def as_bool(value: Any, name: str) -> bool:
+    """True or False (numpy bools too); anything else is a TypeError naming the argument."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def _real_dtype_or_raise(value: Any, name: str) -> None:
+    """Refuses what numpy would silently turn into floats: bools, complex numbers, strings, objects
+    (ragged lists), so that ``x=["1", "2"]`` or ``A=[1j]`` is an error naming the argument."""
+    try:
+        probe = value if hasattr(value, "dtype") else np.asarray(value)
+    except ValueError as exc:  # ragged nested lists
+        raise ValueError(f"{name}: expected a rectangular array of real numbers, got a ragged "
+                         f"{type(value).__name__}") from exc
+    kind = np.dtype(probe.dtype).kind
+    if kind not in "iuf":
+        what = {"b": "booleans", "c": "complex numbers", "U": "strings", "S": "bytes",
+                "O": "objects (a ragged list?)"}.get(kind, f"dtype {probe.dtype}")
+        raise TypeError(f"{name}: expected an array of real numbers, got {what}")
+
+
 def as_float_array(value: Any, name: str, ndim: int | tuple[int, ...] | None = None,
                    finite: bool = True) -> np.ndarray:
-    """A float64 numpy array (copying only when needed); checks ndim and finiteness."""
+    """A float64 numpy array (copying only when needed); checks dtype (real numbers only), ndim and
+    finiteness."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a real number or an array of them, got {value!r}")
+    _real_dtype_or_raise(value, name)
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -76,7 +102,11 @@ def as_theta(theta: Any, num_params: int, name: str = "theta"):
     """A ``(K, P)`` float32/float64 array (numpy or cupy), finite, with P = ``num_params``."""
     xp = array_namespace(theta)
     if not hasattr(theta, "shape") or not hasattr(theta, "dtype"):
-        theta = np.asarray(theta)
+        try:
+            theta = np.asarray(theta)
+        except ValueError as exc:  # ragged nested lists
+            raise ValueError(f"{name}: expected a (K, P) array with P = {num_params}, got a ragged "
+                             f"{type(theta).__name__}") from exc
         xp = np
     if theta.dtype.kind != "f":
         raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {theta.dtype}")

@@ -3,13 +3,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import as_theta
-from .estimators import Estimator
+from ._validate import as_float_array, as_int, as_real, as_theta
+from .estimators import MonteCarlo, Points, QuasiMonteCarlo
 from .flows import Run
 from .geometry import forward
 from .problem import Problem
 
 __all__ = ["energy_defect", "balancedness", "dead_neurons", "convergence_rate"]
+
+
+def _check_problem(prob) -> None:
+    if not isinstance(prob, Problem):
+        raise TypeError(f"prob: expected a reluflow.Problem, got {type(prob).__name__}")
 
 
 def energy_defect(run: Run) -> np.ndarray:
@@ -29,6 +34,7 @@ def balancedness(prob: Problem, theta) -> np.ndarray:
     Conserved by the exact gradient flow (ReLU is positively homogeneous); columns are the hidden
     neurons of layer 1, then layer 2, ...
     """
+    _check_problem(prob)
     theta = as_theta(theta, prob.num_params)
     params = prob.layout.unpack(np.asarray(theta, dtype=np.float64))
     cols = []
@@ -39,15 +45,19 @@ def balancedness(prob: Problem, theta) -> np.ndarray:
     return np.concatenate(cols, axis=1) if cols else np.zeros((theta.shape[0], 0))
 
 
-def dead_neurons(prob: Problem, theta, estimator: Estimator, step: int = 0) -> np.ndarray:
+def dead_neurons(prob: Problem, theta, estimator: "Points | MonteCarlo | QuasiMonteCarlo",
+                 step: int = 0) -> np.ndarray:
     """Number of hidden neurons inactive (pre-activation <= 0) at every node of ``estimator``: (K,).
 
     For a Quadrature estimator use a Points/QMC estimator instead: a dead neuron is one whose
     pre-activation is non-positive on the whole support, which dense nodes detect.
     """
+    _check_problem(prob)
     theta = as_theta(theta, prob.num_params)
-    if not isinstance(estimator, Estimator) or not hasattr(estimator, "nodes"):
-        raise TypeError("estimator: expected Points, MonteCarlo or QuasiMonteCarlo")
+    if not isinstance(estimator, (Points, MonteCarlo, QuasiMonteCarlo)):
+        raise TypeError(f"estimator: expected Points, MonteCarlo or QuasiMonteCarlo (dense nodes that "
+                        f"detect a neuron dead on the support), got {type(estimator).__name__}")
+    step = as_int(step, "step", minimum=0)
     x = estimator.nodes(prob.spec, step).x
     zs = forward(prob.layout.unpack(np.asarray(theta, dtype=np.float64)), x)
     dead = np.zeros(theta.shape[0], dtype=np.int64)
@@ -64,8 +74,11 @@ def convergence_rate(run: Run, tail: float = 0.5, l_inf: float | np.ndarray | No
     """
     if not isinstance(run, Run):
         raise TypeError(f"run: expected a reluflow.Run, got {type(run).__name__}")
+    tail = as_real(tail, "tail")
     if not 0 < tail <= 1:
         raise ValueError(f"tail: expected a fraction in (0, 1], got {tail}")
+    if l_inf is not None:
+        l_inf = as_float_array(l_inf, "l_inf", ndim=(0, 1))   # finite, real
     t = run.t
     sel = (t > 0) & (t >= t[-1] * (1 - tail))
     if sel.sum() < 2:

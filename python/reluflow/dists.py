@@ -57,6 +57,8 @@ class Uniform(Distribution):
         self._low, self._high, self.dim = low, high, dim
         if dim is not None:
             self._set_dim(dim)
+        elif not np.all(high > low):  # scalars: the box is checked now, not when a Problem binds it
+            raise ValueError(f"high: expected high > low, got low={low.tolist()}, high={high.tolist()}")
 
     def _set_dim(self, dim: int) -> None:
         self.low = np.broadcast_to(self._low, (dim,)).astype(np.float64)
@@ -124,6 +126,8 @@ class PiecewisePolynomial(Distribution):
         coeffs = as_float_array(coeffs, "coeffs", ndim=(1, 2))
         if coeffs.ndim == 1:
             coeffs = coeffs[:, None]
+        if coeffs.shape[1] < 1:
+            raise ValueError(f"coeffs: expected at least one coefficient per piece, got shape {coeffs.shape}")
         if coeffs.shape[0] != breaks.size - 1:
             raise ValueError(f"coeffs: expected one row per piece ({breaks.size - 1} pieces), got shape {coeffs.shape}")
         h = np.diff(breaks)

@@ -63,6 +63,8 @@ class Points(Estimator):
                 raise ValueError(f"weights: expected shape ({n},) (one weight per point), got {self.weights.shape}")
             if np.any(self.weights < 0):
                 raise ValueError("weights: expected non-negative weights")
+            if not self.weights.sum() > 0:
+                raise ValueError("weights: expected a positive total weight, got all zeros")
         if y is None:
             self.y = None
         else:

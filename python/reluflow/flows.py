@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from ._validate import as_int, as_real, as_theta
+from ._validate import as_bool, as_int, as_real, as_theta
 from .backends import cpu as cpu_backend
 from .estimators import Estimator, MonteCarlo, Quadrature
 from .geometry import neuron_norms
@@ -80,17 +80,26 @@ class Run:
     wall_time: float = 0.0
     info: dict = field(default_factory=dict)
 
+    def finished(self) -> np.ndarray:
+        """(K,) True for the networks that ran to the end: status "ok", not diverged, a finite final risk."""
+        return (np.asarray(self.status) == "ok") & ~self.diverged & np.isfinite(self.risk[-1])
+
     def best(self) -> int:
-        """Index of the network with the smallest final risk among those that did not diverge."""
-        final = np.where(self.diverged, np.inf, self.risk[-1])
-        if np.all(np.isinf(final)):
-            raise ValueError("run: every network diverged; there is no best one")
-        return int(np.argmin(final))
+        """Index of the network with the smallest final risk among those that finished (status "ok",
+        not diverged, finite final risk). A network stopped early (dopri5's "max_steps",
+        "max_rejections", "min_step") or frozen ("diverged") is never the best. ValueError when no
+        network finished."""
+        ok = self.finished()
+        if not ok.any():
+            counts = {str(s): int(c) for s, c in zip(*np.unique(np.asarray(self.status), return_counts=True))}
+            raise ValueError(f"run: no network finished (statuses {counts}); there is no best one")
+        return int(np.argmin(np.where(ok, self.risk[-1], np.inf)))
 
     def __repr__(self) -> str:
         K = self.theta.shape[0]
+        best = self.risk[-1][self.best()] if self.finished().any() else np.nan
         return (f"Run(method={self.method!r}, K={K}, records={self.t.size}, t_end={self.t[-1]:.6g}, "
-                f"best risk={self.risk[-1][self.best()] if not self.diverged.all() else np.nan:.3e}, "
+                f"best risk={best:.3e}, finished={int(self.finished().sum())}, "
                 f"diverged={int(self.diverged.sum())}, wall={self.wall_time:.2f}s)")
 
 
@@ -160,6 +169,18 @@ def _finite_rows(a: np.ndarray) -> np.ndarray:
     return np.all(np.isfinite(a.reshape(a.shape[0], -1)), axis=1)
 
 
+def _check_options(max_abs, record_theta, normalized, progress) -> float:
+    """The options shared by every integrator; returns max_abs as a float."""
+    max_abs = as_real(max_abs, "max_abs")
+    if max_abs <= 0:
+        raise ValueError(f"max_abs: expected a positive bound on the parameters, got {max_abs}")
+    as_bool(record_theta, "record_theta")
+    as_bool(normalized, "normalized")
+    if progress is not None:
+        as_bool(progress, "progress")
+    return max_abs
+
+
 def _check_common(prob, theta0, estimator):
     if not isinstance(prob, Problem):
         raise TypeError(f"prob: expected a reluflow.Problem, got {type(prob).__name__}")
@@ -191,9 +212,17 @@ def _record_indices(steps: int, record_every: int) -> np.ndarray:
     return np.asarray(idx)
 
 
+def _checked_lr(value, n: int) -> float:
+    """lr(n) of a callable schedule: a finite positive float (a negative one would run gradient ascent)."""
+    h = as_real(value, f"lr({n})")
+    if h <= 0:
+        raise ValueError(f"lr({n}): expected a positive step size, got {h}")
+    return h
+
+
 def _lr_schedule(lr, steps: int, start: int) -> Callable[[int], float]:
     if callable(lr):
-        return lambda n: as_real(lr(n), f"lr({n})")
+        return lambda n: _checked_lr(lr(n), n)
     if isinstance(lr, (list, tuple, np.ndarray)):
         arr = np.asarray(lr, dtype=np.float64)
         if arr.ndim != 1 or arr.size < start + steps:
@@ -227,9 +256,11 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
     start_step : global index of the first step: resuming with ``theta0=run.theta,
         start_step=run.next_step`` continues bitwise identically (samples and lr depend on the index).
     record_theta : also keep (T, K, P) snapshots.
-    max_abs : a network whose parameters exceed this in absolute value, or become non-finite, is
-        frozen at its last finite parameters and flagged in ``Run.diverged``.
+    max_abs : a network whose parameters exceed this (> 0) in absolute value, or become non-finite,
+        is frozen at its last finite parameters and flagged in ``Run.diverged``.
     normalized : project G tangentially and retract onto the normalized manifold after each step.
+    backend : "auto", "numpy", "cupy", "cpu" or "cuda" (``rf.backends()``); ``prob.explain(estimator)``
+        says which route and loop run.
     progress : a progress bar on stderr (default: when stderr is a terminal). Ctrl-C stops a run
         (KeyboardInterrupt); resume it from a recorded state with ``start_step``.
 
@@ -241,7 +272,7 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
     steps = as_int(steps, "steps", minimum=0)
     start_step = as_int(start_step, "start_step", minimum=0)
     record_every = as_int(record_every, "record_every", minimum=1)
-    max_abs = as_real(max_abs, "max_abs")
+    max_abs = _check_options(max_abs, record_theta, normalized, progress)
     lr_at = _lr_schedule(lr, steps, start_step)
     field_ = _Field(prob, estimator, backend, normalized)
     if normalized:
@@ -334,6 +365,9 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
 
     Parameters
     ----------
+    prob : the Problem.
+    theta0 : (K, P) initial parameters (float32 or float64; the run keeps the dtype).
+    t_end : final time (> 0).
     method : "euler", "heun", "rk4" (fixed step ``dt``) or "dopri5" (adaptive, error control per
         network with ``rtol``/``atol``; ``dt`` is then the initial step, default chosen).
     dt : fixed step (default t_end / 1000), rounded so that t_end is a whole number of steps.
@@ -343,6 +377,11 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
         unit sphere; G is projected on the tangent space at every stage, and (w_i, b_i) renormalized
         after every step. theta0 is first moved onto the manifold by ``Problem.normalize``.
     record_every : time between records (default t_end / 100); records land exactly on multiples.
+    backend : "auto", "numpy", "cupy", "cpu" or "cuda" (``rf.backends()``); ``prob.explain(estimator)``
+        says which route and loop run.
+    record_theta : also keep (T, K, P) snapshots in ``Run.thetas``.
+    max_abs : a network whose parameters exceed this (> 0) in absolute value, or become non-finite,
+        is frozen and flagged (``Run.diverged``, status "diverged").
     max_steps : dopri5 stops every network still running after this many step attempts
         (status "max_steps").
     max_rejections : dopri5 gives up on a network after this many consecutive rejections
@@ -373,6 +412,10 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
         raise ValueError(f"record_every: expected a positive time interval, got {rec_dt}")
     max_steps = as_int(max_steps, "max_steps", minimum=1)
     max_rejections = as_int(max_rejections, "max_rejections", minimum=1)
+    min_step = as_real(min_step, "min_step")
+    if min_step < 0:
+        raise ValueError(f"min_step: expected a step size >= 0, got {min_step}")
+    max_abs = _check_options(max_abs, record_theta, normalized, progress)
     if normalized:
         theta = prob.normalize(theta)
     field_ = _Field(prob, estimator, backend, normalized)

@@ -6,7 +6,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import _philox
-from ._validate import as_dtype, as_int, as_points, as_theta, array_namespace
+from ._validate import array_namespace, as_bool, as_dtype, as_int, as_points, as_theta
 from .dists import Distribution, Uniform
 from .backends import cpu as cpu_backend
 from .backends import get as backend_for
@@ -176,6 +176,7 @@ class Problem(LayoutShapes):
             raise TypeError(f"estimator: expected Points, MonteCarlo, QuasiMonteCarlo or Quadrature, "
                             f"got {type(estimator).__name__}")
         step = as_int(step, "step", minimum=0)
+        want_grad = as_bool(want_grad, "want_grad")
         xp = array_namespace(theta)
         p = self.plan(estimator, backend, theta, method)
         risk, grad = backend_for(p).evaluate(p, self.spec, theta, step, want_grad, xp)

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ._validate import as_float_array, strictly_increasing
+from ._validate import as_float_array, as_int, strictly_increasing
 from .geometry import kink_partition, realization
 from .layout import Layout
 
@@ -88,6 +88,8 @@ class PiecewisePolynomial(Target):
         breaks = as_float_array(breaks, "breaks", ndim=1)
         strictly_increasing(breaks, "breaks")
         coeffs = as_float_array(coeffs, "coeffs", ndim=(2, 3))
+        if coeffs.shape[1] < 1:
+            raise ValueError(f"coeffs: expected at least one coefficient per piece, got shape {coeffs.shape}")
         if coeffs.shape[0] != breaks.size - 1:
             raise ValueError(f"coeffs: expected one row per piece ({breaks.size - 1} pieces for "
                              f"{breaks.size} breaks), got shape {coeffs.shape}")
@@ -199,7 +201,7 @@ class Function(Target):
         if not callable(fn):
             raise TypeError(f"fn: expected a callable taking x (N, d), got {type(fn).__name__}")
         self.fn = fn
-        self.out_dim = 1 if out_dim is None else int(out_dim)
+        self.out_dim = 1 if out_dim is None else as_int(out_dim, "out_dim", minimum=1)
 
     def __call__(self, x):
         x = np.asarray(x, dtype=np.float64)

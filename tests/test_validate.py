@@ -1,0 +1,153 @@
+"""Argument checks (``reluflow._validate`` and every public entry point): bad input is refused at once
+with a ValueError/TypeError that names the argument (issue 15, item 6), and ``Run.best`` never returns a
+network that did not finish (item 1)."""
+import numpy as np
+import pytest
+
+import reluflow as rf
+
+HAT = rf.targets.PiecewiseLinear([0.0, 0.5, 1.0], [0.0, 1.0, 0.0])
+
+
+@pytest.fixture
+def prob():
+    return rf.Problem([1, 6, 1], HAT)
+
+
+# ---- arrays of real numbers only ------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad, kind", [([True, False], "booleans"), ([1j, 2.0], "complex"),
+                                       (["0.1", "0.2"], "strings"), ([[0.1], [0.2, 0.3]], "ragged")])
+def test_points_refuse_non_real_arrays(bad, kind):
+    with pytest.raises((TypeError, ValueError), match=f"x: expected .*{kind.split()[0][:5]}"):
+        rf.Points(bad)
+
+
+@pytest.mark.parametrize("bad", [[[1j]], [[True]], [["1"]]])
+def test_affine_refuses_non_real_coefficients(bad):
+    with pytest.raises(TypeError, match="A: expected an array of real numbers"):
+        rf.targets.Affine(bad)
+    with pytest.raises(TypeError, match="b: expected"):
+        rf.targets.Affine([[1.0]], b=bad[0])
+
+
+def test_realization_refuses_string_points(prob):
+    with pytest.raises(TypeError, match="x: expected an array of real numbers, got strings"):
+        prob.realization(prob.init(1), np.array(["0.5"]))
+
+
+def test_ragged_theta_names_theta(prob):
+    with pytest.raises(ValueError, match="theta: expected a \\(K, P\\) array.*ragged"):
+        prob.risk(prob.init(1).tolist() + [[0.0]], rf.MonteCarlo(8))
+
+
+# ---- constructors ------------------------------------------------------------------------------------
+
+def test_uniform_box_checked_at_construction():
+    with pytest.raises(ValueError, match="high: expected high > low"):
+        rf.dists.Uniform(1.0, 0.0)
+    with pytest.raises(ValueError, match="high: expected high > low"):
+        rf.dists.Uniform(0.0, 0.0)
+
+
+def test_empty_coefficients_refused():
+    with pytest.raises(ValueError, match="coeffs: expected at least one coefficient per piece"):
+        rf.targets.PiecewisePolynomial([0.0, 1.0], np.zeros((1, 0)))
+    with pytest.raises(ValueError, match="coeffs: expected at least one coefficient per piece"):
+        rf.dists.PiecewisePolynomial([0.0, 1.0], np.zeros((1, 0)))
+
+
+def test_points_weights_must_have_mass():
+    with pytest.raises(ValueError, match="weights: expected a positive total weight"):
+        rf.Points([0.1, 0.2], weights=[0.0, 0.0])
+
+
+@pytest.mark.parametrize("out_dim, exc", [(0, ValueError), (-1, ValueError), (1.5, TypeError), ("2", TypeError)])
+def test_function_out_dim_checked(out_dim, exc):
+    with pytest.raises(exc, match="out_dim"):
+        rf.targets.Function(np.sin, out_dim=out_dim)
+
+
+# ---- flags --------------------------------------------------------------------------------------------
+
+def test_want_grad_must_be_a_bool(prob):
+    with pytest.raises(TypeError, match="want_grad: expected True or False"):
+        prob.risk_and_grad(prob.init(1), rf.MonteCarlo(8), want_grad="no")
+
+
+@pytest.mark.parametrize("kwargs, exc, name", [
+    ({"record_theta": "yes"}, TypeError, "record_theta"),
+    ({"normalized": 1}, TypeError, "normalized"),
+    ({"progress": "bar"}, TypeError, "progress"),
+    ({"max_abs": 0.0}, ValueError, "max_abs"),
+    ({"max_abs": -1.0}, ValueError, "max_abs"),
+])
+def test_integrator_flags_checked(prob, kwargs, exc, name):
+    theta = prob.init(1)
+    with pytest.raises(exc, match=f"{name}:"):
+        rf.gradient_descent(prob, theta, lr=0.01, steps=2, estimator=rf.MonteCarlo(8), **kwargs)
+    with pytest.raises(exc, match=f"{name}:"):
+        rf.gradient_flow(prob, theta, 0.1, method="euler", estimator=rf.MonteCarlo(8, resample=False), **kwargs)
+
+
+@pytest.mark.parametrize("min_step, exc", [("tiny", TypeError), (-1.0, ValueError), (float("nan"), ValueError)])
+def test_min_step_checked_for_every_method(prob, min_step, exc):
+    with pytest.raises(exc, match="min_step:"):
+        rf.gradient_flow(prob, prob.init(1), 0.1, method="rk4", min_step=min_step)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+@pytest.mark.parametrize("value", [-0.1, 0.0, float("nan"), float("inf")])
+def test_callable_lr_must_stay_positive(prob, backend, value):
+    """A callable schedule that turns negative would run gradient ascent; it is refused, naming lr(n)."""
+    def lr(n):
+        return 0.01 if n < 3 else value
+
+    with pytest.raises(ValueError, match="lr\\(3\\)"):
+        rf.gradient_descent(prob, prob.init(2), lr=lr, steps=6, estimator=rf.MonteCarlo(16), backend=backend)
+
+
+# ---- diagnostics ----------------------------------------------------------------------------------------
+
+def test_diagnostics_arguments(prob):
+    theta = prob.init(2)
+    with pytest.raises(TypeError, match="estimator: expected Points, MonteCarlo or QuasiMonteCarlo"):
+        rf.diagnostics.dead_neurons(prob, theta, rf.Quadrature())
+    with pytest.raises(TypeError, match="prob: expected a reluflow.Problem"):
+        rf.diagnostics.balancedness(None, theta)
+    with pytest.raises(TypeError, match="prob: expected a reluflow.Problem"):
+        rf.diagnostics.dead_neurons("prob", theta, rf.MonteCarlo(8))
+    run = rf.gradient_flow(prob, theta, 1.0, method="rk4", dt=0.01)
+    with pytest.raises(ValueError, match="l_inf: expected finite values"):
+        rf.diagnostics.convergence_rate(run, l_inf=float("nan"))
+    assert np.all(np.isfinite(rf.diagnostics.convergence_rate(run, l_inf=0.0)))
+
+
+# ---- Run.best: only networks that finished ---------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_best_skips_networks_stopped_by_max_steps(prob, backend):
+    """dopri5 with max_steps too small for some networks: their last risk is NaN and their status
+    "max_steps"; best() picks among the finished ones, and raises when none finished."""
+    theta = prob.init(4, seed=3)
+    run = rf.gradient_flow(prob, theta, 5.0, method="dopri5", max_steps=3, backend=backend)
+    assert set(run.status) == {"max_steps"}
+    assert not run.finished().any()
+    with pytest.raises(ValueError, match="run: no network finished.*max_steps"):
+        run.best()
+    assert "best risk=nan" in repr(run) and "finished=0" in repr(run)
+    full = rf.gradient_flow(prob, theta, 5.0, method="dopri5", backend=backend)
+    assert full.finished().all()
+    # a mixed run: pretend networks 0 and 2 stopped early; the best is among 1 and 3
+    mixed = full
+    mixed.status = np.array(["max_steps", "ok", "min_step", "ok"])
+    best = mixed.best()
+    assert best in (1, 3) and mixed.risk[-1][best] == min(mixed.risk[-1][1], mixed.risk[-1][3])
+
+
+def test_best_skips_diverged(prob):
+    theta = prob.init(3, seed=1)
+    theta[1] *= 1e3
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        run = rf.gradient_descent(prob, theta, lr=1.0, steps=20, estimator=rf.MonteCarlo(64), max_abs=1e4)
+    assert run.diverged[1] and run.best() != 1
