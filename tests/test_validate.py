@@ -151,3 +151,55 @@ def test_best_skips_diverged(prob):
     with pytest.warns(RuntimeWarning, match="diverged"):
         run = rf.gradient_descent(prob, theta, lr=1.0, steps=20, estimator=rf.MonteCarlo(64), max_abs=1e4)
     assert run.diverged[1] and run.best() != 1
+
+
+# ---- overflow is said, not returned silently (item 5) ------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_overflowing_risk_warns(prob, backend):
+    theta = prob.init(3) * 1e200
+    with pytest.warns(RuntimeWarning, match="risk: overflowed.*network\\(s\\) \\[0, 1, 2\\]"):
+        prob.risk(theta, rf.MonteCarlo(32), backend=backend)
+
+
+def test_overflowing_domains_refused():
+    with pytest.raises(ValueError, match="high: the box's side high - low overflows"):
+        rf.dists.Uniform(-1e308, 1e308)
+    with pytest.raises(ValueError, match="high: the box's side high - low overflows"):
+        rf.dists.Uniform([-1e308, 0.0], [1e308, 1.0])
+    with pytest.raises(ValueError, match="coeffs: the density's total mass overflows"):
+        rf.dists.PiecewisePolynomial([0.0, 1e200], [[1e200]])
+
+
+# ---- ragged coefficient rows are padded (item 9) -------------------------------------------------------
+
+def test_ragged_coefficients_padded():
+    t = rf.targets.PiecewisePolynomial([0.0, 0.5, 1.0], [[1.0, 0.5], [0.2, 0.0, 1.0]])
+    assert t.degree == 2 and t.coeffs.shape == (2, 3, 1)
+    x = np.array([[0.25], [0.75]])
+    np.testing.assert_allclose(t(x)[:, 0], [1.0 + 0.5 * 0.25, 0.2 + 0.25 ** 2], rtol=1e-15)
+    d = rf.dists.PiecewisePolynomial([0.0, 0.5, 1.0], [[1.0], [0.5, 1.0]])
+    assert d.degree == 1
+    np.testing.assert_allclose(d.cdf(np.array([1.0])), [1.0], rtol=1e-15)
+    with pytest.raises(TypeError, match="coeffs\\[1\\]: expected an array of real numbers"):
+        rf.targets.PiecewisePolynomial([0.0, 0.5, 1.0], [[1.0], ["a", "b"]])
+
+
+# ---- resuming a normalized run is bitwise (item 8) -----------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_normalized_resume_bitwise(prob, backend):
+    theta = prob.init(3, seed=4)
+    est = rf.MonteCarlo(64, seed=1)
+    whole = rf.gradient_descent(prob, theta, lr=0.01, steps=40, estimator=est, normalized=True, backend=backend)
+    a = rf.gradient_descent(prob, theta, lr=0.01, steps=17, estimator=est, normalized=True, backend=backend)
+    b = rf.gradient_descent(prob, a.theta, lr=0.01, steps=23, estimator=est, normalized=True, backend=backend,
+                            start_step=a.next_step)
+    assert b.theta.tobytes() == whole.theta.tobytes()
+    fixed = rf.MonteCarlo(64, seed=1, resample=False)
+    whole = rf.gradient_flow(prob, theta, 0.4, method="rk4", dt=0.01, estimator=fixed, normalized=True,
+                             backend=backend)
+    a = rf.gradient_flow(prob, theta, 0.17, method="rk4", dt=0.01, estimator=fixed, normalized=True, backend=backend)
+    b = rf.gradient_flow(prob, a.theta, 0.23, method="rk4", dt=0.01, estimator=fixed, normalized=True,
+                         backend=backend)
+    assert b.theta.tobytes() == whole.theta.tobytes()

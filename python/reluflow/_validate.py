@@ -81,6 +81,24 @@ def as_float_array(value: Any, name: str, ndim: int | tuple[int, ...] | None = N
     return arr
 
 
+def as_coefficient_rows(value: Any, name: str, ndim: tuple[int, ...]) -> np.ndarray:
+    """Piecewise-polynomial coefficients, one row per piece (local powers, increasing degree), as a
+    float64 array. Rows of different lengths — pieces of different degree, a natural ragged list like
+    ``[[1.0, 0.5], [0.2, 0.0, 1.0]]`` — are padded with zeros to the highest degree."""
+    if isinstance(value, (list, tuple)) and value and all(isinstance(r, (list, tuple, np.ndarray)) for r in value):
+        rows = [as_float_array(r, f"{name}[{i}]", ndim=(1, 2)) for i, r in enumerate(value)]
+        if len({r.shape for r in rows}) > 1:
+            tails = {r.shape[1:] for r in rows}
+            if len(tails) > 1:
+                raise ValueError(f"{name}: rows of different degree must have the same number of "
+                                 f"outputs, got row shapes {[r.shape for r in rows]}")
+            padded = np.zeros((len(rows), max(r.shape[0] for r in rows)) + tails.pop())
+            for i, r in enumerate(rows):
+                padded[i, :r.shape[0]] = r
+            value = padded
+    return as_float_array(value, name, ndim=ndim)
+
+
 def strictly_increasing(arr: np.ndarray, name: str) -> None:
     if arr.ndim != 1 or arr.size < 2:
         raise ValueError(f"{name}: expected a 1-D array of at least 2 values, got shape {arr.shape}")

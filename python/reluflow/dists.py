@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ._validate import as_float_array, as_int, strictly_increasing
+from ._validate import as_coefficient_rows, as_float_array, as_int, strictly_increasing
 
 __all__ = ["Distribution", "Uniform", "PiecewisePolynomial"]
 
@@ -31,6 +31,15 @@ class Distribution:
 
     def breaks(self) -> np.ndarray:
         return np.empty(0)
+
+
+def _check_side(low: np.ndarray, high: np.ndarray) -> None:
+    """The box's sides ``high - low`` must be finite: the sampler computes ``low + (high - low) u``."""
+    with np.errstate(over="ignore"):
+        side = np.asarray(high, dtype=np.float64) - np.asarray(low, dtype=np.float64)
+    if not np.all(np.isfinite(side)):
+        raise ValueError(f"high: the box's side high - low overflows (low={np.asarray(low).tolist()}, "
+                         f"high={np.asarray(high).tolist()}); use a box whose sides are below 1.8e308")
 
 
 class Uniform(Distribution):
@@ -59,6 +68,8 @@ class Uniform(Distribution):
             self._set_dim(dim)
         elif not np.all(high > low):  # scalars: the box is checked now, not when a Problem binds it
             raise ValueError(f"high: expected high > low, got low={low.tolist()}, high={high.tolist()}")
+        else:
+            _check_side(low, high)
 
     def _set_dim(self, dim: int) -> None:
         self.low = np.broadcast_to(self._low, (dim,)).astype(np.float64)
@@ -66,6 +77,7 @@ class Uniform(Distribution):
         if not np.all(self.high > self.low):
             raise ValueError(f"high: expected high > low in every coordinate, got low={self.low.tolist()}, "
                              f"high={self.high.tolist()}")
+        _check_side(self.low, self.high)
         self.dim = dim
 
     def bind(self, dim: int) -> "Uniform":
@@ -111,7 +123,8 @@ class PiecewisePolynomial(Distribution):
     Parameters
     ----------
     breaks : (m+1,) strictly increasing.
-    coeffs : (m, deg+1), the density must be non-negative (checked) with positive total mass.
+    coeffs : (m, deg+1), the density must be non-negative (checked) with positive total mass; a ragged
+        list of rows (pieces of different degree) is padded with zeros.
 
     Sampling is by exact inverse CDF: the piece is chosen from the cumulative masses, the point in it
     by 64 bisection steps on the piece's CDF polynomial (no transcendental functions, so the C++
@@ -123,7 +136,7 @@ class PiecewisePolynomial(Distribution):
     def __init__(self, breaks: Sequence[float] | np.ndarray, coeffs: Sequence | np.ndarray):
         breaks = as_float_array(breaks, "breaks", ndim=1)
         strictly_increasing(breaks, "breaks")
-        coeffs = as_float_array(coeffs, "coeffs", ndim=(1, 2))
+        coeffs = as_coefficient_rows(coeffs, "coeffs", ndim=(1, 2))
         if coeffs.ndim == 1:
             coeffs = coeffs[:, None]
         if coeffs.shape[1] < 1:
@@ -139,8 +152,12 @@ class PiecewisePolynomial(Distribution):
         p = np.arange(coeffs.shape[1])
         # antiderivative coefficients of each piece, in powers t^1 .. t^(deg+1)
         anti = coeffs / (p + 1)
-        masses = np.array([np.sum(anti[i] * h[i] ** (p + 1)) for i in range(coeffs.shape[0])])
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below
+            masses = np.array([np.sum(anti[i] * h[i] ** (p + 1)) for i in range(coeffs.shape[0])])
         total = masses.sum()
+        if not np.isfinite(total):
+            raise ValueError(f"coeffs: the density's total mass overflows ({total}); rescale the "
+                             f"coefficients or the breaks (the density is normalized to mass 1 anyway)")
         if not total > 0:
             raise ValueError("coeffs: the density must have positive total mass")
         self._breaks = breaks

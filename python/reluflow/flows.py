@@ -150,6 +150,28 @@ def _retract(prob: Problem, theta: np.ndarray) -> np.ndarray:
     return theta
 
 
+def _onto_manifold(prob: Problem, theta: np.ndarray, rescale_outgoing: bool) -> np.ndarray:
+    """The start of a normalized run: every hidden neuron's (w_i, b_i) onto the unit sphere (and, with
+    ``rescale_outgoing``, its outgoing weights by the inverse factor: ``Problem.normalize``), except
+    the neurons already there to rounding, which are left bit for bit. Renormalizing a unit vector
+    moves its last bits, so without this a run resumed from its last theta would differ from the run
+    in one piece."""
+    theta = theta.copy()
+    tol = 8 * np.finfo(theta.dtype).eps
+    params = prob.layout.unpack(theta)
+    for k in range(prob.layout.num_layers - 1):
+        W, b = params[k]
+        norm = neuron_norms(W, b)                              # after layer k-1's rescaling
+        if rescale_outgoing and np.any(norm == 0):
+            raise ValueError("theta: a hidden neuron has (w_i, b_i) = 0 and cannot be normalized")
+        norm = np.where((np.abs(norm - 1) <= tol) | (norm == 0), 1.0, norm).astype(theta.dtype)
+        W /= norm[:, :, None]
+        b /= norm
+        if rescale_outgoing:
+            params[k + 1][0][...] *= norm[:, None, :]
+    return theta
+
+
 class _Field:
     """The vector field G (projected when normalized), evaluated for a subset of the networks."""
 
@@ -276,7 +298,7 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
     lr_at = _lr_schedule(lr, steps, start_step)
     field_ = _Field(prob, estimator, backend, normalized)
     if normalized:
-        theta = _retract(prob, theta)
+        theta = _onto_manifold(prob, theta, rescale_outgoing=False)
     native = None if record_theta else _native_plan(prob, estimator, backend, theta)
     if native is not None:
         t0 = time.perf_counter()
@@ -417,7 +439,7 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
         raise ValueError(f"min_step: expected a step size >= 0, got {min_step}")
     max_abs = _check_options(max_abs, record_theta, normalized, progress)
     if normalized:
-        theta = prob.normalize(theta)
+        theta = _onto_manifold(prob, theta, rescale_outgoing=True)
     field_ = _Field(prob, estimator, backend, normalized)
     if method == "dopri5":
         if estimator.stochastic:

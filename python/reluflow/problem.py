@@ -1,6 +1,7 @@
 """``rf.Problem``: architecture, target and input distribution; the entry point of every computation."""
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -22,6 +23,18 @@ from .targets import Target
 __all__ = ["Problem"]
 
 _INIT_SCHEMES = ("normal", "he", "lecun")
+
+
+def _warn_if_not_finite(risk, theta) -> None:
+    """theta is finite (checked), so a non-finite risk is an overflow: say so instead of returning NaN
+    silently (the integrators also freeze such networks and flag them)."""
+    bad = ~array_namespace(risk).isfinite(risk)
+    if bool(bad.any()):
+        idx = [int(i) for i in np.flatnonzero(np.asarray(bad.get() if hasattr(bad, "get") else bad))]
+        largest = float(abs(theta).max())
+        warnings.warn(f"risk: overflowed to inf/NaN for network(s) {idx[:10]}{' ...' if len(idx) > 10 else ''} "
+                      f"(largest |theta| = {largest:.3g}, dtype {theta.dtype}); the parameters or the "
+                      f"input domain are too large for this dtype", RuntimeWarning, stacklevel=3)
 
 
 class Problem(LayoutShapes):
@@ -181,6 +194,7 @@ class Problem(LayoutShapes):
         p = self.plan(estimator, backend, theta, method)
         risk, grad = backend_for(p).evaluate(p, self.spec, theta, step, want_grad, xp)
         risk = xp.asarray(risk).astype(theta.dtype)
+        _warn_if_not_finite(risk, theta)
         return (risk, xp.asarray(grad).astype(theta.dtype)) if want_grad else (risk, None)
 
     def risk(self, theta, estimator: Estimator, backend: str = "auto", step: int = 0, method: str = "auto"):

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ._validate import as_float_array, as_int, strictly_increasing
+from ._validate import as_coefficient_rows, as_float_array, as_int, strictly_increasing
 from .geometry import kink_partition, realization
 from .layout import Layout
 
@@ -79,7 +79,8 @@ class PiecewisePolynomial(Target):
     Parameters
     ----------
     breaks : (m+1,) strictly increasing.
-    coeffs : (m, deg+1) for a scalar output, or (m, deg+1, out).
+    coeffs : (m, deg+1) for a scalar output, or (m, deg+1, out); a ragged list of rows (pieces of
+        different degree) is padded with zeros.
 
     Left of ``breaks[0]`` the first piece's polynomial is used, right of ``breaks[-1]`` the last's.
     """
@@ -87,7 +88,7 @@ class PiecewisePolynomial(Target):
     def __init__(self, breaks: Sequence | np.ndarray, coeffs: Sequence | np.ndarray):
         breaks = as_float_array(breaks, "breaks", ndim=1)
         strictly_increasing(breaks, "breaks")
-        coeffs = as_float_array(coeffs, "coeffs", ndim=(2, 3))
+        coeffs = as_coefficient_rows(coeffs, "coeffs", ndim=(2, 3))
         if coeffs.shape[1] < 1:
             raise ValueError(f"coeffs: expected at least one coefficient per piece, got shape {coeffs.shape}")
         if coeffs.shape[0] != breaks.size - 1:
