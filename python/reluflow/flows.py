@@ -17,6 +17,7 @@ import numpy as np
 
 from ._validate import as_bool, as_int, as_real, as_theta
 from .backends import cpu as cpu_backend
+from .backends import get as backend_for
 from .estimators import Estimator, MonteCarlo, Quadrature
 from .geometry import neuron_norms
 from .plan import Plan
@@ -173,18 +174,22 @@ def _onto_manifold(prob: Problem, theta: np.ndarray, rescale_outgoing: bool) -> 
 
 
 class _Field:
-    """The vector field G (projected when normalized), evaluated for a subset of the networks."""
+    """The vector field G (projected when normalized) of the Python driver, evaluated for a subset of
+    the networks by the backend of ``plan`` (planned once per run). A non-finite risk is not warned
+    about here: the driver freezes or rejects such networks and reports them in the run's status."""
 
-    def __init__(self, prob, estimator, backend, normalized):
-        self.prob, self.est, self.backend, self.normalized = prob, estimator, backend, normalized
+    def __init__(self, prob: Problem, plan: Plan, normalized: bool):
+        self.prob, self.plan, self.est, self.normalized = prob, plan, plan.estimator, normalized
         self.evaluations = 0
 
     def __call__(self, theta, step):
-        risk, g = self.prob.risk_and_grad(theta, self.est, backend=self.backend, step=step)
+        risk, g = backend_for(self.plan).evaluate(self.plan, self.prob.spec, theta, step, True)
+        # the casts of Problem.risk_and_grad: results in theta's dtype (the risk then in float64)
+        risk, g = np.asarray(risk).astype(theta.dtype).astype(np.float64), np.asarray(g).astype(theta.dtype)
         self.evaluations += 1
         if self.normalized:
             g = _project(self.prob, theta, g)
-        return risk.astype(np.float64), g
+        return risk, g
 
 
 def _finite_rows(a: np.ndarray) -> np.ndarray:
@@ -215,12 +220,11 @@ def _check_common(prob, theta0, estimator):
     return theta, estimator
 
 
-def _native_plan(prob: Problem, estimator: Estimator, backend: str, theta) -> Plan | None:
-    """The plan when its integrator loop runs in C++ (``Plan.loop == "C++"``), else None: then the
-    Python driver of this module loops around ``Problem.risk_and_grad``. The planner decides
+def _native_plan(plan: Plan, record_theta: bool) -> Plan | None:
+    """``plan`` when its integrator loop runs in C++ (``Plan.loop == "C++"``), else None: then the
+    Python driver of this module loops around the backend. The planner decides
     (``prob.explain(estimator)`` says what and why); this module only follows."""
-    p = prob.plan(estimator, backend, theta)
-    return p if p.loop == "C++" else None
+    return plan if plan.loop == "C++" and not record_theta else None
 
 
 def _progress_hook(bar: "_Progress"):
@@ -296,10 +300,10 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
     record_every = as_int(record_every, "record_every", minimum=1)
     max_abs = _check_options(max_abs, record_theta, normalized, progress)
     lr_at = _lr_schedule(lr, steps, start_step)
-    field_ = _Field(prob, estimator, backend, normalized)
+    field_ = _Field(prob, prob.plan(estimator, backend, theta), normalized)
     if normalized:
         theta = _onto_manifold(prob, theta, rescale_outgoing=False)
-    native = None if record_theta else _native_plan(prob, estimator, backend, theta)
+    native = _native_plan(field_.plan, record_theta)
     if native is not None:
         t0 = time.perf_counter()
         if callable(lr):
@@ -440,7 +444,7 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
     max_abs = _check_options(max_abs, record_theta, normalized, progress)
     if normalized:
         theta = _onto_manifold(prob, theta, rescale_outgoing=True)
-    field_ = _Field(prob, estimator, backend, normalized)
+    field_ = _Field(prob, prob.plan(estimator, backend, theta), normalized)
     if method == "dopri5":
         if estimator.stochastic:
             raise ValueError("estimator: dopri5 needs a deterministic vector field; use Quadrature, "
@@ -450,7 +454,7 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
     n_steps = max(1, int(round(t_end / (dt if dt is not None else t_end / 1000))))
     h = t_end / n_steps
     rec_stride = max(1, int(round(rec_dt / h)))
-    native = None if record_theta else _native_plan(prob, estimator, backend, theta)
+    native = _native_plan(field_.plan, record_theta)
     if native is not None:
         t0 = time.perf_counter()
         res = cpu_backend.flow_run(native, prob.spec, theta, method, n_steps, 0, rec_stride, np.full(n_steps, h),
@@ -516,7 +520,7 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
     grid = np.append(grid, t_end) if grid[-1] < t_end else grid
     T = grid.size
     # the whole loop in C++ (cpp/src/dopri5_cpu.cpp, a port of this function) where it can run the field
-    native = None if record_theta else _native_plan(prob, field_.est, field_.backend, theta)
+    native = _native_plan(field_.plan, record_theta)
     if native is not None:
         t0 = time.perf_counter()
         res = cpu_backend.dopri5_run(native, prob.spec, theta, t_end, h0, rtol, atol, grid, max_abs, max_steps,

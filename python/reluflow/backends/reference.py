@@ -79,7 +79,14 @@ def partition_loop(spec: ProblemSpec, theta, estimator, want_grad: bool, kernel,
 
 
 def evaluate(plan, spec: ProblemSpec, theta, step: int, want_grad: bool, xp=np):
-    """Risk (K,) and gradient (K, P) (None unless ``want_grad``) of ``plan`` in float64 ``xp`` arrays."""
+    """Risk (K,) and gradient (K, P) (None unless ``want_grad``) of ``plan`` in float64 ``xp`` arrays.
+    An overflow gives inf/NaN for that network (numpy's own warnings are silenced: the caller says it
+    once, naming the networks)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _evaluate(plan, spec, theta, step, want_grad, xp)
+
+
+def _evaluate(plan, spec: ProblemSpec, theta, step: int, want_grad: bool, xp):
     def kernel(layout, th, x, w, y, g):
         return risk_and_grad(layout, th, x, w, y, g, xp)
 
