@@ -203,3 +203,17 @@ def test_normalized_resume_bitwise(prob, backend):
     b = rf.gradient_flow(prob, a.theta, 0.23, method="rk4", dt=0.01, estimator=fixed, normalized=True,
                          backend=backend)
     assert b.theta.tobytes() == whole.theta.tobytes()
+
+
+# ---- requests that would exhaust memory are refused up front (item 7) ---------------------------------
+
+def test_memory_exhausting_requests_refused(prob):
+    theta = prob.init(2)
+    with pytest.raises(ValueError, match="t_end, record_every: this run would allocate .* GiB up front"):
+        rf.gradient_flow(prob, theta, 1.0, method="dopri5", record_every=1e-12)
+    with pytest.raises(ValueError, match="t_end, dt, record_every: this run would allocate"):
+        rf.gradient_flow(prob, theta, 1.0, method="euler", dt=1e-13)
+    with pytest.raises(ValueError, match="steps, record_every: this run would allocate"):
+        rf.gradient_descent(prob, theta, lr=0.01, steps=10**12, record_every=10**6)
+    with pytest.raises(ValueError, match="steps, record_every: .* with theta"):
+        rf.gradient_descent(prob, theta, lr=0.01, steps=10**10, record_every=1, record_theta=True)

@@ -7,6 +7,8 @@ gradient norms and the dissipated energy ``∫ |G|^2 dt``, and returns a :class:
 """
 from __future__ import annotations
 
+import math
+import os
 import sys
 import time
 import warnings
@@ -208,6 +210,27 @@ def _check_options(max_abs, record_theta, normalized, progress) -> float:
     return max_abs
 
 
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return 16 << 30
+
+
+def _check_request(names: str, theta: np.ndarray, records: float, schedule: float, record_theta: bool) -> None:
+    """Refuse, before allocating anything, a run whose records (risk, gradient norm and energy per
+    record and network, plus theta snapshots with ``record_theta``) and step-size schedule would take
+    more than half this machine's memory; ``names`` are the arguments that make it so."""
+    K, P = theta.shape
+    need = records * K * 3 * 8 + (records * K * P * theta.itemsize if record_theta else 0) + schedule * 8
+    limit = _memory_bytes() // 2
+    if need > limit:
+        raise ValueError(f"{names}: this run would allocate {need / 2**30:.3g} GiB up front ({records:.3g} "
+                         f"records of {K} networks{' with theta' if record_theta else ''}, {schedule:.3g} step "
+                         f"sizes), more than half of this machine's {2 * limit / 2**30:.3g} GiB; record less "
+                         f"often, or run fewer steps per call and resume from the returned run")
+
+
 def _check_common(prob, theta0, estimator):
     if not isinstance(prob, Problem):
         raise TypeError(f"prob: expected a reluflow.Problem, got {type(prob).__name__}")
@@ -299,6 +322,7 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
     start_step = as_int(start_step, "start_step", minimum=0)
     record_every = as_int(record_every, "record_every", minimum=1)
     max_abs = _check_options(max_abs, record_theta, normalized, progress)
+    _check_request("steps, record_every", theta, steps // record_every + 2, steps, record_theta)
     lr_at = _lr_schedule(lr, steps, start_step)
     field_ = _Field(prob, prob.plan(estimator, backend, theta), normalized)
     if normalized:
@@ -449,11 +473,13 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
         if estimator.stochastic:
             raise ValueError("estimator: dopri5 needs a deterministic vector field; use Quadrature, "
                              "QuasiMonteCarlo, Points or MonteCarlo(resample=False)")
+        _check_request("t_end, record_every", theta, math.ceil(t_end / rec_dt) + 1, 0, record_theta)
         return _dopri5(prob, theta, t_end, dt, rtol, atol, field_, rec_dt, record_theta, max_abs,
                        max_steps, max_rejections, min_step, progress)
     n_steps = max(1, int(round(t_end / (dt if dt is not None else t_end / 1000))))
     h = t_end / n_steps
     rec_stride = max(1, int(round(rec_dt / h)))
+    _check_request("t_end, dt, record_every", theta, n_steps // rec_stride + 2, n_steps, record_theta)
     native = _native_plan(field_.plan, record_theta)
     if native is not None:
         t0 = time.perf_counter()
