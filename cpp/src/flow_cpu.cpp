@@ -10,10 +10,15 @@
 #include <cmath>
 #include <vector>
 
-#include "manifold_cpu.h"
+#include "reluflow/finite.h"
+#include "reluflow/manifold.h"
+#include "reluflow/tableaux.h"
 #include "thread_tuner.h"
 
 namespace reluflow {
+
+static_assert(kFlowEuler == tableaux::kEuler && kFlowHeun == tableaux::kHeun && kFlowRK4 == tableaux::kRK4,
+              "FlowMethod indexes tableaux::fixed_tableau");
 
 int64_t flow_num_records(int64_t steps, int64_t record_every) {
   return steps / record_every + 1 + (steps % record_every != 0 ? 1 : 0);
@@ -27,12 +32,11 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out) {
   const bool normalized = s.field.normalized;
   Field<T> field(s.field);
   std::vector<double> risk(K), last_risk(K, NAN), last_gn(K, NAN);
-  const int stages = s.method == kFlowRK4 ? 4 : (s.method == kFlowHeun ? 2 : 1);
+  const tableaux::FixedTableau tab = tableaux::fixed_tableau(s.method);
+  const int stages = tab.stages;
   std::vector<std::vector<double>> ks(stages, std::vector<double>(static_cast<size_t>(K * P)));
   std::vector<T> stage_theta(static_cast<size_t>(K * P));
   std::vector<double> stage_risk(K);
-  static const double rk4_a[4] = {0.0, 0.5, 0.5, 1.0};
-  static const double rk4_b[4] = {1.0 / 6, 2.0 / 6, 2.0 / 6, 1.0 / 6};
   int64_t rec = 0;
   using clock = std::chrono::steady_clock;
   auto last_report = clock::now();
@@ -56,11 +60,11 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out) {
       if (!out.active[k]) continue;
       const double* g = ks[0].data() + k * P;
       double gn2 = 0.0;
-      bool fin = std::isfinite(risk[k]);
+      bool fin = is_finite(risk[k]);
       for (int64_t q = 0; q < P; ++q) {
         const double gq = static_cast<double>(static_cast<T>(g[q]));  // G in theta's dtype
         gn2 += gq * gq;
-        fin = fin && std::isfinite(gq);
+        fin = fin && is_finite(gq);
       }
       if (fin) {
         last_risk[k] = static_cast<double>(static_cast<T>(risk[k]));
@@ -104,10 +108,10 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out) {
     }
     // Heun / RK4: stages in float64, evaluated at theta's dtype
     for (int st = 1; st < stages; ++st) {
-      const double a = s.method == kFlowRK4 ? rk4_a[st] : 1.0;
+      const double a = tab.a[st];
 #pragma omp parallel for schedule(static) if (par)
       for (int64_t q = 0; q < K * P; ++q)
-        stage_theta[q] = static_cast<T>(static_cast<double>(theta[q]) - h * a * ks[st - 1][q]);
+        stage_theta[q] = static_cast<T>(tableaux::fixed_stage_point(static_cast<double>(theta[q]), h, a, ks[st - 1][q]));
       field.eval(stage_theta.data(), K, n, stage_risk.data(), ks[st].data());
     }
 #pragma omp parallel for schedule(static) if (par)
@@ -116,12 +120,7 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out) {
       T* row = stage_theta.data() + k * P;
       double en = 0.0;
       for (int64_t q = 0; q < P; ++q) {
-        double incr = 0.0;
-        for (int st = 0; st < stages; ++st) {
-          const double b = s.method == kFlowRK4 ? rk4_b[st] : 0.5;
-          incr += b * ks[st][k * P + q];
-          en += b * ks[st][k * P + q] * ks[st][k * P + q];
-        }
+        const double incr = tableaux::fixed_increment(tab, [&](int st) { return ks[st][k * P + q]; }, &en);
         row[q] = static_cast<T>(static_cast<double>(theta[k * P + q]) - h * incr);
       }
       if (normalized) retract(lay, row);

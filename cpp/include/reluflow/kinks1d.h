@@ -12,17 +12,14 @@
 #include <stdint.h>
 
 #include "dists.h"
+#include "finite.h"
 #include "rf_hd.h"
 
 namespace reluflow {
 namespace kinks1d {
 
-// numpy's isfinite for a double (math.h's isfinite is a macro in C and a function in C++; this works
-// on both sides of nvcc).
-RF_HD bool finite(double v) { return v - v == 0.0; }
-
 // Whether v is kept as a kink of the interval (lo, hi): finite and strictly inside.
-RF_HD bool strictly_inside(double v, double lo, double hi) { return finite(v) && v > lo && v < hi; }
+RF_HD bool strictly_inside(double v, double lo, double hi) { return is_finite(v) && v > lo && v < hi; }
 
 // Layer 1: neuron (w, b) has its kink at -b / w; a neuron with w = 0 is constant (no kink). Returns
 // whether there is one (it may still lie outside the domain, or be infinite for a tiny w).
@@ -63,7 +60,7 @@ RF_HD bool zero_beyond(double e_in, double e_probe, double z_in, double z_pr, do
   if (dz == 0.0) return false;
   const double s = z_in / dz;
   const double v = e_in - s * (e_in - e_probe);
-  if (!(s > 0.0) || !finite(v)) return false;
+  if (!(s > 0.0) || !is_finite(v)) return false;
   *x = v;
   return true;
 }
