@@ -11,9 +11,9 @@
 #include <vector>
 
 #include "finite_cpu.h"
+#include "reluflow/gauss_legendre.h"
 #include "reluflow/kinks1d.h"
 #include "reluflow/net.h"
-#include "reluflow/sweep1d.h"
 #include "risk_grad_cpu.h"
 
 #ifdef RELUFLOW_OPENMP
@@ -169,7 +169,7 @@ struct Shared {
     sort_unique(fixed);
     gt.resize(s.order);
     gw.resize(s.order);
-    sweep1d::gauss_legendre(s.order, gt.data(), gw.data());
+    gauss_legendre(s.order, gt.data(), gw.data());
   }
 };
 
@@ -188,9 +188,9 @@ void nodes_impl(const Layout& lay, const double* th, const Quad1DSpec& spec, con
     const double a = s.grid[j], b = s.grid[j + 1];
     if (!(b > a)) continue;  // empty piece
     for (int t = 0; t < q; ++t) {
-      const double x = kinks1d::gl_node(a, b, sh.gt[t]);
+      const double x = gl_node(a, b, sh.gt[t]);
       s.x.push_back(x);
-      s.w.push_back(kinks1d::gl_weight(a, b, sh.gw[t]) * kinks1d::density_1d(spec.dist, spec.density_coeffs, x));
+      s.w.push_back(gl_weight(a, b, sh.gw[t]) * kinks1d::density_1d(spec.dist, spec.density_coeffs, x));
     }
   }
   const int64_t N = static_cast<int64_t>(s.x.size());

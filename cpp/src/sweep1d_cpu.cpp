@@ -172,7 +172,7 @@ void shallow1d_exact_cpu(const double* theta, int64_t K, int64_t H, int out, dou
 
   const int q = sweep1d::exact_order(target.deg, density.deg);
   std::vector<double> gt(q), gw(q);
-  sweep1d::gauss_legendre(q, gt.data(), gw.data());
+  gauss_legendre(q, gt.data(), gw.data());
   const double c0 = 0.5 * (lo + hi);
   const int64_t tstride = static_cast<int64_t>(target.deg + 1) * out;
   const int64_t dstride = density.deg + 1;
