@@ -12,6 +12,7 @@
 #include "bind_util.h"
 #include "bindings.h"
 #include "flow_cpu.h"
+#include "parallel_policy.h"
 
 namespace py = pybind11;
 
@@ -67,7 +68,7 @@ void bind_flow(py::module_& m) {
           py::gil_scoped_release release;
           const double* xp = x.data();
           double* yp = y.mutable_data();
-#pragma omp parallel for schedule(static) if (N * od > 65536)
+#pragma omp parallel for schedule(static) if (N * od > kMinParallelTargetValues)
           for (int64_t j = 0; j < N; ++j) target_eval(target.spec, xp + j * d, yp + j * od);
         }
         return y;

@@ -17,7 +17,7 @@
 #include "reluflow/finite.h"
 #include "reluflow/manifold.h"
 #include "reluflow/tableaux.h"
-#include "thread_tuner.h"
+#include "parallel_policy.h"
 
 namespace reluflow {
 
@@ -39,9 +39,6 @@ inline double row_norm(const double* g, int64_t P) {
   for (int64_t q = 0; q < P; ++q) s += g[q] * g[q];
   return std::sqrt(s);
 }
-
-// the per-row loops are cheap next to a kernel call; threads only pay off on big batches
-constexpr int64_t kParallelWork = int64_t(1) << 15;
 
 }  // namespace
 
@@ -118,7 +115,7 @@ void dopri5_run_cpu(const Dopri5Spec& s, T* theta, Dopri5Out& out) {
       break;
     }
     const int64_t Kc = static_cast<int64_t>(idx.size());
-    const bool par = Kc * P >= kParallelWork;
+    const bool par = Kc * P >= kMinParallelDopri5Update;
     (void)par;
     for (int64_t c = 0; c < Kc; ++c) {
       const int64_t k = idx[c];

@@ -13,7 +13,7 @@
 #include "reluflow/finite.h"
 #include "reluflow/manifold.h"
 #include "reluflow/tableaux.h"
-#include "thread_tuner.h"
+#include "parallel_policy.h"
 
 namespace reluflow {
 
@@ -42,7 +42,7 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out) {
   auto last_report = clock::now();
 
   ThreadTuner tuner;
-  const bool par = K > 1 && K * P >= (int64_t(1) << 16);
+  const bool par = K > 1 && K * P >= kMinParallelFlowUpdate;
   for (int64_t i = 0; i <= s.steps; ++i) {
     if (i > 0) tuner.end(i - 1);  // a step's time runs to the start of the next one
     tuner.begin(i);
@@ -54,7 +54,7 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out) {
     field.eval(theta, K, n, risk.data(), ks[0].data());
     bool any_active = false;
     // the per-network passes below are independent across networks (each network's sums in a fixed
-    // order): threads change nothing but the speed (they matter from K * P ~ 10^5 on)
+    // order): threads change nothing but the speed (parallel_policy.h)
 #pragma omp parallel for schedule(static) reduction(|| : any_active) if (par)
     for (int64_t k = 0; k < K; ++k) {
       if (!out.active[k]) continue;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "finite_cpu.h"
+#include "parallel_policy.h"
 #include "reluflow/gauss_legendre.h"
 #include "reluflow/kinks1d.h"
 #include "reluflow/net.h"
@@ -208,10 +209,6 @@ void nodes_impl(const Layout& lay, const double* th, const Quad1DSpec& spec, con
   }
 }
 
-// Work (networks x parameters) below which the loop over networks stays on one thread: entering a
-// parallel region costs more than such a call, much more when another process holds a core.
-constexpr int64_t kMinParallelWork = int64_t(1) << 14;
-
 }  // namespace
 
 void kink_partition_1d(const Layout& lay, const double* theta, double lo, double hi, std::vector<double>& out) {
@@ -241,7 +238,7 @@ void quad1d_risk_and_grad_cpu(const Layout& lay, const T* theta, int64_t K, cons
 #endif
   // Networks in parallel when there are enough of them to occupy the threads; otherwise one at a time,
   // each with a multi-threaded dense kernel. Either way every value is computed in the same order.
-  const bool outer = K > 1 && K * P >= kMinParallelWork && 2 * K >= threads;
+  const bool outer = K > 1 && K * P >= kMinParallelNetsQuad1D && 2 * K >= threads;
   std::exception_ptr err = nullptr;
 #pragma omp parallel if (outer)
   {
