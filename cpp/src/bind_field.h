@@ -144,4 +144,11 @@ std::function<void(Done)> take_progress(py::dict& kwargs) {
   };
 }
 
+// Takes the `record_theta` keyword (default False) out of kwargs: not a field argument.
+inline bool take_record_theta(py::dict& kwargs) {
+  const bool on = kwargs.contains("record_theta") && kwargs["record_theta"].cast<bool>();
+  if (kwargs.contains("record_theta")) PyDict_DelItemString(kwargs.ptr(), "record_theta");
+  return on;
+}
+
 }  // namespace reluflow

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "reluflow/finite.h"
@@ -43,7 +44,7 @@ inline double row_norm(const double* g, int64_t P) {
 }  // namespace
 
 template <class T>
-void dopri5_run_cpu(const Dopri5Spec& s, T* theta, Dopri5Out& out) {
+void dopri5_run_cpu(const Dopri5Spec& s, T* theta, Dopri5Out& out, T* rec_theta) {
   const Layout& lay = s.field.lay;
   const int64_t K = s.K, P = lay.num_params, nT = s.T;
   const bool normalized = s.field.normalized;
@@ -51,6 +52,7 @@ void dopri5_run_cpu(const Dopri5Spec& s, T* theta, Dopri5Out& out) {
   Field<T> field(s.field);
 
   for (int64_t q = 0; q < nT * K; ++q) out.rec_risk[q] = out.rec_gnorm[q] = out.rec_energy[q] = NAN;
+  if (rec_theta != nullptr) std::fill(rec_theta, rec_theta + nT * K * P, std::numeric_limits<T>::quiet_NaN());
   std::vector<double> th(static_cast<size_t>(K * P)), k1(static_cast<size_t>(K * P));
   std::vector<double> t(K, 0.0), h(K), energy(K, 0.0), risk(K);
   std::vector<int64_t> nxt(K, 0), streak(K, 0);
@@ -68,6 +70,8 @@ void dopri5_run_cpu(const Dopri5Spec& s, T* theta, Dopri5Out& out) {
       out.rec_risk[j * K + k] = r;
       out.rec_gnorm[j * K + k] = gn;
       out.rec_energy[j * K + k] = energy[k];
+      if (rec_theta != nullptr)
+        for (int64_t q = 0; q < P; ++q) rec_theta[(j * K + k) * P + q] = static_cast<T>(th[k * P + q]);
       ++nxt[k];
     }
   };
@@ -234,7 +238,7 @@ void dopri5_run_cpu(const Dopri5Spec& s, T* theta, Dopri5Out& out) {
   if (s.progress) s.progress(s.t_end);
 }
 
-template void dopri5_run_cpu<float>(const Dopri5Spec&, float*, Dopri5Out&);
-template void dopri5_run_cpu<double>(const Dopri5Spec&, double*, Dopri5Out&);
+template void dopri5_run_cpu<float>(const Dopri5Spec&, float*, Dopri5Out&, float*);
+template void dopri5_run_cpu<double>(const Dopri5Spec&, double*, Dopri5Out&, double*);
 
 }  // namespace reluflow

@@ -6,6 +6,7 @@
 // `theta - lr * g` with a Python float lr), and -ffp-contract=off keeps that free of FMA.
 #include "flow_cpu.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <vector>
@@ -26,7 +27,7 @@ int64_t flow_num_records(int64_t steps, int64_t record_every) {
 
 
 template <class T>
-void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out) {
+void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out, T* rec_theta) {
   const Layout& lay = s.field.lay;
   const int64_t K = s.K, P = lay.num_params;
   const bool normalized = s.field.normalized;
@@ -80,6 +81,7 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out) {
         out.rec_gnorm[rec * K + k] = last_gn[k];
         out.rec_energy[rec * K + k] = out.energy[k];
       }
+      if (rec_theta != nullptr) std::copy(theta, theta + K * P, rec_theta + rec * K * P);
       ++rec;
     }
     if (i == s.steps || !any_active) break;
@@ -135,15 +137,17 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out) {
   out.evaluations = field.evaluations;
   if (s.progress) s.progress(s.steps);
   // networks not recorded at the end because the loop stopped early keep their last state
-  for (; rec < flow_num_records(s.steps, s.record_every); ++rec)
+  for (; rec < flow_num_records(s.steps, s.record_every); ++rec) {
     for (int64_t k = 0; k < K; ++k) {
       out.rec_risk[rec * K + k] = last_risk[k];
       out.rec_gnorm[rec * K + k] = last_gn[k];
       out.rec_energy[rec * K + k] = out.energy[k];
     }
+    if (rec_theta != nullptr) std::copy(theta, theta + K * P, rec_theta + rec * K * P);
+  }
 }
 
-template void flow_run_cpu<float>(const FlowSpec&, float*, FlowOut&);
-template void flow_run_cpu<double>(const FlowSpec&, double*, FlowOut&);
+template void flow_run_cpu<float>(const FlowSpec&, float*, FlowOut&, float*);
+template void flow_run_cpu<double>(const FlowSpec&, double*, FlowOut&, double*);
 
 }  // namespace reluflow

@@ -34,8 +34,10 @@ struct FlowOut {
   int64_t evaluations = 0;       // kernel calls
 };
 
-// Runs the loop in place on theta (K, P), float (T = float) or double.
+// Runs the loop in place on theta (K, P), float (T = float) or double. rec_theta (T_rec, K, P), when
+// not null, receives theta at every record (a frozen network's last parameters, as the Python
+// driver's theta.copy()).
 template <class T>
-void flow_run_cpu(const FlowSpec& spec, T* theta, FlowOut& out);
+void flow_run_cpu(const FlowSpec& spec, T* theta, FlowOut& out, T* rec_theta = nullptr);
 
 }  // namespace reluflow
