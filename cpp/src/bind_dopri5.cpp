@@ -30,8 +30,7 @@ py::dict dopri5_typed(const Dopri5Spec& spec, py::array_t<T, py::array::c_style 
   py::array_t<double> rec_risk({nT, K}), rec_gnorm({nT, K}), rec_energy({nT, K});
   py::array_t<int32_t> status(K);
   py::array_t<int64_t> accepted(K), rejected(K);
-  py::array_t<T> thetas(record_theta ? std::vector<int64_t>{nT, K, P} : std::vector<int64_t>{0});
-  T* rec_theta = record_theta ? thetas.mutable_data() : nullptr;
+  ThetaRecords<T> thetas(record_theta, nT, K, P);
   Dopri5Out out;
   out.rec_risk = rec_risk.mutable_data();
   out.rec_gnorm = rec_gnorm.mutable_data();
@@ -42,7 +41,7 @@ py::dict dopri5_typed(const Dopri5Spec& spec, py::array_t<T, py::array::c_style 
   {
     // the field takes the GIL back only for a Python target callback
     py::gil_scoped_release release;
-    dopri5_run_cpu<T>(spec, theta.mutable_data(), out, rec_theta);
+    dopri5_run_cpu<T>(spec, theta.mutable_data(), out, thetas.data());
   }
   py::dict res;
   res["theta"] = theta;
@@ -52,7 +51,7 @@ py::dict dopri5_typed(const Dopri5Spec& spec, py::array_t<T, py::array::c_style 
   res["status"] = status;
   res["accepted"] = accepted;
   res["rejected"] = rejected;
-  res["thetas"] = record_theta ? py::object(thetas) : py::none();
+  res["thetas"] = thetas.result();
   res["evaluations"] = out.evaluations;
   return res;
 }

@@ -30,8 +30,7 @@ py::dict run_typed(FlowSpec spec, py::array_t<T, py::array::c_style | py::array:
   py::array_t<double> rec_risk({T_rec, K}), rec_gnorm({T_rec, K}), rec_energy({T_rec, K});
   py::array_t<double> energy(K);
   py::array_t<uint8_t> active(K);
-  py::array_t<T> thetas(record_theta ? std::vector<int64_t>{T_rec, K, P} : std::vector<int64_t>{0});
-  T* rec_theta = record_theta ? thetas.mutable_data() : nullptr;
+  ThetaRecords<T> thetas(record_theta, T_rec, K, P);
   std::fill(energy.mutable_data(), energy.mutable_data() + K, 0.0);
   std::fill(active.mutable_data(), active.mutable_data() + K, 1);
   FlowOut out;
@@ -42,7 +41,7 @@ py::dict run_typed(FlowSpec spec, py::array_t<T, py::array::c_style | py::array:
   out.active = active.mutable_data();
   {
     py::gil_scoped_release release;
-    flow_run_cpu<T>(spec, theta.mutable_data(), out, rec_theta);
+    flow_run_cpu<T>(spec, theta.mutable_data(), out, thetas.data());
   }
   py::dict res;
   res["theta"] = theta;
@@ -50,7 +49,7 @@ py::dict run_typed(FlowSpec spec, py::array_t<T, py::array::c_style | py::array:
   res["grad_norm"] = rec_gnorm;
   res["energy"] = rec_energy;
   res["active"] = active;
-  res["thetas"] = record_theta ? py::object(thetas) : py::none();
+  res["thetas"] = thetas.result();
   res["evaluations"] = out.evaluations;
   return res;
 }
@@ -122,9 +121,8 @@ void bind_flow(py::module_& m) {
       py::arg("record_every"), py::arg("h"), py::arg("max_abs"),
       "Gradient descent / fixed-step RK loop for K networks in C++ (GIL released except for a Python "
       "target callback). The vector field is described by keyword arguments (bind_field.h). Returns a "
-      "dict with theta (K,P), risk/grad_norm/energy records (T,K), active (K,), evaluations and thetas: "
-      "with record_theta=True the (T,K,P) parameters at the records in theta's dtype (a frozen network's "
-      "last parameters), else None.");
+      "dict with theta (K,P), risk/grad_norm/energy records (T,K), active (K,), evaluations, and thetas "
+      "(T,K,P) in theta's dtype if record_theta=True (a frozen network's last parameters) else None.");
 }
 
 }  // namespace reluflow

@@ -39,6 +39,16 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out, T* rec_theta) {
   std::vector<T> stage_theta(static_cast<size_t>(K * P));
   std::vector<double> stage_risk(K);
   int64_t rec = 0;
+  // the next record: every network's last risk, |G| and energy (and theta: a frozen network's last)
+  auto record = [&]() {
+    for (int64_t k = 0; k < K; ++k) {
+      out.rec_risk[rec * K + k] = last_risk[k];
+      out.rec_gnorm[rec * K + k] = last_gn[k];
+      out.rec_energy[rec * K + k] = out.energy[k];
+    }
+    if (rec_theta != nullptr) std::copy(theta, theta + K * P, rec_theta + rec * K * P);
+    ++rec;
+  };
   using clock = std::chrono::steady_clock;
   auto last_report = clock::now();
 
@@ -75,15 +85,7 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out, T* rec_theta) {
         out.active[k] = 0;
       }
     }
-    if (i % s.record_every == 0 || i == s.steps) {
-      for (int64_t k = 0; k < K; ++k) {
-        out.rec_risk[rec * K + k] = last_risk[k];
-        out.rec_gnorm[rec * K + k] = last_gn[k];
-        out.rec_energy[rec * K + k] = out.energy[k];
-      }
-      if (rec_theta != nullptr) std::copy(theta, theta + K * P, rec_theta + rec * K * P);
-      ++rec;
-    }
+    if (i % s.record_every == 0 || i == s.steps) record();
     if (i == s.steps || !any_active) break;
     const double h = s.h[i];
     if (s.method == kFlowEuler) {
@@ -137,14 +139,7 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out, T* rec_theta) {
   out.evaluations = field.evaluations;
   if (s.progress) s.progress(s.steps);
   // networks not recorded at the end because the loop stopped early keep their last state
-  for (; rec < flow_num_records(s.steps, s.record_every); ++rec) {
-    for (int64_t k = 0; k < K; ++k) {
-      out.rec_risk[rec * K + k] = last_risk[k];
-      out.rec_gnorm[rec * K + k] = last_gn[k];
-      out.rec_energy[rec * K + k] = out.energy[k];
-    }
-    if (rec_theta != nullptr) std::copy(theta, theta + K * P, rec_theta + rec * K * P);
-  }
+  while (rec < flow_num_records(s.steps, s.record_every)) record();
 }
 
 template void flow_run_cpu<float>(const FlowSpec&, float*, FlowOut&, float*);
