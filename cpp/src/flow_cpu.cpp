@@ -18,9 +18,6 @@
 
 namespace reluflow {
 
-static_assert(kFlowEuler == tableaux::kEuler && kFlowHeun == tableaux::kHeun && kFlowRK4 == tableaux::kRK4,
-              "FlowMethod indexes tableaux::fixed_tableau");
-
 int64_t flow_num_records(int64_t steps, int64_t record_every) {
   return steps / record_every + 1 + (steps % record_every != 0 ? 1 : 0);
 }

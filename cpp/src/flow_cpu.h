@@ -5,10 +5,12 @@
 #include <functional>
 
 #include "field_cpu.h"
+#include "reluflow/tableaux.h"
 
 namespace reluflow {
 
-enum FlowMethod : int { kFlowEuler = 0, kFlowHeun = 1, kFlowRK4 = 2 };
+// the fixed-step methods of reluflow/tableaux.h (the method indexes tableaux::fixed_tableau)
+enum FlowMethod : int { kFlowEuler = tableaux::kEuler, kFlowHeun = tableaux::kHeun, kFlowRK4 = tableaux::kRK4 };
 
 struct FlowSpec {
   FieldSpec field;  // nodes, target, kernel choice, normalized (field_cpu.h)
