@@ -10,8 +10,8 @@
 #include <type_traits>
 #include <vector>
 
-#include "finite_cpu.h"
 #include "parallel_policy.h"
+#include "reluflow/finite.h"
 #include "reluflow/gauss_legendre.h"
 #include "reluflow/kinks1d.h"
 #include "reluflow/net.h"

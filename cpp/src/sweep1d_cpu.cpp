@@ -11,8 +11,8 @@
 #include <numeric>
 #include <vector>
 
-#include "finite_cpu.h"
 #include "parallel_policy.h"
+#include "reluflow/finite.h"
 #include "reluflow/sweep1d.h"
 
 #ifdef RELUFLOW_OPENMP
