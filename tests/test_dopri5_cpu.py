@@ -263,3 +263,43 @@ def test_binding_rejects_bad_arguments():
         core.dopri5_run(**good, **{**field, "source": "nope"})
     with pytest.raises(TypeError, match="theta"):
         core.dopri5_run(**{**good, "theta": theta.astype(np.int64)}, **field)
+
+
+def test_dopri5_run_records_theta_on_the_grid(dtype):
+    """_core.dopri5_run(record_theta=True) keeps the state at every grid time in the C++ loop (theta's
+    dtype, NaN where a network never got there), as the Python driver's run.thetas; recording changes
+    nothing else."""
+    core = _core()
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1.0, 1.0, (80, 2))
+    w = np.full(80, 1.0 / 80)
+    y = np.cos(2.0 * x[:, :1]) - x[:, 1:]
+    prob = rf.Problem([2, 5, 4, 1], rf.targets.Affine([[1.0, -1.0]], [0.2]), rf.dists.Uniform(-1.0, 1.0, dim=2))
+    theta = prob.init(3, seed=4, dtype=dtype)
+    theta[1] *= 1e4  # gives up early: NaN records after it stops
+    t_end, rec_dt = 0.5, 0.1
+    grid = np.arange(0.0, t_end, rec_dt)
+    grid = np.append(grid, t_end) if grid[-1] < t_end else grid
+    args = (list(prob.widths), np.ascontiguousarray(theta), t_end, -1.0, 1e-6, 1e-9, grid, 1e3, 1000, 50, 1e-14)
+    field = {"source": "fixed", "x": x, "w": w, "y": y}
+    res = core.dopri5_run(*args, record_theta=True, **field)
+    th = res["thetas"]
+    assert th.dtype == dtype and th.shape == (grid.size, 3, prob.num_params)
+    assert th[0].tobytes() == theta.tobytes()
+    status = np.asarray(core.dopri5_status_names)[res["status"]]
+    assert status[0] == "ok" and status[1] != "ok"
+    ok = status == "ok"
+    assert th[-1, ok].tobytes() == res["theta"][ok].tobytes()
+    assert np.all(np.isnan(th[-1, 1]))
+    np.testing.assert_array_equal(np.isnan(th).all(axis=2), np.isnan(res["risk"]))
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        ref = _flow(prob, theta, t_end, python=True, estimator=rf.Points(x, w, y), record_every=rec_dt,
+                    rtol=1e-6, atol=1e-9, max_abs=1e3)
+    np.testing.assert_array_equal(np.asarray(ref.status), status)
+    np.testing.assert_array_equal(np.isnan(ref.thetas), np.isnan(th))
+    tol = 1e-5 if dtype == np.float32 else 1e-9
+    np.testing.assert_allclose(th, ref.thetas, rtol=tol, atol=tol)
+    plain = core.dopri5_run(*args, **field)
+    assert plain["thetas"] is None
+    for key in ("theta", "risk", "grad_norm", "energy", "status", "accepted", "rejected"):
+        assert plain[key].tobytes() == res[key].tobytes(), key

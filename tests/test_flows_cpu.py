@@ -295,3 +295,67 @@ def test_flow_run_binding_rejects_bad_field_arguments():
         run(source="resample", n=0)
     with pytest.raises(ValueError, match="order"):
         run(source="quad1d", lo=0.0, hi=1.0, fixed_breaks=np.zeros(0), order=0, low=np.zeros(1), high=np.ones(1))
+
+
+def _points_problem(dtype, K=4):
+    """A [2, 6, 3, 1] problem on explicit data points (the dense kernel either way, no point sweep),
+    its Points estimator and the field arguments of the C++ loops for the same nodes."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1.0, 1.0, (60, 2))
+    w = np.full(60, 1.0 / 60)
+    y = np.sin(3.0 * x[:, :1]) + x[:, 1:] ** 2
+    prob = rf.Problem([2, 6, 3, 1], rf.targets.Affine([[1.0, -0.5]], [0.1]), rf.dists.Uniform(-1.0, 1.0, dim=2))
+    theta = prob.init(K, seed=5, dtype=dtype)
+    return prob, theta, rf.Points(x, w, y), {"source": "fixed", "x": x, "w": w, "y": y}
+
+
+def test_flow_run_records_theta_like_the_python_driver_bitwise(dtype):
+    """_core.flow_run(record_theta=True) keeps theta at every record in the C++ loop: bitwise the Python
+    driver's run.thetas (record_theta=True runs the Python loop), a diverged network frozen at its last
+    finite parameters; recording changes nothing else."""
+    from reluflow import _core
+
+    prob, theta, est, field = _points_problem(dtype)
+    theta[2] *= 1e3  # diverges at the first step: frozen, recorded as it was
+    steps, every, lr = 23, 5, 0.05
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        ref = rf.gradient_descent(prob, theta, lr=lr, steps=steps, estimator=est, record_every=every,
+                                  backend="cpu", record_theta=True)
+    assert "loop" not in ref.info  # the Python driver
+    args = (list(prob.widths), np.ascontiguousarray(theta), "gd", steps, 0, every, np.full(steps, lr), 1e8)
+    res = _core.flow_run(*args, record_theta=True, **field)
+    assert res["thetas"].dtype == dtype and res["thetas"].shape == (6, 4, prob.num_params)
+    assert res["thetas"].shape == ref.thetas.shape
+    assert res["thetas"].tobytes() == ref.thetas.tobytes()
+    assert res["theta"].tobytes() == ref.theta.tobytes()
+    np.testing.assert_array_equal(res["active"].astype(bool), ~ref.diverged)
+    assert res["thetas"][0].tobytes() == theta.tobytes()
+    assert res["thetas"][-1].tobytes() == res["theta"].tobytes()
+    plain = _core.flow_run(*args, **field)
+    assert plain["thetas"] is None
+    for key in ("theta", "risk", "grad_norm", "energy", "active"):
+        assert plain[key].tobytes() == res[key].tobytes(), key
+
+
+@pytest.mark.parametrize("method", ["heun", "rk4"])
+def test_flow_run_records_theta_of_runge_kutta_loops(method, dtype):
+    """The fixed-step RK loops record theta too: the first record is theta0, the last the final theta,
+    every record theta's dtype, close to the Python driver's records."""
+    from reluflow import _core
+
+    prob, theta, est, field = _points_problem(dtype, K=3)
+    ref = rf.gradient_flow(prob, theta, 0.6, method=method, dt=0.05, estimator=est, record_every=0.2,
+                           backend="cpu", record_theta=True)
+    assert "loop" not in ref.info  # the Python driver
+    steps, every, h = 12, 4, ref.info["dt"]
+    args = (list(prob.widths), np.ascontiguousarray(theta), method, steps, 0, every, np.full(steps, h), 1e8)
+    res = _core.flow_run(*args, record_theta=True, **field)
+    th = res["thetas"]
+    assert th.dtype == dtype and th.shape == (4, 3, prob.num_params)
+    assert th[0].tobytes() == theta.tobytes() and th[-1].tobytes() == res["theta"].tobytes()
+    assert ref.thetas.shape == th.shape
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(th, ref.thetas, rtol=tol, atol=tol)
+    plain = _core.flow_run(*args, **field)
+    for key in ("theta", "risk", "grad_norm", "energy"):
+        assert plain[key].tobytes() == res[key].tobytes(), key

@@ -22,13 +22,15 @@ namespace reluflow {
 namespace {
 
 template <class T>
-py::dict dopri5_typed(const Dopri5Spec& spec, py::array_t<T, py::array::c_style | py::array::forcecast> theta_in) {
+py::dict dopri5_typed(const Dopri5Spec& spec, py::array_t<T, py::array::c_style | py::array::forcecast> theta_in,
+                      bool record_theta) {
   const int64_t K = spec.K, P = spec.field.lay.num_params, nT = spec.T;
   py::array_t<T> theta({K, P});
   std::copy(theta_in.data(), theta_in.data() + K * P, theta.mutable_data());
   py::array_t<double> rec_risk({nT, K}), rec_gnorm({nT, K}), rec_energy({nT, K});
   py::array_t<int32_t> status(K);
   py::array_t<int64_t> accepted(K), rejected(K);
+  ThetaRecords<T> thetas(record_theta, nT, K, P);
   Dopri5Out out;
   out.rec_risk = rec_risk.mutable_data();
   out.rec_gnorm = rec_gnorm.mutable_data();
@@ -39,7 +41,7 @@ py::dict dopri5_typed(const Dopri5Spec& spec, py::array_t<T, py::array::c_style 
   {
     // the field takes the GIL back only for a Python target callback
     py::gil_scoped_release release;
-    dopri5_run_cpu<T>(spec, theta.mutable_data(), out);
+    dopri5_run_cpu<T>(spec, theta.mutable_data(), out, thetas.data());
   }
   py::dict res;
   res["theta"] = theta;
@@ -49,6 +51,7 @@ py::dict dopri5_typed(const Dopri5Spec& spec, py::array_t<T, py::array::c_style 
   res["status"] = status;
   res["accepted"] = accepted;
   res["rejected"] = rejected;
+  res["thetas"] = thetas.result();
   res["evaluations"] = out.evaluations;
   return res;
 }
@@ -101,14 +104,17 @@ void bind_dopri5(py::module_& m) {
         spec.max_rejections = max_rejections;
         spec.min_step = min_step;
         spec.progress = take_progress<double>(kwargs);  // before parse_field: not a field argument
+        const bool record_theta = take_record_theta(kwargs);
         // owns the arrays (and the Python callback) the FieldSpec points into, for the whole run
         std::unique_ptr<FieldArgs> field = parse_field(lay, kwargs);
         spec.field = field->spec;
         if (theta.dtype().is(py::dtype::of<float>()))
-          return dopri5_typed<float>(spec, py::array_t<float, py::array::c_style | py::array::forcecast>(theta));
+          return dopri5_typed<float>(spec, py::array_t<float, py::array::c_style | py::array::forcecast>(theta),
+                                     record_theta);
         if (!theta.dtype().is(py::dtype::of<double>()))
           throw py::type_error("theta: expected a float32 or float64 array");
-        return dopri5_typed<double>(spec, py::array_t<double, py::array::c_style | py::array::forcecast>(theta));
+        return dopri5_typed<double>(spec, py::array_t<double, py::array::c_style | py::array::forcecast>(theta),
+                                    record_theta);
       },
       py::arg("widths"), py::arg("theta"), py::arg("t_end"), py::arg("h0"), py::arg("rtol"), py::arg("atol"),
       py::arg("grid"), py::arg("max_abs"), py::arg("max_steps"), py::arg("max_rejections"), py::arg("min_step"),
@@ -117,7 +123,8 @@ void bind_dopri5(py::module_& m) {
       "The vector field is described by keyword arguments (bind_field.h; normalized=True for the "
       "normalized flow). Returns a dict with theta (K,P), risk/grad_norm/energy (T,K) on the grid (NaN "
       "where a network never got there), status (K,) codes into dopri5_status_names, accepted and "
-      "rejected (K,), evaluations.");
+      "rejected (K,), evaluations, and thetas: with record_theta=True the (T,K,P) parameters at the grid "
+      "times in theta's dtype (NaN where a network never got there), else None.");
 }
 
 }  // namespace reluflow

@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "bind_quad1d.h"
 #include "bind_util.h"
@@ -142,6 +143,28 @@ std::function<void(Done)> take_progress(py::dict& kwargs) {
     if (PyErr_CheckSignals() != 0) throw py::error_already_set();
     if (!progress.is_none()) progress(done);
   };
+}
+
+// The (T, K, P) parameter records of an integrator loop in theta's dtype, allocated only when asked for
+// (data() is then where the loop writes, else null); result() is the array or None.
+template <class T>
+class ThetaRecords {
+ public:
+  ThetaRecords(bool on, int64_t n_rec, int64_t K, int64_t P)
+      : on_(on), a_(on ? std::vector<int64_t>{n_rec, K, P} : std::vector<int64_t>{0}) {}
+  T* data() { return on_ ? a_.mutable_data() : nullptr; }
+  py::object result() const { return on_ ? py::object(a_) : py::none(); }
+
+ private:
+  bool on_;
+  py::array_t<T> a_;
+};
+
+// Takes the `record_theta` keyword (default False) out of kwargs: not a field argument.
+inline bool take_record_theta(py::dict& kwargs) {
+  const bool on = kwargs.contains("record_theta") && kwargs["record_theta"].cast<bool>();
+  if (kwargs.contains("record_theta")) PyDict_DelItemString(kwargs.ptr(), "record_theta");
+  return on;
 }
 
 }  // namespace reluflow

@@ -12,6 +12,7 @@
 #include "bind_util.h"
 #include "bindings.h"
 #include "flow_cpu.h"
+#include "parallel_policy.h"
 
 namespace py = pybind11;
 
@@ -20,7 +21,8 @@ namespace reluflow {
 namespace {
 
 template <class T>
-py::dict run_typed(FlowSpec spec, py::array_t<T, py::array::c_style | py::array::forcecast> theta_in) {
+py::dict run_typed(FlowSpec spec, py::array_t<T, py::array::c_style | py::array::forcecast> theta_in,
+                   bool record_theta) {
   const int64_t K = spec.K, P = spec.field.lay.num_params;
   py::array_t<T> theta({K, P});
   std::copy(theta_in.data(), theta_in.data() + K * P, theta.mutable_data());
@@ -28,6 +30,7 @@ py::dict run_typed(FlowSpec spec, py::array_t<T, py::array::c_style | py::array:
   py::array_t<double> rec_risk({T_rec, K}), rec_gnorm({T_rec, K}), rec_energy({T_rec, K});
   py::array_t<double> energy(K);
   py::array_t<uint8_t> active(K);
+  ThetaRecords<T> thetas(record_theta, T_rec, K, P);
   std::fill(energy.mutable_data(), energy.mutable_data() + K, 0.0);
   std::fill(active.mutable_data(), active.mutable_data() + K, 1);
   FlowOut out;
@@ -38,7 +41,7 @@ py::dict run_typed(FlowSpec spec, py::array_t<T, py::array::c_style | py::array:
   out.active = active.mutable_data();
   {
     py::gil_scoped_release release;
-    flow_run_cpu<T>(spec, theta.mutable_data(), out);
+    flow_run_cpu<T>(spec, theta.mutable_data(), out, thetas.data());
   }
   py::dict res;
   res["theta"] = theta;
@@ -46,6 +49,7 @@ py::dict run_typed(FlowSpec spec, py::array_t<T, py::array::c_style | py::array:
   res["grad_norm"] = rec_gnorm;
   res["energy"] = rec_energy;
   res["active"] = active;
+  res["thetas"] = thetas.result();
   res["evaluations"] = out.evaluations;
   return res;
 }
@@ -67,7 +71,7 @@ void bind_flow(py::module_& m) {
           py::gil_scoped_release release;
           const double* xp = x.data();
           double* yp = y.mutable_data();
-#pragma omp parallel for schedule(static) if (N * od > 65536)
+#pragma omp parallel for schedule(static) if (N * od > kMinParallelTargetValues)
           for (int64_t j = 0; j < N; ++j) target_eval(target.spec, xp + j * d, yp + j * od);
         }
         return y;
@@ -102,19 +106,23 @@ void bind_flow(py::module_& m) {
         spec.h = h.data();
         spec.max_abs = max_abs;
         spec.progress = take_progress<int64_t>(kwargs);  // before parse_field: not a field argument
+        const bool record_theta = take_record_theta(kwargs);
         std::unique_ptr<FieldArgs> field = parse_field(lay, kwargs);
         spec.field = field->spec;
         if (py::isinstance<py::array_t<float>>(theta) && theta.dtype().is(py::dtype::of<float>()))
-          return run_typed<float>(spec, py::array_t<float, py::array::c_style | py::array::forcecast>(theta));
+          return run_typed<float>(spec, py::array_t<float, py::array::c_style | py::array::forcecast>(theta),
+                                  record_theta);
         if (!theta.dtype().is(py::dtype::of<double>()))
           throw py::type_error("theta: expected a float32 or float64 array");
-        return run_typed<double>(spec, py::array_t<double, py::array::c_style | py::array::forcecast>(theta));
+        return run_typed<double>(spec, py::array_t<double, py::array::c_style | py::array::forcecast>(theta),
+                                 record_theta);
       },
       py::arg("widths"), py::arg("theta"), py::arg("method"), py::arg("steps"), py::arg("start_step"),
       py::arg("record_every"), py::arg("h"), py::arg("max_abs"),
       "Gradient descent / fixed-step RK loop for K networks in C++ (GIL released except for a Python "
       "target callback). The vector field is described by keyword arguments (bind_field.h). Returns a "
-      "dict with theta (K,P), risk/grad_norm/energy records (T,K), active (K,) and evaluations.");
+      "dict with theta (K,P), risk/grad_norm/energy records (T,K), active (K,), evaluations, and thetas "
+      "(T,K,P) in theta's dtype if record_theta=True (a frozen network's last parameters) else None.");
 }
 
 }  // namespace reluflow

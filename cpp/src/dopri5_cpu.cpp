@@ -12,34 +12,20 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <vector>
 
-#include "manifold_cpu.h"
-#include "thread_tuner.h"
+#include "reluflow/finite.h"
+#include "reluflow/manifold.h"
+#include "reluflow/tableaux.h"
+#include "parallel_policy.h"
 
 namespace reluflow {
 
 namespace {
 
-// Butcher tableau of Dormand–Prince 5(4) (flows.py _DP_A, _DP_B, _DP_E = b - b_hat).
-constexpr double kA[7][7] = {
-    {0, 0, 0, 0, 0, 0, 0},
-    {1.0 / 5, 0, 0, 0, 0, 0, 0},
-    {3.0 / 40, 9.0 / 40, 0, 0, 0, 0, 0},
-    {44.0 / 45, -56.0 / 15, 32.0 / 9, 0, 0, 0, 0},
-    {19372.0 / 6561, -25360.0 / 2187, 64448.0 / 6561, -212.0 / 729, 0, 0, 0},
-    {9017.0 / 3168, -355.0 / 33, 46732.0 / 5247, 49.0 / 176, -5103.0 / 18656, 0, 0},
-    {35.0 / 384, 0, 500.0 / 1113, 125.0 / 192, -2187.0 / 6784, 11.0 / 84, 0},
-};
-constexpr double kB[7] = {35.0 / 384, 0, 500.0 / 1113, 125.0 / 192, -2187.0 / 6784, 11.0 / 84, 0};
-constexpr double kBhat[7] = {5179.0 / 57600,   0, 7571.0 / 16695, 393.0 / 640, -92097.0 / 339200,
-                             187.0 / 2100, 1.0 / 40};
-constexpr double kE[7] = {kB[0] - kBhat[0], kB[1] - kBhat[1], kB[2] - kBhat[2], kB[3] - kBhat[3],
-                          kB[4] - kBhat[4], kB[5] - kBhat[5], kB[6] - kBhat[6]};
-
-// np.minimum / np.maximum: NaN if either argument is NaN (std::min/max would drop it).
-inline double np_min(double a, double b) { return (std::isnan(a) || std::isnan(b)) ? NAN : (a < b ? a : b); }
-inline double np_max(double a, double b) { return (std::isnan(a) || std::isnan(b)) ? NAN : (a > b ? a : b); }
+// Dormand–Prince 5(4) (reluflow/tableaux.h, flows.py _DP_A, _DP_B, _DP_E = b - b_hat).
+constexpr tableaux::Dopri5Tableau kDP = tableaux::dopri5_tableau();
 
 // Rounds risk (n,) and grad (n, P) to T: the Python driver receives them in theta's dtype.
 template <class T>
@@ -55,13 +41,10 @@ inline double row_norm(const double* g, int64_t P) {
   return std::sqrt(s);
 }
 
-// the per-row loops are cheap next to a kernel call; threads only pay off on big batches
-constexpr int64_t kParallelWork = int64_t(1) << 15;
-
 }  // namespace
 
 template <class T>
-void dopri5_run_cpu(const Dopri5Spec& s, T* theta, Dopri5Out& out) {
+void dopri5_run_cpu(const Dopri5Spec& s, T* theta, Dopri5Out& out, T* rec_theta) {
   const Layout& lay = s.field.lay;
   const int64_t K = s.K, P = lay.num_params, nT = s.T;
   const bool normalized = s.field.normalized;
@@ -69,6 +52,7 @@ void dopri5_run_cpu(const Dopri5Spec& s, T* theta, Dopri5Out& out) {
   Field<T> field(s.field);
 
   for (int64_t q = 0; q < nT * K; ++q) out.rec_risk[q] = out.rec_gnorm[q] = out.rec_energy[q] = NAN;
+  if (rec_theta != nullptr) std::fill(rec_theta, rec_theta + nT * K * P, std::numeric_limits<T>::quiet_NaN());
   std::vector<double> th(static_cast<size_t>(K * P)), k1(static_cast<size_t>(K * P));
   std::vector<double> t(K, 0.0), h(K), energy(K, 0.0), risk(K);
   std::vector<int64_t> nxt(K, 0), streak(K, 0);
@@ -86,6 +70,8 @@ void dopri5_run_cpu(const Dopri5Spec& s, T* theta, Dopri5Out& out) {
       out.rec_risk[j * K + k] = r;
       out.rec_gnorm[j * K + k] = gn;
       out.rec_energy[j * K + k] = energy[k];
+      if (rec_theta != nullptr)
+        for (int64_t q = 0; q < P; ++q) rec_theta[(j * K + k) * P + q] = static_cast<T>(th[k * P + q]);
       ++nxt[k];
     }
   };
@@ -93,20 +79,8 @@ void dopri5_run_cpu(const Dopri5Spec& s, T* theta, Dopri5Out& out) {
   field.eval(theta, K, 0, risk.data(), k1.data());
   round_to<T>(risk.data(), k1.data(), K, P);
   for (int64_t k = 0; k < K; ++k) {
-    if (s.h0 > 0) {
-      h[k] = s.h0;
-    } else {  // Hairer–Wanner's simple initial guess: 1% of |theta| / |G| in the error norm
-      double d0 = 0.0, d1 = 0.0;
-      for (int64_t q = 0; q < P; ++q) {
-        const double y = th[k * P + q], g = k1[k * P + q], sc = s.atol + s.rtol * std::fabs(y);
-        d0 += (y / sc) * (y / sc);
-        d1 += (g / sc) * (g / sc);
-      }
-      d0 = std::sqrt(d0 / P);
-      d1 = std::sqrt(d1 / P);
-      h[k] = (d0 < 1e-5 || d1 < 1e-5) ? 1e-6 : 0.01 * d0 / np_max(d1, 1e-300);
-    }
-    h[k] = np_min(h[k], s.t_end);
+    h[k] = tableaux::dopri5_initial_step(s.h0, th.data() + k * P, k1.data() + k * P, P, s.atol, s.rtol,
+                                         s.t_end);
     record_due(k, risk[k], row_norm(k1.data() + k * P, P));
   }
 
@@ -145,14 +119,13 @@ void dopri5_run_cpu(const Dopri5Spec& s, T* theta, Dopri5Out& out) {
       break;
     }
     const int64_t Kc = static_cast<int64_t>(idx.size());
-    const bool par = Kc * P >= kParallelWork;
+    const bool par = Kc * P >= kMinParallelDopri5Update;
     (void)par;
     for (int64_t c = 0; c < Kc; ++c) {
       const int64_t k = idx[c];
       // land exactly on the next record time (keeps records exact and per-network independent)
       target[c] = s.grid[std::min(nxt[k], nT - 1)];
-      const double x = np_min(h[k], np_max(target[c] - t[k], 0.0));
-      hh[c] = x <= 0 ? h[k] : x;
+      hh[c] = tableaux::dopri5_step_to(h[k], t[k], target[c]);
       std::copy(th.begin() + k * P, th.begin() + (k + 1) * P, y.begin() + c * P);
       std::copy(k1.begin() + k * P, k1.begin() + (k + 1) * P, ks[0].begin() + c * P);
     }
@@ -164,11 +137,9 @@ void dopri5_run_cpu(const Dopri5Spec& s, T* theta, Dopri5Out& out) {
         T* row = stage.data() + c * P;
         bool fin = true;
         for (int64_t q = 0; q < P; ++q) {
-          double sum = 0.0;  // Python's sum() starts at 0 and adds the nonzero terms in order
-          for (int j = 0; j < st; ++j)
-            if (kA[st][j] != 0) sum += kA[st][j] * ks[j][c * P + q];
+          const double sum = tableaux::tableau_sum(kDP.a[st], st, [&](int j) { return ks[j][c * P + q]; });
           const double v = yc[q] - hh[c] * sum;
-          fin = fin && std::isfinite(v);
+          fin = fin && is_finite(v);
           row[q] = static_cast<T>(v);
         }
         // a non-finite stage is replaced by y: the step will be rejected as bad anyway, and the
@@ -185,26 +156,20 @@ void dopri5_run_cpu(const Dopri5Spec& s, T* theta, Dopri5Out& out) {
       const double* yc = y.data() + c * P;
       double* yn = ynew.data() + c * P;
       for (int64_t q = 0; q < P; ++q) {
-        double sum = 0.0;
-        for (int j = 0; j < 7; ++j)
-          if (kB[j] != 0) sum += kB[j] * ks[j][c * P + q];
+        const double sum = tableaux::tableau_sum(kDP.b, 7, [&](int j) { return ks[j][c * P + q]; });
         yn[q] = yc[q] - hh[c] * sum;
       }
       if (normalized) retract(lay, yn);
       double e2 = 0.0;
       bool finite = true, over = false;
       for (int64_t q = 0; q < P; ++q) {
-        double sum = 0.0;
-        for (int j = 0; j < 7; ++j)
-          if (kE[j] != 0) sum += kE[j] * ks[j][c * P + q];
-        const double ev = hh[c] * sum;
-        const double sc = s.atol + s.rtol * np_max(std::fabs(yc[q]), std::fabs(yn[q]));
-        e2 += (ev / sc) * (ev / sc);
-        if (std::isfinite(yn[q])) over = over || std::fabs(yn[q]) > s.max_abs;
+        const double sum = tableaux::tableau_sum(kDP.e, 7, [&](int j) { return ks[j][c * P + q]; });
+        e2 += tableaux::dopri5_err_term(hh[c] * sum, yc[q], yn[q], s.atol, s.rtol);
+        if (is_finite(yn[q])) over = over || std::fabs(yn[q]) > s.max_abs;
         else finite = false;
       }
-      err[c] = std::sqrt(e2 / P);
-      finite = finite && std::isfinite(err[c]);
+      err[c] = tableaux::rms_norm(e2, P);
+      finite = finite && is_finite(err[c]);
       bad[c] = !finite || over;
       acc[c] = err[c] <= 1.0 && !bad[c];
     }
@@ -219,14 +184,14 @@ void dopri5_run_cpu(const Dopri5Spec& s, T* theta, Dopri5Out& out) {
       acc_rows.push_back(c);
       double en = 0.0;  // ∫|G|^2 over the step by the b-weights of the stages
       for (int j = 0; j < 7; ++j) {
-        if (kB[j] == 0) continue;
+        if (kDP.b[j] == 0) continue;
         double s2 = 0.0;
         for (int64_t q = 0; q < P; ++q) s2 += ks[j][c * P + q] * ks[j][c * P + q];
-        en += kB[j] * s2;
+        en += kDP.b[j] * s2;
       }
       energy[k] += hh[c] * en;
       std::copy(ynew.begin() + c * P, ynew.begin() + (c + 1) * P, th.begin() + k * P);
-      t[k] = std::fabs(t[k] + hh[c] - target[c]) <= t_tol ? target[c] : t[k] + hh[c];
+      t[k] = tableaux::dopri5_advance(t[k], hh[c], target[c], t_tol);
       ++out.accepted[k];
       streak[k] = 0;
     }
@@ -257,15 +222,10 @@ void dopri5_run_cpu(const Dopri5Spec& s, T* theta, Dopri5Out& out) {
         record_due(k, risk_a[a], row_norm(k1.data() + k * P, P));
       }
     }
-    // step size update: standard controller, safety 0.9, factor in [0.2, 5], no growth after a
-    // rejection; then the give-up rules
+    // step size update (tableaux::dopri5_step_factor), then the give-up rules
     for (int64_t c = 0; c < Kc; ++c) {
       const int64_t k = idx[c];
-      double fac = err[c] > 0 ? 0.9 * std::pow(np_max(err[c], 1e-300), -0.2) : 5.0;
-      if (!std::isfinite(fac)) fac = 0.2;
-      fac = std::min(std::max(fac, 0.2), 5.0);
-      if (bad[c]) fac = 0.2;
-      h[k] = hh[c] * (acc[c] ? std::min(fac, 5.0) : std::min(fac, 1.0));
+      h[k] = hh[c] * tableaux::dopri5_step_factor(err[c], acc[c], bad[c]);
       const bool stuck = streak[k] >= s.max_rejections, tiny = h[k] < s.min_step;
       if (bad[c] && (stuck || tiny)) out.status[k] = kDopri5Diverged;
       else if (stuck) out.status[k] = kDopri5MaxRejections;
@@ -278,7 +238,7 @@ void dopri5_run_cpu(const Dopri5Spec& s, T* theta, Dopri5Out& out) {
   if (s.progress) s.progress(s.t_end);
 }
 
-template void dopri5_run_cpu<float>(const Dopri5Spec&, float*, Dopri5Out&);
-template void dopri5_run_cpu<double>(const Dopri5Spec&, double*, Dopri5Out&);
+template void dopri5_run_cpu<float>(const Dopri5Spec&, float*, Dopri5Out&, float*);
+template void dopri5_run_cpu<double>(const Dopri5Spec&, double*, Dopri5Out&, double*);
 
 }  // namespace reluflow

@@ -49,8 +49,10 @@ struct Dopri5Out {
 };
 
 // Integrates theta (K, P) in place (float or double; the state is kept in float64 and every stage is
-// evaluated at theta's dtype, as the Python driver does) from t = 0 to spec.t_end.
+// evaluated at theta's dtype, as the Python driver does) from t = 0 to spec.t_end. rec_theta
+// (spec.T, K, P), when not null, receives the state (rounded to T) at every grid time a network
+// reached, NaN where it never got there (as the Python driver's theta records).
 template <class T>
-void dopri5_run_cpu(const Dopri5Spec& spec, T* theta, Dopri5Out& out);
+void dopri5_run_cpu(const Dopri5Spec& spec, T* theta, Dopri5Out& out, T* rec_theta = nullptr);
 
 }  // namespace reluflow

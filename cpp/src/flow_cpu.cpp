@@ -6,12 +6,15 @@
 // `theta - lr * g` with a Python float lr), and -ffp-contract=off keeps that free of FMA.
 #include "flow_cpu.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <vector>
 
-#include "manifold_cpu.h"
-#include "thread_tuner.h"
+#include "reluflow/finite.h"
+#include "reluflow/manifold.h"
+#include "reluflow/tableaux.h"
+#include "parallel_policy.h"
 
 namespace reluflow {
 
@@ -21,24 +24,33 @@ int64_t flow_num_records(int64_t steps, int64_t record_every) {
 
 
 template <class T>
-void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out) {
+void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out, T* rec_theta) {
   const Layout& lay = s.field.lay;
   const int64_t K = s.K, P = lay.num_params;
   const bool normalized = s.field.normalized;
   Field<T> field(s.field);
   std::vector<double> risk(K), last_risk(K, NAN), last_gn(K, NAN);
-  const int stages = s.method == kFlowRK4 ? 4 : (s.method == kFlowHeun ? 2 : 1);
+  const tableaux::FixedTableau tab = tableaux::fixed_tableau(s.method);
+  const int stages = tab.stages;
   std::vector<std::vector<double>> ks(stages, std::vector<double>(static_cast<size_t>(K * P)));
   std::vector<T> stage_theta(static_cast<size_t>(K * P));
   std::vector<double> stage_risk(K);
-  static const double rk4_a[4] = {0.0, 0.5, 0.5, 1.0};
-  static const double rk4_b[4] = {1.0 / 6, 2.0 / 6, 2.0 / 6, 1.0 / 6};
   int64_t rec = 0;
+  // the next record: every network's last risk, |G| and energy (and theta: a frozen network's last)
+  auto record = [&]() {
+    for (int64_t k = 0; k < K; ++k) {
+      out.rec_risk[rec * K + k] = last_risk[k];
+      out.rec_gnorm[rec * K + k] = last_gn[k];
+      out.rec_energy[rec * K + k] = out.energy[k];
+    }
+    if (rec_theta != nullptr) std::copy(theta, theta + K * P, rec_theta + rec * K * P);
+    ++rec;
+  };
   using clock = std::chrono::steady_clock;
   auto last_report = clock::now();
 
   ThreadTuner tuner;
-  const bool par = K > 1 && K * P >= (int64_t(1) << 16);
+  const bool par = K > 1 && K * P >= kMinParallelFlowUpdate;
   for (int64_t i = 0; i <= s.steps; ++i) {
     if (i > 0) tuner.end(i - 1);  // a step's time runs to the start of the next one
     tuner.begin(i);
@@ -50,17 +62,17 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out) {
     field.eval(theta, K, n, risk.data(), ks[0].data());
     bool any_active = false;
     // the per-network passes below are independent across networks (each network's sums in a fixed
-    // order): threads change nothing but the speed (they matter from K * P ~ 10^5 on)
+    // order): threads change nothing but the speed (parallel_policy.h)
 #pragma omp parallel for schedule(static) reduction(|| : any_active) if (par)
     for (int64_t k = 0; k < K; ++k) {
       if (!out.active[k]) continue;
       const double* g = ks[0].data() + k * P;
       double gn2 = 0.0;
-      bool fin = std::isfinite(risk[k]);
+      bool fin = is_finite(risk[k]);
       for (int64_t q = 0; q < P; ++q) {
         const double gq = static_cast<double>(static_cast<T>(g[q]));  // G in theta's dtype
         gn2 += gq * gq;
-        fin = fin && std::isfinite(gq);
+        fin = fin && is_finite(gq);
       }
       if (fin) {
         last_risk[k] = static_cast<double>(static_cast<T>(risk[k]));
@@ -70,14 +82,7 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out) {
         out.active[k] = 0;
       }
     }
-    if (i % s.record_every == 0 || i == s.steps) {
-      for (int64_t k = 0; k < K; ++k) {
-        out.rec_risk[rec * K + k] = last_risk[k];
-        out.rec_gnorm[rec * K + k] = last_gn[k];
-        out.rec_energy[rec * K + k] = out.energy[k];
-      }
-      ++rec;
-    }
+    if (i % s.record_every == 0 || i == s.steps) record();
     if (i == s.steps || !any_active) break;
     const double h = s.h[i];
     if (s.method == kFlowEuler) {
@@ -104,10 +109,10 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out) {
     }
     // Heun / RK4: stages in float64, evaluated at theta's dtype
     for (int st = 1; st < stages; ++st) {
-      const double a = s.method == kFlowRK4 ? rk4_a[st] : 1.0;
+      const double a = tab.a[st];
 #pragma omp parallel for schedule(static) if (par)
       for (int64_t q = 0; q < K * P; ++q)
-        stage_theta[q] = static_cast<T>(static_cast<double>(theta[q]) - h * a * ks[st - 1][q]);
+        stage_theta[q] = static_cast<T>(tableaux::fixed_stage_point(static_cast<double>(theta[q]), h, a, ks[st - 1][q]));
       field.eval(stage_theta.data(), K, n, stage_risk.data(), ks[st].data());
     }
 #pragma omp parallel for schedule(static) if (par)
@@ -116,12 +121,7 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out) {
       T* row = stage_theta.data() + k * P;
       double en = 0.0;
       for (int64_t q = 0; q < P; ++q) {
-        double incr = 0.0;
-        for (int st = 0; st < stages; ++st) {
-          const double b = s.method == kFlowRK4 ? rk4_b[st] : 0.5;
-          incr += b * ks[st][k * P + q];
-          en += b * ks[st][k * P + q] * ks[st][k * P + q];
-        }
+        const double incr = tableaux::fixed_increment(tab, [&](int st) { return ks[st][k * P + q]; }, &en);
         row[q] = static_cast<T>(static_cast<double>(theta[k * P + q]) - h * incr);
       }
       if (normalized) retract(lay, row);
@@ -136,15 +136,10 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out) {
   out.evaluations = field.evaluations;
   if (s.progress) s.progress(s.steps);
   // networks not recorded at the end because the loop stopped early keep their last state
-  for (; rec < flow_num_records(s.steps, s.record_every); ++rec)
-    for (int64_t k = 0; k < K; ++k) {
-      out.rec_risk[rec * K + k] = last_risk[k];
-      out.rec_gnorm[rec * K + k] = last_gn[k];
-      out.rec_energy[rec * K + k] = out.energy[k];
-    }
+  while (rec < flow_num_records(s.steps, s.record_every)) record();
 }
 
-template void flow_run_cpu<float>(const FlowSpec&, float*, FlowOut&);
-template void flow_run_cpu<double>(const FlowSpec&, double*, FlowOut&);
+template void flow_run_cpu<float>(const FlowSpec&, float*, FlowOut&, float*);
+template void flow_run_cpu<double>(const FlowSpec&, double*, FlowOut&, double*);
 
 }  // namespace reluflow

@@ -5,10 +5,12 @@
 #include <functional>
 
 #include "field_cpu.h"
+#include "reluflow/tableaux.h"
 
 namespace reluflow {
 
-enum FlowMethod : int { kFlowEuler = 0, kFlowHeun = 1, kFlowRK4 = 2 };
+// the fixed-step methods of reluflow/tableaux.h (the method indexes tableaux::fixed_tableau)
+enum FlowMethod : int { kFlowEuler = tableaux::kEuler, kFlowHeun = tableaux::kHeun, kFlowRK4 = tableaux::kRK4 };
 
 struct FlowSpec {
   FieldSpec field;  // nodes, target, kernel choice, normalized (field_cpu.h)
@@ -34,8 +36,10 @@ struct FlowOut {
   int64_t evaluations = 0;       // kernel calls
 };
 
-// Runs the loop in place on theta (K, P), float (T = float) or double.
+// Runs the loop in place on theta (K, P), float (T = float) or double. rec_theta (T_rec, K, P), when
+// not null, receives theta at every record (a frozen network's last parameters, as the Python
+// driver's theta.copy()).
 template <class T>
-void flow_run_cpu(const FlowSpec& spec, T* theta, FlowOut& out);
+void flow_run_cpu(const FlowSpec& spec, T* theta, FlowOut& out, T* rec_theta = nullptr);
 
 }  // namespace reluflow

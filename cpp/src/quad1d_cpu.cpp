@@ -10,10 +10,11 @@
 #include <type_traits>
 #include <vector>
 
-#include "finite_cpu.h"
+#include "parallel_policy.h"
+#include "reluflow/finite.h"
+#include "reluflow/gauss_legendre.h"
 #include "reluflow/kinks1d.h"
 #include "reluflow/net.h"
-#include "reluflow/sweep1d.h"
 #include "risk_grad_cpu.h"
 
 #ifdef RELUFLOW_OPENMP
@@ -169,7 +170,7 @@ struct Shared {
     sort_unique(fixed);
     gt.resize(s.order);
     gw.resize(s.order);
-    sweep1d::gauss_legendre(s.order, gt.data(), gw.data());
+    gauss_legendre(s.order, gt.data(), gw.data());
   }
 };
 
@@ -188,9 +189,9 @@ void nodes_impl(const Layout& lay, const double* th, const Quad1DSpec& spec, con
     const double a = s.grid[j], b = s.grid[j + 1];
     if (!(b > a)) continue;  // empty piece
     for (int t = 0; t < q; ++t) {
-      const double x = kinks1d::gl_node(a, b, sh.gt[t]);
+      const double x = gl_node(a, b, sh.gt[t]);
       s.x.push_back(x);
-      s.w.push_back(kinks1d::gl_weight(a, b, sh.gw[t]) * kinks1d::density_1d(spec.dist, spec.density_coeffs, x));
+      s.w.push_back(gl_weight(a, b, sh.gw[t]) * kinks1d::density_1d(spec.dist, spec.density_coeffs, x));
     }
   }
   const int64_t N = static_cast<int64_t>(s.x.size());
@@ -207,10 +208,6 @@ void nodes_impl(const Layout& lay, const double* th, const Quad1DSpec& spec, con
     for (int64_t j = 0; j < N; ++j) target_eval(spec.target, s.x.data() + j, s.y.data() + j * out);
   }
 }
-
-// Work (networks x parameters) below which the loop over networks stays on one thread: entering a
-// parallel region costs more than such a call, much more when another process holds a core.
-constexpr int64_t kMinParallelWork = int64_t(1) << 14;
 
 }  // namespace
 
@@ -241,7 +238,7 @@ void quad1d_risk_and_grad_cpu(const Layout& lay, const T* theta, int64_t K, cons
 #endif
   // Networks in parallel when there are enough of them to occupy the threads; otherwise one at a time,
   // each with a multi-threaded dense kernel. Either way every value is computed in the same order.
-  const bool outer = K > 1 && K * P >= kMinParallelWork && 2 * K >= threads;
+  const bool outer = K > 1 && K * P >= kMinParallelNetsQuad1D && 2 * K >= threads;
   std::exception_ptr err = nullptr;
 #pragma omp parallel if (outer)
   {

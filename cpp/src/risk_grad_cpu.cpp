@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "parallel_policy.h"
 #include "reluflow/net.h"
 #ifdef RELUFLOW_OPENMP
 #include <omp.h>
@@ -139,11 +140,6 @@ Chunking make_chunking(int64_t N, int64_t K, int tile, int64_t psize) {
   c.block = std::max<int64_t>(1, std::min(K, kMaxPartialBytes / (c.nchunks * bytes_per_chunk)));
   return c;
 }
-
-// Work (node-parameter products) below which a call runs on one thread: entering and leaving a
-// parallel region costs more than such a call, and OpenMP's spinning waits make it much worse when
-// another process holds a core (many small calls: per-network quadrature nodes, tiny integrator steps).
-constexpr int64_t kMinParallelWork = int64_t(1) << 20;
 
 // Runs body(ws, item) for items [0, n) in parallel (when `parallel`), one workspace per thread;
 // rethrows the first error.

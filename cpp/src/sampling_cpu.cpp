@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <vector>
 
+#include "parallel_policy.h"
 #include "reluflow/dists.h"
 #include "reluflow/philox.h"
 #include "reluflow/sobol.h"

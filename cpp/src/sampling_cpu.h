@@ -7,10 +7,6 @@
 
 namespace reluflow {
 
-// Below this many values (n * d) the samplers run on one thread: a parallel region costs more than
-// the work (SGD draws ~10^3 samples per step), especially when another process holds a core.
-inline constexpr int64_t kMinParallelSamples = 16384;
-
 // Scrambled direction numbers dirs[dim*32 + b] and digital shifts shifts[dim] of dims 0..d-1
 // (1 <= d <= kSobolMaxDim). With scramble == false: the unscrambled table and zero shifts.
 void sobol_prepare(uint64_t seed, int d, bool scramble, uint32_t* dirs, uint32_t* shifts);

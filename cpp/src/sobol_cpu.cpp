@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <vector>
 
+#include "parallel_policy.h"
 #include "reluflow/sobol.h"
 #include "sampling_cpu.h"
 

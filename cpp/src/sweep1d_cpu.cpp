@@ -11,7 +11,8 @@
 #include <numeric>
 #include <vector>
 
-#include "finite_cpu.h"
+#include "parallel_policy.h"
+#include "reluflow/finite.h"
 #include "reluflow/sweep1d.h"
 
 #ifdef RELUFLOW_OPENMP
@@ -32,12 +33,10 @@ struct Kink {
 inline bool kink_less(const Kink& a, const Kink& b) { return a.k < b.k || (a.k == b.k && a.i < b.i); }
 
 // Threads for K networks: never more than K (an idle thread would only add a barrier wait, which on a
-// loaded machine can cost a scheduler time slice).
-// One thread per network at most, and one thread for small calls (K * size below ~2^14): a parallel
-// region costs more than such a call, especially when another process holds a core.
+// loaded machine can cost a scheduler time slice), and one for small calls (parallel_policy.h).
 int threads_for(int64_t K, int64_t size) {
 #ifdef RELUFLOW_OPENMP
-  if (K * size < (int64_t(1) << 14)) return 1;
+  if (K * size < kMinParallelSweep) return 1;
   const int64_t t = std::min<int64_t>(K, omp_get_max_threads());
   return static_cast<int>(std::max<int64_t>(t, 1));
 #else
@@ -172,7 +171,7 @@ void shallow1d_exact_cpu(const double* theta, int64_t K, int64_t H, int out, dou
 
   const int q = sweep1d::exact_order(target.deg, density.deg);
   std::vector<double> gt(q), gw(q);
-  sweep1d::gauss_legendre(q, gt.data(), gw.data());
+  gauss_legendre(q, gt.data(), gw.data());
   const double c0 = 0.5 * (lo + hi);
   const int64_t tstride = static_cast<int64_t>(target.deg + 1) * out;
   const int64_t dstride = density.deg + 1;

@@ -7,6 +7,7 @@
 #pragma once
 #include <cstdint>
 
+#include "piecewise.h"
 #include "rf_hd.h"
 
 namespace reluflow {
@@ -35,33 +36,13 @@ RF_HD double uniform_box_sample(UniformBox box, int k, double u) {
   return box.low[k] + scaled;
 }
 
-// numpy: clip(searchsorted(cum, u, side="right") - 1, 0, m - 1). searchsorted(side="right") is the
-// number of entries <= u of the non-decreasing array cum (m+1 entries).
-RF_HD int pwpoly_piece(PiecewisePolyDensity dist, double u) {
-  int lo = 0, hi = dist.pieces + 1;
-  while (lo < hi) {
-    const int mid = lo + (hi - lo) / 2;
-    if (dist.cum[mid] <= u) {
-      lo = mid + 1;
-    } else {
-      hi = mid;
-    }
-  }
-  int i = lo - 1;
-  if (i < 0) i = 0;
-  if (i > dist.pieces - 1) i = dist.pieces - 1;
-  return i;
-}
+// The piece of u: numpy's clip(searchsorted(cum, u, side="right") - 1, 0, m - 1) (piecewise.h).
+RF_HD int pwpoly_piece(PiecewisePolyDensity dist, double u) { return piece_index(dist.cum, dist.pieces, u); }
 
 // CDF of piece i at local coordinate t (mass below breaks[i] excluded): Horner, then one more * t.
 RF_HD double pwpoly_piece_cdf(PiecewisePolyDensity dist, int i, double t) {
   const double* a = dist.anti + static_cast<int64_t>(i) * dist.ncoef;
-  double val = a[dist.ncoef - 1];
-  for (int p = dist.ncoef - 2; p >= 0; --p) {
-    const double vt = val * t;
-    val = vt + a[p];
-  }
-  return val * t;
+  return horner(a, dist.ncoef - 1, 1, t) * t;
 }
 
 // Inverse CDF by 64 bisection steps on the chosen piece (dists._BISECTION_STEPS).

@@ -1,6 +1,7 @@
 // Per-piece math of the exact 1-D quadrature on the kink partition of a deep ReLU net (SPEC §3),
 // written once for host and device (RF_HD): where a pre-activation crosses zero on a piece, the probe
-// points that stand in for infinite ends, the Gauss–Legendre node of a piece and the input density.
+// points that stand in for infinite ends and the input density (the Gauss–Legendre map of a piece is
+// gauss_legendre.h, the piece search and Horner piecewise.h).
 // python/reluflow/quadrature.py (kink_partition, _zeros_on_pieces, _nodes_1d) is the reference: the
 // formulas here are its formulas, operation for operation, so the nodes agree with numpy's to rounding
 // (numpy's matrix products may sum in another order; nothing else differs).
@@ -12,17 +13,16 @@
 #include <stdint.h>
 
 #include "dists.h"
+#include "finite.h"
+#include "gauss_legendre.h"
+#include "piecewise.h"
 #include "rf_hd.h"
 
 namespace reluflow {
 namespace kinks1d {
 
-// numpy's isfinite for a double (math.h's isfinite is a macro in C and a function in C++; this works
-// on both sides of nvcc).
-RF_HD bool finite(double v) { return v - v == 0.0; }
-
 // Whether v is kept as a kink of the interval (lo, hi): finite and strictly inside.
-RF_HD bool strictly_inside(double v, double lo, double hi) { return finite(v) && v > lo && v < hi; }
+RF_HD bool strictly_inside(double v, double lo, double hi) { return is_finite(v) && v > lo && v < hi; }
 
 // Layer 1: neuron (w, b) has its kink at -b / w; a neuron with w = 0 is constant (no kink). Returns
 // whether there is one (it may still lie outside the domain, or be infinite for a tiny w).
@@ -63,35 +63,17 @@ RF_HD bool zero_beyond(double e_in, double e_probe, double z_in, double z_pr, do
   if (dz == 0.0) return false;
   const double s = z_in / dz;
   const double v = e_in - s * (e_in - e_probe);
-  if (!(s > 0.0) || !finite(v)) return false;
+  if (!(s > 0.0) || !is_finite(v)) return false;
   *x = v;
   return true;
 }
-
-// Node j and its Gauss–Legendre weight (without the density) on the piece [a, b], from the rule
-// (gt, gw) on [-1, 1]: x = mid + half t_j, w = half gw_j.
-RF_HD double gl_node(double a, double b, double t) {
-  const double half = 0.5 * (b - a), mid = 0.5 * (a + b);
-  return mid + half * t;
-}
-RF_HD double gl_weight(double a, double b, double gw) { return 0.5 * (b - a) * gw; }
 
 // Density of a 1-D piecewise-polynomial input at x, as dists.PiecewisePolynomial.pdf computes it:
 // piece clip(searchsorted(breaks, x, side="right") - 1, 0, m - 1), Horner in local powers with the
 // normalized coefficients coeffs (m, ncoef), zero outside [breaks[0], breaks[m]].
 RF_HD double pwpoly_pdf(const PiecewisePolyDensity& d, const double* coeffs, double x) {
-  int lo = 0, hi = d.pieces + 1;
-  while (lo < hi) {
-    const int mid = lo + (hi - lo) / 2;
-    if (d.breaks[mid] <= x) lo = mid + 1; else hi = mid;
-  }
-  int i = lo - 1;
-  if (i < 0) i = 0;
-  if (i > d.pieces - 1) i = d.pieces - 1;
-  const double s = x - d.breaks[i];
-  const double* c = coeffs + static_cast<int64_t>(i) * d.ncoef;
-  double val = c[d.ncoef - 1];
-  for (int p = d.ncoef - 2; p >= 0; --p) val = val * s + c[p];
+  const int i = piece_index(d.breaks, d.pieces, x);
+  const double val = horner(coeffs + static_cast<int64_t>(i) * d.ncoef, d.ncoef - 1, 1, x - d.breaks[i]);
   const bool inside = x >= d.breaks[0] && x <= d.breaks[d.pieces];
   return inside ? val : 0.0;
 }

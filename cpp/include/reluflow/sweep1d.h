@@ -16,6 +16,8 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "gauss_legendre.h"
+#include "piecewise.h"
 #include "rf_hd.h"
 
 namespace reluflow {
@@ -57,51 +59,11 @@ RF_HD bool relu_active(double w, double b, double x) {
   return z > 0.0;
 }
 
-// P_q'(x) by the three-term recurrence of the Legendre polynomials; *pq = P_q(x).
-RF_HD double legendre_derivative(int q, double x, double* pq) {
-  double p0 = 1.0, p1 = x;
-  for (int k = 2; k <= q; ++k) {
-    const double p2 = ((2.0 * k - 1.0) * x * p1 - (k - 1.0) * p0) / k;
-    p0 = p1;
-    p1 = p2;
-  }
-  *pq = p1;
-  return q * (x * p1 - p0) / (x * x - 1.0);
-}
-
-// Gauss–Legendre rule of q points on [-1, 1] (Newton on the three-term recurrence; nodes
-// increasing). Exact for polynomials of degree <= 2q - 1.
-RF_HD void gauss_legendre(int q, double* t, double* wt) {
-  const double pi = 3.14159265358979323846;
-  for (int i = 0; i < q; ++i) {
-    double x = cos(pi * (i + 0.75) / (q + 0.5));
-    double pq;
-    for (int it = 0; it < 100; ++it) {
-      const double dp = legendre_derivative(q, x, &pq);
-      const double dx = pq / dp;
-      x -= dx;
-      if (fabs(dx) <= 1e-16 * (1.0 + fabs(x))) break;
-    }
-    // the derivative at the converged root, for the weight
-    const double dp = legendre_derivative(q, x, &pq);
-    t[q - 1 - i] = x;  // cos(...) decreases with i: store increasing
-    wt[q - 1 - i] = 2.0 / ((1.0 - x * x) * dp * dp);
-  }
-  if (q % 2 == 1) t[q / 2] = 0.0;  // the middle node is exactly 0
-}
-
 // Gauss–Legendre order for an exact integral of |r|^2 rho on a piece: r has degree max(1, tdeg),
 // rho degree ddeg; the gradient integrands have smaller degree.
 RF_HD int exact_order(int tdeg, int ddeg) {
   const int deg = 2 * (tdeg > 1 ? tdeg : 1) + ddeg;
   return (deg + 2) / 2;
-}
-
-// Horner in local powers: sum_p c[p * stride] s^p, p = 0..deg.
-RF_HD double horner(const double* c, int deg, int64_t stride, double s) {
-  double v = c[deg * stride];
-  for (int p = deg - 1; p >= 0; --p) v = v * s + c[p * stride];
-  return v;
 }
 
 // Moments of one piece [a, b] of the exact sweep, by q-point Gauss–Legendre (exact for the
@@ -118,11 +80,10 @@ RF_HD double piece_moments(double a, double b, int q, const double* gt, const do
     m1[o] = 0.0;
   }
   if (dc == nullptr) return 0.0;
-  const double half = 0.5 * (b - a), mid = 0.5 * (a + b);
   double risk = 0.0;
   for (int j = 0; j < q; ++j) {
-    const double x = mid + half * gt[j];
-    const double wq = half * gw[j] * horner(dc, ddeg, 1, x - s0);
+    const double x = gl_node(a, b, gt[j]);
+    const double wq = gl_weight(a, b, gw[j]) * horner(dc, ddeg, 1, x - s0);
     const double dx = x - c0;
     const double st = x - t0;
     for (int o = 0; o < out; ++o) {

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 
+#include "piecewise.h"
 #include "rf_hd.h"
 
 namespace reluflow {
@@ -20,19 +21,6 @@ struct TargetSpec {
   const double* coeffs = nullptr;  // (m, ncoef, out): f_o(x) = sum_p c[i, p, o] (x - breaks[i])^p
 };
 
-// Index of the piece of t: clip(searchsorted(breaks, t, side="right") - 1, 0, m - 1).
-RF_HD int target_piece(const TargetSpec& f, double t) {
-  int lo = 0, hi = f.pieces + 1;
-  while (lo < hi) {
-    const int mid = lo + (hi - lo) / 2;
-    if (f.breaks[mid] <= t) lo = mid + 1; else hi = mid;
-  }
-  int i = lo - 1;
-  if (i < 0) i = 0;
-  if (i > f.pieces - 1) i = f.pieces - 1;
-  return i;
-}
-
 // y (out,) = f(x), x (dim,).
 RF_HD void target_eval(const TargetSpec& f, const double* x, double* y) {
   if (f.kind == kTargetAffine) {
@@ -42,14 +30,11 @@ RF_HD void target_eval(const TargetSpec& f, const double* x, double* y) {
       y[o] = acc + f.b[o];
     }
   } else if (f.kind == kTargetPiecewisePolynomial) {
-    const int i = target_piece(f, x[0]);
+    // left of breaks[0] the first piece's polynomial, right of breaks[m] the last's
+    const int i = piece_index(f.breaks, f.pieces, x[0]);
     const double s = x[0] - f.breaks[i];
     const double* c = f.coeffs + static_cast<int64_t>(i) * f.ncoef * f.out;
-    for (int o = 0; o < f.out; ++o) {
-      double val = c[(f.ncoef - 1) * f.out + o];
-      for (int p = f.ncoef - 2; p >= 0; --p) val = val * s + c[p * f.out + o];
-      y[o] = val;
-    }
+    for (int o = 0; o < f.out; ++o) y[o] = horner(c + o, f.ncoef - 1, f.out, s);
   }
 }
 

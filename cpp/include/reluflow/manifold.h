@@ -1,16 +1,18 @@
 // The normalized manifold of the seeds (SPEC §4): every hidden neuron's (w_i, b_i) on the unit sphere.
-// Tangent projection of a gradient and the retraction, per network, used by every integrator loop.
+// Tangent projection of a gradient and the retraction, per network (RF_HD: the integrator loops on
+// the host and, later, their CUDA kernels share them).
 #pragma once
-#include <cmath>
-#include <cstdint>
+#include <math.h>
+#include <stdint.h>
 
-#include "reluflow/layout.h"
+#include "layout.h"
+#include "rf_hd.h"
 
 namespace reluflow {
 
 // Removes from g (P,) the component along every hidden neuron's (w_i, b_i) of theta (P,).
 template <class V>
-void project_tangent(const Layout& lay, const V* theta, double* g) {
+RF_HD void project_tangent(const Layout& lay, const V* theta, double* g) {
   for (int k = 0; k + 1 < lay.num_layers; ++k) {
     const int lo = lay.widths[k + 1], li = lay.widths[k];
     for (int i = 0; i < lo; ++i) {
@@ -29,7 +31,7 @@ void project_tangent(const Layout& lay, const V* theta, double* g) {
 
 // Renormalizes every hidden neuron's (w_i, b_i) of theta (P,) to unit norm (a zero neuron stays zero).
 template <class V>
-void retract(const Layout& lay, V* theta) {
+RF_HD void retract(const Layout& lay, V* theta) {
   for (int k = 0; k + 1 < lay.num_layers; ++k) {
     const int lo = lay.widths[k + 1], li = lay.widths[k];
     for (int i = 0; i < lo; ++i) {
@@ -38,21 +40,11 @@ void retract(const Layout& lay, V* theta) {
       double s = static_cast<double>(b) * b;
       for (int j = 0; j < li; ++j) s += static_cast<double>(W[j]) * W[j];
       if (!(s > 0)) continue;
-      const double inv = 1.0 / std::sqrt(s);
+      const double inv = 1.0 / sqrt(s);
       for (int j = 0; j < li; ++j) W[j] = static_cast<V>(W[j] * inv);
       b = static_cast<V>(b * inv);
     }
   }
-}
-
-// Whether every entry of row (P,) is finite and at most max_abs in absolute value.
-template <class V>
-bool row_ok(const V* row, int64_t P, double max_abs) {
-  for (int64_t p = 0; p < P; ++p) {
-    const double v = static_cast<double>(row[p]);
-    if (!std::isfinite(v) || std::fabs(v) > max_abs) return false;
-  }
-  return true;
 }
 
 }  // namespace reluflow
