@@ -1,3 +1,4 @@
+import contextlib
 import numpy as np
 import pytest
 
@@ -36,3 +37,17 @@ CAPABLE_BACKENDS = ("numpy", "cpu")
 def backend(request):
     """Every backend available here that has the capability under test (one fixture for the suite)."""
     return request.param
+
+
+@contextlib.contextmanager
+def python_driver():
+    """Inside: the integrators run their Python driver (the reference loop around the same kernels)
+    instead of the C++ loop their plan chose, so that tests can judge the C++ loops against it."""
+    from reluflow import flows
+
+    orig = flows._native_plan
+    flows._native_plan = lambda plan: None
+    try:
+        yield
+    finally:
+        flows._native_plan = orig

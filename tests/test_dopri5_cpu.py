@@ -1,9 +1,12 @@
 """The C++ Dormand–Prince loop (cpp/src/dopri5_cpu.cpp) against the Python driver `_dopri5`, scipy,
 itself (per-network independence) and the status rules."""
+import contextlib
+
 import numpy as np
 import pytest
 
 import reluflow as rf
+from conftest import python_driver
 
 pytestmark = pytest.mark.skipif(not rf.backends()["cpu"].available, reason="C++ extension not built")
 
@@ -18,10 +21,10 @@ def _core():
 
 def _flow(prob, theta, t_end, python=False, **kw):
     """gradient_flow(dopri5) through the C++ loop, or (python=True) the Python driver around the same
-    C++ kernels (record_theta=True keeps the Python loop)."""
+    C++ kernels."""
     kw.setdefault("backend", "cpu")
-    with np.errstate(over="ignore", invalid="ignore"):  # numpy on the status tests' blow-ups
-        run = rf.gradient_flow(prob, theta, t_end, method="dopri5", record_theta=python, **kw)
+    with np.errstate(over="ignore", invalid="ignore"), (python_driver() if python else contextlib.nullcontext()):
+        run = rf.gradient_flow(prob, theta, t_end, method="dopri5", **kw)
     assert (run.info.get("loop") == "C++") == (not python)
     return run
 
@@ -294,7 +297,7 @@ def test_dopri5_run_records_theta_on_the_grid(dtype):
     np.testing.assert_array_equal(np.isnan(th).all(axis=2), np.isnan(res["risk"]))
     with pytest.warns(RuntimeWarning, match="diverged"):
         ref = _flow(prob, theta, t_end, python=True, estimator=rf.Points(x, w, y), record_every=rec_dt,
-                    rtol=1e-6, atol=1e-9, max_abs=1e3)
+                    rtol=1e-6, atol=1e-9, max_abs=1e3, record_theta=True)
     np.testing.assert_array_equal(np.asarray(ref.status), status)
     np.testing.assert_array_equal(np.isnan(ref.thetas), np.isnan(th))
     tol = 1e-5 if dtype == np.float32 else 1e-9

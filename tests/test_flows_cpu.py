@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import reluflow as rf
+from conftest import python_driver
 
 pytestmark = pytest.mark.skipif(not rf.backends()["cpu"].available, reason="C++ extension not built")
 
@@ -177,7 +178,8 @@ def test_cpp_sgd_python_target_callback_bitwise(kind):
     assert run.info["loop"] == "C++"
     if kind == "function":
         assert calls == [(128, 1)] * 13   # one call per step (and the final evaluation)
-    ref = rf.gradient_descent(prob, theta, lr=0.05, steps=12, estimator=est, backend="cpu", record_theta=True)
+    with python_driver():
+        ref = rf.gradient_descent(prob, theta, lr=0.05, steps=12, estimator=est, backend="cpu")
     assert "loop" not in ref.info
     assert run.theta.tobytes() == ref.theta.tobytes()
     np.testing.assert_array_equal(run.risk, ref.risk)
@@ -208,12 +210,12 @@ def test_cpp_exact_shallow_quadrature_loop(method, dtype):
     quad = rf.Quadrature()
     if method == "gd":
         a = rf.gradient_descent(prob, theta, lr=0.05, steps=30, estimator=quad, backend="cpu", record_every=10)
-        b = rf.gradient_descent(prob, theta, lr=0.05, steps=30, estimator=quad, backend="cpu", record_every=10,
-                                record_theta=True)
+        with python_driver():
+            b = rf.gradient_descent(prob, theta, lr=0.05, steps=30, estimator=quad, backend="cpu", record_every=10)
     else:
         a = rf.gradient_flow(prob, theta, 1.0, method="rk4", dt=0.05, estimator=quad, backend="cpu")
-        b = rf.gradient_flow(prob, theta, 1.0, method="rk4", dt=0.05, estimator=quad, backend="cpu",
-                             record_theta=True)
+        with python_driver():
+            b = rf.gradient_flow(prob, theta, 1.0, method="rk4", dt=0.05, estimator=quad, backend="cpu")
     assert a.info["loop"] == "C++" and "loop" not in b.info
     if method == "gd":
         assert a.theta.tobytes() == b.theta.tobytes()
@@ -234,8 +236,8 @@ def test_cpp_deep_quadrature_loop(target, dtype):
     theta = prob.init(4, seed=11, dtype=dtype)
     quad = rf.Quadrature()
     a = rf.gradient_descent(prob, theta, lr=0.05, steps=20, estimator=quad, backend="cpu", record_every=5)
-    b = rf.gradient_descent(prob, theta, lr=0.05, steps=20, estimator=quad, backend="cpu", record_every=5,
-                            record_theta=True)
+    with python_driver():
+        b = rf.gradient_descent(prob, theta, lr=0.05, steps=20, estimator=quad, backend="cpu", record_every=5)
     assert a.info["loop"] == "C++" and "loop" not in b.info
     assert a.theta.tobytes() == b.theta.tobytes()
     if dtype == np.float64:
@@ -311,14 +313,14 @@ def _points_problem(dtype, K=4):
 
 def test_flow_run_records_theta_like_the_python_driver_bitwise(dtype):
     """_core.flow_run(record_theta=True) keeps theta at every record in the C++ loop: bitwise the Python
-    driver's run.thetas (record_theta=True runs the Python loop), a diverged network frozen at its last
+    driver's run.thetas, a diverged network frozen at its last
     finite parameters; recording changes nothing else."""
     from reluflow import _core
 
     prob, theta, est, field = _points_problem(dtype)
     theta[2] *= 1e3  # diverges at the first step: frozen, recorded as it was
     steps, every, lr = 23, 5, 0.05
-    with pytest.warns(RuntimeWarning, match="diverged"):
+    with pytest.warns(RuntimeWarning, match="diverged"), python_driver():
         ref = rf.gradient_descent(prob, theta, lr=lr, steps=steps, estimator=est, record_every=every,
                                   backend="cpu", record_theta=True)
     assert "loop" not in ref.info  # the Python driver
@@ -344,8 +346,9 @@ def test_flow_run_records_theta_of_runge_kutta_loops(method, dtype):
     from reluflow import _core
 
     prob, theta, est, field = _points_problem(dtype, K=3)
-    ref = rf.gradient_flow(prob, theta, 0.6, method=method, dt=0.05, estimator=est, record_every=0.2,
-                           backend="cpu", record_theta=True)
+    with python_driver():
+        ref = rf.gradient_flow(prob, theta, 0.6, method=method, dt=0.05, estimator=est, record_every=0.2,
+                               backend="cpu", record_theta=True)
     assert "loop" not in ref.info  # the Python driver
     steps, every, h = 12, 4, ref.info["dt"]
     args = (list(prob.widths), np.ascontiguousarray(theta), method, steps, 0, every, np.full(steps, h), 1e8)
@@ -359,3 +362,28 @@ def test_flow_run_records_theta_of_runge_kutta_loops(method, dtype):
     plain = _core.flow_run(*args, **field)
     for key in ("theta", "risk", "grad_norm", "energy"):
         assert plain[key].tobytes() == res[key].tobytes(), key
+
+
+def test_record_theta_does_not_change_the_engine(dtype):
+    """Recording theta is a logging option: the run stays in the C++ loop its plan chose, records the
+    Python driver's thetas (bitwise for GD, to rounding for dopri5) and changes no other result."""
+    prob = rf.Problem([1, 7, 1], HAT, rf.dists.Uniform(0.0, 1.0))
+    theta = prob.init(3, seed=6, dtype=dtype)
+    est = rf.MonteCarlo(200, seed=2)
+    run = rf.gradient_descent(prob, theta, lr=0.05, steps=12, estimator=est, record_every=4, backend="cpu",
+                              record_theta=True)
+    plain = rf.gradient_descent(prob, theta, lr=0.05, steps=12, estimator=est, record_every=4, backend="cpu")
+    assert run.info["loop"] == "C++" and run.thetas.shape == (4, 3, prob.num_params)
+    assert run.theta.tobytes() == plain.theta.tobytes() and run.risk.tobytes() == plain.risk.tobytes()
+    with python_driver():
+        ref = rf.gradient_descent(prob, theta, lr=0.05, steps=12, estimator=est, record_every=4, backend="cpu",
+                                  record_theta=True)
+    assert "loop" not in ref.info and run.thetas.tobytes() == ref.thetas.tobytes()
+    flow = rf.gradient_flow(prob, theta, 0.5, method="dopri5", estimator=rf.Quadrature(), record_every=0.1,
+                            backend="cpu", record_theta=True)
+    assert flow.info["loop"] == "C++" and flow.thetas.shape == (6, 3, prob.num_params)
+    with python_driver():
+        ref = rf.gradient_flow(prob, theta, 0.5, method="dopri5", estimator=rf.Quadrature(), record_every=0.1,
+                               backend="cpu", record_theta=True)
+    tol = 1e-5 if dtype == np.float32 else 1e-9
+    np.testing.assert_allclose(flow.thetas, ref.thetas, rtol=tol, atol=tol)

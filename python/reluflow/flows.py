@@ -243,11 +243,16 @@ def _check_common(prob, theta0, estimator):
     return theta, estimator
 
 
-def _native_plan(plan: Plan, record_theta: bool) -> Plan | None:
+def _native_plan(plan: Plan) -> Plan | None:
     """``plan`` when its integrator loop runs in C++ (``Plan.loop == "C++"``), else None: then the
     Python driver of this module loops around the backend. The planner decides
-    (``prob.explain(estimator)`` says what and why); this module only follows."""
-    return plan if plan.loop == "C++" and not record_theta else None
+    (``prob.explain(estimator)`` says what and why); this module only follows, whatever is recorded."""
+    return plan if plan.loop == "C++" else None
+
+
+def _recorded(res: dict) -> list:
+    """The (T, K, P) theta records of a C++ loop's result as a list of (K, P) (empty when off)."""
+    return [] if res.get("thetas") is None else list(res["thetas"])
 
 
 def _progress_hook(bar: "_Progress"):
@@ -327,7 +332,7 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
     field_ = _Field(prob, prob.plan(estimator, backend, theta), normalized)
     if normalized:
         theta = _onto_manifold(prob, theta, rescale_outgoing=False)
-    native = _native_plan(field_.plan, record_theta)
+    native = _native_plan(field_.plan)
     if native is not None:
         t0 = time.perf_counter()
         if callable(lr):
@@ -337,11 +342,11 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
         else:
             h = np.full(steps, lr_at(start_step), dtype=np.float64)
         res = cpu_backend.flow_run(native, prob.spec, theta, "gd", steps, start_step, record_every, h, max_abs,
-                                   normalized, _progress_hook(_Progress(steps, progress)))
+                                   normalized, _progress_hook(_Progress(steps, progress)), record_theta)
         active = res["active"].astype(bool)
         rec = _record_indices(steps, record_every)
         return _finish(prob, res["theta"], list(start_step + rec), list(res["risk"]), list(res["grad_norm"]),
-                       list(res["energy"]), [], False, active, np.full(theta.shape[0], steps),
+                       list(res["energy"]), _recorded(res), record_theta, active, np.full(theta.shape[0], steps),
                        np.zeros(theta.shape[0], dtype=np.int64), None, "gd", start_step + steps, t0,
                        {"evaluations": int(res["evaluations"]), "loop": "C++",
                         "lr": lr if not callable(lr) else repr(lr), "estimator": repr(estimator)})
@@ -480,14 +485,14 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
     h = t_end / n_steps
     rec_stride = max(1, int(round(rec_dt / h)))
     _check_request("t_end, dt, record_every", theta, n_steps // rec_stride + 2, n_steps, record_theta)
-    native = _native_plan(field_.plan, record_theta)
+    native = _native_plan(field_.plan)
     if native is not None:
         t0 = time.perf_counter()
         res = cpu_backend.flow_run(native, prob.spec, theta, method, n_steps, 0, rec_stride, np.full(n_steps, h),
-                                   max_abs, normalized, _progress_hook(_Progress(n_steps, progress)))
+                                   max_abs, normalized, _progress_hook(_Progress(n_steps, progress)), record_theta)
         rec = _record_indices(n_steps, rec_stride)
         return _finish(prob, res["theta"], list(rec * h), list(res["risk"]), list(res["grad_norm"]),
-                       list(res["energy"]), [], False, res["active"].astype(bool),
+                       list(res["energy"]), _recorded(res), record_theta, res["active"].astype(bool),
                        np.full(theta.shape[0], n_steps), np.zeros(theta.shape[0], dtype=np.int64), None,
                        method, n_steps, t0, {"dt": h, "evaluations": int(res["evaluations"]), "loop": "C++",
                                              "estimator": repr(estimator)})
@@ -546,15 +551,15 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
     grid = np.append(grid, t_end) if grid[-1] < t_end else grid
     T = grid.size
     # the whole loop in C++ (cpp/src/dopri5_cpu.cpp, a port of this function) where it can run the field
-    native = _native_plan(field_.plan, record_theta)
+    native = _native_plan(field_.plan)
     if native is not None:
         t0 = time.perf_counter()
         res = cpu_backend.dopri5_run(native, prob.spec, theta, t_end, h0, rtol, atol, grid, max_abs, max_steps,
                                      max_rejections, min_step, field_.normalized,
-                                     _progress_hook(_Progress(t_end, progress)))
+                                     _progress_hook(_Progress(t_end, progress)), record_theta)
         status = res["status"]
         return _finish(prob, res["theta"], list(grid), list(res["risk"]), list(res["grad_norm"]),
-                       list(res["energy"]), [], False, status == "ok", res["accepted"], res["rejected"],
+                       list(res["energy"]), _recorded(res), record_theta, status == "ok", res["accepted"], res["rejected"],
                        status, "dopri5", 0, t0,
                        {"evaluations": int(res["evaluations"]), "loop": "C++", "rtol": rtol,
                         "atol": atol, "estimator": repr(field_.est)})
