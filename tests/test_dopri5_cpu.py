@@ -1,4 +1,4 @@
-"""The C++ Dormand–Prince loop (cpp/src/dopri5_cpu.cpp) against the Python driver `_dopri5`, scipy,
+"""The C++ Dormand–Prince loop (cpp/src/cpu/dopri5_cpu.cpp) against the Python driver `_dopri5`, scipy,
 itself (per-network independence) and the status rules."""
 import contextlib
 

@@ -1,4 +1,4 @@
-"""The C++ 1-D partition path (``_core.quad1d_risk_and_grad``, cpp/src/quad1d_cpu.cpp) for deep nets.
+"""The C++ 1-D partition path (``_core.quad1d_risk_and_grad``, cpp/src/cpu/quad1d_cpu.cpp) for deep nets.
 
 Judged against the numpy reference (``backend="numpy"``: ``quadrature.kink_partition`` and the
 per-network Python loop), against an independent integration (scipy ``quad`` between kinks found by

@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "bind_util.h"
+#include "bindings/bind_util.h"
 #include "launchers.h"
 
 namespace py = pybind11;

@@ -26,7 +26,7 @@ __global__ void philox_uniforms_kernel(uint64_t seed, uint32_t stream, uint32_t 
   out[i] = philox_uniform_at(seed, stream, step, static_cast<uint32_t>(first + j), static_cast<uint32_t>(k));
 }
 
-// mc_nodes_cpu's loop body (cpp/src/sampling_cpu.cpp), one thread per value.
+// mc_nodes_cpu's loop body (cpp/src/cpu/sampling_cpu.cpp), one thread per value.
 __global__ void mc_nodes_kernel(uint64_t seed, uint32_t step, int64_t n, InputDist dist, double* out) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   const int d = dist.dim;

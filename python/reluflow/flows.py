@@ -550,7 +550,7 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
     grid = np.arange(0.0, t_end, rec_dt)
     grid = np.append(grid, t_end) if grid[-1] < t_end else grid
     T = grid.size
-    # the whole loop in C++ (cpp/src/dopri5_cpu.cpp, a port of this function) where it can run the field
+    # the whole loop in C++ (cpp/src/cpu/dopri5_cpu.cpp, a port of this function) where it can run the field
     native = _native_plan(field_.plan)
     if native is not None:
         t0 = time.perf_counter()

@@ -39,7 +39,7 @@ ROUTES = ("dense", "point_sweep", "exact_sweep", "partition", "tensor_grid")
 POINT_METHODS = ("auto", "dense", "sweep")
 #: ``Quadrature(method=...)``
 QUADRATURE_METHODS = ("auto", "sweep", "partition")
-#: largest Gauss–Legendre ``order`` the C++ partition path takes (kMaxOrder in cpp/src/bind_quad1d.cpp)
+#: largest Gauss–Legendre ``order`` the C++ partition path takes (kMaxOrder in cpp/src/bindings/bind_quad1d.cpp)
 NATIVE_MAX_ORDER = 256
 
 

@@ -1,6 +1,6 @@
 // Gauss–Legendre quadrature, for host and device (RF_HD): the q-point rule on [-1, 1] and its map to a
 // piece [a, b], written once for the exact sweeps (sweep1d.h) and the deep 1-D partition quadrature
-// (cpp/src/quad1d_cpu.cpp). python/reluflow's rule (numpy.polynomial.legendre.leggauss) agrees to
+// (cpp/src/cpu/quad1d_cpu.cpp). python/reluflow's rule (numpy.polynomial.legendre.leggauss) agrees to
 // rounding; the map is its formula, operation for operation.
 #pragma once
 #include <math.h>

@@ -7,7 +7,7 @@
 // (numpy's matrix products may sum in another order; nothing else differs).
 //
 // The loops (layer by layer over the current break points, merging, the per-network parallel loop)
-// live in cpp/src/quad1d_cpu.cpp.
+// live in cpp/src/cpu/quad1d_cpu.cpp.
 #pragma once
 #include <math.h>
 #include <stdint.h>

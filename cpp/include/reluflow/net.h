@@ -5,7 +5,7 @@
 // relu'(z) = 1 iff z > 0 (compared with '>', so relu'(0) = 0).
 //
 // The loops over nodes, networks and tiles (OpenMP, SIMD blocking, CUDA grids) live elsewhere; the
-// SIMD kernels in cpp/src/risk_grad_*.cpp evaluate exactly these formulas lane by lane.
+// SIMD kernels in cpp/src/cpu/risk_grad_*.cpp evaluate exactly these formulas lane by lane.
 #pragma once
 #include <cstdint>
 

@@ -2,7 +2,7 @@
 //
 // `Simd<T>` has one implementation per instruction set, chosen at compile time (the extension is
 // built with -march=native): AVX-512 (16 floats / 8 doubles, k-register masks), AVX2+FMA (8 / 4,
-// vector masks) and plain scalar code (1 lane). The kernels in cpp/src/risk_grad_*.cpp are written
+// vector masks) and plain scalar code (1 lane). The kernels in cpp/src/cpu/risk_grad_*.cpp are written
 // against this interface only:
 //
 //   Simd<T>::W                lanes;  reg: the vector; mask: a lane mask; bits: compact mask storage

@@ -1,8 +1,8 @@
 // The integrator math of the gradient-flow loops, for host and device (RF_HD): the fixed-step
 // Runge–Kutta coefficients (Euler/Heun/RK4), the Dormand–Prince 5(4) tableau, its error norm, its
 // step-size controller and the Hairer–Wanner initial step. Everything here is per network or per
-// parameter component; the loops over networks and stages live in cpp/src/flow_cpu.cpp and
-// cpp/src/dopri5_cpu.cpp (and later in CUDA kernels).
+// parameter component; the loops over networks and stages live in cpp/src/cpu/flow_cpu.cpp and
+// cpp/src/cpu/dopri5_cpu.cpp (and later in CUDA kernels).
 //
 // python/reluflow/flows.py is the reference (gradient_flow, _dopri5, _DP_A/_DP_B/_DP_E): every sum
 // here is its sum, term for term in the same order, so the C++ loops agree with it bitwise where the

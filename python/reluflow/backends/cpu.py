@@ -159,7 +159,7 @@ def evaluate(plan, spec: ProblemSpec, theta, step: int, want_grad: bool, xp=np):
 # ---- the integrator loops ------------------------------------------------------------------------
 
 def field_args(plan, spec: ProblemSpec) -> dict:
-    """The vector field of ``plan`` as the C++ loops take it (``cpp/src/bind_field.h``)."""
+    """The vector field of ``plan`` as the C++ loops take it (``cpp/src/bindings/bind_field.h``)."""
     estimator = plan.estimator
     if plan.source == "resample":
         dist = spec.density.sampler_args()

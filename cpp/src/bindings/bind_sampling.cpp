@@ -6,12 +6,12 @@
 #include <stdexcept>
 #include <string>
 
-#include "bindings.h"
-#include "kernels_cpu.h"
+#include "bindings/bindings.h"
+#include "cpu/kernels_cpu.h"
 #include "reluflow/dists.h"
 #include "reluflow/sobol_directions.h"
-#include "bind_util.h"
-#include "sampling_cpu.h"
+#include "bindings/bind_util.h"
+#include "cpu/sampling_cpu.h"
 
 namespace py = pybind11;
 

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <functional>
 
-#include "field_cpu.h"
+#include "cpu/field_cpu.h"
 
 namespace reluflow {
 

@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "bind_util.h"
-#include "quad1d_cpu.h"
+#include "bindings/bind_util.h"
+#include "cpu/quad1d_cpu.h"
 
 namespace reluflow {
 

@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "bind_quad1d.h"
-#include "bind_util.h"
-#include "field_cpu.h"
+#include "bindings/bind_quad1d.h"
+#include "bindings/bind_util.h"
+#include "cpu/field_cpu.h"
 #include "reluflow/targets.h"
 
 namespace reluflow {

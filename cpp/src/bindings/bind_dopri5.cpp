@@ -10,10 +10,10 @@
 #include <string>
 #include <vector>
 
-#include "bind_field.h"
-#include "bind_util.h"
-#include "bindings.h"
-#include "dopri5_cpu.h"
+#include "bindings/bind_field.h"
+#include "bindings/bind_util.h"
+#include "bindings/bindings.h"
+#include "cpu/dopri5_cpu.h"
 
 namespace py = pybind11;
 

@@ -1,8 +1,8 @@
 // pybind11 bindings of the CPU extension `reluflow._core`; the loops live in kernels_*.cpp.
 #include <pybind11/pybind11.h>
 
-#include "bindings.h"
-#include "kernels_cpu.h"
+#include "bindings/bindings.h"
+#include "cpu/kernels_cpu.h"
 
 namespace py = pybind11;
 

@@ -7,7 +7,7 @@
 // np.minimum/np.maximum propagate NaN (a network whose first gradient is NaN gets a NaN step and is
 // given up by the rejection rules, exactly as in Python), and risk and gradient are rounded to
 // theta's dtype (Problem.risk_and_grad returns them in theta's dtype).
-#include "dopri5_cpu.h"
+#include "cpu/dopri5_cpu.h"
 
 #include <algorithm>
 #include <chrono>
@@ -18,7 +18,7 @@
 #include "reluflow/finite.h"
 #include "reluflow/manifold.h"
 #include "reluflow/tableaux.h"
-#include "parallel_policy.h"
+#include "cpu/parallel_policy.h"
 
 namespace reluflow {
 

@@ -1,10 +1,10 @@
 // The vector field of a run: node source + kernel choice + tangent projection (see field_cpu.h).
-#include "field_cpu.h"
+#include "cpu/field_cpu.h"
 
 #include "reluflow/manifold.h"
 #include "reluflow/sweep1d.h"
-#include "risk_grad_cpu.h"
-#include "sampling_cpu.h"
+#include "cpu/risk_grad_cpu.h"
+#include "cpu/sampling_cpu.h"
 
 namespace reluflow {
 

@@ -3,11 +3,11 @@
 #include <cstddef>
 #include <vector>
 
-#include "parallel_policy.h"
+#include "cpu/parallel_policy.h"
 #include "reluflow/dists.h"
 #include "reluflow/philox.h"
 #include "reluflow/sobol.h"
-#include "sampling_cpu.h"
+#include "cpu/sampling_cpu.h"
 
 namespace reluflow {
 

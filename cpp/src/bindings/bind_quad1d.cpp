@@ -9,10 +9,10 @@
 #include <string>
 #include <vector>
 
-#include "bind_quad1d.h"
-#include "bind_util.h"
-#include "bindings.h"
-#include "quad1d_cpu.h"
+#include "bindings/bind_quad1d.h"
+#include "bindings/bind_util.h"
+#include "bindings/bindings.h"
+#include "cpu/quad1d_cpu.h"
 
 namespace py = pybind11;
 

@@ -10,8 +10,8 @@
 #include "reluflow/dists.h"
 #include "reluflow/layout.h"
 #include "reluflow/targets.h"
-#include "quad1d_cpu.h"
-#include "sweep1d_cpu.h"
+#include "cpu/quad1d_cpu.h"
+#include "cpu/sweep1d_cpu.h"
 
 namespace reluflow {
 

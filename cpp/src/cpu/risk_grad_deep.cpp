@@ -12,7 +12,7 @@
 
 #include "reluflow/net.h"
 #include "reluflow/simd.h"
-#include "risk_grad_cpu.h"
+#include "cpu/risk_grad_cpu.h"
 
 namespace reluflow {
 namespace detail {

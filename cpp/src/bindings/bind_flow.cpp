@@ -8,11 +8,11 @@
 #include <string>
 #include <vector>
 
-#include "bind_field.h"
-#include "bind_util.h"
-#include "bindings.h"
-#include "flow_cpu.h"
-#include "parallel_policy.h"
+#include "bindings/bind_field.h"
+#include "bindings/bind_util.h"
+#include "bindings/bindings.h"
+#include "cpu/flow_cpu.h"
+#include "cpu/parallel_policy.h"
 
 namespace py = pybind11;
 

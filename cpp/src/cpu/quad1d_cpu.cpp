@@ -1,7 +1,7 @@
 // CPU loops of the exact 1-D quadrature on the kink partition (quad1d_cpu.h): the kinks layer by layer,
 // the merge with the fixed breaks, the nodes, and the per-network call of the fused dense kernel. The
 // per-piece formulas are reluflow/kinks1d.h.
-#include "quad1d_cpu.h"
+#include "cpu/quad1d_cpu.h"
 
 #include <algorithm>
 #include <cmath>
@@ -10,12 +10,12 @@
 #include <type_traits>
 #include <vector>
 
-#include "parallel_policy.h"
+#include "cpu/parallel_policy.h"
 #include "reluflow/finite.h"
 #include "reluflow/gauss_legendre.h"
 #include "reluflow/kinks1d.h"
 #include "reluflow/net.h"
-#include "risk_grad_cpu.h"
+#include "cpu/risk_grad_cpu.h"
 
 #ifdef RELUFLOW_OPENMP
 #include <omp.h>

@@ -4,7 +4,7 @@
 // Bitwise contract with the Python driver (flows.py) for gradient descent: the gradient is rounded to
 // theta's dtype, multiplied by the step size rounded to that dtype and subtracted (numpy's rules for
 // `theta - lr * g` with a Python float lr), and -ffp-contract=off keeps that free of FMA.
-#include "flow_cpu.h"
+#include "cpu/flow_cpu.h"
 
 #include <algorithm>
 #include <chrono>
@@ -14,7 +14,7 @@
 #include "reluflow/finite.h"
 #include "reluflow/manifold.h"
 #include "reluflow/tableaux.h"
-#include "parallel_policy.h"
+#include "cpu/parallel_policy.h"
 
 namespace reluflow {
 

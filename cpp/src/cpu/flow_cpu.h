@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <functional>
 
-#include "field_cpu.h"
+#include "cpu/field_cpu.h"
 #include "reluflow/tableaux.h"
 
 namespace reluflow {

@@ -2,7 +2,7 @@
 // and arbitrary weighted point sets. OpenMP over networks; every network is computed start to finish
 // by one thread with its own buffers and a fixed order of operations, so results do not depend on
 // the number of threads. The per-piece / per-neuron math is in reluflow/sweep1d.h.
-#include "sweep1d_cpu.h"
+#include "cpu/sweep1d_cpu.h"
 
 #include <algorithm>
 #include <cmath>
@@ -11,7 +11,7 @@
 #include <numeric>
 #include <vector>
 
-#include "parallel_policy.h"
+#include "cpu/parallel_policy.h"
 #include "reluflow/finite.h"
 #include "reluflow/sweep1d.h"
 

@@ -3,9 +3,9 @@
 #include <cstddef>
 #include <vector>
 
-#include "parallel_policy.h"
+#include "cpu/parallel_policy.h"
 #include "reluflow/sobol.h"
-#include "sampling_cpu.h"
+#include "cpu/sampling_cpu.h"
 
 namespace reluflow {
 

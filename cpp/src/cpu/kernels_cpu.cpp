@@ -1,5 +1,5 @@
 // CPU parallel structure for the random-number fills; the math is in philox.h.
-#include "kernels_cpu.h"
+#include "cpu/kernels_cpu.h"
 
 #include "reluflow/philox.h"
 #ifdef RELUFLOW_OPENMP

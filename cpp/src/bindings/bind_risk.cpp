@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "bind_util.h"
-#include "bindings.h"
-#include "risk_grad_cpu.h"
+#include "bindings/bind_util.h"
+#include "bindings/bindings.h"
+#include "cpu/risk_grad_cpu.h"
 
 namespace py = pybind11;
 

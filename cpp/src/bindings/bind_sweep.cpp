@@ -6,10 +6,10 @@
 #include <cstdint>
 #include <string>
 
-#include "bind_util.h"
-#include "bindings.h"
+#include "bindings/bind_util.h"
+#include "bindings/bindings.h"
 #include "reluflow/sweep1d.h"
-#include "sweep1d_cpu.h"
+#include "cpu/sweep1d_cpu.h"
 
 namespace py = pybind11;
 

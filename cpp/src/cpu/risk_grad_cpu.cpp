@@ -1,13 +1,13 @@
 // Driver of the fused CPU risk/gradient (work items, fixed-order reduction) and the scalar per-node
 // kernel built on net.h. See risk_grad_cpu.h for the parallel structure.
-#include "risk_grad_cpu.h"
+#include "cpu/risk_grad_cpu.h"
 
 #include <algorithm>
 #include <exception>
 #include <stdexcept>
 #include <vector>
 
-#include "parallel_policy.h"
+#include "cpu/parallel_policy.h"
 #include "reluflow/net.h"
 #ifdef RELUFLOW_OPENMP
 #include <omp.h>
