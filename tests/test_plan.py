@@ -90,6 +90,7 @@ def test_integrators_follow_the_plan():
 
 def _estimators():
     return [rf.MonteCarlo(1024, seed=3), rf.MonteCarlo(64, seed=3), rf.QuasiMonteCarlo(512, seed=1),
+            rf.MonteCarlo(20000, seed=4),
             rf.Quadrature()]
 
 
@@ -158,3 +159,23 @@ def test_results_do_not_depend_on_thread_count():
     one = _run_with_threads(1)
     for n in (2, 3):
         assert _run_with_threads(n) == one
+
+
+def test_dense_kernel_chunks_and_blocks_do_not_change_bits():
+    """Large N (several chunks per network) and a batch large enough to be processed in blocks of
+    networks (the chunk partials' memory cap): each network's bits equal its bits alone."""
+    from reluflow.backends import cpu as cpu_backend
+    from reluflow.layout import Layout
+
+    if not rf.backends()["cpu"].available:
+        pytest.skip("cpu backend not built")
+    lay = Layout([2, 2048, 1])
+    rng = np.random.default_rng(3)
+    theta = rng.normal(size=(12, lay.num_params))
+    x = rng.uniform(size=(65536, 2))
+    w = np.full(x.shape[0], 1.0 / x.shape[0])
+    y = rng.normal(size=(x.shape[0], 1))
+    r, g = cpu_backend.risk_and_grad(lay, theta, x, w, y)
+    for k in (0, 11):
+        rk, gk = cpu_backend.risk_and_grad(lay, theta[k:k + 1], x, w, y)
+        assert rk.tobytes() == r[k:k + 1].tobytes() and gk.tobytes() == g[k:k + 1].tobytes()

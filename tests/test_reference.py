@@ -86,7 +86,8 @@ def test_chunking_does_not_change_the_result(monkeypatch):
     theta = prob.init(3, seed=1)
     est = rf.MonteCarlo(1000, seed=0)
     r0, g0 = prob.risk_and_grad(theta, est, backend="numpy")
-    monkeypatch.setattr(geometry, "_CHUNK_ELEMS", 3 * 16 * 7)  # chunks of 7 nodes
+    monkeypatch.setattr(geometry, "_CHUNK_NODES", 7)           # chunks of 7 nodes
+    monkeypatch.setattr(geometry, "_CHUNK_ELEMS", 2 * 16 * 7)  # blocks of 2 networks
     r1, g1 = prob.risk_and_grad(theta, est, backend="numpy")
     np.testing.assert_allclose(r1, r0, rtol=1e-13)
     np.testing.assert_allclose(g1, g0, rtol=1e-12, atol=1e-14)

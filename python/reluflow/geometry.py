@@ -12,12 +12,21 @@ from .layout import Layout
 
 __all__ = ["forward", "realization", "neuron_norms", "kink_partition"]
 
-_CHUNK_ELEMS = 1 << 21  # K * chunk * width elements per activation array
+_CHUNK_ELEMS = 1 << 21  # networks * nodes * width elements per activation array, at most
+_CHUNK_NODES = 4096     # nodes per chunk, at most
 
 
-def chunk_size(layout: Layout, K: int, N: int) -> int:
-    """Nodes per chunk so that one activation array holds at most ``_CHUNK_ELEMS`` elements."""
-    return max(1, min(N, _CHUNK_ELEMS // max(1, K * max(layout.widths))))
+def chunk_size(layout: Layout, N: int) -> int:
+    """Nodes per chunk: a function of N and the widths only, never of the number of networks, so that
+    a network's sums over the chunks do not depend on the batch it runs in (SPEC §7)."""
+    return max(1, min(N, _CHUNK_NODES, _CHUNK_ELEMS // max(layout.widths)))
+
+
+def network_blocks(layout: Layout, K: int, chunk: int):
+    """Slices of at most ``_CHUNK_ELEMS // (chunk * max width)`` networks: the activations of one block
+    and one chunk stay under ``_CHUNK_ELEMS`` elements (memory only: no effect on any result)."""
+    size = max(1, _CHUNK_ELEMS // (chunk * max(layout.widths)))
+    return [slice(k, min(K, k + size)) for k in range(0, K, size)]
 
 
 def forward(params, x, xp=np):
@@ -40,9 +49,11 @@ def realization(layout: Layout, theta, x, xp=np):
     params = layout.unpack(theta)
     K, N = theta.shape[0], x.shape[0]
     out = xp.empty((K, N, layout.widths[-1]), dtype=xp.float64)
-    step = chunk_size(layout, K, N)
-    for s in range(0, N, step):
-        out[:, s:s + step] = forward(params, x[s:s + step], xp)[-1]
+    step = chunk_size(layout, N)
+    for blk in network_blocks(layout, K, step):
+        block = [(W[blk], b[blk]) for W, b in params]
+        for s in range(0, N, step):
+            out[blk, s:s + step] = forward(block, x[s:s + step], xp)[-1]
     return out
 
 

@@ -118,10 +118,17 @@ std::unique_ptr<TileKernel> make_kernel(const RGProblem& p) {
 // Work items are (network, chunk). A network's chunking depends on (N, tile, partial size) only, never
 // on the number of networks K or of threads: the chunk partials are summed in a fixed order, so this
 // makes a network's bits the same alone or in any batch (SPEC §7). At most kChunksPerNetwork chunks
-// (enough items for many threads even at K = 1); the partials of a block of networks are kept under
+// of at least kMinTilesPerChunk tiles (enough items for many threads even at K = 1 when N is large);
+// the partials of a block of networks are kept under
 // kMaxPartialBytes, and the networks are processed block after block.
 constexpr int64_t kChunksPerNetwork = 16;
-constexpr int64_t kMaxPartialBytes = int64_t(32) << 20;
+// A chunk holds at least this many tiles (4096 nodes on the shallow kernel): every chunk pays for its
+// partial and for packing its network's parameters, which must stay small next to its nodes' work
+// (4 tiles per chunk cost case C of bench_risk_grad 14% in float32; 16 tiles nothing). The price of
+// K-independence: one network of N <= 16 tiles runs on one thread.
+constexpr int64_t kMinTilesPerChunk = 16;
+// Partials of one block of networks, kept small enough to stay in cache while they are summed.
+constexpr int64_t kMaxPartialBytes = int64_t(8) << 20;
 
 struct Chunking {
   int64_t ntiles = 0, nchunks = 0, tiles_per_chunk = 1;
@@ -134,7 +141,7 @@ Chunking make_chunking(int64_t N, int64_t K, int tile, int64_t psize) {
   if (c.ntiles == 0) return c;
   const int64_t bytes_per_chunk = psize * int64_t(sizeof(double));
   const int64_t want = std::max<int64_t>(1, std::min(kChunksPerNetwork, kMaxPartialBytes / bytes_per_chunk));
-  const int64_t nch = std::min(c.ntiles, want);
+  const int64_t nch = std::min((c.ntiles + kMinTilesPerChunk - 1) / kMinTilesPerChunk, want);
   c.tiles_per_chunk = (c.ntiles + nch - 1) / nch;
   c.nchunks = (c.ntiles + c.tiles_per_chunk - 1) / c.tiles_per_chunk;
   c.block = std::max<int64_t>(1, std::min(K, kMaxPartialBytes / (c.nchunks * bytes_per_chunk)));

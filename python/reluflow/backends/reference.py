@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..estimators import Nodes
-from ..geometry import chunk_size, forward, realization
+from ..geometry import chunk_size, forward, network_blocks, realization
 from ..layout import Layout
 from ..quadrature import fixed_1d, nodes_1d, nodes_tensor
 from ..spec import ProblemSpec
@@ -30,28 +30,29 @@ def risk_and_grad(layout: Layout, theta, x, w, y, want_grad: bool = True, xp=np)
     """
     theta = xp.asarray(theta, dtype=xp.float64)
     x, w, y = (xp.asarray(a, dtype=xp.float64) for a in (x, w, y))
-    params = layout.unpack(theta)
     K, N = theta.shape[0], x.shape[0]
     risk = xp.zeros(K, dtype=xp.float64)
     grad = xp.zeros_like(theta) if want_grad else None
-    grads = layout.unpack(grad) if want_grad else None
-    step = chunk_size(layout, K, N)
-    for s in range(0, N, step):
-        xc, wc, yc = x[s:s + step], w[s:s + step], y[s:s + step]
-        zs = forward(params, xc, xp)
-        r = zs[-1] - yc[None]                                  # residual (K, n, out)
-        risk += xp.einsum("n,kno->k", wc, r * r)
-        if not want_grad:
-            continue
-        delta = 2.0 * wc[None, :, None] * r                    # d risk / d output
-        for k in range(layout.num_layers - 1, -1, -1):
-            a_prev = xc if k == 0 else xp.maximum(zs[k - 1], 0.0)  # (n,d) broadcasts over K
-            gW, gb = grads[k]
-            gW += xp.matmul(xp.swapaxes(delta, 1, 2), a_prev)
-            gb += delta.sum(axis=1)
-            if k > 0:
-                # generalized gradient: relu'(z) = 1 if z > 0 else 0, compared with '>'
-                delta = xp.matmul(delta, params[k][0]) * (zs[k - 1] > 0)
+    step = chunk_size(layout, N)
+    for blk in network_blocks(layout, K, step):
+        params = layout.unpack(theta[blk])
+        grads = layout.unpack(grad[blk]) if want_grad else None   # views: accumulate in place
+        for s in range(0, N, step):
+            xc, wc, yc = x[s:s + step], w[s:s + step], y[s:s + step]
+            zs = forward(params, xc, xp)
+            r = zs[-1] - yc[None]                                  # residual (Kb, n, out)
+            risk[blk] += xp.einsum("n,kno->k", wc, r * r)
+            if not want_grad:
+                continue
+            delta = 2.0 * wc[None, :, None] * r                    # d risk / d output
+            for k in range(layout.num_layers - 1, -1, -1):
+                a_prev = xc if k == 0 else xp.maximum(zs[k - 1], 0.0)  # (n,d) broadcasts over Kb
+                gW, gb = grads[k]
+                gW += xp.matmul(xp.swapaxes(delta, 1, 2), a_prev)
+                gb += delta.sum(axis=1)
+                if k > 0:
+                    # generalized gradient: relu'(z) = 1 if z > 0 else 0, compared with '>'
+                    delta = xp.matmul(delta, params[k][0]) * (zs[k - 1] > 0)
     return risk, grad
 
 
