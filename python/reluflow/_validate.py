@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from ._arrays import to_native
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -66,6 +68,9 @@ def as_float_array(value: Any, name: str, ndim: int | tuple[int, ...] | None = N
     finiteness."""
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name}: expected a real number or an array of them, got {value!r}")
+    value, origin = to_native(value, name)           # torch / JAX / DLPack arrays: read as numpy
+    if origin.device:
+        value = value.get()                            # small host data (points, coefficients)
     _real_dtype_or_raise(value, name)
     try:
         arr = np.asarray(value, dtype=np.float64)
@@ -117,7 +122,9 @@ def array_namespace(arr: Any):
 
 
 def as_theta(theta: Any, num_params: int, name: str = "theta"):
-    """A ``(K, P)`` float32/float64 array (numpy or cupy), finite, with P = ``num_params``."""
+    """A ``(K, P)`` float32/float64 array (numpy or cupy), finite, with P = ``num_params``. Arrays of
+    other libraries (torch, JAX, DLPack producers) are read without a copy where possible."""
+    theta, _ = to_native(theta, name)
     xp = array_namespace(theta)
     if not hasattr(theta, "shape") or not hasattr(theta, "dtype"):
         try:

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import _philox
+from ._arrays import from_native, to_native
 from ._validate import array_namespace, as_bool, as_dtype, as_int, as_points, as_theta
 from .dists import Distribution, Uniform
 from .backends import cpu as cpu_backend
@@ -100,8 +101,9 @@ class Problem(LayoutShapes):
         """Move theta onto the normalized manifold without changing the realization (SPEC §4).
 
         Every hidden neuron's incoming (w_i, b_i) is scaled to unit norm, its outgoing weights by the
-        inverse factor (ReLU is positively homogeneous). theta (K, P) -> (K, P), same dtype.
+        inverse factor (ReLU is positively homogeneous). theta (K, P) -> (K, P), same dtype and library.
         """
+        theta, origin = to_native(theta, "theta")
         theta = as_theta(theta, self.num_params)
         xp = array_namespace(theta)
         out = theta.copy()
@@ -114,7 +116,7 @@ class Problem(LayoutShapes):
             W /= norm[:, :, None]
             b /= norm
             params[k + 1][0][...] *= norm[:, None, :]
-        return out
+        return from_native(out, origin)
 
     # ---- planning and evaluation ----------------------------------------------------------------
     def plan(self, estimator: Estimator, backend: str = "auto", theta=None, method: str = "auto") -> Plan:
@@ -138,7 +140,8 @@ class Problem(LayoutShapes):
         return self.plan(estimator, backend, method=method).explain(K)
 
     def realization(self, theta, x, backend: str = "auto"):
-        """Network outputs: theta (K, P), x (N, d) -> (K, N, out), in theta's dtype."""
+        """Network outputs: theta (K, P), x (N, d) -> (K, N, out), in theta's dtype and library."""
+        theta, origin = to_native(theta, "theta")
         theta = as_theta(theta, self.num_params)
         name = resolve(backend, theta)
         xp = array_namespace(theta)
@@ -147,7 +150,7 @@ class Problem(LayoutShapes):
             out = cpu_backend.realization(self.layout, theta, x)
         else:
             out = reference_backend.realization(self.layout, theta, xp.asarray(x), xp)
-        return out.astype(theta.dtype)
+        return from_native(out.astype(theta.dtype), origin)
 
     def target_values(self, nodes: Nodes, backend: str = "numpy") -> np.ndarray:
         """y (N, out): the data of ``nodes`` or the target evaluated at them (float64).
@@ -182,8 +185,10 @@ class Problem(LayoutShapes):
 
         Returns
         -------
-        risk (K,), grad (K, P), in theta's dtype (accumulated in float64).
+        risk (K,), grad (K, P), in theta's dtype (accumulated in float64) and library: numpy, CuPy,
+        torch (same device) or JAX arrays as theta was (SPEC §7; read without a copy where possible).
         """
+        theta, origin = to_native(theta, "theta")
         theta = as_theta(theta, self.num_params)
         if not isinstance(estimator, Estimator):
             raise TypeError(f"estimator: expected Points, MonteCarlo, QuasiMonteCarlo or Quadrature, "
@@ -195,7 +200,8 @@ class Problem(LayoutShapes):
         risk, grad = backend_for(p).evaluate(p, self.spec, theta, step, want_grad, xp)
         risk = xp.asarray(risk).astype(theta.dtype)
         _warn_if_not_finite(risk, theta)
-        return (risk, xp.asarray(grad).astype(theta.dtype)) if want_grad else (risk, None)
+        grad = xp.asarray(grad).astype(theta.dtype) if want_grad else None
+        return from_native(risk, origin), from_native(grad, origin)
 
     def risk(self, theta, estimator: Estimator, backend: str = "auto", step: int = 0, method: str = "auto"):
         """Risk estimate of every network: theta (K, P) -> (K,), in theta's dtype."""
