@@ -16,8 +16,9 @@ from .flows import Run, gradient_descent, gradient_flow, normalized_gradient_flo
 from .estimators import MonteCarlo, Nodes, Points, QuasiMonteCarlo, Quadrature
 from .layout import Layout
 from .problem import Problem
+from .experiments import load
+from ._version import __version__
 
-__version__ = "0.1.0"
 
 __all__ = ["Problem", "Layout", "MonteCarlo", "QuasiMonteCarlo", "Quadrature", "Points", "Nodes",
-           "targets", "dists", "diagnostics", "Run", "gradient_descent", "gradient_flow", "normalized_gradient_flow", "backends", "BackendInfo", "__version__"]
+           "targets", "dists", "diagnostics", "Run", "gradient_descent", "gradient_flow", "normalized_gradient_flow", "backends", "BackendInfo", "load", "__version__"]

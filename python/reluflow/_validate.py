@@ -148,6 +148,11 @@ def as_theta(theta: Any, num_params: int, name: str = "theta"):
         raise ValueError(f"{name}: expected at least one network (K >= 1), got shape {tuple(theta.shape)}")
     if not bool(xp.all(xp.isfinite(theta))):
         raise ValueError(f"{name}: expected finite parameters, found NaN or inf")
+    canonical = np.dtype(theta.dtype.name)
+    if theta.dtype is not canonical and xp is np:
+        # an equal but distinct dtype object (zarr, some DLPack producers): the extension dispatches on
+        # numpy's builtin dtype objects, so view the same memory with them
+        theta = theta.view(canonical)
     return theta
 
 

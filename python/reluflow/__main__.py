@@ -1,0 +1,4 @@
+"""``python -m reluflow``: the ``reluflow`` command."""
+from .cli import main
+
+main()

@@ -1,0 +1,7 @@
+"""Experiments as researchers run them (SPEC §9): TOML configs, a Zarr results store written while a
+run goes, resume after a crash. The command line (``reluflow``) sits on top of this package."""
+from .config import ConfigError, RunConfig, load_config, parse_config
+from .runner import default_store, run_config
+from .store import load
+
+__all__ = ["ConfigError", "RunConfig", "load_config", "parse_config", "run_config", "default_store", "load"]

@@ -1,0 +1,153 @@
+"""The results store (SPEC §9): Zarr v3, written while a run goes, read back by :func:`load` as an
+``xarray.Dataset``.
+
+Layout of a run's store: arrays ``risk``, ``grad_norm``, ``energy`` (step, init), ``t`` (step), ``theta``
+(init, param: the final parameters), ``diverged`` (init), ``status`` (init, int8 codes; names in the
+attribute ``status_names``), and two checkpoint slots ``checkpoint_theta_{0,1}`` / ``checkpoint_active_{0,1}``;
+attributes ``config`` (the TOML text), ``name``, ``method``. The commit point of every checkpoint is
+``checkpoint.json`` beside them, replaced atomically: records beyond its count and the other slot
+are ignored, so a run killed at any point resumes from the last committed checkpoint.
+
+zarr and xarray are imported when a store is used (``pip install "reluflow[cli]"``): the kernels need
+only numpy.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["RunStore", "load", "STATUS_NAMES"]
+
+STATUS_NAMES = ("ok", "diverged", "max_rejections", "min_step", "max_steps", "running")
+_RECORDS = ("risk", "grad_norm", "energy")
+
+
+def _module(name: str):
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise ImportError(f"the results store needs {name}: pip install \"reluflow[cli]\"") from exc
+
+
+@dataclass
+class Checkpoint:
+    """The committed state of a run: records written, the next step, the theta slot, finished or not."""
+
+    records: int = 0
+    next_step: int = 0
+    time: float = 0.0
+    slot: int = -1
+    finished: bool = False
+
+
+class RunStore:
+    """One run's Zarr group; created for (K, P, dtype) or reopened to resume."""
+
+    def __init__(self, path: Path, group: Any):
+        self.path, self.group = path, group
+
+    @classmethod
+    def create(cls, path: str | Path, config_text: str, name: str, method: str, K: int, P: int,
+               dtype: np.dtype) -> "RunStore":
+        zarr = _module("zarr")
+        path = Path(path)
+        g = zarr.open_group(str(path), mode="w")
+        g.attrs.update({"config": config_text, "name": name, "method": method, "status_names": list(STATUS_NAMES),
+                        "format": "reluflow-run-1"})
+        chunk_t = 256
+        for key in _RECORDS:
+            g.create_array(key, shape=(0, K), chunks=(chunk_t, K), dtype="f8", fill_value=np.nan)
+        g.create_array("t", shape=(0,), chunks=(chunk_t,), dtype="f8", fill_value=np.nan)
+        g.create_array("theta", shape=(K, P), dtype=dtype)
+        g.create_array("diverged", shape=(K,), dtype="bool")
+        g.create_array("status", shape=(K,), dtype="i1")
+        for s in (0, 1):
+            g.create_array(f"checkpoint_theta_{s}", shape=(K, P), dtype=dtype)
+            g.create_array(f"checkpoint_active_{s}", shape=(K,), dtype="bool")
+        store = cls(path, g)
+        store._commit(Checkpoint())
+        return store
+
+    @classmethod
+    def open(cls, path: str | Path) -> "RunStore":
+        zarr = _module("zarr")
+        return cls(Path(path), zarr.open_group(str(path), mode="r+"))
+
+    # ---- the commit point ---------------------------------------------------------------------
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(**json.loads((self.path / "checkpoint.json").read_text()))
+
+    def _commit(self, ck: Checkpoint) -> None:
+        tmp = self.path / "checkpoint.json.tmp"
+        tmp.write_text(json.dumps(ck.__dict__))
+        os.replace(tmp, self.path / "checkpoint.json")   # atomic: the old or the new checkpoint, never half
+
+    # ---- writing --------------------------------------------------------------------------------
+    def append(self, ck: Checkpoint, t: np.ndarray, records: dict, theta: np.ndarray, active: np.ndarray,
+               next_step: int, time: float) -> Checkpoint:
+        """Appends records (T new rows) after the committed ones, writes theta to the free slot and
+        commits. Returns the new checkpoint."""
+        n0, n1 = ck.records, ck.records + t.size
+        for key, arr in (("t", t), *((k, records[k]) for k in _RECORDS)):
+            z = self.group[key]
+            z.resize((n1,) + z.shape[1:])
+            z[n0:n1] = arr
+        slot = 1 - ck.slot if ck.slot in (0, 1) else 0
+        self.group[f"checkpoint_theta_{slot}"][...] = theta
+        self.group[f"checkpoint_active_{slot}"][...] = active
+        new = Checkpoint(n1, int(next_step), float(time), slot, False)
+        self._commit(new)
+        return new
+
+    def resume_state(self, ck: Checkpoint) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(theta, active, last records row) of the committed checkpoint; records beyond it dropped."""
+        for key in ("t",) + _RECORDS:
+            z = self.group[key]
+            if z.shape[0] != ck.records:
+                z.resize((ck.records,) + z.shape[1:])
+        theta = self.group[f"checkpoint_theta_{ck.slot}"][...]
+        active = self.group[f"checkpoint_active_{ck.slot}"][...]
+        last = {k: self.group[k][ck.records - 1] for k in _RECORDS}
+        return theta, active, last
+
+    def finish(self, ck: Checkpoint, theta: np.ndarray, diverged: np.ndarray, status: np.ndarray) -> Checkpoint:
+        self.group["theta"][...] = theta
+        self.group["diverged"][...] = diverged
+        codes = np.array([STATUS_NAMES.index(str(s)) if str(s) in STATUS_NAMES else STATUS_NAMES.index("running")
+                          for s in status], dtype=np.int8)
+        self.group["status"][...] = codes
+        done = Checkpoint(ck.records, ck.next_step, ck.time, ck.slot, True)
+        self._commit(done)
+        return done
+
+
+def load(path: str | Path):
+    """A run's store as an ``xarray.Dataset``: ``risk``, ``grad_norm``, ``energy`` (step, init), ``t``
+    (step), ``theta`` (init, param; the final parameters, or the last checkpoint's of an unfinished
+    run), ``diverged`` and ``status`` (init); attributes ``config`` (the TOML text), ``name``,
+    ``method``, ``finished``."""
+    xr = _module("xarray")
+    store = RunStore(Path(path), _module("zarr").open_group(str(path), mode="r"))
+    ck = store.checkpoint()
+    g = store.group
+    n = ck.records
+    theta = g["theta"][...] if ck.finished else g[f"checkpoint_theta_{max(ck.slot, 0)}"][...]
+    names = list(g.attrs["status_names"])
+    if ck.finished:
+        status = np.array([names[c] for c in g["status"][...]])
+        diverged = g["diverged"][...]
+    else:
+        active = g[f"checkpoint_active_{max(ck.slot, 0)}"][...]
+        status = np.where(active, "running", "diverged")
+        diverged = ~active
+    data = {k: (("step", "init"), g[k][:n]) for k in _RECORDS}
+    data.update(theta=(("init", "param"), theta), diverged=(("init",), diverged), status=(("init",), status))
+    attrs = {k: g.attrs[k] for k in ("config", "name", "method")}
+    attrs["finished"] = int(ck.finished)
+    return xr.Dataset(data, coords={"t": (("step",), g["t"][:n])}, attrs=attrs)

@@ -1,0 +1,180 @@
+"""Experiments from the command line (SPEC §9, ``reluflow.experiments``, ``reluflow.cli``): TOML configs
+mapped onto the Python API, the Zarr store and ``rf.load``, resume after SIGKILL bitwise, bad configs
+refused with status 2 and the key path."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import reluflow as rf
+from reluflow.experiments import ConfigError, parse_config, run_config
+
+pytest.importorskip("zarr")
+pytest.importorskip("xarray")
+
+GD = textwrap.dedent("""
+    name = "tiny-gd"
+    [problem]
+    widths = [1, 8, 1]
+    target = { kind = "piecewise_linear", knots = [0.0, 0.5, 1.0], values = [0.0, 1.0, 0.0] }
+    input = { kind = "uniform", low = 0.0, high = 1.0 }
+    [init]
+    n = 6
+    seed = 2
+    [estimator]
+    kind = "monte_carlo"
+    n = 128
+    seed = 1
+    resample = true
+    [integrator]
+    method = "gd"
+    lr = { schedule = "power", base = 0.05, exponent = 0.1 }
+    steps = 200
+    record_every = 10
+    [run]
+    backend = "cpu"
+    dtype = "float64"
+""")
+
+
+def _cli(*args, timeout=120, **kw):
+    return subprocess.run([sys.executable, "-m", "reluflow", *args], capture_output=True, text=True,
+                          timeout=timeout, **kw)
+
+
+def test_run_equals_the_python_api(tmp_path):
+    cfg = parse_config(GD)
+    path = run_config(cfg, tmp_path / "s.zarr", quiet=True)
+    ds = rf.load(path)
+    prob = cfg.problem
+    ref = rf.gradient_descent(prob, prob.init(6, seed=2), lambda n: 0.05 * (n + 1) ** -0.1, 200,
+                              estimator=rf.MonteCarlo(128, seed=1), record_every=10, backend="cpu")
+    assert ds.sizes == {"step": 21, "init": 6, "param": prob.num_params}
+    np.testing.assert_array_equal(ds.t.values, ref.t)
+    assert ds.risk.values.tobytes() == ref.risk.tobytes()
+    assert ds.theta.values.tobytes() == ref.theta.tobytes()
+    np.testing.assert_allclose(ds.energy.values, ref.energy, rtol=1e-12)
+    assert list(ds.status.values) == ["ok"] * 6 and not ds.diverged.values.any()
+    assert ds.attrs["config"] == GD and ds.attrs["name"] == "tiny-gd" and ds.attrs["finished"] == 1
+
+
+def test_finished_run_is_not_recomputed_and_other_configs_refused(tmp_path):
+    cfg = parse_config(GD)
+    path = run_config(cfg, tmp_path / "s.zarr", quiet=True)
+    stamp = (path / "checkpoint.json").stat().st_mtime_ns
+    run_config(cfg, path, quiet=True)
+    assert (path / "checkpoint.json").stat().st_mtime_ns == stamp
+    run_config(cfg, path, force=True, quiet=True)
+    assert (path / "checkpoint.json").stat().st_mtime_ns != stamp
+    other = parse_config(GD.replace("seed = 2", "seed = 3"))
+    with pytest.raises(ValueError, match="out: .* holds the results of another config"):
+        run_config(other, path, quiet=True)
+
+
+@pytest.mark.parametrize("integrator, records", [
+    ('method = "rk4"\ndt = 0.01\nsteps = 60\nrecord_every = 20', 4),
+    ('method = "dopri5"\nt_end = 0.5\nrecord_every = 0.1', 6),
+])
+def test_flows_run(tmp_path, integrator, records):
+    text = GD.replace('kind = "monte_carlo"\nn = 128\nseed = 1\nresample = true', 'kind = "quadrature"')
+    start = text.index("[integrator]")
+    text = text[:start] + "[integrator]\n" + integrator + "\n" + text[text.index("[run]"):]
+    ds = rf.load(run_config(parse_config(text), tmp_path / "f.zarr", quiet=True))
+    assert ds.sizes["step"] == records and np.all(np.diff(ds.risk.values, axis=0) <= 1e-12)
+
+
+def test_resume_after_sigkill_is_bitwise(tmp_path):
+    """Kill the command mid-run (after a few checkpoints), run it again: the final store equals an
+    uninterrupted run's bitwise."""
+    text = GD.replace("widths = [1, 8, 1]", "widths = [1, 64, 1]").replace("n = 6", "n = 48") \
+             .replace("n = 128", "n = 4096").replace("steps = 200", "steps = 3000")
+    cfg_file = tmp_path / "big.toml"
+    cfg_file.write_text(text)
+    killed, whole = tmp_path / "killed.zarr", tmp_path / "whole.zarr"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "reluflow", "run", str(cfg_file), "--out", str(killed),
+                             "--quiet"], env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        ck = killed / "checkpoint.json"
+        if ck.exists() and json.loads(ck.read_text())["records"] >= 40 or proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed: make it longer"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    part = json.loads((killed / "checkpoint.json").read_text())
+    assert not part["finished"] and 0 < part["next_step"] < 3000
+    assert _cli("run", str(cfg_file), "--out", str(killed), "--quiet", env=env, timeout=300).returncode == 0
+    assert _cli("run", str(cfg_file), "--out", str(whole), "--quiet", env=env, timeout=300).returncode == 0
+    a, b = rf.load(killed), rf.load(whole)
+    for key in ("risk", "grad_norm", "energy", "theta", "t", "diverged", "status"):
+        assert a[key].values.tobytes() == b[key].values.tobytes(), key
+
+
+# ---- bad configs -----------------------------------------------------------------------------------
+
+BAD = [
+    ("[problem]\nwidths = [1, 8, 1]", "", "estimator: missing"),
+    ("bogus = 1", "", "bogus: unknown key"),
+    ("widths = [1, 8, 1]", "widths = [1, -8, 1]", "problem: widths: expected every width >= 1"),
+    ('kind = "piecewise_linear"', 'kind = "spline"', "problem.target.kind: expected one of"),
+    ('input = { kind = "uniform", low = 0.0, high = 1.0 }', 'input = { kind = "uniform", low = 1.0, high = 0.0 }',
+     "problem.input: high: expected high > low"),
+    ('input = { kind = "uniform", low = 0.0, high = 1.0 }', 'input = { kind = "gaussian", mean = 0.0, cov = 1.0 }',
+     "problem.input.kind: gaussian inputs are not available yet"),
+    ("n = 6", "n = 0", "init.n: must be >= 1"),
+    ('kind = "monte_carlo"', 'kind = "mc"', "estimator.kind: expected one of"),
+    ("n = 128", 'n = "many"', "estimator.n: expected an integer"),
+    ('method = "gd"', 'method = "adam"', "integrator.method: expected one of"),
+    ('lr = { schedule = "power", base = 0.05, exponent = 0.1 }', "lr = -1", "integrator.lr: must be > 0, got -1"),
+    ('lr = { schedule = "power", base = 0.05, exponent = 0.1 }', 'lr = { schedule = "cosine", base = 1, exponent = 1 }',
+     "integrator.lr.schedule: expected \"power\""),
+    ("steps = 200", "steps = 2.5", "integrator.steps: expected an integer"),
+    ("record_every = 10", "record_every = 10\nmomentum = 0.9", "integrator.momentum: unknown key"),
+    ('backend = "cpu"', 'backend = "tpu"', "run.backend: expected"),
+    ('dtype = "float64"', 'dtype = "float16"', "run.dtype: expected float32 or float64"),
+]
+
+
+@pytest.mark.parametrize("old, new, message", BAD, ids=[b[2].split(":")[0] for b in BAD])
+def test_bad_configs_name_the_key(old, new, message):
+    text = (old if not new else GD.replace(old, new)) if old.startswith("[problem]") else GD.replace(old, new or old)
+    if old == "bogus = 1":
+        text = "bogus = 1\n" + GD
+    with pytest.raises(ConfigError) as exc:
+        parse_config(text)
+    assert message in str(exc.value)
+
+
+def test_function_target_expression():
+    cfg = parse_config(GD.replace('{ kind = "piecewise_linear", knots = [0.0, 0.5, 1.0], values = [0.0, 1.0, 0.0] }',
+                                  '{ kind = "function", expr = "sin(3*x)" }'))
+    x = np.linspace(0.0, 1.0, 5)[:, None]
+    np.testing.assert_allclose(cfg.problem.target(x)[:, 0], np.sin(3 * x[:, 0]))
+    with pytest.raises(ConfigError, match="problem.target.expr: cannot be evaluated: NameError"):
+        parse_config(GD.replace('{ kind = "piecewise_linear", knots = [0.0, 0.5, 1.0], values = [0.0, 1.0, 0.0] }',
+                                '{ kind = "function", expr = "foo(x)" }'))
+
+
+def test_cli_exit_status_and_info(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(GD.replace("lr = { schedule = \"power\", base = 0.05, exponent = 0.1 }", "lr = -1"))
+    res = _cli("run", str(bad), "--out", str(tmp_path / "x.zarr"))
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [f"{bad}: integrator.lr: must be > 0, got -1"]
+    res = _cli("info")
+    assert res.returncode == 0 and "reluflow" in res.stdout and "cpu:" in res.stdout
+    res = _cli("--help")
+    assert res.returncode == 0 and "run" in res.stdout
+    good = tmp_path / "good.toml"
+    good.write_text(GD)
+    res = _cli("run", str(good), "--out", str(tmp_path / "g.zarr"))
+    assert res.returncode == 0 and "results:" in res.stdout and Path(tmp_path / "g.zarr" / "checkpoint.json").exists()
