@@ -178,3 +178,18 @@ def test_cli_exit_status_and_info(tmp_path):
     good.write_text(GD)
     res = _cli("run", str(good), "--out", str(tmp_path / "g.zarr"))
     assert res.returncode == 0 and "results:" in res.stdout and Path(tmp_path / "g.zarr" / "checkpoint.json").exists()
+
+
+def test_plot_writes_valid_pngs_and_pdfs(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text(GD)
+    store = tmp_path / "g.zarr"
+    assert _cli("run", str(good), "--out", str(store), "--quiet").returncode == 0
+    res = _cli("plot", str(store), "--out", str(tmp_path / "plots"))
+    assert res.returncode == 0, res.stderr
+    files = sorted(Path(p).name for p in res.stdout.split())
+    assert files == sorted(f"{s}.{e}" for s in ("risk", "final_risk_hist", "realization") for e in ("png", "pdf"))
+    for name in files:
+        head = (tmp_path / "plots" / name).read_bytes()[:8]
+        assert head.startswith(b"\x89PNG\r\n\x1a\n" if name.endswith("png") else b"%PDF-"), (name, head)
+    assert _cli("plot", str(tmp_path / "nothing.zarr")).returncode == 2

@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 
 from ._version import __version__
-from .experiments import ConfigError, load_config, run_config
+from .experiments import ConfigError, load_config, plot_store, run_config
 from .registry import backends, core
 
 try:
@@ -56,6 +56,17 @@ if typer is not None:
             quiet: bool = typer.Option(False, "--quiet", help="no progress bar, no summary")) -> None:
         """Run FILE into a Zarr store; a killed run resumes from its last checkpoint when run again."""
         _run(file, out, force, quiet)
+
+    @app.command()
+    def plot(store: Path = typer.Argument(..., help="a run's results store (.zarr)"),
+             out: Optional[Path] = typer.Option(None, "--out", help="folder (default <store>-plots/)")) -> None:
+        """Risk against steps (median and band over initializations), final-risk histogram, and in 1-D
+        the best realizations against the target; PNG and PDF."""
+        if not (store / "checkpoint.json").exists():
+            print(f"store: {store} is not a reluflow results store", file=sys.stderr)
+            raise SystemExit(2)
+        for p in plot_store(store, out):
+            print(p)
 
     @app.command()
     def info() -> None:

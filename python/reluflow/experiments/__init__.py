@@ -2,6 +2,7 @@
 run goes, resume after a crash. The command line (``reluflow``) sits on top of this package."""
 from .config import ConfigError, RunConfig, load_config, parse_config
 from .runner import default_store, run_config
+from .plots import plot_store
 from .store import load
 
-__all__ = ["ConfigError", "RunConfig", "load_config", "parse_config", "run_config", "default_store", "load"]
+__all__ = ["ConfigError", "RunConfig", "load_config", "parse_config", "run_config", "default_store", "load", "plot_store"]

@@ -64,7 +64,7 @@ def _table(d: Any, path: str, allowed: set, required: set = frozenset()) -> dict
         if key not in allowed:
             raise ConfigError(f"{path}.{key}" if path else key,
                               f"unknown key (expected one of {', '.join(sorted(allowed))})")
-    for key in required:
+    for key in sorted(required):         # the same message on every run (sets have no fixed order)
         if key not in d:
             raise ConfigError(f"{path}.{key}" if path else key, "missing")
     return d

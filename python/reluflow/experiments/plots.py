@@ -1,0 +1,92 @@
+"""Plots of a run's store (``reluflow plot STORE``): risk against steps or time (log-log, median and
+10-90 % band over the initializations, and the best network), the histogram of final risks, and in
+1-D the realizations against the target. PNG and PDF; matplotlib (Agg) is imported when plotting."""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+
+from .config import parse_config
+from .store import load
+
+__all__ = ["plot_store"]
+
+
+def _pyplot():
+    try:
+        mpl = importlib.import_module("matplotlib")
+    except ImportError as exc:
+        raise ImportError("plots need matplotlib: pip install \"reluflow[cli]\"") from exc
+    mpl.use("Agg")
+    return importlib.import_module("matplotlib.pyplot")
+
+
+def _save(fig, out: Path, stem: str) -> list[Path]:
+    paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
+    for p in paths:
+        fig.savefig(p, dpi=150, bbox_inches="tight")
+    return paths
+
+
+def plot_store(path: str | Path, out: str | Path | None = None) -> list[Path]:
+    """Writes the plots of the run stored at ``path`` into ``out`` (default ``<store>-plots/`` beside
+    it) and returns their paths."""
+    plt = _pyplot()
+    path = Path(path)
+    ds = load(path)
+    out = Path(out) if out is not None else path.with_name(path.name.removesuffix(".zarr") + "-plots")
+    out.mkdir(parents=True, exist_ok=True)
+    name, method = ds.attrs["name"], ds.attrs["method"]
+    t, risk = ds.t.values, ds.risk.values                     # (T,), (T, K)
+    finished = ds.status.values != "diverged"
+    final = risk[-1]
+    best = int(np.nanargmin(np.where(finished, final, np.nan))) if np.any(finished & np.isfinite(final)) else None
+    xlabel = "step" if method == "gd" else "time t"
+    written = []
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sel = t > 0
+    ok = risk[:, finished] if finished.any() else risk
+    with np.errstate(all="ignore"):
+        med = np.nanmedian(ok, axis=1)
+        lo, hi = np.nanquantile(ok, 0.1, axis=1), np.nanquantile(ok, 0.9, axis=1)
+    ax.fill_between(t[sel], lo[sel], hi[sel], alpha=0.25, label="10-90 % of initializations")
+    ax.plot(t[sel], med[sel], lw=2, label="median")
+    if best is not None:
+        ax.plot(t[sel], risk[sel, best], lw=1, ls="--", label=f"best (init {best})")
+    ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel="risk", title=f"{name}: risk ({method}, K = {risk.shape[1]})")
+    ax.legend(frameon=False)
+    written += _save(fig, out, "risk")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    vals = final[finished & np.isfinite(final) & (final > 0)]
+    if vals.size:
+        bins = np.logspace(np.log10(vals.min()), np.log10(vals.max()) + 1e-12, 30)
+        ax.hist(vals, bins=bins)
+        ax.set_xscale("log")
+    ax.set(xlabel="final risk", ylabel="initializations",
+           title=f"{name}: final risks ({int((~finished).sum())} diverged)")
+    written += _save(fig, out, "final_risk_hist")
+    plt.close(fig)
+
+    cfg = parse_config(ds.attrs["config"], name)
+    prob = cfg.problem
+    if prob.dim == 1 and prob.out_dim == 1:
+        lo_, hi_ = float(prob.input.low[0]), float(prob.input.high[0])
+        x = np.linspace(lo_, hi_, 400)[:, None]
+        theta = ds.theta.values
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(x[:, 0], prob.target(x)[:, 0], color="k", lw=2, label="target")
+        order = np.argsort(np.where(finished, final, np.inf))[: min(5, theta.shape[0])]
+        out_k = prob.realization(theta[order], x, backend="numpy")
+        for j, k in enumerate(order):
+            ax.plot(x[:, 0], out_k[j, :, 0], lw=1.5 if j == 0 else 0.8, alpha=1.0 if j == 0 else 0.6,
+                    label=f"init {k}: risk {final[k]:.2e}")
+        ax.set(xlabel="x", ylabel="N(x)", title=f"{name}: the best realizations")
+        ax.legend(frameon=False, fontsize=8)
+        written += _save(fig, out, "realization")
+        plt.close(fig)
+    return written
