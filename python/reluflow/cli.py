@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 
 from ._version import __version__
-from .experiments import ConfigError, load_config, plot_store, run_config
+from .experiments import ConfigError, load_config, plot_store, run_config, run_sweep
 from .registry import backends, core
 
 try:
@@ -56,6 +56,25 @@ if typer is not None:
             quiet: bool = typer.Option(False, "--quiet", help="no progress bar, no summary")) -> None:
         """Run FILE into a Zarr store; a killed run resumes from its last checkpoint when run again."""
         _run(file, out, force, quiet)
+
+    @app.command()
+    def sweep(file: Path = typer.Argument(..., help="the sweep's TOML file (base + [sweep] of dotted paths)"),
+              out: Optional[Path] = typer.Option(None, "--out", help="results store (default results/<name>.zarr)"),
+              scheduler: Optional[str] = typer.Option(None, "--scheduler", help="a dask scheduler, tcp://host:port"),
+              workers: Optional[int] = typer.Option(None, "--workers", help="local workers (default: one per core)"),
+              force: bool = typer.Option(False, "--force", help="recompute finished points"),
+              quiet: bool = typer.Option(False, "--quiet", help="no per-point lines")) -> None:
+        """Run every point of FILE on dask.distributed, one group per point; finished points are
+        skipped when run again, interrupted ones resume. Exit status 1 if a point failed."""
+        try:
+            path, failed = run_sweep(file, out, scheduler, workers, force, quiet)
+        except ConfigError as exc:
+            print(f"{file}: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        if not quiet:
+            print(f"results: {path}")
+        if failed:
+            raise SystemExit(1)
 
     @app.command()
     def plot(store: Path = typer.Argument(..., help="a run's results store (.zarr)"),

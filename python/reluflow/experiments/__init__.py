@@ -4,5 +4,6 @@ from .config import ConfigError, RunConfig, load_config, parse_config
 from .runner import default_store, run_config
 from .plots import plot_store
 from .store import load
+from .sweep import load_sweep, run_sweep
 
-__all__ = ["ConfigError", "RunConfig", "load_config", "parse_config", "run_config", "default_store", "load", "plot_store"]
+__all__ = ["ConfigError", "RunConfig", "load_config", "parse_config", "run_config", "default_store", "load", "plot_store", "load_sweep", "run_sweep"]

@@ -25,7 +25,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.9/3.10 take the backport (the cli extra installs it)
     import tomli as tomllib
 
-__all__ = ["ConfigError", "RunConfig", "parse_config", "load_config", "METHODS"]
+__all__ = ["ConfigError", "RunConfig", "parse_config", "parse_document", "parse_toml", "load_config", "METHODS"]
 
 METHODS = ("gd", "euler", "heun", "rk4", "dopri5")
 _TOP = {"name", "problem", "init", "estimator", "integrator", "run"}
@@ -211,12 +211,21 @@ class _PowerSchedule:
         return self.base * (n + 1) ** (-self.exponent)
 
 
-def parse_config(text: str, default_name: str = "run") -> RunConfig:
-    """A RunConfig from TOML text; ConfigError (a ValueError) naming the key path on any bad key."""
+def parse_toml(text: str) -> dict:
+    """The TOML document of ``text``; ConfigError("file", ...) when it is not valid TOML."""
     try:
-        doc = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("file", f"not valid TOML: {exc}") from exc
+
+
+def parse_config(text: str, default_name: str = "run") -> RunConfig:
+    """A RunConfig from TOML text; ConfigError (a ValueError) naming the key path on any bad key."""
+    return parse_document(parse_toml(text), text, default_name)
+
+
+def parse_document(doc: dict, text: str, default_name: str = "run") -> RunConfig:
+    """A RunConfig from a parsed TOML document (``text``: its source, kept in the store)."""
     _table(doc, "", _TOP, {"problem", "estimator", "integrator"})
     name = doc.get("name", default_name)
     if not isinstance(name, str) or not name or any(c in name for c in "/\\"):

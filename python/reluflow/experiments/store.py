@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RunStore", "load", "STATUS_NAMES"]
+__all__ = ["RunStore", "load", "STATUS_NAMES", "SWEEP_FORMAT"]
+
+SWEEP_FORMAT = "reluflow-sweep-1"
 
 STATUS_NAMES = ("ok", "diverged", "max_rejections", "min_step", "max_steps", "running")
 _RECORDS = ("risk", "grad_norm", "energy")
@@ -128,6 +130,31 @@ class RunStore:
 
 
 def load(path: str | Path):
+    """A run's store as an ``xarray.Dataset`` (below), or a sweep's store as an ``xarray.DataTree``
+    with one node ``point-0000``, … per finished or started point, whose attributes hold the point's
+    axis values (attribute ``point``) and the tree's the sweep (``config``, ``axes``)."""
+    path = Path(path)
+    if (path / "checkpoint.json").exists():
+        return _load_run(path)
+    if not (path / "zarr.json").exists():
+        raise ValueError(f"path: {path} is not a reluflow results store")
+    g = _module("zarr").open_group(str(path), mode="r")
+    if g.attrs.get("format") != SWEEP_FORMAT:
+        raise ValueError(f"path: {path} is a Zarr group but not a reluflow results store")
+    xr = _module("xarray")
+    nodes = {}
+    for i, point in enumerate(g.attrs["points"]):
+        p = path / f"point-{i:04d}"
+        if (p / "checkpoint.json").exists():
+            ds = _load_run(p)
+            ds.attrs["point"] = json.dumps(point)
+            nodes[f"point-{i:04d}"] = ds
+    tree = xr.DataTree.from_dict(nodes)
+    tree.attrs.update(config=g.attrs["config"], name=g.attrs["name"], axes=json.dumps(g.attrs["axes"]))
+    return tree
+
+
+def _load_run(path: Path):
     """A run's store as an ``xarray.Dataset``: ``risk``, ``grad_norm``, ``energy`` (step, init), ``t``
     (step), ``theta`` (init, param; the final parameters, or the last checkpoint's of an unfinished
     run), ``diverged`` and ``status`` (init); attributes ``config`` (the TOML text), ``name``,
