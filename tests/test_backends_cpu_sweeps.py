@@ -1,4 +1,4 @@
-"""Shallow 1-D sweeps (reluflow.sweep, reluflow._core.shallow1d_exact / shallow1d_points).
+"""Shallow 1-D sweeps (reluflow.backends.cpu.shallow1d_exact / shallow1d_points, _core.shallow1d_*).
 
 The judges are the general paths: the Gauss–Legendre-on-the-kink-partition quadrature
 (``reluflow.quadrature`` with the numpy backend) for the exact sweep, and the dense reference kernel
