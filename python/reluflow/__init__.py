@@ -10,7 +10,7 @@
 See SPEC.md for the conventions: flat parameter layout (W_1, b_1, ..., W_L, b_L, row-major),
 relu'(0) = 0, risk without a factor 1/2.
 """
-from . import diagnostics, dists, targets
+from . import diagnostics, dists, landscape, targets
 from .backends import BackendInfo, backends
 from .flows import Run, gradient_descent, gradient_flow, normalized_gradient_flow
 from .estimators import MonteCarlo, Nodes, Points, QuasiMonteCarlo, Quadrature
@@ -21,4 +21,4 @@ from ._version import __version__
 
 
 __all__ = ["Problem", "Layout", "MonteCarlo", "QuasiMonteCarlo", "Quadrature", "Points", "Nodes",
-           "targets", "dists", "diagnostics", "Run", "gradient_descent", "gradient_flow", "normalized_gradient_flow", "backends", "BackendInfo", "load", "__version__"]
+           "targets", "dists", "diagnostics", "landscape", "Run", "gradient_descent", "gradient_flow", "normalized_gradient_flow", "backends", "BackendInfo", "load", "__version__"]

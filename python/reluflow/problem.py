@@ -15,6 +15,7 @@ from .backends import get as backend_for
 from .backends import reference as reference_backend
 from .estimators import Estimator, Nodes
 from .geometry import neuron_norms
+from .quadrature import nodes_tensor
 from .layout import Layout
 from .plan import Plan, plan
 from .registry import resolve
@@ -202,6 +203,59 @@ class Problem(LayoutShapes):
         _warn_if_not_finite(risk, theta)
         grad = xp.asarray(grad).astype(theta.dtype) if want_grad else None
         return from_native(risk, origin), from_native(grad, origin)
+
+    # ---- second order (SPEC §8) ------------------------------------------------------------------
+    def _second_order_nodes(self, estimator: Estimator, backend: str, theta, step: int) -> Nodes:
+        p = self.plan(estimator, backend, theta)
+        if p.route in ("exact_sweep", "partition"):
+            raise ValueError("estimator: the Hessian of the exact 1-D quadrature risk (with the terms of the "
+                             "kinks that move with theta) is not available yet; use Points, MonteCarlo or "
+                             "QuasiMonteCarlo for the exact Hessian of a sampled risk")
+        impl = cpu_backend if p.backend == "cpu" else reference_backend
+        if p.route == "tensor_grid":
+            return Nodes(*self._tensor_nodes(estimator))
+        nodes = impl.point_nodes(self.spec, estimator, step) if p.backend == "cpu" else estimator.nodes(self.spec, step)
+        return Nodes(nodes.x, nodes.w, impl.target_values(self.spec, nodes))
+
+    def _tensor_nodes(self, estimator):
+        nodes = nodes_tensor(self.spec, estimator)
+        return nodes.x, nodes.w, reference_backend.target_values(self.spec, nodes)
+
+    def hvp(self, theta, V, estimator: Estimator, backend: str = "auto", step: int = 0):
+        """Hessian-vector products: theta (K, P), V (K, P) or (K, B, P) -> H V, the same shape as V.
+
+        For a sampled risk (Points, MonteCarlo, QuasiMonteCarlo; tensor-grid Quadrature in d >= 2) the
+        exact Hessian of that weighted sum, with relu'' = 0 and relu'(0) = 0 (what autodiff of the
+        sampled risk gives). The exact 1-D quadrature risk is refused for now (its Hessian has terms
+        from the moving kinks). Computed by the array-API reference (float64) on every backend; the
+        nodes are the backend's (bitwise the same). Results in theta's dtype and library.
+        """
+        theta, origin = to_native(theta, "theta")
+        theta = as_theta(theta, self.num_params)
+        xp = array_namespace(theta)
+        V, _ = to_native(V, "V")
+        V = xp.asarray(V, dtype=xp.float64)
+        if V.ndim not in (2, 3) or V.shape[0] != theta.shape[0] or V.shape[-1] != self.num_params:
+            raise ValueError(f"V: expected a (K, P) or (K, B, P) array with K = {theta.shape[0]}, "
+                             f"P = {self.num_params}, got shape {tuple(V.shape)}")
+        if not bool(xp.all(xp.isfinite(V))):
+            raise ValueError("V: expected finite directions, found NaN or inf")
+        step = as_int(step, "step", minimum=0)
+        nodes = self._second_order_nodes(estimator, backend, theta, step)
+        V3 = V[:, None, :] if V.ndim == 2 else V
+        _, _, hv = reference_backend.risk_grad_hvp(self.layout, theta, V3, xp.asarray(nodes.x),
+                                                   xp.asarray(nodes.w), xp.asarray(nodes.y), xp)
+        hv = hv[:, 0] if V.ndim == 2 else hv
+        return from_native(hv.astype(theta.dtype), origin)
+
+    def hessian(self, theta, estimator: Estimator, backend: str = "auto", step: int = 0):
+        """The Hessian of the risk estimate: theta (K, P) -> (K, P, P), symmetric (see :meth:`hvp`)."""
+        theta, origin = to_native(theta, "theta")
+        theta = as_theta(theta, self.num_params)
+        xp = array_namespace(theta)
+        eye = xp.broadcast_to(xp.eye(self.num_params), (theta.shape[0], self.num_params, self.num_params))
+        H = self.hvp(theta, xp.ascontiguousarray(eye), estimator, backend, step)
+        return from_native(0.5 * (H + xp.swapaxes(H, 1, 2)), origin)   # symmetric to the last bit
 
     def risk(self, theta, estimator: Estimator, backend: str = "auto", step: int = 0, method: str = "auto"):
         """Risk estimate of every network: theta (K, P) -> (K,), in theta's dtype."""
