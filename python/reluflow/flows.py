@@ -231,6 +231,18 @@ def _check_request(names: str, theta: np.ndarray, records: float, schedule: floa
                          f"often, or run fewer steps per call and resume from the returned run")
 
 
+# step indices are the samplers' 32-bit counter words (_philox.py, the C++ loops' bound too)
+_MAX_STEP = 2**32 - 1
+
+
+def _check_steps(names: str, last: int) -> None:
+    """Refuse a run whose last step index ``last`` does not fit the 32-bit step counter; ``names`` are
+    the arguments that make it so."""
+    if last > _MAX_STEP:
+        raise ValueError(f"{names}: this run would reach step index {last}, beyond the {_MAX_STEP} that a run "
+                         f"can address (2**32 - 1, the samplers' step counter); run fewer steps per call")
+
+
 def _check_common(prob, theta0, estimator):
     if not isinstance(prob, Problem):
         raise TypeError(f"prob: expected a reluflow.Problem, got {type(prob).__name__}")
@@ -327,7 +339,11 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
     start_step = as_int(start_step, "start_step", minimum=0)
     record_every = as_int(record_every, "record_every", minimum=1)
     max_abs = _check_options(max_abs, record_theta, normalized, progress)
-    _check_request("steps, record_every", theta, steps // record_every + 2, steps, record_theta)
+    # only a callable schedule is materialized (an array lr is the caller's; a constant one is passed
+    # as a single step size)
+    _check_request("steps, record_every", theta, steps // record_every + 2, steps if callable(lr) else 0,
+                   record_theta)
+    _check_steps("start_step, steps", start_step + steps)
     lr_at = _lr_schedule(lr, steps, start_step)
     field_ = _Field(prob, prob.plan(estimator, backend, theta), normalized)
     if normalized:
@@ -339,8 +355,8 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
             h = np.array([lr_at(start_step + i) for i in range(steps)], dtype=np.float64)
         elif isinstance(lr, (list, tuple, np.ndarray)):
             h = np.asarray(lr, dtype=np.float64)[start_step:start_step + steps]
-        else:
-            h = np.full(steps, lr_at(start_step), dtype=np.float64)
+        else:  # a constant step: one value, which the C++ loop uses for every step (never materialized)
+            h = np.array([lr_at(start_step)], dtype=np.float64)
         res = cpu_backend.flow_run(native, prob.spec, theta, "gd", steps, start_step, record_every, h, max_abs,
                                    normalized, _progress_hook(_Progress(steps, progress)), record_theta)
         active = res["active"].astype(bool)
@@ -484,11 +500,12 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
     n_steps = max(1, int(round(t_end / (dt if dt is not None else t_end / 1000))))
     h = t_end / n_steps
     rec_stride = max(1, int(round(rec_dt / h)))
-    _check_request("t_end, dt, record_every", theta, n_steps // rec_stride + 2, n_steps, record_theta)
+    _check_request("t_end, dt, record_every", theta, n_steps // rec_stride + 2, 0, record_theta)
+    _check_steps("t_end, dt", n_steps)
     native = _native_plan(field_.plan)
     if native is not None:
         t0 = time.perf_counter()
-        res = cpu_backend.flow_run(native, prob.spec, theta, method, n_steps, 0, rec_stride, np.full(n_steps, h),
+        res = cpu_backend.flow_run(native, prob.spec, theta, method, n_steps, 0, rec_stride, np.array([h]),
                                    max_abs, normalized, _progress_hook(_Progress(n_steps, progress)), record_theta)
         rec = _record_indices(n_steps, rec_stride)
         return _finish(prob, res["theta"], list(rec * h), list(res["risk"]), list(res["grad_norm"]),

@@ -99,11 +99,14 @@ void bind_flow(py::module_& m) {
         if (record_every < 1) throw py::value_error("record_every: expected >= 1");
         if (start_step < 0 || start_step + steps > 4294967295LL)
           throw py::value_error("start_step: step indices must lie in [0, 2**32)");
-        if (h.ndim() != 1 || h.shape(0) < steps) throw py::value_error("h: expected one step size per step");
+        if (h.ndim() != 1 || (h.shape(0) != 1 && h.shape(0) < steps))
+          throw py::value_error("h: expected one step size for every step (length 1) or one per step (length steps), "
+                                "got " + shape_str(h));
         spec.steps = steps;
         spec.start_step = start_step;
         spec.record_every = record_every;
         spec.h = h.data();
+        spec.h_len = h.shape(0) == 1 ? 1 : steps;
         spec.max_abs = max_abs;
         spec.progress = take_progress<int64_t>(kwargs);  // before parse_field: not a field argument
         const bool record_theta = take_record_theta(kwargs);
@@ -120,7 +123,7 @@ void bind_flow(py::module_& m) {
       py::arg("widths"), py::arg("theta"), py::arg("method"), py::arg("steps"), py::arg("start_step"),
       py::arg("record_every"), py::arg("h"), py::arg("max_abs"),
       "Gradient descent / fixed-step RK loop for K networks in C++ (GIL released except for a Python "
-      "target callback). The vector field is described by keyword arguments (bind_field.h). Returns a "
+      "target callback). h: (steps,) step sizes, or (1,) for the same step every step. The vector field is described by keyword arguments (bind_field.h). Returns a "
       "dict with theta (K,P), risk/grad_norm/energy records (T,K), active (K,), evaluations, and thetas "
       "(T,K,P) in theta's dtype if record_theta=True (a frozen network's last parameters) else None.");
 }

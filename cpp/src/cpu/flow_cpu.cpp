@@ -84,7 +84,7 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out, T* rec_theta) {
     }
     if (i % s.record_every == 0 || i == s.steps) record();
     if (i == s.steps || !any_active) break;
-    const double h = s.h[i];
+    const double h = s.h_len == 1 ? s.h[0] : s.h[i];
     if (s.method == kFlowEuler) {
       const T ht = static_cast<T>(h);
 #pragma omp parallel for schedule(static) if (par)

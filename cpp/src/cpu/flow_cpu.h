@@ -17,7 +17,10 @@ struct FlowSpec {
   int64_t K = 0;
   int method = kFlowEuler;
   int64_t steps = 0, start_step = 0, record_every = 1;
-  const double* h = nullptr;  // (steps,): step size of local step i (lr_n or dt)
+  // step size of local step i (lr_n or dt): h[i] when h_len == steps, h[0] for every step when
+  // h_len == 1 (a constant lr or dt is never materialized: 2e8 steps would take 1.5 GiB)
+  const double* h = nullptr;
+  int64_t h_len = 0;
   double max_abs = 1e8;
   // called with the number of steps done, at most every ~0.25 s of wall time and after the last step
   // (the binding shows a progress bar and checks for Ctrl-C there; it may throw to stop the run)

@@ -182,7 +182,8 @@ def field_args(plan, spec: ProblemSpec) -> dict:
 
 def flow_run(plan, spec: ProblemSpec, theta, method: str, steps: int, start_step: int, record_every: int,
              h, max_abs: float, normalized: bool, progress: Callable | None, record_theta: bool = False) -> dict:
-    """The fixed-step loop (GD/SGD, euler, heun, rk4) in C++: theta (K, P), h (steps,) step sizes.
+    """The fixed-step loop (GD/SGD, euler, heun, rk4) in C++: theta (K, P), h (steps,) step sizes or (1,)
+    for the same step every step.
     Returns a dict: theta, risk/grad_norm/energy records (T, K), active (K,), evaluations, and thetas
     (T, K, P) with ``record_theta`` (else None). Reports to ``progress(steps_done)`` about every 0.25 s,
     which is also where Ctrl-C stops it."""
