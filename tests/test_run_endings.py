@@ -60,3 +60,104 @@ def test_constant_lr_is_not_materialized():
     with python_driver():
         ref = rf.gradient_flow(prob, theta, 1.0, method="euler", dt=1e-3, estimator=est, backend="cpu")
     assert flow.theta.tobytes() == ref.theta.tobytes()
+
+
+# ---- item 2: a risk that blows up freezes the network, with a reason ------------------------------
+
+def _dead_net(dtype=np.float64):
+    """[1, 4, 1] nets whose hidden neurons are dead on [0, 1] (biases -5): the realization is the output
+    bias c, the risk c^2 against the zero target, and GD with lr 1.5 maps c to -2c (risk x4 a step).
+    Network 0 starts at risk 0.12, network 1 at risk 0 (its gradient is 0: it stays there)."""
+    prob = rf.Problem([1, 4, 1], rf.targets.Affine([[0.0]], [0.0]), U01)
+    theta = np.zeros((2, prob.num_params), dtype=dtype)
+    (W1, b1), (W2, b2) = prob.layout.unpack(theta)
+    W1[...], b1[...], W2[...] = 1.0, -5.0, 0.5
+    b2[0], b2[1] = np.sqrt(0.12), 0.0
+    return prob, theta
+
+
+@pytest.mark.parametrize("python", [False, True])
+def test_gd_risk_blow_up_is_caught(backend, python):
+    """The issue's case: GD with lr=1.5 on a net with dead hidden neurons takes the risk from 0.12 to
+    1e11 in 20 steps; with the default max_growth the network is frozen when its risk passes 1e6 x
+    its start, flagged and explained; the other network runs on."""
+    prob, theta = _dead_net()
+    est = rf.Quadrature()
+    with _driver(python):
+        free = rf.gradient_descent(prob, theta, lr=1.5, steps=20, estimator=est, backend=backend,
+                                   max_growth=np.inf)
+        assert not free.diverged.any() and list(free.reason) == ["", ""]
+        assert free.risk[0, 0] == pytest.approx(0.12) and free.risk[-1, 0] > 1e10  # it really blows up
+        with pytest.warns(RuntimeWarning, match=r"1 of 2 networks diverged .*network 0: risk grew .*x over its start"):
+            run = rf.gradient_descent(prob, theta, lr=1.5, steps=20, estimator=est, backend=backend)
+    assert list(run.diverged) == [True, False] and list(run.status) == ["diverged", "ok"]
+    factor = run.risk[-1, 0] / run.risk[0, 0]
+    assert 1e6 < factor < 4.1e6  # frozen at the first state past the bound (x4 a step)
+    assert run.reason[0] == f"risk grew {factor:.2g}x over its start" and run.reason[1] == ""
+    # frozen at the parameters of that risk: the free run's state after the same number of steps
+    n = int(np.argmax(free.risk[:, 0] > 1e6 * free.risk[0, 0]))
+    assert run.theta[0].tobytes() == (rf.gradient_descent(prob, theta[:1], lr=1.5, steps=n, estimator=est,
+                                                          backend=backend, max_growth=np.inf).theta[0].tobytes())
+    assert run.best() == 1
+    if backend == "cpu" and not python:
+        with python_driver(), pytest.warns(RuntimeWarning, match="diverged"):
+            ref = rf.gradient_descent(prob, theta, lr=1.5, steps=20, estimator=est, backend=backend)
+        assert "loop" in run.info and "loop" not in ref.info
+        assert run.theta.tobytes() == ref.theta.tobytes() and run.risk.tobytes() == ref.risk.tobytes()
+        np.testing.assert_allclose(run.energy, ref.energy, rtol=1e-12)  # |G|'s sum order differs
+        assert list(run.reason) == list(ref.reason)
+
+
+@pytest.mark.parametrize("method,dt", [("euler", 1.5), ("heun", 2.0), ("rk4", 3.0), ("dopri5", 10.0)])
+@pytest.mark.parametrize("python", [False, True])
+def test_flow_risk_blow_up_is_caught(method, dt, backend, python):
+    """Every integrator freezes a network whose risk passes max_growth x its start, status "diverged"."""
+    prob, theta = _dead_net()
+    kw = dict(method=method, dt=dt, estimator=rf.Quadrature(), backend=backend, record_every=100.0)
+    if method == "dopri5":  # a tolerance that accepts every step: far outside the stability region
+        kw.update(rtol=1e3, atol=1e3)
+    with _driver(python), np.errstate(over="ignore", invalid="ignore"):
+        with pytest.warns(RuntimeWarning, match=r"network 0: risk grew"):
+            run = rf.gradient_flow(prob, theta, 100.0, **kw)
+    assert list(run.status) == ["diverged", "ok"] and run.reason[0].startswith("risk grew")
+    assert run.reason[1] == ""
+    assert float(run.reason[0].split()[2].rstrip("x")) > 1e6
+
+
+def test_reasons_for_parameters_and_max_growth_validation(backend):
+    prob = rf.Problem([1, 6, 1], HAT, U01)
+    big = prob.init(4, seed=0)
+    big[[1, 3]] *= 1e3
+    with pytest.warns(RuntimeWarning, match="network 1: parameters exceeded max_abs; network 3: parameters"):
+        run = rf.gradient_descent(prob, big, lr=0.01, steps=10, estimator=rf.MonteCarlo(64, seed=1),
+                                  backend=backend, max_abs=1e6, max_growth=np.inf)
+    assert list(run.reason) == ["", "parameters exceeded max_abs", "", "parameters exceeded max_abs"]
+    for bad, exc in [(1.0, ValueError), (0.5, ValueError), (np.nan, ValueError), (-np.inf, ValueError),
+                     ("big", TypeError), (True, TypeError)]:
+        with pytest.raises(exc, match="max_growth"):
+            rf.gradient_descent(prob, big, lr=0.01, steps=1, backend=backend, max_growth=bad)
+        with pytest.raises(exc, match="max_growth"):
+            rf.gradient_flow(prob, big, 1.0, backend=backend, max_growth=bad)
+
+
+@needs_cpu
+def test_dopri5_reason_when_giving_up():
+    """dopri5 gives a network up as "diverged" after rejections of bad steps: the reason says which,
+    the same in the C++ loop and the Python driver."""
+    prob = rf.Problem([1, 6, 1], HAT, U01)
+    theta = prob.init(4, seed=2)
+    big = theta.copy()
+    big[1] *= 1e3  # beyond max_abs from the start
+    reasons = []
+    for python in (False, True):
+        with _driver(python), np.errstate(over="ignore", invalid="ignore"):
+            with pytest.warns(RuntimeWarning, match="network 1: parameters exceeded max_abs"):
+                run = rf.gradient_flow(prob, big, 0.5, method="dopri5", estimator=rf.Quadrature(), max_abs=100.0,
+                                       max_rejections=4, backend="cpu")
+            assert list(run.reason) == ["", "parameters exceeded max_abs", "", ""]
+            with pytest.warns(RuntimeWarning, match="diverged"):
+                run = rf.gradient_flow(prob, theta * 30.0, 1e6, method="dopri5", estimator=rf.Quadrature(), dt=1e6,
+                                       record_every=1e6, max_abs=1e3, max_rejections=3, backend="cpu")
+        assert set(run.reason) <= {"parameters exceeded max_abs", "parameters not finite"}
+        reasons.append(list(run.reason))
+    assert reasons[0] == reasons[1]

@@ -13,6 +13,7 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass, field
+from numbers import Real
 from typing import Callable
 
 import numpy as np
@@ -63,6 +64,9 @@ class Run:
     thetas : (T, K, P) recorded parameters, or None (``record_theta=False``).
     diverged : (K,) True where the network was frozen because its risk or parameters blew up.
     status : (K,) "ok", "diverged", "max_rejections", "min_step" or "max_steps" (dopri5).
+    reason : (K,) str, why a diverged network was frozen ("" for the others): "risk grew 4.1e+10x over
+        its start" (above ``max_growth`` times its risk at the start of the run), "risk not finite",
+        "gradient not finite", "parameters exceeded max_abs" or "parameters not finite".
     accepted, rejected : (K,) step counts (rejected only for dopri5).
     next_step : the step index a resumed gradient descent continues from.
     wall_time : seconds.
@@ -82,6 +86,12 @@ class Run:
     next_step: int = 0
     wall_time: float = 0.0
     info: dict = field(default_factory=dict)
+    reason: np.ndarray | None = None
+
+    def __post_init__(self):
+        K = np.asarray(self.theta).shape[0]
+        if self.reason is None:
+            self.reason = np.full(K, "", dtype="<U1")
 
     def finished(self) -> np.ndarray:
         """(K,) True for the networks that ran to the end: status "ok", not diverged, a finite final risk."""
@@ -194,20 +204,51 @@ class _Field:
         return risk, g
 
 
+# Why a network was frozen: the codes of tableaux::StopReason (cpp/include/reluflow/tableaux.h), which
+# the C++ loops return and the Python driver computes alike; Run.reason holds the texts.
+_RUNNING, _RISK_GREW, _RISK_NOT_FINITE, _GRAD_NOT_FINITE, _OVER_MAX_ABS, _PARAMS_NOT_FINITE = range(6)
+_REASONS = ("", "risk grew {growth:.2g}x over its start", "risk not finite", "gradient not finite",
+            "parameters exceeded max_abs", "parameters not finite")
+
+
+def _risk_reason(risk: np.ndarray, risk0: np.ndarray, max_growth: float) -> np.ndarray:
+    """tableaux::risk_reason per network: not finite, else above max_growth x a positive start."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        grew = (risk0 > 0) & (risk > max_growth * risk0)
+    return np.where(~np.isfinite(risk), _RISK_NOT_FINITE, np.where(grew, _RISK_GREW, _RUNNING))
+
+
+def _params_reason(new: np.ndarray, max_abs: float) -> np.ndarray:
+    """tableaux::params_reason per row of new (n, P): not finite first, then beyond max_abs."""
+    over = np.any(np.abs(np.where(np.isfinite(new), new, 0)) > max_abs, axis=1)
+    return np.where(~_finite_rows(new), _PARAMS_NOT_FINITE, np.where(over, _OVER_MAX_ABS, _RUNNING))
+
+
+def _reason_texts(codes: np.ndarray, growth: np.ndarray) -> np.ndarray:
+    return np.array([_REASONS[c].format(growth=g) for c, g in zip(np.asarray(codes), np.asarray(growth))])
+
+
 def _finite_rows(a: np.ndarray) -> np.ndarray:
     return np.all(np.isfinite(a.reshape(a.shape[0], -1)), axis=1)
 
 
-def _check_options(max_abs, record_theta, normalized, progress) -> float:
-    """The options shared by every integrator; returns max_abs as a float."""
+def _check_options(max_abs, max_growth, record_theta, normalized, progress) -> tuple[float, float]:
+    """The options shared by every integrator; returns max_abs and max_growth as floats."""
     max_abs = as_real(max_abs, "max_abs")
     if max_abs <= 0:
         raise ValueError(f"max_abs: expected a positive bound on the parameters, got {max_abs}")
+    # inf switches the risk test off (non-finite risks are still caught)
+    if not (isinstance(max_growth, Real) and not isinstance(max_growth, bool) and float(max_growth) == math.inf):
+        max_growth = as_real(max_growth, "max_growth")
+    max_growth = float(max_growth)
+    if not max_growth > 1:
+        raise ValueError(f"max_growth: expected a factor > 1 (a network is frozen when its risk exceeds "
+                         f"max_growth times its starting risk), got {max_growth}")
     as_bool(record_theta, "record_theta")
     as_bool(normalized, "normalized")
     if progress is not None:
         as_bool(progress, "progress")
-    return max_abs
+    return max_abs, max_growth
 
 
 def _memory_bytes() -> int:
@@ -306,7 +347,7 @@ def _lr_schedule(lr, steps: int, start: int) -> Callable[[int], float]:
 def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator | None = None,
                      record_every: int = 1, backend: str = "auto", start_step: int = 0,
                      record_theta: bool = False, max_abs: float = 1e8, normalized: bool = False,
-                     progress: bool | None = None) -> Run:
+                     progress: bool | None = None, max_growth: float = 1e6) -> Run:
     """Gradient descent ``θ_{n+1} = θ_n - lr_n G(θ_n)`` for K networks at once (SPEC §4).
 
     Parameters
@@ -325,6 +366,10 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
     max_abs : a network whose parameters exceed this (> 0) in absolute value, or become non-finite,
         is frozen at its last finite parameters and flagged in ``Run.diverged``.
     normalized : project G tangentially and retract onto the normalized manifold after each step.
+    max_growth : a network whose risk becomes non-finite, or exceeds ``max_growth`` (> 1; ``inf``
+        turns the factor test off) times its risk at the start of this call (a network starting at
+        risk 0 is only checked for finiteness), is frozen at the parameters of that risk and flagged:
+        ``Run.diverged``, status "diverged", ``Run.reason`` says why (and by what factor).
     backend : "auto", "numpy", "cupy", "cpu" or "cuda" (``rf.backends()``); ``prob.explain(estimator)``
         says which route and loop run.
     progress : a progress bar on stderr (default: when stderr is a terminal). Ctrl-C stops a run
@@ -338,7 +383,7 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
     steps = as_int(steps, "steps", minimum=0)
     start_step = as_int(start_step, "start_step", minimum=0)
     record_every = as_int(record_every, "record_every", minimum=1)
-    max_abs = _check_options(max_abs, record_theta, normalized, progress)
+    max_abs, max_growth = _check_options(max_abs, max_growth, record_theta, normalized, progress)
     # only a callable schedule is materialized (an array lr is the caller's; a constant one is passed
     # as a single step size)
     _check_request("steps, record_every", theta, steps // record_every + 2, steps if callable(lr) else 0,
@@ -358,19 +403,22 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
         else:  # a constant step: one value, which the C++ loop uses for every step (never materialized)
             h = np.array([lr_at(start_step)], dtype=np.float64)
         res = cpu_backend.flow_run(native, prob.spec, theta, "gd", steps, start_step, record_every, h, max_abs,
-                                   normalized, _progress_hook(_Progress(steps, progress)), record_theta)
+                                   normalized, _progress_hook(_Progress(steps, progress)), record_theta,
+                                   max_growth)
         active = res["active"].astype(bool)
         rec = _record_indices(steps, record_every)
         return _finish(prob, res["theta"], list(start_step + rec), list(res["risk"]), list(res["grad_norm"]),
                        list(res["energy"]), _recorded(res), record_theta, active, np.full(theta.shape[0], steps),
                        np.zeros(theta.shape[0], dtype=np.int64), None, "gd", start_step + steps, t0,
                        {"evaluations": int(res["evaluations"]), "loop": "C++",
-                        "lr": lr if not callable(lr) else repr(lr), "estimator": repr(estimator)})
+                        "lr": lr if not callable(lr) else repr(lr), "estimator": repr(estimator)},
+                       reason=res["reason"], growth=res["growth"])
     K = theta.shape[0]
     active = np.ones(K, dtype=bool)
     energy = np.zeros(K)
     rec_t, rec_risk, rec_gn, rec_en, rec_theta = [], [], [], [], []
-    last_risk, last_gn = np.full(K, np.nan), np.full(K, np.nan)
+    last_risk, last_gn, risk0 = np.full(K, np.nan), np.full(K, np.nan), np.full(K, np.nan)
+    reason, growth = np.zeros(K, dtype=np.uint8), np.zeros(K)
     bar = _Progress(steps, progress)
     t0 = time.perf_counter()
 
@@ -388,10 +436,18 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
         if idx.size == 0:
             break
         risk, g = field_(theta[idx], n)
-        ok = np.isfinite(risk) & _finite_rows(g)
-        last_risk[idx[ok]] = risk[ok]
+        if i == 0:
+            risk0[:] = risk
+        why = _risk_reason(risk, risk0[idx], max_growth)
+        why = np.where((why != _RISK_NOT_FINITE) & ~_finite_rows(g), _GRAD_NOT_FINITE, why)
+        # a blown-up risk is recorded (the risk of the parameters the network is frozen at)
+        seen = (why == _RUNNING) | (why == _RISK_GREW)
+        last_risk[idx[seen]] = risk[seen]
         gn = np.linalg.norm(g.astype(np.float64), axis=1)
-        last_gn[idx[ok]] = gn[ok]
+        last_gn[idx[seen]] = gn[seen]
+        grew = why == _RISK_GREW
+        growth[idx[grew]] = risk[grew] / risk0[idx[grew]]
+        ok = why == _RUNNING
         if i % record_every == 0 or i == steps:
             record(n)
         if i == steps:
@@ -400,26 +456,33 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
         new = theta[idx] - (h * g).astype(theta.dtype)
         if normalized:
             new = _retract(prob, new)
-        ok &= _finite_rows(new) & np.all(np.abs(new) <= max_abs, axis=1)
+        why = np.where(ok, _params_reason(new, max_abs), why)
+        ok = why == _RUNNING
         theta[idx[ok]] = new[ok]
         energy[idx[ok]] += h * gn[ok] ** 2
         active[idx[~ok]] = False
+        reason[idx[~ok]] = why[~ok]
         bar.update(i + 1)
     return _finish(prob, theta, rec_t, rec_risk, rec_gn, rec_en, rec_theta, record_theta, active,
                    np.full(K, steps), np.zeros(K, dtype=np.int64), None, "gd", start_step + steps, t0,
                    {"evaluations": field_.evaluations, "lr": lr if not callable(lr) else repr(lr),
-                    "estimator": repr(estimator)})
+                    "estimator": repr(estimator)}, reason=reason, growth=growth)
 
 
 def _finish(prob, theta, rec_t, rec_risk, rec_gn, rec_en, rec_theta, record_theta, active, accepted,
-            rejected, status, method, next_step, t0, info):
+            rejected, status, method, next_step, t0, info, *, reason, growth):
+    """The Run of a loop (C++ or Python driver); ``reason`` (K,) codes of _REASONS, ``growth`` (K,) the
+    risk factor of the networks frozen for it. Warns once about the diverged networks and why."""
     diverged = ~active if status is None else (status == "diverged")
     if status is None:
         status = np.where(diverged, "diverged", "ok")
+    texts = _reason_texts(np.where(diverged, reason, _RUNNING), growth)
     if diverged.any():
-        warnings.warn(f"{int(diverged.sum())} of {theta.shape[0]} networks diverged and were frozen "
-                      f"(see Run.diverged)", RuntimeWarning, stacklevel=3)
-    return Run(theta=theta, t=np.asarray(rec_t, dtype=np.float64), risk=np.array(rec_risk),
+        which = np.flatnonzero(diverged)
+        why = "; ".join(f"network {k}: {texts[k]}" for k in which[:3]) + ("; ..." if which.size > 3 else "")
+        warnings.warn(f"{which.size} of {theta.shape[0]} networks diverged and were frozen ({why}; see "
+                      f"Run.diverged, Run.reason)", RuntimeWarning, stacklevel=3)
+    return Run(reason=texts, theta=theta, t=np.asarray(rec_t, dtype=np.float64), risk=np.array(rec_risk),
                grad_norm=np.array(rec_gn), energy=np.array(rec_en),
                thetas=np.array(rec_theta) if record_theta else None, diverged=diverged,
                status=np.asarray(status), accepted=np.asarray(accepted), rejected=np.asarray(rejected),
@@ -431,7 +494,7 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
                   normalized: bool = False, record_every: float | None = None, backend: str = "auto",
                   record_theta: bool = False, max_abs: float = 1e8, max_steps: int = 1_000_000,
                   max_rejections: int = 50, min_step: float = 1e-14,
-                  progress: bool | None = None) -> Run:
+                  progress: bool | None = None, max_growth: float = 1e6) -> Run:
     """Integrate the gradient flow ``dΘ/dt = -G(Θ)`` of K networks from t = 0 to ``t_end``.
 
     Parameters
@@ -452,7 +515,10 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
         says which route and loop run.
     record_theta : also keep (T, K, P) snapshots in ``Run.thetas``.
     max_abs : a network whose parameters exceed this (> 0) in absolute value, or become non-finite,
-        is frozen and flagged (``Run.diverged``, status "diverged").
+        is frozen and flagged (``Run.diverged``, status "diverged", ``Run.reason``).
+    max_growth : a network whose risk becomes non-finite, or exceeds ``max_growth`` (> 1; ``inf``
+        turns the factor test off) times its risk at t = 0, is frozen there and flagged the same way
+        (dopri5: tested at every accepted state).
     max_steps : dopri5 stops every network still running after this many step attempts
         (status "max_steps").
     max_rejections : dopri5 gives up on a network after this many consecutive rejections
@@ -486,7 +552,7 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
     min_step = as_real(min_step, "min_step")
     if min_step < 0:
         raise ValueError(f"min_step: expected a step size >= 0, got {min_step}")
-    max_abs = _check_options(max_abs, record_theta, normalized, progress)
+    max_abs, max_growth = _check_options(max_abs, max_growth, record_theta, normalized, progress)
     if normalized:
         theta = _onto_manifold(prob, theta, rescale_outgoing=True)
     field_ = _Field(prob, prob.plan(estimator, backend, theta), normalized)
@@ -496,7 +562,7 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
                              "QuasiMonteCarlo, Points or MonteCarlo(resample=False)")
         _check_request("t_end, record_every", theta, math.ceil(t_end / rec_dt) + 1, 0, record_theta)
         return _dopri5(prob, theta, t_end, dt, rtol, atol, field_, rec_dt, record_theta, max_abs,
-                       max_steps, max_rejections, min_step, progress)
+                       max_steps, max_rejections, min_step, progress, max_growth)
     n_steps = max(1, int(round(t_end / (dt if dt is not None else t_end / 1000))))
     h = t_end / n_steps
     rec_stride = max(1, int(round(rec_dt / h)))
@@ -506,18 +572,21 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
     if native is not None:
         t0 = time.perf_counter()
         res = cpu_backend.flow_run(native, prob.spec, theta, method, n_steps, 0, rec_stride, np.array([h]),
-                                   max_abs, normalized, _progress_hook(_Progress(n_steps, progress)), record_theta)
+                                   max_abs, normalized, _progress_hook(_Progress(n_steps, progress)), record_theta,
+                                   max_growth)
         rec = _record_indices(n_steps, rec_stride)
         return _finish(prob, res["theta"], list(rec * h), list(res["risk"]), list(res["grad_norm"]),
                        list(res["energy"]), _recorded(res), record_theta, res["active"].astype(bool),
                        np.full(theta.shape[0], n_steps), np.zeros(theta.shape[0], dtype=np.int64), None,
                        method, n_steps, t0, {"dt": h, "evaluations": int(res["evaluations"]), "loop": "C++",
-                                             "estimator": repr(estimator)})
+                                             "estimator": repr(estimator)},
+                       reason=res["reason"], growth=res["growth"])
     A, B = _TABLEAUX[method]
     K = theta.shape[0]
     active = np.ones(K, dtype=bool)
     energy = np.zeros(K)
-    last_risk, last_gn = np.full(K, np.nan), np.full(K, np.nan)
+    last_risk, last_gn, risk0 = np.full(K, np.nan), np.full(K, np.nan), np.full(K, np.nan)
+    reason, growth = np.zeros(K, dtype=np.uint8), np.zeros(K)
     rec_t, rec_risk, rec_gn, rec_en, rec_theta = [], [], [], [], []
     bar = _Progress(n_steps, progress)
     t0 = time.perf_counter()
@@ -527,8 +596,16 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
             break
         th = theta[idx].astype(np.float64)
         risk, k0 = field_(theta[idx], n)
-        last_risk[idx] = risk
-        last_gn[idx] = np.linalg.norm(k0, axis=1)
+        if n == 0:
+            risk0[:] = risk
+        # the tests of the GD driver (and of flow_cpu.cpp): a blown-up risk is recorded
+        why = _risk_reason(risk, risk0[idx], max_growth)
+        why = np.where((why != _RISK_NOT_FINITE) & ~_finite_rows(k0), _GRAD_NOT_FINITE, why)
+        seen = (why == _RUNNING) | (why == _RISK_GREW)
+        last_risk[idx[seen]] = risk[seen]
+        last_gn[idx[seen]] = np.linalg.norm(k0, axis=1)[seen]
+        grew = why == _RISK_GREW
+        growth[idx[grew]] = risk[grew] / risk0[idx[grew]]
         if n % rec_stride == 0 or n == n_steps:
             rec_t.append(n * h)
             rec_risk.append(last_risk.copy())
@@ -539,29 +616,32 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
         if n == n_steps:
             break
         ks = [k0.astype(np.float64)]
-        ok = np.isfinite(risk) & _finite_rows(k0)
         for s in range(1, len(B)):
             stage = th - h * sum(A[s, j] * ks[j] for j in range(s) if A[s, j] != 0)
             if not np.all(_finite_rows(stage)):
-                ok &= _finite_rows(stage)
+                # C++ evaluates the non-finite stage and its new parameters come out non-finite
+                why = np.where((why == _RUNNING) & ~_finite_rows(stage), _PARAMS_NOT_FINITE, why)
                 stage = np.where(_finite_rows(stage)[:, None], stage, th)
             _, ks_s = field_(stage.astype(theta.dtype), n)
             ks.append(ks_s.astype(np.float64))
         new = th - h * sum(b * k for b, k in zip(B, ks) if b != 0)
         if normalized:
             new = _retract(prob, new)
-        ok &= _finite_rows(new) & np.all(np.abs(new) <= max_abs, axis=1)
+        why = np.where(why == _RUNNING, _params_reason(new, max_abs), why)
+        ok = why == _RUNNING
+        reason[idx[~ok]] = why[~ok]
         theta[idx[ok]] = new[ok].astype(theta.dtype)
         energy[idx[ok]] += h * sum(b * np.sum(k * k, axis=1) for b, k in zip(B, ks) if b != 0)[ok]
         active[idx[~ok]] = False
         bar.update(n + 1)
     return _finish(prob, theta, rec_t, rec_risk, rec_gn, rec_en, rec_theta, record_theta, active,
                    np.full(K, n_steps), np.zeros(K, dtype=np.int64), None, method, n_steps, t0,
-                   {"dt": h, "evaluations": field_.evaluations, "estimator": repr(field_.est)})
+                   {"dt": h, "evaluations": field_.evaluations, "estimator": repr(field_.est)},
+                   reason=reason, growth=growth)
 
 
 def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, max_abs, max_steps,
-            max_rejections, min_step, progress):
+            max_rejections, min_step, progress, max_growth):
     """Dormand–Prince 5(4) with a step size, time and status per network; records on a time grid."""
     K = theta.shape[0]
     grid = np.arange(0.0, t_end, rec_dt)
@@ -573,13 +653,13 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
         t0 = time.perf_counter()
         res = cpu_backend.dopri5_run(native, prob.spec, theta, t_end, h0, rtol, atol, grid, max_abs, max_steps,
                                      max_rejections, min_step, field_.normalized,
-                                     _progress_hook(_Progress(t_end, progress)), record_theta)
+                                     _progress_hook(_Progress(t_end, progress)), record_theta, max_growth)
         status = res["status"]
         return _finish(prob, res["theta"], list(grid), list(res["risk"]), list(res["grad_norm"]),
                        list(res["energy"]), _recorded(res), record_theta, status == "ok", res["accepted"], res["rejected"],
                        status, "dopri5", 0, t0,
                        {"evaluations": int(res["evaluations"]), "loop": "C++", "rtol": rtol,
-                        "atol": atol, "estimator": repr(field_.est)})
+                        "atol": atol, "estimator": repr(field_.est)}, reason=res["reason"], growth=res["growth"])
     risk_rec, gn_rec, en_rec = np.full((T, K), np.nan), np.full((T, K), np.nan), np.full((T, K), np.nan)
     theta_rec = np.full((T,) + theta.shape, np.nan, dtype=theta.dtype) if record_theta else None
     t = np.zeros(K)
@@ -588,9 +668,14 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
     accepted, rejected, streak = (np.zeros(K, dtype=np.int64) for _ in range(3))
     status = np.array(["ok"] * K, dtype=object)
     done = np.zeros(K, dtype=bool)
+    reason, growth = np.zeros(K, dtype=np.uint8), np.zeros(K)
     th = theta.astype(np.float64)
     risk, k1 = field_(theta, 0)
     k1 = k1.astype(np.float64)
+    risk0 = risk.copy()
+    # a network whose starting risk is not finite has nowhere to go
+    start_bad = ~np.isfinite(risk)
+    status[start_bad], reason[start_bad], done[start_bad] = "diverged", _RISK_NOT_FINITE, True
     if h0 is None:  # Hairer–Wanner's simple initial guess, per network
         sc = atol + rtol * np.abs(th)
         d0 = np.sqrt(np.mean((th / sc) ** 2, axis=1))
@@ -637,8 +722,11 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
         err_vec = hh[:, None] * sum(e * k for e, k in zip(_DP_E, ks) if e != 0)
         sc = atol + rtol * np.maximum(np.abs(y), np.abs(y_new))
         err = np.sqrt(np.mean((err_vec / sc) ** 2, axis=1))
-        finite = _finite_rows(y_new) & np.isfinite(err)
-        bad = ~finite | np.any(np.abs(np.where(np.isfinite(y_new), y_new, 0)) > max_abs, axis=1)
+        bad_why = _params_reason(y_new, max_abs)
+        # a NaN error estimate alone comes from a non-finite stage gradient
+        bad_why = np.where((bad_why == _RUNNING) & ~np.isfinite(err), _GRAD_NOT_FINITE, bad_why)
+        bad = bad_why != _RUNNING
+        risk_why = np.zeros(idx.size, dtype=np.uint8)
         acc = (err <= 1.0) & ~bad
         # FSAL: the 7th stage is G at y_new (exact for the plain flow; projected field when normalized)
         k_last, r_last = ks[6], r_s
@@ -657,6 +745,9 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
                 risk_a = r_last[acc]
             accepted[a_idx] += 1
             streak[a_idx] = 0
+            risk_why[acc] = _risk_reason(risk_a, risk0[a_idx], max_growth)
+            grew = risk_why[acc] == _RISK_GREW
+            growth[a_idx[grew]] = risk_a[grew] / risk0[a_idx[grew]]
             r_full = np.full(K, np.nan)
             r_full[a_idx] = risk_a
             g_full = np.full(K, np.nan)
@@ -673,8 +764,12 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
         stuck = streak[idx] >= max_rejections
         tiny = h[idx] < min_step
         status[idx[bad & (stuck | tiny)]] = "diverged"
+        reason[idx[bad & (stuck | tiny)]] = bad_why[bad & (stuck | tiny)]
         status[idx[stuck & ~bad]] = "max_rejections"
         status[idx[tiny & ~stuck & ~bad]] = "min_step"
+        # a blown-up risk at the accepted state ends the network whatever the step size says
+        blew = risk_why != _RUNNING
+        status[idx[blew]], reason[idx[blew]] = "diverged", risk_why[blew]
         done |= (t >= t_end - 1e-12 * t_end) | (status != "ok")
         bar.update(float(np.min(t)))
     theta_out = th.astype(theta.dtype)
@@ -682,7 +777,7 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
                    list(theta_rec) if record_theta else [], record_theta, status == "ok", accepted,
                    rejected, status.astype(str), "dopri5", 0, t0,
                    {"evaluations": field_.evaluations, "rtol": rtol, "atol": atol,
-                    "estimator": repr(field_.est)})
+                    "estimator": repr(field_.est)}, reason=reason, growth=growth)
 
 
 def normalized_gradient_flow(prob: Problem, theta0, t_end: float, **kwargs) -> Run:

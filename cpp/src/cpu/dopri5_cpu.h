@@ -13,7 +13,8 @@ namespace reluflow {
 // Final state of a network; the names are exported to Python as `_core.dopri5_status_names`.
 enum Dopri5Status : int32_t {
   kDopri5Ok = 0,             // reached t_end
-  kDopri5Diverged = 1,       // parameters non-finite or above max_abs while giving up
+  kDopri5Diverged = 1,       // parameters non-finite or above max_abs while giving up, or a risk at an
+                             // accepted state non-finite or above max_growth x the starting risk
   kDopri5MaxRejections = 2,  // max_rejections consecutive rejected steps
   kDopri5MinStep = 3,        // the step size fell below min_step
   kDopri5MaxSteps = 4        // still running after max_steps step attempts
@@ -31,6 +32,7 @@ struct Dopri5Spec {
   const double* grid = nullptr;  // (T,) increasing record times in [0, t_end]; steps land on them
   int64_t T = 0;
   double max_abs = 1e8;
+  double max_growth = 1e6;  // see FlowSpec::max_growth (flow_cpu.h); tested at every accepted state
   int64_t max_steps = 1000000, max_rejections = 50;
   double min_step = 1e-14;
   // called with the smallest time reached by a running network, at most every ~0.25 s and at the end
@@ -45,6 +47,8 @@ struct Dopri5Out {
   int32_t* status = nullptr;     // (K,): Dopri5Status
   int64_t* accepted = nullptr;   // (K,)
   int64_t* rejected = nullptr;   // (K,)
+  uint8_t* reason = nullptr;     // (K,): tableaux::StopReason of a "diverged" network, else kRunning
+  double* growth = nullptr;      // (K,): risk / starting risk where diverged for kRiskGrew, else 0
   int64_t evaluations = 0;       // kernel calls (each on the batch of running networks)
 };
 

@@ -22,6 +22,8 @@ struct FlowSpec {
   const double* h = nullptr;
   int64_t h_len = 0;
   double max_abs = 1e8;
+  // a network whose risk exceeds max_growth x its risk at step 0 of this run is frozen (kRiskGrew)
+  double max_growth = 1e6;
   // called with the number of steps done, at most every ~0.25 s of wall time and after the last step
   // (the binding shows a progress bar and checks for Ctrl-C there; it may throw to stop the run)
   std::function<void(int64_t)> progress;
@@ -36,6 +38,8 @@ struct FlowOut {
   double* rec_energy = nullptr;  // (T, K): ∫|G|^2 dt accumulated so far
   double* energy = nullptr;      // (K,) in/out
   uint8_t* active = nullptr;     // (K,) in/out: 0 = frozen (diverged)
+  uint8_t* reason = nullptr;     // (K,) out: why a frozen network was frozen (tableaux::StopReason)
+  double* growth = nullptr;      // (K,) out: risk / starting risk where frozen for kRiskGrew, else 0
   int64_t evaluations = 0;       // kernel calls
 };
 
