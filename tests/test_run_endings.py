@@ -116,9 +116,13 @@ def test_flow_risk_blow_up_is_caught(method, dt, backend, python):
     kw = dict(method=method, dt=dt, estimator=rf.Quadrature(), backend=backend, record_every=100.0)
     if method == "dopri5":  # a tolerance that accepts every step: far outside the stability region
         kw.update(rtol=1e3, atol=1e3)
-    with _driver(python), np.errstate(over="ignore", invalid="ignore"):
-        with pytest.warns(RuntimeWarning, match=r"network 0: risk grew"):
-            run = rf.gradient_flow(prob, theta, 100.0, **kw)
+    with _driver(python), np.errstate(over="ignore", invalid="ignore"), pytest.warns(RuntimeWarning) as seen:
+        run = rf.gradient_flow(prob, theta, 100.0, **kw)
+    messages = [str(w.message) for w in seen]
+    assert any("network 0: risk grew" in m for m in messages), messages
+    # and the fixed-step methods say that the risk rose on the way
+    assert any("the risk rose during the run in 1 of 2 networks" in m for m in messages) == (method != "dopri5")
+    assert list(run.risk_rose) == [method != "dopri5", False]
     assert list(run.status) == ["diverged", "ok"] and run.reason[0].startswith("risk grew")
     assert run.reason[1] == ""
     assert float(run.reason[0].split()[2].rstrip("x")) > 1e6
@@ -161,3 +165,51 @@ def test_dopri5_reason_when_giving_up():
         assert set(run.reason) <= {"parameters exceeded max_abs", "parameters not finite"}
         reasons.append(list(run.reason))
     assert reasons[0] == reasons[1]
+
+
+# ---- item 3: the energy identity of the fixed-step flows -------------------------------------------
+
+@pytest.mark.parametrize("method,dt,factor", [("euler", 1.2, 1.4 ** 2), ("heun", 1.2, 1.48 ** 2),
+                                              ("rk4", 1.5, 1.375 ** 2)])
+@pytest.mark.parametrize("python", [False, True])
+def test_a_rising_risk_is_flagged_and_warned_once(method, dt, factor, backend, python, dtype):
+    """dc/dt = -2c on the dead net: a step beyond the method's stability interval multiplies the risk
+    by R(-2 dt)^2 > 1 every step (no blow-up past max_growth in 5 steps); the network is flagged in
+    Run.risk_rose and one warning points to a smaller dt or dopri5. A small dt says nothing."""
+    prob, theta = _dead_net(dtype)
+    kw = dict(method=method, estimator=rf.Quadrature(), backend=backend)
+    with _driver(python), pytest.warns(RuntimeWarning) as seen:
+        run = rf.gradient_flow(prob, theta, 5 * dt, dt=dt, record_every=dt, **kw)
+    rose = [w for w in seen if "the risk rose" in str(w.message)]
+    assert len(rose) == 1 and len(seen) == 1, [str(w.message) for w in seen]
+    assert "1 of 2 networks" in str(rose[0].message) and "smaller dt or method='dopri5'" in str(rose[0].message)
+    assert list(run.risk_rose) == [True, False] and not run.diverged.any()
+    np.testing.assert_allclose(run.risk[1:, 0] / run.risk[:-1, 0], factor, rtol=1e-4)  # it really rises
+    with _driver(python), warnings_as_errors():
+        small = rf.gradient_flow(prob, theta, 1.0, dt=0.01, **kw)
+    assert not small.risk_rose.any() and small.risk[-1, 0] < small.risk[0, 0]
+
+
+@pytest.mark.parametrize("python", [False, True])
+def test_risk_rose_is_false_for_gd_sgd_and_dopri5(backend, python):
+    """Gradient descent has no energy identity (its risk may rise: that is max_growth's business), a
+    resampled estimator moves the risk anyway, and dopri5 controls its error: all False, no warning."""
+    prob, theta = _dead_net()
+    with _driver(python), warnings_as_errors():
+        # lr = dt = 1.2: c -> -1.4c, the risk x1.96 a step (not past max_growth in 5 steps)
+        gd = rf.gradient_descent(prob, theta, lr=1.2, steps=5, estimator=rf.Quadrature(), backend=backend)
+        sgd = rf.gradient_flow(prob, theta, 6.0, method="euler", dt=1.2, backend=backend,
+                               estimator=rf.MonteCarlo(16, seed=1, resample=True))
+        dp = rf.gradient_flow(prob, theta, 1.0, method="dopri5", estimator=rf.Quadrature(), backend=backend)
+    assert gd.risk[-1, 0] > 20 * gd.risk[0, 0] and sgd.risk[-1, 0] > 20 * sgd.risk[0, 0]
+    for run in (gd, sgd, dp):
+        assert run.risk_rose.dtype == bool and run.risk_rose.shape == (2,) and not run.risk_rose.any()
+
+
+@contextlib.contextmanager
+def warnings_as_errors():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        yield

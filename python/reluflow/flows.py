@@ -67,6 +67,11 @@ class Run:
     reason : (K,) str, why a diverged network was frozen ("" for the others): "risk grew 4.1e+10x over
         its start" (above ``max_growth`` times its risk at the start of the run), "risk not finite",
         "gradient not finite", "parameters exceeded max_abs" or "parameters not finite".
+    risk_rose : (K,) bool, fixed-step flows (euler, heun, rk4) with a deterministic estimator: True
+        where the risk at some step exceeded the previous step's risk by more than a relative
+        ``max(1e-12, 8 eps)`` of theta's dtype. The exact flow never increases the risk (energy
+        identity), so this says the step was too large. All False for gradient descent / SGD (no such
+        identity), a resampled estimator, and dopri5 (its error control is the check there).
     accepted, rejected : (K,) step counts (rejected only for dopri5).
     next_step : the step index a resumed gradient descent continues from.
     wall_time : seconds.
@@ -87,11 +92,14 @@ class Run:
     wall_time: float = 0.0
     info: dict = field(default_factory=dict)
     reason: np.ndarray | None = None
+    risk_rose: np.ndarray | None = None
 
     def __post_init__(self):
         K = np.asarray(self.theta).shape[0]
         if self.reason is None:
             self.reason = np.full(K, "", dtype="<U1")
+        if self.risk_rose is None:
+            self.risk_rose = np.zeros(K, dtype=bool)
 
     def finished(self) -> np.ndarray:
         """(K,) True for the networks that ran to the end: status "ok", not diverged, a finite final risk."""
@@ -469,10 +477,24 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
                     "estimator": repr(estimator)}, reason=reason, growth=growth)
 
 
+def _rise_tol(theta: np.ndarray) -> float:
+    """Relative rise of the risk from a step to the next that breaks the energy identity: 1e-12, or a
+    few units of rounding of theta's dtype (a float32 risk is rounded to 6e-8)."""
+    return max(1e-12, 8 * float(np.finfo(theta.dtype).eps))
+
+
 def _finish(prob, theta, rec_t, rec_risk, rec_gn, rec_en, rec_theta, record_theta, active, accepted,
-            rejected, status, method, next_step, t0, info, *, reason, growth):
+            rejected, status, method, next_step, t0, info, *, reason, growth, risk_rose=None):
     """The Run of a loop (C++ or Python driver); ``reason`` (K,) codes of _REASONS, ``growth`` (K,) the
-    risk factor of the networks frozen for it. Warns once about the diverged networks and why."""
+    risk factor of the networks frozen for it, ``risk_rose`` (K,) (fixed-step flows). Warns once about
+    the diverged networks and why, and once about the networks whose risk rose."""
+    K = theta.shape[0]
+    risk_rose = np.zeros(K, dtype=bool) if risk_rose is None else np.asarray(risk_rose).astype(bool)
+    if risk_rose.any():
+        warnings.warn(f"the risk rose during the run in {int(risk_rose.sum())} of {K} networks (see "
+                      f"Run.risk_rose), which the exact gradient flow never does: dt = {info.get('dt', 0):.3g} "
+                      f"is too large for {method}; use a smaller dt or method='dopri5'", RuntimeWarning,
+                      stacklevel=3)
     diverged = ~active if status is None else (status == "diverged")
     if status is None:
         status = np.where(diverged, "diverged", "ok")
@@ -482,7 +504,7 @@ def _finish(prob, theta, rec_t, rec_risk, rec_gn, rec_en, rec_theta, record_thet
         why = "; ".join(f"network {k}: {texts[k]}" for k in which[:3]) + ("; ..." if which.size > 3 else "")
         warnings.warn(f"{which.size} of {theta.shape[0]} networks diverged and were frozen ({why}; see "
                       f"Run.diverged, Run.reason)", RuntimeWarning, stacklevel=3)
-    return Run(reason=texts, theta=theta, t=np.asarray(rec_t, dtype=np.float64), risk=np.array(rec_risk),
+    return Run(reason=texts, risk_rose=risk_rose, theta=theta, t=np.asarray(rec_t, dtype=np.float64), risk=np.array(rec_risk),
                grad_norm=np.array(rec_gn), energy=np.array(rec_en),
                thetas=np.array(rec_theta) if record_theta else None, diverged=diverged,
                status=np.asarray(status), accepted=np.asarray(accepted), rejected=np.asarray(rejected),
@@ -568,25 +590,27 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
     rec_stride = max(1, int(round(rec_dt / h)))
     _check_request("t_end, dt, record_every", theta, n_steps // rec_stride + 2, 0, record_theta)
     _check_steps("t_end, dt", n_steps)
+    # the energy identity is checked where the field is deterministic (a resampled risk moves anyway)
+    rise_tol = -1.0 if estimator.stochastic else _rise_tol(theta)
     native = _native_plan(field_.plan)
     if native is not None:
         t0 = time.perf_counter()
         res = cpu_backend.flow_run(native, prob.spec, theta, method, n_steps, 0, rec_stride, np.array([h]),
                                    max_abs, normalized, _progress_hook(_Progress(n_steps, progress)), record_theta,
-                                   max_growth)
+                                   max_growth, rise_tol)
         rec = _record_indices(n_steps, rec_stride)
         return _finish(prob, res["theta"], list(rec * h), list(res["risk"]), list(res["grad_norm"]),
                        list(res["energy"]), _recorded(res), record_theta, res["active"].astype(bool),
                        np.full(theta.shape[0], n_steps), np.zeros(theta.shape[0], dtype=np.int64), None,
                        method, n_steps, t0, {"dt": h, "evaluations": int(res["evaluations"]), "loop": "C++",
                                              "estimator": repr(estimator)},
-                       reason=res["reason"], growth=res["growth"])
+                       reason=res["reason"], growth=res["growth"], risk_rose=res["risk_rose"])
     A, B = _TABLEAUX[method]
     K = theta.shape[0]
     active = np.ones(K, dtype=bool)
     energy = np.zeros(K)
     last_risk, last_gn, risk0 = np.full(K, np.nan), np.full(K, np.nan), np.full(K, np.nan)
-    reason, growth = np.zeros(K, dtype=np.uint8), np.zeros(K)
+    reason, growth, rose = np.zeros(K, dtype=np.uint8), np.zeros(K), np.zeros(K, dtype=bool)
     rec_t, rec_risk, rec_gn, rec_en, rec_theta = [], [], [], [], []
     bar = _Progress(n_steps, progress)
     t0 = time.perf_counter()
@@ -602,6 +626,8 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
         why = _risk_reason(risk, risk0[idx], max_growth)
         why = np.where((why != _RISK_NOT_FINITE) & ~_finite_rows(k0), _GRAD_NOT_FINITE, why)
         seen = (why == _RUNNING) | (why == _RISK_GREW)
+        if rise_tol >= 0 and n > 0:
+            rose[idx[seen]] |= risk[seen] > last_risk[idx[seen]] * (1.0 + rise_tol)
         last_risk[idx[seen]] = risk[seen]
         last_gn[idx[seen]] = np.linalg.norm(k0, axis=1)[seen]
         grew = why == _RISK_GREW
@@ -637,7 +663,7 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
     return _finish(prob, theta, rec_t, rec_risk, rec_gn, rec_en, rec_theta, record_theta, active,
                    np.full(K, n_steps), np.zeros(K, dtype=np.int64), None, method, n_steps, t0,
                    {"dt": h, "evaluations": field_.evaluations, "estimator": repr(field_.est)},
-                   reason=reason, growth=growth)
+                   reason=reason, growth=growth, risk_rose=rose)
 
 
 def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, max_abs, max_steps,

@@ -33,6 +33,7 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out, T* rec_theta) {
   for (int64_t k = 0; k < K; ++k) {
     out.reason[k] = tableaux::kRunning;
     out.growth[k] = 0.0;
+    out.rose[k] = 0;
   }
   // freezes network k for `why` (called by the thread that owns k)
   auto freeze = [&](int64_t k, int why) {
@@ -92,6 +93,7 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out, T* rec_theta) {
       }
       if (!gfin) why = tableaux::kGradNotFinite;
       if (why != tableaux::kGradNotFinite) {
+        if (s.rise_tol >= 0 && i > 0 && r > last_risk[k] * (1.0 + s.rise_tol)) out.rose[k] = 1;
         // a blown-up risk is recorded (the risk of the parameters the network is frozen at)
         last_risk[k] = r;
         last_gn[k] = std::sqrt(gn2);

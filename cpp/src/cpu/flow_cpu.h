@@ -24,6 +24,10 @@ struct FlowSpec {
   double max_abs = 1e8;
   // a network whose risk exceeds max_growth x its risk at step 0 of this run is frozen (kRiskGrew)
   double max_growth = 1e6;
+  // the energy identity of the exact flow (the risk never increases): a network whose risk at a step
+  // exceeds its previous step's risk by more than this relative amount is flagged in FlowOut::rose;
+  // negative: not checked (gradient descent, a resampled field)
+  double rise_tol = -1.0;
   // called with the number of steps done, at most every ~0.25 s of wall time and after the last step
   // (the binding shows a progress bar and checks for Ctrl-C there; it may throw to stop the run)
   std::function<void(int64_t)> progress;
@@ -40,6 +44,7 @@ struct FlowOut {
   uint8_t* active = nullptr;     // (K,) in/out: 0 = frozen (diverged)
   uint8_t* reason = nullptr;     // (K,) out: why a frozen network was frozen (tableaux::StopReason)
   double* growth = nullptr;      // (K,) out: risk / starting risk where frozen for kRiskGrew, else 0
+  uint8_t* rose = nullptr;       // (K,) out: the risk rose from a step to the next (see rise_tol)
   int64_t evaluations = 0;       // kernel calls
 };
 

@@ -182,15 +182,17 @@ def field_args(plan, spec: ProblemSpec) -> dict:
 
 def flow_run(plan, spec: ProblemSpec, theta, method: str, steps: int, start_step: int, record_every: int,
              h, max_abs: float, normalized: bool, progress: Callable | None, record_theta: bool = False,
-             max_growth: float = 1e6) -> dict:
+             max_growth: float = 1e6, rise_tol: float = -1.0) -> dict:
     """The fixed-step loop (GD/SGD, euler, heun, rk4) in C++: theta (K, P), h (steps,) step sizes or (1,)
     for the same step every step.
     Returns a dict: theta, risk/grad_norm/energy records (T, K), active (K,), reason (K,) codes of why a
-    network was frozen and growth (K,) its risk factor (flows._REASONS), evaluations, and thetas
+    network was frozen and growth (K,) its risk factor (flows._REASONS), risk_rose (K,) (the risk rose
+    by more than ``rise_tol`` relative from a step to the next; negative: not checked), evaluations, and thetas
     (T, K, P) with ``record_theta`` (else None). Reports to ``progress(steps_done)`` about every 0.25 s,
     which is also where Ctrl-C stops it."""
     return _core().flow_run(list(spec.widths), np.ascontiguousarray(theta), method, steps, start_step,
-                            record_every, _f64(h), float(max_abs), float(max_growth), normalized=bool(normalized),
+                            record_every, _f64(h), float(max_abs), float(max_growth), float(rise_tol),
+                            normalized=bool(normalized),
                             progress=progress, record_theta=bool(record_theta), **field_args(plan, spec))
 
 
