@@ -213,3 +213,75 @@ def warnings_as_errors():
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         yield
+
+
+# ---- item 4: Ctrl-C returns the partial run ---------------------------------------------------------
+
+@contextlib.contextmanager
+def _ctrl_c_after(seconds):
+    """A SIGINT to this process from a timer thread after ``seconds``, under Python's default handler."""
+    import os
+    import signal
+    import threading
+
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        timer.join()
+        signal.signal(signal.SIGINT, old)
+
+
+@pytest.mark.parametrize("python", [False, True])
+def test_ctrl_c_in_gd_returns_a_run_that_resumes_bitwise(backend, python):
+    """Ctrl-C during a long SGD run (C++ loop on cpu, the Python driver on numpy and on cpu) returns the
+    partial Run with a warning; its records are those of the uninterrupted run, and resuming from
+    run.next_step gives bitwise the uninterrupted run's final theta."""
+    prob = rf.Problem([1, 16, 1], HAT, U01)
+    theta = prob.init(4, seed=1)
+    est = rf.MonteCarlo(64, seed=3)  # resampled: the resumed run must continue the sample stream
+    kw = dict(lr=1e-3, estimator=est, backend=backend, record_every=100)
+    t0 = time.perf_counter()
+    with _driver(python), _ctrl_c_after(0.4):
+        with pytest.warns(RuntimeWarning, match=r"interrupted at step \d+; resume with start_step=run.next_step"):
+            run = rf.gradient_descent(prob, theta, steps=10**8, **kw)  # hours if not stopped
+    assert time.perf_counter() - t0 < 5
+    m = run.next_step
+    assert run.interrupted and 0 < m < 10**8 and "interrupted" in repr(run)
+    np.testing.assert_array_equal(run.t, np.arange(0, m, 100))
+    assert run.risk.shape == run.grad_norm.shape == run.energy.shape == (run.t.size, 4)
+    assert list(run.status) == ["ok"] * 4 and run.accepted[0] == m
+    with _driver(python):
+        rest = rf.gradient_descent(prob, run.theta, steps=30, start_step=m, **kw)
+        whole = rf.gradient_descent(prob, theta, steps=m + 30, **kw)
+    assert not rest.interrupted and not whole.interrupted
+    assert rest.theta.tobytes() == whole.theta.tobytes()
+    assert run.risk.tobytes() == whole.risk[:run.t.size].tobytes()
+
+
+@pytest.mark.parametrize("method", ["rk4", "dopri5"])
+@pytest.mark.parametrize("python", [False, True])
+def test_ctrl_c_in_a_flow_returns_the_partial_run(method, backend, python):
+    prob = rf.Problem([1, 8, 1], HAT, U01)
+    theta = prob.init(3, seed=2)
+    kw = dict(method=method, estimator=rf.Quadrature(), backend=backend, record_every=1.0)
+    if method == "rk4":
+        kw["dt"] = 1e-4
+    else:
+        kw.update(rtol=1e-12, atol=1e-14, max_steps=10**9)
+    t0 = time.perf_counter()
+    with _driver(python), _ctrl_c_after(0.4), pytest.warns(RuntimeWarning, match="interrupted"):
+        run = rf.gradient_flow(prob, theta, 1e5, **kw)
+    assert time.perf_counter() - t0 < 5
+    assert run.interrupted and np.all(np.isfinite(run.theta)) and np.isfinite(run.risk[0]).all()
+    if method == "rk4":
+        assert 0 < run.next_step < 10**9 and run.t[-1] < run.next_step * 1e-4
+        assert run.t.size == run.risk.shape[0] and list(run.status) == ["ok"] * 3
+    else:
+        assert list(run.status) == ["interrupted"] * 3 and not run.finished().any()
+        assert np.all(run.info["t_reached"] > 0) and np.all(run.info["t_reached"] < 1e5)
+        with pytest.raises(ValueError, match="no network finished"):
+            run.best()

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -63,7 +65,8 @@ class Run:
     energy : (T, K) dissipated energy ``∫_0^t |G|^2 ds`` (quadrature of the integrator's stages).
     thetas : (T, K, P) recorded parameters, or None (``record_theta=False``).
     diverged : (K,) True where the network was frozen because its risk or parameters blew up.
-    status : (K,) "ok", "diverged", "max_rejections", "min_step" or "max_steps" (dopri5).
+    status : (K,) "ok", "diverged", "max_rejections", "min_step", "max_steps" or "interrupted" (dopri5:
+        still running when Ctrl-C stopped the run).
     reason : (K,) str, why a diverged network was frozen ("" for the others): "risk grew 4.1e+10x over
         its start" (above ``max_growth`` times its risk at the start of the run), "risk not finite",
         "gradient not finite", "parameters exceeded max_abs" or "parameters not finite".
@@ -73,8 +76,14 @@ class Run:
         identity), so this says the step was too large. All False for gradient descent / SGD (no such
         identity), a resampled estimator, and dopri5 (its error control is the check there).
     accepted, rejected : (K,) step counts (rejected only for dopri5).
-    next_step : the step index a resumed gradient descent continues from.
+    next_step : the step index a resumed gradient descent continues from (fixed-step flows: the number
+        of steps done).
     wall_time : seconds.
+    interrupted : True when Ctrl-C stopped the run: the records hold what was computed before (t, risk,
+        ... truncated; dopri5: its grid, NaN where not reached), theta is the state reached
+        (``gradient_descent(prob, run.theta, lr, steps, ..., start_step=run.next_step)`` resumes
+        bitwise), dopri5's ``info["t_reached"]`` (K,) the time of each network. A Ctrl-C during the
+        last step leaves a complete run, flagged all the same.
     """
 
     theta: np.ndarray
@@ -93,6 +102,7 @@ class Run:
     info: dict = field(default_factory=dict)
     reason: np.ndarray | None = None
     risk_rose: np.ndarray | None = None
+    interrupted: bool = False
 
     def __post_init__(self):
         K = np.asarray(self.theta).shape[0]
@@ -121,7 +131,8 @@ class Run:
         best = self.risk[-1][self.best()] if self.finished().any() else np.nan
         return (f"Run(method={self.method!r}, K={K}, records={self.t.size}, t_end={self.t[-1]:.6g}, "
                 f"best risk={best:.3e}, finished={int(self.finished().sum())}, "
-                f"diverged={int(self.diverged.sum())}, wall={self.wall_time:.2f}s)")
+                f"diverged={int(self.diverged.sum())}, wall={self.wall_time:.2f}s"
+                f"{', interrupted' if self.interrupted else ''})")
 
 
 class _Progress:
@@ -143,6 +154,31 @@ class _Progress:
         if frac >= 1.0:
             sys.stderr.write("\n")
         sys.stderr.flush()
+
+
+class _CtrlC:
+    """Ctrl-C in a Python driver loop: while inside, the first SIGINT only sets ``hit``, and the loop
+    stops at the next step boundary and returns what it has (as the C++ loops do); a second SIGINT
+    raises KeyboardInterrupt at once. Installed only in the main thread over Python's default handler
+    (a handler of the caller's own is left alone)."""
+
+    def __init__(self):
+        self.hit, self._old = False, None
+
+    def __enter__(self):
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        self.hit = True
+        signal.signal(signal.SIGINT, self._old)
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False
 
 
 def _default_estimator(prob: Problem) -> Estimator:
@@ -414,13 +450,15 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
                                    normalized, _progress_hook(_Progress(steps, progress)), record_theta,
                                    max_growth)
         active = res["active"].astype(bool)
-        rec = _record_indices(steps, record_every)
+        rec = _record_indices(steps, record_every)[:res["records"]]
+        done = int(res["steps_done"])
         return _finish(prob, res["theta"], list(start_step + rec), list(res["risk"]), list(res["grad_norm"]),
-                       list(res["energy"]), _recorded(res), record_theta, active, np.full(theta.shape[0], steps),
-                       np.zeros(theta.shape[0], dtype=np.int64), None, "gd", start_step + steps, t0,
+                       list(res["energy"]), _recorded(res), record_theta, active, np.full(theta.shape[0], done),
+                       np.zeros(theta.shape[0], dtype=np.int64), None, "gd", start_step + done, t0,
                        {"evaluations": int(res["evaluations"]), "loop": "C++",
                         "lr": lr if not callable(lr) else repr(lr), "estimator": repr(estimator)},
-                       reason=res["reason"], growth=res["growth"])
+                       reason=res["reason"], growth=res["growth"],
+                       interrupted=_gd_interrupted(res["interrupted"], start_step + done))
     K = theta.shape[0]
     active = np.ones(K, dtype=bool)
     energy = np.zeros(K)
@@ -438,43 +476,55 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
         if record_theta:
             rec_theta.append(theta.copy())
 
-    for i in range(steps + 1):
-        n = start_step + i
-        idx = np.flatnonzero(active)
-        if idx.size == 0:
-            break
-        risk, g = field_(theta[idx], n)
-        if i == 0:
-            risk0[:] = risk
-        why = _risk_reason(risk, risk0[idx], max_growth)
-        why = np.where((why != _RISK_NOT_FINITE) & ~_finite_rows(g), _GRAD_NOT_FINITE, why)
-        # a blown-up risk is recorded (the risk of the parameters the network is frozen at)
-        seen = (why == _RUNNING) | (why == _RISK_GREW)
-        last_risk[idx[seen]] = risk[seen]
-        gn = np.linalg.norm(g.astype(np.float64), axis=1)
-        last_gn[idx[seen]] = gn[seen]
-        grew = why == _RISK_GREW
-        growth[idx[grew]] = risk[grew] / risk0[idx[grew]]
-        ok = why == _RUNNING
-        if i % record_every == 0 or i == steps:
-            record(n)
-        if i == steps:
-            break
-        h = lr_at(n)
-        new = theta[idx] - (h * g).astype(theta.dtype)
-        if normalized:
-            new = _retract(prob, new)
-        why = np.where(ok, _params_reason(new, max_abs), why)
-        ok = why == _RUNNING
-        theta[idx[ok]] = new[ok]
-        energy[idx[ok]] += h * gn[ok] ** 2
-        active[idx[~ok]] = False
-        reason[idx[~ok]] = why[~ok]
-        bar.update(i + 1)
+    done = steps
+    with _CtrlC() as stop:
+        for i in range(steps + 1):
+            n = start_step + i
+            if i > 0 and stop.hit:  # Ctrl-C: the state after i steps and the records so far
+                done = i
+                break
+            idx = np.flatnonzero(active)
+            if idx.size == 0:
+                break
+            risk, g = field_(theta[idx], n)
+            if i == 0:
+                risk0[:] = risk
+            why = _risk_reason(risk, risk0[idx], max_growth)
+            why = np.where((why != _RISK_NOT_FINITE) & ~_finite_rows(g), _GRAD_NOT_FINITE, why)
+            # a blown-up risk is recorded (the risk of the parameters the network is frozen at)
+            seen = (why == _RUNNING) | (why == _RISK_GREW)
+            last_risk[idx[seen]] = risk[seen]
+            gn = np.linalg.norm(g.astype(np.float64), axis=1)
+            last_gn[idx[seen]] = gn[seen]
+            grew = why == _RISK_GREW
+            growth[idx[grew]] = risk[grew] / risk0[idx[grew]]
+            ok = why == _RUNNING
+            if i % record_every == 0 or i == steps:
+                record(n)
+            if i == steps:
+                break
+            h = lr_at(n)
+            new = theta[idx] - (h * g).astype(theta.dtype)
+            if normalized:
+                new = _retract(prob, new)
+            why = np.where(ok, _params_reason(new, max_abs), why)
+            ok = why == _RUNNING
+            theta[idx[ok]] = new[ok]
+            energy[idx[ok]] += h * gn[ok] ** 2
+            active[idx[~ok]] = False
+            reason[idx[~ok]] = why[~ok]
+            bar.update(i + 1)
     return _finish(prob, theta, rec_t, rec_risk, rec_gn, rec_en, rec_theta, record_theta, active,
-                   np.full(K, steps), np.zeros(K, dtype=np.int64), None, "gd", start_step + steps, t0,
+                   np.full(K, done), np.zeros(K, dtype=np.int64), None, "gd", start_step + done, t0,
                    {"evaluations": field_.evaluations, "lr": lr if not callable(lr) else repr(lr),
-                    "estimator": repr(estimator)}, reason=reason, growth=growth)
+                    "estimator": repr(estimator)}, reason=reason, growth=growth,
+                   interrupted=_gd_interrupted(stop.hit, start_step + done))
+
+
+def _gd_interrupted(hit: bool, next_step: int) -> str:
+    """The warning of an interrupted gradient descent ("" when it was not)."""
+    return (f"interrupted at step {next_step}; resume with start_step=run.next_step (and run.theta)"
+            if hit else "")
 
 
 def _rise_tol(theta: np.ndarray) -> float:
@@ -484,10 +534,14 @@ def _rise_tol(theta: np.ndarray) -> float:
 
 
 def _finish(prob, theta, rec_t, rec_risk, rec_gn, rec_en, rec_theta, record_theta, active, accepted,
-            rejected, status, method, next_step, t0, info, *, reason, growth, risk_rose=None):
+            rejected, status, method, next_step, t0, info, *, reason, growth, risk_rose=None,
+            interrupted=""):
     """The Run of a loop (C++ or Python driver); ``reason`` (K,) codes of _REASONS, ``growth`` (K,) the
     risk factor of the networks frozen for it, ``risk_rose`` (K,) (fixed-step flows). Warns once about
-    the diverged networks and why, and once about the networks whose risk rose."""
+    the diverged networks and why, and once about the networks whose risk rose. ``interrupted``: the
+    warning of a run stopped by Ctrl-C ("" when it was not)."""
+    if interrupted:
+        warnings.warn(interrupted, RuntimeWarning, stacklevel=3)
     K = theta.shape[0]
     risk_rose = np.zeros(K, dtype=bool) if risk_rose is None else np.asarray(risk_rose).astype(bool)
     if risk_rose.any():
@@ -504,7 +558,7 @@ def _finish(prob, theta, rec_t, rec_risk, rec_gn, rec_en, rec_theta, record_thet
         why = "; ".join(f"network {k}: {texts[k]}" for k in which[:3]) + ("; ..." if which.size > 3 else "")
         warnings.warn(f"{which.size} of {theta.shape[0]} networks diverged and were frozen ({why}; see "
                       f"Run.diverged, Run.reason)", RuntimeWarning, stacklevel=3)
-    return Run(reason=texts, risk_rose=risk_rose, theta=theta, t=np.asarray(rec_t, dtype=np.float64), risk=np.array(rec_risk),
+    return Run(reason=texts, risk_rose=risk_rose, interrupted=bool(interrupted), theta=theta, t=np.asarray(rec_t, dtype=np.float64), risk=np.array(rec_risk),
                grad_norm=np.array(rec_gn), energy=np.array(rec_en),
                thetas=np.array(rec_theta) if record_theta else None, diverged=diverged,
                status=np.asarray(status), accepted=np.asarray(accepted), rejected=np.asarray(rejected),
@@ -598,13 +652,15 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
         res = cpu_backend.flow_run(native, prob.spec, theta, method, n_steps, 0, rec_stride, np.array([h]),
                                    max_abs, normalized, _progress_hook(_Progress(n_steps, progress)), record_theta,
                                    max_growth, rise_tol)
-        rec = _record_indices(n_steps, rec_stride)
+        rec = _record_indices(n_steps, rec_stride)[:res["records"]]
+        done = int(res["steps_done"])
         return _finish(prob, res["theta"], list(rec * h), list(res["risk"]), list(res["grad_norm"]),
                        list(res["energy"]), _recorded(res), record_theta, res["active"].astype(bool),
-                       np.full(theta.shape[0], n_steps), np.zeros(theta.shape[0], dtype=np.int64), None,
-                       method, n_steps, t0, {"dt": h, "evaluations": int(res["evaluations"]), "loop": "C++",
-                                             "estimator": repr(estimator)},
-                       reason=res["reason"], growth=res["growth"], risk_rose=res["risk_rose"])
+                       np.full(theta.shape[0], done), np.zeros(theta.shape[0], dtype=np.int64), None,
+                       method, done, t0, {"dt": h, "evaluations": int(res["evaluations"]), "loop": "C++",
+                                          "estimator": repr(estimator)},
+                       reason=res["reason"], growth=res["growth"], risk_rose=res["risk_rose"],
+                       interrupted=_flow_interrupted(res["interrupted"], done, n_steps, h))
     A, B = _TABLEAUX[method]
     K = theta.shape[0]
     active = np.ones(K, dtype=bool)
@@ -614,56 +670,68 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
     rec_t, rec_risk, rec_gn, rec_en, rec_theta = [], [], [], [], []
     bar = _Progress(n_steps, progress)
     t0 = time.perf_counter()
-    for n in range(n_steps + 1):
-        idx = np.flatnonzero(active)
-        if idx.size == 0:
-            break
-        th = theta[idx].astype(np.float64)
-        risk, k0 = field_(theta[idx], n)
-        if n == 0:
-            risk0[:] = risk
-        # the tests of the GD driver (and of flow_cpu.cpp): a blown-up risk is recorded
-        why = _risk_reason(risk, risk0[idx], max_growth)
-        why = np.where((why != _RISK_NOT_FINITE) & ~_finite_rows(k0), _GRAD_NOT_FINITE, why)
-        seen = (why == _RUNNING) | (why == _RISK_GREW)
-        if rise_tol >= 0 and n > 0:
-            rose[idx[seen]] |= risk[seen] > last_risk[idx[seen]] * (1.0 + rise_tol)
-        last_risk[idx[seen]] = risk[seen]
-        last_gn[idx[seen]] = np.linalg.norm(k0, axis=1)[seen]
-        grew = why == _RISK_GREW
-        growth[idx[grew]] = risk[grew] / risk0[idx[grew]]
-        if n % rec_stride == 0 or n == n_steps:
-            rec_t.append(n * h)
-            rec_risk.append(last_risk.copy())
-            rec_gn.append(last_gn.copy())
-            rec_en.append(energy.copy())
-            if record_theta:
-                rec_theta.append(theta.copy())
-        if n == n_steps:
-            break
-        ks = [k0.astype(np.float64)]
-        for s in range(1, len(B)):
-            stage = th - h * sum(A[s, j] * ks[j] for j in range(s) if A[s, j] != 0)
-            if not np.all(_finite_rows(stage)):
-                # C++ evaluates the non-finite stage and its new parameters come out non-finite
-                why = np.where((why == _RUNNING) & ~_finite_rows(stage), _PARAMS_NOT_FINITE, why)
-                stage = np.where(_finite_rows(stage)[:, None], stage, th)
-            _, ks_s = field_(stage.astype(theta.dtype), n)
-            ks.append(ks_s.astype(np.float64))
-        new = th - h * sum(b * k for b, k in zip(B, ks) if b != 0)
-        if normalized:
-            new = _retract(prob, new)
-        why = np.where(why == _RUNNING, _params_reason(new, max_abs), why)
-        ok = why == _RUNNING
-        reason[idx[~ok]] = why[~ok]
-        theta[idx[ok]] = new[ok].astype(theta.dtype)
-        energy[idx[ok]] += h * sum(b * np.sum(k * k, axis=1) for b, k in zip(B, ks) if b != 0)[ok]
-        active[idx[~ok]] = False
-        bar.update(n + 1)
+    done = n_steps
+    with _CtrlC() as stop:
+        for n in range(n_steps + 1):
+            if n > 0 and stop.hit:  # Ctrl-C: the state after n steps and the records so far
+                done = n
+                break
+            idx = np.flatnonzero(active)
+            if idx.size == 0:
+                break
+            th = theta[idx].astype(np.float64)
+            risk, k0 = field_(theta[idx], n)
+            if n == 0:
+                risk0[:] = risk
+            # the tests of the GD driver (and of flow_cpu.cpp): a blown-up risk is recorded
+            why = _risk_reason(risk, risk0[idx], max_growth)
+            why = np.where((why != _RISK_NOT_FINITE) & ~_finite_rows(k0), _GRAD_NOT_FINITE, why)
+            seen = (why == _RUNNING) | (why == _RISK_GREW)
+            if rise_tol >= 0 and n > 0:
+                rose[idx[seen]] |= risk[seen] > last_risk[idx[seen]] * (1.0 + rise_tol)
+            last_risk[idx[seen]] = risk[seen]
+            last_gn[idx[seen]] = np.linalg.norm(k0, axis=1)[seen]
+            grew = why == _RISK_GREW
+            growth[idx[grew]] = risk[grew] / risk0[idx[grew]]
+            if n % rec_stride == 0 or n == n_steps:
+                rec_t.append(n * h)
+                rec_risk.append(last_risk.copy())
+                rec_gn.append(last_gn.copy())
+                rec_en.append(energy.copy())
+                if record_theta:
+                    rec_theta.append(theta.copy())
+            if n == n_steps:
+                break
+            ks = [k0.astype(np.float64)]
+            for s in range(1, len(B)):
+                stage = th - h * sum(A[s, j] * ks[j] for j in range(s) if A[s, j] != 0)
+                if not np.all(_finite_rows(stage)):
+                    # C++ evaluates the non-finite stage and its new parameters come out non-finite
+                    why = np.where((why == _RUNNING) & ~_finite_rows(stage), _PARAMS_NOT_FINITE, why)
+                    stage = np.where(_finite_rows(stage)[:, None], stage, th)
+                _, ks_s = field_(stage.astype(theta.dtype), n)
+                ks.append(ks_s.astype(np.float64))
+            new = th - h * sum(b * k for b, k in zip(B, ks) if b != 0)
+            if normalized:
+                new = _retract(prob, new)
+            why = np.where(why == _RUNNING, _params_reason(new, max_abs), why)
+            ok = why == _RUNNING
+            reason[idx[~ok]] = why[~ok]
+            theta[idx[ok]] = new[ok].astype(theta.dtype)
+            energy[idx[ok]] += h * sum(b * np.sum(k * k, axis=1) for b, k in zip(B, ks) if b != 0)[ok]
+            active[idx[~ok]] = False
+            bar.update(n + 1)
     return _finish(prob, theta, rec_t, rec_risk, rec_gn, rec_en, rec_theta, record_theta, active,
-                   np.full(K, n_steps), np.zeros(K, dtype=np.int64), None, method, n_steps, t0,
+                   np.full(K, done), np.zeros(K, dtype=np.int64), None, method, done, t0,
                    {"dt": h, "evaluations": field_.evaluations, "estimator": repr(field_.est)},
-                   reason=reason, growth=growth, risk_rose=rose)
+                   reason=reason, growth=growth, risk_rose=rose,
+                   interrupted=_flow_interrupted(stop.hit, done, n_steps, h))
+
+
+def _flow_interrupted(hit: bool, done: int, n_steps: int, h: float) -> str:
+    """The warning of an interrupted fixed-step flow ("" when it was not)."""
+    return (f"interrupted at step {done} of {n_steps} (t = {done * h:.6g}); continue from run.theta with "
+            f"t_end reduced by {done * h:.6g} and the same dt" if hit else "")
 
 
 def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, max_abs, max_steps,
@@ -685,7 +753,9 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
                        list(res["energy"]), _recorded(res), record_theta, status == "ok", res["accepted"], res["rejected"],
                        status, "dopri5", 0, t0,
                        {"evaluations": int(res["evaluations"]), "loop": "C++", "rtol": rtol,
-                        "atol": atol, "estimator": repr(field_.est)}, reason=res["reason"], growth=res["growth"])
+                        "atol": atol, "estimator": repr(field_.est), "t_reached": res["t"]},
+                       reason=res["reason"], growth=res["growth"],
+                       interrupted=_dopri5_interrupted(res["interrupted"], status, res["t"]))
     risk_rec, gn_rec, en_rec = np.full((T, K), np.nan), np.full((T, K), np.nan), np.full((T, K), np.nan)
     theta_rec = np.full((T,) + theta.shape, np.nan, dtype=theta.dtype) if record_theta else None
     t = np.zeros(K)
@@ -724,86 +794,99 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
 
     record_due(np.ones(K, dtype=bool), risk, np.linalg.norm(k1, axis=1))
     iters = 0
-    while not done.all():
-        iters += 1
-        if iters > max_steps:
-            status[~done] = "max_steps"
-            break
-        idx = np.flatnonzero(~done)
-        # land exactly on the next record time (keeps records exact and per-network independent)
-        target = grid[np.minimum(nxt[idx], T - 1)]
-        hh = np.minimum(h[idx], np.maximum(target - t[idx], 0.0))
-        hh = np.where(hh <= 0, h[idx], hh)
-        y = th[idx]
-        ks = [k1[idx]]
-        for s in range(1, 7):
-            stage = y - hh[:, None] * sum(_DP_A[s, j] * ks[j] for j in range(s) if _DP_A[s, j] != 0)
-            fin = _finite_rows(stage)
-            stage = np.where(fin[:, None], stage, y)
-            r_s, k_s = field_(stage.astype(theta.dtype), 0)
-            ks.append(k_s.astype(np.float64))
-        y_new = y - hh[:, None] * sum(b * k for b, k in zip(_DP_B, ks) if b != 0)
-        if field_.normalized:
-            y_new = _retract(prob, y_new)
-        err_vec = hh[:, None] * sum(e * k for e, k in zip(_DP_E, ks) if e != 0)
-        sc = atol + rtol * np.maximum(np.abs(y), np.abs(y_new))
-        err = np.sqrt(np.mean((err_vec / sc) ** 2, axis=1))
-        bad_why = _params_reason(y_new, max_abs)
-        # a NaN error estimate alone comes from a non-finite stage gradient
-        bad_why = np.where((bad_why == _RUNNING) & ~np.isfinite(err), _GRAD_NOT_FINITE, bad_why)
-        bad = bad_why != _RUNNING
-        risk_why = np.zeros(idx.size, dtype=np.uint8)
-        acc = (err <= 1.0) & ~bad
-        # FSAL: the 7th stage is G at y_new (exact for the plain flow; projected field when normalized)
-        k_last, r_last = ks[6], r_s
-        a_idx = idx[acc]
-        if a_idx.size:
-            energy[a_idx] += hh[acc] * sum(b * np.sum(k * k, axis=1) for b, k in zip(_DP_B, ks) if b != 0)[acc]
-            th[a_idx] = y_new[acc]
-            t[a_idx] = np.where(np.abs(t[a_idx] + hh[acc] - target[acc]) <= 1e-12 * t_end, target[acc],
-                                t[a_idx] + hh[acc])
-            if field_.normalized:  # the field at the retracted point
-                r_last_a, k_last_a = field_(y_new[acc].astype(theta.dtype), 0)
-                k1[a_idx] = k_last_a.astype(np.float64)
-                risk_a = r_last_a
-            else:
-                k1[a_idx] = k_last[acc]
-                risk_a = r_last[acc]
-            accepted[a_idx] += 1
-            streak[a_idx] = 0
-            risk_why[acc] = _risk_reason(risk_a, risk0[a_idx], max_growth)
-            grew = risk_why[acc] == _RISK_GREW
-            growth[a_idx[grew]] = risk_a[grew] / risk0[a_idx[grew]]
-            r_full = np.full(K, np.nan)
-            r_full[a_idx] = risk_a
-            g_full = np.full(K, np.nan)
-            g_full[a_idx] = np.linalg.norm(k1[a_idx], axis=1)
-            record_due(np.isin(np.arange(K), a_idx), r_full, g_full)
-        r_idx = idx[~acc]
-        rejected[r_idx] += 1
-        streak[r_idx] += 1
-        # step size update (standard controller, safety 0.9, factor in [0.2, 5])
-        fac = np.where(err > 0, 0.9 * np.power(np.maximum(err, 1e-300), -0.2), 5.0)
-        fac = np.clip(np.where(np.isfinite(fac), fac, 0.2), 0.2, 5.0)
-        fac = np.where(bad, 0.2, fac)
-        h[idx] = hh * np.where(acc, np.minimum(fac, 5.0), np.minimum(fac, 1.0))
-        stuck = streak[idx] >= max_rejections
-        tiny = h[idx] < min_step
-        status[idx[bad & (stuck | tiny)]] = "diverged"
-        reason[idx[bad & (stuck | tiny)]] = bad_why[bad & (stuck | tiny)]
-        status[idx[stuck & ~bad]] = "max_rejections"
-        status[idx[tiny & ~stuck & ~bad]] = "min_step"
-        # a blown-up risk at the accepted state ends the network whatever the step size says
-        blew = risk_why != _RUNNING
-        status[idx[blew]], reason[idx[blew]] = "diverged", risk_why[blew]
-        done |= (t >= t_end - 1e-12 * t_end) | (status != "ok")
-        bar.update(float(np.min(t)))
+    with _CtrlC() as stop:
+        while not done.all():
+            if stop.hit:  # Ctrl-C: every running network keeps its state at its time
+                status[~done] = "interrupted"
+                break
+            iters += 1
+            if iters > max_steps:
+                status[~done] = "max_steps"
+                break
+            idx = np.flatnonzero(~done)
+            # land exactly on the next record time (keeps records exact and per-network independent)
+            target = grid[np.minimum(nxt[idx], T - 1)]
+            hh = np.minimum(h[idx], np.maximum(target - t[idx], 0.0))
+            hh = np.where(hh <= 0, h[idx], hh)
+            y = th[idx]
+            ks = [k1[idx]]
+            for s in range(1, 7):
+                stage = y - hh[:, None] * sum(_DP_A[s, j] * ks[j] for j in range(s) if _DP_A[s, j] != 0)
+                fin = _finite_rows(stage)
+                stage = np.where(fin[:, None], stage, y)
+                r_s, k_s = field_(stage.astype(theta.dtype), 0)
+                ks.append(k_s.astype(np.float64))
+            y_new = y - hh[:, None] * sum(b * k for b, k in zip(_DP_B, ks) if b != 0)
+            if field_.normalized:
+                y_new = _retract(prob, y_new)
+            err_vec = hh[:, None] * sum(e * k for e, k in zip(_DP_E, ks) if e != 0)
+            sc = atol + rtol * np.maximum(np.abs(y), np.abs(y_new))
+            err = np.sqrt(np.mean((err_vec / sc) ** 2, axis=1))
+            bad_why = _params_reason(y_new, max_abs)
+            # a NaN error estimate alone comes from a non-finite stage gradient
+            bad_why = np.where((bad_why == _RUNNING) & ~np.isfinite(err), _GRAD_NOT_FINITE, bad_why)
+            bad = bad_why != _RUNNING
+            risk_why = np.zeros(idx.size, dtype=np.uint8)
+            acc = (err <= 1.0) & ~bad
+            # FSAL: the 7th stage is G at y_new (exact for the plain flow; projected field when normalized)
+            k_last, r_last = ks[6], r_s
+            a_idx = idx[acc]
+            if a_idx.size:
+                energy[a_idx] += hh[acc] * sum(b * np.sum(k * k, axis=1) for b, k in zip(_DP_B, ks) if b != 0)[acc]
+                th[a_idx] = y_new[acc]
+                t[a_idx] = np.where(np.abs(t[a_idx] + hh[acc] - target[acc]) <= 1e-12 * t_end, target[acc],
+                                    t[a_idx] + hh[acc])
+                if field_.normalized:  # the field at the retracted point
+                    r_last_a, k_last_a = field_(y_new[acc].astype(theta.dtype), 0)
+                    k1[a_idx] = k_last_a.astype(np.float64)
+                    risk_a = r_last_a
+                else:
+                    k1[a_idx] = k_last[acc]
+                    risk_a = r_last[acc]
+                accepted[a_idx] += 1
+                streak[a_idx] = 0
+                risk_why[acc] = _risk_reason(risk_a, risk0[a_idx], max_growth)
+                grew = risk_why[acc] == _RISK_GREW
+                growth[a_idx[grew]] = risk_a[grew] / risk0[a_idx[grew]]
+                r_full = np.full(K, np.nan)
+                r_full[a_idx] = risk_a
+                g_full = np.full(K, np.nan)
+                g_full[a_idx] = np.linalg.norm(k1[a_idx], axis=1)
+                record_due(np.isin(np.arange(K), a_idx), r_full, g_full)
+            r_idx = idx[~acc]
+            rejected[r_idx] += 1
+            streak[r_idx] += 1
+            # step size update (standard controller, safety 0.9, factor in [0.2, 5])
+            fac = np.where(err > 0, 0.9 * np.power(np.maximum(err, 1e-300), -0.2), 5.0)
+            fac = np.clip(np.where(np.isfinite(fac), fac, 0.2), 0.2, 5.0)
+            fac = np.where(bad, 0.2, fac)
+            h[idx] = hh * np.where(acc, np.minimum(fac, 5.0), np.minimum(fac, 1.0))
+            stuck = streak[idx] >= max_rejections
+            tiny = h[idx] < min_step
+            status[idx[bad & (stuck | tiny)]] = "diverged"
+            reason[idx[bad & (stuck | tiny)]] = bad_why[bad & (stuck | tiny)]
+            status[idx[stuck & ~bad]] = "max_rejections"
+            status[idx[tiny & ~stuck & ~bad]] = "min_step"
+            # a blown-up risk at the accepted state ends the network whatever the step size says
+            blew = risk_why != _RUNNING
+            status[idx[blew]], reason[idx[blew]] = "diverged", risk_why[blew]
+            done |= (t >= t_end - 1e-12 * t_end) | (status != "ok")
+            bar.update(float(np.min(t)))
     theta_out = th.astype(theta.dtype)
     return _finish(prob, theta_out, list(grid), list(risk_rec), list(gn_rec), list(en_rec),
                    list(theta_rec) if record_theta else [], record_theta, status == "ok", accepted,
                    rejected, status.astype(str), "dopri5", 0, t0,
                    {"evaluations": field_.evaluations, "rtol": rtol, "atol": atol,
-                    "estimator": repr(field_.est)}, reason=reason, growth=growth)
+                    "estimator": repr(field_.est), "t_reached": t}, reason=reason, growth=growth,
+                   interrupted=_dopri5_interrupted(stop.hit, status.astype(str), t))
+
+
+def _dopri5_interrupted(hit: bool, status: np.ndarray, t: np.ndarray) -> str:
+    """The warning of an interrupted dopri5 run ("" when it was not)."""
+    running = np.asarray(status) == "interrupted"
+    return (f"interrupted with {int(running.sum())} of {t.size} networks still running (status "
+            f"'interrupted', from t = {t[running].min() if running.any() else t.min():.6g}; each network's "
+            f"time in run.info['t_reached']); continue from run.theta" if hit else "")
 
 
 def normalized_gradient_flow(prob: Problem, theta0, t_end: float, **kwargs) -> Run:

@@ -31,7 +31,7 @@ py::dict dopri5_typed(const Dopri5Spec& spec, py::array_t<T, py::array::c_style 
   py::array_t<int32_t> status(K);
   py::array_t<int64_t> accepted(K), rejected(K);
   py::array_t<uint8_t> reason(K);
-  py::array_t<double> growth(K);
+  py::array_t<double> growth(K), t_reached(K);
   ThetaRecords<T> thetas(record_theta, nT, K, P);
   Dopri5Out out;
   out.rec_risk = rec_risk.mutable_data();
@@ -42,6 +42,7 @@ py::dict dopri5_typed(const Dopri5Spec& spec, py::array_t<T, py::array::c_style 
   out.rejected = rejected.mutable_data();
   out.reason = reason.mutable_data();
   out.growth = growth.mutable_data();
+  out.t = t_reached.mutable_data();
   {
     // the field takes the GIL back only for a Python target callback
     py::gil_scoped_release release;
@@ -59,6 +60,8 @@ py::dict dopri5_typed(const Dopri5Spec& spec, py::array_t<T, py::array::c_style 
   res["growth"] = growth;
   res["thetas"] = thetas.result();
   res["evaluations"] = out.evaluations;
+  res["t"] = t_reached;
+  res["interrupted"] = out.interrupted;
   return res;
 }
 
@@ -132,7 +135,8 @@ void bind_dopri5(py::module_& m) {
       "The vector field is described by keyword arguments (bind_field.h; normalized=True for the "
       "normalized flow). Returns a dict with theta (K,P), risk/grad_norm/energy (T,K) on the grid (NaN "
       "where a network never got there), status (K,) codes into dopri5_status_names, accepted and "
-      "rejected (K,), reason and growth (K,) as flow_run's, evaluations, and thetas: with record_theta=True the (T,K,P) parameters at the grid "
+      "rejected (K,), reason and growth (K,) as flow_run's, t (K,) the time each network reached, "
+      "interrupted (Ctrl-C stopped the loop: the running networks have status 'interrupted'), evaluations, and thetas: with record_theta=True the (T,K,P) parameters at the grid "
       "times in theta's dtype (NaN where a network never got there), else None.");
 }
 

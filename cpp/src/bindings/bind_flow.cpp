@@ -59,6 +59,9 @@ py::dict run_typed(FlowSpec spec, py::array_t<T, py::array::c_style | py::array:
   res["risk_rose"] = rose;
   res["thetas"] = thetas.result();
   res["evaluations"] = out.evaluations;
+  res["interrupted"] = out.interrupted;
+  res["steps_done"] = out.steps_done;
+  res["records"] = out.records;
   return res;
 }
 
@@ -140,7 +143,9 @@ void bind_flow(py::module_& m) {
       "dict with theta (K,P), risk/grad_norm/energy records (T,K), active (K,), reason (K,) codes of "
       "tableaux::StopReason (why a network was frozen), growth (K,) (risk / starting risk of a network "
       "frozen for a risk > max_growth x its start, else 0), risk_rose (K,) (the risk rose by more than "
-      "rise_tol, relative, from a step to the next; rise_tol < 0: not checked), evaluations, and thetas (T,K,P) in "
+      "rise_tol, relative, from a step to the next; rise_tol < 0: not checked), evaluations, "
+      "interrupted (Ctrl-C stopped the loop after steps_done steps, with only the first `records` "
+      "records written), and thetas (T,K,P) in "
       "theta's dtype if record_theta=True (a frozen network's last parameters) else None.");
 }
 

@@ -120,7 +120,11 @@ void dopri5_run_cpu(const Dopri5Spec& s, T* theta, Dopri5Out& out, T* rec_theta)
       }
     if (idx.empty()) break;
     if (s.progress && clock::now() - last_report > std::chrono::milliseconds(250)) {
-      s.progress(t_min);
+      if (s.progress(t_min)) {  // Ctrl-C: every running network keeps its state at its time
+        out.interrupted = true;
+        for (int64_t k : idx) out.status[k] = kDopri5Interrupted;
+        break;
+      }
       last_report = clock::now();
     }
     if (++iters > s.max_steps) {
@@ -263,7 +267,8 @@ void dopri5_run_cpu(const Dopri5Spec& s, T* theta, Dopri5Out& out, T* rec_theta)
   }
   for (int64_t q = 0; q < K * P; ++q) theta[q] = static_cast<T>(th[q]);
   out.evaluations = field.evaluations;
-  if (s.progress) s.progress(s.t_end);
+  for (int64_t k = 0; k < K; ++k) out.t[k] = t[k];
+  if (!out.interrupted && s.progress && s.progress(s.t_end)) out.interrupted = true;
 }
 
 template void dopri5_run_cpu<float>(const Dopri5Spec&, float*, Dopri5Out&, float*);

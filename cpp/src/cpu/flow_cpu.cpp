@@ -65,7 +65,11 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out, T* rec_theta) {
     if (i > 0) tuner.end(i - 1);  // a step's time runs to the start of the next one
     tuner.begin(i);
     if (s.progress && i > 0 && clock::now() - last_report > std::chrono::milliseconds(250)) {
-      s.progress(i);
+      if (s.progress(i)) {  // Ctrl-C: return the state after i steps and the records so far
+        out.interrupted = true;
+        out.steps_done = i;
+        break;
+      }
       last_report = clock::now();
     }
     const int64_t n = s.start_step + i;
@@ -159,9 +163,13 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out, T* rec_theta) {
     }
   }
   out.evaluations = field.evaluations;
-  if (s.progress) s.progress(s.steps);
-  // networks not recorded at the end because the loop stopped early keep their last state
-  while (rec < flow_num_records(s.steps, s.record_every)) record();
+  if (!out.interrupted) {
+    out.steps_done = s.steps;
+    if (s.progress && s.progress(s.steps)) out.interrupted = true;
+    // networks not recorded at the end because the loop stopped early keep their last state
+    while (rec < flow_num_records(s.steps, s.record_every)) record();
+  }
+  out.records = rec;
 }
 
 template void flow_run_cpu<float>(const FlowSpec&, float*, FlowOut&, float*);

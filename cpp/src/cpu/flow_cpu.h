@@ -29,8 +29,9 @@ struct FlowSpec {
   // negative: not checked (gradient descent, a resampled field)
   double rise_tol = -1.0;
   // called with the number of steps done, at most every ~0.25 s of wall time and after the last step
-  // (the binding shows a progress bar and checks for Ctrl-C there; it may throw to stop the run)
-  std::function<void(int64_t)> progress;
+  // (the binding shows a progress bar and checks for Ctrl-C there); returning true stops the run
+  // between two steps (FlowOut::interrupted); it may also throw
+  std::function<bool(int64_t)> progress;
 };
 
 // Records T = number of i in [0, steps] with i % record_every == 0 or i == steps.
@@ -46,6 +47,11 @@ struct FlowOut {
   double* growth = nullptr;      // (K,) out: risk / starting risk where frozen for kRiskGrew, else 0
   uint8_t* rose = nullptr;       // (K,) out: the risk rose from a step to the next (see rise_tol)
   int64_t evaluations = 0;       // kernel calls
+  // Ctrl-C: the loop stopped at the start of local step steps_done (theta is the state after
+  // steps_done steps) with the first `records` records written; the rest are left untouched. A stop
+  // requested at the final report leaves a complete run (steps_done = steps) flagged all the same.
+  bool interrupted = false;
+  int64_t steps_done = 0, records = 0;
 };
 
 // Runs the loop in place on theta (K, P), float (T = float) or double. rec_theta (T_rec, K, P), when

@@ -189,11 +189,18 @@ def flow_run(plan, spec: ProblemSpec, theta, method: str, steps: int, start_step
     network was frozen and growth (K,) its risk factor (flows._REASONS), risk_rose (K,) (the risk rose
     by more than ``rise_tol`` relative from a step to the next; negative: not checked), evaluations, and thetas
     (T, K, P) with ``record_theta`` (else None). Reports to ``progress(steps_done)`` about every 0.25 s,
-    which is also where Ctrl-C stops it."""
-    return _core().flow_run(list(spec.widths), np.ascontiguousarray(theta), method, steps, start_step,
-                            record_every, _f64(h), float(max_abs), float(max_growth), float(rise_tol),
-                            normalized=bool(normalized),
-                            progress=progress, record_theta=bool(record_theta), **field_args(plan, spec))
+    which is also where Ctrl-C stops it: ``interrupted`` is then True, theta the state after ``steps_done``
+    steps, and the records are cut to the ``records`` written."""
+    res = _core().flow_run(list(spec.widths), np.ascontiguousarray(theta), method, steps, start_step,
+                           record_every, _f64(h), float(max_abs), float(max_growth), float(rise_tol),
+                           normalized=bool(normalized),
+                           progress=progress, record_theta=bool(record_theta), **field_args(plan, spec))
+    # Ctrl-C: only the records written before it
+    n = res["records"]
+    for key in ("risk", "grad_norm", "energy", "thetas"):
+        if res[key] is not None:
+            res[key] = res[key][:n]
+    return res
 
 
 def dopri5_run(plan, spec: ProblemSpec, theta, t_end: float, h0: float | None, rtol: float, atol: float,
