@@ -181,6 +181,29 @@ class _CtrlC:
         return False
 
 
+class _Steps:
+    """The step loop of the fixed-step drivers: iterating yields (i, idx) for i = 0..steps, idx the
+    networks still running; it ends early when none runs, or at the step boundary after a Ctrl-C
+    (_CtrlC). Afterwards ``done`` is the number of steps done and ``interrupted`` whether Ctrl-C came
+    (during the last step too: the run is then complete, flagged all the same, as in the C++ loops).
+    The body must not break out of the loop (the handler is restored when the iteration ends)."""
+
+    def __init__(self, steps: int, active: np.ndarray):
+        self.steps, self.active, self.done, self.interrupted = steps, active, steps, False
+
+    def __iter__(self):
+        with _CtrlC() as stop:
+            for i in range(self.steps + 1):
+                if i > 0 and stop.hit:  # the state after i steps and the records so far
+                    self.done = i
+                    break
+                idx = np.flatnonzero(self.active)
+                if idx.size == 0:
+                    break
+                yield i, idx
+        self.interrupted = stop.hit
+
+
 def _default_estimator(prob: Problem) -> Estimator:
     return Quadrature() if prob.dim <= 2 and prob.target.native else MonteCarlo(4096, seed=0, resample=False)
 
@@ -266,6 +289,35 @@ def _params_reason(new: np.ndarray, max_abs: float) -> np.ndarray:
     """tableaux::params_reason per row of new (n, P): not finite first, then beyond max_abs."""
     over = np.any(np.abs(np.where(np.isfinite(new), new, 0)) > max_abs, axis=1)
     return np.where(~_finite_rows(new), _PARAMS_NOT_FINITE, np.where(over, _OVER_MAX_ABS, _RUNNING))
+
+
+class _Watch:
+    """The per-network bookkeeping of the fixed-step driver loops (GD and euler/heun/rk4), as
+    flow_cpu.cpp keeps it: the last finite risk and |G| (what the records show), the starting risk,
+    why a network was frozen (_REASONS codes), its risk factor, and whether its risk rose."""
+
+    def __init__(self, K: int, max_growth: float, rise_tol: float):
+        self.last_risk, self.last_gn, self.risk0 = np.full(K, np.nan), np.full(K, np.nan), np.full(K, np.nan)
+        self.reason, self.growth, self.rose = np.zeros(K, dtype=np.uint8), np.zeros(K), np.zeros(K, dtype=bool)
+        self.max_growth, self.rise_tol = max_growth, rise_tol
+
+    def evaluated(self, idx: np.ndarray, first: bool, risk: np.ndarray, g: np.ndarray):
+        """Risk (n,) and G (n, P) of the running networks idx at a step (``first``: step 0 of the run);
+        returns why each must stop (_RUNNING to go on) and |G| (n,) in float64."""
+        if first:
+            self.risk0[idx] = risk
+        why = _risk_reason(risk, self.risk0[idx], self.max_growth)
+        why = np.where((why != _RISK_NOT_FINITE) & ~_finite_rows(g), _GRAD_NOT_FINITE, why)
+        # a blown-up risk is recorded (the risk of the parameters the network is frozen at)
+        seen = (why == _RUNNING) | (why == _RISK_GREW)
+        if self.rise_tol >= 0 and not first:
+            self.rose[idx[seen]] |= risk[seen] > self.last_risk[idx[seen]] * (1.0 + self.rise_tol)
+        self.last_risk[idx[seen]] = risk[seen]
+        gn = np.linalg.norm(g.astype(np.float64), axis=1)
+        self.last_gn[idx[seen]] = gn[seen]
+        grew = why == _RISK_GREW
+        self.growth[idx[grew]] = risk[grew] / self.risk0[idx[grew]]
+        return why, gn
 
 
 def _reason_texts(codes: np.ndarray, growth: np.ndarray) -> np.ndarray:
@@ -417,7 +469,8 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
     backend : "auto", "numpy", "cupy", "cpu" or "cuda" (``rf.backends()``); ``prob.explain(estimator)``
         says which route and loop run.
     progress : a progress bar on stderr (default: when stderr is a terminal). Ctrl-C stops a run
-        (KeyboardInterrupt); resume it from a recorded state with ``start_step``.
+        between two steps and returns the partial Run (``Run.interrupted``, a RuntimeWarning); resume
+        it with ``theta0=run.theta, start_step=run.next_step`` (bitwise the run in one piece).
 
     Returns
     -------
@@ -463,62 +516,44 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
     active = np.ones(K, dtype=bool)
     energy = np.zeros(K)
     rec_t, rec_risk, rec_gn, rec_en, rec_theta = [], [], [], [], []
-    last_risk, last_gn, risk0 = np.full(K, np.nan), np.full(K, np.nan), np.full(K, np.nan)
-    reason, growth = np.zeros(K, dtype=np.uint8), np.zeros(K)
+    watch = _Watch(K, max_growth, -1.0)  # gradient descent has no energy identity
     bar = _Progress(steps, progress)
     t0 = time.perf_counter()
 
     def record(n):
         rec_t.append(n)
-        rec_risk.append(last_risk.copy())
-        rec_gn.append(last_gn.copy())
+        rec_risk.append(watch.last_risk.copy())
+        rec_gn.append(watch.last_gn.copy())
         rec_en.append(energy.copy())
         if record_theta:
             rec_theta.append(theta.copy())
 
-    done = steps
-    with _CtrlC() as stop:
-        for i in range(steps + 1):
-            n = start_step + i
-            if i > 0 and stop.hit:  # Ctrl-C: the state after i steps and the records so far
-                done = i
-                break
-            idx = np.flatnonzero(active)
-            if idx.size == 0:
-                break
-            risk, g = field_(theta[idx], n)
-            if i == 0:
-                risk0[:] = risk
-            why = _risk_reason(risk, risk0[idx], max_growth)
-            why = np.where((why != _RISK_NOT_FINITE) & ~_finite_rows(g), _GRAD_NOT_FINITE, why)
-            # a blown-up risk is recorded (the risk of the parameters the network is frozen at)
-            seen = (why == _RUNNING) | (why == _RISK_GREW)
-            last_risk[idx[seen]] = risk[seen]
-            gn = np.linalg.norm(g.astype(np.float64), axis=1)
-            last_gn[idx[seen]] = gn[seen]
-            grew = why == _RISK_GREW
-            growth[idx[grew]] = risk[grew] / risk0[idx[grew]]
-            ok = why == _RUNNING
-            if i % record_every == 0 or i == steps:
-                record(n)
-            if i == steps:
-                break
-            h = lr_at(n)
-            new = theta[idx] - (h * g).astype(theta.dtype)
-            if normalized:
-                new = _retract(prob, new)
-            why = np.where(ok, _params_reason(new, max_abs), why)
-            ok = why == _RUNNING
-            theta[idx[ok]] = new[ok]
-            energy[idx[ok]] += h * gn[ok] ** 2
-            active[idx[~ok]] = False
-            reason[idx[~ok]] = why[~ok]
-            bar.update(i + 1)
+    loop = _Steps(steps, active)
+    for i, idx in loop:
+        n = start_step + i
+        risk, g = field_(theta[idx], n)
+        why, gn = watch.evaluated(idx, i == 0, risk, g)
+        ok = why == _RUNNING
+        if i % record_every == 0 or i == steps:
+            record(n)
+        if i == steps:
+            continue  # the last state is recorded; the loop ends here
+        h = lr_at(n)
+        new = theta[idx] - (h * g).astype(theta.dtype)
+        if normalized:
+            new = _retract(prob, new)
+        why = np.where(ok, _params_reason(new, max_abs), why)
+        ok = why == _RUNNING
+        theta[idx[ok]] = new[ok]
+        energy[idx[ok]] += h * gn[ok] ** 2
+        active[idx[~ok]] = False
+        watch.reason[idx[~ok]] = why[~ok]
+        bar.update(i + 1)
     return _finish(prob, theta, rec_t, rec_risk, rec_gn, rec_en, rec_theta, record_theta, active,
-                   np.full(K, done), np.zeros(K, dtype=np.int64), None, "gd", start_step + done, t0,
+                   np.full(K, loop.done), np.zeros(K, dtype=np.int64), None, "gd", start_step + loop.done, t0,
                    {"evaluations": field_.evaluations, "lr": lr if not callable(lr) else repr(lr),
-                    "estimator": repr(estimator)}, reason=reason, growth=growth,
-                   interrupted=_gd_interrupted(stop.hit, start_step + done))
+                    "estimator": repr(estimator)}, reason=watch.reason, growth=watch.growth,
+                   interrupted=_gd_interrupted(loop.interrupted, start_step + loop.done))
 
 
 def _gd_interrupted(hit: bool, next_step: int) -> str:
@@ -599,11 +634,13 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
         (status "max_steps").
     max_rejections : dopri5 gives up on a network after this many consecutive rejections
         (status "max_rejections"); ``min_step``: it gives up when the step falls below this ("min_step").
-    progress : a progress bar on stderr (default: when stderr is a terminal).
+    progress : a progress bar on stderr (default: when stderr is a terminal). Ctrl-C stops a run
+        between two steps and returns the partial Run (``Run.interrupted``, a RuntimeWarning).
 
     Returns
     -------
-    Run (t in flow time).
+    Run (t in flow time); ``Run.risk_rose`` flags the fixed-step networks whose risk rose (a step too
+    large for the method: warned once).
     """
     theta, estimator = _check_common(prob, theta0, estimator)
     if method not in METHODS:
@@ -665,67 +702,48 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
     K = theta.shape[0]
     active = np.ones(K, dtype=bool)
     energy = np.zeros(K)
-    last_risk, last_gn, risk0 = np.full(K, np.nan), np.full(K, np.nan), np.full(K, np.nan)
-    reason, growth, rose = np.zeros(K, dtype=np.uint8), np.zeros(K), np.zeros(K, dtype=bool)
+    watch = _Watch(K, max_growth, rise_tol)
     rec_t, rec_risk, rec_gn, rec_en, rec_theta = [], [], [], [], []
     bar = _Progress(n_steps, progress)
     t0 = time.perf_counter()
-    done = n_steps
-    with _CtrlC() as stop:
-        for n in range(n_steps + 1):
-            if n > 0 and stop.hit:  # Ctrl-C: the state after n steps and the records so far
-                done = n
-                break
-            idx = np.flatnonzero(active)
-            if idx.size == 0:
-                break
-            th = theta[idx].astype(np.float64)
-            risk, k0 = field_(theta[idx], n)
-            if n == 0:
-                risk0[:] = risk
-            # the tests of the GD driver (and of flow_cpu.cpp): a blown-up risk is recorded
-            why = _risk_reason(risk, risk0[idx], max_growth)
-            why = np.where((why != _RISK_NOT_FINITE) & ~_finite_rows(k0), _GRAD_NOT_FINITE, why)
-            seen = (why == _RUNNING) | (why == _RISK_GREW)
-            if rise_tol >= 0 and n > 0:
-                rose[idx[seen]] |= risk[seen] > last_risk[idx[seen]] * (1.0 + rise_tol)
-            last_risk[idx[seen]] = risk[seen]
-            last_gn[idx[seen]] = np.linalg.norm(k0, axis=1)[seen]
-            grew = why == _RISK_GREW
-            growth[idx[grew]] = risk[grew] / risk0[idx[grew]]
-            if n % rec_stride == 0 or n == n_steps:
-                rec_t.append(n * h)
-                rec_risk.append(last_risk.copy())
-                rec_gn.append(last_gn.copy())
-                rec_en.append(energy.copy())
-                if record_theta:
-                    rec_theta.append(theta.copy())
-            if n == n_steps:
-                break
-            ks = [k0.astype(np.float64)]
-            for s in range(1, len(B)):
-                stage = th - h * sum(A[s, j] * ks[j] for j in range(s) if A[s, j] != 0)
-                if not np.all(_finite_rows(stage)):
-                    # C++ evaluates the non-finite stage and its new parameters come out non-finite
-                    why = np.where((why == _RUNNING) & ~_finite_rows(stage), _PARAMS_NOT_FINITE, why)
-                    stage = np.where(_finite_rows(stage)[:, None], stage, th)
-                _, ks_s = field_(stage.astype(theta.dtype), n)
-                ks.append(ks_s.astype(np.float64))
-            new = th - h * sum(b * k for b, k in zip(B, ks) if b != 0)
-            if normalized:
-                new = _retract(prob, new)
-            why = np.where(why == _RUNNING, _params_reason(new, max_abs), why)
-            ok = why == _RUNNING
-            reason[idx[~ok]] = why[~ok]
-            theta[idx[ok]] = new[ok].astype(theta.dtype)
-            energy[idx[ok]] += h * sum(b * np.sum(k * k, axis=1) for b, k in zip(B, ks) if b != 0)[ok]
-            active[idx[~ok]] = False
-            bar.update(n + 1)
+    loop = _Steps(n_steps, active)
+    for n, idx in loop:
+        th = theta[idx].astype(np.float64)
+        risk, k0 = field_(theta[idx], n)
+        why, _ = watch.evaluated(idx, n == 0, risk, k0)
+        if n % rec_stride == 0 or n == n_steps:
+            rec_t.append(n * h)
+            rec_risk.append(watch.last_risk.copy())
+            rec_gn.append(watch.last_gn.copy())
+            rec_en.append(energy.copy())
+            if record_theta:
+                rec_theta.append(theta.copy())
+        if n == n_steps:
+            continue  # the last state is recorded; the loop ends here
+        ks = [k0.astype(np.float64)]
+        for s in range(1, len(B)):
+            stage = th - h * sum(A[s, j] * ks[j] for j in range(s) if A[s, j] != 0)
+            if not np.all(_finite_rows(stage)):
+                # C++ evaluates the non-finite stage and its new parameters come out non-finite
+                why = np.where((why == _RUNNING) & ~_finite_rows(stage), _PARAMS_NOT_FINITE, why)
+                stage = np.where(_finite_rows(stage)[:, None], stage, th)
+            _, ks_s = field_(stage.astype(theta.dtype), n)
+            ks.append(ks_s.astype(np.float64))
+        new = th - h * sum(b * k for b, k in zip(B, ks) if b != 0)
+        if normalized:
+            new = _retract(prob, new)
+        why = np.where(why == _RUNNING, _params_reason(new, max_abs), why)
+        ok = why == _RUNNING
+        watch.reason[idx[~ok]] = why[~ok]
+        theta[idx[ok]] = new[ok].astype(theta.dtype)
+        energy[idx[ok]] += h * sum(b * np.sum(k * k, axis=1) for b, k in zip(B, ks) if b != 0)[ok]
+        active[idx[~ok]] = False
+        bar.update(n + 1)
     return _finish(prob, theta, rec_t, rec_risk, rec_gn, rec_en, rec_theta, record_theta, active,
-                   np.full(K, done), np.zeros(K, dtype=np.int64), None, method, done, t0,
+                   np.full(K, loop.done), np.zeros(K, dtype=np.int64), None, method, loop.done, t0,
                    {"dt": h, "evaluations": field_.evaluations, "estimator": repr(field_.est)},
-                   reason=reason, growth=growth, risk_rose=rose,
-                   interrupted=_flow_interrupted(stop.hit, done, n_steps, h))
+                   reason=watch.reason, growth=watch.growth, risk_rose=watch.rose,
+                   interrupted=_flow_interrupted(loop.interrupted, loop.done, n_steps, h))
 
 
 def _flow_interrupted(hit: bool, done: int, n_steps: int, h: float) -> str:
