@@ -248,6 +248,8 @@ def test_ctrl_c_in_gd_returns_a_run_that_resumes_bitwise(backend, python):
     with _driver(python), _ctrl_c_after(0.4):
         with pytest.warns(RuntimeWarning, match=r"interrupted at step \d+; resume with start_step=run.next_step"):
             run = rf.gradient_descent(prob, theta, steps=10**8, **kw)  # hours if not stopped
+        import signal
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the driver's handler is gone
     assert time.perf_counter() - t0 < 5
     m = run.next_step
     assert run.interrupted and 0 < m < 10**8 and "interrupted" in repr(run)
