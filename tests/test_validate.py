@@ -211,9 +211,15 @@ def test_memory_exhausting_requests_refused(prob):
     theta = prob.init(2)
     with pytest.raises(ValueError, match="t_end, record_every: this run would allocate .* GiB up front"):
         rf.gradient_flow(prob, theta, 1.0, method="dopri5", record_every=1e-12)
-    with pytest.raises(ValueError, match="t_end, dt, record_every: this run would allocate"):
+    # a constant dt / lr is never materialized (item 7): these ask for no memory now, but for more
+    # steps than a run can address
+    with pytest.raises(ValueError, match=r"t_end, dt: this run would reach step index 10000000000000, beyond"):
         rf.gradient_flow(prob, theta, 1.0, method="euler", dt=1e-13)
-    with pytest.raises(ValueError, match="steps, record_every: this run would allocate"):
+    with pytest.raises(ValueError, match=r"start_step, steps: this run would reach step index 1000000000000, beyond"):
         rf.gradient_descent(prob, theta, lr=0.01, steps=10**12, record_every=10**6)
+    with pytest.raises(ValueError, match="t_end, dt, record_every: this run would allocate"):
+        rf.gradient_flow(prob, theta, 1.0, method="euler", dt=1e-11, record_every=1e-11)
+    with pytest.raises(ValueError, match="steps, record_every: this run would allocate"):
+        rf.gradient_descent(prob, theta, lr=0.01, steps=2**32 - 1, record_every=1)
     with pytest.raises(ValueError, match="steps, record_every: .* with theta"):
         rf.gradient_descent(prob, theta, lr=0.01, steps=10**10, record_every=1, record_theta=True)

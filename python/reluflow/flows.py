@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
+from numbers import Real
 from typing import Callable
 
 import numpy as np
@@ -62,10 +65,25 @@ class Run:
     energy : (T, K) dissipated energy ``∫_0^t |G|^2 ds`` (quadrature of the integrator's stages).
     thetas : (T, K, P) recorded parameters, or None (``record_theta=False``).
     diverged : (K,) True where the network was frozen because its risk or parameters blew up.
-    status : (K,) "ok", "diverged", "max_rejections", "min_step" or "max_steps" (dopri5).
+    status : (K,) "ok", "diverged", "max_rejections", "min_step", "max_steps" or "interrupted" (dopri5:
+        still running when Ctrl-C stopped the run).
+    reason : (K,) str, why a diverged network was frozen ("" for the others): "risk grew 4.1e+10x over
+        its start" (above ``max_growth`` times its risk at the start of the run), "risk not finite",
+        "gradient not finite", "parameters exceeded max_abs" or "parameters not finite".
+    risk_rose : (K,) bool, fixed-step flows (euler, heun, rk4) with a deterministic estimator: True
+        where the risk at some step exceeded the previous step's risk by more than a relative
+        ``max(1e-12, 8 eps)`` of theta's dtype. The exact flow never increases the risk (energy
+        identity), so this says the step was too large. All False for gradient descent / SGD (no such
+        identity), a resampled estimator, and dopri5 (its error control is the check there).
     accepted, rejected : (K,) step counts (rejected only for dopri5).
-    next_step : the step index a resumed gradient descent continues from.
+    next_step : the step index a resumed gradient descent continues from (fixed-step flows: the number
+        of steps done).
     wall_time : seconds.
+    interrupted : True when Ctrl-C stopped the run: the records hold what was computed before (t, risk,
+        ... truncated; dopri5: its grid, NaN where not reached), theta is the state reached
+        (``gradient_descent(prob, run.theta, lr, steps, ..., start_step=run.next_step)`` resumes
+        bitwise), dopri5's ``info["t_reached"]`` (K,) the time of each network. A Ctrl-C during the
+        last step leaves a complete run, flagged all the same.
     """
 
     theta: np.ndarray
@@ -82,6 +100,16 @@ class Run:
     next_step: int = 0
     wall_time: float = 0.0
     info: dict = field(default_factory=dict)
+    reason: np.ndarray | None = None
+    risk_rose: np.ndarray | None = None
+    interrupted: bool = False
+
+    def __post_init__(self):
+        K = np.asarray(self.theta).shape[0]
+        if self.reason is None:
+            self.reason = np.full(K, "", dtype="<U1")
+        if self.risk_rose is None:
+            self.risk_rose = np.zeros(K, dtype=bool)
 
     def finished(self) -> np.ndarray:
         """(K,) True for the networks that ran to the end: status "ok", not diverged, a finite final risk."""
@@ -103,7 +131,8 @@ class Run:
         best = self.risk[-1][self.best()] if self.finished().any() else np.nan
         return (f"Run(method={self.method!r}, K={K}, records={self.t.size}, t_end={self.t[-1]:.6g}, "
                 f"best risk={best:.3e}, finished={int(self.finished().sum())}, "
-                f"diverged={int(self.diverged.sum())}, wall={self.wall_time:.2f}s)")
+                f"diverged={int(self.diverged.sum())}, wall={self.wall_time:.2f}s"
+                f"{', interrupted' if self.interrupted else ''})")
 
 
 class _Progress:
@@ -125,6 +154,54 @@ class _Progress:
         if frac >= 1.0:
             sys.stderr.write("\n")
         sys.stderr.flush()
+
+
+class _CtrlC:
+    """Ctrl-C in a Python driver loop: while inside, the first SIGINT only sets ``hit``, and the loop
+    stops at the next step boundary and returns what it has (as the C++ loops do); a second SIGINT
+    raises KeyboardInterrupt at once. Installed only in the main thread over Python's default handler
+    (a handler of the caller's own is left alone)."""
+
+    def __init__(self):
+        self.hit, self._old = False, None
+
+    def __enter__(self):
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        self.hit = True
+        signal.signal(signal.SIGINT, self._old)
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+
+class _Steps:
+    """The step loop of the fixed-step drivers: iterating yields (i, idx) for i = 0..steps, idx the
+    networks still running; it ends early when none runs, or at the step boundary after a Ctrl-C
+    (_CtrlC). Afterwards ``done`` is the number of steps done and ``interrupted`` whether Ctrl-C came
+    (during the last step too: the run is then complete, flagged all the same, as in the C++ loops).
+    The body must not break out of the loop (the handler is restored when the iteration ends)."""
+
+    def __init__(self, steps: int, active: np.ndarray):
+        self.steps, self.active, self.done, self.interrupted = steps, active, steps, False
+
+    def __iter__(self):
+        with _CtrlC() as stop:
+            for i in range(self.steps + 1):
+                if i > 0 and stop.hit:  # the state after i steps and the records so far
+                    self.done = i
+                    break
+                idx = np.flatnonzero(self.active)
+                if idx.size == 0:
+                    break
+                yield i, idx
+        self.interrupted = stop.hit
 
 
 def _default_estimator(prob: Problem) -> Estimator:
@@ -194,20 +271,80 @@ class _Field:
         return risk, g
 
 
+# Why a network was frozen: the codes of tableaux::StopReason (cpp/include/reluflow/tableaux.h), which
+# the C++ loops return and the Python driver computes alike; Run.reason holds the texts.
+_RUNNING, _RISK_GREW, _RISK_NOT_FINITE, _GRAD_NOT_FINITE, _OVER_MAX_ABS, _PARAMS_NOT_FINITE = range(6)
+_REASONS = ("", "risk grew {growth:.2g}x over its start", "risk not finite", "gradient not finite",
+            "parameters exceeded max_abs", "parameters not finite")
+
+
+def _risk_reason(risk: np.ndarray, risk0: np.ndarray, max_growth: float) -> np.ndarray:
+    """tableaux::risk_reason per network: not finite, else above max_growth x a positive start."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        grew = (risk0 > 0) & (risk > max_growth * risk0)
+    return np.where(~np.isfinite(risk), _RISK_NOT_FINITE, np.where(grew, _RISK_GREW, _RUNNING))
+
+
+def _params_reason(new: np.ndarray, max_abs: float) -> np.ndarray:
+    """tableaux::params_reason per row of new (n, P): not finite first, then beyond max_abs."""
+    over = np.any(np.abs(np.where(np.isfinite(new), new, 0)) > max_abs, axis=1)
+    return np.where(~_finite_rows(new), _PARAMS_NOT_FINITE, np.where(over, _OVER_MAX_ABS, _RUNNING))
+
+
+class _Watch:
+    """The per-network bookkeeping of the fixed-step driver loops (GD and euler/heun/rk4), as
+    flow_cpu.cpp keeps it: the last finite risk and |G| (what the records show), the starting risk,
+    why a network was frozen (_REASONS codes), its risk factor, and whether its risk rose."""
+
+    def __init__(self, K: int, max_growth: float, rise_tol: float):
+        self.last_risk, self.last_gn, self.risk0 = np.full(K, np.nan), np.full(K, np.nan), np.full(K, np.nan)
+        self.reason, self.growth, self.rose = np.zeros(K, dtype=np.uint8), np.zeros(K), np.zeros(K, dtype=bool)
+        self.max_growth, self.rise_tol = max_growth, rise_tol
+
+    def evaluated(self, idx: np.ndarray, first: bool, risk: np.ndarray, g: np.ndarray):
+        """Risk (n,) and G (n, P) of the running networks idx at a step (``first``: step 0 of the run);
+        returns why each must stop (_RUNNING to go on) and |G| (n,) in float64."""
+        if first:
+            self.risk0[idx] = risk
+        why = _risk_reason(risk, self.risk0[idx], self.max_growth)
+        why = np.where((why != _RISK_NOT_FINITE) & ~_finite_rows(g), _GRAD_NOT_FINITE, why)
+        # a blown-up risk is recorded (the risk of the parameters the network is frozen at)
+        seen = (why == _RUNNING) | (why == _RISK_GREW)
+        if self.rise_tol >= 0 and not first:
+            self.rose[idx[seen]] |= risk[seen] > self.last_risk[idx[seen]] * (1.0 + self.rise_tol)
+        self.last_risk[idx[seen]] = risk[seen]
+        gn = np.linalg.norm(g.astype(np.float64), axis=1)
+        self.last_gn[idx[seen]] = gn[seen]
+        grew = why == _RISK_GREW
+        self.growth[idx[grew]] = risk[grew] / self.risk0[idx[grew]]
+        return why, gn
+
+
+def _reason_texts(codes: np.ndarray, growth: np.ndarray) -> np.ndarray:
+    return np.array([_REASONS[c].format(growth=g) for c, g in zip(np.asarray(codes), np.asarray(growth))])
+
+
 def _finite_rows(a: np.ndarray) -> np.ndarray:
     return np.all(np.isfinite(a.reshape(a.shape[0], -1)), axis=1)
 
 
-def _check_options(max_abs, record_theta, normalized, progress) -> float:
-    """The options shared by every integrator; returns max_abs as a float."""
+def _check_options(max_abs, max_growth, record_theta, normalized, progress) -> tuple[float, float]:
+    """The options shared by every integrator; returns max_abs and max_growth as floats."""
     max_abs = as_real(max_abs, "max_abs")
     if max_abs <= 0:
         raise ValueError(f"max_abs: expected a positive bound on the parameters, got {max_abs}")
+    # inf switches the risk test off (non-finite risks are still caught)
+    if not (isinstance(max_growth, Real) and not isinstance(max_growth, bool) and float(max_growth) == math.inf):
+        max_growth = as_real(max_growth, "max_growth")
+    max_growth = float(max_growth)
+    if not max_growth > 1:
+        raise ValueError(f"max_growth: expected a factor > 1 (a network is frozen when its risk exceeds "
+                         f"max_growth times its starting risk), got {max_growth}")
     as_bool(record_theta, "record_theta")
     as_bool(normalized, "normalized")
     if progress is not None:
         as_bool(progress, "progress")
-    return max_abs
+    return max_abs, max_growth
 
 
 def _memory_bytes() -> int:
@@ -229,6 +366,18 @@ def _check_request(names: str, theta: np.ndarray, records: float, schedule: floa
                          f"records of {K} networks{' with theta' if record_theta else ''}, {schedule:.3g} step "
                          f"sizes), more than half of this machine's {2 * limit / 2**30:.3g} GiB; record less "
                          f"often, or run fewer steps per call and resume from the returned run")
+
+
+# step indices are the samplers' 32-bit counter words (_philox.py, the C++ loops' bound too)
+_MAX_STEP = 2**32 - 1
+
+
+def _check_steps(names: str, last: int) -> None:
+    """Refuse a run whose last step index ``last`` does not fit the 32-bit step counter; ``names`` are
+    the arguments that make it so."""
+    if last > _MAX_STEP:
+        raise ValueError(f"{names}: this run would reach step index {last}, beyond the {_MAX_STEP} that a run "
+                         f"can address (2**32 - 1, the samplers' step counter); run fewer steps per call")
 
 
 def _check_common(prob, theta0, estimator):
@@ -294,7 +443,7 @@ def _lr_schedule(lr, steps: int, start: int) -> Callable[[int], float]:
 def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator | None = None,
                      record_every: int = 1, backend: str = "auto", start_step: int = 0,
                      record_theta: bool = False, max_abs: float = 1e8, normalized: bool = False,
-                     progress: bool | None = None) -> Run:
+                     progress: bool | None = None, max_growth: float = 1e6) -> Run:
     """Gradient descent ``θ_{n+1} = θ_n - lr_n G(θ_n)`` for K networks at once (SPEC §4).
 
     Parameters
@@ -313,10 +462,15 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
     max_abs : a network whose parameters exceed this (> 0) in absolute value, or become non-finite,
         is frozen at its last finite parameters and flagged in ``Run.diverged``.
     normalized : project G tangentially and retract onto the normalized manifold after each step.
+    max_growth : a network whose risk becomes non-finite, or exceeds ``max_growth`` (> 1; ``inf``
+        turns the factor test off) times its risk at the start of this call (a network starting at
+        risk 0 is only checked for finiteness), is frozen at the parameters of that risk and flagged:
+        ``Run.diverged``, status "diverged", ``Run.reason`` says why (and by what factor).
     backend : "auto", "numpy", "cupy", "cpu" or "cuda" (``rf.backends()``); ``prob.explain(estimator)``
         says which route and loop run.
     progress : a progress bar on stderr (default: when stderr is a terminal). Ctrl-C stops a run
-        (KeyboardInterrupt); resume it from a recorded state with ``start_step``.
+        between two steps and returns the partial Run (``Run.interrupted``, a RuntimeWarning); resume
+        it with ``theta0=run.theta, start_step=run.next_step`` (bitwise the run in one piece).
 
     Returns
     -------
@@ -326,8 +480,12 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
     steps = as_int(steps, "steps", minimum=0)
     start_step = as_int(start_step, "start_step", minimum=0)
     record_every = as_int(record_every, "record_every", minimum=1)
-    max_abs = _check_options(max_abs, record_theta, normalized, progress)
-    _check_request("steps, record_every", theta, steps // record_every + 2, steps, record_theta)
+    max_abs, max_growth = _check_options(max_abs, max_growth, record_theta, normalized, progress)
+    # only a callable schedule is materialized (an array lr is the caller's; a constant one is passed
+    # as a single step size)
+    _check_request("steps, record_every", theta, steps // record_every + 2, steps if callable(lr) else 0,
+                   record_theta)
+    _check_steps("start_step, steps", start_step + steps)
     lr_at = _lr_schedule(lr, steps, start_step)
     field_ = _Field(prob, prob.plan(estimator, backend, theta), normalized)
     if normalized:
@@ -339,71 +497,103 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
             h = np.array([lr_at(start_step + i) for i in range(steps)], dtype=np.float64)
         elif isinstance(lr, (list, tuple, np.ndarray)):
             h = np.asarray(lr, dtype=np.float64)[start_step:start_step + steps]
-        else:
-            h = np.full(steps, lr_at(start_step), dtype=np.float64)
+        else:  # a constant step: one value, which the C++ loop uses for every step (never materialized)
+            h = np.array([lr_at(start_step)], dtype=np.float64)
         res = cpu_backend.flow_run(native, prob.spec, theta, "gd", steps, start_step, record_every, h, max_abs,
-                                   normalized, _progress_hook(_Progress(steps, progress)), record_theta)
+                                   normalized, _progress_hook(_Progress(steps, progress)), record_theta,
+                                   max_growth)
         active = res["active"].astype(bool)
-        rec = _record_indices(steps, record_every)
+        rec = _record_indices(steps, record_every)[:res["records"]]
+        done = int(res["steps_done"])
         return _finish(prob, res["theta"], list(start_step + rec), list(res["risk"]), list(res["grad_norm"]),
-                       list(res["energy"]), _recorded(res), record_theta, active, np.full(theta.shape[0], steps),
-                       np.zeros(theta.shape[0], dtype=np.int64), None, "gd", start_step + steps, t0,
+                       list(res["energy"]), _recorded(res), record_theta, active, np.full(theta.shape[0], done),
+                       np.zeros(theta.shape[0], dtype=np.int64), None, "gd", start_step + done, t0,
                        {"evaluations": int(res["evaluations"]), "loop": "C++",
-                        "lr": lr if not callable(lr) else repr(lr), "estimator": repr(estimator)})
+                        "lr": lr if not callable(lr) else repr(lr), "estimator": repr(estimator)},
+                       reason=res["reason"], growth=res["growth"],
+                       interrupted=_gd_interrupted(res["interrupted"], start_step + done))
     K = theta.shape[0]
     active = np.ones(K, dtype=bool)
     energy = np.zeros(K)
     rec_t, rec_risk, rec_gn, rec_en, rec_theta = [], [], [], [], []
-    last_risk, last_gn = np.full(K, np.nan), np.full(K, np.nan)
+    watch = _Watch(K, max_growth, -1.0)  # gradient descent has no energy identity
     bar = _Progress(steps, progress)
     t0 = time.perf_counter()
 
     def record(n):
         rec_t.append(n)
-        rec_risk.append(last_risk.copy())
-        rec_gn.append(last_gn.copy())
+        rec_risk.append(watch.last_risk.copy())
+        rec_gn.append(watch.last_gn.copy())
         rec_en.append(energy.copy())
         if record_theta:
             rec_theta.append(theta.copy())
 
-    for i in range(steps + 1):
+    loop = _Steps(steps, active)
+    for i, idx in loop:
         n = start_step + i
-        idx = np.flatnonzero(active)
-        if idx.size == 0:
-            break
         risk, g = field_(theta[idx], n)
-        ok = np.isfinite(risk) & _finite_rows(g)
-        last_risk[idx[ok]] = risk[ok]
-        gn = np.linalg.norm(g.astype(np.float64), axis=1)
-        last_gn[idx[ok]] = gn[ok]
+        why, gn = watch.evaluated(idx, i == 0, risk, g)
+        ok = why == _RUNNING
         if i % record_every == 0 or i == steps:
             record(n)
         if i == steps:
-            break
+            continue  # the last state is recorded; the loop ends here
         h = lr_at(n)
         new = theta[idx] - (h * g).astype(theta.dtype)
         if normalized:
             new = _retract(prob, new)
-        ok &= _finite_rows(new) & np.all(np.abs(new) <= max_abs, axis=1)
+        why = np.where(ok, _params_reason(new, max_abs), why)
+        ok = why == _RUNNING
         theta[idx[ok]] = new[ok]
         energy[idx[ok]] += h * gn[ok] ** 2
         active[idx[~ok]] = False
+        watch.reason[idx[~ok]] = why[~ok]
         bar.update(i + 1)
     return _finish(prob, theta, rec_t, rec_risk, rec_gn, rec_en, rec_theta, record_theta, active,
-                   np.full(K, steps), np.zeros(K, dtype=np.int64), None, "gd", start_step + steps, t0,
+                   np.full(K, loop.done), np.zeros(K, dtype=np.int64), None, "gd", start_step + loop.done, t0,
                    {"evaluations": field_.evaluations, "lr": lr if not callable(lr) else repr(lr),
-                    "estimator": repr(estimator)})
+                    "estimator": repr(estimator)}, reason=watch.reason, growth=watch.growth,
+                   interrupted=_gd_interrupted(loop.interrupted, start_step + loop.done))
+
+
+def _gd_interrupted(hit: bool, next_step: int) -> str:
+    """The warning of an interrupted gradient descent ("" when it was not)."""
+    return (f"interrupted at step {next_step}; resume with start_step=run.next_step (and run.theta)"
+            if hit else "")
+
+
+def _rise_tol(theta: np.ndarray) -> float:
+    """Relative rise of the risk from a step to the next that breaks the energy identity: 1e-12, or a
+    few units of rounding of theta's dtype (a float32 risk is rounded to 6e-8)."""
+    return max(1e-12, 8 * float(np.finfo(theta.dtype).eps))
 
 
 def _finish(prob, theta, rec_t, rec_risk, rec_gn, rec_en, rec_theta, record_theta, active, accepted,
-            rejected, status, method, next_step, t0, info):
+            rejected, status, method, next_step, t0, info, *, reason, growth, risk_rose=None,
+            interrupted=""):
+    """The Run of a loop (C++ or Python driver); ``reason`` (K,) codes of _REASONS, ``growth`` (K,) the
+    risk factor of the networks frozen for it, ``risk_rose`` (K,) (fixed-step flows). Warns once about
+    the diverged networks and why, and once about the networks whose risk rose. ``interrupted``: the
+    warning of a run stopped by Ctrl-C ("" when it was not)."""
+    if interrupted:
+        warnings.warn(interrupted, RuntimeWarning, stacklevel=3)
+    K = theta.shape[0]
+    risk_rose = np.zeros(K, dtype=bool) if risk_rose is None else np.asarray(risk_rose).astype(bool)
+    if risk_rose.any():
+        warnings.warn(f"the risk rose during the run in {int(risk_rose.sum())} of {K} networks (see "
+                      f"Run.risk_rose), which the exact gradient flow never does: dt = {info.get('dt', 0):.3g} "
+                      f"is too large for {method}; use a smaller dt or method='dopri5'", RuntimeWarning,
+                      stacklevel=3)
     diverged = ~active if status is None else (status == "diverged")
     if status is None:
         status = np.where(diverged, "diverged", "ok")
+    texts = _reason_texts(np.where(diverged, reason, _RUNNING), growth)
     if diverged.any():
-        warnings.warn(f"{int(diverged.sum())} of {theta.shape[0]} networks diverged and were frozen "
-                      f"(see Run.diverged)", RuntimeWarning, stacklevel=3)
-    return Run(theta=theta, t=np.asarray(rec_t, dtype=np.float64), risk=np.array(rec_risk),
+        which = np.flatnonzero(diverged)
+        why = "; ".join(f"network {k}: {texts[k]}" for k in which[:3]) + ("; ..." if which.size > 3 else "")
+        warnings.warn(f"{which.size} of {theta.shape[0]} networks diverged and were frozen ({why}; see "
+                      f"Run.diverged, Run.reason)", RuntimeWarning, stacklevel=3)
+    return Run(reason=texts, risk_rose=risk_rose, interrupted=bool(interrupted), theta=theta, t=np.asarray(rec_t, dtype=np.float64), risk=np.array(rec_risk),
                grad_norm=np.array(rec_gn), energy=np.array(rec_en),
                thetas=np.array(rec_theta) if record_theta else None, diverged=diverged,
                status=np.asarray(status), accepted=np.asarray(accepted), rejected=np.asarray(rejected),
@@ -415,7 +605,7 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
                   normalized: bool = False, record_every: float | None = None, backend: str = "auto",
                   record_theta: bool = False, max_abs: float = 1e8, max_steps: int = 1_000_000,
                   max_rejections: int = 50, min_step: float = 1e-14,
-                  progress: bool | None = None) -> Run:
+                  progress: bool | None = None, max_growth: float = 1e6) -> Run:
     """Integrate the gradient flow ``dΘ/dt = -G(Θ)`` of K networks from t = 0 to ``t_end``.
 
     Parameters
@@ -436,16 +626,21 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
         says which route and loop run.
     record_theta : also keep (T, K, P) snapshots in ``Run.thetas``.
     max_abs : a network whose parameters exceed this (> 0) in absolute value, or become non-finite,
-        is frozen and flagged (``Run.diverged``, status "diverged").
+        is frozen and flagged (``Run.diverged``, status "diverged", ``Run.reason``).
+    max_growth : a network whose risk becomes non-finite, or exceeds ``max_growth`` (> 1; ``inf``
+        turns the factor test off) times its risk at t = 0, is frozen there and flagged the same way
+        (dopri5: tested at every accepted state).
     max_steps : dopri5 stops every network still running after this many step attempts
         (status "max_steps").
     max_rejections : dopri5 gives up on a network after this many consecutive rejections
         (status "max_rejections"); ``min_step``: it gives up when the step falls below this ("min_step").
-    progress : a progress bar on stderr (default: when stderr is a terminal).
+    progress : a progress bar on stderr (default: when stderr is a terminal). Ctrl-C stops a run
+        between two steps and returns the partial Run (``Run.interrupted``, a RuntimeWarning).
 
     Returns
     -------
-    Run (t in flow time).
+    Run (t in flow time); ``Run.risk_rose`` flags the fixed-step networks whose risk rose (a step too
+    large for the method: warned once).
     """
     theta, estimator = _check_common(prob, theta0, estimator)
     if method not in METHODS:
@@ -470,7 +665,7 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
     min_step = as_real(min_step, "min_step")
     if min_step < 0:
         raise ValueError(f"min_step: expected a step size >= 0, got {min_step}")
-    max_abs = _check_options(max_abs, record_theta, normalized, progress)
+    max_abs, max_growth = _check_options(max_abs, max_growth, record_theta, normalized, progress)
     if normalized:
         theta = _onto_manifold(prob, theta, rescale_outgoing=True)
     field_ = _Field(prob, prob.plan(estimator, backend, theta), normalized)
@@ -480,71 +675,85 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
                              "QuasiMonteCarlo, Points or MonteCarlo(resample=False)")
         _check_request("t_end, record_every", theta, math.ceil(t_end / rec_dt) + 1, 0, record_theta)
         return _dopri5(prob, theta, t_end, dt, rtol, atol, field_, rec_dt, record_theta, max_abs,
-                       max_steps, max_rejections, min_step, progress)
+                       max_steps, max_rejections, min_step, progress, max_growth)
     n_steps = max(1, int(round(t_end / (dt if dt is not None else t_end / 1000))))
     h = t_end / n_steps
     rec_stride = max(1, int(round(rec_dt / h)))
-    _check_request("t_end, dt, record_every", theta, n_steps // rec_stride + 2, n_steps, record_theta)
+    _check_request("t_end, dt, record_every", theta, n_steps // rec_stride + 2, 0, record_theta)
+    _check_steps("t_end, dt", n_steps)
+    # the energy identity is checked where the field is deterministic (a resampled risk moves anyway)
+    rise_tol = -1.0 if estimator.stochastic else _rise_tol(theta)
     native = _native_plan(field_.plan)
     if native is not None:
         t0 = time.perf_counter()
-        res = cpu_backend.flow_run(native, prob.spec, theta, method, n_steps, 0, rec_stride, np.full(n_steps, h),
-                                   max_abs, normalized, _progress_hook(_Progress(n_steps, progress)), record_theta)
-        rec = _record_indices(n_steps, rec_stride)
+        res = cpu_backend.flow_run(native, prob.spec, theta, method, n_steps, 0, rec_stride, np.array([h]),
+                                   max_abs, normalized, _progress_hook(_Progress(n_steps, progress)), record_theta,
+                                   max_growth, rise_tol)
+        rec = _record_indices(n_steps, rec_stride)[:res["records"]]
+        done = int(res["steps_done"])
         return _finish(prob, res["theta"], list(rec * h), list(res["risk"]), list(res["grad_norm"]),
                        list(res["energy"]), _recorded(res), record_theta, res["active"].astype(bool),
-                       np.full(theta.shape[0], n_steps), np.zeros(theta.shape[0], dtype=np.int64), None,
-                       method, n_steps, t0, {"dt": h, "evaluations": int(res["evaluations"]), "loop": "C++",
-                                             "estimator": repr(estimator)})
+                       np.full(theta.shape[0], done), np.zeros(theta.shape[0], dtype=np.int64), None,
+                       method, done, t0, {"dt": h, "evaluations": int(res["evaluations"]), "loop": "C++",
+                                          "estimator": repr(estimator)},
+                       reason=res["reason"], growth=res["growth"], risk_rose=res["risk_rose"],
+                       interrupted=_flow_interrupted(res["interrupted"], done, n_steps, h))
     A, B = _TABLEAUX[method]
     K = theta.shape[0]
     active = np.ones(K, dtype=bool)
     energy = np.zeros(K)
-    last_risk, last_gn = np.full(K, np.nan), np.full(K, np.nan)
+    watch = _Watch(K, max_growth, rise_tol)
     rec_t, rec_risk, rec_gn, rec_en, rec_theta = [], [], [], [], []
     bar = _Progress(n_steps, progress)
     t0 = time.perf_counter()
-    for n in range(n_steps + 1):
-        idx = np.flatnonzero(active)
-        if idx.size == 0:
-            break
+    loop = _Steps(n_steps, active)
+    for n, idx in loop:
         th = theta[idx].astype(np.float64)
         risk, k0 = field_(theta[idx], n)
-        last_risk[idx] = risk
-        last_gn[idx] = np.linalg.norm(k0, axis=1)
+        why, _ = watch.evaluated(idx, n == 0, risk, k0)
         if n % rec_stride == 0 or n == n_steps:
             rec_t.append(n * h)
-            rec_risk.append(last_risk.copy())
-            rec_gn.append(last_gn.copy())
+            rec_risk.append(watch.last_risk.copy())
+            rec_gn.append(watch.last_gn.copy())
             rec_en.append(energy.copy())
             if record_theta:
                 rec_theta.append(theta.copy())
         if n == n_steps:
-            break
+            continue  # the last state is recorded; the loop ends here
         ks = [k0.astype(np.float64)]
-        ok = np.isfinite(risk) & _finite_rows(k0)
         for s in range(1, len(B)):
             stage = th - h * sum(A[s, j] * ks[j] for j in range(s) if A[s, j] != 0)
             if not np.all(_finite_rows(stage)):
-                ok &= _finite_rows(stage)
+                # C++ evaluates the non-finite stage and its new parameters come out non-finite
+                why = np.where((why == _RUNNING) & ~_finite_rows(stage), _PARAMS_NOT_FINITE, why)
                 stage = np.where(_finite_rows(stage)[:, None], stage, th)
             _, ks_s = field_(stage.astype(theta.dtype), n)
             ks.append(ks_s.astype(np.float64))
         new = th - h * sum(b * k for b, k in zip(B, ks) if b != 0)
         if normalized:
             new = _retract(prob, new)
-        ok &= _finite_rows(new) & np.all(np.abs(new) <= max_abs, axis=1)
+        why = np.where(why == _RUNNING, _params_reason(new, max_abs), why)
+        ok = why == _RUNNING
+        watch.reason[idx[~ok]] = why[~ok]
         theta[idx[ok]] = new[ok].astype(theta.dtype)
         energy[idx[ok]] += h * sum(b * np.sum(k * k, axis=1) for b, k in zip(B, ks) if b != 0)[ok]
         active[idx[~ok]] = False
         bar.update(n + 1)
     return _finish(prob, theta, rec_t, rec_risk, rec_gn, rec_en, rec_theta, record_theta, active,
-                   np.full(K, n_steps), np.zeros(K, dtype=np.int64), None, method, n_steps, t0,
-                   {"dt": h, "evaluations": field_.evaluations, "estimator": repr(field_.est)})
+                   np.full(K, loop.done), np.zeros(K, dtype=np.int64), None, method, loop.done, t0,
+                   {"dt": h, "evaluations": field_.evaluations, "estimator": repr(field_.est)},
+                   reason=watch.reason, growth=watch.growth, risk_rose=watch.rose,
+                   interrupted=_flow_interrupted(loop.interrupted, loop.done, n_steps, h))
+
+
+def _flow_interrupted(hit: bool, done: int, n_steps: int, h: float) -> str:
+    """The warning of an interrupted fixed-step flow ("" when it was not)."""
+    return (f"interrupted at step {done} of {n_steps} (t = {done * h:.6g}); continue from run.theta with "
+            f"t_end reduced by {done * h:.6g} and the same dt" if hit else "")
 
 
 def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, max_abs, max_steps,
-            max_rejections, min_step, progress):
+            max_rejections, min_step, progress, max_growth):
     """Dormand–Prince 5(4) with a step size, time and status per network; records on a time grid."""
     K = theta.shape[0]
     grid = np.arange(0.0, t_end, rec_dt)
@@ -556,13 +765,15 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
         t0 = time.perf_counter()
         res = cpu_backend.dopri5_run(native, prob.spec, theta, t_end, h0, rtol, atol, grid, max_abs, max_steps,
                                      max_rejections, min_step, field_.normalized,
-                                     _progress_hook(_Progress(t_end, progress)), record_theta)
+                                     _progress_hook(_Progress(t_end, progress)), record_theta, max_growth)
         status = res["status"]
         return _finish(prob, res["theta"], list(grid), list(res["risk"]), list(res["grad_norm"]),
                        list(res["energy"]), _recorded(res), record_theta, status == "ok", res["accepted"], res["rejected"],
                        status, "dopri5", 0, t0,
                        {"evaluations": int(res["evaluations"]), "loop": "C++", "rtol": rtol,
-                        "atol": atol, "estimator": repr(field_.est)})
+                        "atol": atol, "estimator": repr(field_.est), "t_reached": res["t"]},
+                       reason=res["reason"], growth=res["growth"],
+                       interrupted=_dopri5_interrupted(res["interrupted"], status, res["t"]))
     risk_rec, gn_rec, en_rec = np.full((T, K), np.nan), np.full((T, K), np.nan), np.full((T, K), np.nan)
     theta_rec = np.full((T,) + theta.shape, np.nan, dtype=theta.dtype) if record_theta else None
     t = np.zeros(K)
@@ -571,9 +782,14 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
     accepted, rejected, streak = (np.zeros(K, dtype=np.int64) for _ in range(3))
     status = np.array(["ok"] * K, dtype=object)
     done = np.zeros(K, dtype=bool)
+    reason, growth = np.zeros(K, dtype=np.uint8), np.zeros(K)
     th = theta.astype(np.float64)
     risk, k1 = field_(theta, 0)
     k1 = k1.astype(np.float64)
+    risk0 = risk.copy()
+    # a network whose starting risk is not finite has nowhere to go
+    start_bad = ~np.isfinite(risk)
+    status[start_bad], reason[start_bad], done[start_bad] = "diverged", _RISK_NOT_FINITE, True
     if h0 is None:  # Hairer–Wanner's simple initial guess, per network
         sc = atol + rtol * np.abs(th)
         d0 = np.sqrt(np.mean((th / sc) ** 2, axis=1))
@@ -596,76 +812,99 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
 
     record_due(np.ones(K, dtype=bool), risk, np.linalg.norm(k1, axis=1))
     iters = 0
-    while not done.all():
-        iters += 1
-        if iters > max_steps:
-            status[~done] = "max_steps"
-            break
-        idx = np.flatnonzero(~done)
-        # land exactly on the next record time (keeps records exact and per-network independent)
-        target = grid[np.minimum(nxt[idx], T - 1)]
-        hh = np.minimum(h[idx], np.maximum(target - t[idx], 0.0))
-        hh = np.where(hh <= 0, h[idx], hh)
-        y = th[idx]
-        ks = [k1[idx]]
-        for s in range(1, 7):
-            stage = y - hh[:, None] * sum(_DP_A[s, j] * ks[j] for j in range(s) if _DP_A[s, j] != 0)
-            fin = _finite_rows(stage)
-            stage = np.where(fin[:, None], stage, y)
-            r_s, k_s = field_(stage.astype(theta.dtype), 0)
-            ks.append(k_s.astype(np.float64))
-        y_new = y - hh[:, None] * sum(b * k for b, k in zip(_DP_B, ks) if b != 0)
-        if field_.normalized:
-            y_new = _retract(prob, y_new)
-        err_vec = hh[:, None] * sum(e * k for e, k in zip(_DP_E, ks) if e != 0)
-        sc = atol + rtol * np.maximum(np.abs(y), np.abs(y_new))
-        err = np.sqrt(np.mean((err_vec / sc) ** 2, axis=1))
-        finite = _finite_rows(y_new) & np.isfinite(err)
-        bad = ~finite | np.any(np.abs(np.where(np.isfinite(y_new), y_new, 0)) > max_abs, axis=1)
-        acc = (err <= 1.0) & ~bad
-        # FSAL: the 7th stage is G at y_new (exact for the plain flow; projected field when normalized)
-        k_last, r_last = ks[6], r_s
-        a_idx = idx[acc]
-        if a_idx.size:
-            energy[a_idx] += hh[acc] * sum(b * np.sum(k * k, axis=1) for b, k in zip(_DP_B, ks) if b != 0)[acc]
-            th[a_idx] = y_new[acc]
-            t[a_idx] = np.where(np.abs(t[a_idx] + hh[acc] - target[acc]) <= 1e-12 * t_end, target[acc],
-                                t[a_idx] + hh[acc])
-            if field_.normalized:  # the field at the retracted point
-                r_last_a, k_last_a = field_(y_new[acc].astype(theta.dtype), 0)
-                k1[a_idx] = k_last_a.astype(np.float64)
-                risk_a = r_last_a
-            else:
-                k1[a_idx] = k_last[acc]
-                risk_a = r_last[acc]
-            accepted[a_idx] += 1
-            streak[a_idx] = 0
-            r_full = np.full(K, np.nan)
-            r_full[a_idx] = risk_a
-            g_full = np.full(K, np.nan)
-            g_full[a_idx] = np.linalg.norm(k1[a_idx], axis=1)
-            record_due(np.isin(np.arange(K), a_idx), r_full, g_full)
-        r_idx = idx[~acc]
-        rejected[r_idx] += 1
-        streak[r_idx] += 1
-        # step size update (standard controller, safety 0.9, factor in [0.2, 5])
-        fac = np.where(err > 0, 0.9 * np.power(np.maximum(err, 1e-300), -0.2), 5.0)
-        fac = np.clip(np.where(np.isfinite(fac), fac, 0.2), 0.2, 5.0)
-        fac = np.where(bad, 0.2, fac)
-        h[idx] = hh * np.where(acc, np.minimum(fac, 5.0), np.minimum(fac, 1.0))
-        stuck = streak[idx] >= max_rejections
-        tiny = h[idx] < min_step
-        status[idx[bad & (stuck | tiny)]] = "diverged"
-        status[idx[stuck & ~bad]] = "max_rejections"
-        status[idx[tiny & ~stuck & ~bad]] = "min_step"
-        done |= (t >= t_end - 1e-12 * t_end) | (status != "ok")
-        bar.update(float(np.min(t)))
+    with _CtrlC() as stop:
+        while not done.all():
+            if stop.hit:  # Ctrl-C: every running network keeps its state at its time
+                status[~done] = "interrupted"
+                break
+            iters += 1
+            if iters > max_steps:
+                status[~done] = "max_steps"
+                break
+            idx = np.flatnonzero(~done)
+            # land exactly on the next record time (keeps records exact and per-network independent)
+            target = grid[np.minimum(nxt[idx], T - 1)]
+            hh = np.minimum(h[idx], np.maximum(target - t[idx], 0.0))
+            hh = np.where(hh <= 0, h[idx], hh)
+            y = th[idx]
+            ks = [k1[idx]]
+            for s in range(1, 7):
+                stage = y - hh[:, None] * sum(_DP_A[s, j] * ks[j] for j in range(s) if _DP_A[s, j] != 0)
+                fin = _finite_rows(stage)
+                stage = np.where(fin[:, None], stage, y)
+                r_s, k_s = field_(stage.astype(theta.dtype), 0)
+                ks.append(k_s.astype(np.float64))
+            y_new = y - hh[:, None] * sum(b * k for b, k in zip(_DP_B, ks) if b != 0)
+            if field_.normalized:
+                y_new = _retract(prob, y_new)
+            err_vec = hh[:, None] * sum(e * k for e, k in zip(_DP_E, ks) if e != 0)
+            sc = atol + rtol * np.maximum(np.abs(y), np.abs(y_new))
+            err = np.sqrt(np.mean((err_vec / sc) ** 2, axis=1))
+            bad_why = _params_reason(y_new, max_abs)
+            # a NaN error estimate alone comes from a non-finite stage gradient
+            bad_why = np.where((bad_why == _RUNNING) & ~np.isfinite(err), _GRAD_NOT_FINITE, bad_why)
+            bad = bad_why != _RUNNING
+            risk_why = np.zeros(idx.size, dtype=np.uint8)
+            acc = (err <= 1.0) & ~bad
+            # FSAL: the 7th stage is G at y_new (exact for the plain flow; projected field when normalized)
+            k_last, r_last = ks[6], r_s
+            a_idx = idx[acc]
+            if a_idx.size:
+                energy[a_idx] += hh[acc] * sum(b * np.sum(k * k, axis=1) for b, k in zip(_DP_B, ks) if b != 0)[acc]
+                th[a_idx] = y_new[acc]
+                t[a_idx] = np.where(np.abs(t[a_idx] + hh[acc] - target[acc]) <= 1e-12 * t_end, target[acc],
+                                    t[a_idx] + hh[acc])
+                if field_.normalized:  # the field at the retracted point
+                    r_last_a, k_last_a = field_(y_new[acc].astype(theta.dtype), 0)
+                    k1[a_idx] = k_last_a.astype(np.float64)
+                    risk_a = r_last_a
+                else:
+                    k1[a_idx] = k_last[acc]
+                    risk_a = r_last[acc]
+                accepted[a_idx] += 1
+                streak[a_idx] = 0
+                risk_why[acc] = _risk_reason(risk_a, risk0[a_idx], max_growth)
+                grew = risk_why[acc] == _RISK_GREW
+                growth[a_idx[grew]] = risk_a[grew] / risk0[a_idx[grew]]
+                r_full = np.full(K, np.nan)
+                r_full[a_idx] = risk_a
+                g_full = np.full(K, np.nan)
+                g_full[a_idx] = np.linalg.norm(k1[a_idx], axis=1)
+                record_due(np.isin(np.arange(K), a_idx), r_full, g_full)
+            r_idx = idx[~acc]
+            rejected[r_idx] += 1
+            streak[r_idx] += 1
+            # step size update (standard controller, safety 0.9, factor in [0.2, 5])
+            fac = np.where(err > 0, 0.9 * np.power(np.maximum(err, 1e-300), -0.2), 5.0)
+            fac = np.clip(np.where(np.isfinite(fac), fac, 0.2), 0.2, 5.0)
+            fac = np.where(bad, 0.2, fac)
+            h[idx] = hh * np.where(acc, np.minimum(fac, 5.0), np.minimum(fac, 1.0))
+            stuck = streak[idx] >= max_rejections
+            tiny = h[idx] < min_step
+            status[idx[bad & (stuck | tiny)]] = "diverged"
+            reason[idx[bad & (stuck | tiny)]] = bad_why[bad & (stuck | tiny)]
+            status[idx[stuck & ~bad]] = "max_rejections"
+            status[idx[tiny & ~stuck & ~bad]] = "min_step"
+            # a blown-up risk at the accepted state ends the network whatever the step size says
+            blew = risk_why != _RUNNING
+            status[idx[blew]], reason[idx[blew]] = "diverged", risk_why[blew]
+            done |= (t >= t_end - 1e-12 * t_end) | (status != "ok")
+            bar.update(float(np.min(t)))
     theta_out = th.astype(theta.dtype)
     return _finish(prob, theta_out, list(grid), list(risk_rec), list(gn_rec), list(en_rec),
                    list(theta_rec) if record_theta else [], record_theta, status == "ok", accepted,
                    rejected, status.astype(str), "dopri5", 0, t0,
                    {"evaluations": field_.evaluations, "rtol": rtol, "atol": atol,
-                    "estimator": repr(field_.est)})
+                    "estimator": repr(field_.est), "t_reached": t}, reason=reason, growth=growth,
+                   interrupted=_dopri5_interrupted(stop.hit, status.astype(str), t))
+
+
+def _dopri5_interrupted(hit: bool, status: np.ndarray, t: np.ndarray) -> str:
+    """The warning of an interrupted dopri5 run ("" when it was not)."""
+    running = np.asarray(status) == "interrupted"
+    return (f"interrupted with {int(running.sum())} of {t.size} networks still running (status "
+            f"'interrupted', from t = {t[running].min() if running.any() else t.min():.6g}; each network's "
+            f"time in run.info['t_reached']); continue from run.theta" if hit else "")
 
 
 def normalized_gradient_flow(prob: Problem, theta0, t_end: float, **kwargs) -> Run:

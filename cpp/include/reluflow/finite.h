@@ -17,17 +17,6 @@ RF_HD bool is_nan(double v) { return v != v; }
 RF_HD double np_min(double a, double b) { return (is_nan(a) || is_nan(b)) ? NAN : (a < b ? a : b); }
 RF_HD double np_max(double a, double b) { return (is_nan(a) || is_nan(b)) ? NAN : (a > b ? a : b); }
 
-// Whether every entry of row (P,) is finite and at most max_abs in absolute value: the divergence
-// test of the integrator loops on a network's new parameters.
-template <class V>
-RF_HD bool row_ok(const V* row, int64_t P, double max_abs) {
-  for (int64_t p = 0; p < P; ++p) {
-    const double v = static_cast<double>(row[p]);
-    if (!is_finite(v) || fabs(v) > max_abs) return false;
-  }
-  return true;
-}
-
 // Whether every entry of a (n,) is finite: the check a kernel makes on a network's parameters before
 // computing it (a network with a NaN / inf parameter gets NaN results). x * 0 is 0 for finite x and
 // NaN for inf / NaN; eight independent sums vectorize (this runs once per network per call, on every

@@ -150,5 +150,38 @@ RF_HD double dopri5_step_factor(double err, bool accepted, bool bad) {
   return cap < fac ? cap : fac;
 }
 
+// ---- how a network's run ends --------------------------------------------------------------------
+
+// Why a network was frozen (diverged), per network: flows.py's _REASONS mirrors these codes (the
+// Python driver computes the same ones) and turns them into Run.reason.
+enum StopReason : uint8_t {
+  kRunning = 0,          // not frozen
+  kRiskGrew = 1,         // risk > max_growth x its risk at the start of the run
+  kRiskNotFinite = 2,    // risk inf / NaN
+  kGradNotFinite = 3,    // gradient (or dopri5's error estimate) inf / NaN with a finite risk
+  kParamsOverMaxAbs = 4, // a new parameter beyond max_abs
+  kParamsNotFinite = 5   // a new parameter (or a stage point) inf / NaN
+};
+
+// The risk test at an evaluated state: r (rounded to theta's dtype) against the run's starting risk r0
+// of that network. A network starting at risk 0 (or whose start was not finite) is only checked for
+// finiteness: no factor of 0 means anything.
+RF_HD int risk_reason(double r, double r0, double max_growth) {
+  if (!is_finite(r)) return kRiskNotFinite;
+  return (r0 > 0 && r > max_growth * r0) ? kRiskGrew : kRunning;
+}
+
+// The parameter test on a network's new parameters row (P,): non-finite first, then beyond max_abs.
+template <class V>
+RF_HD int params_reason(const V* row, int64_t P, double max_abs) {
+  bool finite = true, over = false;
+  for (int64_t p = 0; p < P; ++p) {
+    const double v = static_cast<double>(row[p]);
+    if (!is_finite(v)) finite = false;
+    else if (fabs(v) > max_abs) over = true;
+  }
+  return !finite ? kParamsNotFinite : over ? kParamsOverMaxAbs : kRunning;
+}
+
 }  // namespace tableaux
 }  // namespace reluflow

@@ -30,6 +30,8 @@ py::dict dopri5_typed(const Dopri5Spec& spec, py::array_t<T, py::array::c_style 
   py::array_t<double> rec_risk({nT, K}), rec_gnorm({nT, K}), rec_energy({nT, K});
   py::array_t<int32_t> status(K);
   py::array_t<int64_t> accepted(K), rejected(K);
+  py::array_t<uint8_t> reason(K);
+  py::array_t<double> growth(K), t_reached(K);
   ThetaRecords<T> thetas(record_theta, nT, K, P);
   Dopri5Out out;
   out.rec_risk = rec_risk.mutable_data();
@@ -38,6 +40,9 @@ py::dict dopri5_typed(const Dopri5Spec& spec, py::array_t<T, py::array::c_style 
   out.status = status.mutable_data();
   out.accepted = accepted.mutable_data();
   out.rejected = rejected.mutable_data();
+  out.reason = reason.mutable_data();
+  out.growth = growth.mutable_data();
+  out.t = t_reached.mutable_data();
   {
     // the field takes the GIL back only for a Python target callback
     py::gil_scoped_release release;
@@ -51,8 +56,12 @@ py::dict dopri5_typed(const Dopri5Spec& spec, py::array_t<T, py::array::c_style 
   res["status"] = status;
   res["accepted"] = accepted;
   res["rejected"] = rejected;
+  res["reason"] = reason;
+  res["growth"] = growth;
   res["thetas"] = thetas.result();
   res["evaluations"] = out.evaluations;
+  res["t"] = t_reached;
+  res["interrupted"] = out.interrupted;
   return res;
 }
 
@@ -67,7 +76,7 @@ void bind_dopri5(py::module_& m) {
       "dopri5_run",
       [](std::vector<int64_t> widths, py::array theta, double t_end, double h0, double rtol, double atol,
          f64_array grid, double max_abs, int64_t max_steps, int64_t max_rejections, double min_step,
-         py::kwargs kwargs) {
+         double max_growth, py::kwargs kwargs) {
         const Layout lay = make_layout(widths);
         const int64_t P = lay.num_params;
         if (theta.ndim() != 2 || theta.shape(1) != P)
@@ -78,6 +87,7 @@ void bind_dopri5(py::module_& m) {
         if (!(std::isfinite(rtol) && rtol > 0)) throw py::value_error("rtol: expected a finite rtol > 0");
         if (!(std::isfinite(atol) && atol >= 0)) throw py::value_error("atol: expected a finite atol >= 0");
         if (!(max_abs > 0)) throw py::value_error("max_abs: expected max_abs > 0");
+        if (!(max_growth > 1)) throw py::value_error("max_growth: expected a factor > 1, got " + std::to_string(max_growth));
         if (max_steps < 1) throw py::value_error("max_steps: expected max_steps >= 1");
         if (max_rejections < 1) throw py::value_error("max_rejections: expected max_rejections >= 1");
         if (!(std::isfinite(min_step) && min_step >= 0))
@@ -100,6 +110,7 @@ void bind_dopri5(py::module_& m) {
         spec.grid = g;
         spec.T = grid.shape(0);
         spec.max_abs = max_abs;
+        spec.max_growth = max_growth;
         spec.max_steps = max_steps;
         spec.max_rejections = max_rejections;
         spec.min_step = min_step;
@@ -118,12 +129,14 @@ void bind_dopri5(py::module_& m) {
       },
       py::arg("widths"), py::arg("theta"), py::arg("t_end"), py::arg("h0"), py::arg("rtol"), py::arg("atol"),
       py::arg("grid"), py::arg("max_abs"), py::arg("max_steps"), py::arg("max_rejections"), py::arg("min_step"),
+      py::arg("max_growth") = 1e6,
       "Adaptive Dormand–Prince 5(4) gradient flow of K networks in C++, with time, step size and status "
       "per network (GIL released except for a Python target callback). h0 <= 0 picks the initial step. "
       "The vector field is described by keyword arguments (bind_field.h; normalized=True for the "
       "normalized flow). Returns a dict with theta (K,P), risk/grad_norm/energy (T,K) on the grid (NaN "
       "where a network never got there), status (K,) codes into dopri5_status_names, accepted and "
-      "rejected (K,), evaluations, and thetas: with record_theta=True the (T,K,P) parameters at the grid "
+      "rejected (K,), reason and growth (K,) as flow_run's, t (K,) the time each network reached, "
+      "interrupted (Ctrl-C stopped the loop: the running networks have status 'interrupted'), evaluations, and thetas: with record_theta=True the (T,K,P) parameters at the grid "
       "times in theta's dtype (NaN where a network never got there), else None.");
 }
 

@@ -133,15 +133,29 @@ inline std::unique_ptr<FieldArgs> parse_field(const Layout& lay, const py::dict&
 }
 
 // Takes the optional "progress" callable out of kwargs and returns the loop's progress hook: it
-// takes the GIL, raises KeyboardInterrupt on Ctrl-C (PyErr_CheckSignals), then calls progress(done).
+// takes the GIL, runs the pending signal handlers (PyErr_CheckSignals), then calls progress(done).
+// It returns true when Ctrl-C arrived (a KeyboardInterrupt from either): the loop then stops and
+// returns what it has, so that the run can be resumed; any other exception propagates.
 template <class Done>
-std::function<void(Done)> take_progress(py::dict& kwargs) {
+std::function<bool(Done)> take_progress(py::dict& kwargs) {
   py::object progress = kw(kwargs, "progress");
   if (kwargs.contains("progress")) PyDict_DelItemString(kwargs.ptr(), "progress");
-  return [progress](Done done) {
+  return [progress](Done done) -> bool {
     py::gil_scoped_acquire gil;
-    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-    if (!progress.is_none()) progress(done);
+    if (PyErr_CheckSignals() != 0) {
+      if (!PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) throw py::error_already_set();
+      PyErr_Clear();
+      return true;
+    }
+    if (!progress.is_none()) {
+      try {
+        progress(done);
+      } catch (py::error_already_set& e) {
+        if (!e.matches(PyExc_KeyboardInterrupt)) throw;
+        return true;
+      }
+    }
+    return false;
   };
 }
 

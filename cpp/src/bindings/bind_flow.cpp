@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -29,7 +30,8 @@ py::dict run_typed(FlowSpec spec, py::array_t<T, py::array::c_style | py::array:
   const int64_t T_rec = flow_num_records(spec.steps, spec.record_every);
   py::array_t<double> rec_risk({T_rec, K}), rec_gnorm({T_rec, K}), rec_energy({T_rec, K});
   py::array_t<double> energy(K);
-  py::array_t<uint8_t> active(K);
+  py::array_t<uint8_t> active(K), reason(K), rose(K);
+  py::array_t<double> growth(K);
   ThetaRecords<T> thetas(record_theta, T_rec, K, P);
   std::fill(energy.mutable_data(), energy.mutable_data() + K, 0.0);
   std::fill(active.mutable_data(), active.mutable_data() + K, 1);
@@ -39,6 +41,9 @@ py::dict run_typed(FlowSpec spec, py::array_t<T, py::array::c_style | py::array:
   out.rec_energy = rec_energy.mutable_data();
   out.energy = energy.mutable_data();
   out.active = active.mutable_data();
+  out.reason = reason.mutable_data();
+  out.growth = growth.mutable_data();
+  out.rose = rose.mutable_data();
   {
     py::gil_scoped_release release;
     flow_run_cpu<T>(spec, theta.mutable_data(), out, thetas.data());
@@ -49,8 +54,14 @@ py::dict run_typed(FlowSpec spec, py::array_t<T, py::array::c_style | py::array:
   res["grad_norm"] = rec_gnorm;
   res["energy"] = rec_energy;
   res["active"] = active;
+  res["reason"] = reason;
+  res["growth"] = growth;
+  res["risk_rose"] = rose;
   res["thetas"] = thetas.result();
   res["evaluations"] = out.evaluations;
+  res["interrupted"] = out.interrupted;
+  res["steps_done"] = out.steps_done;
+  res["records"] = out.records;
   return res;
 }
 
@@ -84,7 +95,8 @@ void bind_flow(py::module_& m) {
   m.def(
       "flow_run",
       [](std::vector<int64_t> widths, py::array theta, const std::string& method, int64_t steps,
-         int64_t start_step, int64_t record_every, f64_array h, double max_abs, py::kwargs kwargs) {
+         int64_t start_step, int64_t record_every, f64_array h, double max_abs, double max_growth,
+         double rise_tol, py::kwargs kwargs) {
         FlowSpec spec;
         const Layout lay = make_layout(widths);
         const int64_t P = lay.num_params;
@@ -99,12 +111,19 @@ void bind_flow(py::module_& m) {
         if (record_every < 1) throw py::value_error("record_every: expected >= 1");
         if (start_step < 0 || start_step + steps > 4294967295LL)
           throw py::value_error("start_step: step indices must lie in [0, 2**32)");
-        if (h.ndim() != 1 || h.shape(0) < steps) throw py::value_error("h: expected one step size per step");
+        if (h.ndim() != 1 || (h.shape(0) != 1 && h.shape(0) < steps))
+          throw py::value_error("h: expected one step size for every step (length 1) or one per step (length steps), "
+                                "got " + shape_str(h));
         spec.steps = steps;
         spec.start_step = start_step;
         spec.record_every = record_every;
         spec.h = h.data();
+        spec.h_len = h.shape(0) == 1 ? 1 : steps;
         spec.max_abs = max_abs;
+        if (!(max_growth > 1)) throw py::value_error("max_growth: expected a factor > 1, got " + std::to_string(max_growth));
+        spec.max_growth = max_growth;
+        if (std::isnan(rise_tol)) throw py::value_error("rise_tol: expected a number (negative: off)");
+        spec.rise_tol = rise_tol;
         spec.progress = take_progress<int64_t>(kwargs);  // before parse_field: not a field argument
         const bool record_theta = take_record_theta(kwargs);
         std::unique_ptr<FieldArgs> field = parse_field(lay, kwargs);
@@ -118,11 +137,16 @@ void bind_flow(py::module_& m) {
                                  record_theta);
       },
       py::arg("widths"), py::arg("theta"), py::arg("method"), py::arg("steps"), py::arg("start_step"),
-      py::arg("record_every"), py::arg("h"), py::arg("max_abs"),
+      py::arg("record_every"), py::arg("h"), py::arg("max_abs"), py::arg("max_growth") = 1e6, py::arg("rise_tol") = -1.0,
       "Gradient descent / fixed-step RK loop for K networks in C++ (GIL released except for a Python "
-      "target callback). The vector field is described by keyword arguments (bind_field.h). Returns a "
-      "dict with theta (K,P), risk/grad_norm/energy records (T,K), active (K,), evaluations, and thetas "
-      "(T,K,P) in theta's dtype if record_theta=True (a frozen network's last parameters) else None.");
+      "target callback). h: (steps,) step sizes, or (1,) for the same step every step. The vector field is described by keyword arguments (bind_field.h). Returns a "
+      "dict with theta (K,P), risk/grad_norm/energy records (T,K), active (K,), reason (K,) codes of "
+      "tableaux::StopReason (why a network was frozen), growth (K,) (risk / starting risk of a network "
+      "frozen for a risk > max_growth x its start, else 0), risk_rose (K,) (the risk rose by more than "
+      "rise_tol, relative, from a step to the next; rise_tol < 0: not checked), evaluations, "
+      "interrupted (Ctrl-C stopped the loop after steps_done steps, with only the first `records` "
+      "records written), and thetas (T,K,P) in "
+      "theta's dtype if record_theta=True (a frozen network's last parameters) else None.");
 }
 
 }  // namespace reluflow

@@ -54,12 +54,14 @@ void dopri5_run_cpu(const Dopri5Spec& s, T* theta, Dopri5Out& out, T* rec_theta)
   for (int64_t q = 0; q < nT * K; ++q) out.rec_risk[q] = out.rec_gnorm[q] = out.rec_energy[q] = NAN;
   if (rec_theta != nullptr) std::fill(rec_theta, rec_theta + nT * K * P, std::numeric_limits<T>::quiet_NaN());
   std::vector<double> th(static_cast<size_t>(K * P)), k1(static_cast<size_t>(K * P));
-  std::vector<double> t(K, 0.0), h(K), energy(K, 0.0), risk(K);
+  std::vector<double> t(K, 0.0), h(K), energy(K, 0.0), risk(K), risk0(K);
   std::vector<int64_t> nxt(K, 0), streak(K, 0);
   std::vector<uint8_t> done(K, 0);
   for (int64_t k = 0; k < K; ++k) {
     out.status[k] = kDopri5Ok;
     out.accepted[k] = out.rejected[k] = 0;
+    out.reason[k] = tableaux::kRunning;
+    out.growth[k] = 0.0;
   }
   for (int64_t q = 0; q < K * P; ++q) th[q] = static_cast<double>(theta[q]);
 
@@ -82,6 +84,13 @@ void dopri5_run_cpu(const Dopri5Spec& s, T* theta, Dopri5Out& out, T* rec_theta)
     h[k] = tableaux::dopri5_initial_step(s.h0, th.data() + k * P, k1.data() + k * P, P, s.atol, s.rtol,
                                          s.t_end);
     record_due(k, risk[k], row_norm(k1.data() + k * P, P));
+    risk0[k] = risk[k];
+    // a network whose starting risk is not finite has nowhere to go
+    if (!is_finite(risk[k])) {
+      out.status[k] = kDopri5Diverged;
+      out.reason[k] = tableaux::kRiskNotFinite;
+      done[k] = 1;
+    }
   }
 
   // work arrays sized for the whole batch; the first Kc rows hold the running networks
@@ -91,7 +100,7 @@ void dopri5_run_cpu(const Dopri5Spec& s, T* theta, Dopri5Out& out, T* rec_theta)
   std::vector<std::vector<double>> ks(7, std::vector<double>(static_cast<size_t>(K * P)));
   std::vector<T> stage(static_cast<size_t>(K * P));
   std::vector<double> hh(K), target(K), err(K), r_last(K), risk_a(K);
-  std::vector<uint8_t> acc(K), bad(K);
+  std::vector<uint8_t> acc(K), bad(K), bad_why(K), risk_why(K);
   std::vector<int64_t> acc_rows;
   acc_rows.reserve(K);
   int64_t iters = 0;
@@ -111,7 +120,11 @@ void dopri5_run_cpu(const Dopri5Spec& s, T* theta, Dopri5Out& out, T* rec_theta)
       }
     if (idx.empty()) break;
     if (s.progress && clock::now() - last_report > std::chrono::milliseconds(250)) {
-      s.progress(t_min);
+      if (s.progress(t_min)) {  // Ctrl-C: every running network keeps its state at its time
+        out.interrupted = true;
+        for (int64_t k : idx) out.status[k] = kDopri5Interrupted;
+        break;
+      }
       last_report = clock::now();
     }
     if (++iters > s.max_steps) {
@@ -169,8 +182,15 @@ void dopri5_run_cpu(const Dopri5Spec& s, T* theta, Dopri5Out& out, T* rec_theta)
         else finite = false;
       }
       err[c] = tableaux::rms_norm(e2, P);
+      // why the step is bad, in the order of tableaux::params_reason; a NaN error estimate alone
+      // comes from a non-finite stage gradient
+      bad_why[c] = !finite ? tableaux::kParamsNotFinite
+                   : over  ? tableaux::kParamsOverMaxAbs
+                   : !is_finite(err[c]) ? tableaux::kGradNotFinite
+                                        : tableaux::kRunning;
       finite = finite && is_finite(err[c]);
       bad[c] = !finite || over;
+      risk_why[c] = tableaux::kRunning;
       acc[c] = err[c] <= 1.0 && !bad[c];
     }
     acc_rows.clear();
@@ -220,6 +240,8 @@ void dopri5_run_cpu(const Dopri5Spec& s, T* theta, Dopri5Out& out, T* rec_theta)
       for (int64_t a = 0; a < Na; ++a) {
         const int64_t k = idx[acc_rows[a]];
         record_due(k, risk_a[a], row_norm(k1.data() + k * P, P));
+        risk_why[acc_rows[a]] = static_cast<uint8_t>(tableaux::risk_reason(risk_a[a], risk0[k], s.max_growth));
+        if (risk_why[acc_rows[a]] == tableaux::kRiskGrew) out.growth[k] = risk_a[a] / risk0[k];
       }
     }
     // step size update (tableaux::dopri5_step_factor), then the give-up rules
@@ -227,15 +249,26 @@ void dopri5_run_cpu(const Dopri5Spec& s, T* theta, Dopri5Out& out, T* rec_theta)
       const int64_t k = idx[c];
       h[k] = hh[c] * tableaux::dopri5_step_factor(err[c], acc[c], bad[c]);
       const bool stuck = streak[k] >= s.max_rejections, tiny = h[k] < s.min_step;
-      if (bad[c] && (stuck || tiny)) out.status[k] = kDopri5Diverged;
-      else if (stuck) out.status[k] = kDopri5MaxRejections;
-      else if (tiny) out.status[k] = kDopri5MinStep;
+      if (bad[c] && (stuck || tiny)) {
+        out.status[k] = kDopri5Diverged;
+        out.reason[k] = bad_why[c];
+      } else if (stuck) {
+        out.status[k] = kDopri5MaxRejections;
+      } else if (tiny) {
+        out.status[k] = kDopri5MinStep;
+      }
+      // a blown-up risk at the accepted state ends the network whatever the step size says: frozen there
+      if (risk_why[c] != tableaux::kRunning) {
+        out.status[k] = kDopri5Diverged;
+        out.reason[k] = risk_why[c];
+      }
       if (t[k] >= s.t_end - t_tol || out.status[k] != kDopri5Ok) done[k] = 1;
     }
   }
   for (int64_t q = 0; q < K * P; ++q) theta[q] = static_cast<T>(th[q]);
   out.evaluations = field.evaluations;
-  if (s.progress) s.progress(s.t_end);
+  for (int64_t k = 0; k < K; ++k) out.t[k] = t[k];
+  if (!out.interrupted && s.progress && s.progress(s.t_end)) out.interrupted = true;
 }
 
 template void dopri5_run_cpu<float>(const Dopri5Spec&, float*, Dopri5Out&, float*);

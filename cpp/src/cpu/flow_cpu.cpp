@@ -29,7 +29,17 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out, T* rec_theta) {
   const int64_t K = s.K, P = lay.num_params;
   const bool normalized = s.field.normalized;
   Field<T> field(s.field);
-  std::vector<double> risk(K), last_risk(K, NAN), last_gn(K, NAN);
+  std::vector<double> risk(K), last_risk(K, NAN), last_gn(K, NAN), risk0(K, NAN);
+  for (int64_t k = 0; k < K; ++k) {
+    out.reason[k] = tableaux::kRunning;
+    out.growth[k] = 0.0;
+    out.rose[k] = 0;
+  }
+  // freezes network k for `why` (called by the thread that owns k)
+  auto freeze = [&](int64_t k, int why) {
+    out.active[k] = 0;
+    out.reason[k] = static_cast<uint8_t>(why);
+  };
   const tableaux::FixedTableau tab = tableaux::fixed_tableau(s.method);
   const int stages = tab.stages;
   std::vector<std::vector<double>> ks(stages, std::vector<double>(static_cast<size_t>(K * P)));
@@ -55,7 +65,11 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out, T* rec_theta) {
     if (i > 0) tuner.end(i - 1);  // a step's time runs to the start of the next one
     tuner.begin(i);
     if (s.progress && i > 0 && clock::now() - last_report > std::chrono::milliseconds(250)) {
-      s.progress(i);
+      if (s.progress(i)) {  // Ctrl-C: return the state after i steps and the records so far
+        out.interrupted = true;
+        out.steps_done = i;
+        break;
+      }
       last_report = clock::now();
     }
     const int64_t n = s.start_step + i;
@@ -68,23 +82,36 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out, T* rec_theta) {
       if (!out.active[k]) continue;
       const double* g = ks[0].data() + k * P;
       double gn2 = 0.0;
-      bool fin = is_finite(risk[k]);
+      bool gfin = true;
       for (int64_t q = 0; q < P; ++q) {
         const double gq = static_cast<double>(static_cast<T>(g[q]));  // G in theta's dtype
         gn2 += gq * gq;
-        fin = fin && is_finite(gq);
+        gfin = gfin && is_finite(gq);
       }
-      if (fin) {
-        last_risk[k] = static_cast<double>(static_cast<T>(risk[k]));
+      const double r = static_cast<double>(static_cast<T>(risk[k]));  // the risk in theta's dtype
+      if (i == 0) risk0[k] = r;
+      int why = tableaux::risk_reason(r, risk0[k], s.max_growth);
+      if (why == tableaux::kRiskNotFinite) {
+        freeze(k, why);  // the records keep its last finite risk
+        continue;
+      }
+      if (!gfin) why = tableaux::kGradNotFinite;
+      if (why != tableaux::kGradNotFinite) {
+        if (s.rise_tol >= 0 && i > 0 && r > last_risk[k] * (1.0 + s.rise_tol)) out.rose[k] = 1;
+        // a blown-up risk is recorded (the risk of the parameters the network is frozen at)
+        last_risk[k] = r;
         last_gn[k] = std::sqrt(gn2);
+      }
+      if (why == tableaux::kRunning) {
         any_active = true;
       } else {
-        out.active[k] = 0;
+        freeze(k, why);
+        if (why == tableaux::kRiskGrew) out.growth[k] = r / risk0[k];
       }
     }
     if (i % s.record_every == 0 || i == s.steps) record();
     if (i == s.steps || !any_active) break;
-    const double h = s.h[i];
+    const double h = s.h_len == 1 ? s.h[0] : s.h[i];
     if (s.method == kFlowEuler) {
       const T ht = static_cast<T>(h);
 #pragma omp parallel for schedule(static) if (par)
@@ -98,11 +125,12 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out, T* rec_theta) {
           row[q] = th[q] - step;
         }
         if (normalized) retract(lay, row);
-        if (row_ok(row, P, s.max_abs)) {
+        const int why = tableaux::params_reason(row, P, s.max_abs);
+        if (why == tableaux::kRunning) {
           for (int64_t q = 0; q < P; ++q) theta[k * P + q] = row[q];
           out.energy[k] += h * last_gn[k] * last_gn[k];
         } else {
-          out.active[k] = 0;
+          freeze(k, why);
         }
       }
       continue;
@@ -125,18 +153,23 @@ void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out, T* rec_theta) {
         row[q] = static_cast<T>(static_cast<double>(theta[k * P + q]) - h * incr);
       }
       if (normalized) retract(lay, row);
-      if (row_ok(row, P, s.max_abs)) {
+      const int why = tableaux::params_reason(row, P, s.max_abs);
+      if (why == tableaux::kRunning) {
         for (int64_t q = 0; q < P; ++q) theta[k * P + q] = row[q];
         out.energy[k] += h * en;
       } else {
-        out.active[k] = 0;
+        freeze(k, why);
       }
     }
   }
   out.evaluations = field.evaluations;
-  if (s.progress) s.progress(s.steps);
-  // networks not recorded at the end because the loop stopped early keep their last state
-  while (rec < flow_num_records(s.steps, s.record_every)) record();
+  if (!out.interrupted) {
+    out.steps_done = s.steps;
+    if (s.progress && s.progress(s.steps)) out.interrupted = true;
+    // networks not recorded at the end because the loop stopped early keep their last state
+    while (rec < flow_num_records(s.steps, s.record_every)) record();
+  }
+  out.records = rec;
 }
 
 template void flow_run_cpu<float>(const FlowSpec&, float*, FlowOut&, float*);

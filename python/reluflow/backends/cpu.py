@@ -181,25 +181,39 @@ def field_args(plan, spec: ProblemSpec) -> dict:
 
 
 def flow_run(plan, spec: ProblemSpec, theta, method: str, steps: int, start_step: int, record_every: int,
-             h, max_abs: float, normalized: bool, progress: Callable | None, record_theta: bool = False) -> dict:
-    """The fixed-step loop (GD/SGD, euler, heun, rk4) in C++: theta (K, P), h (steps,) step sizes.
-    Returns a dict: theta, risk/grad_norm/energy records (T, K), active (K,), evaluations, and thetas
+             h, max_abs: float, normalized: bool, progress: Callable | None, record_theta: bool = False,
+             max_growth: float = 1e6, rise_tol: float = -1.0) -> dict:
+    """The fixed-step loop (GD/SGD, euler, heun, rk4) in C++: theta (K, P), h (steps,) step sizes or (1,)
+    for the same step every step.
+    Returns a dict: theta, risk/grad_norm/energy records (T, K), active (K,), reason (K,) codes of why a
+    network was frozen and growth (K,) its risk factor (flows._REASONS), risk_rose (K,) (the risk rose
+    by more than ``rise_tol`` relative from a step to the next; negative: not checked), evaluations, and thetas
     (T, K, P) with ``record_theta`` (else None). Reports to ``progress(steps_done)`` about every 0.25 s,
-    which is also where Ctrl-C stops it."""
-    return _core().flow_run(list(spec.widths), np.ascontiguousarray(theta), method, steps, start_step,
-                            record_every, _f64(h), float(max_abs), normalized=bool(normalized),
-                            progress=progress, record_theta=bool(record_theta), **field_args(plan, spec))
+    which is also where Ctrl-C stops it: ``interrupted`` is then True, theta the state after ``steps_done``
+    steps, and the records are cut to the ``records`` written."""
+    res = _core().flow_run(list(spec.widths), np.ascontiguousarray(theta), method, steps, start_step,
+                           record_every, _f64(h), float(max_abs), float(max_growth), float(rise_tol),
+                           normalized=bool(normalized),
+                           progress=progress, record_theta=bool(record_theta), **field_args(plan, spec))
+    # Ctrl-C: only the records written before it
+    n = res["records"]
+    for key in ("risk", "grad_norm", "energy", "thetas"):
+        if res[key] is not None:
+            res[key] = res[key][:n]
+    return res
 
 
 def dopri5_run(plan, spec: ProblemSpec, theta, t_end: float, h0: float | None, rtol: float, atol: float,
                grid, max_abs: float, max_steps: int, max_rejections: int, min_step: float,
-               normalized: bool, progress: Callable | None, record_theta: bool = False) -> dict:
+               normalized: bool, progress: Callable | None, record_theta: bool = False,
+               max_growth: float = 1e6) -> dict:
     """Dormand–Prince 5(4) in C++ with a step size and status per network; records on ``grid``.
     Returns a dict as :func:`flow_run` plus accepted, rejected and ``status`` (names)."""
     core_ = _core()
     res = core_.dopri5_run(list(spec.widths), np.ascontiguousarray(theta), float(t_end),
                            -1.0 if h0 is None else float(h0), float(rtol), float(atol), grid, float(max_abs),
-                           int(max_steps), int(max_rejections), float(min_step), normalized=bool(normalized),
+                           int(max_steps), int(max_rejections), float(min_step), float(max_growth),
+                           normalized=bool(normalized),
                            progress=progress, record_theta=bool(record_theta), **field_args(plan, spec))
     res["status"] = np.asarray(core_.dopri5_status_names)[res["status"]]
     return res
