@@ -5,7 +5,9 @@ record intervals); after each segment the records are appended and the parameter
 ``store``). A run killed at any point and started again continues from its last checkpoint: a
 network's result does not depend on the batch it runs in, GD resumes bitwise from ``start_step`` and
 the fixed-step flows are time-invariant for a fixed estimator, so the final store equals an
-uninterrupted run's bitwise. Networks frozen as diverged stay frozen. dopri5 runs as one segment.
+uninterrupted run's bitwise. Networks frozen as diverged stay frozen; the blow-up factor
+``max_growth`` of the integrators is measured from the start of each segment. Ctrl-C stops at the
+last checkpoint. dopri5 runs as one segment.
 """
 from __future__ import annotations
 
@@ -95,6 +97,10 @@ def run_config(cfg: RunConfig, out: str | Path | None = None, force: bool = Fals
                 break
             n = min(seg, steps - s)
             run, t = _segment_run(cfg, theta[idx], s, n)
+            if run.interrupted:
+                # Ctrl-C inside the segment: the store keeps the last committed checkpoint, and the
+                # same command resumes from it (bitwise); the partial segment is not written
+                raise KeyboardInterrupt
             first = 1 if ck.records > 0 else 0          # a segment's first record repeats the last one
             rows = {}
             for key in ("risk", "grad_norm", "energy"):
@@ -123,6 +129,8 @@ def _run_dopri5(cfg: RunConfig, store: RunStore, ck) -> Path:
     run = gradient_flow(cfg.problem, cfg.theta0, o["t_end"], method="dopri5", rtol=o["rtol"], atol=o["atol"],
                         estimator=cfg.estimator, record_every=cfg.record_every, backend=o["backend"],
                         normalized=o["normalized"], progress=False)
+    if run.interrupted:
+        raise KeyboardInterrupt
     active = np.asarray(run.status) == "ok"
     ck = store.append(ck, run.t, {k: getattr(run, k) for k in ("risk", "grad_norm", "energy")}, run.theta,
                       active, 0, float(o["t_end"]))
