@@ -51,3 +51,18 @@ def python_driver():
         yield
     finally:
         flows._native_plan = orig
+
+
+def forward_1d(params, x):
+    """A plain numpy forward pass of one network at 1-D points, independent of the library (the tests'
+    own reference): params [(W (l, l_prev), b (l,))], x (n,) -> (hidden pre-activations [(n, l_k)],
+    activations [a_0 .. a_{L-1}], output (n, out))."""
+    a = np.asarray(x, dtype=np.float64).reshape(-1, 1)
+    zs, acts = [], [a]
+    for k, (W, b) in enumerate(params):
+        z = a @ W.T + b
+        if k < len(params) - 1:
+            zs.append(z)
+            a = np.maximum(z, 0.0)
+            acts.append(a)
+    return zs, acts, z

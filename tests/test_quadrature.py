@@ -13,6 +13,7 @@ import pytest
 from scipy import integrate
 
 import reluflow as rf
+from conftest import forward_1d
 from reluflow.quadrature import DEFAULT_CELLS, kink_partition, quadrature_nodes
 
 # ---- independent helpers -----------------------------------------------------------------------
@@ -34,16 +35,7 @@ def unpack(widths, theta):
 
 def forward(widths, theta, x):
     """1-D points x (n,) -> (hidden pre-activations [(n, l_k)], activations [a_0..a_{L-1}], output (n, out))."""
-    params = unpack(widths, theta)
-    a = np.asarray(x, dtype=np.float64).reshape(-1, 1)
-    zs, acts = [], [a]
-    for k, (W, b) in enumerate(params):
-        z = a @ W.T + b
-        if k < len(params) - 1:
-            zs.append(z)
-            a = np.maximum(z, 0.0)
-            acts.append(a)
-    return zs, acts, z
+    return forward_1d(unpack(widths, theta), x)
 
 
 def pointwise_loss_grad(widths, theta, x, y):

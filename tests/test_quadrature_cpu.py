@@ -17,7 +17,7 @@ import pytest
 from scipy import integrate
 
 import reluflow as rf
-from conftest import evaluate
+from conftest import evaluate, forward_1d
 from reluflow.backends import cpu as cpu_backend
 from reluflow.quadrature import fixed_1d, kink_partition, quadrature_nodes
 
@@ -334,15 +334,7 @@ def _unpack(widths, theta):
 
 def _forward(params, x):
     """x (n,) -> hidden pre-activations [(n, l_k)], activations [a_0 .. a_{L-1}], output (n, out)."""
-    a = np.asarray(x, dtype=np.float64).reshape(-1, 1)
-    zs, acts = [], [a]
-    for k, (W, b) in enumerate(params):
-        z = a @ W.T + b
-        if k < len(params) - 1:
-            zs.append(z)
-            a = np.maximum(z, 0.0)
-            acts.append(a)
-    return zs, acts, z
+    return forward_1d(params, x)
 
 
 def _loss_grad(params, x, y):

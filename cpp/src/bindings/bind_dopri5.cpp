@@ -101,19 +101,9 @@ void bind_dopri5(py::module_& m) {
           if (!(std::isfinite(g[i]) && g[i] >= 0) || (i > 0 && !(g[i] > g[i - 1])))
             throw py::value_error("grid: expected strictly increasing finite record times >= 0");
         }
-        Dopri5Spec spec;
-        spec.K = theta.shape(0);
-        spec.t_end = t_end;
-        spec.h0 = h0;
-        spec.rtol = rtol;
-        spec.atol = atol;
-        spec.grid = g;
-        spec.T = grid.shape(0);
-        spec.max_abs = max_abs;
-        spec.max_growth = max_growth;
-        spec.max_steps = max_steps;
-        spec.max_rejections = max_rejections;
-        spec.min_step = min_step;
+        // in the order of Dopri5Spec's fields (dopri5_cpu.h); the field and the progress hook follow
+        Dopri5Spec spec{FieldSpec{}, theta.shape(0), t_end,      h0,         rtol,           atol,     g,
+                        grid.shape(0), max_abs, max_growth, max_steps, max_rejections, min_step, {}};
         spec.progress = take_progress<double>(kwargs);  // before parse_field: not a field argument
         const bool record_theta = take_record_theta(kwargs);
         // owns the arrays (and the Python callback) the FieldSpec points into, for the whole run
