@@ -282,3 +282,33 @@ def test_sweep_killed_and_resumed_is_bitwise(tmp_path):
         da, db = a[f"point-{i:04d}"].to_dataset(), b[f"point-{i:04d}"].to_dataset()
         for key in ("risk", "energy", "theta", "t", "status"):
             assert da[key].values.tobytes() == db[key].values.tobytes(), (i, key)
+
+
+def test_sweep_plot_and_final_risks(tmp_path):
+    pytest.importorskip("distributed")
+    from reluflow.experiments import run_sweep
+    from reluflow.experiments.plots import final_risks
+
+    f = _sweep_files(tmp_path)
+    out, _ = run_sweep(f, tmp_path / "sw.zarr", workers=2, quiet=True)
+    res = _cli("plot", str(out), "--out", str(tmp_path / "plots"), "--threshold", "0.05")
+    assert res.returncode == 0, res.stderr
+    assert sorted(Path(p).name for p in res.stdout.split()) == ["sweep.pdf", "sweep.png"]
+    assert (tmp_path / "plots" / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ds = rf.load(out)["point-0000"].to_dataset()
+    exact = final_risks(ds)
+    prob = parse_config(ds.attrs["config"]).problem
+    np.testing.assert_array_equal(exact, prob.risk(ds.theta.values, rf.Quadrature()))
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "examples" / "configs").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_example_configs_parse(path):
+    """Every config in examples/configs is valid (a sweep: every point)."""
+    from reluflow.experiments import load_config, load_sweep
+
+    if "[sweep]" in path.read_text():
+        assert len(load_sweep(path).points) >= 2
+    else:
+        cfg = load_config(path)
+        assert cfg.theta0.shape[1] == cfg.problem.num_params

@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 
 from ._version import __version__
-from .experiments import ConfigError, load_config, plot_store, run_config, run_sweep
+from .experiments import ConfigError, load_config, plot_store, plot_sweep, run_config, run_sweep
 from .registry import backends, core
 
 try:
@@ -78,13 +78,19 @@ if typer is not None:
 
     @app.command()
     def plot(store: Path = typer.Argument(..., help="a run's results store (.zarr)"),
-             out: Optional[Path] = typer.Option(None, "--out", help="folder (default <store>-plots/)")) -> None:
-        """Risk against steps (median and band over initializations), final-risk histogram, and in 1-D
-        the best realizations against the target; PNG and PDF."""
-        if not (store / "checkpoint.json").exists():
+             out: Optional[Path] = typer.Option(None, "--out", help="folder (default <store>-plots/)"),
+             threshold: float = typer.Option(1e-3, "--threshold", help="sweeps: success = final risk below")) -> None:
+        """A run: risk against steps (median and band over initializations), final-risk histogram, and in
+        1-D the best realizations against the target. A sweep: success fraction and best/median final
+        risk against the first sweep axis. PNG and PDF."""
+        if (store / "checkpoint.json").exists():
+            paths = plot_store(store, out)
+        elif (store / "zarr.json").exists():
+            paths = plot_sweep(store, out, threshold)
+        else:
             print(f"store: {store} is not a reluflow results store", file=sys.stderr)
             raise SystemExit(2)
-        for p in plot_store(store, out):
+        for p in paths:
             print(p)
 
     @app.command()

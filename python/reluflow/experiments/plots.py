@@ -4,14 +4,16 @@
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 
 import numpy as np
 
+from ..estimators import Quadrature
 from .config import parse_config
 from .store import load
 
-__all__ = ["plot_store"]
+__all__ = ["plot_store", "plot_sweep", "final_risks"]
 
 
 def _pyplot():
@@ -89,4 +91,78 @@ def plot_store(path: str | Path, out: str | Path | None = None) -> list[Path]:
         ax.legend(frameon=False, fontsize=8)
         written += _save(fig, out, "realization")
         plt.close(fig)
+    return written
+
+
+def _axis_value(path: str, value):
+    """A sweep value as a number on a plot axis: the hidden width for ``problem.widths``, the value
+    itself for numbers, else its position (labelled by the value)."""
+    if path == "problem.widths" and isinstance(value, list) and len(value) == 3:
+        return value[1], f"H = {value[1]}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value, f"{value:g}"
+    return None, json.dumps(value)
+
+
+def final_risks(ds) -> np.ndarray:
+    """(K,) final risk of every network of a run's Dataset: the exact quadrature risk where the
+    problem allows it (1-D, piecewise-polynomial target), else the last recorded estimate; NaN for
+    networks that did not finish."""
+    cfg = parse_config(ds.attrs["config"], ds.attrs["name"])
+    prob = cfg.problem
+    risk = ds.risk.values[-1].copy()
+    if prob.dim == 1 and prob.spec.target_spec.degree is not None:
+        risk = np.asarray(prob.risk(ds.theta.values.astype(np.float64), Quadrature()))
+    risk[ds.status.values != "ok"] = np.nan
+    return risk
+
+
+def plot_sweep(path: str | Path, out: str | Path | None = None, threshold: float = 1e-3) -> list[Path]:
+    """Plots of a sweep store: the success fraction (final risk below ``threshold``) and the best and
+    median final risks against the first sweep axis, one line per value of the other axes; PNG and PDF."""
+    plt = _pyplot()
+    path = Path(path)
+    tree = load(path)
+    out = Path(out) if out is not None else path.with_name(path.name.removesuffix(".zarr") + "-plots")
+    out.mkdir(parents=True, exist_ok=True)
+    axes = json.loads(tree.attrs["axes"])
+    first, others = list(axes)[0], list(axes)[1:]
+    lines: dict = {}
+    for name in sorted(tree.children):
+        node = tree[name]
+        point = json.loads(node.attrs["point"])
+        if not node.attrs.get("finished"):
+            continue
+        final = final_risks(node.to_dataset())
+        x, label = _axis_value(first, point[first])
+        key = ", ".join(f"{p.split('.')[-1]} = {json.dumps(point[p])}" for p in others) or "all"
+        ok = final[np.isfinite(final)]
+        lines.setdefault(key, []).append((x, label, float(np.mean(final < threshold)),
+                                          float(ok.min()) if ok.size else np.nan,
+                                          float(np.median(ok)) if ok.size else np.nan))
+    written = []
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    for j, (key, rows) in enumerate(lines.items()):
+        numeric = all(r[0] is not None for r in rows)
+        rows = sorted(rows, key=lambda r: r[0]) if numeric else rows
+        xs = [r[0] for r in rows] if numeric else list(range(len(rows)))
+        color = f"C{j % 10}"
+        a1.plot(xs, [r[2] for r in rows], "o-", color=color, label=key)
+        a2.plot(xs, [r[3] for r in rows], "o-", color=color, label=f"best, {key}")
+        a2.plot(xs, [r[4] for r in rows], "s--", color=color, alpha=0.5, label=f"median, {key}")
+        if not numeric:
+            for a in (a1, a2):
+                a.set_xticks(xs, [r[1] for r in rows], rotation=30)
+    xlabel = "width H" if first == "problem.widths" else first
+    a1.set(xlabel=xlabel, ylabel=f"fraction of runs with final risk < {threshold:g}", ylim=(-0.03, 1.03),
+           title="success fraction")
+    a2.set(xlabel=xlabel, ylabel="final risk", yscale="log", title="best and median final risk")
+    for a in (a1, a2):
+        if first == "problem.widths":
+            a.set_xscale("log", base=2)
+        a.legend(frameon=False, fontsize=7)
+    fig.suptitle(f"{tree.attrs['name']}: sweep over {', '.join(axes)}")
+    fig.tight_layout()
+    written += _save(fig, out, "sweep")
+    plt.close(fig)
     return written
