@@ -79,3 +79,16 @@ def test_seed002_piecewise_polynomial(tmp_path):
     assert data["summary"]["all_risk_decreased"]
     assert data["summary"]["fitted"] >= 1
     assert finite(data["summary"]["alpha_median"])
+
+
+def test_readme_quickstart_runs():
+    """The README's Quickstart block runs as written (it is what a new user pastes first)."""
+    import re
+    from pathlib import Path
+
+    pytest.importorskip("torch")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = re.search(r"## Quickstart\n\n```python\n(.*?)```", readme, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, "README.md:Quickstart", "exec"), namespace)
+    assert namespace["H"].shape[0] == 4 and namespace["run"].theta.shape == (512, namespace["prob"].num_params)
