@@ -312,3 +312,43 @@ def test_example_configs_parse(path):
     else:
         cfg = load_config(path)
         assert cfg.theta0.shape[1] == cfg.problem.num_params
+
+
+def test_sweep_survives_a_killed_worker(tmp_path):
+    """SIGKILL one dask worker mid-sweep: its point is rescheduled (resuming from its checkpoint),
+    the sweep finishes, and every point equals an uninterrupted sweep's bitwise."""
+    pytest.importorskip("distributed")
+    psutil = pytest.importorskip("psutil")
+    big = GD.replace("n = 128", "n = 2048").replace("steps = 200", "steps = 1500")
+    f = _sweep_files(tmp_path, base=big)
+    out = tmp_path / "hurt.zarr"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "reluflow", "sweep", str(f), "--out", str(out), "--workers", "2",
+                             "--quiet"], env=env, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        killed = False
+        while time.time() < deadline and proc.poll() is None and not killed:
+            cks = [out / f"point-{i:04d}" / "checkpoint.json" for i in range(4)]
+            progress = sum(json.loads(c.read_text())["records"] for c in cks if c.exists())
+            # the workers are the processes the nannies spawned (multiprocessing's spawn_main); not the
+            # resource tracker
+            workers = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                       if "spawn_main" in " ".join(p.cmdline())]
+            if progress >= 20 and len(workers) == 2:
+                workers[-1].send_signal(signal.SIGKILL)
+                killed = True
+            time.sleep(0.05)
+        assert killed, "no worker to kill before the sweep finished: make it longer"
+        assert proc.wait(timeout=300) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    whole = tmp_path / "whole.zarr"
+    assert _cli("sweep", str(f), "--out", str(whole), "--workers", "2", "--quiet", env=env, timeout=300).returncode == 0
+    a, b = rf.load(out), rf.load(whole)
+    for i in range(4):
+        da, db = a[f"point-{i:04d}"].to_dataset(), b[f"point-{i:04d}"].to_dataset()
+        assert da.attrs["finished"] == 1
+        for key in ("risk", "theta", "status"):
+            assert da[key].values.tobytes() == db[key].values.tobytes(), (i, key)
