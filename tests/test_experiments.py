@@ -352,3 +352,15 @@ def test_sweep_survives_a_killed_worker(tmp_path):
         assert da.attrs["finished"] == 1
         for key in ("risk", "theta", "status"):
             assert da[key].values.tobytes() == db[key].values.tobytes(), (i, key)
+
+
+def test_short_points_are_batched(tmp_path):
+    from reluflow.experiments import load_sweep
+    from reluflow.experiments.sweep import TASK_WORK, _batches, _point_work
+
+    spec = load_sweep(_sweep_files(tmp_path))
+    works = [_point_work(t) for t in spec.point_texts]
+    assert all(0 < w < TASK_WORK / 4 for w in works)
+    assert _batches([0, 1, 2, 3], spec.point_texts) == [[0, 1, 2, 3]]     # tiny points: one task
+    big = load_sweep(_sweep_files(tmp_path, base=GD.replace("steps = 200", "steps = 2000000")))
+    assert _batches([0, 1, 2, 3], big.point_texts) == [[0], [1], [2], [3]]  # long points: alone

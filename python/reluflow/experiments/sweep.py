@@ -3,7 +3,7 @@ values; the product of the lists is run, each point into its own group ``point-0
 store, as tasks on dask.distributed (a LocalCluster by default, one single-threaded worker per core,
 or an existing scheduler). Finished points are skipped when the sweep is run again, a point killed
 mid-run resumes from its checkpoint, a failed point is retried once and then reported without
-stopping the others.
+stopping the others. Short points are batched into tasks of about a second (``TASK_WORK``).
 """
 from __future__ import annotations
 
@@ -89,11 +89,47 @@ def load_sweep(path: str | Path) -> SweepSpec:
     return SweepSpec(name, text, dict(axes), points, texts)
 
 
-def _run_point(text: str, store: str) -> str:
-    """A worker's task: one point into its group (resumed if it was interrupted); its status."""
+#: a task holds consecutive points until their estimated work reaches this many node-parameter
+#: products (~1 s of one core), so that short points do not drown in the scheduler's overhead
+TASK_WORK = 1e9
+
+
+def _point_work(text: str) -> float:
+    """Node-parameter products of one point's run, roughly (the batching needs only the scale)."""
     cfg = parse_document(parse_toml(text), text)
-    run_config(cfg, store, quiet=True)
-    return "finished"
+    K, P = cfg.theta0.shape
+    n = getattr(cfg.estimator, "n", None) or 64 * P          # quadrature: a few nodes per kink
+    stages = {"gd": 1, "euler": 1, "heun": 2, "rk4": 4, "dopri5": 6}[cfg.method]
+    steps = cfg.steps or 1000                                  # dopri5: unknown in advance
+    return float(steps) * stages * K * n * P
+
+
+def _batches(todo: list, texts: list) -> list:
+    """Consecutive points grouped into tasks of about TASK_WORK each (a long point runs alone)."""
+    out, cur, work = [], [], 0.0
+    for i in todo:
+        cur.append(i)
+        work += _point_work(texts[i])
+        if work >= TASK_WORK:
+            out.append(cur)
+            cur, work = [], 0.0
+    return out + ([cur] if cur else [])
+
+
+def _run_points(items: list) -> dict:
+    """A worker's task: points ``[(index, text, store)]`` one after the other, each into its group
+    (resumed if it was interrupted, skipped if finished); a point that raises is retried once, then
+    reported, and the others still run. Returns ``{index: None or the error}``."""
+    result = {}
+    for i, text, store in items:
+        for _attempt in (0, 1):
+            try:
+                run_config(parse_document(parse_toml(text), text), store, quiet=True)
+                result[i] = None
+                break
+            except Exception as exc:  # noqa: BLE001 - reported per point, the batch goes on
+                result[i] = f"{type(exc).__name__}: {exc}"
+    return result
 
 
 def _point_done(path: Path) -> bool:
@@ -130,18 +166,23 @@ def run_sweep(path: str | Path, out: str | Path | None = None, scheduler: str | 
                                                dashboard_address=None, env={"OMP_NUM_THREADS": "1"})
             client = distributed.Client(cluster)
         try:
-            futures = {client.submit(_run_point, spec.point_texts[i], str(out / f"point-{i:04d}"), retries=1,
-                                     pure=False, key=f"reluflow-point-{i:04d}-{os.getpid()}"): i for i in todo}
+            futures = {}
+            for batch in _batches(todo, spec.point_texts):
+                items = [(i, spec.point_texts[i], str(out / f"point-{i:04d}")) for i in batch]
+                fut = client.submit(_run_points, items, pure=False,
+                                    key=f"reluflow-points-{batch[0]:04d}-{batch[-1]:04d}-{os.getpid()}")
+                futures[fut] = batch
             for fut in distributed.as_completed(futures):
-                i = futures[fut]
                 try:
-                    fut.result()
+                    errors = fut.result()
+                except Exception as exc:  # noqa: BLE001 - a lost task fails its points, not the sweep
+                    errors = {i: f"{type(exc).__name__}: {exc}" for i in futures[fut]}
+                for i in futures[fut]:
+                    if errors.get(i):
+                        failed[i] = errors[i]
                     if not quiet:
-                        print(f"point {i:04d} {json.dumps(spec.points[i])}: finished")
-                except Exception as exc:  # noqa: BLE001 - one failed point must not stop the others
-                    failed[i] = f"{type(exc).__name__}: {exc}"
-                    if not quiet:
-                        print(f"point {i:04d} {json.dumps(spec.points[i])}: FAILED ({failed[i]})")
+                        status = f"FAILED ({failed[i]})" if i in failed else "finished"
+                        print(f"point {i:04d} {json.dumps(spec.points[i])}: {status}")
         finally:
             client.close()
             if not scheduler:
