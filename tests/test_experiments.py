@@ -88,6 +88,11 @@ def test_flows_run(tmp_path, integrator, records):
     text = text[:start] + "[integrator]\n" + integrator + "\n" + text[text.index("[run]"):]
     ds = rf.load(run_config(parse_config(text), tmp_path / "f.zarr", quiet=True))
     assert ds.sizes["step"] == records and np.all(np.diff(ds.risk.values, axis=0) <= 1e-12)
+    assert np.all(ds.accepted.values > 0) and np.all(ds.rejected.values >= 0)
+    from reluflow.experiments import plot_store
+
+    names = {p.name for p in plot_store(tmp_path / "f.zarr", tmp_path / "plots")}
+    assert ("dopri5_steps.png" in names) == ("dopri5" in integrator) and "risk.png" in names
 
 
 def test_resume_after_sigkill_is_bitwise(tmp_path):

@@ -82,8 +82,9 @@ def run_config(cfg: RunConfig, out: str | Path | None = None, force: bool = Fals
         theta, active = cfg.theta0.copy(), np.ones(K, dtype=bool)
         last = {k: np.full(K, np.nan) for k in ("risk", "grad_norm", "energy")}
         last["energy"] = np.zeros(K)
+        taken = np.zeros(K, dtype=np.int64)       # steps taken per network
     else:
-        theta, active, last = store.resume_state(ck)
+        theta, active, last, taken = store.resume_state(ck)
     steps, every = cfg.steps, int(cfg.record_every)
     seg = every * max(1, round(steps / (SEGMENTS * every)))
     s = ck.next_step
@@ -109,10 +110,11 @@ def run_config(cfg: RunConfig, out: str | Path | None = None, force: bool = Fals
                 full[:, idx] = vals + (last["energy"][idx] if key == "energy" and ck.records > 0 else 0.0)
                 rows[key] = full
             theta[idx] = run.theta
+            taken[idx] += np.asarray(run.accepted, dtype=np.int64)
             active[idx] = ~run.diverged
             last = {key: rows[key][-1].copy() for key in rows}
             s += n
-            ck = store.append(ck, np.asarray(t[first:], dtype=np.float64), rows, theta, active, s, 0.0)
+            ck = store.append(ck, np.asarray(t[first:], dtype=np.float64), rows, theta, active, s, 0.0, taken)
             if bar is not None:
                 bar.update(n)
                 bar.set_postfix(best_risk=f"{np.nanmin(np.where(active, last['risk'], np.nan)):.3e}"
@@ -120,7 +122,7 @@ def run_config(cfg: RunConfig, out: str | Path | None = None, force: bool = Fals
     finally:
         if bar is not None:
             bar.close()
-    store.finish(ck, theta, ~active, np.where(active, "ok", "diverged"))
+    store.finish(ck, theta, ~active, np.where(active, "ok", "diverged"), taken, np.zeros(K, dtype=np.int64))
     return out
 
 
@@ -134,5 +136,5 @@ def _run_dopri5(cfg: RunConfig, store: RunStore, ck) -> Path:
     active = np.asarray(run.status) == "ok"
     ck = store.append(ck, run.t, {k: getattr(run, k) for k in ("risk", "grad_norm", "energy")}, run.theta,
                       active, 0, float(o["t_end"]))
-    store.finish(ck, run.theta, run.diverged, run.status)
+    store.finish(ck, run.theta, run.diverged, run.status, run.accepted, run.rejected)
     return store.path

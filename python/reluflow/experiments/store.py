@@ -69,9 +69,12 @@ class RunStore:
         g.create_array("theta", shape=(K, P), dtype=dtype)
         g.create_array("diverged", shape=(K,), dtype="bool")
         g.create_array("status", shape=(K,), dtype="i1")
+        g.create_array("accepted", shape=(K,), dtype="i8")    # steps run (dopri5: accepted steps)
+        g.create_array("rejected", shape=(K,), dtype="i8")    # dopri5: rejected step attempts
         for s in (0, 1):
             g.create_array(f"checkpoint_theta_{s}", shape=(K, P), dtype=dtype)
             g.create_array(f"checkpoint_active_{s}", shape=(K,), dtype="bool")
+            g.create_array(f"checkpoint_taken_{s}", shape=(K,), dtype="i8")
         store = cls(path, g)
         store._commit(Checkpoint())
         return store
@@ -92,7 +95,7 @@ class RunStore:
 
     # ---- writing --------------------------------------------------------------------------------
     def append(self, ck: Checkpoint, t: np.ndarray, records: dict, theta: np.ndarray, active: np.ndarray,
-               next_step: int, time: float) -> Checkpoint:
+               next_step: int, time: float, taken: np.ndarray | None = None) -> Checkpoint:
         """Appends records (T new rows) after the committed ones, writes theta to the free slot and
         commits. Returns the new checkpoint."""
         n0, n1 = ck.records, ck.records + t.size
@@ -103,12 +106,15 @@ class RunStore:
         slot = 1 - ck.slot if ck.slot in (0, 1) else 0
         self.group[f"checkpoint_theta_{slot}"][...] = theta
         self.group[f"checkpoint_active_{slot}"][...] = active
+        if taken is not None:
+            self.group[f"checkpoint_taken_{slot}"][...] = taken
         new = Checkpoint(n1, int(next_step), float(time), slot, False)
         self._commit(new)
         return new
 
-    def resume_state(self, ck: Checkpoint) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(theta, active, last records row) of the committed checkpoint; records beyond it dropped."""
+    def resume_state(self, ck: Checkpoint) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray]:
+        """(theta, active, last records row, steps taken) of the committed checkpoint; records beyond
+        it dropped."""
         for key in ("t",) + _RECORDS:
             z = self.group[key]
             if z.shape[0] != ck.records:
@@ -116,10 +122,13 @@ class RunStore:
         theta = self.group[f"checkpoint_theta_{ck.slot}"][...]
         active = self.group[f"checkpoint_active_{ck.slot}"][...]
         last = {k: self.group[k][ck.records - 1] for k in _RECORDS}
-        return theta, active, last
+        return theta, active, last, self.group[f"checkpoint_taken_{ck.slot}"][...]
 
-    def finish(self, ck: Checkpoint, theta: np.ndarray, diverged: np.ndarray, status: np.ndarray) -> Checkpoint:
+    def finish(self, ck: Checkpoint, theta: np.ndarray, diverged: np.ndarray, status: np.ndarray,
+               accepted: np.ndarray, rejected: np.ndarray) -> Checkpoint:
         self.group["theta"][...] = theta
+        self.group["accepted"][...] = accepted
+        self.group["rejected"][...] = rejected
         self.group["diverged"][...] = diverged
         codes = np.array([STATUS_NAMES.index(str(s)) if str(s) in STATUS_NAMES else STATUS_NAMES.index("running")
                           for s in status], dtype=np.int8)
@@ -175,6 +184,8 @@ def _load_run(path: Path):
         diverged = ~active
     data = {k: (("step", "init"), g[k][:n]) for k in _RECORDS}
     data.update(theta=(("init", "param"), theta), diverged=(("init",), diverged), status=(("init",), status))
+    if ck.finished:
+        data.update(accepted=(("init",), g["accepted"][...]), rejected=(("init",), g["rejected"][...]))
     attrs = {k: g.attrs[k] for k in ("config", "name", "method")}
     attrs["finished"] = int(ck.finished)
     return xr.Dataset(data, coords={"t": (("step",), g["t"][:n])}, attrs=attrs)
