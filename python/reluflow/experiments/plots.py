@@ -154,7 +154,8 @@ def plot_sweep(path: str | Path, out: str | Path | None = None, threshold: float
             continue
         final = final_risks(node.to_dataset())
         x, label = _axis_value(first, point[first])
-        key = ", ".join(f"{p.split('.')[-1]} = {json.dumps(point[p])}" for p in others) or "all"
+        key = (", ".join(f"{p.split('.')[-1]} = {json.dumps(point[p])}" for p in others)
+               or f"{final.size} initializations each")
         ok = final[np.isfinite(final)]
         lines.setdefault(key, []).append((x, label, float(np.mean(final < threshold)),
                                           float(ok.min()) if ok.size else np.nan,
