@@ -369,3 +369,23 @@ def test_short_points_are_batched(tmp_path):
     assert _batches([0, 1, 2, 3], spec.point_texts) == [[0, 1, 2, 3]]     # tiny points: one task
     big = load_sweep(_sweep_files(tmp_path, base=GD.replace("steps = 200", "steps = 2000000")))
     assert _batches([0, 1, 2, 3], big.point_texts) == [[0], [1], [2], [3]]  # long points: alone
+
+
+@pytest.mark.parametrize("method", ["gd", "dopri5"])
+def test_run_save_and_load_round_trip(tmp_path, method):
+    """Run.save writes the store layout of `reluflow run`; rf.load reads back every array bitwise."""
+    prob = rf.Problem([1, 6, 1], rf.targets.PiecewiseLinear([0.0, 0.5, 1.0], [0.0, 1.0, 0.0]))
+    theta = prob.init(4, seed=1)
+    if method == "gd":
+        run = rf.gradient_descent(prob, theta, lr=0.05, steps=30, estimator=rf.MonteCarlo(64), record_every=10)
+    else:
+        run = rf.gradient_flow(prob, theta, 0.5, method="dopri5", record_every=0.1, max_steps=40)
+    ds = rf.load(run.save(tmp_path / "r.zarr", name="from-python"))
+    assert ds.attrs["name"] == "from-python" and ds.attrs["method"] == run.method and ds.attrs["finished"] == 1
+    for key in ("risk", "grad_norm", "energy"):
+        assert ds[key].values.tobytes() == np.asarray(run.__dict__[key], dtype=np.float64).tobytes(), key
+    assert ds.t.values.tobytes() == np.asarray(run.t, dtype=np.float64).tobytes()
+    assert ds.theta.values.tobytes() == run.theta.tobytes()
+    assert list(ds.status.values) == [str(s) for s in run.status]
+    np.testing.assert_array_equal(ds.accepted.values, run.accepted)
+    np.testing.assert_array_equal(ds.rejected.values, run.rejected)

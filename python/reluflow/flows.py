@@ -15,6 +15,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from numbers import Real
 from typing import Callable
 
@@ -27,6 +28,7 @@ from .estimators import Estimator, MonteCarlo, Quadrature
 from .geometry import neuron_norms
 from .plan import Plan
 from .problem import Problem
+from .store import RunStore
 
 __all__ = ["Run", "gradient_descent", "gradient_flow", "normalized_gradient_flow", "METHODS"]
 
@@ -110,6 +112,19 @@ class Run:
             self.reason = np.full(K, "", dtype="<U1")
         if self.risk_rose is None:
             self.risk_rose = np.zeros(K, dtype=bool)
+
+    def save(self, path, name: str = "run") -> Path:
+        """Writes this run into a Zarr store (the layout ``reluflow run`` writes; ``rf.load(path)`` reads it
+        back as an xarray Dataset: risk, grad_norm, energy (step, init), t, theta, diverged, status,
+        accepted, rejected). Overwrites ``path``. Needs the cli extra (zarr, xarray)."""
+        K, P = self.theta.shape
+        store = RunStore.create(path, "", name, self.method, K, P, self.theta.dtype)
+        ck = store.append(store.checkpoint(), np.asarray(self.t, dtype=np.float64),
+                          {k: np.asarray(getattr(self, k), dtype=np.float64) for k in ("risk", "grad_norm", "energy")},
+                          self.theta, ~self.diverged, self.next_step, float(self.t[-1]),
+                          np.asarray(self.accepted, dtype=np.int64))
+        store.finish(ck, self.theta, self.diverged, self.status, self.accepted, self.rejected)
+        return Path(path)
 
     def finished(self) -> np.ndarray:
         """(K,) True for the networks that ran to the end: status "ok", not diverged, a finite final risk."""

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..estimators import Quadrature
 from .config import parse_config
-from .store import load
+from ..store import load
 
 __all__ = ["plot_store", "plot_sweep", "final_risks"]
 

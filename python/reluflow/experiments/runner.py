@@ -18,7 +18,7 @@ import numpy as np
 
 from ..flows import Run, gradient_descent, gradient_flow
 from .config import RunConfig
-from .store import RunStore
+from ..store import RunStore
 
 __all__ = ["run_config", "default_store"]
 

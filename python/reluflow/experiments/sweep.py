@@ -18,7 +18,7 @@ from typing import Any
 
 from .config import ConfigError, parse_document, parse_toml
 from .runner import run_config
-from .store import SWEEP_FORMAT
+from ..store import SWEEP_FORMAT
 
 __all__ = ["SweepSpec", "load_sweep", "run_sweep", "SWEEP_FORMAT"]
 

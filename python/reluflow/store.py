@@ -1,4 +1,4 @@
-"""The results store (SPEC §9): Zarr v3, written while a run goes, read back by :func:`load` as an
+"""The results store (SPEC §9), for ``reluflow run``/``sweep`` and ``Run.save``: Zarr v3, written while a run goes, read back by :func:`load` as an
 ``xarray.Dataset``.
 
 Layout of a run's store: arrays ``risk``, ``grad_norm``, ``energy`` (step, init), ``t`` (step), ``theta``
@@ -26,7 +26,7 @@ __all__ = ["RunStore", "load", "STATUS_NAMES", "SWEEP_FORMAT"]
 
 SWEEP_FORMAT = "reluflow-sweep-1"
 
-STATUS_NAMES = ("ok", "diverged", "max_rejections", "min_step", "max_steps", "running")
+STATUS_NAMES = ("ok", "diverged", "max_rejections", "min_step", "max_steps", "running", "interrupted")
 _RECORDS = ("risk", "grad_norm", "energy")
 
 
