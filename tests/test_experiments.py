@@ -176,7 +176,7 @@ def test_cli_exit_status_and_info(tmp_path):
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [f"{bad}: integrator.lr: must be > 0, got -1"]
     res = _cli("info")
-    assert res.returncode == 0 and "reluflow" in res.stdout and "cpu:" in res.stdout
+    assert res.returncode == 0 and "reluflow" in res.stdout and "cpu:" in res.stdout and "GPU:" in res.stdout
     res = _cli("--help")
     assert res.returncode == 0 and "run" in res.stdout
     good = tmp_path / "good.toml"
@@ -231,6 +231,7 @@ def test_sweep_points_equal_single_runs_and_restart_skips(tmp_path):
     for i, text in enumerate(spec.point_texts):
         ds = tree[f"point-{i:04d}"].to_dataset()
         assert json.loads(tree[f"point-{i:04d}"].attrs["point"]) == spec.points[i]
+        assert all(tree[f"point-{i:04d}"].attrs[k] == v for k, v in spec.points[i].items())
         ref = rf.load(run_config(parse_config(text), tmp_path / f"ref{i}.zarr", quiet=True))
         assert ds.risk.values.tobytes() == ref.risk.values.tobytes()
         assert ds.theta.values.tobytes() == ref.theta.values.tobytes()

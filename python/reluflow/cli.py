@@ -26,8 +26,11 @@ def _info() -> None:
     core_, _ = core()
     if core_ is not None:
         print(f"cpu: SIMD path {core_.simd_path()}, {core_.max_threads()} OpenMP thread(s)")
-    for info in backends().values():
+    listing = backends()
+    for info in listing.values():
         print(f"  {info!r}")
+    cuda = listing["cuda"]
+    print(f"GPU: {'CUDA kernels available' if cuda.available else cuda.detail}")
 
 
 def _run(file: Path, out: Optional[Path], force: bool, quiet: bool) -> None:

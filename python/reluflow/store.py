@@ -157,6 +157,7 @@ def load(path: str | Path):
         if (p / "checkpoint.json").exists():
             ds = _load_run(p)
             ds.attrs["point"] = json.dumps(point)
+            ds.attrs.update(point)            # each axis value under its dotted path, too
             nodes[f"point-{i:04d}"] = ds
     tree = xr.DataTree.from_dict(nodes)
     tree.attrs.update(config=g.attrs["config"], name=g.attrs["name"], axes=json.dumps(g.attrs["axes"]))
