@@ -121,7 +121,8 @@ def test_teacher_target_on_cpu():
     from reluflow import _core
 
     with pytest.raises(ValueError, match="x"):
-        _core.target_values([2, 3, 1], np.zeros((4, 3)), "affine", np.ones((1, 2)), np.zeros(1))
+        _core.target_values([2, 3, 1], np.zeros((4, 3)),
+                            spec={"target_kind": "affine", "target_A": np.ones((1, 2)), "target_b": np.zeros(1)})
 
 
 # ---- vector fields run by the C++ loop: point sweep, Python target callback, exact shallow sweep ----
@@ -298,7 +299,8 @@ def test_flow_run_binding_rejects_bad_field_arguments():
     with pytest.raises(ValueError, match="n"):
         run(source="resample", n=0)
     with pytest.raises(ValueError, match="order"):
-        run(source="quad1d", lo=0.0, hi=1.0, fixed_breaks=np.zeros(0), order=0, low=np.zeros(1), high=np.ones(1))
+        run(source="quad1d", fixed_breaks=np.zeros(0), order=0,
+            spec={"lo": 0.0, "hi": 1.0, "density_kind": "uniform", "low": np.zeros(1), "high": np.ones(1)})
 
 
 def _points_problem(dtype, K=4):

@@ -24,7 +24,7 @@ namespace {
 template <class T>
 py::dict dopri5_typed(const Dopri5Spec& spec, py::array_t<T, py::array::c_style | py::array::forcecast> theta_in,
                       bool record_theta) {
-  const int64_t K = spec.K, P = spec.field.lay.num_params, nT = spec.T;
+  const int64_t K = spec.K, P = spec.field.problem.lay.num_params, nT = spec.T;
   py::array_t<T> theta({K, P});
   std::copy(theta_in.data(), theta_in.data() + K * P, theta.mutable_data());
   py::array_t<double> rec_risk({nT, K}), rec_gnorm({nT, K}), rec_energy({nT, K});

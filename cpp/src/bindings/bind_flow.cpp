@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "bindings/bind_field.h"
+#include "bindings/bind_spec.h"
 #include "bindings/bind_util.h"
 #include "bindings/bindings.h"
 #include "cpu/flow_cpu.h"
@@ -24,7 +25,7 @@ namespace {
 template <class T>
 py::dict run_typed(FlowSpec spec, py::array_t<T, py::array::c_style | py::array::forcecast> theta_in,
                    bool record_theta) {
-  const int64_t K = spec.K, P = spec.field.lay.num_params;
+  const int64_t K = spec.K, P = spec.field.problem.lay.num_params;
   py::array_t<T> theta({K, P});
   std::copy(theta_in.data(), theta_in.data() + K * P, theta.mutable_data());
   const int64_t T_rec = flow_num_records(spec.steps, spec.record_every);
@@ -70,12 +71,12 @@ py::dict run_typed(FlowSpec spec, py::array_t<T, py::array::c_style | py::array:
 void bind_flow(py::module_& m) {
   m.def(
       "target_values",
-      [](std::vector<int64_t> widths, f64_array x, const std::string& target_kind, py::object tA,
-         py::object tb, py::object tbreaks, py::object tcoeffs) {
+      [](std::vector<int64_t> widths, f64_array x, py::object spec) {
         const Layout lay = make_layout(widths);
         const int d = lay.widths[0], od = lay.widths[lay.num_layers];
         if (x.ndim() != 2 || x.shape(1) != d) throw py::value_error("x: expected an (N, d) array, got " + shape_str(x));
-        TargetArgs target = parse_target(target_kind, lay, tA, tb, tbreaks, tcoeffs);
+        const ProblemArgs prob = parse_problem_spec(lay, spec, kNeedTarget);
+        const TargetSpec target = prob.spec.target;
         const int64_t N = x.shape(0);
         py::array_t<double> y({N, static_cast<int64_t>(od)});
         {
@@ -83,14 +84,13 @@ void bind_flow(py::module_& m) {
           const double* xp = x.data();
           double* yp = y.mutable_data();
 #pragma omp parallel for schedule(static) if (N * od > kMinParallelTargetValues)
-          for (int64_t j = 0; j < N; ++j) target_eval(target.spec, xp + j * d, yp + j * od);
+          for (int64_t j = 0; j < N; ++j) target_eval(target, xp + j * d, yp + j * od);
         }
         return y;
       },
-      py::arg("widths"), py::arg("x"), py::arg("target_kind"), py::arg("target_A") = py::none(),
-      py::arg("target_b") = py::none(), py::arg("target_breaks") = py::none(),
-      py::arg("target_coeffs") = py::none(),
-      "Native target f(x) (N, out) evaluated in C++ (targets.h): affine or piecewise polynomial.");
+      py::arg("widths"), py::arg("x"), py::kw_only(), py::arg("spec"),
+      "Native target f(x) (N, out) evaluated in C++ (targets.h): affine or piecewise polynomial, from "
+      "spec (ProblemSpec.native()).");
 
   m.def(
       "flow_run",

@@ -77,9 +77,7 @@ def shallow1d_exact(spec: ProblemSpec, theta) -> tuple[np.ndarray, np.ndarray]:
     if why is not None:
         raise ValueError(f"problem: {why}")
     th = _f64(theta.get() if hasattr(theta, "get") else theta)
-    a = spec.sweep_args()
-    return _core().shallow1d_exact(th.reshape(-1, spec.num_params), spec.out_dim, a["lo"], a["hi"],
-                                   a["tpoly_breaks"], a["tpoly_coeffs"], a["dpoly_breaks"], a["dpoly_coeffs"])
+    return _core().shallow1d_exact(th.reshape(-1, spec.num_params), spec.out_dim, spec=spec.native())
 
 
 def shallow1d_points(layout: Layout, theta, x, w, y) -> tuple[np.ndarray, np.ndarray]:
@@ -116,9 +114,8 @@ def target_values(spec: ProblemSpec, nodes: Nodes) -> np.ndarray:
     if nodes.y is not None:
         return nodes.y
     t = spec.target_spec
-    args = t.native_args()
-    if args is not None:
-        return _core().target_values(list(spec.widths), _f64(nodes.x), **args)
+    if t.native:
+        return _core().target_values(list(spec.widths), _f64(nodes.x), spec=spec.native())
     if t.kind == "teacher":
         teacher = Layout(t.arrays["widths"])
         return realization(teacher, t.arrays["theta"][None, :], nodes.x)[0]
@@ -127,12 +124,10 @@ def target_values(spec: ProblemSpec, nodes: Nodes) -> np.ndarray:
 
 def quad1d_args(spec: ProblemSpec, estimator, fixed=None) -> dict:
     """Keyword arguments of the C++ 1-D partition path (``_core.quad1d_risk_and_grad`` and the
-    ``quad1d`` field of the C++ loops): support, fixed breaks, order, density and target."""
-    lo, hi, breaks, q = fixed_1d(spec, estimator) if fixed is None else fixed
-    t = spec.target_spec
-    target = t.native_args() if t.native else t.teacher_args()
-    return {"lo": lo, "hi": hi, "fixed_breaks": _f64(breaks), "order": int(q), **spec.density.quad1d_args(),
-            **target}
+    ``quad1d`` field of the C++ loops): fixed breaks, order and the problem (its ``spec``: support,
+    density, target)."""
+    _lo, _hi, breaks, q = fixed_1d(spec, estimator) if fixed is None else fixed
+    return {"fixed_breaks": _f64(breaks), "order": int(q), "spec": spec.native()}
 
 
 # ---- one evaluation -----------------------------------------------------------------------------
@@ -162,15 +157,13 @@ def field_args(plan, spec: ProblemSpec) -> dict:
     """The vector field of ``plan`` as the C++ loops take it (``cpp/src/bindings/bind_field.h``)."""
     estimator = plan.estimator
     if plan.source == "resample":
-        dist = spec.density.sampler_args()
-        dist["dist_kind"] = dist.pop("kind")
-        target = spec.target_spec.native_args()
-        if target is None:  # Teacher (C++ realization) or Function (Python): one callback per step
+        target = {}
+        if not spec.target_spec.native:  # Teacher (C++ realization) or Function (Python): one callback per step
             target = {"target_fn": lambda x: _f64(target_values(spec, Nodes(x, np.ones(x.shape[0]))))}
         return {"source": "resample", "seed": estimator.seed, "n": estimator.n,
-                "sweep": plan.route == "point_sweep", **dist, **target}
+                "sweep": plan.route == "point_sweep", "spec": spec.native(), **target}
     if plan.source == "exact_shallow1d":
-        return {"source": "exact_shallow1d", **spec.sweep_args()}
+        return {"source": "exact_shallow1d", "spec": spec.native()}
     if plan.source == "quad1d":
         return {"source": "quad1d", **quad1d_args(spec, estimator)}
     if plan.source == "fixed":
