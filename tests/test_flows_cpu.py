@@ -343,6 +343,33 @@ def test_flow_run_records_theta_like_the_python_driver_bitwise(dtype):
         assert plain[key].tobytes() == res[key].tobytes(), key
 
 
+def test_configured_field_is_the_keyword_field_bitwise(dtype):
+    """_core.Field parses the field once; flow_run and dopri5_run given field= compute bitwise what they
+    compute from the same keyword arguments, and refuse a Field of other widths or field= beside them."""
+    from reluflow import _core
+
+    prob, theta, est, field = _points_problem(dtype, K=3)
+    configured = _core.Field(list(prob.widths), **field)
+    assert configured.widths == list(prob.widths) and configured.source == "fixed"
+    args = (list(prob.widths), np.ascontiguousarray(theta), "rk4", 7, 0, 2, np.array([0.05]), 1e8)
+    by_kw, by_field = _core.flow_run(*args, **field), _core.flow_run(*args, field=configured)
+    again = _core.flow_run(*args, field=configured)  # configure once, call many
+    for key in ("theta", "risk", "grad_norm", "energy", "active"):
+        assert by_field[key].tobytes() == by_kw[key].tobytes() == again[key].tobytes(), key
+    d_args = (list(prob.widths), np.ascontiguousarray(theta), 0.3, -1.0, 1e-6, 1e-9, np.array([0.0, 0.3]), 1e8,
+              100, 10, 1e-14)
+    d_kw, d_field = _core.dopri5_run(*d_args, **field), _core.dopri5_run(*d_args, field=configured)
+    for key in ("theta", "risk", "status", "accepted", "rejected"):
+        assert d_field[key].tobytes() == d_kw[key].tobytes(), key
+    with pytest.raises(ValueError, match="field"):
+        _core.flow_run(*args, field=configured, source="fixed")
+    with pytest.raises(ValueError, match="field"):
+        _core.flow_run(*args, field="fixed")
+    other = _core.Field([2, 6, 1], **field)
+    with pytest.raises(ValueError, match="field"):
+        _core.flow_run(*args, field=other)
+
+
 @pytest.mark.parametrize("method", ["heun", "rk4"])
 def test_flow_run_records_theta_of_runge_kutta_loops(method, dtype):
     """The fixed-step RK loops record theta too: the first record is theta0, the last the final theta,

@@ -104,11 +104,12 @@ void bind_dopri5(py::module_& m) {
         // in the order of Dopri5Spec's fields (dopri5_cpu.h); the field and the progress hook follow
         Dopri5Spec spec{FieldSpec{}, theta.shape(0), t_end,      h0,         rtol,           atol,     g,
                         grid.shape(0), max_abs, max_growth, max_steps, max_rejections, min_step, {}};
-        spec.progress = take_progress<double>(kwargs);  // before parse_field: not a field argument
+        spec.progress = take_progress<double>(kwargs);  // before take_field: not a field argument
         const bool record_theta = take_record_theta(kwargs);
-        // owns the arrays (and the Python callback) the FieldSpec points into, for the whole run
-        std::unique_ptr<FieldArgs> field = parse_field(lay, kwargs);
-        spec.field = field->spec;
+        // the arrays (and the Python callback) the FieldSpec points into, for the whole run: the Field
+        // object of field= (held by kwargs) or the keyword arguments parsed into `owned`
+        std::unique_ptr<FieldArgs> owned;
+        spec.field = take_field(lay, kwargs, owned).spec;
         if (theta.dtype().is(py::dtype::of<float>()))
           return dopri5_typed<float>(spec, py::array_t<float, py::array::c_style | py::array::forcecast>(theta),
                                      record_theta);
@@ -122,8 +123,8 @@ void bind_dopri5(py::module_& m) {
       py::arg("max_growth") = 1e6,
       "Adaptive Dormand–Prince 5(4) gradient flow of K networks in C++, with time, step size and status "
       "per network (GIL released except for a Python target callback). h0 <= 0 picks the initial step. "
-      "The vector field is described by keyword arguments (bind_field.h; normalized=True for the "
-      "normalized flow). Returns a dict with theta (K,P), risk/grad_norm/energy (T,K) on the grid (NaN "
+      "The vector field is field= (a _core.Field) or its keyword arguments (bind_field.h; normalized=True "
+      "for the normalized flow). Returns a dict with theta (K,P), risk/grad_norm/energy (T,K) on the grid (NaN "
       "where a network never got there), status (K,) codes into dopri5_status_names, accepted and "
       "rejected (K,), reason and growth (K,) as flow_run's, t (K,) the time each network reached, "
       "interrupted (Ctrl-C stopped the loop: the running networks have status 'interrupted'), evaluations, and thetas: with record_theta=True the (T,K,P) parameters at the grid "

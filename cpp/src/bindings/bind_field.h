@@ -112,6 +112,26 @@ inline std::unique_ptr<FieldArgs> parse_field(const Layout& lay, const py::dict&
   return a;
 }
 
+// The field of one loop call: `field=` (a `_core.Field`, configured once per run by
+// backends/cpu.py) or, for direct calls, the field's keyword arguments, parsed here into `owned`. The
+// returned FieldArgs lives as long as the call's kwargs (which hold the Field) or `owned`.
+inline const FieldArgs& take_field(const Layout& lay, const py::dict& kwargs, std::unique_ptr<FieldArgs>& owned) {
+  if (!kwargs.contains("field")) {
+    owned = parse_field(lay, kwargs);
+    return *owned;
+  }
+  if (kwargs.size() != 1)
+    throw py::value_error("field: give either field= (a _core.Field) or the field's keyword arguments, not both");
+  py::object obj = kwargs["field"];
+  if (!py::isinstance<FieldArgs>(obj)) throw py::value_error("field: expected a _core.Field");
+  const FieldArgs& f = obj.cast<const FieldArgs&>();
+  const Layout& fl = f.spec.problem.lay;
+  bool same = fl.num_layers == lay.num_layers;
+  for (int k = 0; same && k <= lay.num_layers; ++k) same = fl.widths[k] == lay.widths[k];
+  if (!same) throw py::value_error("field: configured for other widths than the loop's");
+  return f;
+}
+
 // Takes the optional "progress" callable out of kwargs and returns the loop's progress hook: it
 // takes the GIL, runs the pending signal handlers (PyErr_CheckSignals), then calls progress(done).
 // It returns true when Ctrl-C arrived (a KeyboardInterrupt from either): the loop then stops and

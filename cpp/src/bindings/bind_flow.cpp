@@ -69,6 +69,24 @@ py::dict run_typed(FlowSpec spec, py::array_t<T, py::array::c_style | py::array:
 }  // namespace
 
 void bind_flow(py::module_& m) {
+  // Configure once, call many: the integrator loops take `field=` instead of re-parsing the ~10 field
+  // keyword arguments (and the problem's spec) at every call.
+  py::class_<FieldArgs>(m, "Field",
+                        "The vector field of the integrator loops (flow_run, dopri5_run), parsed and checked "
+                        "once: Field(widths, **field keyword arguments) with the keywords of bind_field.h "
+                        "(source, spec, x/w/y, seed/n, target_fn, fixed_breaks/order, sweep, normalized). "
+                        "Pass it as field= to the loops.")
+      .def(py::init([](std::vector<int64_t> widths, py::kwargs kwargs) { return parse_field(make_layout(widths), kwargs); }),
+           py::arg("widths"))
+      .def_property_readonly("widths", [](const FieldArgs& f) {
+        const Layout& lay = f.spec.problem.lay;
+        return std::vector<int>(lay.widths, lay.widths + lay.num_layers + 1);
+      })
+      .def_property_readonly("source", [](const FieldArgs& f) {
+        static const char* names[] = {"fixed", "resample", "exact_shallow1d", "quad1d"};
+        return std::string(names[f.spec.source]);
+      });
+
   m.def(
       "target_values",
       [](std::vector<int64_t> widths, f64_array x, py::object spec) {
@@ -124,10 +142,10 @@ void bind_flow(py::module_& m) {
         spec.max_growth = max_growth;
         if (std::isnan(rise_tol)) throw py::value_error("rise_tol: expected a number (negative: off)");
         spec.rise_tol = rise_tol;
-        spec.progress = take_progress<int64_t>(kwargs);  // before parse_field: not a field argument
+        spec.progress = take_progress<int64_t>(kwargs);  // before take_field: not a field argument
         const bool record_theta = take_record_theta(kwargs);
-        std::unique_ptr<FieldArgs> field = parse_field(lay, kwargs);
-        spec.field = field->spec;
+        std::unique_ptr<FieldArgs> owned;
+        spec.field = take_field(lay, kwargs, owned).spec;
         if (py::isinstance<py::array_t<float>>(theta) && theta.dtype().is(py::dtype::of<float>()))
           return run_typed<float>(spec, py::array_t<float, py::array::c_style | py::array::forcecast>(theta),
                                   record_theta);
@@ -139,7 +157,8 @@ void bind_flow(py::module_& m) {
       py::arg("widths"), py::arg("theta"), py::arg("method"), py::arg("steps"), py::arg("start_step"),
       py::arg("record_every"), py::arg("h"), py::arg("max_abs"), py::arg("max_growth") = 1e6, py::arg("rise_tol") = -1.0,
       "Gradient descent / fixed-step RK loop for K networks in C++ (GIL released except for a Python "
-      "target callback). h: (steps,) step sizes, or (1,) for the same step every step. The vector field is described by keyword arguments (bind_field.h). Returns a "
+      "target callback). h: (steps,) step sizes, or (1,) for the same step every step. The vector field is field= (a "
+      "_core.Field) or its keyword arguments (bind_field.h). Returns a "
       "dict with theta (K,P), risk/grad_norm/energy records (T,K), active (K,), reason (K,) codes of "
       "tableaux::StopReason (why a network was frozen), growth (K,) (risk / starting risk of a network "
       "frozen for a risk > max_growth x its start, else 0), risk_rose (K,) (the risk rose by more than "

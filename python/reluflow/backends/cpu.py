@@ -20,7 +20,7 @@ from ..registry import core
 from ..spec import ProblemSpec
 from . import reference
 
-__all__ = ["realization", "risk_and_grad", "shallow1d_exact", "shallow1d_points", "evaluate", "point_nodes", "target_values", "field_args",
+__all__ = ["realization", "risk_and_grad", "shallow1d_exact", "shallow1d_points", "evaluate", "point_nodes", "target_values", "field_args", "field_of",
            "flow_run", "dopri5_run"]
 
 
@@ -173,6 +173,12 @@ def field_args(plan, spec: ProblemSpec) -> dict:
     raise ValueError(f"plan: route {plan.route!r} has no C++ loop")
 
 
+def field_of(plan, spec: ProblemSpec, normalized: bool):
+    """The C++ vector field of ``plan`` (a ``_core.Field``): its arguments and the problem's ``spec``
+    parsed and checked once per run, then handed to the loop as ``field=``."""
+    return _core().Field(list(spec.widths), normalized=bool(normalized), **field_args(plan, spec))
+
+
 def flow_run(plan, spec: ProblemSpec, theta, method: str, steps: int, start_step: int, record_every: int,
              h, max_abs: float, normalized: bool, progress: Callable | None, record_theta: bool = False,
              max_growth: float = 1e6, rise_tol: float = -1.0) -> dict:
@@ -186,8 +192,8 @@ def flow_run(plan, spec: ProblemSpec, theta, method: str, steps: int, start_step
     steps, and the records are cut to the ``records`` written."""
     res = _core().flow_run(list(spec.widths), np.ascontiguousarray(theta), method, steps, start_step,
                            record_every, _f64(h), float(max_abs), float(max_growth), float(rise_tol),
-                           normalized=bool(normalized),
-                           progress=progress, record_theta=bool(record_theta), **field_args(plan, spec))
+                           progress=progress, record_theta=bool(record_theta),
+                           field=field_of(plan, spec, normalized))
     # Ctrl-C: only the records written before it
     n = res["records"]
     for key in ("risk", "grad_norm", "energy", "thetas"):
@@ -206,7 +212,7 @@ def dopri5_run(plan, spec: ProblemSpec, theta, t_end: float, h0: float | None, r
     res = core_.dopri5_run(list(spec.widths), np.ascontiguousarray(theta), float(t_end),
                            -1.0 if h0 is None else float(h0), float(rtol), float(atol), grid, float(max_abs),
                            int(max_steps), int(max_rejections), float(min_step), float(max_growth),
-                           normalized=bool(normalized),
-                           progress=progress, record_theta=bool(record_theta), **field_args(plan, spec))
+                           progress=progress, record_theta=bool(record_theta),
+                           field=field_of(plan, spec, normalized))
     res["status"] = np.asarray(core_.dopri5_status_names)[res["status"]]
     return res
