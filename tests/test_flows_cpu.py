@@ -370,6 +370,39 @@ def test_configured_field_is_the_keyword_field_bitwise(dtype):
         _core.flow_run(*args, field=other)
 
 
+def test_theta_with_an_equal_but_not_builtin_dtype_object(dtype):
+    """theta's dtype is dispatched by value, not by object identity: an array whose dtype object equals
+    float32/float64 without being numpy's builtin one (as zarr or newbyteorder('=') make them) runs in
+    that precision, bitwise as the builtin dtype (flow_run, dopri5_run, quad1d_risk_and_grad,
+    risk_and_grad)."""
+    from reluflow import _core
+    from reluflow.backends import cpu as cpu_backend
+
+    odd = np.dtype(dtype).newbyteorder("=")
+    assert odd == dtype and odd is not np.dtype(dtype.type)
+    prob, theta, est, field = _points_problem(dtype, K=2)
+    theta = np.ascontiguousarray(theta)
+    theta_odd = theta.view(odd)
+    assert theta_odd.dtype is not np.dtype(dtype.type) and theta_odd.dtype == dtype
+    args = (list(prob.widths), "gd", 3, 0, 1, np.array([0.05]), 1e8)
+    ref, got = (_core.flow_run(args[0], th, *args[1:], **field) for th in (theta, theta_odd))
+    assert got["theta"].dtype == dtype
+    for key in ("theta", "risk", "grad_norm", "energy", "active"):
+        assert got[key].tobytes() == ref[key].tobytes(), key
+    d_args = (0.2, -1.0, 1e-6, 1e-9, np.array([0.0, 0.2]), 1e8, 100, 10, 1e-14)
+    ref, got = (_core.dopri5_run(args[0], th, *d_args, **field) for th in (theta, theta_odd))
+    assert got["theta"].dtype == dtype
+    for key in ("theta", "risk", "status"):
+        assert got[key].tobytes() == ref[key].tobytes(), key
+    ref, got = (_core.risk_and_grad(args[0], th, est.x, est.weights, est.y, True, "auto") for th in (theta, theta_odd))
+    assert ref[0].tobytes() == got[0].tobytes() and ref[1].tobytes() == got[1].tobytes()
+    prob1 = rf.Problem([1, 5, 4, 1], rf.targets.Affine([[1.0]], [0.5]), rf.dists.Uniform(0.0, 1.0))
+    th1 = np.ascontiguousarray(prob1.init(2, seed=1, dtype=dtype))
+    q = cpu_backend.quad1d_args(prob1.spec, rf.Quadrature())
+    ref, got = (_core.quad1d_risk_and_grad(list(prob1.widths), th, want_grad=True, **q) for th in (th1, th1.view(odd)))
+    assert ref[0].tobytes() == got[0].tobytes() and ref[1].tobytes() == got[1].tobytes()
+
+
 @pytest.mark.parametrize("method", ["heun", "rk4"])
 def test_flow_run_records_theta_of_runge_kutta_loops(method, dtype):
     """The fixed-step RK loops record theta too: the first record is theta0, the last the final theta,

@@ -63,10 +63,15 @@ void bind_quad1d(py::module_& m) {
         const Layout lay = layout_1d(widths, "widths");
         const QuadRule rule = parse_quad_rule(fixed_breaks, order);
         const ProblemArgs prob = parse_problem_spec(lay, spec, kQuad1DNeeds);
-        if (theta.dtype().is(py::dtype::of<float>())) return run_typed<float>(prob.spec, theta, rule.spec, want_grad);
-        if (theta.dtype().kind() != 'f' && theta.dtype().kind() != 'i' && theta.dtype().kind() != 'u')
-          throw py::value_error("theta: expected a float32 or float64 array");
-        return run_typed<double>(prob.spec, theta, rule.spec, want_grad);
+        const auto f64 = [&] { return run_typed<double>(prob.spec, theta, rule.spec, want_grad); };
+        return dispatch_float(
+            theta, [&] { return run_typed<float>(prob.spec, theta, rule.spec, want_grad); }, f64, [&] {
+              // other real numbers (integers, half or long double) are computed in float64
+              const char kind = theta.dtype().kind();
+              if (kind != 'f' && kind != 'i' && kind != 'u')
+                throw py::value_error("theta: expected a float32 or float64 array");
+              return f64();
+            });
       },
       py::arg("widths"), py::arg("theta"), py::arg("fixed_breaks"), py::arg("order"), py::arg("want_grad") = true,
       py::kw_only(), py::arg("spec"),

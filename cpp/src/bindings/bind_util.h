@@ -57,6 +57,19 @@ inline f64_array as_vector(const py::object& obj, const char* name) {
   return a;
 }
 
+// The one dtype dispatch of theta: f32_fn() for float32, f64_fn() for float64, other_fn() for
+// anything else (each entry point decides: refuse, or cast to float64). The dtype is compared by value
+// (numpy's ==, which also knows byte orders), never by object identity: an equal dtype object that is
+// not numpy's builtin one (from zarr, from newbyteorder('='), from a pickle) is the same float type,
+// not a stranger to refuse or to cast.
+template <class F32, class F64, class Other>
+auto dispatch_float(const py::array& theta, F32&& f32_fn, F64&& f64_fn, Other&& other_fn) -> decltype(f64_fn()) {
+  const py::dtype dt = theta.dtype();
+  if (dt.equal(py::dtype::of<float>())) return f32_fn();
+  if (dt.equal(py::dtype::of<double>())) return f64_fn();
+  return other_fn();
+}
+
 inline bool all_finite(const f64_array& a) {
   const double* p = a.data();
   for (py::ssize_t j = 0; j < a.size(); ++j)
