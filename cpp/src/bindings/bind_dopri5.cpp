@@ -110,17 +110,7 @@ void bind_dopri5(py::module_& m) {
         // object of field= (held by kwargs) or the keyword arguments parsed into `owned`
         std::unique_ptr<FieldArgs> owned;
         spec.field = take_field(lay, kwargs, owned).spec;
-        return dispatch_float(
-            theta,
-            [&] {
-              return dopri5_typed<float>(spec, py::array_t<float, py::array::c_style | py::array::forcecast>(theta),
-                                         record_theta);
-            },
-            [&] {
-              return dopri5_typed<double>(spec, py::array_t<double, py::array::c_style | py::array::forcecast>(theta),
-                                          record_theta);
-            },
-            []() -> py::dict { throw py::type_error("theta: expected a float32 or float64 array"); });
+        return dispatch_loop_theta(theta, [&](auto th) { return dopri5_typed(spec, th, record_theta); });
       },
       py::arg("widths"), py::arg("theta"), py::arg("t_end"), py::arg("h0"), py::arg("rtol"), py::arg("atol"),
       py::arg("grid"), py::arg("max_abs"), py::arg("max_steps"), py::arg("max_rejections"), py::arg("min_step"),

@@ -132,6 +132,16 @@ inline const FieldArgs& take_field(const Layout& lay, const py::dict& kwargs, st
   return f;
 }
 
+// theta of an integrator loop in its own precision: typed(theta as a C-contiguous array_t<float> or
+// array_t<double>) by dispatch_float; any other dtype is refused (the loops never cast theta).
+template <class Typed>
+py::dict dispatch_loop_theta(const py::array& theta, Typed&& typed) {
+  return dispatch_float(
+      theta, [&] { return typed(py::array_t<float, py::array::c_style | py::array::forcecast>(theta)); },
+      [&] { return typed(py::array_t<double, py::array::c_style | py::array::forcecast>(theta)); },
+      []() -> py::dict { throw py::type_error("theta: expected a float32 or float64 array"); });
+}
+
 // Takes the optional "progress" callable out of kwargs and returns the loop's progress hook: it
 // takes the GIL, runs the pending signal handlers (PyErr_CheckSignals), then calls progress(done).
 // It returns true when Ctrl-C arrived (a KeyboardInterrupt from either): the loop then stops and

@@ -146,17 +146,7 @@ void bind_flow(py::module_& m) {
         const bool record_theta = take_record_theta(kwargs);
         std::unique_ptr<FieldArgs> owned;
         spec.field = take_field(lay, kwargs, owned).spec;
-        return dispatch_float(
-            theta,
-            [&] {
-              return run_typed<float>(spec, py::array_t<float, py::array::c_style | py::array::forcecast>(theta),
-                                      record_theta);
-            },
-            [&] {
-              return run_typed<double>(spec, py::array_t<double, py::array::c_style | py::array::forcecast>(theta),
-                                       record_theta);
-            },
-            []() -> py::dict { throw py::type_error("theta: expected a float32 or float64 array"); });
+        return dispatch_loop_theta(theta, [&](auto th) { return run_typed(spec, th, record_theta); });
       },
       py::arg("widths"), py::arg("theta"), py::arg("method"), py::arg("steps"), py::arg("start_step"),
       py::arg("record_every"), py::arg("h"), py::arg("max_abs"), py::arg("max_growth") = 1e6, py::arg("rise_tol") = -1.0,
