@@ -125,6 +125,20 @@ def test_teacher_target_on_cpu():
                             spec={"target_kind": "affine", "target_A": np.ones((1, 2)), "target_b": np.zeros(1)})
 
 
+def test_spec_errors_name_the_key():
+    """The one problem parser (bind_spec.h) names the argument and the key of the spec dict."""
+    from reluflow import _core
+
+    with pytest.raises(ValueError, match="^spec: missing key 'target_kind'$"):
+        _core.target_values([2, 3, 1], np.zeros((4, 2)), spec={})
+    with pytest.raises(ValueError, match="^spec: target_b:"):
+        _core.target_values([2, 3, 1], np.zeros((4, 2)),
+                            spec={"target_kind": "affine", "target_A": np.ones((1, 2)), "target_b": np.zeros(2)})
+    with pytest.raises(ValueError, match="^spec: teacher_widths: expected a list of integers"):
+        spec = {**rf.Problem([1, 2, 1], HAT).spec.native(), "target_kind": "teacher", "teacher_widths": "wide"}
+        _core.quad1d_risk_and_grad([1, 2, 1], np.zeros((1, 7)), np.zeros(0), 2, spec=spec)
+
+
 # ---- vector fields run by the C++ loop: point sweep, Python target callback, exact shallow sweep ----
 
 @pytest.mark.parametrize("H", [3, 40, 400])

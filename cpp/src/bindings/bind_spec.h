@@ -178,7 +178,12 @@ inline void parse_target(ProblemArgs& a, const py::dict& d, bool teacher_ok) {
     t.breaks = a.tbreaks.data();
     t.coeffs = a.tcoeffs.data();
   } else if (kind == "teacher" && teacher_ok) {
-    const std::vector<int64_t> tw = need(d, "teacher_widths").cast<std::vector<int64_t>>();
+    std::vector<int64_t> tw;
+    try {
+      tw = need(d, "teacher_widths").cast<std::vector<int64_t>>();
+    } catch (const py::cast_error&) {
+      throw py::value_error("spec: teacher_widths: expected a list of integers");
+    }
     Layout& tl = a.spec.teacher.lay;
     try {
       tl = make_layout(tw);
