@@ -465,6 +465,9 @@ def _exact_args():
                 density_breaks=np.array([0.0, 1.0]), density_coeffs=np.ones((1, 1)))
 
 
+_SPEC_KEYS = ("lo", "hi", "target_breaks", "target_coeffs", "density_breaks", "density_coeffs")
+
+
 @pytest.mark.parametrize("name, value", [
     ("theta", np.zeros(12)),
     ("theta", np.zeros((2, 13))),
@@ -489,8 +492,11 @@ def test_exact_binding_bad_input(name, value):
     args = _exact_args()
     args[name] = value
     expected = "lo, hi" if name in ("lo", "hi") and isinstance(value, float) else name
+    if name in _SPEC_KEYS:  # the problem is one `spec` dict (ProblemSpec.native()); None is a missing key
+        expected = f"spec: ({expected}|missing key '{expected}')"
+    spec = {key: args.pop(key) for key in _SPEC_KEYS}
     with pytest.raises(ValueError, match=f"^{expected}"):
-        core.shallow1d_exact(**args)
+        core.shallow1d_exact(**args, spec=spec)
 
 
 def _points_args():

@@ -18,9 +18,9 @@ def test_extension_loads_without_a_gpu():
 
 def test_bad_input_is_refused_before_any_device_call():
     with pytest.raises(ValueError, match="kind"):
-        cuda.mc_nodes(0, 0, 4, "gaussian")
+        cuda.mc_nodes(0, 0, 4, spec={"density_kind": "gaussian"})
     with pytest.raises(ValueError, match="low"):
-        cuda.mc_nodes(0, 0, 4, "uniform", low=np.zeros(2), high=np.ones(3))
+        cuda.mc_nodes(0, 0, 4, spec={"density_kind": "uniform", "low": np.zeros(2), "high": np.ones(3)})
 
 
 @needs_gpu
@@ -36,6 +36,6 @@ def test_philox_uniforms_equal_numpy():
                                   rf.dists.PiecewisePolynomial([0.0, 0.3, 1.0], [[1.0, 2.0], [3.0, -1.0]])])
 def test_mc_nodes_equal_cpu_bitwise(dist):
     args = _native_sampling.native_dist_args(dist)
-    x_gpu = cuda.mc_nodes(11, 5, 4096, **args)
+    x_gpu = cuda.mc_nodes(11, 5, 4096, spec=args)
     x_cpu = _native_sampling.mc_nodes(dist, 11, 5, 4096)
     assert x_gpu.tobytes() == x_cpu.tobytes()

@@ -121,7 +121,22 @@ def test_teacher_target_on_cpu():
     from reluflow import _core
 
     with pytest.raises(ValueError, match="x"):
-        _core.target_values([2, 3, 1], np.zeros((4, 3)), "affine", np.ones((1, 2)), np.zeros(1))
+        _core.target_values([2, 3, 1], np.zeros((4, 3)),
+                            spec={"target_kind": "affine", "target_A": np.ones((1, 2)), "target_b": np.zeros(1)})
+
+
+def test_spec_errors_name_the_key():
+    """The one problem parser (bind_spec.h) names the argument and the key of the spec dict."""
+    from reluflow import _core
+
+    with pytest.raises(ValueError, match="^spec: missing key 'target_kind'$"):
+        _core.target_values([2, 3, 1], np.zeros((4, 2)), spec={})
+    with pytest.raises(ValueError, match="^spec: target_b:"):
+        _core.target_values([2, 3, 1], np.zeros((4, 2)),
+                            spec={"target_kind": "affine", "target_A": np.ones((1, 2)), "target_b": np.zeros(2)})
+    with pytest.raises(ValueError, match="^spec: teacher_widths: expected a list of integers"):
+        spec = {**rf.Problem([1, 2, 1], HAT).spec.native(), "target_kind": "teacher", "teacher_widths": "wide"}
+        _core.quad1d_risk_and_grad([1, 2, 1], np.zeros((1, 7)), np.zeros(0), 2, spec=spec)
 
 
 # ---- vector fields run by the C++ loop: point sweep, Python target callback, exact shallow sweep ----
@@ -298,7 +313,8 @@ def test_flow_run_binding_rejects_bad_field_arguments():
     with pytest.raises(ValueError, match="n"):
         run(source="resample", n=0)
     with pytest.raises(ValueError, match="order"):
-        run(source="quad1d", lo=0.0, hi=1.0, fixed_breaks=np.zeros(0), order=0, low=np.zeros(1), high=np.ones(1))
+        run(source="quad1d", fixed_breaks=np.zeros(0), order=0,
+            spec={"lo": 0.0, "hi": 1.0, "density_kind": "uniform", "low": np.zeros(1), "high": np.ones(1)})
 
 
 def _points_problem(dtype, K=4):
@@ -339,6 +355,66 @@ def test_flow_run_records_theta_like_the_python_driver_bitwise(dtype):
     assert plain["thetas"] is None
     for key in ("theta", "risk", "grad_norm", "energy", "active"):
         assert plain[key].tobytes() == res[key].tobytes(), key
+
+
+def test_configured_field_is_the_keyword_field_bitwise(dtype):
+    """_core.Field parses the field once; flow_run and dopri5_run given field= compute bitwise what they
+    compute from the same keyword arguments, and refuse a Field of other widths or field= beside them."""
+    from reluflow import _core
+
+    prob, theta, est, field = _points_problem(dtype, K=3)
+    configured = _core.Field(list(prob.widths), **field)
+    assert configured.widths == list(prob.widths) and configured.source == "fixed"
+    args = (list(prob.widths), np.ascontiguousarray(theta), "rk4", 7, 0, 2, np.array([0.05]), 1e8)
+    by_kw, by_field = _core.flow_run(*args, **field), _core.flow_run(*args, field=configured)
+    again = _core.flow_run(*args, field=configured)  # configure once, call many
+    for key in ("theta", "risk", "grad_norm", "energy", "active"):
+        assert by_field[key].tobytes() == by_kw[key].tobytes() == again[key].tobytes(), key
+    d_args = (list(prob.widths), np.ascontiguousarray(theta), 0.3, -1.0, 1e-6, 1e-9, np.array([0.0, 0.3]), 1e8,
+              100, 10, 1e-14)
+    d_kw, d_field = _core.dopri5_run(*d_args, **field), _core.dopri5_run(*d_args, field=configured)
+    for key in ("theta", "risk", "status", "accepted", "rejected"):
+        assert d_field[key].tobytes() == d_kw[key].tobytes(), key
+    with pytest.raises(ValueError, match="field"):
+        _core.flow_run(*args, field=configured, source="fixed")
+    with pytest.raises(ValueError, match="field"):
+        _core.flow_run(*args, field="fixed")
+    other = _core.Field([2, 6, 1], **field)
+    with pytest.raises(ValueError, match="field"):
+        _core.flow_run(*args, field=other)
+
+
+def test_theta_with_an_equal_but_not_builtin_dtype_object(dtype):
+    """theta's dtype is dispatched by value, not by object identity: an array whose dtype object equals
+    float32/float64 without being numpy's builtin one (as zarr or newbyteorder('=') make them) runs in
+    that precision, bitwise as the builtin dtype (flow_run, dopri5_run, quad1d_risk_and_grad,
+    risk_and_grad)."""
+    from reluflow import _core
+    from reluflow.backends import cpu as cpu_backend
+
+    odd = np.dtype(dtype).newbyteorder("=")
+    assert odd == dtype and odd is not np.dtype(dtype.type)
+    prob, theta, est, field = _points_problem(dtype, K=2)
+    theta = np.ascontiguousarray(theta)
+    theta_odd = theta.view(odd)
+    assert theta_odd.dtype is not np.dtype(dtype.type) and theta_odd.dtype == dtype
+    args = (list(prob.widths), "gd", 3, 0, 1, np.array([0.05]), 1e8)
+    ref, got = (_core.flow_run(args[0], th, *args[1:], **field) for th in (theta, theta_odd))
+    assert got["theta"].dtype == dtype
+    for key in ("theta", "risk", "grad_norm", "energy", "active"):
+        assert got[key].tobytes() == ref[key].tobytes(), key
+    d_args = (0.2, -1.0, 1e-6, 1e-9, np.array([0.0, 0.2]), 1e8, 100, 10, 1e-14)
+    ref, got = (_core.dopri5_run(args[0], th, *d_args, **field) for th in (theta, theta_odd))
+    assert got["theta"].dtype == dtype
+    for key in ("theta", "risk", "status"):
+        assert got[key].tobytes() == ref[key].tobytes(), key
+    ref, got = (_core.risk_and_grad(args[0], th, est.x, est.weights, est.y, True, "auto") for th in (theta, theta_odd))
+    assert ref[0].tobytes() == got[0].tobytes() and ref[1].tobytes() == got[1].tobytes()
+    prob1 = rf.Problem([1, 5, 4, 1], rf.targets.Affine([[1.0]], [0.5]), rf.dists.Uniform(0.0, 1.0))
+    th1 = np.ascontiguousarray(prob1.init(2, seed=1, dtype=dtype))
+    q = cpu_backend.quad1d_args(prob1.spec, rf.Quadrature())
+    ref, got = (_core.quad1d_risk_and_grad(list(prob1.widths), th, want_grad=True, **q) for th in (th1, th1.view(odd)))
+    assert ref[0].tobytes() == got[0].tobytes() and ref[1].tobytes() == got[1].tobytes()
 
 
 @pytest.mark.parametrize("method", ["heun", "rk4"])

@@ -73,9 +73,10 @@ def native_calls(monkeypatch):
 
 
 def _native_1d_args(prob):
-    """The density and target keywords of ``_core.quad1d_risk_and_grad`` for ``prob`` (from its spec)."""
+    """The problem keyword of ``_core.quad1d_risk_and_grad`` for ``prob``: ``{"spec": ...}`` (support,
+    density and target; ``ProblemSpec.native()``)."""
     args = cpu_backend.quad1d_args(prob.spec, rf.Quadrature())
-    for key in ("lo", "hi", "fixed_breaks", "order"):
+    for key in ("fixed_breaks", "order"):
         del args[key]
     return args
 
@@ -134,7 +135,7 @@ def test_nodes_match_numpy(target, density):
     args = _native_1d_args(prob)
     for theta in prob.init(4, seed=3):
         nodes = quadrature_nodes(prob, theta, est)
-        x, w, y = core.quad1d_nodes(list(prob.widths), theta, lo, hi, fixed, q, **args)
+        x, w, y = core.quad1d_nodes(list(prob.widths), theta, fixed, q, **args)
         assert x.shape == (nodes.x.shape[0],)
         np.testing.assert_allclose(x, nodes.x[:, 0], rtol=1e-14, atol=1e-15)
         np.testing.assert_allclose(w, nodes.w, rtol=1e-13, atol=0)
@@ -181,7 +182,7 @@ def test_teacher_target():
         theta = prob.init(4, seed=1)
         for est in (rf.Quadrature(), rf.Quadrature(order=7)):
             pos, kw = _core_call_args(prob, est)
-            assert kw["target_kind"] == "teacher"
+            assert kw["spec"]["target_kind"] == "teacher"
             r, g = core.quad1d_risk_and_grad(list(prob.widths), theta, *pos, True, **kw)
             r_ref, g_ref = prob.risk_and_grad(theta, est, backend="numpy")
             assert_close(r, g, r_ref, g_ref, RTOL64)
@@ -269,9 +270,9 @@ def test_nonfinite_parameter_gives_nan(native_calls):
 # ---- determinism ------------------------------------------------------------------------------------
 
 def _core_call_args(prob, est=None):
-    """(lo, hi, fixed, order) and the keywords of ``_core.quad1d_risk_and_grad`` for ``prob``."""
-    lo, hi, fixed, q = fixed_1d(prob.spec, est or rf.Quadrature())
-    return (lo, hi, fixed, q), _native_1d_args(prob)
+    """(fixed, order) and the keywords (spec) of ``_core.quad1d_risk_and_grad`` for ``prob``."""
+    _lo, _hi, fixed, q = fixed_1d(prob.spec, est or rf.Quadrature())
+    return (fixed, q), _native_1d_args(prob)
 
 
 def test_batch_equals_single_networks():
@@ -428,10 +429,13 @@ def test_against_scipy(widths, target, density):
 def test_bad_arguments():
     prob = make_problem([1, 4, 3, 1], "pp", "pp")
     theta = prob.init(2)
-    (lo, hi, fixed, q), kw = _core_call_args(prob)
+    (fixed, q), kw = _core_call_args(prob)
+    spec = kw["spec"]
+    lo, hi = spec["lo"], spec["hi"]
 
     def call(widths=(1, 4, 3, 1), th=theta, lo=lo, hi=hi, fixed=fixed, q=q, **over):
-        return core.quad1d_risk_and_grad(list(widths), th, lo, hi, fixed, q, True, **{**kw, **over})
+        # the problem's keys (lo, hi, density and target) go into the one `spec` dict
+        return core.quad1d_risk_and_grad(list(widths), th, fixed, q, True, spec={**spec, "lo": lo, "hi": hi, **over})
 
     call()
     with pytest.raises(ValueError, match="widths"):

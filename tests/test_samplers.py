@@ -179,33 +179,42 @@ def test_ks_check_can_fail():
 
 def test_native_dist_args():
     args = _native_sampling.native_dist_args(DENSITIES["four-pieces"])
-    assert args["kind"] == "piecewise_polynomial"
-    assert args["anti"].shape == (4, 4) and args["breaks"].shape == args["cum"].shape == (5,)
+    assert args["density_kind"] == "piecewise_polynomial"
+    assert args["density_anti"].shape == (4, 4) and args["density_breaks"].shape == args["density_cum"].shape == (5,)
     args = _native_sampling.native_dist_args(UNIFORM_BOXES["box-5d"])
-    assert args["kind"] == "uniform" and args["low"].shape == args["high"].shape == (5,)
+    assert args["density_kind"] == "uniform" and args["low"].shape == args["high"].shape == (5,)
     with pytest.raises(ValueError, match="bind"):
         _native_sampling.native_dist_args(dists.Uniform(0.0, 1.0))
     with pytest.raises(TypeError, match="dist"):
         _native_sampling.native_dist_args(dists.Distribution())
 
 
+def _uniform(low, high=None):
+    """A DensitySpec.native()-style dict of a uniform box (high left out when None)."""
+    spec = {"density_kind": "uniform", "low": low}
+    return spec if high is None else {**spec, "high": high}
+
+
+def _pwpoly(breaks, anti, cum):
+    return {"density_kind": "piecewise_polynomial", "density_breaks": breaks, "density_anti": anti,
+            "density_cum": cum}
+
+
 def test_core_samplers_reject_bad_arguments():
     with pytest.raises(ValueError, match="kind"):
-        _core.mc_nodes(0, 0, 10, "normal", low=np.zeros(1), high=np.ones(1))
+        _core.mc_nodes(0, 0, 10, spec={**_uniform(np.zeros(1), np.ones(1)), "density_kind": "normal"})
     with pytest.raises(ValueError, match="low, high"):
-        _core.mc_nodes(0, 0, 10, "uniform", low=np.zeros(2), high=np.ones(3))
+        _core.mc_nodes(0, 0, 10, spec=_uniform(np.zeros(2), np.ones(3)))
     with pytest.raises(ValueError, match="high"):
-        _core.qmc_nodes(10, 0, "uniform", low=np.zeros(2))
+        _core.qmc_nodes(10, 0, spec=_uniform(np.zeros(2)))
     with pytest.raises(ValueError, match="anti"):
-        _core.mc_nodes(0, 0, 10, "piecewise_polynomial", breaks=np.array([0.0, 1.0]),
-                       anti=np.ones((2, 1)), cum=np.array([0.0, 1.0]))
+        _core.mc_nodes(0, 0, 10, spec=_pwpoly(np.array([0.0, 1.0]), np.ones((2, 1)), np.array([0.0, 1.0])))
     with pytest.raises(ValueError, match="cum"):
-        _core.qmc_nodes(10, 0, "piecewise_polynomial", breaks=np.array([0.0, 1.0]),
-                        anti=np.ones((1, 1)), cum=np.array([0.0, 0.5, 1.0]))
+        _core.qmc_nodes(10, 0, spec=_pwpoly(np.array([0.0, 1.0]), np.ones((1, 1)), np.array([0.0, 0.5, 1.0])))
     with pytest.raises(ValueError, match="^n:"):
-        _core.mc_nodes(0, 0, -1, "uniform", low=np.zeros(1), high=np.ones(1))
+        _core.mc_nodes(0, 0, -1, spec=_uniform(np.zeros(1), np.ones(1)))
     with pytest.raises(ValueError, match="^d:"):
-        _core.qmc_nodes(10, 0, "uniform", low=np.zeros(1025), high=np.ones(1025))
+        _core.qmc_nodes(10, 0, spec=_uniform(np.zeros(1025), np.ones(1025)))
     with pytest.raises(ValueError, match="^u:"):
-        _core.dist_from_uniform(np.full((4, 2), 0.5), "uniform", low=np.zeros(3), high=np.ones(3))
-    assert _core.mc_nodes(0, 0, 0, "uniform", low=np.zeros(3), high=np.ones(3)).shape == (0, 3)
+        _core.dist_from_uniform(np.full((4, 2), 0.5), spec=_uniform(np.zeros(3), np.ones(3)))
+    assert _core.mc_nodes(0, 0, 0, spec=_uniform(np.zeros(3), np.ones(3))).shape == (0, 3)

@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "bindings/bind_util.h"
+#include "bindings/bind_spec.h"
 #include "launchers.h"
 
 namespace py = pybind11;
@@ -25,18 +25,19 @@ PYBIND11_MODULE(_cuda, m) {
       "Philox uniforms (n, d) of samples first..first+n-1 on the GPU (float64).");
   m.def(
       "mc_nodes",
-      [](uint64_t seed, uint32_t step, int64_t n, const std::string& kind, py::object low, py::object high,
-         py::object breaks, py::object anti, py::object cum) {
+      [](uint64_t seed, uint32_t step, int64_t n, py::object spec) {
         if (n < 0 || n > (int64_t(1) << 32)) throw py::value_error("n: expected a number of samples in [0, 2**32]");
-        reluflow::DistArgs args = reluflow::parse_dist(kind, low, high, breaks, anti, cum);
-        const int64_t sizes[3] = {args.a ? args.a.size() : 0, args.b ? args.b.size() : 0, args.c ? args.c.size() : 0};
-        py::array_t<double> out({n, static_cast<int64_t>(args.dist.dim)});
-        reluflow::cuda::mc_nodes(seed, step, n, args.dist, sizes, out.mutable_data());
+        // the one problem parser of the bindings (bind_spec.h): a DensitySpec.native() dict
+        const reluflow::ProblemArgs prob = reluflow::parse_problem_spec(reluflow::Layout{}, spec, reluflow::kNeedInput);
+        const reluflow::InputDist& dist = prob.spec.input;
+        const bool box = dist.kind == reluflow::kDistUniform;
+        const int64_t sizes[3] = {box ? prob.low.size() : prob.ibreaks.size(), box ? prob.high.size() : prob.danti.size(),
+                                  box ? 0 : prob.dcum.size()};
+        py::array_t<double> out({n, static_cast<int64_t>(dist.dim)});
+        reluflow::cuda::mc_nodes(seed, step, n, dist, sizes, out.mutable_data());
         return out;
       },
-      py::arg("seed"), py::arg("step"), py::arg("n"), py::arg("kind"), py::arg("low") = py::none(),
-      py::arg("high") = py::none(), py::arg("breaks") = py::none(), py::arg("anti") = py::none(),
-      py::arg("cum") = py::none(),
+      py::arg("seed"), py::arg("step"), py::arg("n"), py::kw_only(), py::arg("spec"),
       "Monte-Carlo nodes (n, d) of step on the GPU, bitwise those of reluflow._core.mc_nodes (same "
-      "arguments).");
+      "arguments: spec is DensitySpec.native()).");
 }

@@ -29,24 +29,25 @@ def _core():
 
 
 def native_dist_args(dist: _dists.Distribution) -> dict:
-    """The keyword arguments describing ``dist`` to the C++ samplers: ``{"kind": "uniform", "low",
-    "high"}`` or ``{"kind": "piecewise_polynomial", "breaks", "anti", "cum"}`` (``DensitySpec``)."""
-    return DensitySpec.of(dist).sampler_args()
+    """The ``spec`` dict describing ``dist`` to the C++ samplers (``DensitySpec.native()``):
+    ``{"density_kind": "uniform", "low", "high", ...}`` or ``{"density_kind": "piecewise_polynomial",
+    "density_breaks", "density_anti", "density_cum", ...}``."""
+    return DensitySpec.of(dist).native()
 
 
 def from_uniform(dist: _dists.Distribution, u: np.ndarray) -> np.ndarray:
     """``dist.from_uniform(u)`` computed by C++: u (n, d) uniforms -> nodes (n, d)."""
-    return _core().dist_from_uniform(np.ascontiguousarray(u, dtype=np.float64), **native_dist_args(dist))
+    return _core().dist_from_uniform(np.ascontiguousarray(u, dtype=np.float64), spec=native_dist_args(dist))
 
 
 def mc_nodes_of(density: DensitySpec, seed: int, step: int, n: int) -> np.ndarray:
     """Monte-Carlo nodes (n, d) of ``step`` (Philox stream 2, sample indices 0..n-1), from C++."""
-    return _core().mc_nodes(int(seed), int(step), int(n), **density.sampler_args())
+    return _core().mc_nodes(int(seed), int(step), int(n), spec=density.native())
 
 
 def qmc_nodes_of(density: DensitySpec, seed: int, n: int) -> np.ndarray:
     """Scrambled-Sobol nodes (n, d) of ``seed``, from C++."""
-    return _core().qmc_nodes(int(n), int(seed), **density.sampler_args())
+    return _core().qmc_nodes(int(n), int(seed), spec=density.native())
 
 
 def mc_nodes(dist: _dists.Distribution, seed: int, step: int, n: int) -> np.ndarray:

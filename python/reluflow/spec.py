@@ -14,6 +14,7 @@ Encodings (mirroring what the C++ side takes):
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,18 +46,19 @@ class TargetSpec:
         """Evaluated by C++ everywhere (affine, piecewise polynomial); a teacher only by some paths."""
         return self.kind in ("affine", "piecewise_polynomial")
 
-    def native_args(self) -> dict | None:
-        """Keyword arguments of the C++ target (``targets.h``), or None (teacher, function)."""
+    def native_keys(self, support: tuple[float, float] | None = None) -> dict:
+        """The target's keys of the C++ problem dict (see :meth:`ProblemSpec.native`); with the 1-D
+        ``support``, also its pieces there (:meth:`pieces`) as ``target_breaks``/``target_coeffs``."""
+        out: dict = {"target_kind": self.kind}
         if self.kind == "affine":
-            return {"target_kind": "affine", "target_A": self.arrays["A"], "target_b": self.arrays["b"]}
-        if self.kind == "piecewise_polynomial":
-            return {"target_kind": "piecewise_polynomial", "target_breaks": self.arrays["breaks"],
-                    "target_coeffs": self.arrays["coeffs"]}
-        return None
-
-    def teacher_args(self) -> dict:
-        return {"target_kind": "teacher", "teacher_widths": list(self.arrays["widths"]),
-                "teacher_theta": self.arrays["theta"]}
+            out.update(target_A=self.arrays["A"], target_b=self.arrays["b"])
+        elif self.kind == "teacher":
+            out.update(teacher_widths=[int(w) for w in self.arrays["widths"]], teacher_theta=self.arrays["theta"])
+        pieces = self.pieces(*support) if support is not None else (
+            (self.arrays["breaks"], self.arrays["coeffs"]) if self.kind == "piecewise_polynomial" else None)
+        if pieces is not None:
+            out.update(target_breaks=_f64(pieces[0]), target_coeffs=_f64(pieces[1]))
+        return out
 
     @staticmethod
     def of(target: targets.Target) -> "TargetSpec":
@@ -116,18 +118,17 @@ class DensitySpec:
         raise TypeError(f"input: expected dists.Uniform or dists.PiecewisePolynomial, got "
                         f"{type(dist).__name__}")
 
-    def sampler_args(self) -> dict:
-        """Keyword arguments of the C++ samplers (``dists.h``: ``_core.mc_nodes`` and friends)."""
-        if self.kind == "uniform":
-            return {"kind": "uniform", "low": self.low, "high": self.high}
-        return {"kind": "piecewise_polynomial", "breaks": self.breaks, "anti": self.anti, "cum": self.cum}
-
-    def quad1d_args(self) -> dict:
-        """Keyword arguments of the C++ 1-D partition path (``_core.quad1d_risk_and_grad``)."""
-        if self.kind == "uniform":
-            return {"dist_kind": "uniform", "low": self.low[:1], "high": self.high[:1]}
-        return {"dist_kind": "piecewise_polynomial", "breaks": self.breaks, "anti": self.anti,
-                "cum": self.cum, "density_coeffs": self.coeffs}
+    def native(self) -> dict:
+        """The density's keys of the C++ problem dict (see :meth:`ProblemSpec.native`); the samplers
+        (``_core.mc_nodes`` and friends) take this dict alone as their ``spec``."""
+        out: dict = {"density_kind": self.kind, "low": self.low, "high": self.high}
+        if self.breaks is not None:
+            out.update(density_breaks=self.breaks, density_coeffs=self.coeffs)
+        if self.anti is not None:
+            out.update(density_anti=self.anti, density_cum=self.cum)
+        if self.dim == 1:
+            out.update(lo=float(self.low[0]), hi=float(self.high[0]))
+        return out
 
 
 class LayoutShapes:
@@ -202,10 +203,25 @@ class ProblemSpec(LayoutShapes):
         integrand_degree = 2 * max(1, int(self.target_spec.degree)) + int(self.density.degree)
         return (integrand_degree + 2) // 2
 
-    def sweep_args(self) -> dict:
-        """Target and density pieces of the exact shallow sweep (``_core.shallow1d_exact`` and the
-        ``exact_shallow1d`` field of the C++ loops)."""
-        lo, hi = self.support
-        tb, tc = self.target_spec.pieces(lo, hi)
-        return {"lo": lo, "hi": hi, "tpoly_breaks": _f64(tb), "tpoly_coeffs": _f64(tc),
-                "dpoly_breaks": self.density.breaks, "dpoly_coeffs": self.density.coeffs}
+    def native(self) -> dict:
+        """The problem as every ``_core`` entry point takes it (``spec=``; parsed once per call by
+        ``cpp/src/bindings/bind_spec.h`` into the ``ProblemSpec`` of ``cpp/include/reluflow/spec.h``).
+
+        A fresh dict (built once per spec, then copied) of float64 contiguous arrays and kind strings:
+
+        * ``target_kind``: ``"affine"`` (``target_A`` (out, d), ``target_b`` (out,)),
+          ``"piecewise_polynomial"``, ``"teacher"`` (``teacher_widths`` list of int, ``teacher_theta``
+          (P,)) or ``"function"`` (evaluated in Python: no arrays);
+        * ``target_breaks`` (m+1,), ``target_coeffs`` (m, deg+1, out): the target as 1-D pieces in local
+          powers (a piecewise-polynomial target itself; a 1-D Affine lowered to one piece on the support);
+        * ``density_kind``: ``"uniform"`` (``low``, ``high`` (d,)) or ``"piecewise_polynomial"``
+          (``density_anti`` (q, dd+1), ``density_cum`` (q+1,): the inverse-CDF data of the samplers);
+        * ``density_breaks`` (q+1,), ``density_coeffs`` (q, dd+1): 1-D, the density as pieces (mass 1);
+        * ``lo``, ``hi`` (float): 1-D, the support of the density.
+        """
+        return dict(self._native)
+
+    @functools.cached_property
+    def _native(self) -> dict:
+        support = self.support if self.dim == 1 else None
+        return {**self.density.native(), **self.target_spec.native_keys(support)}

@@ -21,6 +21,16 @@
 #include "rf_hd.h"
 
 namespace reluflow {
+
+// A 1-D piecewise polynomial in local powers: on [breaks[j], breaks[j+1]],
+// p(x) = sum_p coeffs[(j * (deg + 1) + p) * cols + o] (x - breaks[j])^p, o < cols.
+struct PiecewisePoly1D {
+  int64_t m = 0;                  // pieces (breaks has m + 1 entries, strictly increasing)
+  int deg = 0;                    // degree
+  const double* breaks = nullptr;
+  const double* coeffs = nullptr;
+};
+
 namespace sweep1d {
 
 // Number of hidden neurons H of a shallow [1, H, out] net with P parameters, or -1 if P does not fit.

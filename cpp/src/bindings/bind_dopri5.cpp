@@ -24,7 +24,7 @@ namespace {
 template <class T>
 py::dict dopri5_typed(const Dopri5Spec& spec, py::array_t<T, py::array::c_style | py::array::forcecast> theta_in,
                       bool record_theta) {
-  const int64_t K = spec.K, P = spec.field.lay.num_params, nT = spec.T;
+  const int64_t K = spec.K, P = spec.field.problem.lay.num_params, nT = spec.T;
   py::array_t<T> theta({K, P});
   std::copy(theta_in.data(), theta_in.data() + K * P, theta.mutable_data());
   py::array_t<double> rec_risk({nT, K}), rec_gnorm({nT, K}), rec_energy({nT, K});
@@ -104,26 +104,21 @@ void bind_dopri5(py::module_& m) {
         // in the order of Dopri5Spec's fields (dopri5_cpu.h); the field and the progress hook follow
         Dopri5Spec spec{FieldSpec{}, theta.shape(0), t_end,      h0,         rtol,           atol,     g,
                         grid.shape(0), max_abs, max_growth, max_steps, max_rejections, min_step, {}};
-        spec.progress = take_progress<double>(kwargs);  // before parse_field: not a field argument
+        spec.progress = take_progress<double>(kwargs);  // before take_field: not a field argument
         const bool record_theta = take_record_theta(kwargs);
-        // owns the arrays (and the Python callback) the FieldSpec points into, for the whole run
-        std::unique_ptr<FieldArgs> field = parse_field(lay, kwargs);
-        spec.field = field->spec;
-        if (theta.dtype().is(py::dtype::of<float>()))
-          return dopri5_typed<float>(spec, py::array_t<float, py::array::c_style | py::array::forcecast>(theta),
-                                     record_theta);
-        if (!theta.dtype().is(py::dtype::of<double>()))
-          throw py::type_error("theta: expected a float32 or float64 array");
-        return dopri5_typed<double>(spec, py::array_t<double, py::array::c_style | py::array::forcecast>(theta),
-                                    record_theta);
+        // the arrays (and the Python callback) the FieldSpec points into, for the whole run: the Field
+        // object of field= (held by kwargs) or the keyword arguments parsed into `owned`
+        std::unique_ptr<FieldArgs> owned;
+        spec.field = take_field(lay, kwargs, owned).spec;
+        return dispatch_loop_theta(theta, [&](auto th) { return dopri5_typed(spec, th, record_theta); });
       },
       py::arg("widths"), py::arg("theta"), py::arg("t_end"), py::arg("h0"), py::arg("rtol"), py::arg("atol"),
       py::arg("grid"), py::arg("max_abs"), py::arg("max_steps"), py::arg("max_rejections"), py::arg("min_step"),
       py::arg("max_growth") = 1e6,
       "Adaptive Dormand–Prince 5(4) gradient flow of K networks in C++, with time, step size and status "
       "per network (GIL released except for a Python target callback). h0 <= 0 picks the initial step. "
-      "The vector field is described by keyword arguments (bind_field.h; normalized=True for the "
-      "normalized flow). Returns a dict with theta (K,P), risk/grad_norm/energy (T,K) on the grid (NaN "
+      "The vector field is field= (a _core.Field) or its keyword arguments (bind_field.h; normalized=True "
+      "for the normalized flow). Returns a dict with theta (K,P), risk/grad_norm/energy (T,K) on the grid (NaN "
       "where a network never got there), status (K,) codes into dopri5_status_names, accepted and "
       "rejected (K,), reason and growth (K,) as flow_run's, t (K,) the time each network reached, "
       "interrupted (Ctrl-C stopped the loop: the running networks have status 'interrupted'), evaluations, and thetas: with record_theta=True the (T,K,P) parameters at the grid "

@@ -1,6 +1,6 @@
 // Parsing of the vector-field arguments shared by the integrator bindings (flow_run, dopri5_run):
-// the node source, the target (native or a Python callback) and the kernel choice, as keyword
-// arguments from python/reluflow/flows.py (`_native_field_args`).
+// the node source, its own arguments (data, seed/n, rule) and the kernel choice, as keyword arguments
+// from python/reluflow/backends/cpu.py (`field_args`); the problem is one `spec` dict (bind_spec.h).
 #pragma once
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "bindings/bind_quad1d.h"
+#include "bindings/bind_spec.h"
 #include "bindings/bind_util.h"
 #include "cpu/field_cpu.h"
 #include "reluflow/targets.h"
@@ -22,11 +23,10 @@ namespace reluflow {
 // A FieldSpec viewing the arrays (and the callback) it keeps alive.
 struct FieldArgs {
   FieldSpec spec;
-  f64_array x, w, y, tbreaks, tcoeffs, dbreaks, dcoeffs;
-  DistArgs dist;
-  TargetArgs target;
+  f64_array x, w, y;
+  ProblemArgs problem;
+  QuadRule quad;
   py::object target_fn;
-  std::unique_ptr<QuadArgs> quad;  // the spec points into it (the teacher's layout): never moved
 };
 
 inline py::object kw(const py::dict& d, const char* name) {
@@ -47,22 +47,23 @@ inline TargetFn python_target(py::object fn, int d, int out) {
   };
 }
 
-// Keyword arguments: source ("fixed" | "resample" | "exact_shallow1d"), normalized, sweep, and
-//   fixed: x (N, d), w (N,), y (N, out);
-//   resample: seed, n, dist_kind + low/high or breaks/anti/cum, target_kind + target_* or target_fn;
-//   exact_shallow1d: lo, hi, tpoly_breaks, tpoly_coeffs (m, deg+1, out), dpoly_breaks, dpoly_coeffs;
-//   quad1d: lo, hi, fixed_breaks, order, the distribution (+ density_coeffs) and the target
-//     (target_kind affine / piecewise_polynomial / teacher) as _core.quad1d_risk_and_grad takes them.
+// Keyword arguments: source ("fixed" | "resample" | "exact_shallow1d" | "quad1d"), normalized, sweep, and
+//   fixed: x (N, d), w (N,), y (N, out) (the problem is not needed: spec may be left out);
+//   resample: seed, n, spec (input density; a native target unless target_fn, a Python callable y = f(x),
+//     gives the target values);
+//   exact_shallow1d: spec (1-D target and density pieces, lo, hi);
+//   quad1d: fixed_breaks, order, spec (as _core.quad1d_risk_and_grad takes them).
+// spec: python's ProblemSpec.native(), parsed by bind_spec.h.
 inline std::unique_ptr<FieldArgs> parse_field(const Layout& lay, const py::dict& kwargs) {
   auto a = std::make_unique<FieldArgs>();
   FieldSpec& s = a->spec;
-  s.lay = lay;
   const int d = lay.widths[0], od = lay.widths[lay.num_layers];
   const std::string source = kwargs.contains("source") ? kwargs["source"].cast<std::string>() : "fixed";
   s.normalized = kwargs.contains("normalized") && kwargs["normalized"].cast<bool>();
   s.sweep = kwargs.contains("sweep") && kwargs["sweep"].cast<bool>();
   if (s.sweep && (lay.num_layers != 2 || d != 1))
     throw py::value_error("sweep: the point sweep needs a shallow 1-D network [1, H, out]");
+  unsigned needs = 0;
   if (source == "fixed") {
     s.source = kFieldFixed;
     a->x = as_vector(kw(kwargs, "x"), "x");
@@ -81,55 +82,64 @@ inline std::unique_ptr<FieldArgs> parse_field(const Layout& lay, const py::dict&
     s.seed = kwargs.contains("seed") ? kwargs["seed"].cast<uint64_t>() : 0;
     s.n = kwargs.contains("n") ? kwargs["n"].cast<int64_t>() : 0;
     if (s.n < 1) throw py::value_error("n: expected n >= 1 samples per step");
-    const std::string dk = kwargs.contains("dist_kind") ? kwargs["dist_kind"].cast<std::string>() : "uniform";
-    a->dist = parse_dist(dk, kw(kwargs, "low"), kw(kwargs, "high"), kw(kwargs, "breaks"), kw(kwargs, "anti"),
-                         kw(kwargs, "cum"));
-    if (a->dist.dist.dim != d) throw py::value_error("low: the distribution's dimension differs from widths[0]");
-    s.dist = a->dist.dist;
+    needs = kNeedInput;
     if (!kw(kwargs, "target_fn").is_none()) {
       a->target_fn = kw(kwargs, "target_fn");
       s.target_fn = python_target(a->target_fn, d, od);
     } else {
-      const std::string tk = kwargs.contains("target_kind") ? kwargs["target_kind"].cast<std::string>() : "affine";
-      a->target = parse_target(tk, lay, kw(kwargs, "target_A"), kw(kwargs, "target_b"), kw(kwargs, "target_breaks"),
-                               kw(kwargs, "target_coeffs"));
-      s.target = a->target.spec;
+      needs |= kNeedTarget;
     }
   } else if (source == "exact_shallow1d") {
     if (lay.num_layers != 2 || d != 1)
       throw py::value_error("source: 'exact_shallow1d' needs a shallow 1-D network [1, H, out]");
     s.source = kFieldExactShallow1D;
-    s.lo = kwargs["lo"].cast<double>();
-    s.hi = kwargs["hi"].cast<double>();
-    a->tbreaks = as_vector(kw(kwargs, "tpoly_breaks"), "tpoly_breaks");
-    a->tcoeffs = as_vector(kw(kwargs, "tpoly_coeffs"), "tpoly_coeffs");
-    a->dbreaks = as_vector(kw(kwargs, "dpoly_breaks"), "dpoly_breaks");
-    a->dcoeffs = as_vector(kw(kwargs, "dpoly_coeffs"), "dpoly_coeffs");
-    const int64_t tm = a->tbreaks.shape(0) - 1, dm = a->dbreaks.shape(0) - 1;
-    if (a->tbreaks.ndim() != 1 || tm < 1 || a->tcoeffs.ndim() != 3 || a->tcoeffs.shape(0) != tm ||
-        a->tcoeffs.shape(2) != od)
-      throw py::value_error("tpoly_coeffs: expected an (m, degree + 1, out) array for m + 1 breaks");
-    if (a->dbreaks.ndim() != 1 || dm < 1 || a->dcoeffs.ndim() != 2 || a->dcoeffs.shape(0) != dm)
-      throw py::value_error("dpoly_coeffs: expected an (m, degree + 1) array for m + 1 breaks");
-    s.tpoly = PiecewisePoly1D{tm, static_cast<int>(a->tcoeffs.shape(1)) - 1, a->tbreaks.data(), a->tcoeffs.data()};
-    s.dpoly = PiecewisePoly1D{dm, static_cast<int>(a->dcoeffs.shape(1)) - 1, a->dbreaks.data(), a->dcoeffs.data()};
+    needs = kNeedSupport | kNeedTargetPieces | kNeedDensity1D;
   } else if (source == "quad1d") {
     if (d != 1) throw py::value_error("source: 'quad1d' needs a 1-D network (widths[0] == 1)");
     s.source = kFieldQuad1D;
-    a->quad = std::make_unique<QuadArgs>();
-    const std::string dk = kwargs.contains("dist_kind") ? kwargs["dist_kind"].cast<std::string>() : "uniform";
-    const std::string tk = kwargs.contains("target_kind") ? kwargs["target_kind"].cast<std::string>() : "affine";
-    parse_quad_args(*a->quad, lay, kwargs["lo"].cast<double>(), kwargs["hi"].cast<double>(), kw(kwargs, "fixed_breaks"),
-                    kwargs["order"].cast<int>(), dk, kw(kwargs, "low"), kw(kwargs, "high"), kw(kwargs, "breaks"),
-                    kw(kwargs, "anti"), kw(kwargs, "cum"), kw(kwargs, "density_coeffs"), tk, kw(kwargs, "target_A"),
-                    kw(kwargs, "target_b"), kw(kwargs, "target_breaks"), kw(kwargs, "target_coeffs"),
-                    kw(kwargs, "teacher_widths"), kw(kwargs, "teacher_theta"));
-    s.quad = a->quad->spec;
+    py::object order = kw(kwargs, "order");
+    if (order.is_none()) throw py::value_error("order: required for source 'quad1d'");
+    a->quad = parse_quad_rule(kw(kwargs, "fixed_breaks"), order.cast<int>());
+    s.quad = a->quad.spec;
+    needs = kQuad1DNeeds;
   } else {
     throw py::value_error("source: expected 'fixed', 'resample', 'exact_shallow1d' or 'quad1d', got '" + source +
                           "'");
   }
+  if (needs != 0) a->problem = parse_problem_spec(lay, kw(kwargs, "spec"), needs);
+  s.problem = a->problem.spec;
+  s.problem.lay = lay;  // also for the fixed source, which reads no spec
   return a;
+}
+
+// The field of one loop call: `field=` (a `_core.Field`, configured once per run by
+// backends/cpu.py) or, for direct calls, the field's keyword arguments, parsed here into `owned`. The
+// returned FieldArgs lives as long as the call's kwargs (which hold the Field) or `owned`.
+inline const FieldArgs& take_field(const Layout& lay, const py::dict& kwargs, std::unique_ptr<FieldArgs>& owned) {
+  if (!kwargs.contains("field")) {
+    owned = parse_field(lay, kwargs);
+    return *owned;
+  }
+  if (kwargs.size() != 1)
+    throw py::value_error("field: give either field= (a _core.Field) or the field's keyword arguments, not both");
+  py::object obj = kwargs["field"];
+  if (!py::isinstance<FieldArgs>(obj)) throw py::value_error("field: expected a _core.Field");
+  const FieldArgs& f = obj.cast<const FieldArgs&>();
+  const Layout& fl = f.spec.problem.lay;
+  bool same = fl.num_layers == lay.num_layers;
+  for (int k = 0; same && k <= lay.num_layers; ++k) same = fl.widths[k] == lay.widths[k];
+  if (!same) throw py::value_error("field: configured for other widths than the loop's");
+  return f;
+}
+
+// theta of an integrator loop in its own precision: typed(theta as a C-contiguous array_t<float> or
+// array_t<double>) by dispatch_float; any other dtype is refused (the loops never cast theta).
+template <class Typed>
+py::dict dispatch_loop_theta(const py::array& theta, Typed&& typed) {
+  return dispatch_float(
+      theta, [&] { return typed(py::array_t<float, py::array::c_style | py::array::forcecast>(theta)); },
+      [&] { return typed(py::array_t<double, py::array::c_style | py::array::forcecast>(theta)); },
+      []() -> py::dict { throw py::type_error("theta: expected a float32 or float64 array"); });
 }
 
 // Takes the optional "progress" callable out of kwargs and returns the loop's progress hook: it

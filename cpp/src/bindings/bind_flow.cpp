@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "bindings/bind_field.h"
+#include "bindings/bind_spec.h"
 #include "bindings/bind_util.h"
 #include "bindings/bindings.h"
 #include "cpu/flow_cpu.h"
@@ -24,7 +25,7 @@ namespace {
 template <class T>
 py::dict run_typed(FlowSpec spec, py::array_t<T, py::array::c_style | py::array::forcecast> theta_in,
                    bool record_theta) {
-  const int64_t K = spec.K, P = spec.field.lay.num_params;
+  const int64_t K = spec.K, P = spec.field.problem.lay.num_params;
   py::array_t<T> theta({K, P});
   std::copy(theta_in.data(), theta_in.data() + K * P, theta.mutable_data());
   const int64_t T_rec = flow_num_records(spec.steps, spec.record_every);
@@ -68,14 +69,32 @@ py::dict run_typed(FlowSpec spec, py::array_t<T, py::array::c_style | py::array:
 }  // namespace
 
 void bind_flow(py::module_& m) {
+  // Configure once, call many: the integrator loops take `field=` instead of re-parsing the ~10 field
+  // keyword arguments (and the problem's spec) at every call.
+  py::class_<FieldArgs>(m, "Field",
+                        "The vector field of the integrator loops (flow_run, dopri5_run), parsed and checked "
+                        "once: Field(widths, **field keyword arguments) with the keywords of bind_field.h "
+                        "(source, spec, x/w/y, seed/n, target_fn, fixed_breaks/order, sweep, normalized). "
+                        "Pass it as field= to the loops.")
+      .def(py::init([](std::vector<int64_t> widths, py::kwargs kwargs) { return parse_field(make_layout(widths), kwargs); }),
+           py::arg("widths"))
+      .def_property_readonly("widths", [](const FieldArgs& f) {
+        const Layout& lay = f.spec.problem.lay;
+        return std::vector<int>(lay.widths, lay.widths + lay.num_layers + 1);
+      })
+      .def_property_readonly("source", [](const FieldArgs& f) {
+        static const char* names[] = {"fixed", "resample", "exact_shallow1d", "quad1d"};
+        return std::string(names[f.spec.source]);
+      });
+
   m.def(
       "target_values",
-      [](std::vector<int64_t> widths, f64_array x, const std::string& target_kind, py::object tA,
-         py::object tb, py::object tbreaks, py::object tcoeffs) {
+      [](std::vector<int64_t> widths, f64_array x, py::object spec) {
         const Layout lay = make_layout(widths);
         const int d = lay.widths[0], od = lay.widths[lay.num_layers];
         if (x.ndim() != 2 || x.shape(1) != d) throw py::value_error("x: expected an (N, d) array, got " + shape_str(x));
-        TargetArgs target = parse_target(target_kind, lay, tA, tb, tbreaks, tcoeffs);
+        const ProblemArgs prob = parse_problem_spec(lay, spec, kNeedTarget);
+        const TargetSpec target = prob.spec.target;
         const int64_t N = x.shape(0);
         py::array_t<double> y({N, static_cast<int64_t>(od)});
         {
@@ -83,14 +102,13 @@ void bind_flow(py::module_& m) {
           const double* xp = x.data();
           double* yp = y.mutable_data();
 #pragma omp parallel for schedule(static) if (N * od > kMinParallelTargetValues)
-          for (int64_t j = 0; j < N; ++j) target_eval(target.spec, xp + j * d, yp + j * od);
+          for (int64_t j = 0; j < N; ++j) target_eval(target, xp + j * d, yp + j * od);
         }
         return y;
       },
-      py::arg("widths"), py::arg("x"), py::arg("target_kind"), py::arg("target_A") = py::none(),
-      py::arg("target_b") = py::none(), py::arg("target_breaks") = py::none(),
-      py::arg("target_coeffs") = py::none(),
-      "Native target f(x) (N, out) evaluated in C++ (targets.h): affine or piecewise polynomial.");
+      py::arg("widths"), py::arg("x"), py::kw_only(), py::arg("spec"),
+      "Native target f(x) (N, out) evaluated in C++ (targets.h): affine or piecewise polynomial, from "
+      "spec (ProblemSpec.native()).");
 
   m.def(
       "flow_run",
@@ -124,22 +142,17 @@ void bind_flow(py::module_& m) {
         spec.max_growth = max_growth;
         if (std::isnan(rise_tol)) throw py::value_error("rise_tol: expected a number (negative: off)");
         spec.rise_tol = rise_tol;
-        spec.progress = take_progress<int64_t>(kwargs);  // before parse_field: not a field argument
+        spec.progress = take_progress<int64_t>(kwargs);  // before take_field: not a field argument
         const bool record_theta = take_record_theta(kwargs);
-        std::unique_ptr<FieldArgs> field = parse_field(lay, kwargs);
-        spec.field = field->spec;
-        if (py::isinstance<py::array_t<float>>(theta) && theta.dtype().is(py::dtype::of<float>()))
-          return run_typed<float>(spec, py::array_t<float, py::array::c_style | py::array::forcecast>(theta),
-                                  record_theta);
-        if (!theta.dtype().is(py::dtype::of<double>()))
-          throw py::type_error("theta: expected a float32 or float64 array");
-        return run_typed<double>(spec, py::array_t<double, py::array::c_style | py::array::forcecast>(theta),
-                                 record_theta);
+        std::unique_ptr<FieldArgs> owned;
+        spec.field = take_field(lay, kwargs, owned).spec;
+        return dispatch_loop_theta(theta, [&](auto th) { return run_typed(spec, th, record_theta); });
       },
       py::arg("widths"), py::arg("theta"), py::arg("method"), py::arg("steps"), py::arg("start_step"),
       py::arg("record_every"), py::arg("h"), py::arg("max_abs"), py::arg("max_growth") = 1e6, py::arg("rise_tol") = -1.0,
       "Gradient descent / fixed-step RK loop for K networks in C++ (GIL released except for a Python "
-      "target callback). h: (steps,) step sizes, or (1,) for the same step every step. The vector field is described by keyword arguments (bind_field.h). Returns a "
+      "target callback). h: (steps,) step sizes, or (1,) for the same step every step. The vector field is field= (a "
+      "_core.Field) or its keyword arguments (bind_field.h). Returns a "
       "dict with theta (K,P), risk/grad_norm/energy records (T,K), active (K,), reason (K,) codes of "
       "tableaux::StopReason (why a network was frozen), growth (K,) (risk / starting risk of a network "
       "frozen for a risk > max_growth x its start, else 0), risk_rose (K,) (the risk rose by more than "

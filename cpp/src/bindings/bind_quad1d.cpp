@@ -19,10 +19,9 @@ namespace py = pybind11;
 namespace reluflow {
 namespace {
 
-using f32_array = py::array_t<float, py::array::c_style | py::array::forcecast>;
-
 template <class T>
-py::tuple run_typed(const Layout& lay, const py::array& theta_in, const QuadArgs& args, bool want_grad) {
+py::tuple run_typed(const ProblemSpec& prob, const py::array& theta_in, const Quad1DSpec& rule, bool want_grad) {
+  const Layout& lay = prob.lay;
   using arr_t = py::array_t<T, py::array::c_style | py::array::forcecast>;
   arr_t theta = arr_t::ensure(theta_in);
   if (!theta) throw py::value_error("theta: could not read the array");
@@ -42,7 +41,7 @@ py::tuple run_typed(const Layout& lay, const py::array& theta_in, const QuadArgs
   double* rp = risk.mutable_data();
   {
     py::gil_scoped_release release;
-    quad1d_risk_and_grad_cpu<T>(lay, theta.data(), K, args.spec, rp, gp);
+    quad1d_risk_and_grad_cpu<T>(prob, theta.data(), K, rule, rp, gp);
   }
   return py::make_tuple(risk, grad);
 }
@@ -59,47 +58,40 @@ f64_array one_network(const py::object& theta_in, const Layout& lay) {
 void bind_quad1d(py::module_& m) {
   m.def(
       "quad1d_risk_and_grad",
-      [](std::vector<int64_t> widths, py::array theta, double lo, double hi, py::object fixed_breaks, int order,
-         bool want_grad, const std::string& dist_kind, py::object low, py::object high, py::object breaks,
-         py::object anti, py::object cum, py::object density_coeffs, const std::string& target_kind,
-         py::object tA, py::object tb, py::object tbreaks, py::object tcoeffs, py::object teacher_widths,
-         py::object teacher_theta) {
+      [](std::vector<int64_t> widths, py::array theta, py::object fixed_breaks, int order, bool want_grad,
+         py::object spec) {
         const Layout lay = layout_1d(widths, "widths");
-        QuadArgs args;
-        parse_quad_args(args, lay, lo, hi, fixed_breaks, order, dist_kind, low, high, breaks, anti,
-                        cum, density_coeffs, target_kind, tA, tb, tbreaks, tcoeffs, teacher_widths, teacher_theta);
-        if (theta.dtype().is(py::dtype::of<float>())) return run_typed<float>(lay, theta, args, want_grad);
-        if (theta.dtype().kind() != 'f' && theta.dtype().kind() != 'i' && theta.dtype().kind() != 'u')
-          throw py::value_error("theta: expected a float32 or float64 array");
-        return run_typed<double>(lay, theta, args, want_grad);
+        const QuadRule rule = parse_quad_rule(fixed_breaks, order);
+        const ProblemArgs prob = parse_problem_spec(lay, spec, kQuad1DNeeds);
+        const auto f64 = [&] { return run_typed<double>(prob.spec, theta, rule.spec, want_grad); };
+        return dispatch_float(
+            theta, [&] { return run_typed<float>(prob.spec, theta, rule.spec, want_grad); }, f64, [&] {
+              // other real numbers (integers, half or long double) are computed in float64
+              const char kind = theta.dtype().kind();
+              if (kind != 'f' && kind != 'i' && kind != 'u')
+                throw py::value_error("theta: expected a float32 or float64 array");
+              return f64();
+            });
       },
-      py::arg("widths"), py::arg("theta"), py::arg("lo"), py::arg("hi"), py::arg("fixed_breaks"), py::arg("order"),
-      py::arg("want_grad") = true, py::arg("dist_kind") = "uniform", py::arg("low") = py::none(),
-      py::arg("high") = py::none(), py::arg("breaks") = py::none(), py::arg("anti") = py::none(),
-      py::arg("cum") = py::none(), py::arg("density_coeffs") = py::none(), py::arg("target_kind") = "affine",
-      py::arg("target_A") = py::none(), py::arg("target_b") = py::none(), py::arg("target_breaks") = py::none(),
-      py::arg("target_coeffs") = py::none(), py::arg("teacher_widths") = py::none(),
-      py::arg("teacher_theta") = py::none(),
+      py::arg("widths"), py::arg("theta"), py::arg("fixed_breaks"), py::arg("order"), py::arg("want_grad") = true,
+      py::kw_only(), py::arg("spec"),
       "Exact 1-D quadrature of K deep nets theta (K, P) (float32 or float64) on their kink partitions merged "
       "with fixed_breaks, `order` Gauss–Legendre points per piece, then the fused dense kernel per network "
-      "(OpenMP over networks, GIL released, deterministic). Returns (risk (K,), grad (K, P) or None), "
+      "(OpenMP over networks, GIL released, deterministic). spec: ProblemSpec.native() (support lo/hi, "
+      "density, target: affine, piecewise polynomial or teacher). Returns (risk (K,), grad (K, P) or None), "
       "float64; NaN for a network with a non-finite parameter.");
 
   m.def(
       "quad1d_nodes",
-      [](std::vector<int64_t> widths, py::object theta, double lo, double hi, py::object fixed_breaks, int order,
-         const std::string& dist_kind, py::object low, py::object high, py::object breaks, py::object anti,
-         py::object cum, py::object density_coeffs, const std::string& target_kind, py::object tA, py::object tb,
-         py::object tbreaks, py::object tcoeffs, py::object teacher_widths, py::object teacher_theta) {
+      [](std::vector<int64_t> widths, py::object theta, py::object fixed_breaks, int order, py::object spec) {
         const Layout lay = layout_1d(widths, "widths");
         const f64_array th = one_network(theta, lay);
-        QuadArgs args;
-        parse_quad_args(args, lay, lo, hi, fixed_breaks, order, dist_kind, low, high, breaks, anti,
-                        cum, density_coeffs, target_kind, tA, tb, tbreaks, tcoeffs, teacher_widths, teacher_theta);
+        const QuadRule rule = parse_quad_rule(fixed_breaks, order);
+        const ProblemArgs prob = parse_problem_spec(lay, spec, kQuad1DNeeds);
         std::vector<double> x, w, y;
         {
           py::gil_scoped_release release;
-          quad1d_nodes(lay, th.data(), args.spec, x, w, y);
+          quad1d_nodes(prob.spec, th.data(), rule.spec, x, w, y);
         }
         const int64_t N = static_cast<int64_t>(x.size()), od = lay.widths[lay.num_layers];
         py::array_t<double> xa(N), wa(N), ya({N, od});
@@ -108,12 +100,7 @@ void bind_quad1d(py::module_& m) {
         std::copy(y.begin(), y.end(), ya.mutable_data());
         return py::make_tuple(xa, wa, ya);
       },
-      py::arg("widths"), py::arg("theta"), py::arg("lo"), py::arg("hi"), py::arg("fixed_breaks"), py::arg("order"),
-      py::arg("dist_kind") = "uniform", py::arg("low") = py::none(), py::arg("high") = py::none(),
-      py::arg("breaks") = py::none(), py::arg("anti") = py::none(), py::arg("cum") = py::none(),
-      py::arg("density_coeffs") = py::none(), py::arg("target_kind") = "affine", py::arg("target_A") = py::none(),
-      py::arg("target_b") = py::none(), py::arg("target_breaks") = py::none(), py::arg("target_coeffs") = py::none(),
-      py::arg("teacher_widths") = py::none(), py::arg("teacher_theta") = py::none(),
+      py::arg("widths"), py::arg("theta"), py::arg("fixed_breaks"), py::arg("order"), py::kw_only(), py::arg("spec"),
       "The quadrature nodes of one network theta (P,) as quad1d_risk_and_grad builds them: (x (N,), w (N,), "
       "y (N, out)), float64 (for tests against quadrature.quadrature_nodes).");
 

@@ -36,18 +36,22 @@ struct Theta {
 
 Theta take_theta(const py::array& theta_in, const Layout& lay, const std::vector<int64_t>& widths) {
   Theta t;
-  if (theta_in.dtype().is(py::dtype::of<float>())) {
-    f32_array a = f32_array::ensure(theta_in);
-    if (!a) throw std::invalid_argument("theta: could not read the array as float32");
-    t.arr = a;
-    t.f32 = true;
-    t.data = a.data();
-  } else {
+  const auto as_f64 = [&] {  // float64, and anything else cast to it
     f64_array a = f64_array::ensure(theta_in);
     if (!a) throw std::invalid_argument("theta: expected a float32 or float64 array");
     t.arr = a;
     t.data = a.data();
-  }
+  };
+  dispatch_float(
+      theta_in,
+      [&] {
+        f32_array a = f32_array::ensure(theta_in);
+        if (!a) throw std::invalid_argument("theta: could not read the array as float32");
+        t.arr = a;
+        t.f32 = true;
+        t.data = a.data();
+      },
+      as_f64, as_f64);
   if (t.arr.ndim() != 2 || t.arr.shape(1) != lay.num_params)
     throw std::invalid_argument("theta: expected shape (K, P) with P = " + std::to_string(lay.num_params) +
                                 " for widths " + widths_str(widths) + ", got " + shape_str(t.arr));

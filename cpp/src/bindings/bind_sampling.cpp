@@ -10,6 +10,7 @@
 #include "cpu/kernels_cpu.h"
 #include "reluflow/dists.h"
 #include "reluflow/sobol_directions.h"
+#include "bindings/bind_spec.h"
 #include "bindings/bind_util.h"
 #include "cpu/sampling_cpu.h"
 
@@ -117,67 +118,63 @@ void bind_sampling(py::module_& m) {
       "(scrambled direction numbers (d, 32) uint32, digital shifts (d,) uint32) of seed.");
 
   // ---- input samplers ------------------------------------------------------------------------
+  // The distribution is a DensitySpec.native() dict (bind_spec.h: density_kind, low/high or
+  // density_breaks/density_anti/density_cum), the one encoding every entry point takes.
   m.def(
       "mc_nodes",
-      [](uint64_t seed, uint32_t step, int64_t n, const std::string& kind, py::object low,
-         py::object high, py::object breaks, py::object anti, py::object cum) {
+      [](uint64_t seed, uint32_t step, int64_t n, py::object spec) {
         if (n < 0 || n > kMaxPoints + 1)
           throw py::value_error("n: expected a number of samples in [0, 2**32], got " + std::to_string(n));
-        DistArgs args = parse_dist(kind, low, high, breaks, anti, cum);
-        py::array_t<double> out({n, static_cast<int64_t>(args.dist.dim)});
+        const ProblemArgs prob = parse_problem_spec(Layout{}, spec, kNeedInput);
+        const InputDist& dist = prob.spec.input;
+        py::array_t<double> out({n, static_cast<int64_t>(dist.dim)});
         {
           py::gil_scoped_release release;
-          mc_nodes_cpu(seed, step, n, args.dist, out.mutable_data());
+          mc_nodes_cpu(seed, step, n, dist, out.mutable_data());
         }
         return out;
       },
-      py::arg("seed"), py::arg("step"), py::arg("n"), py::arg("kind"), py::arg("low") = py::none(),
-      py::arg("high") = py::none(), py::arg("breaks") = py::none(), py::arg("anti") = py::none(),
-      py::arg("cum") = py::none(),
-      "Monte-Carlo nodes (n, d) of step: Philox uniforms (stream 2) through the distribution; kind "
-      "'uniform' (low, high: (d,)) or 'piecewise_polynomial' (breaks (m+1,), anti (m, deg+1), cum "
-      "(m+1,) as in dists.PiecewisePolynomial).");
+      py::arg("seed"), py::arg("step"), py::arg("n"), py::kw_only(), py::arg("spec"),
+      "Monte-Carlo nodes (n, d) of step: Philox uniforms (stream 2) through the distribution of spec "
+      "(DensitySpec.native() or ProblemSpec.native(): uniform low, high (d,), or piecewise polynomial "
+      "density_breaks (m+1,), density_anti (m, deg+1), density_cum (m+1,) as in dists.PiecewisePolynomial).");
 
   m.def(
       "dist_from_uniform",
-      [](f64_array u, const std::string& kind, py::object low, py::object high, py::object breaks,
-         py::object anti, py::object cum) {
-        DistArgs args = parse_dist(kind, low, high, breaks, anti, cum);
-        if (u.ndim() != 2 || u.shape(1) != args.dist.dim)
-          throw py::value_error("u: expected an (n, " + std::to_string(args.dist.dim) +
-                                ") array of uniforms");
+      [](f64_array u, py::object spec) {
+        const ProblemArgs prob = parse_problem_spec(Layout{}, spec, kNeedInput);
+        const InputDist& dist = prob.spec.input;
+        if (u.ndim() != 2 || u.shape(1) != dist.dim)
+          throw py::value_error("u: expected an (n, " + std::to_string(dist.dim) + ") array of uniforms");
         const int64_t n = u.shape(0);
-        py::array_t<double> out({n, static_cast<int64_t>(args.dist.dim)});
+        py::array_t<double> out({n, static_cast<int64_t>(dist.dim)});
         {
           py::gil_scoped_release release;
-          dist_from_uniform_cpu(u.data(), n, args.dist, out.mutable_data());
+          dist_from_uniform_cpu(u.data(), n, dist, out.mutable_data());
         }
         return out;
       },
-      py::arg("u"), py::arg("kind"), py::arg("low") = py::none(), py::arg("high") = py::none(),
-      py::arg("breaks") = py::none(), py::arg("anti") = py::none(), py::arg("cum") = py::none(),
+      py::arg("u"), py::kw_only(), py::arg("spec"),
       "The distribution's nodes (n, d) of given uniforms u (n, d) (C++ twin of "
-      "Distribution.from_uniform; arguments as mc_nodes).");
+      "Distribution.from_uniform; spec as mc_nodes).");
 
   m.def(
       "qmc_nodes",
-      [](int64_t n, uint64_t seed, const std::string& kind, py::object low, py::object high,
-         py::object breaks, py::object anti, py::object cum) {
+      [](int64_t n, uint64_t seed, py::object spec) {
         check_points(n);
-        DistArgs args = parse_dist(kind, low, high, breaks, anti, cum);
-        check_sobol_dim(args.dist.dim);
-        py::array_t<double> out({n, static_cast<int64_t>(args.dist.dim)});
+        const ProblemArgs prob = parse_problem_spec(Layout{}, spec, kNeedInput);
+        const InputDist& dist = prob.spec.input;
+        check_sobol_dim(dist.dim);
+        py::array_t<double> out({n, static_cast<int64_t>(dist.dim)});
         {
           py::gil_scoped_release release;
-          qmc_nodes_cpu(n, seed, args.dist, out.mutable_data());
+          qmc_nodes_cpu(n, seed, dist, out.mutable_data());
         }
         return out;
       },
-      py::arg("n"), py::arg("seed"), py::arg("kind"), py::arg("low") = py::none(),
-      py::arg("high") = py::none(), py::arg("breaks") = py::none(), py::arg("anti") = py::none(),
-      py::arg("cum") = py::none(),
-      "Quasi-Monte-Carlo nodes (n, d): scrambled Sobol uniforms through the distribution (arguments "
-      "as mc_nodes).");
+      py::arg("n"), py::arg("seed"), py::kw_only(), py::arg("spec"),
+      "Quasi-Monte-Carlo nodes (n, d): scrambled Sobol uniforms through the distribution of spec (as "
+      "mc_nodes).");
 }
 
 }  // namespace reluflow

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 
+#include "bindings/bind_spec.h"
 #include "bindings/bind_util.h"
 #include "bindings/bindings.h"
 #include "reluflow/sweep1d.h"
@@ -19,32 +20,11 @@ namespace {
 
 using f64c = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
-constexpr int kMaxGaussOrder = 512;  // a sanity bound on the polynomial degrees
-
 f64c as_f64(const py::object& obj, const char* name) {
   if (obj.is_none()) throw py::value_error(std::string(name) + ": expected a float64 array, got None");
   f64c a = f64c::ensure(obj);
   if (!a) throw py::value_error(std::string(name) + ": expected an array of real numbers (float64)");
   return a;
-}
-
-
-bool all_finite(const f64c& a) {
-  const double* p = a.data();
-  for (py::ssize_t j = 0; j < a.size(); ++j)
-    if (!std::isfinite(p[j])) return false;
-  return true;
-}
-
-double as_double(const py::object& obj, const char* name) {
-  if (obj.is_none() || PyBool_Check(obj.ptr()))
-    throw py::value_error(std::string(name) + ": expected a real number");
-  const double v = PyFloat_AsDouble(obj.ptr());
-  if (v == -1.0 && PyErr_Occurred()) {
-    PyErr_Clear();
-    throw py::value_error(std::string(name) + ": expected a real number");
-  }
-  return v;
 }
 
 int as_out_dim(const py::object& obj) {
@@ -72,69 +52,35 @@ int64_t check_theta(const f64c& theta, int out_dim) {
   return H;
 }
 
-// Breaks (m + 1,) strictly increasing and finite -> m.
-int64_t check_breaks(const f64c& br, const char* name) {
-  if (br.ndim() != 1 || br.shape(0) < 2)
-    throw py::value_error(std::string(name) + ": expected a 1-D array of m + 1 >= 2 break points, got shape " +
-                          shape_str(br));
-  if (!all_finite(br)) throw py::value_error(std::string(name) + ": expected finite values");
-  const double* b = br.data();
-  for (py::ssize_t j = 1; j < br.shape(0); ++j)
-    if (!(b[j] > b[j - 1])) throw py::value_error(std::string(name) + ": expected strictly increasing values");
-  return br.shape(0) - 1;
-}
-
 }  // namespace
 
 void bind_sweep(py::module_& m) {
   m.def(
       "shallow1d_exact",
-      [](py::object theta_o, py::object out_o, py::object lo_o, py::object hi_o, py::object tb_o,
-         py::object tc_o, py::object db_o, py::object dc_o) {
+      [](py::object theta_o, py::object out_o, py::object spec) {
         const int out_dim = as_out_dim(out_o);
-        const double lo = as_double(lo_o, "lo"), hi = as_double(hi_o, "hi");
         f64c theta = as_f64(theta_o, "theta");
         const int64_t H = check_theta(theta, out_dim);
-        if (!std::isfinite(lo) || !std::isfinite(hi) || !(lo < hi))
-          throw py::value_error("lo, hi: expected finite lo < hi, got lo=" + std::to_string(lo) +
-                                ", hi=" + std::to_string(hi));
-        f64c tb = as_f64(tb_o, "target_breaks");
-        const int64_t tm = check_breaks(tb, "target_breaks");
-        f64c tc = as_f64(tc_o, "target_coeffs");
-        if (tc.ndim() != 3 || tc.shape(0) != tm || tc.shape(1) < 1 || tc.shape(2) != out_dim)
-          throw py::value_error("target_coeffs: expected an (m, deg + 1, out_dim) = (" + std::to_string(tm) +
-                                ", deg + 1, " + std::to_string(out_dim) + ") array, got shape " +
-                                shape_str(tc));
-        if (!all_finite(tc)) throw py::value_error("target_coeffs: expected finite values");
-        f64c db = as_f64(db_o, "density_breaks");
-        const int64_t dm = check_breaks(db, "density_breaks");
-        f64c dc = as_f64(dc_o, "density_coeffs");
-        if (dc.ndim() != 2 || dc.shape(0) != dm || dc.shape(1) < 1)
-          throw py::value_error("density_coeffs: expected an (q, dd + 1) = (" + std::to_string(dm) +
-                                ", dd + 1) array, got shape " + shape_str(dc));
-        if (!all_finite(dc)) throw py::value_error("density_coeffs: expected finite values");
-        if (tc.shape(1) > kMaxGaussOrder || dc.shape(1) > kMaxGaussOrder)
-          throw py::value_error("target_coeffs: polynomial degree too large (at most " +
-                                std::to_string(kMaxGaussOrder - 1) + ")");
-        PiecewisePoly1D target{tm, static_cast<int>(tc.shape(1) - 1), tb.data(), tc.data()};
-        PiecewisePoly1D density{dm, static_cast<int>(dc.shape(1) - 1), db.data(), dc.data()};
+        const ProblemArgs prob =
+            parse_problem_spec(make_layout({1, H, out_dim}), spec, kNeedSupport | kNeedTargetPieces | kNeedDensity1D);
+        const ProblemSpec& p = prob.spec;
         const int64_t K = theta.shape(0), P = theta.shape(1);
         py::array_t<double> risk(K);
         py::array_t<double> grad({K, P});
         {
           py::gil_scoped_release release;
-          shallow1d_exact_cpu(theta.data(), K, H, out_dim, lo, hi, target, density, risk.mutable_data(),
+          shallow1d_exact_cpu(theta.data(), K, H, out_dim, p.lo, p.hi, p.target_pieces, p.density, risk.mutable_data(),
                               grad.mutable_data());
         }
         return py::make_tuple(risk, grad);
       },
-      py::arg("theta"), py::arg("out_dim"), py::arg("lo"), py::arg("hi"), py::arg("target_breaks"),
-      py::arg("target_coeffs"), py::arg("density_breaks"), py::arg("density_coeffs"),
+      py::arg("theta"), py::arg("out_dim"), py::kw_only(), py::arg("spec"),
       "Exact risk ∫_lo^hi |N(x) - f(x)|^2 rho(x) dx and generalized gradient of shallow [1, H, out] "
-      "nets theta (K, P), by one sorted sweep over the kinks (O(H log H) per net). Target f: "
-      "piecewise polynomial, target_breaks (m+1,), target_coeffs (m, deg+1, out) in local powers "
-      "(the end pieces extend beyond the breaks). Density rho: density_breaks (q+1,), density_coeffs "
-      "(q, dd+1) in local powers, zero outside its breaks. Returns (risk (K,), grad (K, P)) float64.");
+      "nets theta (K, P), by one sorted sweep over the kinks (O(H log H) per net). spec: "
+      "ProblemSpec.native() with the support lo, hi, the target f as 1-D pieces target_breaks (m+1,), "
+      "target_coeffs (m, deg+1, out) in local powers (the end pieces extend beyond the breaks) and the "
+      "density rho as density_breaks (q+1,), density_coeffs (q, dd+1) in local powers, zero outside its "
+      "breaks. Returns (risk (K,), grad (K, P)) float64.");
 
   m.def(
       "shallow1d_points",

@@ -45,7 +45,7 @@ inline double row_norm(const double* g, int64_t P) {
 
 template <class T>
 void dopri5_run_cpu(const Dopri5Spec& s, T* theta, Dopri5Out& out, T* rec_theta) {
-  const Layout& lay = s.field.lay;
+  const Layout& lay = s.field.problem.lay;
   const int64_t K = s.K, P = lay.num_params, nT = s.T;
   const bool normalized = s.field.normalized;
   const double t_tol = 1e-12 * s.t_end;  // times within this of a grid time / t_end count as there

@@ -10,7 +10,7 @@ namespace reluflow {
 
 template <class T>
 Field<T>::Field(const FieldSpec& spec) : s_(spec) {
-  const int d = s_.lay.widths[0], od = s_.lay.widths[s_.lay.num_layers];
+  const int d = s_.problem.lay.widths[0], od = s_.problem.lay.widths[s_.problem.lay.num_layers];
   if (s_.source == kFieldResample) {
     xb_.resize(static_cast<size_t>(s_.n * d));
     yb_.resize(static_cast<size_t>(s_.n * od));
@@ -21,20 +21,20 @@ Field<T>::Field(const FieldSpec& spec) : s_(spec) {
 template <class T>
 void Field<T>::draw(int64_t step) {
   if (drawn_ == step) return;
-  const int d = s_.lay.widths[0], od = s_.lay.widths[s_.lay.num_layers];
-  mc_nodes_cpu(s_.seed, static_cast<uint32_t>(step), s_.n, s_.dist, xb_.data());
+  const int d = s_.problem.lay.widths[0], od = s_.problem.lay.widths[s_.problem.lay.num_layers];
+  mc_nodes_cpu(s_.seed, static_cast<uint32_t>(step), s_.n, s_.problem.input, xb_.data());
   if (s_.target_fn) {
     s_.target_fn(xb_.data(), s_.n, yb_.data());
   } else {
-    for (int64_t j = 0; j < s_.n; ++j) target_eval(s_.target, xb_.data() + j * d, yb_.data() + j * od);
+    for (int64_t j = 0; j < s_.n; ++j) target_eval(s_.problem.target, xb_.data() + j * d, yb_.data() + j * od);
   }
   drawn_ = step;
 }
 
 template <class T>
 void Field<T>::eval(const T* theta, int64_t Kc, int64_t step, double* risk, double* grad) {
-  const int64_t P = s_.lay.num_params;
-  const int od = s_.lay.widths[s_.lay.num_layers];
+  const int64_t P = s_.problem.lay.num_params;
+  const int od = s_.problem.lay.widths[s_.problem.lay.num_layers];
   const double *x = s_.x, *w = s_.w, *y = s_.y;
   int64_t N = s_.N;
   if (s_.source == kFieldResample) {
@@ -56,15 +56,16 @@ void Field<T>::eval(const T* theta, int64_t Kc, int64_t step, double* risk, doub
     }
   }
   if (s_.source == kFieldQuad1D) {
-    quad1d_risk_and_grad_cpu<T>(s_.lay, theta, Kc, s_.quad, risk, grad);
+    quad1d_risk_and_grad_cpu<T>(s_.problem, theta, Kc, s_.quad, risk, grad);
   } else if (s_.source == kFieldExactShallow1D) {
-    const int64_t H = s_.lay.widths[1];
-    shallow1d_exact_cpu(th64, Kc, H, od, s_.lo, s_.hi, s_.tpoly, s_.dpoly, risk, grad);
+    const int64_t H = s_.problem.lay.widths[1];
+    const ProblemSpec& pr = s_.problem;
+    shallow1d_exact_cpu(th64, Kc, H, od, pr.lo, pr.hi, pr.target_pieces, pr.density, risk, grad);
   } else if (s_.sweep) {
-    shallow1d_points_cpu(th64, Kc, s_.lay.widths[1], od, N, x, w, y, risk, grad);
+    shallow1d_points_cpu(th64, Kc, s_.problem.lay.widths[1], od, N, x, w, y, risk, grad);
   } else {
     RGProblem p;
-    p.lay = s_.lay;
+    p.lay = s_.problem.lay;
     p.K = Kc;
     p.f32 = sizeof(T) == 4;
     p.N = N;
@@ -76,7 +77,7 @@ void Field<T>::eval(const T* theta, int64_t Kc, int64_t step, double* risk, doub
   }
   ++evaluations;
   if (s_.normalized)
-    for (int64_t k = 0; k < Kc; ++k) project_tangent(s_.lay, theta + k * P, grad + k * P);
+    for (int64_t k = 0; k < Kc; ++k) project_tangent(s_.problem.lay, theta + k * P, grad + k * P);
 }
 
 template class Field<float>;

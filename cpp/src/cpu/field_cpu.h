@@ -9,6 +9,7 @@
 
 #include "reluflow/dists.h"
 #include "reluflow/layout.h"
+#include "reluflow/spec.h"
 #include "reluflow/targets.h"
 #include "cpu/quad1d_cpu.h"
 #include "cpu/sweep1d_cpu.h"
@@ -26,23 +27,22 @@ enum FieldSource : int {
 using TargetFn = std::function<void(const double* x, int64_t n, double* y)>;
 
 struct FieldSpec {
-  Layout lay;
+  // the networks' layout (problem.lay), the target, the input distribution, the 1-D pieces and support
+  // as the sources below need them
+  ProblemSpec problem{};
   int source = kFieldFixed;
   // kFieldFixed
   const double* x = nullptr;
   const double* w = nullptr;
   const double* y = nullptr;
   int64_t N = 0;
-  // kFieldResample: weights 1/n; the target is `target` (native) unless target_fn is set
+  // kFieldResample: weights 1/n, nodes from problem.input; the target is problem.target (native)
+  // unless target_fn is set
   uint64_t seed = 0;
   int64_t n = 0;
-  InputDist dist{};
-  TargetSpec target{};
   TargetFn target_fn;
-  // kFieldExactShallow1D: the support [lo, hi] of the density, target and density pieces
-  double lo = 0.0, hi = 0.0;
-  PiecewisePoly1D tpoly{}, dpoly{};
-  // kFieldQuad1D
+  // kFieldExactShallow1D: problem.target_pieces, problem.density on [problem.lo, problem.hi]
+  // kFieldQuad1D: the rule; the problem as above (target or teacher, input, density pieces)
   Quad1DSpec quad{};
   // point sources on shallow 1-D nets: the O((N + H) log) point sweep instead of the dense kernel
   bool sweep = false;

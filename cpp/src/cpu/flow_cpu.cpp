@@ -25,7 +25,7 @@ int64_t flow_num_records(int64_t steps, int64_t record_every) {
 
 template <class T>
 void flow_run_cpu(const FlowSpec& s, T* theta, FlowOut& out, T* rec_theta) {
-  const Layout& lay = s.field.lay;
+  const Layout& lay = s.field.problem.lay;
   const int64_t K = s.K, P = lay.num_params;
   const bool normalized = s.field.normalized;
   Field<T> field(s.field);

@@ -162,10 +162,10 @@ void kink_partition_impl(const Layout& lay, const double* th, double lo, double 
 // the Gauss–Legendre rule.
 struct Shared {
   std::vector<double> fixed, gt, gw;
-  explicit Shared(const Quad1DSpec& s) {
+  Shared(const ProblemSpec& prob, const Quad1DSpec& s) {
     for (int64_t i = 0; i < s.n_fixed; ++i) {
       const double v = s.fixed_breaks[i];
-      if (v >= s.lo && v <= s.hi) fixed.push_back(v);
+      if (v >= prob.lo && v <= prob.hi) fixed.push_back(v);
     }
     sort_unique(fixed);
     gt.resize(s.order);
@@ -175,8 +175,9 @@ struct Shared {
 };
 
 // The nodes of one network (theta in float64) into s.x, s.w, s.y, as quadrature._nodes_1d.
-void nodes_impl(const Layout& lay, const double* th, const Quad1DSpec& spec, const Shared& sh, Scratch& s) {
-  kink_partition_impl(lay, th, spec.lo, spec.hi, s, s.part);
+void nodes_impl(const ProblemSpec& prob, const double* th, const Quad1DSpec& spec, const Shared& sh, Scratch& s) {
+  const Layout& lay = prob.lay;
+  kink_partition_impl(lay, th, prob.lo, prob.hi, s, s.part);
   // the partition is [lo, interior kinks, hi] and the fixed breaks lie in [lo, hi]: their sorted
   // distinct union is numpy's unique(concatenate(...)) restricted to [lo, hi]
   s.grid.resize(s.part.size() + sh.fixed.size());
@@ -191,21 +192,21 @@ void nodes_impl(const Layout& lay, const double* th, const Quad1DSpec& spec, con
     for (int t = 0; t < q; ++t) {
       const double x = gl_node(a, b, sh.gt[t]);
       s.x.push_back(x);
-      s.w.push_back(gl_weight(a, b, sh.gw[t]) * kinks1d::density_1d(spec.dist, spec.density_coeffs, x));
+      s.w.push_back(gl_weight(a, b, sh.gw[t]) * kinks1d::density_1d(prob.input, prob.density.coeffs, x));
     }
   }
   const int64_t N = static_cast<int64_t>(s.x.size());
   s.y.resize(static_cast<size_t>(N * out));
-  if (spec.teacher != nullptr) {
-    const Layout& tl = *spec.teacher;
+  if (prob.teacher.theta != nullptr) {
+    const Layout& tl = prob.teacher.lay;
     s.zt.resize(static_cast<size_t>(net::num_activations(tl)));
     const int64_t off = static_cast<int64_t>(s.zt.size()) - out;
     for (int64_t j = 0; j < N; ++j) {
-      net::forward_node(tl, spec.teacher_theta, s.x.data() + j, s.zt.data());
+      net::forward_node(tl, prob.teacher.theta, s.x.data() + j, s.zt.data());
       for (int o = 0; o < out; ++o) s.y[j * out + o] = s.zt[off + o];
     }
   } else {
-    for (int64_t j = 0; j < N; ++j) target_eval(spec.target, s.x.data() + j, s.y.data() + j * out);
+    for (int64_t j = 0; j < N; ++j) target_eval(prob.target, s.x.data() + j, s.y.data() + j * out);
   }
 }
 
@@ -216,22 +217,23 @@ void kink_partition_1d(const Layout& lay, const double* theta, double lo, double
   kink_partition_impl(lay, theta, lo, hi, s, out);
 }
 
-void quad1d_nodes(const Layout& lay, const double* theta, const Quad1DSpec& spec, std::vector<double>& x,
+void quad1d_nodes(const ProblemSpec& prob, const double* theta, const Quad1DSpec& spec, std::vector<double>& x,
                   std::vector<double>& w, std::vector<double>& y) {
-  const Shared sh(spec);
+  const Shared sh(prob, spec);
   Scratch s;
-  nodes_impl(lay, theta, spec, sh, s);
+  nodes_impl(prob, theta, spec, sh, s);
   x.swap(s.x);
   w.swap(s.w);
   y.swap(s.y);
 }
 
 template <class T>
-void quad1d_risk_and_grad_cpu(const Layout& lay, const T* theta, int64_t K, const Quad1DSpec& spec, double* risk,
-                              double* grad) {
+void quad1d_risk_and_grad_cpu(const ProblemSpec& prob, const T* theta, int64_t K, const Quad1DSpec& spec,
+                              double* risk, double* grad) {
+  const Layout& lay = prob.lay;
   const int64_t P = lay.num_params;
   if (K <= 0) return;
-  const Shared sh(spec);
+  const Shared sh(prob, spec);
   int threads = 1;
 #ifdef RELUFLOW_OPENMP
   threads = omp_get_max_threads();
@@ -255,7 +257,7 @@ void quad1d_risk_and_grad_cpu(const Layout& lay, const T* theta, int64_t K, cons
       }
       try {
         s.theta64.assign(th, th + P);
-        nodes_impl(lay, s.theta64.data(), spec, sh, s);
+        nodes_impl(prob, s.theta64.data(), spec, sh, s);
         RGProblem p;
         p.lay = lay;
         p.K = 1;
@@ -275,9 +277,9 @@ void quad1d_risk_and_grad_cpu(const Layout& lay, const T* theta, int64_t K, cons
   if (err) std::rethrow_exception(err);
 }
 
-template void quad1d_risk_and_grad_cpu<float>(const Layout&, const float*, int64_t, const Quad1DSpec&, double*,
-                                              double*);
-template void quad1d_risk_and_grad_cpu<double>(const Layout&, const double*, int64_t, const Quad1DSpec&, double*,
-                                               double*);
+template void quad1d_risk_and_grad_cpu<float>(const ProblemSpec&, const float*, int64_t, const Quad1DSpec&,
+                                              double*, double*);
+template void quad1d_risk_and_grad_cpu<double>(const ProblemSpec&, const double*, int64_t, const Quad1DSpec&,
+                                               double*, double*);
 
 }  // namespace reluflow

@@ -14,21 +14,17 @@
 
 #include "reluflow/dists.h"
 #include "reluflow/layout.h"
+#include "reluflow/spec.h"
 #include "reluflow/targets.h"
 
 namespace reluflow {
 
+// The quadrature rule of the partition path; the problem (support, target or teacher, input density)
+// is the ProblemSpec passed beside it.
 struct Quad1DSpec {
-  double lo = 0.0, hi = 1.0;              // the support of the input distribution, finite, lo < hi
   const double* fixed_breaks = nullptr;   // target and density breaks (any order; those outside
   int64_t n_fixed = 0;                    // [lo, hi] are ignored), finite
   int order = 2;                          // Gauss–Legendre points per piece
-  TargetSpec target{};                    // affine / piecewise polynomial (ignored for a teacher)
-  const Layout* teacher = nullptr;        // a ReLU-net target [1, ..., out] (nullptr: `target`)
-  const double* teacher_theta = nullptr;  // its parameters (teacher->num_params,)
-  InputDist dist{};                       // uniform or piecewise polynomial, dim 1
-  const double* density_coeffs = nullptr; // (m, ncoef) normalized density coefficients (piecewise
-                                          // polynomial only; dists.PiecewisePolynomial.coeffs)
 };
 
 // Sorted breakpoints [lo, k_1, ..., k_m, hi] of one 1-D network theta (P values, float64) on [lo, hi]
@@ -37,8 +33,9 @@ struct Quad1DSpec {
 void kink_partition_1d(const Layout& lay, const double* theta, double lo, double hi, std::vector<double>& out);
 
 // The quadrature nodes of one network: x (N,), weights w (N,) (density included), target values
-// y (N, out), as quadrature._nodes_1d with the target evaluated at them.
-void quad1d_nodes(const Layout& lay, const double* theta, const Quad1DSpec& s, std::vector<double>& x,
+// y (N, out), as quadrature._nodes_1d with the target evaluated at them. prob: its lay, lo/hi,
+// target (or teacher), input (1-D) and density pieces.
+void quad1d_nodes(const ProblemSpec& prob, const double* theta, const Quad1DSpec& s, std::vector<double>& x,
                   std::vector<double>& w, std::vector<double>& y);
 
 // Risk (K,) and, when grad != nullptr, generalized gradient (K, P) of K networks theta (K, P), float64
@@ -46,7 +43,7 @@ void quad1d_nodes(const Layout& lay, const double* theta, const Quad1DSpec& s, s
 // cpu backend does). A network with a NaN or inf parameter gets NaN risk and gradient. The GIL must be
 // released by the caller.
 template <class T>
-void quad1d_risk_and_grad_cpu(const Layout& lay, const T* theta, int64_t K, const Quad1DSpec& s, double* risk,
-                              double* grad);
+void quad1d_risk_and_grad_cpu(const ProblemSpec& prob, const T* theta, int64_t K, const Quad1DSpec& s,
+                              double* risk, double* grad);
 
 }  // namespace reluflow

@@ -2,16 +2,9 @@
 #pragma once
 #include <cstdint>
 
-namespace reluflow {
+#include "reluflow/sweep1d.h"  // PiecewisePoly1D
 
-// A 1-D piecewise polynomial in local powers: on [breaks[j], breaks[j+1]],
-// p(x) = sum_p coeffs[(j * (deg + 1) + p) * cols + o] (x - breaks[j])^p, o < cols.
-struct PiecewisePoly1D {
-  int64_t m = 0;                  // pieces (breaks has m + 1 entries, strictly increasing)
-  int deg = 0;                    // degree
-  const double* breaks = nullptr;
-  const double* coeffs = nullptr;
-};
+namespace reluflow {
 
 // Exact risk and gradient of K shallow [1, H, out] nets theta (K, P) on [lo, hi] for a
 // piecewise-polynomial target (cols = out; left of breaks[0] the first piece's polynomial, right of

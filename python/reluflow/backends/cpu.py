@@ -20,7 +20,7 @@ from ..registry import core
 from ..spec import ProblemSpec
 from . import reference
 
-__all__ = ["realization", "risk_and_grad", "shallow1d_exact", "shallow1d_points", "evaluate", "point_nodes", "target_values", "field_args",
+__all__ = ["realization", "risk_and_grad", "shallow1d_exact", "shallow1d_points", "evaluate", "point_nodes", "target_values", "field_args", "field_of",
            "flow_run", "dopri5_run"]
 
 
@@ -77,9 +77,7 @@ def shallow1d_exact(spec: ProblemSpec, theta) -> tuple[np.ndarray, np.ndarray]:
     if why is not None:
         raise ValueError(f"problem: {why}")
     th = _f64(theta.get() if hasattr(theta, "get") else theta)
-    a = spec.sweep_args()
-    return _core().shallow1d_exact(th.reshape(-1, spec.num_params), spec.out_dim, a["lo"], a["hi"],
-                                   a["tpoly_breaks"], a["tpoly_coeffs"], a["dpoly_breaks"], a["dpoly_coeffs"])
+    return _core().shallow1d_exact(th.reshape(-1, spec.num_params), spec.out_dim, spec=spec.native())
 
 
 def shallow1d_points(layout: Layout, theta, x, w, y) -> tuple[np.ndarray, np.ndarray]:
@@ -116,9 +114,8 @@ def target_values(spec: ProblemSpec, nodes: Nodes) -> np.ndarray:
     if nodes.y is not None:
         return nodes.y
     t = spec.target_spec
-    args = t.native_args()
-    if args is not None:
-        return _core().target_values(list(spec.widths), _f64(nodes.x), **args)
+    if t.native:
+        return _core().target_values(list(spec.widths), _f64(nodes.x), spec=spec.native())
     if t.kind == "teacher":
         teacher = Layout(t.arrays["widths"])
         return realization(teacher, t.arrays["theta"][None, :], nodes.x)[0]
@@ -127,12 +124,10 @@ def target_values(spec: ProblemSpec, nodes: Nodes) -> np.ndarray:
 
 def quad1d_args(spec: ProblemSpec, estimator, fixed=None) -> dict:
     """Keyword arguments of the C++ 1-D partition path (``_core.quad1d_risk_and_grad`` and the
-    ``quad1d`` field of the C++ loops): support, fixed breaks, order, density and target."""
-    lo, hi, breaks, q = fixed_1d(spec, estimator) if fixed is None else fixed
-    t = spec.target_spec
-    target = t.native_args() if t.native else t.teacher_args()
-    return {"lo": lo, "hi": hi, "fixed_breaks": _f64(breaks), "order": int(q), **spec.density.quad1d_args(),
-            **target}
+    ``quad1d`` field of the C++ loops): fixed breaks, order and the problem (its ``spec``: support,
+    density, target)."""
+    _lo, _hi, breaks, q = fixed_1d(spec, estimator) if fixed is None else fixed
+    return {"fixed_breaks": _f64(breaks), "order": int(q), "spec": spec.native()}
 
 
 # ---- one evaluation -----------------------------------------------------------------------------
@@ -162,15 +157,13 @@ def field_args(plan, spec: ProblemSpec) -> dict:
     """The vector field of ``plan`` as the C++ loops take it (``cpp/src/bindings/bind_field.h``)."""
     estimator = plan.estimator
     if plan.source == "resample":
-        dist = spec.density.sampler_args()
-        dist["dist_kind"] = dist.pop("kind")
-        target = spec.target_spec.native_args()
-        if target is None:  # Teacher (C++ realization) or Function (Python): one callback per step
+        target = {}
+        if not spec.target_spec.native:  # Teacher (C++ realization) or Function (Python): one callback per step
             target = {"target_fn": lambda x: _f64(target_values(spec, Nodes(x, np.ones(x.shape[0]))))}
         return {"source": "resample", "seed": estimator.seed, "n": estimator.n,
-                "sweep": plan.route == "point_sweep", **dist, **target}
+                "sweep": plan.route == "point_sweep", "spec": spec.native(), **target}
     if plan.source == "exact_shallow1d":
-        return {"source": "exact_shallow1d", **spec.sweep_args()}
+        return {"source": "exact_shallow1d", "spec": spec.native()}
     if plan.source == "quad1d":
         return {"source": "quad1d", **quad1d_args(spec, estimator)}
     if plan.source == "fixed":
@@ -178,6 +171,12 @@ def field_args(plan, spec: ProblemSpec) -> dict:
         return {"source": "fixed", "x": _f64(nodes.x), "w": _f64(nodes.w), "y": _f64(target_values(spec, nodes)),
                 "sweep": plan.route == "point_sweep"}
     raise ValueError(f"plan: route {plan.route!r} has no C++ loop")
+
+
+def field_of(plan, spec: ProblemSpec, normalized: bool):
+    """The C++ vector field of ``plan`` (a ``_core.Field``): its arguments and the problem's ``spec``
+    parsed and checked once per run, then handed to the loop as ``field=``."""
+    return _core().Field(list(spec.widths), normalized=bool(normalized), **field_args(plan, spec))
 
 
 def flow_run(plan, spec: ProblemSpec, theta, method: str, steps: int, start_step: int, record_every: int,
@@ -193,8 +192,8 @@ def flow_run(plan, spec: ProblemSpec, theta, method: str, steps: int, start_step
     steps, and the records are cut to the ``records`` written."""
     res = _core().flow_run(list(spec.widths), np.ascontiguousarray(theta), method, steps, start_step,
                            record_every, _f64(h), float(max_abs), float(max_growth), float(rise_tol),
-                           normalized=bool(normalized),
-                           progress=progress, record_theta=bool(record_theta), **field_args(plan, spec))
+                           progress=progress, record_theta=bool(record_theta),
+                           field=field_of(plan, spec, normalized))
     # Ctrl-C: only the records written before it
     n = res["records"]
     for key in ("risk", "grad_norm", "energy", "thetas"):
@@ -213,7 +212,7 @@ def dopri5_run(plan, spec: ProblemSpec, theta, t_end: float, h0: float | None, r
     res = core_.dopri5_run(list(spec.widths), np.ascontiguousarray(theta), float(t_end),
                            -1.0 if h0 is None else float(h0), float(rtol), float(atol), grid, float(max_abs),
                            int(max_steps), int(max_rejections), float(min_step), float(max_growth),
-                           normalized=bool(normalized),
-                           progress=progress, record_theta=bool(record_theta), **field_args(plan, spec))
+                           progress=progress, record_theta=bool(record_theta),
+                           field=field_of(plan, spec, normalized))
     res["status"] = np.asarray(core_.dopri5_status_names)[res["status"]]
     return res
