@@ -34,12 +34,17 @@ inline py::object kw(const py::dict& d, const char* name) {
 }
 
 // y (n, out) = fn(x (n, d)) with the GIL taken for the call; fn returns an (n, out) or (n,) array.
+// The callable is held through a shared_ptr: the loops copy their FieldSpec (and this std::function)
+// with the GIL released, and copying a py::object there would touch its Python reference count
+// without the GIL; copying the shared_ptr does not. The last owner is the binding's FieldArgs (or the
+// _core.Field object), destroyed with the GIL held.
 inline TargetFn python_target(py::object fn, int d, int out) {
-  return [fn, d, out](const double* x, int64_t n, double* y) {
+  auto held = std::make_shared<py::object>(std::move(fn));
+  return [held, d, out](const double* x, int64_t n, double* y) {
     py::gil_scoped_acquire gil;
     py::array_t<double> xa({n, static_cast<int64_t>(d)});
     std::copy(x, x + n * d, xa.mutable_data());
-    f64_array ya = f64_array::ensure(fn(xa));
+    f64_array ya = f64_array::ensure((*held)(xa));
     if (!ya || ya.size() != n * out)
       throw py::value_error("target: the function returned " + (ya ? shape_str(ya) : std::string("a non-array")) +
                             " for " + std::to_string(n) + " points; expected (n, " + std::to_string(out) + ")");
