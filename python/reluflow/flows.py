@@ -272,8 +272,9 @@ class _Field:
     the networks by the backend of ``plan`` (planned once per run). A non-finite risk is not warned
     about here: the driver freezes or rejects such networks and reports them in the run's status."""
 
-    def __init__(self, prob: Problem, plan: Plan, normalized: bool):
+    def __init__(self, prob: Problem, plan: Plan, normalized: bool, frozen: np.ndarray | None = None):
         self.prob, self.plan, self.est, self.normalized = prob, plan, plan.estimator, normalized
+        self.frozen = frozen
         self.evaluations = 0
 
     def __call__(self, theta, step):
@@ -283,7 +284,23 @@ class _Field:
         self.evaluations += 1
         if self.normalized:
             g = _project(self.prob, theta, g)
+        if self.frozen is not None:
+            g[:, self.frozen] = 0                     # frozen parameters: zero velocity
         return risk, g
+
+
+def _check_frozen(frozen, prob: Problem, normalized: bool) -> np.ndarray | None:
+    """None, or the (P,) bool mask of frozen parameters (``Problem.mask``)."""
+    if frozen is None:
+        return None
+    mask = np.asarray(frozen)
+    if mask.dtype != np.bool_ or mask.shape != (prob.num_params,):
+        raise TypeError(f"frozen: expected a ({prob.num_params},) bool mask such as prob.mask(...), got "
+                        f"{mask.dtype} of shape {mask.shape}")
+    if normalized and mask.any():
+        raise ValueError("frozen: not supported with normalized=True (the retraction moves every weight "
+                         "of a neuron)")
+    return mask if mask.any() else None
 
 
 # Why a network was frozen: the codes of tableaux::StopReason (cpp/include/reluflow/tableaux.h), which
@@ -458,7 +475,7 @@ def _lr_schedule(lr, steps: int, start: int) -> Callable[[int], float]:
 def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator | None = None,
                      record_every: int = 1, backend: str = "auto", start_step: int = 0,
                      record_theta: bool = False, max_abs: float = 1e8, normalized: bool = False,
-                     progress: bool | None = None, max_growth: float = 1e6) -> Run:
+                     progress: bool | None = None, max_growth: float = 1e6, frozen=None) -> Run:
     """Gradient descent ``θ_{n+1} = θ_n - lr_n G(θ_n)`` for K networks at once (SPEC §4).
 
     Parameters
@@ -481,6 +498,8 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
         turns the factor test off) times its risk at the start of this call (a network starting at
         risk 0 is only checked for finiteness), is frozen at the parameters of that risk and flagged:
         ``Run.diverged``, status "diverged", ``Run.reason`` says why (and by what factor).
+    frozen : (P,) bool mask (``prob.mask(...)``) of parameters that keep their values (zero velocity in
+        every network): fixed output weights, bias-free nets (set the biases to 0 and freeze them).
     backend : "auto", "numpy", "cupy", "cpu" or "cuda" (``rf.backends()``); ``prob.explain(estimator)``
         says which route and loop run.
     progress : a progress bar on stderr (default: when stderr is a terminal). Ctrl-C stops a run
@@ -502,7 +521,7 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
                    record_theta)
     _check_steps("start_step, steps", start_step + steps)
     lr_at = _lr_schedule(lr, steps, start_step)
-    field_ = _Field(prob, prob.plan(estimator, backend, theta), normalized)
+    field_ = _Field(prob, prob.plan(estimator, backend, theta), normalized, _check_frozen(frozen, prob, normalized))
     if normalized:
         theta = _onto_manifold(prob, theta, rescale_outgoing=False)
     native = _native_plan(field_.plan)
@@ -516,7 +535,7 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
             h = np.array([lr_at(start_step)], dtype=np.float64)
         res = cpu_backend.flow_run(native, prob.spec, theta, "gd", steps, start_step, record_every, h, max_abs,
                                    normalized, _progress_hook(_Progress(steps, progress)), record_theta,
-                                   max_growth)
+                                   max_growth, frozen=field_.frozen)
         active = res["active"].astype(bool)
         rec = _record_indices(steps, record_every)[:res["records"]]
         done = int(res["steps_done"])
@@ -620,7 +639,7 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
                   normalized: bool = False, record_every: float | None = None, backend: str = "auto",
                   record_theta: bool = False, max_abs: float = 1e8, max_steps: int = 1_000_000,
                   max_rejections: int = 50, min_step: float = 1e-14,
-                  progress: bool | None = None, max_growth: float = 1e6) -> Run:
+                  progress: bool | None = None, max_growth: float = 1e6, frozen=None) -> Run:
     """Integrate the gradient flow ``dΘ/dt = -G(Θ)`` of K networks from t = 0 to ``t_end``.
 
     Parameters
@@ -645,6 +664,7 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
     max_growth : a network whose risk becomes non-finite, or exceeds ``max_growth`` (> 1; ``inf``
         turns the factor test off) times its risk at t = 0, is frozen there and flagged the same way
         (dopri5: tested at every accepted state).
+    frozen : (P,) bool mask (``prob.mask(...)``) of parameters that keep their values (zero velocity).
     max_steps : dopri5 stops every network still running after this many step attempts
         (status "max_steps").
     max_rejections : dopri5 gives up on a network after this many consecutive rejections
@@ -683,7 +703,7 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
     max_abs, max_growth = _check_options(max_abs, max_growth, record_theta, normalized, progress)
     if normalized:
         theta = _onto_manifold(prob, theta, rescale_outgoing=True)
-    field_ = _Field(prob, prob.plan(estimator, backend, theta), normalized)
+    field_ = _Field(prob, prob.plan(estimator, backend, theta), normalized, _check_frozen(frozen, prob, normalized))
     if method == "dopri5":
         if estimator.stochastic:
             raise ValueError("estimator: dopri5 needs a deterministic vector field; use Quadrature, "
@@ -703,7 +723,7 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
         t0 = time.perf_counter()
         res = cpu_backend.flow_run(native, prob.spec, theta, method, n_steps, 0, rec_stride, np.array([h]),
                                    max_abs, normalized, _progress_hook(_Progress(n_steps, progress)), record_theta,
-                                   max_growth, rise_tol)
+                                   max_growth, rise_tol, frozen=field_.frozen)
         rec = _record_indices(n_steps, rec_stride)[:res["records"]]
         done = int(res["steps_done"])
         return _finish(prob, res["theta"], list(rec * h), list(res["risk"]), list(res["grad_norm"]),
@@ -780,7 +800,8 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
         t0 = time.perf_counter()
         res = cpu_backend.dopri5_run(native, prob.spec, theta, t_end, h0, rtol, atol, grid, max_abs, max_steps,
                                      max_rejections, min_step, field_.normalized,
-                                     _progress_hook(_Progress(t_end, progress)), record_theta, max_growth)
+                                     _progress_hook(_Progress(t_end, progress)), record_theta, max_growth,
+                                     frozen=field_.frozen)
         status = res["status"]
         return _finish(prob, res["theta"], list(grid), list(res["risk"]), list(res["grad_norm"]),
                        list(res["energy"]), _recorded(res), record_theta, status == "ok", res["accepted"], res["rejected"],

@@ -98,6 +98,31 @@ class Problem(LayoutShapes):
                 b[...] = 0.0
         return theta.astype(dt)
 
+    def mask(self, layers=None, weights: bool = True, biases: bool = True) -> np.ndarray:
+        """(P,) bool: the parameters of the given layers (1-based; default all) and kinds (SPEC §8), for
+        ``frozen=`` of the integrators. ``prob.mask(layers=[2], biases=False)``: the output weights of a
+        shallow net; ``prob.mask(weights=False)``: every bias (a bias-free net: set them to 0, freeze)."""
+        L = self.layout.num_layers
+        if layers is None:
+            layers = list(range(1, L + 1))
+        elif isinstance(layers, (int, np.integer)) and not isinstance(layers, bool):
+            layers = [int(layers)]
+        try:
+            layers = [as_int(k, "layers") for k in layers]
+        except TypeError as exc:
+            raise TypeError(f"layers: expected layer numbers 1..{L} (1-based), got {layers!r}") from exc
+        if any(not 1 <= k <= L for k in layers):
+            raise ValueError(f"layers: expected layer numbers in 1..{L} (1-based), got {layers}")
+        weights, biases = as_bool(weights, "weights"), as_bool(biases, "biases")
+        out = np.zeros(self.num_params, dtype=bool)
+        for k in layers:
+            lo, li = self.widths[k], self.widths[k - 1]
+            if weights:
+                out[self.layout.w_offsets[k - 1]:self.layout.w_offsets[k - 1] + lo * li] = True
+            if biases:
+                out[self.layout.b_offsets[k - 1]:self.layout.b_offsets[k - 1] + lo] = True
+        return out
+
     def normalize(self, theta):
         """Move theta onto the normalized manifold without changing the realization (SPEC §4).
 

@@ -24,6 +24,7 @@ namespace reluflow {
 struct FieldArgs {
   FieldSpec spec;
   f64_array x, w, y;
+  py::array_t<uint8_t, py::array::c_style | py::array::forcecast> frozen;
   ProblemArgs problem;
   QuadRule quad;
   py::object target_fn;
@@ -65,6 +66,12 @@ inline std::unique_ptr<FieldArgs> parse_field(const Layout& lay, const py::dict&
   const int d = lay.widths[0], od = lay.widths[lay.num_layers];
   const std::string source = kwargs.contains("source") ? kwargs["source"].cast<std::string>() : "fixed";
   s.normalized = kwargs.contains("normalized") && kwargs["normalized"].cast<bool>();
+  if (!kw(kwargs, "frozen").is_none()) {
+    a->frozen = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(kwargs["frozen"]);
+    if (!a->frozen || a->frozen.ndim() != 1 || a->frozen.shape(0) != lay.num_params)
+      throw py::value_error("frozen: expected a (P,) mask with P = " + std::to_string(lay.num_params));
+    s.frozen = a->frozen.data();
+  }
   s.sweep = kwargs.contains("sweep") && kwargs["sweep"].cast<bool>();
   if (s.sweep && (lay.num_layers != 2 || d != 1))
     throw py::value_error("sweep: the point sweep needs a shallow 1-D network [1, H, out]");

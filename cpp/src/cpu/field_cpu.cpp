@@ -78,6 +78,10 @@ void Field<T>::eval(const T* theta, int64_t Kc, int64_t step, double* risk, doub
   ++evaluations;
   if (s_.normalized)
     for (int64_t k = 0; k < Kc; ++k) project_tangent(s_.problem.lay, theta + k * P, grad + k * P);
+  if (s_.frozen)
+    for (int64_t k = 0; k < Kc; ++k)
+      for (int64_t q = 0; q < P; ++q)
+        if (s_.frozen[q]) grad[k * P + q] = 0.0;
 }
 
 template class Field<float>;

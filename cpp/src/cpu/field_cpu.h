@@ -48,6 +48,8 @@ struct FieldSpec {
   bool sweep = false;
   // project G on the tangent space of the normalized manifold
   bool normalized = false;
+  // (P,) or null: 1 marks a frozen parameter, whose velocity is 0 in every network (Problem.mask)
+  const uint8_t* frozen = nullptr;
 };
 
 template <class T>

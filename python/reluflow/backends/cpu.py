@@ -173,15 +173,17 @@ def field_args(plan, spec: ProblemSpec) -> dict:
     raise ValueError(f"plan: route {plan.route!r} has no C++ loop")
 
 
-def field_of(plan, spec: ProblemSpec, normalized: bool):
+def field_of(plan, spec: ProblemSpec, normalized: bool, frozen: np.ndarray | None = None):
     """The C++ vector field of ``plan`` (a ``_core.Field``): its arguments and the problem's ``spec``
-    parsed and checked once per run, then handed to the loop as ``field=``."""
-    return _core().Field(list(spec.widths), normalized=bool(normalized), **field_args(plan, spec))
+    parsed and checked once per run, then handed to the loop as ``field=``; ``frozen`` (P,) bool: the
+    parameters whose velocity is 0."""
+    extra = {} if frozen is None else {"frozen": np.ascontiguousarray(frozen, dtype=np.uint8)}
+    return _core().Field(list(spec.widths), normalized=bool(normalized), **field_args(plan, spec), **extra)
 
 
 def flow_run(plan, spec: ProblemSpec, theta, method: str, steps: int, start_step: int, record_every: int,
              h, max_abs: float, normalized: bool, progress: Callable | None, record_theta: bool = False,
-             max_growth: float = 1e6, rise_tol: float = -1.0) -> dict:
+             max_growth: float = 1e6, rise_tol: float = -1.0, frozen: np.ndarray | None = None) -> dict:
     """The fixed-step loop (GD/SGD, euler, heun, rk4) in C++: theta (K, P), h (steps,) step sizes or (1,)
     for the same step every step.
     Returns a dict: theta, risk/grad_norm/energy records (T, K), active (K,), reason (K,) codes of why a
@@ -193,7 +195,7 @@ def flow_run(plan, spec: ProblemSpec, theta, method: str, steps: int, start_step
     res = _core().flow_run(list(spec.widths), np.ascontiguousarray(theta), method, steps, start_step,
                            record_every, _f64(h), float(max_abs), float(max_growth), float(rise_tol),
                            progress=progress, record_theta=bool(record_theta),
-                           field=field_of(plan, spec, normalized))
+                           field=field_of(plan, spec, normalized, frozen))
     # Ctrl-C: only the records written before it
     n = res["records"]
     for key in ("risk", "grad_norm", "energy", "thetas"):
@@ -205,7 +207,7 @@ def flow_run(plan, spec: ProblemSpec, theta, method: str, steps: int, start_step
 def dopri5_run(plan, spec: ProblemSpec, theta, t_end: float, h0: float | None, rtol: float, atol: float,
                grid, max_abs: float, max_steps: int, max_rejections: int, min_step: float,
                normalized: bool, progress: Callable | None, record_theta: bool = False,
-               max_growth: float = 1e6) -> dict:
+               max_growth: float = 1e6, frozen: np.ndarray | None = None) -> dict:
     """Dormand–Prince 5(4) in C++ with a step size and status per network; records on ``grid``.
     Returns a dict as :func:`flow_run` plus accepted, rejected and ``status`` (names)."""
     core_ = _core()
@@ -213,6 +215,6 @@ def dopri5_run(plan, spec: ProblemSpec, theta, t_end: float, h0: float | None, r
                            -1.0 if h0 is None else float(h0), float(rtol), float(atol), grid, float(max_abs),
                            int(max_steps), int(max_rejections), float(min_step), float(max_growth),
                            progress=progress, record_theta=bool(record_theta),
-                           field=field_of(plan, spec, normalized))
+                           field=field_of(plan, spec, normalized, frozen))
     res["status"] = np.asarray(core_.dopri5_status_names)[res["status"]]
     return res
