@@ -169,10 +169,10 @@ def test_dense_kernel_chunks_and_blocks_do_not_change_bits():
 
     if not rf.backends()["cpu"].available:
         pytest.skip("cpu backend not built")
-    lay = Layout([2, 2048, 1])
+    lay = Layout([1, 512, 512, 1])        # P ~ 2.6e5: a few 2 MB partials per network, ~10 networks a block
     rng = np.random.default_rng(3)
-    theta = rng.normal(size=(12, lay.num_params))
-    x = rng.uniform(size=(65536, 2))
+    theta = rng.normal(size=(12, lay.num_params)) * 0.05
+    x = rng.uniform(size=(8192, 1))
     w = np.full(x.shape[0], 1.0 / x.shape[0])
     y = rng.normal(size=(x.shape[0], 1))
     r, g = cpu_backend.risk_and_grad(lay, theta, x, w, y)

@@ -122,13 +122,16 @@ std::unique_ptr<TileKernel> make_kernel(const RGProblem& p) {
 // the partials of a block of networks are kept under
 // kMaxPartialBytes, and the networks are processed block after block.
 constexpr int64_t kChunksPerNetwork = 16;
-// A chunk holds at least this many tiles (4096 nodes on the shallow kernel): every chunk pays for its
+// A chunk holds at least this many tiles (8192 nodes on the shallow kernel): every chunk pays for its
 // partial and for packing its network's parameters, which must stay small next to its nodes' work
-// (4 tiles per chunk cost case C of bench_risk_grad 14% in float32; 16 tiles nothing). The price of
-// K-independence: one network of N <= 16 tiles runs on one thread.
-constexpr int64_t kMinTilesPerChunk = 16;
-// Partials of one block of networks, kept small enough to stay in cache while they are summed.
-constexpr int64_t kMaxPartialBytes = int64_t(8) << 20;
+// (4 tiles per chunk cost case C of bench_risk_grad 14% in float32; 32 tiles: A-D as before). The price of
+// K-independence: one network of N <= 32 tiles runs on one thread.
+constexpr int64_t kMinTilesPerChunk = 32;
+// A network's chunk partials together stay under this (a deep net's partial is ~P doubles).
+constexpr int64_t kMaxPartialBytesPerNetwork = int64_t(8) << 20;
+// The partials of one block of networks: enough networks per block that every thread has items
+// (7 chunks of one network on 2 threads left one idle an eighth of the time: case F 8% slower).
+constexpr int64_t kMaxPartialBytes = int64_t(64) << 20;
 
 struct Chunking {
   int64_t ntiles = 0, nchunks = 0, tiles_per_chunk = 1;
@@ -140,7 +143,8 @@ Chunking make_chunking(int64_t N, int64_t K, int tile, int64_t psize) {
   c.ntiles = (N + tile - 1) / tile;
   if (c.ntiles == 0) return c;
   const int64_t bytes_per_chunk = psize * int64_t(sizeof(double));
-  const int64_t want = std::max<int64_t>(1, std::min(kChunksPerNetwork, kMaxPartialBytes / bytes_per_chunk));
+  const int64_t want =
+      std::max<int64_t>(1, std::min(kChunksPerNetwork, kMaxPartialBytesPerNetwork / bytes_per_chunk));
   const int64_t nch = std::min((c.ntiles + kMinTilesPerChunk - 1) / kMinTilesPerChunk, want);
   c.tiles_per_chunk = (c.ntiles + nch - 1) / nch;
   c.nchunks = (c.ntiles + c.tiles_per_chunk - 1) / c.tiles_per_chunk;
