@@ -216,7 +216,7 @@ void risk_and_grad_cpu(const RGProblem& p, double* risk, double* grad) {
   std::vector<double> part(static_cast<size_t>(std::min(K, ch.block) * ch.nchunks * psize), 0.0);
   for (int64_t k0 = 0; k0 < K; k0 += ch.block) {
     const int64_t nk = std::min(ch.block, K - k0);
-    std::fill(part.begin(), part.end(), 0.0);
+    if (k0 > 0) std::fill(part.begin(), part.end(), 0.0);  // the first block finds them zeroed
     parallel_items(*kern, nk * ch.nchunks, parallel, [&](Workspace& ws, int64_t it) {
       const int64_t k = it / ch.nchunks, c = it % ch.nchunks;
       const int64_t j0 = c * ch.tiles_per_chunk * tile;
