@@ -15,7 +15,6 @@ from .backends import get as backend_for
 from .backends import reference as reference_backend
 from .estimators import Estimator, Nodes
 from .geometry import neuron_norms
-from .quadrature import nodes_tensor
 from .layout import Layout
 from .plan import Plan, plan
 from .registry import resolve
@@ -236,15 +235,7 @@ class Problem(LayoutShapes):
             raise ValueError("estimator: the Hessian of the exact 1-D quadrature risk (with the terms of the "
                              "kinks that move with theta) is not available yet; use Points, MonteCarlo or "
                              "QuasiMonteCarlo for the exact Hessian of a sampled risk")
-        impl = cpu_backend if p.backend == "cpu" else reference_backend
-        if p.route == "tensor_grid":
-            return Nodes(*self._tensor_nodes(estimator))
-        nodes = impl.point_nodes(self.spec, estimator, step) if p.backend == "cpu" else estimator.nodes(self.spec, step)
-        return Nodes(nodes.x, nodes.w, impl.target_values(self.spec, nodes))
-
-    def _tensor_nodes(self, estimator):
-        nodes = nodes_tensor(self.spec, estimator)
-        return nodes.x, nodes.w, reference_backend.target_values(self.spec, nodes)
+        return backend_for(p).fixed_nodes(p, self.spec, step)
 
     def hvp(self, theta, V, estimator: Estimator, backend: str = "auto", step: int = 0):
         """Hessian-vector products: theta (K, P), V (K, P) or (K, B, P) -> H V, the same shape as V.

@@ -130,6 +130,16 @@ def quad1d_args(spec: ProblemSpec, estimator, fixed=None) -> dict:
     return {"fixed_breaks": _f64(breaks), "order": int(q), "spec": spec.native()}
 
 
+def fixed_nodes(plan, spec: ProblemSpec, step: int = 0) -> Nodes:
+    """The weighted nodes of a plan whose nodes do not depend on theta (routes dense, point_sweep and
+    tensor_grid) at ``step``, with their target values ``y``: Monte-Carlo and QMC nodes and native
+    targets from C++."""
+    if plan.route not in ("dense", "point_sweep", "tensor_grid"):
+        raise ValueError(f"plan: route {plan.route!r} has no node set independent of theta")
+    nodes = nodes_tensor(spec, plan.estimator) if plan.route == "tensor_grid" else point_nodes(spec, plan.estimator, step)
+    return Nodes(nodes.x, nodes.w, target_values(spec, nodes))
+
+
 # ---- one evaluation -----------------------------------------------------------------------------
 
 def evaluate(plan, spec: ProblemSpec, theta, step: int, want_grad: bool, xp=np):
@@ -143,12 +153,11 @@ def evaluate(plan, spec: ProblemSpec, theta, step: int, want_grad: bool, xp=np):
             return _core().quad1d_risk_and_grad(list(lay.widths), np.ascontiguousarray(theta),
                                                 want_grad=bool(want_grad), **quad1d_args(spec, estimator))
         return reference.partition_loop(spec, theta, estimator, want_grad, risk_and_grad)
-    nodes = nodes_tensor(spec, estimator) if route == "tensor_grid" else point_nodes(spec, estimator, step)
-    y = target_values(spec, nodes)
+    nodes = fixed_nodes(plan, spec, step)
     if route == "point_sweep":
-        risk, grad = shallow1d_points(lay, theta, nodes.x, nodes.w, y)
+        risk, grad = shallow1d_points(lay, theta, nodes.x, nodes.w, nodes.y)
         return risk, (grad if want_grad else None)
-    return risk_and_grad(lay, theta, nodes.x, nodes.w, y, want_grad)
+    return risk_and_grad(lay, theta, nodes.x, nodes.w, nodes.y, want_grad)
 
 
 # ---- the integrator loops ------------------------------------------------------------------------
@@ -167,8 +176,8 @@ def field_args(plan, spec: ProblemSpec) -> dict:
     if plan.source == "quad1d":
         return {"source": "quad1d", **quad1d_args(spec, estimator)}
     if plan.source == "fixed":
-        nodes = nodes_tensor(spec, estimator) if plan.route == "tensor_grid" else point_nodes(spec, estimator, 0)
-        return {"source": "fixed", "x": _f64(nodes.x), "w": _f64(nodes.w), "y": _f64(target_values(spec, nodes)),
+        nodes = fixed_nodes(plan, spec, 0)
+        return {"source": "fixed", "x": _f64(nodes.x), "w": _f64(nodes.w), "y": _f64(nodes.y),
                 "sweep": plan.route == "point_sweep"}
     raise ValueError(f"plan: route {plan.route!r} has no C++ loop")
 

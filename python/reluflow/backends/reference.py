@@ -15,7 +15,8 @@ from ..layout import Layout
 from ..quadrature import fixed_1d, nodes_1d, nodes_tensor
 from ..spec import ProblemSpec
 
-__all__ = ["realization", "risk_and_grad", "evaluate", "target_values", "partition_loop"]
+__all__ = ["realization", "risk_and_grad", "evaluate", "fixed_nodes", "target_values", "partition_loop",
+           "risk_grad_hvp"]
 
 def risk_and_grad(layout: Layout, theta, x, w, y, want_grad: bool = True, xp=np):
     """Weighted risk ``sum_j w_j |N(x_j) - y_j|^2`` and its generalized gradient (relu'(0) = 0).
@@ -87,21 +88,27 @@ def evaluate(plan, spec: ProblemSpec, theta, step: int, want_grad: bool, xp=np):
         return _evaluate(plan, spec, theta, step, want_grad, xp)
 
 
+def fixed_nodes(plan, spec: ProblemSpec, step: int = 0) -> Nodes:
+    """The weighted nodes of a plan whose nodes do not depend on theta (routes dense and tensor_grid)
+    at ``step``, with their target values ``y``: the estimator's own (numpy) nodes, the target in
+    Python."""
+    if plan.route == "tensor_grid":
+        nodes = nodes_tensor(spec, plan.estimator)
+    elif plan.route == "dense":
+        nodes = plan.estimator.nodes(spec, step)
+    else:
+        raise ValueError(f"backend: the reference backend has no node set for route {plan.route!r}")
+    return Nodes(nodes.x, nodes.w, target_values(spec, nodes))
+
+
 def _evaluate(plan, spec: ProblemSpec, theta, step: int, want_grad: bool, xp):
     def kernel(layout, th, x, w, y, g):
         return risk_and_grad(layout, th, x, w, y, g, xp)
 
-    estimator = plan.estimator
     if plan.route == "partition":
-        return partition_loop(spec, theta, estimator, want_grad, kernel, xp)
-    if plan.route == "tensor_grid":
-        nodes = nodes_tensor(spec, estimator)
-    elif plan.route == "dense":
-        nodes = estimator.nodes(spec, step)
-    else:
-        raise ValueError(f"backend: the reference backend has no route {plan.route!r}")
-    y = target_values(spec, nodes)
-    return kernel(spec.layout, theta, xp.asarray(nodes.x), xp.asarray(nodes.w), xp.asarray(y), want_grad)
+        return partition_loop(spec, theta, plan.estimator, want_grad, kernel, xp)
+    nodes = fixed_nodes(plan, spec, step)
+    return kernel(spec.layout, theta, xp.asarray(nodes.x), xp.asarray(nodes.w), xp.asarray(nodes.y), want_grad)
 
 
 def risk_grad_hvp(layout: Layout, theta, V, x, w, y, xp=np):
@@ -146,7 +153,6 @@ def risk_grad_hvp(layout: Layout, theta, V, x, w, y, xp=np):
 def _grad_hvp_chunk(layout: Layout, theta, V, x, w, y, xp):
     """One network theta (P,), directions V (B, P), nodes x (n, d): risk, grad (P,), HV (B, P)."""
     L = layout.num_layers
-    B = V.shape[0]
     params = [(W[0], b[0]) for W, b in layout.unpack(theta[None])]        # W (l, l_prev), b (l,)
     tang = layout.unpack(V)                                                # dW (B, l, l_prev), db (B, l)
     zs, dzs, acts, dacts = [], [], [x], [None]                             # a (n, l), da (B, n, l)
