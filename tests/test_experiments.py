@@ -362,14 +362,13 @@ def test_sweep_survives_a_killed_worker(tmp_path):
 
 def test_short_points_are_batched(tmp_path):
     from reluflow.experiments import load_sweep
-    from reluflow.experiments.sweep import TASK_WORK, _batches, _point_work
+    from reluflow.experiments.sweep import TASK_WORK, _batches
 
     spec = load_sweep(_sweep_files(tmp_path))
-    works = [_point_work(t) for t in spec.point_texts]
-    assert all(0 < w < TASK_WORK / 4 for w in works)
-    assert _batches([0, 1, 2, 3], spec.point_texts) == [[0, 1, 2, 3]]     # tiny points: one task
+    assert len(spec.works) == 4 and all(0 < w < TASK_WORK / 4 for w in spec.works)
+    assert _batches([0, 1, 2, 3], spec.works) == [[0, 1, 2, 3]]     # tiny points: one task
     big = load_sweep(_sweep_files(tmp_path, base=GD.replace("steps = 200", "steps = 2000000")))
-    assert _batches([0, 1, 2, 3], big.point_texts) == [[0], [1], [2], [3]]  # long points: alone
+    assert _batches([0, 1, 2, 3], big.works) == [[0], [1], [2], [3]]  # long points: alone
 
 
 @pytest.mark.parametrize("method", ["gd", "dopri5"])

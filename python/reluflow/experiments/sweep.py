@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, parse_document, parse_toml
+from .config import ConfigError, RunConfig, parse_document, parse_toml
 from .runner import run_config
 from ..store import SWEEP_FORMAT
 
 __all__ = ["SweepSpec", "load_sweep", "run_sweep", "SWEEP_FORMAT"]
+
 
 @dataclass
 class SweepSpec:
@@ -31,6 +32,21 @@ class SweepSpec:
     axes: dict
     points: list          # [{path: value}] in product order, the last axis fastest
     point_texts: list     # the TOML text of every point
+    works: list           # every point's estimated work (node-parameter products), for the batching
+
+
+#: a task holds consecutive points until their estimated work reaches this many node-parameter
+#: products (~1 s of one core), so that short points do not drown in the scheduler's overhead
+TASK_WORK = 1e9
+
+
+def _point_work(cfg: RunConfig) -> float:
+    """Node-parameter products of one point's run, roughly (the batching needs only the scale)."""
+    K, P = cfg.theta0.shape
+    n = getattr(cfg.estimator, "n", None) or 64 * P          # quadrature: a few nodes per kink
+    stages = {"gd": 1, "euler": 1, "heun": 2, "rk4": 4, "dopri5": 6}[cfg.method]
+    steps = cfg.steps or 1000                                  # dopri5: unknown in advance
+    return float(steps) * stages * K * n * P
 
 
 def _set_path(doc: dict, path: str, value: Any) -> None:
@@ -72,7 +88,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
         doc = base_doc
     name = doc.get("name", p.stem)
     tomli_w = importlib.import_module("tomli_w")
-    points, texts = [], []
+    points, texts, works = [], [], []
     for i, combo in enumerate(itertools.product(*axes.values())):
         over = dict(zip(axes, combo))
         point = copy.deepcopy(doc)
@@ -81,35 +97,21 @@ def load_sweep(path: str | Path) -> SweepSpec:
         point["name"] = f"{name}-point-{i:04d}"
         ptext = tomli_w.dumps(point)
         try:
-            parse_document(parse_toml(ptext), ptext, point["name"])
+            cfg = parse_document(parse_toml(ptext), ptext, point["name"])
         except ConfigError as exc:
             raise ConfigError(f"point {i} ({json.dumps(over)}): {exc.path}", str(exc).split(": ", 1)[1]) from exc
         points.append(over)
         texts.append(ptext)
-    return SweepSpec(name, text, dict(axes), points, texts)
+        works.append(_point_work(cfg))
+    return SweepSpec(name, text, dict(axes), points, texts, works)
 
 
-#: a task holds consecutive points until their estimated work reaches this many node-parameter
-#: products (~1 s of one core), so that short points do not drown in the scheduler's overhead
-TASK_WORK = 1e9
-
-
-def _point_work(text: str) -> float:
-    """Node-parameter products of one point's run, roughly (the batching needs only the scale)."""
-    cfg = parse_document(parse_toml(text), text)
-    K, P = cfg.theta0.shape
-    n = getattr(cfg.estimator, "n", None) or 64 * P          # quadrature: a few nodes per kink
-    stages = {"gd": 1, "euler": 1, "heun": 2, "rk4": 4, "dopri5": 6}[cfg.method]
-    steps = cfg.steps or 1000                                  # dopri5: unknown in advance
-    return float(steps) * stages * K * n * P
-
-
-def _batches(todo: list, texts: list) -> list:
+def _batches(todo: list, works: list) -> list:
     """Consecutive points grouped into tasks of about TASK_WORK each (a long point runs alone)."""
     out, cur, work = [], [], 0.0
     for i in todo:
         cur.append(i)
-        work += _point_work(texts[i])
+        work += works[i]
         if work >= TASK_WORK:
             out.append(cur)
             cur, work = [], 0.0
@@ -167,7 +169,7 @@ def run_sweep(path: str | Path, out: str | Path | None = None, scheduler: str | 
             client = distributed.Client(cluster)
         try:
             futures = {}
-            for batch in _batches(todo, spec.point_texts):
+            for batch in _batches(todo, spec.works):
                 items = [(i, spec.point_texts[i], str(out / f"point-{i:04d}")) for i in batch]
                 fut = client.submit(_run_points, items, pure=False,
                                     key=f"reluflow-points-{batch[0]:04d}-{batch[-1]:04d}-{os.getpid()}")
