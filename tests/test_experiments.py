@@ -389,3 +389,14 @@ def test_run_save_and_load_round_trip(tmp_path, method):
     assert list(ds.status.values) == [str(s) for s in run.status]
     np.testing.assert_array_equal(ds.accepted.values, run.accepted)
     np.testing.assert_array_equal(ds.rejected.values, run.rejected)
+
+
+def test_save_and_load_refuse_bad_arguments(tmp_path):
+    prob = rf.Problem([1, 3, 1], rf.targets.Affine([1.0]))
+    run = rf.gradient_descent(prob, prob.init(1), lr=0.01, steps=2, estimator=rf.MonteCarlo(8))
+    with pytest.raises(TypeError, match="name: expected a non-empty string"):
+        run.save(tmp_path / "a.zarr", name="")
+    with pytest.raises(TypeError, match="path: expected a file-system path"):
+        run.save(3)
+    with pytest.raises(ValueError, match="path: .* is not a reluflow results store"):
+        rf.load(tmp_path)

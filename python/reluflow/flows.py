@@ -117,6 +117,10 @@ class Run:
         """Writes this run into a Zarr store (the layout ``reluflow run`` writes; ``rf.load(path)`` reads it
         back as an xarray Dataset: risk, grad_norm, energy (step, init), t, theta, diverged, status,
         accepted, rejected). Overwrites ``path``. Needs the cli extra (zarr, xarray)."""
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"name: expected a non-empty string, got {name!r}")
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path: expected a file-system path, got {type(path).__name__}")
         K, P = self.theta.shape
         store = RunStore.create(path, "", name, self.method, K, P, self.theta.dtype)
         ck = store.append(store.checkpoint(), np.asarray(self.t, dtype=np.float64),
