@@ -13,7 +13,7 @@ import pytest
 from scipy import integrate
 
 import reluflow as rf
-from conftest import forward_1d
+from conftest import forward_1d, python_driver
 from reluflow.quadrature import DEFAULT_CELLS, kink_partition, quadrature_nodes
 
 # ---- independent helpers -----------------------------------------------------------------------
@@ -467,6 +467,117 @@ def test_dead_second_layer(backend):
     np.testing.assert_array_equal(grad[0, :-3], 0.0)      # layers 1 and 2, and W_3 (a_2 = 0)
     np.testing.assert_array_equal(grad[0, -3:-1], 0.0)
     np.testing.assert_allclose(grad[0, -1], 2 * (0.3 - 0.5), rtol=1e-14)
+
+
+def _vanishing_net(scale, shift):
+    """[1, 3, 1, 1] whose second-layer pre-activation z = relu(3x+1.5) - 3 relu(x+0.5) + relu(x - c),
+    times ``scale``, with c = 0.25 + shift: identically zero on (-inf, c], equal to scale (x - c)
+    beyond; rounding makes it +-1 ulp at points left of c (3 fl(x+0.5) != fl(3x+1.5))."""
+    c = 0.25 + shift
+    W1, b1 = np.array([3.0, 1.0, 1.0]), np.array([1.5, 0.5, -c])
+    W2, b2 = scale * np.array([1.0, -3.0, 1.0]), np.array([0.0])
+    v, d = 1.3, -0.2
+    return np.concatenate([W1, b1, W2, b2, [v], [d]]), c
+
+
+def _vanishing_net_exact(theta, c, lo, hi, slope, icpt):
+    """Risk and gradient of _vanishing_net on Uniform(lo, hi) with target slope x + icpt, derived by
+    hand: relu'(z) = 0 wherever z vanishes identically (x <= c), so only (c, hi) feeds the hidden
+    layers; integrated by 40-point Gauss-Legendre on the pieces where every factor is polynomial."""
+    W1, b1, W2 = theta[0:3], theta[3:6], theta[6:9]
+    v, d = theta[10], theta[11]
+    t, gw = np.polynomial.legendre.leggauss(40)
+    risk, grad = 0.0, np.zeros(12)
+    for a, b in [(lo, -0.5), (-0.5, c), (c, hi)]:
+        a, b = max(a, lo), min(b, hi)
+        if b <= a:
+            continue
+        x = 0.5 * (a + b) + 0.5 * (b - a) * t
+        wq = 0.5 * (b - a) * gw / (hi - lo)
+        beyond = (a >= c)                                   # the hidden layers are active only here
+        n = np.maximum(np.outer(x, W1) + b1, 0.0)            # layer-1 activations (q, 3)
+        z = n @ W2 if beyond else np.zeros_like(x)           # exact: 0 on the vanishing piece
+        r = v * np.maximum(z, 0.0) + d - (slope * x + icpt)
+        risk += np.sum(wq * r * r)
+        g = 2 * wq * r
+        grad[11] += g.sum()
+        grad[10] += np.sum(g * np.maximum(z, 0.0))
+        if beyond:
+            dz = g * v                                       # relu'(z) = 1 on (c, hi)
+            grad[6:9] += dz @ n
+            grad[9] += dz.sum()
+            dn = np.outer(dz, W2) * (n > 0)
+            grad[0:3] += x @ dn
+            grad[3:6] += dn.sum(axis=0)
+    return risk, grad
+
+
+@pytest.mark.parametrize("scale,shift", [(1.0, 0.0), (0.7, np.sqrt(2) * 1e-3), (3.0, -0.1 / 3)])
+def test_vanishing_preactivation_gradient_exact(scale, shift, backend):
+    """Issue 15.10: a hidden pre-activation identically zero on a piece is inactive there (relu'(0) = 0),
+    not the sign of a rounding error: the gradient equals the hand-derived one to rounding."""
+    theta, c = _vanishing_net(scale, shift)
+    lo, hi = -1.0, 1.0
+    prob = rf.Problem([1, 3, 1, 1], rf.targets.Affine([[0.4]], [0.1]), rf.dists.Uniform(lo, hi))
+    risk, grad = prob.risk_and_grad(theta[None], rf.Quadrature(), backend=backend)
+    r_ref, g_ref = _vanishing_net_exact(theta, c, lo, hi, 0.4, 0.1)
+    np.testing.assert_allclose(risk[0], r_ref, rtol=1e-13)
+    np.testing.assert_allclose(grad[0], g_ref, rtol=1e-12, atol=1e-14)
+
+
+def test_vanishing_preactivation_flags():
+    """vanishing_on_pieces flags exactly the second-layer neuron, exactly on the pieces left of c."""
+    from reluflow.geometry import vanishing_on_pieces
+    from reluflow.layout import Layout
+
+    theta, c = _vanishing_net(0.7, np.sqrt(2) * 1e-3)
+    lay = Layout([1, 3, 1, 1])
+    grid = kink_partition(lay, theta, -1.0, 1.0)
+    # -1, -0.5, c, 1 and maybe a spurious break within rounding of c (z crosses +-ulp there: harmless)
+    assert set(np.round(grid, 12)) == {-1.0, -0.5, round(c, 12), 1.0}
+    flags = vanishing_on_pieces(lay, theta, grid)
+    a, b = grid[:-1], grid[1:]
+    assert not flags[:, :3].any()                          # layer 1 is never flagged
+    # (-1, -0.5): every layer-1 neuron is off, so z is exactly b_2 = 0 (not flagged: no rounding);
+    # (-0.5, c): flagged; beyond c (where z = 0.7 (x - c) > 0): not
+    np.testing.assert_array_equal(flags[:, 3], (a >= -0.5) & (b <= c + 1e-12))
+    assert flags[1, 3] and not flags[0, 3] and not flags[-1, 3]
+    # a generic network: nothing flagged; a neuron whose terms are all exactly zero: not flagged
+    rng = np.random.default_rng(3)
+    generic = rng.normal(size=lay.num_params)
+    assert not vanishing_on_pieces(lay, generic, kink_partition(lay, generic, -1.0, 1.0)).any()
+    zeroed = theta.copy()
+    zeroed[6:10] = 0.0
+    assert not vanishing_on_pieces(lay, zeroed, kink_partition(lay, zeroed, -1.0, 1.0)).any()
+    # infinite ends use probes, as kink_partition does
+    inf_grid = kink_partition(lay, theta, -np.inf, np.inf)
+    inf_flags = vanishing_on_pieces(lay, theta, inf_grid)[:, 3]
+    assert not inf_flags[0] and inf_flags[1] and not inf_flags[-1]
+
+
+def test_vanishing_preactivation_in_the_flow(backend):
+    """The integrator loops (the C++ loop on cpu) take the same flags: one GD step on the degenerate
+    net is theta - lr * (the hand-derived gradient)."""
+    theta, c = _vanishing_net(0.7, np.sqrt(2) * 1e-3)
+    prob = rf.Problem([1, 3, 1, 1], rf.targets.Affine([[0.4]], [0.1]), rf.dists.Uniform(-1.0, 1.0))
+    run = rf.gradient_descent(prob, theta[None], 0.05, 1, rf.Quadrature(), backend=backend)
+    _, g_ref = _vanishing_net_exact(theta, c, -1.0, 1.0, 0.4, 0.1)
+    np.testing.assert_allclose(run.theta[0], theta - 0.05 * g_ref, rtol=1e-13, atol=1e-15)
+
+
+def test_vanishing_preactivation_fuzz_cpu_equals_numpy():
+    """Half-integer deep nets (where pre-activations often vanish on whole pieces): the C++ partition
+    path and the numpy reference decide alike and agree to rounding (before the fix: up to 0.6)."""
+    if "cpu" not in rf.backends() or not rf.backends()["cpu"].available:
+        pytest.skip("the C++ extension is not built")
+    rng = np.random.default_rng(0)
+    prob = rf.Problem([1, 3, 3, 1], rf.targets.Affine([[0.4]], [0.1]), rf.dists.Uniform(-2.0, 2.0))
+    theta = rng.integers(-4, 5, size=(400, prob.num_params)) / 2.0
+    r_cpu, g_cpu = prob.risk_and_grad(theta, rf.Quadrature(), backend="cpu")
+    r_np, g_np = prob.risk_and_grad(theta, rf.Quadrature(), backend="numpy")
+    np.testing.assert_allclose(r_cpu, r_np, rtol=1e-12, atol=1e-14)
+    scale = 1.0 + np.abs(g_np).max(axis=1, keepdims=True)
+    np.testing.assert_allclose(g_cpu / scale, g_np / scale, rtol=0, atol=1e-13)
 
 
 @pytest.mark.parametrize("case", ["coinciding", "on_target_knot", "outside", "zero_weight", "on_density_break"])

@@ -22,11 +22,15 @@ __all__ = ["Nodes", "Estimator", "Points", "MonteCarlo", "QuasiMonteCarlo", "Qua
 
 @dataclass
 class Nodes:
-    """Weighted nodes: ``x (N, d)``, ``w (N,)`` (float64), and data ``y (N, out)`` or None (evaluate f)."""
+    """Weighted nodes: ``x (N, d)``, ``w (N,)`` (float64), and data ``y (N, out)`` or None (evaluate f).
+
+    ``zero`` (N, l_1 + ... + l_{L-1}) bool or None: hidden pre-activations that vanish identically
+    around each node (the 1-D quadrature of a degenerate network; ``geometry.vanishing_on_pieces``)."""
 
     x: np.ndarray
     w: np.ndarray
     y: np.ndarray | None = None
+    zero: np.ndarray | None = None
 
 
 class Estimator:

@@ -10,7 +10,7 @@ import numpy as np
 
 from .layout import Layout
 
-__all__ = ["forward", "realization", "neuron_norms", "kink_partition"]
+__all__ = ["forward", "realization", "neuron_norms", "kink_partition", "vanishing_on_pieces"]
 
 _CHUNK_ELEMS = 1 << 21  # networks * nodes * width elements per activation array, at most
 _CHUNK_NODES = 4096     # nodes per chunk, at most
@@ -29,13 +29,22 @@ def network_blocks(layout: Layout, K: int, chunk: int):
     return [slice(k, min(K, k + size)) for k in range(0, K, size)]
 
 
-def forward(params, x, xp=np):
+def forward(params, x, xp=np, zero=None):
     """Pre-activations of every layer for a batch of networks: x (n, d) -> [z_1 (K, n, l_1), ...,
-    z_L (K, n, out)] (z_L is the output). ``params``: ``Layout.unpack`` of theta (K, P)."""
+    z_L (K, n, out)] (z_L is the output). ``params``: ``Layout.unpack`` of theta (K, P).
+
+    ``zero`` (n, l_1 + ... + l_{L-1}) bool or None: hidden pre-activations known to vanish
+    identically around node j (``vanishing_on_pieces``) are set to exactly 0 there, so that
+    relu'(0) = 0 applies instead of the sign of a rounding error."""
     W1, b1 = params[0]
     z = xp.matmul(x, xp.swapaxes(W1, 1, 2)) + b1[:, None, :]  # (n,d)@(K,d,l) -> (K,n,l)
     zs = [z]
+    off = 0
     for W, b in params[1:]:
+        if zero is not None:
+            z = xp.where(zero[None, :, off:off + z.shape[2]], 0.0, z)
+            zs[-1] = z
+            off += z.shape[2]
         a = xp.maximum(z, 0.0)
         z = xp.matmul(a, xp.swapaxes(W, 1, 2)) + b[:, None, :]
         zs.append(z)
@@ -180,3 +189,57 @@ def kink_partition(layout: Layout, theta, lo: float, hi: float) -> np.ndarray:
         if new.size:
             pts = np.unique(np.concatenate([pts, inside(new)]))
     return np.concatenate([[lo], pts, [hi]])
+
+
+# A hidden pre-activation counts as vanishing at a point when it is within this many rounding errors
+# per term of the sum that formed it (bias and products, over all the layers up to it) times the
+# magnitude of those terms: |z| <= ZERO_ULPS * terms * eps * m (a standard running error bound).
+ZERO_ULPS = 4.0
+
+
+def vanishing_on_pieces(layout: Layout, theta, grid: np.ndarray) -> np.ndarray:
+    """Which hidden pre-activations vanish identically on each piece of a 1-D partition (SPEC §2).
+
+    Parameters
+    ----------
+    layout : the network's ``Layout`` (``widths[0] == 1``).
+    theta : (P,) parameters (computed in float64).
+    grid : (n,) increasing break points containing the network's kinks (``kink_partition``, maybe
+        merged with other breaks); the ends may be infinite.
+
+    Returns
+    -------
+    (n - 1, l_1 + ... + l_{L-1}) bool: entry (p, i) is True when hidden pre-activation i (layers in
+    order) is identically zero on [grid_p, grid_{p+1}] in exact arithmetic, decided from its values at
+    the two ends (it is affine on the piece), each within rounding of the terms that formed it.
+    Such a neuron (e.g. ``relu(2x+1) - 2 relu(x+0.5)`` feeding the next layer) computes to +-1 ulp at
+    the nodes inside the piece, and relu'(+-ulp) would make the gradient noise; the quadrature sets it
+    to exactly 0 there (``forward``'s ``zero``). A pre-activation whose terms are all exactly zero
+    is not flagged (it computes to exactly 0 anyway), nor is one of the first layer (``w x + b``
+    vanishes on a piece of positive length only when w = b = 0).
+    """
+    params = [(W[0], b[0]) for W, b in layout.unpack(np.asarray(theta, dtype=np.float64).reshape(1, -1))]
+    e = np.array(grid, dtype=np.float64)
+    n = e.size
+    # finite probe points replace infinite ends, as in kink_partition
+    if n == 2 and np.isinf(e[0]) and np.isinf(e[1]):
+        e[:] = (-1.0, 1.0)
+    elif np.isinf(e[0]):
+        e[0] = e[1] - max(1.0, abs(e[1]))
+    if np.isinf(e[-1]):
+        e[-1] = e[-2] + max(1.0, abs(e[-2]))
+    W, b = params[0]
+    z = e[:, None] * W[:, 0][None, :] + b[None, :]
+    m = np.abs(e)[:, None] * np.abs(W[:, 0])[None, :] + np.abs(b)[None, :]
+    terms = 2
+    masks = [np.zeros((n - 1, W.shape[0]), dtype=bool)]
+    eps = np.finfo(np.float64).eps
+    for W, b in params[1:-1]:
+        active = z > 0
+        z = np.where(active, z, 0.0) @ W.T + b[None, :]
+        m = np.where(active, m, 0.0) @ np.abs(W).T + np.abs(b)[None, :]
+        terms += W.shape[1] + 1
+        vanish = np.abs(z) <= ZERO_ULPS * terms * eps * m
+        z = np.where(vanish, 0.0, z)
+        masks.append(vanish[:-1] & vanish[1:] & ((m[:-1] > 0) | (m[1:] > 0)))
+    return np.concatenate(masks, axis=1)

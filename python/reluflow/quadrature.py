@@ -40,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 
 from .estimators import Nodes, Quadrature
-from .geometry import kink_partition
+from .geometry import kink_partition, vanishing_on_pieces
 from .spec import ProblemSpec
 
 __all__ = ["kink_partition", "quadrature_nodes", "fixed_1d", "nodes_1d", "nodes_tensor", "check_dim",
@@ -117,7 +117,9 @@ def nodes_1d(spec: ProblemSpec, theta, estimator: Quadrature, fixed=None) -> Nod
     a, b = grid[:-1], grid[1:]
     keep = b > a                                  # drop empty pieces
     x, w = _gauss_legendre_on(a[keep], b[keep], q)
-    return Nodes(x[:, None], w * _density(spec, x))
+    vanish = vanishing_on_pieces(spec.layout, theta, grid)[keep]
+    zero = np.repeat(vanish, q, axis=0) if vanish.any() else None
+    return Nodes(x[:, None], w * _density(spec, x), zero=zero)
 
 
 def _axis_rule(lo: float, hi: float, cells: int, order: int):

@@ -68,6 +68,15 @@ RF_HD bool zero_beyond(double e_in, double e_probe, double z_in, double z_pr, do
   return true;
 }
 
+// Whether a hidden pre-activation z vanishes at a point: |z| within kZeroUlps rounding errors per term
+// of the sum that formed it (bias and products, over every layer up to it: `terms`) times m, the same
+// sum taken over the absolute values of those terms (a standard running error bound). A neuron that
+// vanishes at both ends of a piece, on which it is affine, is identically zero there in exact
+// arithmetic (geometry.vanishing_on_pieces is the reference; ZERO_ULPS there).
+constexpr double kZeroUlps = 4.0;
+constexpr double kEpsilon = 2.220446049250313e-16;  // 2^-52, numpy's finfo(float64).eps
+RF_HD bool vanishes(double z, double m, int terms) { return fabs(z) <= kZeroUlps * terms * kEpsilon * m; }
+
 // Density of a 1-D piecewise-polynomial input at x, as dists.PiecewisePolynomial.pdf computes it:
 // piece clip(searchsorted(breaks, x, side="right") - 1, 0, m - 1), Horner in local powers with the
 // normalized coefficients coeffs (m, ncoef), zero outside [breaks[0], breaks[m]].

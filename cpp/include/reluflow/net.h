@@ -43,9 +43,12 @@ RF_HD int max_width(const Layout& lay) {
 
 // Forward pass of one node x (l_0 values) through one network theta (P values).
 // z receives the pre-activations of every layer: layer k (1-based) at offset sum_{i<k} l_i (i >= 1);
-// the output N(x) is the last l_L values.
+// the output N(x) is the last l_L values. zero (optional, l_1 + ... + l_{L-1} flags at the same
+// offsets): hidden pre-activations known to vanish identically around x (the 1-D quadrature of a
+// degenerate net, kinks1d.h) are set to exactly 0, so that relu'(0) = 0 applies instead of the sign
+// of a rounding error.
 template <class T, class X>
-RF_HD void forward_node(const Layout& lay, const T* theta, const X* x, T* z) {
+RF_HD void forward_node(const Layout& lay, const T* theta, const X* x, T* z, const uint8_t* zero = nullptr) {
   int64_t in_off = 0, out_off = 0;
   for (int k = 0; k < lay.num_layers; ++k) {
     const int ni = lay.widths[k], no = lay.widths[k + 1];
@@ -57,7 +60,8 @@ RF_HD void forward_node(const Layout& lay, const T* theta, const X* x, T* z) {
         const T a = k == 0 ? static_cast<T>(x[i]) : relu(z[in_off + i]);
         acc += W[static_cast<int64_t>(o) * ni + i] * a;
       }
-      z[out_off + o] = acc + b[o];
+      const bool vanish = zero != nullptr && k + 1 < lay.num_layers && zero[out_off + o] != 0;
+      z[out_off + o] = vanish ? T(0) : acc + b[o];
     }
     if (k > 0) in_off += ni;
     out_off += no;

@@ -18,6 +18,14 @@ namespace reluflow {
 namespace {
 
 using f32_array = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using u8_array = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
+
+// l_1 + ... + l_{L-1}: the hidden pre-activations of one node.
+int64_t net_hidden_width(const Layout& lay) {
+  int64_t s = 0;
+  for (int k = 1; k < lay.num_layers; ++k) s += lay.widths[k];
+  return s;
+}
 
 RGKernel parse_kernel(const std::string& s) {
   if (s == "auto") return RGKernel::Auto;
@@ -91,7 +99,8 @@ void bind_risk(py::module_& m) {
   m.def(
       "risk_and_grad",
       [](const std::vector<int64_t>& widths, const py::array& theta_in, const py::array& x_in,
-         const py::array& w_in, const py::array& y_in, bool want_grad, const std::string& kernel, int tile) {
+         const py::array& w_in, const py::array& y_in, bool want_grad, const std::string& kernel, int tile,
+         const py::object& zero_in) {
         const Layout lay = make_layout(widths);
         const Theta th = take_theta(theta_in, lay, widths);
         const f64_array x = take_x(x_in, lay);
@@ -112,6 +121,17 @@ void bind_risk(py::module_& m) {
         RGProblem p = make_problem(lay, th, x, kernel, tile);
         p.w = w.data();
         p.y = y.data();
+        u8_array zero;
+        if (!zero_in.is_none()) {
+          zero = u8_array::ensure(zero_in);
+          const int64_t hidden = net_hidden_width(lay);
+          if (!zero || zero.ndim() != 2 || zero.shape(0) != N || zero.shape(1) != hidden)
+            throw std::invalid_argument("zero: expected a bool array of shape (N, l_1 + ... + l_{L-1}) = (" +
+                                        std::to_string(N) + ", " + std::to_string(hidden) + ")");
+          if (p.kernel != RGKernel::Auto && p.kernel != RGKernel::Scalar)
+            throw std::invalid_argument("zero: only the 'scalar' kernel takes zero flags (kernel='auto' picks it)");
+          p.zero = zero.data();
+        }
         py::array_t<double> risk(p.K);
         py::object grad = py::none();
         double* gptr = nullptr;
@@ -127,11 +147,12 @@ void bind_risk(py::module_& m) {
         return py::make_tuple(risk, grad);
       },
       py::arg("widths"), py::arg("theta"), py::arg("x"), py::arg("w"), py::arg("y"), py::arg("want_grad") = true,
-      py::arg("kernel") = "auto", py::arg("tile") = 0,
+      py::arg("kernel") = "auto", py::arg("tile") = 0, py::arg("zero") = py::none(),
       "Risk sum_j w_j |N_k(x_j) - y_j|^2 (K,) and its generalized gradient (K, P) (None unless want_grad),\n"
       "float64. theta (K, P) float32 (computed in float32, accumulated in float64) or float64; x (N, d),\n"
       "w (N,), y (N, out) float64. kernel: 'auto', 'shallow', 'deep' or 'scalar'; tile: nodes per tile\n"
-      "(0: default). Deterministic: the same bits for any number of threads.");
+      "(0: default). zero (N, l_1 + ... + l_{L-1}) bool or None: hidden pre-activations set to exactly 0\n"
+      "at each node (runs the scalar kernel). Deterministic: the same bits for any number of threads.");
 
   m.def(
       "realization",

@@ -40,6 +40,9 @@ struct Scratch {
   std::vector<double> part, grid;             // its partition, merged with the fixed breaks
   std::vector<double> x, w, y;                // nodes, weights, target values
   std::vector<double> zt;                     // teacher activations of one node
+  std::vector<double> ez, em, nz, nm;         // vanishing_on_pieces: values and magnitudes at the ends
+  std::vector<uint8_t> vanish, piece_zero;    // per end point, per piece (hidden flags)
+  std::vector<uint8_t> zero;                  // per node (hidden flags), when any piece has one
 };
 
 // Pre-activations z (n, l_{upto+1}) of hidden layer `upto` (0-based) at the 1-D points e (n,), as
@@ -158,6 +161,82 @@ void kink_partition_impl(const Layout& lay, const double* th, double lo, double 
   out.push_back(hi);
 }
 
+// Which hidden pre-activations vanish identically on each piece of grid (its n - 1 pieces) into
+// s.piece_zero ((n - 1) x hidden flags), as geometry.vanishing_on_pieces: forward at the piece ends
+// (finite probes for infinite ends) with the magnitude of the terms beside each value, a vanishing
+// value set to 0 before the next layer; flagged on a piece when it vanishes at both ends and its terms
+// are not all exactly zero (then it computes to exactly 0 anyway). Layer 1 is never flagged. Returns
+// whether any flag is set.
+bool vanishing_on_pieces(const Layout& lay, const double* th, const std::vector<double>& grid, Scratch& s) {
+  using kinks1d::vanishes;
+  const int64_t n = static_cast<int64_t>(grid.size());
+  int hidden = 0;
+  for (int k = 1; k < lay.num_layers; ++k) hidden += lay.widths[k];
+  s.piece_zero.assign(static_cast<size_t>((n - 1) * hidden), 0);
+  if (lay.num_layers < 3 || n < 2) return false;
+  std::vector<double>& e = s.e;
+  e.assign(grid.begin(), grid.end());
+  if (n == 2 && std::isinf(e[0]) && std::isinf(e[1])) {
+    e[0] = -1.0;
+    e[1] = 1.0;
+  } else if (std::isinf(e[0])) {
+    e[0] = kinks1d::left_probe(e[1]);
+  }
+  if (std::isinf(e[n - 1])) e[n - 1] = kinks1d::right_probe(e[n - 2]);
+  const int l1 = lay.widths[1];
+  const double* W1 = th + lay.w_offset[0];
+  const double* b1 = th + lay.b_offset[0];
+  s.ez.resize(static_cast<size_t>(n * l1));
+  s.em.resize(static_cast<size_t>(n * l1));
+  for (int64_t j = 0; j < n; ++j)
+    for (int i = 0; i < l1; ++i) {
+      const double p = e[j] * W1[i], q = std::fabs(e[j]) * std::fabs(W1[i]);
+      s.ez[j * l1 + i] = p + b1[i];
+      s.em[j * l1 + i] = q + std::fabs(b1[i]);
+    }
+  s.vanish.resize(static_cast<size_t>(n * hidden));
+  bool any = false;
+  int terms = 2, off = l1, ni = l1;
+  for (int k = 1; k < lay.num_layers - 1; ++k) {
+    const int no = lay.widths[k + 1];
+    const double* W = th + lay.w_offset[k];
+    const double* b = th + lay.b_offset[k];
+    terms += ni + 1;
+    s.nz.resize(static_cast<size_t>(n * no));
+    s.nm.resize(static_cast<size_t>(n * no));
+    for (int64_t j = 0; j < n; ++j) {
+      const double* zin = s.ez.data() + j * ni;
+      const double* min = s.em.data() + j * ni;
+      for (int o = 0; o < no; ++o) {
+        const double* wrow = W + static_cast<int64_t>(o) * ni;
+        double acc = 0.0, mag = 0.0;
+        for (int i = 0; i < ni; ++i) {
+          if (!(zin[i] > 0.0)) continue;  // inactive: a = 0 exactly, no term
+          acc += zin[i] * wrow[i];
+          mag += min[i] * std::fabs(wrow[i]);
+        }
+        const double z = acc + b[o], m = mag + std::fabs(b[o]);
+        const bool v = vanishes(z, m, terms);
+        s.vanish[j * hidden + off + o] = v;
+        s.nz[j * no + o] = v ? 0.0 : z;
+        s.nm[j * no + o] = m;
+      }
+    }
+    for (int64_t p = 0; p + 1 < n; ++p)
+      for (int o = 0; o < no; ++o) {
+        const bool flag = s.vanish[p * hidden + off + o] && s.vanish[(p + 1) * hidden + off + o] &&
+                          (s.nm[p * no + o] > 0.0 || s.nm[(p + 1) * no + o] > 0.0);
+        s.piece_zero[p * hidden + off + o] = flag;
+        any = any || flag;
+      }
+    s.ez.swap(s.nz);
+    s.em.swap(s.nm);
+    off += no;
+    ni = no;
+  }
+  return any;
+}
+
 // What every network of one call shares: the fixed breaks inside [lo, hi], sorted and distinct, and
 // the Gauss–Legendre rule.
 struct Shared {
@@ -184,8 +263,11 @@ void nodes_impl(const ProblemSpec& prob, const double* th, const Quad1DSpec& spe
   std::merge(s.part.begin(), s.part.end(), sh.fixed.begin(), sh.fixed.end(), s.grid.begin());
   s.grid.erase(std::unique(s.grid.begin(), s.grid.end()), s.grid.end());
   const int q = spec.order, out = lay.widths[lay.num_layers];
+  const bool degenerate = vanishing_on_pieces(lay, th, s.grid, s);
+  const int64_t hidden = net::num_activations(lay) - out;
   s.x.clear();
   s.w.clear();
+  s.zero.clear();
   for (size_t j = 0; j + 1 < s.grid.size(); ++j) {
     const double a = s.grid[j], b = s.grid[j + 1];
     if (!(b > a)) continue;  // empty piece
@@ -193,6 +275,7 @@ void nodes_impl(const ProblemSpec& prob, const double* th, const Quad1DSpec& spe
       const double x = gl_node(a, b, sh.gt[t]);
       s.x.push_back(x);
       s.w.push_back(gl_weight(a, b, sh.gw[t]) * kinks1d::density_1d(prob.input, prob.density.coeffs, x));
+      if (degenerate) s.zero.insert(s.zero.end(), s.piece_zero.begin() + j * hidden, s.piece_zero.begin() + (j + 1) * hidden);
     }
   }
   const int64_t N = static_cast<int64_t>(s.x.size());
@@ -267,6 +350,7 @@ void quad1d_risk_and_grad_cpu(const ProblemSpec& prob, const T* theta, int64_t K
         p.x = s.x.data();
         p.w = s.w.data();
         p.y = s.y.data();
+        p.zero = s.zero.empty() ? nullptr : s.zero.data();
         risk_and_grad_cpu(p, risk + k, gk);
       } catch (...) {
 #pragma omp critical(reluflow_quad1d_err)

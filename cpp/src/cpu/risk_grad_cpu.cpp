@@ -24,7 +24,11 @@ class ScalarKernel final : public TileKernel {
   explicit ScalarKernel(const RGProblem& p) : p_(p) {
     tile = p.tile > 0 ? p.tile : 64;
     partial_size = 1 + p.lay.num_params;
+    hidden_ = net::num_activations(p.lay) - p.lay.widths[p.lay.num_layers];
   }
+
+  // The zero flags of node j (RGProblem::zero), or nullptr.
+  const uint8_t* zero_of(int64_t j) const { return p_.zero != nullptr ? p_.zero + j * hidden_ : nullptr; }
 
   struct Ws : Workspace {
     std::vector<T> z, da, db, grad, x;
@@ -61,7 +65,7 @@ class ScalarKernel final : public TileKernel {
       if (want_grad) std::fill(ws.grad.begin(), ws.grad.end(), T(0));
       for (int64_t j = t0; j < t1; ++j) {
         for (int c = 0; c < d; ++c) ws.x[c] = static_cast<T>(p_.x[j * d + c]);
-        net::forward_node(lay, th, ws.x.data(), ws.z.data());
+        net::forward_node(lay, th, ws.x.data(), ws.z.data(), zero_of(j));
         risk += net::node_loss(out, n_out, p_.y + j * out, p_.w[j], gp);
         if (want_grad)
           net::backward_node(lay, th, ws.x.data(), ws.z.data(), gp, ws.da.data(), ws.db.data(), ws.grad.data());
@@ -84,7 +88,7 @@ class ScalarKernel final : public TileKernel {
     const T* n_out = ws.z.data() + (ws.z.size() - out);
     for (int64_t j = j0; j < j1; ++j) {
       for (int c = 0; c < d; ++c) ws.x[c] = static_cast<T>(p_.x[j * d + c]);
-      net::forward_node(lay, th, ws.x.data(), ws.z.data());
+      net::forward_node(lay, th, ws.x.data(), ws.z.data(), zero_of(j));
       for (int o = 0; o < out; ++o) out_k[j * out + o] = static_cast<double>(n_out[o]);
     }
   }
@@ -92,10 +96,12 @@ class ScalarKernel final : public TileKernel {
  private:
   static constexpr int kMaxOut = 16;
   RGProblem p_;
+  int64_t hidden_ = 0;
 };
 
 RGKernel resolve(const RGProblem& p) {
   if (p.kernel != RGKernel::Auto) return p.kernel;
+  if (p.zero != nullptr) return RGKernel::Scalar;  // rare (degenerate nets): the per-node path takes the flags
   return shallow_kernel_supported(p.lay) ? RGKernel::Shallow : RGKernel::Deep;
 }
 

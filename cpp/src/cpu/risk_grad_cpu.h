@@ -32,6 +32,9 @@ struct RGProblem {
   const double* x = nullptr;  // (N, d)
   const double* w = nullptr;  // (N,)    (risk_and_grad only)
   const double* y = nullptr;  // (N, out) (risk_and_grad only)
+  // (N, l_1 + ... + l_{L-1}) or nullptr: hidden pre-activations set to exactly 0 at each node
+  // (net::forward_node's zero; the 1-D quadrature of degenerate nets). Only the scalar kernel takes it.
+  const uint8_t* zero = nullptr;
   int tile = 0;               // nodes per tile; 0: the kernel's default
   RGKernel kernel = RGKernel::Auto;
 };

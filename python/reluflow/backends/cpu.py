@@ -56,17 +56,21 @@ def realization(layout: Layout, theta, x, kernel: str = "auto"):
     return _core().realization(list(layout.widths), _theta(theta), _x(layout, x), kernel)
 
 
-def risk_and_grad(layout: Layout, theta, x, w, y, want_grad: bool = True, kernel: str = "auto"):
+def risk_and_grad(layout: Layout, theta, x, w, y, want_grad: bool = True, kernel: str = "auto", zero=None):
     """Weighted risk ``sum_j w_j |N(x_j) - y_j|^2`` (K,) and its generalized gradient (K, P), float64.
 
     theta (K, P) float32 or float64; x (N, d); w (N,); y (N, out). The gradient is None when
     ``want_grad`` is False. ``kernel``: "auto", "shallow", "deep" or "scalar" (for cross-checks).
+    ``zero`` (N, l_1 + ... + l_{L-1}) bool or None: hidden pre-activations set to exactly 0 at each
+    node (``Nodes.zero``; runs the scalar kernel).
     """
     x = _x(layout, x)
     y = _f64(y)
     if y.ndim == 1 and layout.widths[-1] == 1:
         y = y.reshape(-1, 1)
-    return _core().risk_and_grad(list(layout.widths), _theta(theta), x, _f64(w), y, bool(want_grad), kernel)
+    extra = {} if zero is None else {"zero": np.ascontiguousarray(zero, dtype=np.uint8)}
+    return _core().risk_and_grad(list(layout.widths), _theta(theta), x, _f64(w), y, bool(want_grad), kernel,
+                                 **extra)
 
 
 def shallow1d_exact(spec: ProblemSpec, theta) -> tuple[np.ndarray, np.ndarray]:

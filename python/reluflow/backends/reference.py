@@ -18,12 +18,14 @@ from ..spec import ProblemSpec
 __all__ = ["realization", "risk_and_grad", "evaluate", "fixed_nodes", "target_values", "partition_loop",
            "risk_grad_hvp"]
 
-def risk_and_grad(layout: Layout, theta, x, w, y, want_grad: bool = True, xp=np):
+def risk_and_grad(layout: Layout, theta, x, w, y, want_grad: bool = True, xp=np, zero=None):
     """Weighted risk ``sum_j w_j |N(x_j) - y_j|^2`` and its generalized gradient (relu'(0) = 0).
 
     Parameters
     ----------
     theta : (K, P); x : (N, d); w : (N,); y : (N, out) target values at the nodes.
+    zero : (N, l_1 + ... + l_{L-1}) bool or None: hidden pre-activations set to exactly 0 at each
+        node (``Nodes.zero``: identically zero there, so relu'(0) = 0 applies).
 
     Returns
     -------
@@ -40,7 +42,7 @@ def risk_and_grad(layout: Layout, theta, x, w, y, want_grad: bool = True, xp=np)
         grads = layout.unpack(grad[blk]) if want_grad else None   # views: accumulate in place
         for s in range(0, N, step):
             xc, wc, yc = x[s:s + step], w[s:s + step], y[s:s + step]
-            zs = forward(params, xc, xp)
+            zs = forward(params, xc, xp, None if zero is None else zero[s:s + step])
             r = zs[-1] - yc[None]                                  # residual (Kb, n, out)
             risk[blk] += xp.einsum("n,kno->k", wc, r * r)
             if not want_grad:
@@ -65,16 +67,17 @@ def target_values(spec: ProblemSpec, nodes: Nodes) -> np.ndarray:
 def partition_loop(spec: ProblemSpec, theta, estimator, want_grad: bool, kernel, xp=np):
     """The 1-D partition path network by network: each network's nodes (its kinks, the target's and
     the density's breaks, Gauss–Legendre on every piece), then ``kernel(layout, theta_k, x, w, y,
-    want_grad)``. The nodes are fixed while differentiating: the boundary terms of the moving kinks
-    cancel because the integrand is continuous across a kink, so this is the exact gradient."""
+    want_grad, zero)``. The nodes are fixed while differentiating: the boundary terms of the moving
+    kinks cancel because the integrand is continuous across a kink, so this is the exact gradient."""
     fixed = fixed_1d(spec, estimator)
     theta_host = np.asarray(theta.get() if hasattr(theta, "get") else theta, dtype=np.float64)
     risks, grads = [], []
     for k in range(theta_host.shape[0]):
         nodes = nodes_1d(spec, theta_host[k], estimator, fixed)
         y = target_values(spec, nodes)
+        zero = None if nodes.zero is None else xp.asarray(nodes.zero)
         r, g = kernel(spec.layout, theta[k:k + 1], xp.asarray(nodes.x), xp.asarray(nodes.w), xp.asarray(y),
-                      want_grad)
+                      want_grad, zero=zero)
         risks.append(r)
         grads.append(g)
     return xp.concatenate(risks), (xp.concatenate(grads) if want_grad else None)
@@ -102,8 +105,8 @@ def fixed_nodes(plan, spec: ProblemSpec, step: int = 0) -> Nodes:
 
 
 def _evaluate(plan, spec: ProblemSpec, theta, step: int, want_grad: bool, xp):
-    def kernel(layout, th, x, w, y, g):
-        return risk_and_grad(layout, th, x, w, y, g, xp)
+    def kernel(layout, th, x, w, y, g, zero=None):
+        return risk_and_grad(layout, th, x, w, y, g, xp, zero)
 
     if plan.route == "partition":
         return partition_loop(spec, theta, plan.estimator, want_grad, kernel, xp)
