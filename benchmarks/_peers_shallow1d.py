@@ -94,3 +94,42 @@ def jax_jit(H: int, out: int, chunk: int, dtype: str = "float64"):
         return np.array([float(r)]), np.asarray(g, dtype=np.float64)[None, :]
 
     return run
+
+
+def numpy_sorted_sweep(theta, x, w, y):
+    """The point sweep as a skilled numpy user writes it (argsort, searchsorted, bincount, cumsum):
+    the nodes sorted once per call, then O(N + H log N) vectorized work per network, the kink
+    structure used. Shallow nets [1, H, 1]: theta (K, P), x (N,), w (N,), y (N,) -> (risk (K,),
+    grad (K, P)), float64.
+
+    N(x) = A(x) x + B(x) with A = sum v_i w_i, B = c + sum v_i b_i over the neurons active at x; a
+    neuron is active on a suffix (w > 0) or a prefix (w < 0) of the sorted nodes, so A, B are cumulative
+    sums of changes at the boundaries, and every neuron's gradient is a difference of prefix moments.
+    """
+    theta = np.atleast_2d(theta)
+    K, P = theta.shape
+    H = (P - 1) // 3
+    order = np.argsort(x, kind="stable")
+    xs, ws, ys = x[order], w[order], y[order]
+    N = xs.size
+    risk, grad = np.empty(K), np.empty((K, P))
+    for k in range(K):
+        wv, bv, v, c = theta[k, :H], theta[k, H:2 * H], theta[k, 2 * H:3 * H], theta[k, 3 * H]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kink = np.where(wv != 0, -bv / wv, 0.0)
+        # the first node strictly beyond the kink: active from there (w > 0) or before it (w < 0)
+        j = np.searchsorted(xs, kink, side="right")
+        j = np.where(wv == 0, np.where(bv > 0, 0, N), j)      # constant neurons: all or nothing
+        neg = wv < 0
+        sa, sb = v * wv, v * bv
+        A = np.cumsum(np.bincount(j, weights=np.where(neg, -sa, sa), minlength=N + 1))[:N] + np.sum(sa[neg])
+        B = np.cumsum(np.bincount(j, weights=np.where(neg, -sb, sb), minlength=N + 1))[:N] + np.sum(sb[neg]) + c
+        r = A * xs + B - ys
+        u = ws * r
+        risk[k] = np.dot(u, r)
+        P0 = np.concatenate([[0.0], np.cumsum(u)])            # prefix sums: sum_{m < j}
+        P1 = np.concatenate([[0.0], np.cumsum(u * xs)])
+        s0 = np.where(neg, P0[j], P0[N] - P0[j])               # moments over each neuron's active range
+        s1 = np.where(neg, P1[j], P1[N] - P1[j])
+        grad[k] = np.concatenate([2 * v * s1, 2 * v * s0, 2 * (wv * s1 + bv * s0), [2 * P0[N]]])
+    return risk, grad

@@ -13,6 +13,9 @@
 (c) Deep [1, 128, 128, 1], K = 64: exact quadrature per call with the general (partition) path: the numpy
     reference, the Python loop feeding the C++ dense kernel, and the whole pipeline in C++
     (``_core.quad1d_risk_and_grad``), seconds per call and the ratios.
+(d) The point sweep against a vectorized numpy sorted sweep (argsort once, searchsorted, bincount,
+    cumsum: benchmarks/_peers_shallow1d.numpy_sorted_sweep): [1, H, 1], H = 1000 and 50000, N = 200000
+    weighted points, K = 1 and 2, both best of several calls, in one process.
 
 Prints a table and writes JSON to benchmarks/results/quadrature_<cpu>.json (``--quick``: smaller
 sizes, ``quadrature_<cpu>_quick.json``). Run with ``timeout 900 python benchmarks/bench_quadrature.py``.
@@ -297,7 +300,38 @@ def bench_deep(widths, K, log):
     return row
 
 
+# ---- (d) point sweep vs a numpy sorted sweep ----------------------------------------------------------
+
+def bench_numpy_sweep(cases, N, log):
+    rows = []
+    for H, K in cases:
+        prob = shallow_problem(H)
+        rng = np.random.default_rng([H, K, 5])
+        theta = rng.normal(size=(K, prob.num_params))
+        x = rng.uniform(-1.0, 1.0, N)
+        w = rng.uniform(0.0, 1.0, N) / N
+        y = np.sin(3.0 * x)
+        t_c, (r_c, g_c) = best_time(lambda: cpu_backend.shallow1d_points(prob.layout, theta, x, w, y[:, None]),
+                                    min_repeats=7)
+        t_n, (r_n, g_n) = best_time(lambda: peers.numpy_sorted_sweep(theta, x, w, y), min_repeats=7)
+        row = {"H": H, "K": K, "N": N, "sweep_s": t_c, "numpy_sweep_s": t_n, "ratio": t_n / t_c,
+               "risk_rel_diff": float(np.max(np.abs(r_c - r_n) / np.abs(r_n))), "grad_rel_diff": grad_err(g_c, g_n)}
+        log(f"  H={H} K={K}: point sweep {fmt_t(t_c)}, numpy sweep {fmt_t(t_n)}, {row['ratio']:.1f}x")
+        rows.append(row)
+    return rows
+
+
 # ---- main -----------------------------------------------------------------------------------------
+
+def print_numpy_sweep(rows):
+    print()
+    print(f"(d) point sweep vs numpy sorted sweep: [1, H, 1], N = {rows[0]['N']} weighted points")
+    print(f"{'H':>6} | {'K':>2} | {'point sweep':>11} | {'numpy sweep':>11} | {'ratio':>6} | {'risk diff':>9} | "
+          f"{'grad diff':>9}")
+    for r in rows:
+        print(f"{r['H']:>6} | {r['K']:>2} | {fmt_t(r['sweep_s']):>11} | {fmt_t(r['numpy_sweep_s']):>11} | "
+              f"{r['ratio']:>6.1f} | {fmt_e(r['risk_rel_diff']):>9} | {fmt_e(r['grad_rel_diff']):>9}")
+
 
 def print_tables(result):
     m = result["machine"]
@@ -362,6 +396,8 @@ def print_tables(result):
               f"{fmt_t(c['seconds_per_network']):>11} | {c['speedup_vs_numpy']:>6.1f}")
         print(f"  ratio = numpy time / time; C++ vs numpy: risk {fmt_e(c['risk_rel_diff_max'])}, "
               f"grad {fmt_e(c['grad_rel_diff_max'])} (max relative difference over the networks)")
+    if "numpy_sweep" in result:
+        print_numpy_sweep(result["numpy_sweep"])
 
 
 def main(argv=None):
@@ -369,6 +405,8 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="smaller sizes, a minute or so")
     ap.add_argument("--budget", type=float, default=None, help="seconds per dense peer in case E")
     ap.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/...)")
+    ap.add_argument("--only-numpy-sweep", action="store_true", help="run only (d), the point sweep against "
+                    "the numpy sorted sweep (seconds)")
     args = ap.parse_args(argv)
     if not rf.backends()["cpu"].available:
         sys.exit(f"the cpu backend is not available: {rf.backends()['cpu'].detail}")
@@ -396,12 +434,24 @@ def main(argv=None):
                           "numpy": np.__version__},
               "date": datetime.datetime.now().isoformat(timespec="seconds"), "commit": commit,
               "quick": args.quick, "loadavg_start": list(os.getloadavg())}
+    sweep_cases, sweep_n = ([(1000, 1), (1000, 2)], 20_000) if args.quick else \
+        ([(1000, 1), (1000, 2), (50000, 1), (50000, 2)], 200_000)
+    if args.only_numpy_sweep:
+        result["numpy_sweep"] = bench_numpy_sweep(sweep_cases, sweep_n, log)
+        print_numpy_sweep(result["numpy_sweep"])
+        out = args.out or HERE / "results" / f"point_sweep_vs_numpy_{slug(cpu)}{'_quick' if args.quick else ''}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"\nwrote {out}")
+        return
     log("(a) exact shallow quadrature")
     result["exact_shallow"] = bench_exact(Hs, seeds, part_max, log)
     log("(b) case E")
     result["case_E"] = bench_case_e(eH, eN, budget, log)
     log("(c) deep general path")
     result["deep_general"] = bench_deep([1, 128, 128, 1], dK, log)
+    log("(d) point sweep vs numpy sorted sweep")
+    result["numpy_sweep"] = bench_numpy_sweep(sweep_cases, sweep_n, log)
     result["loadavg_end"] = list(os.getloadavg())
     print_tables(result)
     out = args.out or HERE / "results" / f"quadrature_{slug(cpu)}{'_quick' if args.quick else ''}.json"

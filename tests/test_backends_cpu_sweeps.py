@@ -21,6 +21,11 @@ Tolerances. Both sides compute the same float64 quantities in a different order:
   the forward pass error is ~ eps * sum_i |V_i| |z_i| for both; observed ~3e-15; we test 1e-12
   (relative risk, normwise gradient) on well-conditioned random cases (residuals O(1)).
 """
+import os
+import subprocess
+import sys
+import tempfile
+
 import numpy as np
 import pytest
 
@@ -521,3 +526,54 @@ def test_points_binding_bad_input(name, value):
     args[name] = value
     with pytest.raises(ValueError, match=f"^{name}"):
         core.shallow1d_points(**args)
+
+
+# ---- the point sweep's sort (cpu/radix_sort.cpp): bucket sort, radix fallback, threads -------------
+
+def _sort_cases():
+    rng = np.random.default_rng(21)
+    n = 200_000
+    yield "uniform", rng.uniform(-1.0, 1.0, n)
+    yield "small", rng.uniform(-1.0, 1.0, 1000)                       # std::sort path
+    yield "ties", np.round(rng.uniform(-2.0, 2.0, 70_000) * 8) / 8     # few distinct values
+    signed_zeros = rng.uniform(-1.0, 1.0, 9000)
+    signed_zeros[::3], signed_zeros[1::7] = 0.0, -0.0
+    yield "signed zeros", signed_zeros
+    yield "outlier", np.concatenate([rng.uniform(0.0, 1.0, 50_000), [1e9]])   # clustered: radix fallback
+    yield "cauchy", rng.standard_cauchy(80_000)
+    yield "gaussian", rng.normal(size=100_000)
+    yield "constant", np.full(5000, 0.25)
+    yield "huge", np.concatenate([rng.uniform(-1, 1, 5000) * 1e308, [-1.7e308, 1.7e308]])
+
+
+@pytest.mark.parametrize("case", [c for c, _ in _sort_cases()])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_stable_order_is_numpy_stable_argsort(case, threads):
+    x = dict(_sort_cases())[case]
+    core = rf.registry.core()[0]
+    order, xs = core.stable_order(x, threads)
+    key = np.where(x == 0.0, 0.0, x)                 # -0.0 sorts with +0.0
+    np.testing.assert_array_equal(order, np.argsort(key, kind="stable"))
+    np.testing.assert_array_equal(xs, key[order])
+
+
+def test_points_large_n_and_h_threads_bitwise():
+    """N and H past the sort's thresholds (bucket sort of the nodes, of the kinks): the point sweep
+    equals the dense reference, and its bits do not depend on the thread count."""
+    rng = np.random.default_rng(22)
+    H, N = 5000, 70_000
+    prob = rf.Problem([1, H, 1], rf.targets.Affine([[1.0]]))
+    theta = rng.normal(size=(2, prob.num_params))
+    x = np.round(rng.uniform(-2.0, 2.0, N) * 1024) / 1024          # ties too
+    w = rng.uniform(0.0, 1.0, N)
+    y = rng.normal(size=(N, 1))
+    assert_points_close(prob, theta, x, w, y)
+    code = ("import numpy as np, sys; from reluflow.backends import cpu; from reluflow.layout import Layout; "
+            "d = np.load(sys.argv[1]); r, g = cpu.shallow1d_points(Layout([1, %d, 1]), d['t'], "
+            "d['x'], d['w'], d['y']); sys.stdout.buffer.write(r.tobytes() + g.tobytes())" % H)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "in.npz")
+        np.savez(path, t=theta, x=x, w=w, y=y)
+        outs = [subprocess.run([sys.executable, "-c", code, path], capture_output=True, check=True,
+                               env={**os.environ, "OMP_NUM_THREADS": str(t)}).stdout for t in (1, 2)]
+    assert outs[0] == outs[1]

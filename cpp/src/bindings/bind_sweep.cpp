@@ -4,12 +4,15 @@
 
 #include <cmath>
 #include <cstdint>
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "bindings/bind_spec.h"
 #include "bindings/bind_util.h"
 #include "bindings/bindings.h"
 #include "reluflow/sweep1d.h"
+#include "cpu/radix_sort.h"
 #include "cpu/sweep1d_cpu.h"
 
 namespace py = pybind11;
@@ -55,6 +58,29 @@ int64_t check_theta(const f64c& theta, int out_dim) {
 }  // namespace
 
 void bind_sweep(py::module_& m) {
+  m.def(
+      "stable_order",
+      [](const py::object& x_in, int threads) {
+        const f64c x = as_f64(x_in, "x");
+        if (x.ndim() != 1) throw py::value_error("x: expected a 1-D array");
+        const int64_t N = x.shape(0);
+        for (int64_t j = 0; j < N; ++j)
+          if (std::isnan(x.data()[j])) throw py::value_error("x: expected no NaN");
+        if (threads < 1) throw py::value_error("threads: expected threads >= 1");
+        py::array_t<int64_t> order(N);
+        py::array_t<double> sorted(N);
+        {
+          py::gil_scoped_release release;
+          std::vector<int64_t> o;
+          stable_order(x.data(), N, o, threads, sorted.mutable_data());
+          std::copy(o.begin(), o.end(), order.mutable_data());
+        }
+        return py::make_tuple(order, sorted);
+      },
+      py::arg("x"), py::arg("threads") = 1,
+      "The point sweep's sort (cpu/radix_sort.h), for tests: the stable sorting permutation of x (N,)\n"
+      "(int64) and x in that order (-0.0 as +0.0), on up to `threads` threads.");
+
   m.def(
       "shallow1d_exact",
       [](py::object theta_o, py::object out_o, py::object spec) {

@@ -26,6 +26,12 @@ inline constexpr int64_t kMinParallelNetsQuad1D = int64_t(1) << 14;
 
 // sweep1d_cpu.cpp: K * (neurons or nodes) below which the sweeps run on one thread.
 inline constexpr int64_t kMinParallelSweep = int64_t(1) << 14;
+// Nodes from which the point sweep's radix sort runs on several threads (a pass over 64k keys is
+// ~0.1 ms: below that the fork and the barriers cost more than the second thread saves).
+inline constexpr int64_t kMinParallelSort = int64_t(1) << 16;
+// Sort scratch kept per thread between calls (above it the buffers are freed after the call): fresh
+// pages cost more than the sort itself at N ~ 10^5 (first-touch faults), so repeated calls reuse them.
+inline constexpr int64_t kMaxRetainedSortBytes = int64_t(64) << 20;
 
 // sampling_cpu.cpp, sobol_cpu.cpp: values n * d above which the samplers use threads (SGD draws
 // ~10^3 samples per step).

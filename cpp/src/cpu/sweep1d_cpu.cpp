@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cpu/parallel_policy.h"
+#include "cpu/radix_sort.h"
 #include "reluflow/finite.h"
 #include "reluflow/sweep1d.h"
 
@@ -285,52 +286,6 @@ void shallow1d_exact_cpu(const double* theta, int64_t K, int64_t H, int out, dou
 
 namespace {
 
-// The permutation sorting x (N,) increasingly, ties in input order (a stable sort): an LSD radix sort
-// on the order-preserving integer image of the doubles for large N (linear time, and the nodes of
-// case E are 2^18), std::sort on (x, index) pairs otherwise. x must not contain NaN.
-std::vector<int64_t> stable_order(const double* x, int64_t N) {
-  std::vector<int64_t> order(static_cast<size_t>(N));
-  if (N < 4096) {
-    std::vector<std::pair<double, int64_t>> kv(static_cast<size_t>(N));
-    for (int64_t j = 0; j < N; ++j) kv[j] = {x[j] == 0.0 ? 0.0 : x[j], j};  // -0.0 sorts with +0.0
-    std::sort(kv.begin(), kv.end());
-    for (int64_t j = 0; j < N; ++j) order[j] = kv[j].second;
-    return order;
-  }
-  // key: flip all bits of negatives, the sign bit of non-negatives (then unsigned order = double order)
-  std::vector<uint64_t> key(static_cast<size_t>(N)), key2(static_cast<size_t>(N));
-  std::vector<int64_t> order2(static_cast<size_t>(N));
-  for (int64_t j = 0; j < N; ++j) {
-    const double v = x[j] == 0.0 ? 0.0 : x[j];
-    uint64_t u;
-    std::memcpy(&u, &v, sizeof u);
-    key[j] = (u >> 63) ? ~u : (u | (uint64_t(1) << 63));
-    order[j] = j;
-  }
-  constexpr int kBits = 11;
-  constexpr uint64_t kMask = (uint64_t(1) << kBits) - 1;
-  std::vector<int64_t> count(size_t(1) << kBits);
-  for (int shift = 0; shift < 64; shift += kBits) {
-    std::fill(count.begin(), count.end(), 0);
-    for (int64_t j = 0; j < N; ++j) ++count[(key[j] >> shift) & kMask];
-    if (count[(key[0] >> shift) & kMask] == N) continue;  // this digit is the same everywhere
-    int64_t sum = 0;
-    for (auto& c : count) {
-      const int64_t t = c;
-      c = sum;
-      sum += t;
-    }
-    for (int64_t j = 0; j < N; ++j) {
-      const int64_t dst = count[(key[j] >> shift) & kMask]++;
-      key2[dst] = key[j];
-      order2[dst] = order[j];
-    }
-    key.swap(key2);
-    order.swap(order2);
-  }
-  return order;
-}
-
 // Locates values among the sorted nodes xs (N,) in O(1) expected time for nodes from a smooth
 // density: a table of N + 1 cells on [xs[0], xs[N-1]] holding the first node of every cell. The
 // answer is only a guess for the galloping search with the exact predicate.
@@ -343,31 +298,38 @@ struct NodeLocator {
 
   void build(const double* xs, int64_t N) {
     M = N;
-    first.assign(static_cast<size_t>(M + 2), N);
+    first.resize(static_cast<size_t>(M + 2));
     xq.assign(static_cast<size_t>(N + 2 + 8), std::numeric_limits<double>::infinity());
     xq[0] = -std::numeric_limits<double>::infinity();
     std::copy(xs, xs + N, xq.begin() + 1);
-    if (N == 0) return;
-    lo = xs[0];
-    const double span = xs[N - 1] - xs[0];
+    lo = N > 0 ? xs[0] : 0.0;
+    const double span = N > 0 ? xs[N - 1] - xs[0] : 0.0;
     scale = span > 0.0 ? static_cast<double>(M) / span : 0.0;
-    int64_t j = 0, fullest = 0;
-    for (int64_t m = 0; m <= M + 1; ++m) {
-      const double edge = lo + static_cast<double>(m) / scale;
-      while (j < N && xs[j] < edge) ++j;
-      first[m] = scale > 0.0 ? j : (m == 0 ? 0 : N);
-      if (m > 0) fullest = std::max(fullest, first[m] - first[m - 1]);
+    // first[m]: the first node of cell >= m, cell(x) = guess's clipped (x - lo) scale; one pass over
+    // the sorted nodes (their cells do not decrease). Only a guess: the search checks the predicate.
+    int64_t m = 0, fullest = 1, last = 0;
+    for (int64_t j = 0; j < N; ++j) {
+      const int64_t c = cell(xs[j]);
+      if (c >= m) {
+        fullest = std::max(fullest, j - last);
+        last = j;
+      }
+      for (; m <= c; ++m) first[m] = j;
     }
-    steps = static_cast<int>(std::min<int64_t>(std::max<int64_t>(fullest, 1), 8));
+    fullest = std::max(fullest, N - last);
+    for (; m <= M + 1; ++m) first[m] = N;
+    steps = static_cast<int>(std::min<int64_t>(fullest, 8));
   }
 
-  // A node index near the first node >= t (any t, also +-inf), without branches.
-  int64_t guess(double t) const {
+  int64_t cell(double t) const {
     double c = (t - lo) * scale;
     c = c > 0.0 ? c : 0.0;  // (comparisons, not fmin/fmax: those are library calls without -ffast-math)
     c = c < static_cast<double>(M) ? c : static_cast<double>(M);
-    return first[static_cast<int64_t>(c)];
+    return static_cast<int64_t>(c);
   }
+
+  // A node index near the first node >= t (any t, also +-inf), without branches.
+  int64_t guess(double t) const { return first[cell(t)]; }
 };
 
 // One network of the point sweep: N(x) = A(x) (x - c0) + B(x) where A, B change only at the first
@@ -406,9 +368,11 @@ struct PointSweep {
         dB[bd[i] * S + lane + o] = 0.0;
       }
   }
-  // Frees the buffers when a call made them big (case E: tens of MB per thread).
+  // Frees the buffers when a call made them big (kept up to kMaxRetainedSortBytes: fresh pages of
+  // the node arrays cost more than a sweep at N ~ 10^5).
   void trim() {
-    if (dA.capacity() + u.capacity() + 4 * P0.capacity() > (size_t(1) << 20)) *this = PointSweep();
+    if ((2 * dA.capacity() + u.capacity() + 4 * P0.capacity()) * sizeof(double) > kMaxRetainedSortBytes)
+      *this = PointSweep();
   }
 
   // The residual and moment buffers, sized: u (n_u,), P0, P1, Q0, Q1 (n1,) each.
@@ -443,7 +407,7 @@ struct PointSweep {
     kink.resize(static_cast<size_t>(H));
     for (int64_t i = 0; i < H; ++i) kink[i] = wv[i] != 0.0 ? -bv[i] / wv[i] : 0.0;  // vectorized
     for (int64_t i = 0; i < H; ++i) bd[i] = loc.guess(kink[i]);
-    if (by_kink) perm = stable_order(kink.data(), H);
+    if (by_kink) stable_order(kink.data(), H, perm);
     const double* xq = loc.xq.data();  // xq[j + 1] = xs[j], -inf / +inf at the ends
     for (int64_t ii = 0; ii < H; ++ii) {
       const int64_t i = by_kink ? perm[ii] : ii;
@@ -697,27 +661,50 @@ void points_loop(const double* theta, int64_t K, int64_t H, int out, int64_t N, 
   }
 }
 
+// The sorted nodes of one call, kept per thread between calls (up to kMaxRetainedSortBytes).
+struct SortedNodes {
+  std::vector<int64_t> order;
+  std::vector<double> xs, ws, ys;
+  NodeLocator loc;
+  void trim() {
+    const size_t bytes = (order.capacity() + xs.capacity() + ws.capacity() + ys.capacity() + 2 * loc.xq.capacity()) * 8;
+    if (bytes > static_cast<size_t>(kMaxRetainedSortBytes)) *this = SortedNodes();
+  }
+};
+
 }  // namespace
 
 void shallow1d_points_cpu(const double* theta, int64_t K, int64_t H, int out, int64_t N,
                           const double* x, const double* wt, const double* y, double* risk,
                           double* grad) {
-  // nodes sorted once, shared by every network (stable: ties keep their input order)
-  const std::vector<int64_t> order = stable_order(x, N);
-  std::vector<double> xs(N), ws(N), ys(N * out);
+  // nodes sorted once, shared by every network (stable: ties keep their input order); the sort and
+  // the gather use every thread (they are most of the work when K is small)
+  int threads = 1;
+#ifdef RELUFLOW_OPENMP
+  if (N >= kMinParallelSort) threads = omp_get_max_threads();
+#endif
+  static thread_local SortedNodes sn;
+  sn.xs.resize(N);
+  sn.ws.resize(N);
+  sn.ys.resize(N * out);
+  stable_order(x, N, sn.order, threads, sn.xs.data());
+  // (sn is thread_local: the team reaches its buffers through pointers)
+  const int64_t* order = sn.order.data();
+  double* ws = sn.ws.data();
+  double* ys = sn.ys.data();
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (int64_t j = 0; j < N; ++j) {
     const int64_t src = order[j];
-    xs[j] = x[src];
     ws[j] = wt[src];
     for (int o = 0; o < out; ++o) ys[j * out + o] = y[src * out + o];
   }
-  const double c0 = N > 0 ? 0.5 * (xs[0] + xs[N - 1]) : 0.0;
-  NodeLocator loc;
-  loc.build(xs.data(), N);
+  const double c0 = N > 0 ? 0.5 * (sn.xs[0] + sn.xs[N - 1]) : 0.0;
+  sn.loc.build(sn.xs.data(), N);
   if (out == 1)
-    points_loop<1>(theta, K, H, out, N, xs.data(), ws.data(), ys.data(), c0, loc, risk, grad);
+    points_loop<1>(theta, K, H, out, N, sn.xs.data(), sn.ws.data(), sn.ys.data(), c0, sn.loc, risk, grad);
   else
-    points_loop<0>(theta, K, H, out, N, xs.data(), ws.data(), ys.data(), c0, loc, risk, grad);
+    points_loop<0>(theta, K, H, out, N, sn.xs.data(), sn.ws.data(), sn.ys.data(), c0, sn.loc, risk, grad);
+  sn.trim();
 }
 
 }  // namespace reluflow

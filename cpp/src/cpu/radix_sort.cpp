@@ -1,0 +1,293 @@
+// LSD radix sort of (key, index) pairs (radix_sort.h). One pass over the keys builds the histograms of
+// every digit (digits that are the same everywhere are skipped), then one stable scatter per digit.
+// With T threads each pass is split into T contiguous blocks: block t scatters its elements after all
+// the elements of the same digit in blocks < t, which is exactly the sequential stable order.
+#include "cpu/radix_sort.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <utility>
+
+#include "cpu/parallel_policy.h"
+
+#ifdef RELUFLOW_OPENMP
+#include <omp.h>
+#endif
+
+namespace reluflow {
+
+namespace {
+
+constexpr int kBits = 11;
+constexpr int kBuckets = 1 << kBits;
+constexpr int kDigits = (64 + kBits - 1) / kBits;
+constexpr uint64_t kMask = kBuckets - 1;
+constexpr uint64_t kSign = uint64_t(1) << 63;
+
+// Below this, std::sort of (x, index) pairs beats the radix passes.
+constexpr int64_t kRadixFrom = 4096;
+
+// The order-preserving image of a double: flip all bits of negatives, the sign bit of the others.
+inline uint64_t sort_key(double v) {
+  v = v == 0.0 ? 0.0 : v;  // -0.0 with +0.0
+  uint64_t u;
+  std::memcpy(&u, &v, sizeof u);
+  return (u >> 63) ? ~u : (u | kSign);
+}
+
+// Its inverse (a -0.0 comes back as +0.0).
+inline double from_key(uint64_t k) {
+  const uint64_t u = (k & kSign) ? (k & ~kSign) : ~k;
+  double v;
+  std::memcpy(&v, &u, sizeof v);
+  return v;
+}
+
+// Scratch of one thread, kept between calls up to kMaxRetainedSortBytes. Indices are 32-bit when N
+// allows (12 bytes moved per element and pass instead of 16).
+template <class I>
+struct SortScratch {
+  std::vector<uint64_t> key, key2;
+  std::vector<I> idx, idx2;
+  std::vector<int64_t> hist, total;
+  void trim() {
+    const size_t bytes = (key.capacity() + key2.capacity()) * 8 + (idx.capacity() + idx2.capacity()) * sizeof(I);
+    if (bytes > static_cast<size_t>(kMaxRetainedSortBytes)) *this = SortScratch();
+  }
+};
+
+template <class I>
+void radix_order(const double* x, int64_t N, std::vector<int64_t>& order, int T, double* sorted) {
+  static thread_local SortScratch<I> s;
+  s.key.resize(static_cast<size_t>(N));
+  s.key2.resize(static_cast<size_t>(N));
+  s.idx.resize(static_cast<size_t>(N));
+  s.idx2.resize(static_cast<size_t>(N));
+  s.total.assign(static_cast<size_t>(T) * kDigits * kBuckets, 0);
+  s.hist.assign(static_cast<size_t>(T) * kBuckets, 0);
+  // s is thread_local: the team reaches its buffers through these pointers
+  uint64_t* key = s.key.data();
+  uint64_t* key2 = s.key2.data();
+  I* idx = s.idx.data();
+  I* idx2 = s.idx2.data();
+  int64_t* hist = s.hist.data();
+  int64_t* total = s.total.data();
+  int64_t* out = order.data();
+  bool varies[kDigits];
+#pragma omp parallel num_threads(T) if (T > 1)
+  {
+    int t = 0;
+#ifdef RELUFLOW_OPENMP
+    t = omp_get_thread_num();
+#endif
+    const int64_t j0 = N * t / T, j1 = N * (t + 1) / T;
+    int64_t* tot = total + static_cast<size_t>(t) * kDigits * kBuckets;
+    for (int64_t j = j0; j < j1; ++j) {
+      const uint64_t k = sort_key(x[j]);
+      key[j] = k;
+      idx[j] = static_cast<I>(j);
+      for (int d = 0; d < kDigits; ++d) ++tot[d * kBuckets + ((k >> (d * kBits)) & kMask)];
+    }
+#pragma omp barrier
+#pragma omp single
+    for (int d = 0; d < kDigits; ++d) {  // a digit the same everywhere needs no pass
+      const uint64_t b0 = (key[0] >> (d * kBits)) & kMask;
+      int64_t n0 = 0;
+      for (int u = 0; u < T; ++u) n0 += total[(static_cast<size_t>(u) * kDigits + d) * kBuckets + b0];
+      varies[d] = n0 != N;
+    }
+    int64_t* h = hist + static_cast<size_t>(t) * kBuckets;
+    for (int d = 0; d < kDigits; ++d) {
+      if (!varies[d]) continue;
+      const int shift = d * kBits;
+      if (T == 1) {
+        std::copy(total + d * kBuckets, total + (d + 1) * kBuckets, h);
+      } else {
+        std::fill(h, h + kBuckets, 0);
+        for (int64_t j = j0; j < j1; ++j) ++h[(key[j] >> shift) & kMask];
+      }
+#pragma omp barrier
+#pragma omp single
+      {  // offsets: bucket by bucket, block by block (the sequential stable order)
+        int64_t sum = 0;
+        for (int b = 0; b < kBuckets; ++b)
+          for (int u = 0; u < T; ++u) {
+            int64_t& c = hist[static_cast<size_t>(u) * kBuckets + b];
+            const int64_t n = c;
+            c = sum;
+            sum += n;
+          }
+      }
+      for (int64_t j = j0; j < j1; ++j) {
+        const int64_t dst = h[(key[j] >> shift) & kMask]++;
+        key2[dst] = key[j];
+        idx2[dst] = idx[j];
+      }
+#pragma omp barrier
+#pragma omp single
+      {
+        std::swap(key, key2);
+        std::swap(idx, idx2);
+      }
+    }
+    for (int64_t j = j0; j < j1; ++j) {
+      out[j] = static_cast<int64_t>(idx[j]);
+      if (sorted != nullptr) sorted[j] = from_key(key[j]);
+    }
+  }
+  s.trim();
+}
+
+// ---- bucket sort by value ----------------------------------------------------------------------
+// Nodes from a smooth density: N cells of equal width on [min x, max x], about one node per cell. One
+// pass counts the cells, one scatters (key, index) into them, then every cell is sorted on its own
+// (insertion sort: a few elements, in L1). Cells are monotone in x, and each cell's sort is stable, so
+// this is the stable sorting permutation. Clustered nodes (a cell of more than kMaxCell) fall back to
+// the radix sort. With T threads: per-thread cell counts over T blocks, offsets bucket by bucket and
+// block by block (the sequential order), then the cells split among the threads.
+constexpr int64_t kMaxCell = 4096;
+constexpr int64_t kInsertionMax = 32;
+
+struct BucketScratch {
+  std::vector<uint64_t> key;
+  std::vector<uint32_t> idx, cell;
+  std::vector<uint32_t> count;  // (T, M + 1): counts of each block, then its offsets
+  void trim() {
+    const size_t bytes = key.capacity() * 8 + (idx.capacity() + cell.capacity() + count.capacity()) * 4;
+    if (bytes > static_cast<size_t>(kMaxRetainedSortBytes)) *this = BucketScratch();
+  }
+};
+
+// Sorts one cell's (key, index) pairs by key, ties in index order.
+void sort_cell(uint64_t* k, uint32_t* ix, int64_t n) {
+  if (n <= kInsertionMax) {
+    for (int64_t a = 1; a < n; ++a) {
+      const uint64_t kv = k[a];
+      const uint32_t iv = ix[a];
+      int64_t b = a;
+      for (; b > 0 && k[b - 1] > kv; --b) {  // '>': equal keys keep their (index) order
+        k[b] = k[b - 1];
+        ix[b] = ix[b - 1];
+      }
+      k[b] = kv;
+      ix[b] = iv;
+    }
+    return;
+  }
+  std::vector<std::pair<uint64_t, uint32_t>> kv(static_cast<size_t>(n));
+  for (int64_t a = 0; a < n; ++a) kv[a] = {k[a], ix[a]};
+  std::sort(kv.begin(), kv.end());  // (key, index) pairs are distinct: the stable order
+  for (int64_t a = 0; a < n; ++a) {
+    k[a] = kv[a].first;
+    ix[a] = kv[a].second;
+  }
+}
+
+// Returns false (nothing written) when the nodes are too clustered for cells (or not finite).
+bool bucket_order(const double* x, int64_t N, std::vector<int64_t>& order, int T, double* sorted) {
+  double lo = x[0], hi = x[0];
+  for (int64_t j = 1; j < N; ++j) {
+    lo = x[j] < lo ? x[j] : lo;
+    hi = x[j] > hi ? x[j] : hi;
+  }
+  const double span = hi - lo;
+  if (!(span > 0.0) || !std::isfinite(span) || N > int64_t(std::numeric_limits<uint32_t>::max()) - 2) return false;
+  const int64_t M = N;
+  const double scale = static_cast<double>(M) / span;
+  static thread_local BucketScratch s;
+  s.key.resize(static_cast<size_t>(N));
+  s.idx.resize(static_cast<size_t>(N));
+  s.cell.resize(static_cast<size_t>(N));
+  s.count.assign(static_cast<size_t>(T) * (M + 1), 0);
+  // s is thread_local: the team reaches its buffers through these pointers
+  uint64_t* key = s.key.data();
+  uint32_t* idx = s.idx.data();
+  uint32_t* cell = s.cell.data();
+  uint32_t* count = s.count.data();
+  int64_t* out = order.data();
+  bool clustered = false;
+#pragma omp parallel num_threads(T) if (T > 1)
+  {
+    int t = 0;
+#ifdef RELUFLOW_OPENMP
+    t = omp_get_thread_num();
+#endif
+    const int64_t j0 = N * t / T, j1 = N * (t + 1) / T;
+    uint32_t* cnt = count + static_cast<size_t>(t) * (M + 1);
+    for (int64_t j = j0; j < j1; ++j) {
+      double c = (x[j] - lo) * scale;  // monotone in x: cells keep the order of the values
+      c = c < static_cast<double>(M) ? c : static_cast<double>(M);
+      const uint32_t cj = static_cast<uint32_t>(c);
+      cell[j] = cj;
+      ++cnt[cj];
+    }
+#pragma omp barrier
+#pragma omp single
+    {  // offsets: cell by cell, block by block (the sequential stable order)
+      uint32_t sum = 0;
+      for (int64_t c = 0; c <= M && !clustered; ++c) {
+        const uint32_t start = sum;
+        for (int u = 0; u < T; ++u) {
+          uint32_t& n = count[static_cast<size_t>(u) * (M + 1) + c];
+          const uint32_t nc = n;
+          n = sum;
+          sum += nc;
+        }
+        clustered = sum - start > kMaxCell;
+      }
+    }
+    if (!clustered) {
+      for (int64_t j = j0; j < j1; ++j) {
+        const uint32_t dst = cnt[cell[j]]++;
+        key[dst] = sort_key(x[j]);
+        idx[dst] = static_cast<uint32_t>(j);
+      }
+#pragma omp barrier
+      // after the scatter, count row T-1 holds the end of every cell, and cell c starts where c-1 ends
+      const uint32_t* ends = count + static_cast<size_t>(T - 1) * (M + 1);
+#pragma omp for schedule(static)
+      for (int64_t c = 0; c <= M; ++c) {
+        const uint32_t a = c == 0 ? 0 : ends[c - 1], b = ends[c];
+        if (b - a > 1) sort_cell(key + a, idx + a, b - a);
+      }
+#pragma omp for schedule(static)
+      for (int64_t j = 0; j < N; ++j) {
+        out[j] = idx[j];
+        if (sorted != nullptr) sorted[j] = from_key(key[j]);
+      }
+    }
+  }
+  s.trim();
+  return !clustered;
+}
+
+}  // namespace
+
+void stable_order(const double* x, int64_t N, std::vector<int64_t>& order, int threads, double* sorted) {
+  order.resize(static_cast<size_t>(N));
+  if (N < kRadixFrom) {
+    std::vector<std::pair<double, int64_t>> kv(static_cast<size_t>(N));
+    for (int64_t j = 0; j < N; ++j) kv[j] = {x[j] == 0.0 ? 0.0 : x[j], j};
+    std::sort(kv.begin(), kv.end());
+    for (int64_t j = 0; j < N; ++j) {
+      order[j] = kv[j].second;
+      if (sorted != nullptr) sorted[j] = kv[j].first;
+    }
+    return;
+  }
+  int T = 1;
+#ifdef RELUFLOW_OPENMP
+  if (threads > 1 && !omp_in_parallel() && N >= kMinParallelSort) T = std::min(threads, omp_get_max_threads());
+#else
+  (void)threads;
+#endif
+  if (bucket_order(x, N, order, T, sorted)) return;
+  if (N <= static_cast<int64_t>(std::numeric_limits<uint32_t>::max()))
+    radix_order<uint32_t>(x, N, order, T, sorted);
+  else
+    radix_order<int64_t>(x, N, order, T, sorted);
+}
+
+}  // namespace reluflow
