@@ -6,6 +6,7 @@ import pytest
 
 import reluflow as rf
 from reluflow.layout import Layout
+from reluflow.quadrature import fixed_1d, nodes_1d
 
 HAT = rf.targets.PiecewiseLinear([0.0, 0.5, 1.0], [0.0, 1.0, 0.0])
 
@@ -76,8 +77,60 @@ def test_hvp_shapes_dtypes_and_refusals(backend):
         prob.hvp(theta, V[:1], est)
     with pytest.raises(ValueError, match="V: expected finite directions"):
         prob.hvp(theta, V * np.nan, est)
-    with pytest.raises(ValueError, match="estimator: the Hessian of the exact 1-D quadrature risk"):
-        prob.hessian(theta, rf.Quadrature())
+
+
+def _generic_net(prob, seed, lo=0.0, hi=1.0):
+    """A network whose first-layer kinks lie well inside (lo, hi), away from each other and from the
+    fixed breaks, so that the risk is twice differentiable there (the generic case)."""
+    rng = np.random.default_rng(seed)
+    theta = prob.init(1, seed=seed)[0]
+    W, b = prob.layout.unpack(theta[None])[0]
+    l1 = W.shape[1]
+    kinks = lo + (hi - lo) * (np.arange(l1) + 0.5 + 0.3 * rng.uniform(-1, 1, l1)) / l1
+    W[0, :, 0] = rng.choice([-1.0, 1.0], l1) * rng.uniform(0.8, 2.0, l1)
+    b[0] = -kinks * W[0, :, 0]
+    return theta[None]
+
+
+@pytest.mark.parametrize("widths,target,density", [
+    ([1, 6, 1], HAT, None),
+    ([1, 5, 2], rf.targets.Affine([[1.0], [-0.5]], [0.2, 0.1]), None),
+    ([1, 4, 3, 1], HAT, None),
+    ([1, 3, 4, 2, 1], rf.targets.PiecewiseLinear([0.0, 0.3, 1.0], [0.5, -0.2, 0.4]), "poly"),
+])
+def test_quadrature_hessian_equals_finite_differences_of_the_exact_gradient(widths, target, density):
+    """The exact 1-D quadrature risk: the Hessian with the moving-kink terms is the derivative of the
+    exact gradient (central differences, float64, a generic network), to <= 1e-7 relative; without
+    the kink terms (the fixed-pattern Hessian on the same nodes) it is not."""
+    dist = rf.dists.PiecewisePolynomial([0.0, 0.4, 1.0], [[1.0, 1.0], [2.0, -0.5]]) if density else None
+    prob = rf.Problem(widths, target, dist)
+    est = rf.Quadrature()
+    theta = _generic_net(prob, seed=len(widths) + (density is not None))
+    H = prob.hessian(theta, est)[0]
+    assert np.array_equal(H, H.T)
+    h = 1e-5
+    fd = np.empty_like(H)
+    for i in range(prob.num_params):
+        e = np.zeros_like(theta)
+        e[0, i] = h
+        gp = prob.risk_and_grad(theta + e, est, backend="numpy")[1][0]
+        gm = prob.risk_and_grad(theta - e, est, backend="numpy")[1][0]
+        fd[:, i] = (gp - gm) / (2 * h)
+    scale = np.abs(fd).max()
+    np.testing.assert_allclose(H, fd, rtol=0, atol=1e-7 * scale)
+    q = nodes_1d(prob.spec, theta[0], est, fixed_1d(prob.spec, est))
+    H_fixed = prob.hessian(theta, rf.Points(q.x, q.w, prob.spec.target(q.x)))[0]
+    assert np.abs(H_fixed - fd).max() > 1e-4 * scale        # the kink terms matter
+
+
+def test_quadrature_hvp_matches_hessian_and_backends(backend):
+    prob = rf.Problem([1, 4, 3, 1], HAT)
+    theta = np.concatenate([_generic_net(prob, 1), _generic_net(prob, 2)])
+    V = np.random.default_rng(4).normal(size=(2, 3, prob.num_params))
+    H = prob.hessian(theta, rf.Quadrature(), backend=backend)
+    hv = prob.hvp(theta, V, rf.Quadrature(), backend=backend)
+    np.testing.assert_allclose(hv, np.einsum("kpq,kbq->kbp", H, V), rtol=1e-12, atol=1e-12 * np.abs(hv).max())
+    np.testing.assert_allclose(H, prob.hessian(theta, rf.Quadrature(), backend="numpy"), rtol=1e-12, atol=1e-14)
 
 
 def test_tensor_grid_quadrature_hessian_is_the_weighted_sum():

@@ -229,22 +229,18 @@ class Problem(LayoutShapes):
         return from_native(risk, origin), from_native(grad, origin)
 
     # ---- second order (SPEC §8) ------------------------------------------------------------------
-    def _second_order_nodes(self, estimator: Estimator, backend: str, theta, step: int) -> Nodes:
-        p = self.plan(estimator, backend, theta)
-        if p.route in ("exact_sweep", "partition"):
-            raise ValueError("estimator: the Hessian of the exact 1-D quadrature risk (with the terms of the "
-                             "kinks that move with theta) is not available yet; use Points, MonteCarlo or "
-                             "QuasiMonteCarlo for the exact Hessian of a sampled risk")
-        return backend_for(p).fixed_nodes(p, self.spec, step)
 
     def hvp(self, theta, V, estimator: Estimator, backend: str = "auto", step: int = 0):
         """Hessian-vector products: theta (K, P), V (K, P) or (K, B, P) -> H V, the same shape as V.
 
         For a sampled risk (Points, MonteCarlo, QuasiMonteCarlo; tensor-grid Quadrature in d >= 2) the
         exact Hessian of that weighted sum, with relu'' = 0 and relu'(0) = 0 (what autodiff of the
-        sampled risk gives). The exact 1-D quadrature risk is refused for now (its Hessian has terms
-        from the moving kinks). Computed by the array-API reference (float64) on every backend; the
-        nodes are the backend's (bitwise the same). Results in theta's dtype and library.
+        sampled risk gives). For ``Quadrature()`` in 1-D the Hessian of the true risk: the same on the
+        network's own kink partition, plus one rank-one term per kink that moves with theta (residual
+        times density there; ``quadrature.kink_hessian_terms``), which autodiff of no sampled risk
+        sees (generic networks: a kink on another kink or on a fixed break is not differentiable).
+        Computed by the array-API reference (float64) on every backend; the nodes are the backend's
+        (bitwise the same). Results in theta's dtype and library.
         """
         theta, origin = to_native(theta, "theta")
         theta = as_theta(theta, self.num_params)
@@ -257,10 +253,14 @@ class Problem(LayoutShapes):
         if not bool(xp.all(xp.isfinite(V))):
             raise ValueError("V: expected finite directions, found NaN or inf")
         step = as_int(step, "step", minimum=0)
-        nodes = self._second_order_nodes(estimator, backend, theta, step)
         V3 = V[:, None, :] if V.ndim == 2 else V
-        _, _, hv = reference_backend.risk_grad_hvp(self.layout, theta, V3, xp.asarray(nodes.x),
-                                                   xp.asarray(nodes.w), xp.asarray(nodes.y), xp)
+        p = self.plan(estimator, backend, theta)
+        if p.route in ("exact_sweep", "partition"):
+            hv = reference_backend.quadrature_hvp(self.spec, theta, V3, p.estimator, xp)
+        else:
+            nodes = backend_for(p).fixed_nodes(p, self.spec, step)
+            _, _, hv = reference_backend.risk_grad_hvp(self.layout, theta, V3, xp.asarray(nodes.x),
+                                                       xp.asarray(nodes.w), xp.asarray(nodes.y), xp)
         hv = hv[:, 0] if V.ndim == 2 else hv
         return from_native(hv.astype(theta.dtype), origin)
 

@@ -40,10 +40,10 @@ from __future__ import annotations
 import numpy as np
 
 from .estimators import Nodes, Quadrature
-from .geometry import kink_partition, vanishing_on_pieces
+from .geometry import forward, kink_partition, vanishing_on_pieces
 from .spec import ProblemSpec
 
-__all__ = ["kink_partition", "quadrature_nodes", "fixed_1d", "nodes_1d", "nodes_tensor", "check_dim",
+__all__ = ["kink_partition", "quadrature_nodes", "fixed_1d", "partition_grid", "kink_hessian_terms", "nodes_1d", "nodes_tensor", "check_dim",
            "target_degree", "DEFAULT_CELLS", "DEFAULT_ORDER_MULTI_D", "DEFAULT_ORDER_INEXACT", "MAX_DIM"]
 
 #: default cells per axis of the composite tensor rule, by input dimension
@@ -109,11 +109,91 @@ def fixed_1d(spec: ProblemSpec, estimator: Quadrature) -> tuple[float, float, np
     return lo, hi, fixed, q
 
 
+def partition_grid(spec: ProblemSpec, theta, fixed) -> np.ndarray:
+    """The pieces of one network theta (P,): its kinks merged with the fixed breaks (``fixed_1d``'s
+    result), sorted, distinct, inside [lo, hi], ends included."""
+    lo, hi, breaks, _q = fixed
+    grid = np.unique(np.concatenate([kink_partition(spec.layout, theta, lo, hi), breaks]))
+    return grid[(grid >= lo) & (grid <= hi)]
+
+
+def kink_hessian_terms(spec: ProblemSpec, theta, fixed) -> tuple[np.ndarray, np.ndarray]:
+    """The Hessian terms of the kinks that move with theta, for the exact 1-D quadrature risk.
+
+    R = int |N - f|^2 rho; its gradient integrates g . dN/dtheta (g = 2 (N - f) rho), and dN/dtheta
+    jumps where a hidden neuron n switches, at a zero x* of its pre-activation z_n (a kink). The kink
+    moves with theta (dx*/dtheta = -u / z_n'(x*), u = dz_n/dtheta at x*) and the jump there is
+    delta_n u (delta_n = d(g . N)/d a_n at x*), so differentiating the integral over the moving pieces
+    adds, for every kink, the symmetric rank-one term ``c u u^T`` with c = delta_n(x*) / |z_n'(x*)|
+    (the same for either crossing direction). A kink lying on a fixed break, or on another kink, is
+    not differentiable in general; the generic case is assumed there.
+
+    Parameters
+    ----------
+    theta : (P,) one network, float64; fixed : ``fixed_1d``'s result.
+
+    Returns
+    -------
+    c (m,), U (m, P): the Hessian of the risk is the fixed-pattern Hessian of the quadrature's weighted
+    sum plus ``U.T @ (c[:, None] * U)``.
+    """
+    lay = spec.layout
+    theta = np.asarray(theta, dtype=np.float64).reshape(-1)
+    params = [(W[0], b[0]) for W, b in lay.unpack(theta[None])]
+    L = lay.num_layers
+    grid = partition_grid(spec, theta, fixed)
+    e = grid[1:-1]                                         # interior break points (finite)
+    if e.size == 0:
+        return np.zeros(0), np.zeros((0, lay.num_params))
+    # activity on every piece, from a point inside it (probes stand in for unbounded end pieces)
+    mids = 0.5 * (grid[:-1] + grid[1:])
+    if np.isinf(grid[0]):
+        mids[0] = grid[1] - max(1.0, abs(grid[1]))
+    if np.isinf(grid[-1]):
+        mids[-1] = grid[-2] + max(1.0, abs(grid[-2]))
+    z_mid = forward([(W[None], b[None]) for W, b in params], mids[:, None])
+    # forward at the kinks, the x-tangents dz/dx, and d(g . N)/d a_k by backpropagation
+    zs = forward([(W[None], b[None]) for W, b in params], e[:, None])
+    zs = [z[0] for z in zs]                                # (m, l_k)
+    acts = [e[:, None]] + [np.maximum(z, 0.0) for z in zs[:-1]]
+    dz = [np.broadcast_to(params[0][0][:, 0], zs[0].shape)]
+    for k in range(1, L - 1):
+        dz.append((dz[-1] * (zs[k - 1] > 0)) @ params[k][0].T)
+    f = np.asarray(spec.target(e[:, None]), dtype=np.float64).reshape(e.size, -1)
+    rho = _density(spec, e)
+    delta = 2.0 * (zs[-1] - f) * rho[:, None]             # d(g . N)/dN: g = 2 (N - f) rho
+    d_act = [None] * (L - 1)                               # d(g . N)/d a_k (m, l_k), k = 1..L-1
+    for k in range(L - 1, 0, -1):
+        d_act[k - 1] = delta @ params[k][0]
+        delta = d_act[k - 1] * (zs[k - 1] > 0)
+    cs, us = [], []
+    for k in range(L - 1):                                 # hidden layer k + 1
+        flips = (z_mid[k][0, :-1] > 0) != (z_mid[k][0, 1:] > 0)     # (m, l): neuron switches at e_i
+        for i, n in zip(*np.nonzero(flips)):
+            slope = abs(dz[k][i, n])
+            if slope == 0.0:
+                continue
+            u = np.zeros(lay.num_params)
+            grads = lay.unpack(u[None])                    # views into u
+            seed = np.zeros(zs[k].shape[1])
+            seed[n] = 1.0                                  # dz_n / d(layer k+1 parameters) and below
+            for j in range(k, -1, -1):
+                gW, gb = grads[j]
+                gW[0] += np.outer(seed, acts[j][i])
+                gb[0] += seed
+                if j > 0:
+                    seed = (seed @ params[j][0]) * (zs[j - 1][i] > 0)
+            cs.append(d_act[k][i, n] / slope)
+            us.append(u)
+    if not cs:
+        return np.zeros(0), np.zeros((0, lay.num_params))
+    return np.asarray(cs), np.stack(us)
+
+
 def nodes_1d(spec: ProblemSpec, theta, estimator: Quadrature, fixed=None) -> Nodes:
     """Nodes of one network theta (P,); ``fixed``: :func:`fixed_1d`'s result when already computed."""
     lo, hi, breaks, q = fixed_1d(spec, estimator) if fixed is None else fixed
-    grid = np.unique(np.concatenate([kink_partition(spec.layout, theta, lo, hi), breaks]))
-    grid = grid[(grid >= lo) & (grid <= hi)]
+    grid = partition_grid(spec, theta, (lo, hi, breaks, q))
     a, b = grid[:-1], grid[1:]
     keep = b > a                                  # drop empty pieces
     x, w = _gauss_legendre_on(a[keep], b[keep], q)

@@ -12,11 +12,11 @@ import numpy as np
 from ..estimators import Nodes
 from ..geometry import chunk_size, forward, network_blocks, realization
 from ..layout import Layout
-from ..quadrature import fixed_1d, nodes_1d, nodes_tensor
+from ..quadrature import fixed_1d, kink_hessian_terms, nodes_1d, nodes_tensor
 from ..spec import ProblemSpec
 
 __all__ = ["realization", "risk_and_grad", "evaluate", "fixed_nodes", "target_values", "partition_loop",
-           "risk_grad_hvp"]
+           "risk_grad_hvp", "quadrature_hvp"]
 
 def risk_and_grad(layout: Layout, theta, x, w, y, want_grad: bool = True, xp=np, zero=None):
     """Weighted risk ``sum_j w_j |N(x_j) - y_j|^2`` and its generalized gradient (relu'(0) = 0).
@@ -114,7 +114,32 @@ def _evaluate(plan, spec: ProblemSpec, theta, step: int, want_grad: bool, xp):
     return kernel(spec.layout, theta, xp.asarray(nodes.x), xp.asarray(nodes.w), xp.asarray(nodes.y), want_grad)
 
 
-def risk_grad_hvp(layout: Layout, theta, V, x, w, y, xp=np):
+def quadrature_hvp(spec: ProblemSpec, theta, V, estimator, xp=np):
+    """Hessian-vector products of the exact 1-D quadrature risk: theta (K, P), V (K, B, P) -> (K, B, P).
+
+    Network by network: the fixed-pattern Hessian of the quadrature's weighted sum on the network's
+    own nodes (``risk_grad_hvp``), plus the terms of the kinks that move with theta
+    (``quadrature.kink_hessian_terms``: one rank-one term per kink, a point evaluation of residual times
+    density there), which autodiff of any sampled risk cannot see. float64.
+    """
+    fixed = fixed_1d(spec, estimator)
+    theta_host = np.asarray(theta.get() if hasattr(theta, "get") else theta, dtype=np.float64)
+    out = []
+    for k in range(theta_host.shape[0]):
+        nodes = nodes_1d(spec, theta_host[k], estimator, fixed)
+        y = target_values(spec, nodes)
+        zero = None if nodes.zero is None else xp.asarray(nodes.zero)
+        _, _, hv = risk_grad_hvp(spec.layout, theta[k:k + 1], V[k:k + 1], xp.asarray(nodes.x),
+                                 xp.asarray(nodes.w), xp.asarray(y), xp, zero=zero)
+        c, U = kink_hessian_terms(spec, theta_host[k], fixed)
+        if c.size:
+            U = xp.asarray(U)
+            hv = hv + xp.matmul(xp.matmul(V[k:k + 1], U.T) * xp.asarray(c), U)      # (1, B, P)
+        out.append(hv)
+    return xp.concatenate(out)
+
+
+def risk_grad_hvp(layout: Layout, theta, V, x, w, y, xp=np, zero=None):
     """Gradient and Hessian-vector products of the weighted risk ``sum_j w_j |N(x_j) - y_j|^2``.
 
     The exact Hessian of that weighted sum with relu'' = 0 (the activation pattern at theta held
@@ -124,7 +149,8 @@ def risk_grad_hvp(layout: Layout, theta, V, x, w, y, xp=np):
 
     Parameters
     ----------
-    theta : (K, P); V : (K, B, P): B directions per network; x : (N, d); w : (N,); y : (N, out).
+    theta : (K, P); V : (K, B, P): B directions per network; x : (N, d); w : (N,); y : (N, out);
+    zero : (N, l_1 + ... + l_{L-1}) bool or None: hidden pre-activations set to 0 (``Nodes.zero``).
 
     Returns
     -------
@@ -145,7 +171,7 @@ def risk_grad_hvp(layout: Layout, theta, V, x, w, y, xp=np):
             b1 = min(B, b0 + dblock)
             for s in range(0, N, step):
                 r_, g_, h_ = _grad_hvp_chunk(layout, theta[k], V[k, b0:b1], x[s:s + step], w[s:s + step],
-                                             y[s:s + step], xp)
+                                             y[s:s + step], xp, None if zero is None else zero[s:s + step])
                 if b0 == 0:
                     risk[k] += r_
                     grad[k] += g_
@@ -153,7 +179,7 @@ def risk_grad_hvp(layout: Layout, theta, V, x, w, y, xp=np):
     return risk, grad, hv
 
 
-def _grad_hvp_chunk(layout: Layout, theta, V, x, w, y, xp):
+def _grad_hvp_chunk(layout: Layout, theta, V, x, w, y, xp, zero=None):
     """One network theta (P,), directions V (B, P), nodes x (n, d): risk, grad (P,), HV (B, P)."""
     L = layout.num_layers
     params = [(W[0], b[0]) for W, b in layout.unpack(theta[None])]        # W (l, l_prev), b (l,)
@@ -166,6 +192,9 @@ def _grad_hvp_chunk(layout: Layout, theta, V, x, w, y, xp):
         dz = xp.matmul(acts[-1][None], xp.swapaxes(dW, 1, 2)) + db[:, None, :]   # (B, n, l)
         if dacts[-1] is not None:
             dz = dz + xp.matmul(dacts[-1], W.T)
+        if zero is not None and k < L - 1:     # identically zero there: inactive (relu'(0) = 0)
+            off = sum(layout.widths[1:k + 1])
+            z = xp.where(zero[:, off:off + z.shape[1]], 0.0, z)
         zs.append(z)
         dzs.append(dz)
         if k < L - 1:
