@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from ._arrays import to_host
 from .layout import Layout
 
 __all__ = ["forward", "realization", "neuron_norms", "kink_partition"]
@@ -33,28 +34,28 @@ def forward(params, x, xp=np):
     """Pre-activations of every layer for a batch of networks: x (n, d) -> [z_1 (K, n, l_1), ...,
     z_L (K, n, out)] (z_L is the output). ``params``: ``Layout.unpack`` of theta (K, P)."""
     W1, b1 = params[0]
-    z = xp.matmul(x, xp.swapaxes(W1, 1, 2)) + b1[:, None, :]  # (n,d)@(K,d,l) -> (K,n,l)
+    z = xp.matmul(x, xp.matrix_transpose(W1)) + b1[:, None, :]  # (n,d)@(K,d,l) -> (K,n,l)
     zs = [z]
     for W, b in params[1:]:
         a = xp.maximum(z, 0.0)
-        z = xp.matmul(a, xp.swapaxes(W, 1, 2)) + b[:, None, :]
+        z = xp.matmul(a, xp.matrix_transpose(W)) + b[:, None, :]
         zs.append(z)
     return zs
 
 
 def realization(layout: Layout, theta, x, xp=np):
-    """N_theta(x) for every network: theta (K, P), x (N, d) -> (K, N, out), float64."""
+    """N_theta(x) for every network: theta (K, P), x (N, d) -> (K, N, out), float64 ``xp`` arrays
+    (theta and x in the namespace ``xp``, any array-API one, on one device)."""
     theta = xp.asarray(theta, dtype=xp.float64)
     x = xp.asarray(x, dtype=xp.float64)
     params = layout.unpack(theta)
     K, N = theta.shape[0], x.shape[0]
-    out = xp.empty((K, N, layout.widths[-1]), dtype=xp.float64)
     step = chunk_size(layout, N)
+    rows = []
     for blk in network_blocks(layout, K, step):
-        block = [(W[blk], b[blk]) for W, b in params]
-        for s in range(0, N, step):
-            out[blk, s:s + step] = forward(block, x[s:s + step], xp)[-1]
-    return out
+        block = [(W[blk, ...], b[blk, :]) for W, b in params]
+        rows.append(xp.concat([forward(block, x[s:s + step, :], xp)[-1] for s in range(0, N, step)], axis=1))
+    return xp.concat(rows, axis=0)
 
 
 def neuron_norms(W, b, xp=np):
@@ -65,10 +66,8 @@ def neuron_norms(W, b, xp=np):
 # ---- kinks of a 1-D network ---------------------------------------------------------------------
 
 def _to_numpy(a) -> np.ndarray:
-    """A host float64 copy of a numpy or cupy array."""
-    if not isinstance(a, np.ndarray) and hasattr(a, "get"):
-        a = a.get()
-    return np.asarray(a, dtype=np.float64)
+    """A host float64 array of a numpy, CuPy or other array-API array (the partition is host work)."""
+    return np.asarray(to_host(a), dtype=np.float64)
 
 
 def _preactivations(params, x: np.ndarray, upto: int) -> np.ndarray:
