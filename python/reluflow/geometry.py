@@ -54,7 +54,8 @@ def realization(layout: Layout, theta, x, xp=np):
     rows = []
     for blk in network_blocks(layout, K, step):
         block = [(W[blk, ...], b[blk, :]) for W, b in params]
-        rows.append(xp.concat([forward(block, x[s:s + step, :], xp)[-1] for s in range(0, N, step)], axis=1))
+        rows.append(xp.concat([forward(block, x[s:min(N, s + step), :], xp)[-1]
+                             for s in range(0, N, step)], axis=1))
     return xp.concat(rows, axis=0)
 
 

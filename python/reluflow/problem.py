@@ -272,7 +272,7 @@ class Problem(LayoutShapes):
         V3 = V[:, None, :] if V.ndim == 2 else V
         _, _, hv = reference_backend.risk_grad_hvp(self.layout, theta, V3, from_host(xp, nodes.x, theta),
                                                    from_host(xp, nodes.w, theta), from_host(xp, nodes.y, theta), xp)
-        hv = hv[:, 0] if V.ndim == 2 else hv
+        hv = hv[:, 0, :] if V.ndim == 2 else hv
         return from_native(xp.astype(hv, theta.dtype), origin)
 
     def hessian(self, theta, estimator: Estimator, backend: str = "auto", step: int = 0):

@@ -112,7 +112,7 @@ def resolve(name, theta) -> str:
     if not info.available:
         raise ValueError(f"backend: {name!r} is not available here: {info.detail}")
     if foreign and name != "numpy":
-        raise ValueError(f"backend: {name!r} takes numpy or cupy arrays, got a {foreign} array; use 'numpy' "
+        raise ValueError(f"backend: {name!r} runs on numpy or cupy arrays, not on an {foreign} array; use 'numpy' "
                          f"or 'auto' (the reference backend, computing in the array's own namespace)")
     if name in ("numpy", "cpu") and is_cupy:
         raise ValueError(f"backend: {name!r} takes numpy arrays, got a cupy array; use 'cupy' or 'auto'")

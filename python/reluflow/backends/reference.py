@@ -62,7 +62,8 @@ def risk_and_grad(layout: Layout, theta, x, w, y, want_grad: bool = True, xp=np)
         risk = xp.zeros_like(params[0][1][:, 0])                     # (Kb,)
         acc = [[xp.zeros_like(W), xp.zeros_like(b)] for W, b in params] if want_grad else None
         for s in range(0, N, step):
-            xc, wc, yc = x[s:s + step, :], w[s:s + step], y[s:s + step, :]
+            e = min(N, s + step)                                   # (the standard has no stop past the end)
+            xc, wc, yc = x[s:e, :], w[s:e], y[s:e, :]
             zs = forward(params, xc, xp)
             r = zs[-1] - yc[None, ...]                                # residual (Kb, n, out)
             risk = risk + _weighted_squares(wc, r, xp)
@@ -174,8 +175,8 @@ def risk_grad_hvp(layout: Layout, theta, V, x, w, y, xp=np):
             b1 = min(B, b0 + dblock)
             hv = xp.zeros_like(V[k, b0:b1, :])
             for s in range(0, N, step):
-                r_, g_, h_ = _grad_hvp_chunk(layout, theta[k, :], V[k, b0:b1, :], x[s:s + step, :], w[s:s + step],
-                                             y[s:s + step, :], xp)
+                e = min(N, s + step)
+                r_, g_, h_ = _grad_hvp_chunk(layout, theta[k, :], V[k, b0:b1, :], x[s:e, :], w[s:e], y[s:e, :], xp)
                 if b0 == 0:
                     risk = risk + r_
                     grad = grad + g_
