@@ -138,3 +138,23 @@ def test_the_cupy_backend_takes_this_very_path(prob, estimator):
     assert (p_cupy.route, p_cupy.native, p_cupy.loop, p_cupy.source) == \
         (p_ref.route, p_ref.native, p_ref.loop, p_ref.source)
     assert get(p_cupy) is get(p_ref) is reference
+
+
+def test_numpy_before_2_1_namespace_gives_the_same_bits(prob):
+    """numpy < 2.1 lacks astype, concat and matrix_transpose: the reference then gets numpy with those
+    three added (``_arrays._NumpyBefore21``), which must compute exactly what numpy 2.1 does."""
+    from reluflow._arrays import _NumpyBefore21
+
+    old = _NumpyBefore21()
+    theta = prob.init(3, seed=6)
+    x = np.linspace(0.0, 1.0, 40)[:, None]
+    w, y = np.full(40, 1 / 40), prob.target(x)
+    a = reference.risk_and_grad(prob.layout, theta, x, w, y, True, np)
+    b = reference.risk_and_grad(prob.layout, theta, x, w, y, True, old)
+    assert a[0].tobytes() == b[0].tobytes() and a[1].tobytes() == b[1].tobytes()
+    V = np.random.default_rng(1).standard_normal((3, 2, prob.num_params))
+    a = reference.risk_grad_hvp(prob.layout, theta, V, x, w, y, np)
+    b = reference.risk_grad_hvp(prob.layout, theta, V, x, w, y, old)
+    assert all(u.tobytes() == v.tobytes() for u, v in zip(a, b))
+    assert reference.realization(prob.layout, theta, x, old).tobytes() == \
+        reference.realization(prob.layout, theta, x, np).tobytes()

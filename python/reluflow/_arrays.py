@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["Origin", "to_native", "from_native", "library_of", "namespace_of", "to_host", "from_host",
-           "is_foreign"]
+           "is_foreign", "is_numpy", "NUMPY_XP"]
 
 _DLPACK_CPU = 1  # kDLCPU in DLPack's device types
 
@@ -53,6 +53,35 @@ def is_foreign(a: Any) -> bool:
             and library_of(a) not in ("numpy", "cupy") + _CONVERTED)
 
 
+class _NumpyBefore21:
+    """numpy < 2.1 as an array-API ``xp``: numpy plus the three standard functions the reference calls
+    that it lacks (``astype``, ``concat``, ``matrix_transpose``), spelled as numpy 2.1 computes them."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    @staticmethod
+    def astype(x, dtype, /, *, copy=True):
+        return x.astype(dtype, copy=copy)
+
+    @staticmethod
+    def concat(arrays, /, *, axis=0):
+        return np.concatenate(arrays, axis=axis)
+
+    @staticmethod
+    def matrix_transpose(x, /):
+        return np.swapaxes(x, -1, -2)
+
+
+#: the reference's ``xp`` for numpy arrays: numpy itself from 2.1 on
+NUMPY_XP = np if all(hasattr(np, f) for f in ("astype", "concat", "matrix_transpose")) else _NumpyBefore21()
+
+
+def is_numpy(xp) -> bool:
+    """Whether the namespace ``xp`` is numpy's (host memory, numpy arrays)."""
+    return xp is np or isinstance(xp, _NumpyBefore21)
+
+
 def namespace_of(a: Any):
     """The array-API namespace ``xp`` of the reference backend for ``a``: numpy for numpy arrays (and
     anything that is not an array), CuPy's (``array_api_compat.cupy`` where that is installed, else
@@ -66,7 +95,7 @@ def namespace_of(a: Any):
             return importlib.import_module("cupy")
     if is_foreign(a):
         return a.__array_namespace__()
-    return np
+    return NUMPY_XP
 
 
 def to_host(a: Any) -> np.ndarray:
@@ -89,7 +118,7 @@ def from_host(xp, a: np.ndarray, like: Any, dtype=None):
     """The host numpy array ``a`` in namespace ``xp`` on the device of ``like`` (an ``xp`` array), once:
     numpy gets ``a`` itself (no copy); on CuPy this is a host-to-device copy onto the current device
     (``cupy.asarray`` takes no ``device=`` before CuPy 14); other namespaces get ``device=like.device``."""
-    if xp is np:
+    if is_numpy(xp):
         return np.asarray(a, dtype=dtype)
     if library_of(like) == "cupy":
         return xp.asarray(a, dtype=dtype)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._arrays import namespace_of, to_host, to_native
+from ._arrays import is_numpy, namespace_of, to_host, to_native
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -151,7 +151,7 @@ def as_theta(theta: Any, num_params: int, name: str = "theta"):
         raise ValueError(f"{name}: expected at least one network (K >= 1), got shape {tuple(theta.shape)}")
     if not bool(xp.all(xp.isfinite(theta))):
         raise ValueError(f"{name}: expected finite parameters, found NaN or inf")
-    if xp is not np:
+    if not is_numpy(xp):
         return theta
     canonical = np.dtype(theta.dtype.name)
     if theta.dtype is not canonical:

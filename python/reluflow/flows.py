@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from ._arrays import from_host, to_host
+from ._arrays import from_host, is_numpy, to_host
 from ._validate import array_namespace, as_bool, as_int, as_real, as_theta
 from .backends import cpu as cpu_backend
 from .backends import get as backend_for
@@ -299,7 +299,7 @@ class _Field:
     def __call__(self, theta, step):
         """theta (n, P) host numpy -> risk (n,) float64 and G (n, P) in theta's dtype, host numpy."""
         impl, xp = backend_for(self.plan), self.xp
-        if xp is np or impl is cpu_backend:
+        if is_numpy(xp) or impl is cpu_backend:
             risk, g = impl.evaluate(self.plan, self.prob.spec, theta, step, True)
             # the casts of Problem.risk_and_grad: results in theta's dtype (the risk then in float64)
             risk, g = np.asarray(risk).astype(theta.dtype).astype(np.float64), np.asarray(g).astype(theta.dtype)
@@ -459,7 +459,7 @@ def _finish_like(like, *args, **kwargs) -> "Run":
     ``like`` (the caller's theta0) where that is not numpy."""
     run = _finish(*args, **kwargs)
     xp = array_namespace(like)
-    if xp is not np:
+    if not is_numpy(xp):
         run.theta = from_host(xp, run.theta, like)
         if run.thetas is not None:
             run.thetas = from_host(xp, run.thetas, like)

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from ._arrays import to_host
+from ._arrays import NUMPY_XP, to_host
 from .layout import Layout
 
 __all__ = ["forward", "realization", "neuron_norms", "kink_partition"]
@@ -30,7 +30,7 @@ def network_blocks(layout: Layout, K: int, chunk: int):
     return [slice(k, min(K, k + size)) for k in range(0, K, size)]
 
 
-def forward(params, x, xp=np):
+def forward(params, x, xp=NUMPY_XP):
     """Pre-activations of every layer for a batch of networks: x (n, d) -> [z_1 (K, n, l_1), ...,
     z_L (K, n, out)] (z_L is the output). ``params``: ``Layout.unpack`` of theta (K, P)."""
     W1, b1 = params[0]
@@ -43,7 +43,7 @@ def forward(params, x, xp=np):
     return zs
 
 
-def realization(layout: Layout, theta, x, xp=np):
+def realization(layout: Layout, theta, x, xp=NUMPY_XP):
     """N_theta(x) for every network: theta (K, P), x (N, d) -> (K, N, out), float64 ``xp`` arrays
     (theta and x in the namespace ``xp``, any array-API one, on one device)."""
     theta = xp.asarray(theta, dtype=xp.float64)
@@ -59,7 +59,7 @@ def realization(layout: Layout, theta, x, xp=np):
     return xp.concat(rows, axis=0)
 
 
-def neuron_norms(W, b, xp=np):
+def neuron_norms(W, b, xp=NUMPY_XP):
     """``|(w_i, b_i)|`` of every neuron of one layer: W (K, l, l_prev), b (K, l) -> (K, l)."""
     return xp.sqrt(xp.sum(W * W, axis=2) + b * b)
 

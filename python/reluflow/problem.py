@@ -280,8 +280,8 @@ class Problem(LayoutShapes):
         theta, origin = to_native(theta, "theta")
         theta = as_theta(theta, self.num_params)
         xp = array_namespace(theta)
-        eye = from_host(xp, np.eye(self.num_params), theta)
-        eye = xp.asarray(xp.broadcast_to(eye, (theta.shape[0], self.num_params, self.num_params)), copy=True)
+        K, P = theta.shape
+        eye = from_host(xp, np.ascontiguousarray(np.broadcast_to(np.eye(P), (K, P, P))), theta)
         H = self.hvp(theta, eye, estimator, backend, step)
         return from_native(0.5 * (H + xp.matrix_transpose(H)), origin)   # symmetric to the last bit
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._arrays import from_host, to_host
+from .._arrays import NUMPY_XP, from_host, is_numpy, to_host
 from ..estimators import Nodes
 from ..geometry import chunk_size, forward, network_blocks, realization
 from ..layout import Layout
@@ -28,7 +28,7 @@ __all__ = ["realization", "risk_and_grad", "evaluate", "fixed_nodes", "target_va
 
 def _weighted_squares(w, r, xp):
     """``sum_{n, o} w_n r_kno^2`` (Kb,) of residuals r (Kb, n, out), weights w (n,)."""
-    if xp is np:  # the numpy backend's historical sum order (its results are compared bitwise)
+    if is_numpy(xp):  # the numpy backend's historical sum order (its results are compared bitwise)
         return np.einsum("n,kno->k", w, r * r)
     return xp.sum(w[:, None] * (r * r), axis=(1, 2))
 
@@ -40,7 +40,7 @@ def _relu_mask(z, xp):
     return xp.astype(z > 0, z.dtype)
 
 
-def risk_and_grad(layout: Layout, theta, x, w, y, want_grad: bool = True, xp=np):
+def risk_and_grad(layout: Layout, theta, x, w, y, want_grad: bool = True, xp=NUMPY_XP):
     """Weighted risk ``sum_j w_j |N(x_j) - y_j|^2`` and its generalized gradient (relu'(0) = 0).
 
     Parameters
@@ -92,7 +92,7 @@ def target_values(spec: ProblemSpec, nodes: Nodes) -> np.ndarray:
     return nodes.y if nodes.y is not None else spec.target(nodes.x)
 
 
-def partition_loop(spec: ProblemSpec, theta, estimator, want_grad: bool, kernel, xp=np):
+def partition_loop(spec: ProblemSpec, theta, estimator, want_grad: bool, kernel, xp=NUMPY_XP):
     """The 1-D partition path network by network: each network's nodes (its kinks, the target's and
     the density's breaks, Gauss–Legendre on every piece), then ``kernel(layout, theta_k, x, w, y,
     want_grad)``. The nodes are fixed while differentiating: the boundary terms of the moving kinks
@@ -111,7 +111,7 @@ def partition_loop(spec: ProblemSpec, theta, estimator, want_grad: bool, kernel,
     return _concat(risks, xp), (_concat(grads, xp) if want_grad else None)
 
 
-def evaluate(plan, spec: ProblemSpec, theta, step: int, want_grad: bool, xp=np):
+def evaluate(plan, spec: ProblemSpec, theta, step: int, want_grad: bool, xp=NUMPY_XP):
     """Risk (K,) and gradient (K, P) (None unless ``want_grad``) of ``plan`` in float64 ``xp`` arrays
     (theta (K, P) an ``xp`` array, any array-API namespace; the nodes enter ``xp`` once).
     An overflow gives inf/NaN for that network (numpy's own warnings are silenced: the caller says it
@@ -144,7 +144,7 @@ def _evaluate(plan, spec: ProblemSpec, theta, step: int, want_grad: bool, xp):
                   from_host(xp, nodes.y, theta), want_grad)
 
 
-def risk_grad_hvp(layout: Layout, theta, V, x, w, y, xp=np):
+def risk_grad_hvp(layout: Layout, theta, V, x, w, y, xp=NUMPY_XP):
     """Gradient and Hessian-vector products of the weighted risk ``sum_j w_j |N(x_j) - y_j|^2``.
 
     The exact Hessian of that weighted sum with relu'' = 0 (the activation pattern at theta held
