@@ -158,3 +158,18 @@ def test_numpy_before_2_1_namespace_gives_the_same_bits(prob):
     assert all(u.tobytes() == v.tobytes() for u, v in zip(a, b))
     assert reference.realization(prob.layout, theta, x, old).tobytes() == \
         reference.realization(prob.layout, theta, x, np).tobytes()
+
+
+def test_host_analyses_and_host_data_take_foreign_arrays(prob):
+    """Diagnostics and landscape work on the host (numpy out); estimator and target data given as
+    array-API arrays are read on the host once."""
+    theta = prob.init(2, seed=8)
+    ts = to_strict(theta)
+    x = np.linspace(0.0, 1.0, 13)
+    np.testing.assert_array_equal(rf.diagnostics.balancedness(prob, ts), rf.diagnostics.balancedness(prob, theta))
+    est = rf.Points(x)
+    np.testing.assert_array_equal(rf.diagnostics.dead_neurons(prob, ts, est), rf.diagnostics.dead_neurons(prob, theta, est))
+    np.testing.assert_array_equal(rf.landscape.spectrum(prob, ts, est), rf.landscape.spectrum(prob, theta, est))
+    pts = rf.Points(to_strict(x), y=to_strict(np.cos(x)))
+    r = prob.risk(ts, pts)
+    np.testing.assert_array_equal(from_strict(r), from_strict(prob.risk(ts, rf.Points(x, y=np.cos(x)))))
