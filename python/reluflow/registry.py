@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._arrays import is_foreign, library_of
+
 __all__ = ["BackendInfo", "backends", "resolve", "core", "BACKEND_NAMES"]
 
 BACKEND_NAMES = ("numpy", "cupy", "cpu", "cuda")
@@ -81,15 +83,6 @@ def backends() -> dict[str, BackendInfo]:
     return info
 
 
-def _foreign(theta) -> str | None:
-    """The library of an array-API array that is neither numpy nor CuPy (nor torch/JAX, which are read as
-    numpy or CuPy), e.g. "array_api_strict"; None for the others (``_arrays.is_foreign``)."""
-    lib = type(theta).__module__.split(".")[0]
-    if hasattr(theta, "__array_namespace__") and lib not in ("numpy", "cupy", "torch", "jax", "jaxlib"):
-        return lib
-    return None
-
-
 def resolve(name, theta) -> str:
     """The backend that will run: ``name`` checked against what is available; "auto" by array type.
 
@@ -99,7 +92,7 @@ def resolve(name, theta) -> str:
     if not isinstance(name, str):
         raise TypeError(f"backend: expected one of {('auto',) + BACKEND_NAMES}, got {name!r}")
     is_cupy = type(theta).__module__.split(".")[0] == "cupy"
-    foreign = _foreign(theta)
+    foreign = library_of(theta) if is_foreign(theta) else None
     if name == "auto":
         if is_cupy:
             return "cupy"  # the CUDA kernels take over here once they implement risk_and_grad
