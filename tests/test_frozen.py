@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import reluflow as rf
-from conftest import python_driver
+from conftest import STRICT, python_driver, use_strict
 
 HAT = rf.targets.PiecewiseLinear([0.0, 0.5, 1.0], [0.0, 1.0, 0.0])
 
@@ -26,14 +26,16 @@ def test_mask_selects_layers_and_kinds():
 
 
 @pytest.mark.parametrize("how", ["gd", "rk4", "dopri5"])
-@pytest.mark.parametrize("driver", ["cpp", "python", "numpy"])
-def test_frozen_parameters_keep_their_values(how, driver):
+@pytest.mark.parametrize("driver", ["cpp", "python", "numpy", STRICT])
+def test_frozen_parameters_keep_their_values(how, driver, monkeypatch):
     prob = rf.Problem([1, 6, 1], HAT)
     theta = prob.init(3, seed=2)
     frozen = prob.mask(layers=[2], biases=False)          # fixed output weights
     theta[:, prob.mask(weights=False)] = 0.0               # and a bias-free net
     frozen |= prob.mask(weights=False)
-    backend = "numpy" if driver == "numpy" else "cpu"
+    backend = driver if driver in ("numpy", "strict") else "cpu"
+    if driver == "strict":
+        use_strict(monkeypatch)
     est = rf.Quadrature()
     kw = dict(estimator=est, backend=backend, frozen=frozen)
     ctx = python_driver() if driver == "python" else __import__("contextlib").nullcontext()

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 import reluflow as rf
-from conftest import available_backends
 
 HAT = rf.targets.PiecewiseLinear([0.0, 0.5, 1.0], [0.0, 1.0, 0.0])
 DENSITY = rf.dists.PiecewisePolynomial([0.0, 0.5, 1.0], [[1.0, 1.0], [1.5, -1.0]])
@@ -94,7 +93,6 @@ def _estimators():
             rf.Quadrature()]
 
 
-@pytest.mark.parametrize("backend", available_backends())
 @pytest.mark.parametrize("widths", [[1, 64, 1], [1, 3, 1], [1, 12, 12, 1], [2, 16, 1]])
 def test_risk_and_grad_alone_equals_in_batch(backend, widths, dtype):
     target = HAT if widths[0] == 1 else rf.targets.Affine([1.0, -0.5])

@@ -79,7 +79,7 @@ def test_normalize_keeps_realization_and_lands_on_manifold():
         np.testing.assert_allclose(np.sum(W * W, axis=2) + b * b, 1.0, rtol=1e-14)
 
 
-def test_points_with_data_does_not_evaluate_target():
+def test_points_with_data_does_not_evaluate_target(reference):
     calls = []
 
     def f(x):
@@ -91,18 +91,18 @@ def test_points_with_data_does_not_evaluate_target():
     x = np.linspace(0, 1, 9)
     y = np.cos(x)
     theta = prob.init(2)
-    risk, _ = prob.risk_and_grad(theta, rf.Points(x, y=y), backend="numpy")
+    risk, _ = prob.risk_and_grad(theta, rf.Points(x, y=y), backend=reference)
     assert len(calls) == n_probe
     expected = np.mean((prob.realization(theta, x[:, None])[:, :, 0] - y) ** 2, axis=1)
     np.testing.assert_allclose(risk, expected, rtol=1e-13)
 
 
-def test_points_weights():
+def test_points_weights(reference):
     prob = hat_problem()
     theta = prob.init(2)
     x = np.array([0.1, 0.4, 0.8])
     w = np.array([0.5, 0.0, 2.0])
-    r = prob.risk(theta, rf.Points(x, w), backend="numpy")
+    r = prob.risk(theta, rf.Points(x, w), backend=reference)
     res = prob.realization(theta, x[:, None])[:, :, 0] - HAT(x[:, None])[:, 0]
     np.testing.assert_allclose(r, (res ** 2) @ w, rtol=1e-13)
 
@@ -150,10 +150,10 @@ def test_bad_problem_arguments():
     (np.full((2, 25), np.nan), ValueError, "theta.*finite"),
     (np.zeros((0, 25)), ValueError, "theta"),
 ])
-def test_bad_theta(theta, exc, match):
+def test_bad_theta(theta, exc, match, reference):
     prob = hat_problem()
     with pytest.raises(exc, match=match):
-        prob.risk_and_grad(theta, rf.MonteCarlo(16), backend="numpy")
+        prob.risk_and_grad(theta, rf.MonteCarlo(16), backend=reference)
 
 
 def test_bad_estimator_and_backend():

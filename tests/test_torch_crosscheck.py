@@ -30,7 +30,7 @@ def torch_risk_and_grad(prob, theta, x, w, y):
 
 
 @pytest.mark.parametrize("widths", [[1, 16, 1], [3, 8, 2], [2, 6, 5, 4, 3]])
-def test_matches_torch_autograd(widths, dtype):
+def test_matches_torch_autograd(widths, dtype, reference):
     rng = np.random.default_rng(sum(widths))
     d, out = widths[0], widths[-1]
     prob = rf.Problem(widths, rf.targets.Affine(rng.normal(size=(out, d))), rf.dists.Uniform(-1, 1))
@@ -41,7 +41,7 @@ def test_matches_torch_autograd(widths, dtype):
     b[:, 0] = 0.0
     nodes = rf.MonteCarlo(200, seed=5).nodes(prob)
     y = prob.target(nodes.x)
-    risk, grad = prob.risk_and_grad(theta, rf.Points(nodes.x, nodes.w, y), backend="numpy")
+    risk, grad = prob.risk_and_grad(theta, rf.Points(nodes.x, nodes.w, y), backend=reference)
     t_risk, t_grad = torch_risk_and_grad(prob, theta.astype(np.float64), nodes.x, nodes.w, y)
     tol = 1e-12 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(risk, t_risk, rtol=tol)

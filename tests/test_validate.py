@@ -96,7 +96,6 @@ def test_min_step_checked_for_every_method(prob, min_step, exc):
         rf.gradient_flow(prob, prob.init(1), 0.1, method="rk4", min_step=min_step)
 
 
-@pytest.mark.parametrize("backend", ["numpy", "cpu"])
 @pytest.mark.parametrize("value", [-0.1, 0.0, float("nan"), float("inf")])
 def test_callable_lr_must_stay_positive(prob, backend, value):
     """A callable schedule that turns negative would run gradient ascent; it is refused, naming lr(n)."""
@@ -125,7 +124,6 @@ def test_diagnostics_arguments(prob):
 
 # ---- Run.best: only networks that finished ---------------------------------------------------------------
 
-@pytest.mark.parametrize("backend", ["numpy", "cpu"])
 def test_best_skips_networks_stopped_by_max_steps(prob, backend):
     """dopri5 with max_steps too small for some networks: their last risk is NaN and their status
     "max_steps"; best() picks among the finished ones, and raises when none finished."""
@@ -155,7 +153,6 @@ def test_best_skips_diverged(prob):
 
 # ---- overflow is said, not returned silently (item 5) ------------------------------------------------
 
-@pytest.mark.parametrize("backend", ["numpy", "cpu"])
 def test_overflowing_risk_warns(prob, backend):
     theta = prob.init(3) * 1e200
     with pytest.warns(RuntimeWarning, match="risk: overflowed.*network\\(s\\) \\[0, 1, 2\\]"):
@@ -187,7 +184,6 @@ def test_ragged_coefficients_padded():
 
 # ---- resuming a normalized run is bitwise (item 8) -----------------------------------------------------
 
-@pytest.mark.parametrize("backend", ["numpy", "cpu"])
 def test_normalized_resume_bitwise(prob, backend):
     theta = prob.init(3, seed=4)
     est = rf.MonteCarlo(64, seed=1)

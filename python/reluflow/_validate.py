@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._arrays import to_native
+from ._arrays import is_numpy, namespace_of, to_host, to_native
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -69,8 +69,8 @@ def as_float_array(value: Any, name: str, ndim: int | tuple[int, ...] | None = N
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name}: expected a real number or an array of them, got {value!r}")
     value, origin = to_native(value, name)           # torch / JAX / DLPack arrays: read as numpy
-    if origin.device:
-        value = value.get()                            # small host data (points, coefficients)
+    if origin.library != "numpy":
+        value = to_host(value)                         # small host data (points, coefficients)
     _real_dtype_or_raise(value, name)
     try:
         arr = np.asarray(value, dtype=np.float64)
@@ -112,18 +112,23 @@ def strictly_increasing(arr: np.ndarray, name: str) -> None:
 
 
 def array_namespace(arr: Any):
-    """numpy for numpy arrays, cupy for cupy arrays (the reference backend's ``xp``)."""
-    mod = type(arr).__module__.split(".")[0]
-    if mod == "cupy":
-        import cupy  # noqa: PLC0415 - only when the array already is a cupy array
+    """The reference backend's ``xp`` for ``arr``: numpy for numpy arrays, CuPy's namespace for CuPy
+    arrays, ``arr.__array_namespace__()`` for other array-API arrays (``_arrays.namespace_of``)."""
+    return namespace_of(arr)
 
-        return cupy
-    return np
+
+def dtype_name(dtype: Any) -> str:
+    """"float32" or "float64" of a numpy, CuPy or other array-API float dtype (others: their str)."""
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        return str(dtype).rsplit(".", 1)[-1]
 
 
 def as_theta(theta: Any, num_params: int, name: str = "theta"):
-    """A ``(K, P)`` float32/float64 array (numpy or cupy), finite, with P = ``num_params``. Arrays of
-    other libraries (torch, JAX, DLPack producers) are read without a copy where possible."""
+    """A ``(K, P)`` float32/float64 array (numpy, CuPy or any other array-API namespace, kept there),
+    finite, with P = ``num_params``. Arrays of torch, JAX and other DLPack producers are read as numpy
+    (or CuPy) without a copy where possible."""
     theta, _ = to_native(theta, name)
     xp = array_namespace(theta)
     if not hasattr(theta, "shape") or not hasattr(theta, "dtype"):
@@ -133,9 +138,7 @@ def as_theta(theta: Any, num_params: int, name: str = "theta"):
             raise ValueError(f"{name}: expected a (K, P) array with P = {num_params}, got a ragged "
                              f"{type(theta).__name__}") from exc
         xp = np
-    if theta.dtype.kind != "f":
-        raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {theta.dtype}")
-    if np.dtype(theta.dtype) not in FLOAT_DTYPES:
+    if dtype_name(theta.dtype) not in ("float32", "float64"):
         raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {theta.dtype}")
     if theta.ndim != 2:
         hint = "; use theta[None, :] for a single network" if theta.ndim == 1 else ""
@@ -148,8 +151,10 @@ def as_theta(theta: Any, num_params: int, name: str = "theta"):
         raise ValueError(f"{name}: expected at least one network (K >= 1), got shape {tuple(theta.shape)}")
     if not bool(xp.all(xp.isfinite(theta))):
         raise ValueError(f"{name}: expected finite parameters, found NaN or inf")
+    if not is_numpy(xp):
+        return theta
     canonical = np.dtype(theta.dtype.name)
-    if theta.dtype is not canonical and xp is np:
+    if theta.dtype is not canonical:
         # an equal but distinct dtype object (zarr, some DLPack producers): the extension dispatches on
         # numpy's builtin dtype objects, so view the same memory with them
         theta = theta.view(canonical)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._arrays import to_host
 from ._validate import as_float_array, as_int, as_real, as_theta
 from .estimators import MonteCarlo, Points, QuasiMonteCarlo
 from .flows import Run
@@ -36,7 +37,7 @@ def balancedness(prob: Problem, theta) -> np.ndarray:
     """
     _check_problem(prob)
     theta = as_theta(theta, prob.num_params)
-    params = prob.layout.unpack(np.asarray(theta, dtype=np.float64))
+    params = prob.layout.unpack(np.asarray(to_host(theta), dtype=np.float64))
     cols = []
     for k in range(prob.layout.num_layers - 1):
         W, b = params[k]
@@ -59,7 +60,7 @@ def dead_neurons(prob: Problem, theta, estimator: "Points | MonteCarlo | QuasiMo
                         f"detect a neuron dead on the support), got {type(estimator).__name__}")
     step = as_int(step, "step", minimum=0)
     x = estimator.nodes(prob.spec, step).x
-    zs = forward(prob.layout.unpack(np.asarray(theta, dtype=np.float64)), x)
+    zs = forward(prob.layout.unpack(np.asarray(to_host(theta), dtype=np.float64)), x)
     dead = np.zeros(theta.shape[0], dtype=np.int64)
     for z in zs[:-1]:                                    # hidden pre-activations (K, N, l_k)
         dead += np.sum(np.all(z <= 0, axis=1), axis=1)

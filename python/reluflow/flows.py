@@ -4,6 +4,13 @@ This module is the reference driver: a Python loop over steps around ``Problem.r
 freezes diverging networks, controls the dopri5 error per network (each of the K trajectories has its
 own step size, as if it ran alone), projects and retracts for the normalized flow, records risks,
 gradient norms and the dissipated energy ``∫ |G|^2 dt``, and returns a :class:`Run`.
+
+theta may be an array of any array-API namespace (CuPy, array-api-strict, ...): the vector field is
+then evaluated by the reference backend in that namespace, on theta's device, while the driver's state
+and bookkeeping (the parameters between steps, the per-network step sizes, statuses and records) stay
+host numpy arrays: each evaluation moves the running networks' parameters (K, P) to the device and
+their risk and gradient back, little next to the nodes x networks work of the evaluation itself. The
+Run's ``theta`` and ``thetas`` come back in theta's namespace and on its device; its records are numpy.
 """
 from __future__ import annotations
 
@@ -21,7 +28,8 @@ from typing import Callable
 
 import numpy as np
 
-from ._validate import as_bool, as_int, as_real, as_theta
+from ._arrays import from_host, is_numpy, to_host
+from ._validate import array_namespace, as_bool, as_int, as_real, as_theta
 from .backends import cpu as cpu_backend
 from .backends import get as backend_for
 from .estimators import Estimator, MonteCarlo, Quadrature
@@ -60,12 +68,13 @@ class Run:
 
     Attributes
     ----------
-    theta : (K, P) final parameters (a diverged network keeps its last finite parameters).
+    theta : (K, P) final parameters (a diverged network keeps its last finite parameters), in the
+        namespace of the integrator's theta0 (numpy, CuPy, or another array-API namespace).
     t : (T,) recorded times (gradient descent: step indices).
     risk : (T, K) risk estimate at the recorded times.
     grad_norm : (T, K) Euclidean norm of the (projected) vector field at the recorded times.
     energy : (T, K) dissipated energy ``∫_0^t |G|^2 ds`` (quadrature of the integrator's stages).
-    thetas : (T, K, P) recorded parameters, or None (``record_theta=False``).
+    thetas : (T, K, P) recorded parameters (theta's namespace), or None (``record_theta=False``).
     diverged : (K,) True where the network was frozen because its risk or parameters blew up.
     status : (K,) "ok", "diverged", "max_rejections", "min_step", "max_steps" or "interrupted" (dopri5:
         still running when Ctrl-C stopped the run).
@@ -107,7 +116,7 @@ class Run:
     interrupted: bool = False
 
     def __post_init__(self):
-        K = np.asarray(self.theta).shape[0]
+        K = self.theta.shape[0]
         if self.reason is None:
             self.reason = np.full(K, "", dtype="<U1")
         if self.risk_rose is None:
@@ -121,13 +130,14 @@ class Run:
             raise TypeError(f"name: expected a non-empty string, got {name!r}")
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path: expected a file-system path, got {type(path).__name__}")
-        K, P = self.theta.shape
-        store = RunStore.create(path, "", name, self.method, K, P, self.theta.dtype)
+        theta = to_host(self.theta)
+        K, P = theta.shape
+        store = RunStore.create(path, "", name, self.method, K, P, theta.dtype)
         ck = store.append(store.checkpoint(), np.asarray(self.t, dtype=np.float64),
                           {k: np.asarray(getattr(self, k), dtype=np.float64) for k in ("risk", "grad_norm", "energy")},
-                          self.theta, ~self.diverged, self.next_step, float(self.t[-1]),
+                          theta, ~self.diverged, self.next_step, float(self.t[-1]),
                           np.asarray(self.accepted, dtype=np.int64))
-        store.finish(ck, self.theta, self.diverged, self.status, self.accepted, self.rejected)
+        store.finish(ck, theta, self.diverged, self.status, self.accepted, self.rejected)
         return Path(path)
 
     def finished(self) -> np.ndarray:
@@ -276,15 +286,28 @@ class _Field:
     the networks by the backend of ``plan`` (planned once per run). A non-finite risk is not warned
     about here: the driver freezes or rejects such networks and reports them in the run's status."""
 
-    def __init__(self, prob: Problem, plan: Plan, normalized: bool, frozen: np.ndarray | None = None):
+    def __init__(self, prob: Problem, plan: Plan, normalized: bool, frozen: np.ndarray | None = None,
+                 like=None):
         self.prob, self.plan, self.est, self.normalized = prob, plan, plan.estimator, normalized
         self.frozen = frozen
         self.evaluations = 0
+        #: the caller's theta0: the field runs in its namespace (numpy unless it is CuPy or another
+        #: array-API array), on its device
+        self.like = np.empty(0) if like is None else like
+        self.xp = array_namespace(self.like)
 
     def __call__(self, theta, step):
-        risk, g = backend_for(self.plan).evaluate(self.plan, self.prob.spec, theta, step, True)
-        # the casts of Problem.risk_and_grad: results in theta's dtype (the risk then in float64)
-        risk, g = np.asarray(risk).astype(theta.dtype).astype(np.float64), np.asarray(g).astype(theta.dtype)
+        """theta (n, P) host numpy -> risk (n,) float64 and G (n, P) in theta's dtype, host numpy."""
+        impl, xp = backend_for(self.plan), self.xp
+        if is_numpy(xp) or impl is cpu_backend:
+            risk, g = impl.evaluate(self.plan, self.prob.spec, theta, step, True)
+            # the casts of Problem.risk_and_grad: results in theta's dtype (the risk then in float64)
+            risk, g = np.asarray(risk).astype(theta.dtype).astype(np.float64), np.asarray(g).astype(theta.dtype)
+        else:  # the reference in theta0's namespace: parameters in (host to device), risk and G back
+            th = from_host(xp, theta, self.like)
+            risk, g = impl.evaluate(self.plan, self.prob.spec, th, step, True, xp)
+            risk = np.array(to_host(xp.astype(xp.astype(risk, th.dtype), xp.float64)), copy=True)
+            g = np.array(to_host(xp.astype(g, th.dtype)), copy=True)
         self.evaluations += 1
         if self.normalized:
             g = _project(self.prob, theta, g)
@@ -417,15 +440,30 @@ def _check_steps(names: str, last: int) -> None:
 
 
 def _check_common(prob, theta0, estimator):
+    """theta (host numpy copy of theta0), the estimator, and theta0 as checked (numpy, CuPy or another
+    array-API array: the namespace and device of the field and of the Run's theta)."""
     if not isinstance(prob, Problem):
         raise TypeError(f"prob: expected a reluflow.Problem, got {type(prob).__name__}")
-    theta = np.array(as_theta(theta0, prob.num_params, "theta0"), copy=True)
+    like = as_theta(theta0, prob.num_params, "theta0")
+    theta = np.array(to_host(like), copy=True)
     if estimator is None:
         estimator = _default_estimator(prob)
     if not isinstance(estimator, Estimator):
         raise TypeError(f"estimator: expected Points, MonteCarlo, QuasiMonteCarlo or Quadrature, got "
                         f"{type(estimator).__name__}")
-    return theta, estimator
+    return theta, estimator, like
+
+
+def _finish_like(like, *args, **kwargs) -> "Run":
+    """:func:`_finish`, then the Run's theta and thetas into the namespace and onto the device of
+    ``like`` (the caller's theta0) where that is not numpy."""
+    run = _finish(*args, **kwargs)
+    xp = array_namespace(like)
+    if not is_numpy(xp):
+        run.theta = from_host(xp, run.theta, like)
+        if run.thetas is not None:
+            run.thetas = from_host(xp, run.thetas, like)
+    return run
 
 
 def _native_plan(plan: Plan) -> Plan | None:
@@ -485,7 +523,8 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
     Parameters
     ----------
     prob : the Problem.
-    theta0 : (K, P) initial parameters (float32 or float64; the run keeps the dtype).
+    theta0 : (K, P) initial parameters (float32 or float64; the run keeps the dtype): numpy, torch, JAX,
+        CuPy or any array-API array (the field then runs in its namespace; ``Run.theta`` comes back in it).
     lr : step size: a positive float, a callable ``n -> lr_n`` of the global step index, or an array
         indexed by the global step index.
     steps : number of steps (>= 0).
@@ -514,7 +553,7 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
     -------
     Run with t = recorded step indices.
     """
-    theta, estimator = _check_common(prob, theta0, estimator)
+    theta, estimator, like = _check_common(prob, theta0, estimator)
     steps = as_int(steps, "steps", minimum=0)
     start_step = as_int(start_step, "start_step", minimum=0)
     record_every = as_int(record_every, "record_every", minimum=1)
@@ -525,7 +564,8 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
                    record_theta)
     _check_steps("start_step, steps", start_step + steps)
     lr_at = _lr_schedule(lr, steps, start_step)
-    field_ = _Field(prob, prob.plan(estimator, backend, theta), normalized, _check_frozen(frozen, prob, normalized))
+    field_ = _Field(prob, prob.plan(estimator, backend, like), normalized, _check_frozen(frozen, prob, normalized),
+                    like)
     if normalized:
         theta = _onto_manifold(prob, theta, rescale_outgoing=False)
     native = _native_plan(field_.plan)
@@ -543,7 +583,7 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
         active = res["active"].astype(bool)
         rec = _record_indices(steps, record_every)[:res["records"]]
         done = int(res["steps_done"])
-        return _finish(prob, res["theta"], list(start_step + rec), list(res["risk"]), list(res["grad_norm"]),
+        return _finish_like(field_.like, prob, res["theta"], list(start_step + rec), list(res["risk"]), list(res["grad_norm"]),
                        list(res["energy"]), _recorded(res), record_theta, active, np.full(theta.shape[0], done),
                        np.zeros(theta.shape[0], dtype=np.int64), None, "gd", start_step + done, t0,
                        {"evaluations": int(res["evaluations"]), "loop": "C++",
@@ -587,7 +627,7 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
         active[idx[~ok]] = False
         watch.reason[idx[~ok]] = why[~ok]
         bar.update(i + 1)
-    return _finish(prob, theta, rec_t, rec_risk, rec_gn, rec_en, rec_theta, record_theta, active,
+    return _finish_like(field_.like, prob, theta, rec_t, rec_risk, rec_gn, rec_en, rec_theta, record_theta, active,
                    np.full(K, loop.done), np.zeros(K, dtype=np.int64), None, "gd", start_step + loop.done, t0,
                    {"evaluations": field_.evaluations, "lr": lr if not callable(lr) else repr(lr),
                     "estimator": repr(estimator)}, reason=watch.reason, growth=watch.growth,
@@ -649,7 +689,8 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
     Parameters
     ----------
     prob : the Problem.
-    theta0 : (K, P) initial parameters (float32 or float64; the run keeps the dtype).
+    theta0 : (K, P) initial parameters (float32 or float64; the run keeps the dtype): numpy, torch, JAX,
+        CuPy or any array-API array (the field then runs in its namespace; ``Run.theta`` comes back in it).
     t_end : final time (> 0).
     method : "euler", "heun", "rk4" (fixed step ``dt``) or "dopri5" (adaptive, error control per
         network with ``rtol``/``atol``; ``dt`` is then the initial step, default chosen).
@@ -681,7 +722,7 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
     Run (t in flow time); ``Run.risk_rose`` flags the fixed-step networks whose risk rose (a step too
     large for the method: warned once).
     """
-    theta, estimator = _check_common(prob, theta0, estimator)
+    theta, estimator, like = _check_common(prob, theta0, estimator)
     if method not in METHODS:
         raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
     t_end = as_real(t_end, "t_end")
@@ -707,7 +748,8 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
     max_abs, max_growth = _check_options(max_abs, max_growth, record_theta, normalized, progress)
     if normalized:
         theta = _onto_manifold(prob, theta, rescale_outgoing=True)
-    field_ = _Field(prob, prob.plan(estimator, backend, theta), normalized, _check_frozen(frozen, prob, normalized))
+    field_ = _Field(prob, prob.plan(estimator, backend, like), normalized, _check_frozen(frozen, prob, normalized),
+                    like)
     if method == "dopri5":
         if estimator.stochastic:
             raise ValueError("estimator: dopri5 needs a deterministic vector field; use Quadrature, "
@@ -730,7 +772,7 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
                                    max_growth, rise_tol, frozen=field_.frozen)
         rec = _record_indices(n_steps, rec_stride)[:res["records"]]
         done = int(res["steps_done"])
-        return _finish(prob, res["theta"], list(rec * h), list(res["risk"]), list(res["grad_norm"]),
+        return _finish_like(field_.like, prob, res["theta"], list(rec * h), list(res["risk"]), list(res["grad_norm"]),
                        list(res["energy"]), _recorded(res), record_theta, res["active"].astype(bool),
                        np.full(theta.shape[0], done), np.zeros(theta.shape[0], dtype=np.int64), None,
                        method, done, t0, {"dt": h, "evaluations": int(res["evaluations"]), "loop": "C++",
@@ -778,7 +820,7 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
         energy[idx[ok]] += h * sum(b * np.sum(k * k, axis=1) for b, k in zip(B, ks) if b != 0)[ok]
         active[idx[~ok]] = False
         bar.update(n + 1)
-    return _finish(prob, theta, rec_t, rec_risk, rec_gn, rec_en, rec_theta, record_theta, active,
+    return _finish_like(field_.like, prob, theta, rec_t, rec_risk, rec_gn, rec_en, rec_theta, record_theta, active,
                    np.full(K, loop.done), np.zeros(K, dtype=np.int64), None, method, loop.done, t0,
                    {"dt": h, "evaluations": field_.evaluations, "estimator": repr(field_.est)},
                    reason=watch.reason, growth=watch.growth, risk_rose=watch.rose,
@@ -807,7 +849,7 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
                                      _progress_hook(_Progress(t_end, progress)), record_theta, max_growth,
                                      frozen=field_.frozen)
         status = res["status"]
-        return _finish(prob, res["theta"], list(grid), list(res["risk"]), list(res["grad_norm"]),
+        return _finish_like(field_.like, prob, res["theta"], list(grid), list(res["risk"]), list(res["grad_norm"]),
                        list(res["energy"]), _recorded(res), record_theta, status == "ok", res["accepted"], res["rejected"],
                        status, "dopri5", 0, t0,
                        {"evaluations": int(res["evaluations"]), "loop": "C++", "rtol": rtol,
@@ -931,7 +973,7 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
             done |= (t >= t_end - 1e-12 * t_end) | (status != "ok")
             bar.update(float(np.min(t)))
     theta_out = th.astype(theta.dtype)
-    return _finish(prob, theta_out, list(grid), list(risk_rec), list(gn_rec), list(en_rec),
+    return _finish_like(field_.like, prob, theta_out, list(grid), list(risk_rec), list(gn_rec), list(en_rec),
                    list(theta_rec) if record_theta else [], record_theta, status == "ok", accepted,
                    rejected, status.astype(str), "dopri5", 0, t0,
                    {"evaluations": field_.evaluations, "rtol": rtol, "atol": atol,

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from ._arrays import NUMPY_XP, to_host
 from .layout import Layout
 
 __all__ = ["forward", "realization", "neuron_norms", "kink_partition", "vanishing_on_pieces"]
@@ -29,7 +30,7 @@ def network_blocks(layout: Layout, K: int, chunk: int):
     return [slice(k, min(K, k + size)) for k in range(0, K, size)]
 
 
-def forward(params, x, xp=np, zero=None):
+def forward(params, x, xp=NUMPY_XP, zero=None):
     """Pre-activations of every layer for a batch of networks: x (n, d) -> [z_1 (K, n, l_1), ...,
     z_L (K, n, out)] (z_L is the output). ``params``: ``Layout.unpack`` of theta (K, P).
 
@@ -37,7 +38,7 @@ def forward(params, x, xp=np, zero=None):
     identically around node j (``vanishing_on_pieces``) are set to exactly 0 there, so that
     relu'(0) = 0 applies instead of the sign of a rounding error."""
     W1, b1 = params[0]
-    z = xp.matmul(x, xp.swapaxes(W1, 1, 2)) + b1[:, None, :]  # (n,d)@(K,d,l) -> (K,n,l)
+    z = xp.matmul(x, xp.matrix_transpose(W1)) + b1[:, None, :]  # (n,d)@(K,d,l) -> (K,n,l)
     zs = [z]
     off = 0
     for W, b in params[1:]:
@@ -46,27 +47,28 @@ def forward(params, x, xp=np, zero=None):
             zs[-1] = z
             off += z.shape[2]
         a = xp.maximum(z, 0.0)
-        z = xp.matmul(a, xp.swapaxes(W, 1, 2)) + b[:, None, :]
+        z = xp.matmul(a, xp.matrix_transpose(W)) + b[:, None, :]
         zs.append(z)
     return zs
 
 
-def realization(layout: Layout, theta, x, xp=np):
-    """N_theta(x) for every network: theta (K, P), x (N, d) -> (K, N, out), float64."""
+def realization(layout: Layout, theta, x, xp=NUMPY_XP):
+    """N_theta(x) for every network: theta (K, P), x (N, d) -> (K, N, out), float64 ``xp`` arrays
+    (theta and x in the namespace ``xp``, any array-API one, on one device)."""
     theta = xp.asarray(theta, dtype=xp.float64)
     x = xp.asarray(x, dtype=xp.float64)
     params = layout.unpack(theta)
     K, N = theta.shape[0], x.shape[0]
-    out = xp.empty((K, N, layout.widths[-1]), dtype=xp.float64)
     step = chunk_size(layout, N)
+    rows = []
     for blk in network_blocks(layout, K, step):
-        block = [(W[blk], b[blk]) for W, b in params]
-        for s in range(0, N, step):
-            out[blk, s:s + step] = forward(block, x[s:s + step], xp)[-1]
-    return out
+        block = [(W[blk, ...], b[blk, :]) for W, b in params]
+        rows.append(xp.concat([forward(block, x[s:min(N, s + step), :], xp)[-1]
+                             for s in range(0, N, step)], axis=1))
+    return xp.concat(rows, axis=0)
 
 
-def neuron_norms(W, b, xp=np):
+def neuron_norms(W, b, xp=NUMPY_XP):
     """``|(w_i, b_i)|`` of every neuron of one layer: W (K, l, l_prev), b (K, l) -> (K, l)."""
     return xp.sqrt(xp.sum(W * W, axis=2) + b * b)
 
@@ -74,10 +76,8 @@ def neuron_norms(W, b, xp=np):
 # ---- kinks of a 1-D network ---------------------------------------------------------------------
 
 def _to_numpy(a) -> np.ndarray:
-    """A host float64 copy of a numpy or cupy array."""
-    if not isinstance(a, np.ndarray) and hasattr(a, "get"):
-        a = a.get()
-    return np.asarray(a, dtype=np.float64)
+    """A host float64 array of a numpy, CuPy or other array-API array (the partition is host work)."""
+    return np.asarray(to_host(a), dtype=np.float64)
 
 
 def _preactivations(params, x: np.ndarray, upto: int) -> np.ndarray:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._arrays import to_host, to_native
 from ._validate import as_real, as_theta
 from .estimators import Estimator, MonteCarlo, Points, QuasiMonteCarlo
 from .geometry import forward
@@ -33,7 +34,8 @@ def _check(prob) -> None:
 def spectrum(prob: Problem, theta, estimator: Estimator, backend: str = "auto") -> np.ndarray:
     """Eigenvalues of the Hessian of the risk estimate, ascending: theta (K, P) -> (K, P), float64."""
     _check(prob)
-    H = np.asarray(prob.hessian(np.asarray(theta, dtype=np.float64), estimator, backend))
+    H = np.asarray(prob.hessian(np.asarray(to_host(to_native(theta, "theta")[0]), dtype=np.float64), estimator,
+                                backend))
     return np.linalg.eigvalsh(H)
 
 
@@ -58,7 +60,7 @@ def dead_mask(prob: Problem, theta, estimator: "Points | MonteCarlo | QuasiMonte
     if not isinstance(estimator, (Points, MonteCarlo, QuasiMonteCarlo)):
         raise TypeError(f"estimator: expected Points, MonteCarlo or QuasiMonteCarlo (nodes that see a neuron "
                         f"dead on the support), got {type(estimator).__name__}")
-    theta = np.asarray(as_theta(theta, prob.num_params), dtype=np.float64)
+    theta = np.asarray(to_host(as_theta(theta, prob.num_params)), dtype=np.float64)
     zs = forward(prob.layout.unpack(theta), estimator.nodes(prob.spec, step).x)
     return [np.all(z <= 0, axis=1) for z in zs[:-1]]
 

@@ -45,14 +45,24 @@ class Layout:
         return len(self.widths) - 1
 
     def unpack(self, theta):
-        """Views ``[(W_1, b_1), ..., (W_L, b_L)]`` of a (K, P) array: W_k (K, l_k, l_{k-1}), b_k (K, l_k)."""
+        """``[(W_1, b_1), ..., (W_L, b_L)]`` of a (K, P) array: W_k (K, l_k, l_{k-1}), b_k (K, l_k). Views
+        for numpy and CuPy arrays (written through in place by some callers); for other array-API
+        arrays the standard's ``reshape`` (read them only: the standard leaves views unspecified)."""
         K = theta.shape[0]
         out = []
         for k in range(self.num_layers):
             lo, li = self.widths[k + 1], self.widths[k]
             wo, bo = self.w_offsets[k], self.b_offsets[k]
-            out.append((theta[:, wo:wo + lo * li].reshape(K, lo, li), theta[:, bo:bo + lo]))
+            W = theta[:, wo:wo + lo * li]
+            W = W.reshape(K, lo, li) if hasattr(W, "reshape") else W.__array_namespace__().reshape(W, (K, lo, li))
+            out.append((W, theta[:, bo:bo + lo]))
         return out
+
+    def pack(self, params, xp):
+        """The inverse of :meth:`unpack`: ``[(W_1 (K, l_1, l_0), b_1 (K, l_1)), ...]`` -> (K, P) in the
+        array-API namespace ``xp`` (one ``concat``; no writes through views)."""
+        K = params[0][1].shape[0]
+        return xp.concat([a for W, b in params for a in (xp.reshape(W, (K, -1)), b)], axis=1)
 
     def __repr__(self) -> str:
         return f"Layout(widths={list(self.widths)}, num_params={self.num_params})"

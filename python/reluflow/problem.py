@@ -7,8 +7,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import _philox
-from ._arrays import from_native, to_native
-from ._validate import array_namespace, as_bool, as_dtype, as_int, as_points, as_theta
+from ._arrays import from_host, from_native, is_foreign, to_host, to_native
+from ._validate import array_namespace, as_bool, as_dtype, as_int, as_points, as_theta, dtype_name
 from .dists import Distribution, Uniform
 from .backends import cpu as cpu_backend
 from .backends import get as backend_for
@@ -29,10 +29,11 @@ _INIT_SCHEMES = ("normal", "he", "lecun")
 def _warn_if_not_finite(risk, theta) -> None:
     """theta is finite (checked), so a non-finite risk is an overflow: say so instead of returning NaN
     silently (the integrators also freeze such networks and flag them)."""
-    bad = ~array_namespace(risk).isfinite(risk)
-    if bool(bad.any()):
-        idx = [int(i) for i in np.flatnonzero(np.asarray(bad.get() if hasattr(bad, "get") else bad))]
-        largest = float(abs(theta).max())
+    xp = array_namespace(risk)
+    bad = ~xp.isfinite(risk)
+    if bool(xp.any(bad)):
+        idx = [int(i) for i in np.flatnonzero(to_host(bad))]
+        largest = float(xp.max(xp.abs(theta)))
         warnings.warn(f"risk: overflowed to inf/NaN for network(s) {idx[:10]}{' ...' if len(idx) > 10 else ''} "
                       f"(largest |theta| = {largest:.3g}, dtype {theta.dtype}); the parameters or the "
                       f"input domain are too large for this dtype", RuntimeWarning, stacklevel=3)
@@ -126,22 +127,21 @@ class Problem(LayoutShapes):
         """Move theta onto the normalized manifold without changing the realization (SPEC §4).
 
         Every hidden neuron's incoming (w_i, b_i) is scaled to unit norm, its outgoing weights by the
-        inverse factor (ReLU is positively homogeneous). theta (K, P) -> (K, P), same dtype and library.
+        inverse factor (ReLU is positively homogeneous). theta (K, P) -> (K, P), same dtype and library
+        (any array-API namespace).
         """
         theta, origin = to_native(theta, "theta")
         theta = as_theta(theta, self.num_params)
         xp = array_namespace(theta)
-        out = theta.copy()
-        params = self.layout.unpack(out)
+        params = [list(p) for p in self.layout.unpack(theta)]
         for k in range(self.layout.num_layers - 1):
             W, b = params[k]
             norm = neuron_norms(W, b, xp)                   # (K, l_k), after layer k-1's rescaling
             if bool(xp.any(norm == 0)):
                 raise ValueError("theta: a hidden neuron has (w_i, b_i) = 0 and cannot be normalized")
-            W /= norm[:, :, None]
-            b /= norm
-            params[k + 1][0][...] *= norm[:, None, :]
-        return from_native(out, origin)
+            params[k] = [W / norm[:, :, None], b / norm]
+            params[k + 1][0] = params[k + 1][0] * norm[:, None, :]
+        return from_native(self.layout.pack(params, xp), origin)
 
     # ---- planning and evaluation ----------------------------------------------------------------
     def plan(self, estimator: Estimator, backend: str = "auto", theta=None, method: str = "auto") -> Plan:
@@ -152,7 +152,7 @@ class Problem(LayoutShapes):
         """
         probe = np.empty((0, self.num_params)) if theta is None else theta
         name = resolve(backend, probe)
-        dtype = getattr(theta, "dtype", np.float64)
+        dtype = dtype_name(getattr(theta, "dtype", np.float64))
         return plan(self.spec, estimator, name, dtype, method)
 
     def explain(self, estimator: Estimator, backend: str = "auto", K: int = 1, method: str = "auto") -> str:
@@ -165,7 +165,8 @@ class Problem(LayoutShapes):
         return self.plan(estimator, backend, method=method).explain(K)
 
     def realization(self, theta, x, backend: str = "auto"):
-        """Network outputs: theta (K, P), x (N, d) -> (K, N, out), in theta's dtype and library."""
+        """Network outputs: theta (K, P), x (N, d) -> (K, N, out), in theta's dtype and library (any
+        array-API namespace; x is read on the host and moved to theta's device once)."""
         theta, origin = to_native(theta, "theta")
         theta = as_theta(theta, self.num_params)
         name = resolve(backend, theta)
@@ -174,8 +175,8 @@ class Problem(LayoutShapes):
         if name == "cpu":
             out = cpu_backend.realization(self.layout, theta, x)
         else:
-            out = reference_backend.realization(self.layout, theta, xp.asarray(x), xp)
-        return from_native(out.astype(theta.dtype), origin)
+            out = reference_backend.realization(self.layout, theta, from_host(xp, x, theta), xp)
+        return from_native(xp.astype(out, theta.dtype), origin)
 
     def target_values(self, nodes: Nodes, backend: str = "numpy") -> np.ndarray:
         """y (N, out): the data of ``nodes`` or the target evaluated at them (float64).
@@ -199,7 +200,8 @@ class Problem(LayoutShapes):
 
         Parameters
         ----------
-        theta : (K, P) float32 or float64.
+        theta : (K, P) float32 or float64: numpy, CuPy, torch, JAX, or any array-API array (the
+            reference backend then computes in its namespace).
         estimator : Points, MonteCarlo, QuasiMonteCarlo or Quadrature.
         backend : "auto", "numpy", "cupy", "cpu", "cuda" (see ``rf.backends()``).
         step : integration step (selects the Monte-Carlo samples when ``resample=True``).
@@ -222,10 +224,17 @@ class Problem(LayoutShapes):
         want_grad = as_bool(want_grad, "want_grad")
         xp = array_namespace(theta)
         p = self.plan(estimator, backend, theta, method)
-        risk, grad = backend_for(p).evaluate(p, self.spec, theta, step, want_grad, xp)
-        risk = xp.asarray(risk).astype(theta.dtype)
+        impl = backend_for(p)
+        if impl is cpu_backend and is_foreign(theta):
+            # a C++-only route (Quadrature(method="sweep")) for an array of another namespace: on the host
+            risk, grad = impl.evaluate(p, self.spec, to_host(theta), step, want_grad)
+            risk = from_host(xp, risk, theta)
+            grad = from_host(xp, grad, theta) if want_grad else None
+        else:
+            risk, grad = impl.evaluate(p, self.spec, theta, step, want_grad, xp)
+        risk = xp.astype(xp.asarray(risk), theta.dtype)
         _warn_if_not_finite(risk, theta)
-        grad = xp.asarray(grad).astype(theta.dtype) if want_grad else None
+        grad = xp.astype(xp.asarray(grad), theta.dtype) if want_grad else None
         return from_native(risk, origin), from_native(grad, origin)
 
     # ---- second order (SPEC §8) ------------------------------------------------------------------
@@ -246,6 +255,8 @@ class Problem(LayoutShapes):
         theta = as_theta(theta, self.num_params)
         xp = array_namespace(theta)
         V, _ = to_native(V, "V")
+        if array_namespace(V) is not xp:
+            V = from_host(xp, to_host(V), theta)        # numpy directions for a theta on a device
         V = xp.asarray(V, dtype=xp.float64)
         if V.ndim not in (2, 3) or V.shape[0] != theta.shape[0] or V.shape[-1] != self.num_params:
             raise ValueError(f"V: expected a (K, P) or (K, B, P) array with K = {theta.shape[0]}, "
@@ -259,19 +270,21 @@ class Problem(LayoutShapes):
             hv = reference_backend.quadrature_hvp(self.spec, theta, V3, p.estimator, xp)
         else:
             nodes = backend_for(p).fixed_nodes(p, self.spec, step)
-            _, _, hv = reference_backend.risk_grad_hvp(self.layout, theta, V3, xp.asarray(nodes.x),
-                                                       xp.asarray(nodes.w), xp.asarray(nodes.y), xp)
-        hv = hv[:, 0] if V.ndim == 2 else hv
-        return from_native(hv.astype(theta.dtype), origin)
+            _, _, hv = reference_backend.risk_grad_hvp(self.layout, theta, V3, from_host(xp, nodes.x, theta),
+                                                       from_host(xp, nodes.w, theta),
+                                                       from_host(xp, nodes.y, theta), xp)
+        hv = hv[:, 0, :] if V.ndim == 2 else hv
+        return from_native(xp.astype(hv, theta.dtype), origin)
 
     def hessian(self, theta, estimator: Estimator, backend: str = "auto", step: int = 0):
         """The Hessian of the risk estimate: theta (K, P) -> (K, P, P), symmetric (see :meth:`hvp`)."""
         theta, origin = to_native(theta, "theta")
         theta = as_theta(theta, self.num_params)
         xp = array_namespace(theta)
-        eye = xp.broadcast_to(xp.eye(self.num_params), (theta.shape[0], self.num_params, self.num_params))
-        H = self.hvp(theta, xp.ascontiguousarray(eye), estimator, backend, step)
-        return from_native(0.5 * (H + xp.swapaxes(H, 1, 2)), origin)   # symmetric to the last bit
+        K, P = theta.shape
+        eye = from_host(xp, np.ascontiguousarray(np.broadcast_to(np.eye(P), (K, P, P))), theta)
+        H = self.hvp(theta, eye, estimator, backend, step)
+        return from_native(0.5 * (H + xp.matrix_transpose(H)), origin)   # symmetric to the last bit
 
     def risk(self, theta, estimator: Estimator, backend: str = "auto", step: int = 0, method: str = "auto"):
         """Risk estimate of every network: theta (K, P) -> (K,), in theta's dtype."""

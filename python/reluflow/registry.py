@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._arrays import is_foreign, library_of
+
 __all__ = ["BackendInfo", "backends", "resolve", "core", "BACKEND_NAMES"]
 
 BACKEND_NAMES = ("numpy", "cupy", "cpu", "cuda")
@@ -82,19 +84,29 @@ def backends() -> dict[str, BackendInfo]:
 
 
 def resolve(name, theta) -> str:
-    """The backend that will run: ``name`` checked against what is available; "auto" by array type."""
+    """The backend that will run: ``name`` checked against what is available; "auto" by array type.
+
+    An array of another array-API namespace (array-api-strict, ...) runs the reference ("numpy", the
+    code written against the standard, SPEC §7) in its own namespace: "auto" and "numpy" take it, the
+    native backends refuse it (their kernels read numpy or CuPy memory)."""
     if not isinstance(name, str):
         raise TypeError(f"backend: expected one of {('auto',) + BACKEND_NAMES}, got {name!r}")
     is_cupy = type(theta).__module__.split(".")[0] == "cupy"
+    foreign = library_of(theta) if is_foreign(theta) else None
     if name == "auto":
         if is_cupy:
             return "cupy"  # the CUDA kernels take over here once they implement risk_and_grad
+        if foreign:
+            return "numpy"  # the reference, in the array's own namespace
         return "cpu" if _CORE is not None else "numpy"
     if name not in BACKEND_NAMES:
         raise ValueError(f"backend: expected one of {('auto',) + BACKEND_NAMES}, got {name!r}")
     info = backends()[name]
     if not info.available:
         raise ValueError(f"backend: {name!r} is not available here: {info.detail}")
+    if foreign and name != "numpy":
+        raise ValueError(f"backend: {name!r} runs on numpy or cupy arrays, not on an {foreign} array; use 'numpy' "
+                         f"or 'auto' (the reference backend, computing in the array's own namespace)")
     if name in ("numpy", "cpu") and is_cupy:
         raise ValueError(f"backend: {name!r} takes numpy arrays, got a cupy array; use 'cupy' or 'auto'")
     if name in ("cupy", "cuda") and not is_cupy:

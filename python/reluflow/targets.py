@@ -176,7 +176,7 @@ class Teacher(Target):
 
     def __call__(self, x):
         x = _check_x(x, self.dim)
-        return realization(self.layout, self.theta[None, :], x, np)[0]
+        return realization(self.layout, self.theta[None, :], x)[0]
 
     def breaks(self, lo=-np.inf, hi=np.inf):
         """The teacher's own kinks strictly inside (lo, hi) (1-D): found layer by layer like the
