@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["BackendInfo", "backends", "resolve", "core", "BACKEND_NAMES"]
+__all__ = ["BackendInfo", "backends", "resolve", "core", "cuda_extension", "cupy_module", "BACKEND_NAMES"]
 
 BACKEND_NAMES = ("numpy", "cupy", "cpu", "cuda")
 
@@ -53,6 +53,17 @@ def _cuda():
     return _cuda, None
 
 
+def cuda_extension():
+    """``(reluflow._cuda, None)`` when the CUDA extension is built and a device is visible, else
+    ``(None, why not)``. Loaded on first use (it initializes the CUDA driver)."""
+    return _cuda()
+
+
+def cupy_module():
+    """``(cupy, None)`` when CuPy imports and sees a device, else ``(None, why not)``."""
+    return _cupy()
+
+
 def _cupy():
     try:
         import cupy  # noqa: PLC0415
@@ -88,7 +99,9 @@ def resolve(name, theta) -> str:
     is_cupy = type(theta).__module__.split(".")[0] == "cupy"
     if name == "auto":
         if is_cupy:
-            return "cupy"  # the CUDA kernels take over here once they implement risk_and_grad
+            # the CUDA kernels where the extension is built and sees a device (they evaluate every plan:
+            # the dense kernel, the partition path through it, the sweeps on the cpu); else the reference
+            return "cuda" if _cuda()[0] is not None else "cupy"
         return "cpu" if _CORE is not None else "numpy"
     if name not in BACKEND_NAMES:
         raise ValueError(f"backend: expected one of {('auto',) + BACKEND_NAMES}, got {name!r}")

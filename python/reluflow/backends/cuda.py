@@ -1,0 +1,117 @@
+"""The CUDA backend: the fused dense risk/gradient kernels of ``reluflow._cuda`` (cuda/src/risk_grad.cu)
+on CuPy arrays, read without a copy (``__cuda_array_interface__``) and answered as CuPy arrays.
+
+What runs where, per route of the plan (``reluflow.plan``):
+
+* ``dense`` and ``tensor_grid``: the nodes and the target values are made on the host by the C++
+  samplers and ``targets.h`` (``cpu.fixed_nodes``: bitwise the numpy estimators' nodes), moved to the
+  device, then the CUDA kernel runs over nodes x networks. Target evaluation on the device (targets.h
+  is RF_HD) is a later step: for now y (N, out) is given to the kernel.
+* ``partition`` (exact 1-D quadrature of any depth): each network's kink partition in Python
+  (``reference.partition_loop``), its nodes through the CUDA kernel.
+* ``exact_sweep`` / ``point_sweep``: never reach this module (``backends.get`` sends them to the cpu
+  backend, the only one that has them).
+
+float32 theta is computed in float32 and accumulated in float64 (see reluflow/risk_grad_grid.h);
+results are float64 and bitwise reproducible (no atomics), independent of the batch.
+"""
+from __future__ import annotations
+
+from ..estimators import Nodes
+from ..layout import Layout
+from ..registry import cuda_extension, cupy_module
+from ..spec import ProblemSpec
+from . import cpu, reference
+
+__all__ = ["risk_and_grad", "realization", "evaluate", "fixed_nodes", "PATHS"]
+
+#: ``path`` of :func:`risk_and_grad`: "auto" (shallow when the widths allow it), "shallow" (two-pass kernel
+#: of [d, H, out], d <= 8, out <= 3) or "deep" (any widths; for cross-checks)
+PATHS = ("auto", "shallow", "deep")
+
+
+def _modules():
+    ext, why = cuda_extension()
+    if ext is None:
+        raise ValueError(f"backend: 'cuda' is not available here: {why}")
+    cp, why = cupy_module()
+    if cp is None:
+        raise ValueError(f"backend: 'cuda' needs CuPy for its arrays: {why}")
+    return ext, cp
+
+
+def _device_f64(cp, a, name: str, shape: tuple):
+    a = cp.ascontiguousarray(cp.asarray(a, dtype=cp.float64))
+    if a.ndim == 1 and len(shape) == 2 and shape[1] == 1:
+        a = a.reshape(-1, 1)
+    if a.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
+    return a
+
+
+def risk_and_grad(layout: Layout, theta, x, w, y, want_grad: bool = True, path: str = "auto"):
+    """Weighted risk ``sum_j w_j |N(x_j) - y_j|^2`` (K,) and its generalized gradient (K, P) on the GPU.
+
+    Parameters
+    ----------
+    theta : (K, P) float32 or float64 (other dtypes are cast to float64); x : (N, d) (or (N,) when
+        d = 1); w : (N,); y : (N, out) (or (N,) when out = 1). CuPy arrays (numpy arrays are copied to
+        the device).
+    path : see ``PATHS``.
+
+    Returns
+    -------
+    risk (K,), grad (K, P) (None unless ``want_grad``): float64 CuPy arrays, on the current stream.
+    """
+    ext, cp = _modules()
+    if path not in PATHS:
+        raise ValueError(f"path: expected one of {PATHS}, got {path!r}")
+    theta = cp.asarray(theta)
+    if theta.dtype not in (cp.float32, cp.float64):
+        theta = theta.astype(cp.float64)
+    theta = cp.ascontiguousarray(theta)
+    if theta.ndim != 2 or theta.shape[1] != layout.num_params:
+        raise ValueError(f"theta: expected shape (K, {layout.num_params}), got {theta.shape}")
+    x = cp.asarray(x)
+    N = x.shape[0] if x.ndim >= 1 else -1
+    x = _device_f64(cp, x, "x", (N, layout.widths[0]))
+    w = _device_f64(cp, w, "w", (N,))
+    y = _device_f64(cp, y, "y", (N, layout.widths[-1]))
+    K = theta.shape[0]
+    risk = cp.empty(K, dtype=cp.float64)
+    grad = cp.empty((K, layout.num_params), dtype=cp.float64) if want_grad else None
+    ext.risk_and_grad(list(layout.widths), theta, x, w, y, risk=risk, grad=grad, path=path,
+                      stream=cp.cuda.get_current_stream().ptr)
+    return risk, grad
+
+
+def realization(layout: Layout, theta, x):
+    """N_theta(x) for every network, (K, N, out) float64 CuPy (the reference forward pass on CuPy)."""
+    _, cp = _modules()
+    return reference.realization(layout, theta, cp.asarray(x), cp)
+
+
+def fixed_nodes(plan, spec: ProblemSpec, step: int = 0) -> Nodes:
+    """The nodes of a plan whose nodes do not depend on theta (routes dense and tensor_grid) at
+    ``step`` with their target values, as CuPy arrays: made on the host by the C++ samplers (bitwise
+    the numpy estimators' nodes) and ``targets.h``, then copied to the device."""
+    _, cp = _modules()
+    nodes = cpu.fixed_nodes(plan, spec, step)
+    return Nodes(cp.asarray(nodes.x), cp.asarray(nodes.w), cp.asarray(nodes.y))
+
+
+def evaluate(plan, spec: ProblemSpec, theta, step: int, want_grad: bool, xp=None):
+    """Risk (K,) and gradient (K, P) (None unless ``want_grad``) of ``plan``: float64 CuPy arrays."""
+    _, cp = _modules()
+
+    def kernel(layout, th, x, w, y, g):
+        return risk_and_grad(layout, th, x, w, y, g)
+
+    if plan.route == "partition":
+        return reference.partition_loop(spec, theta, plan.estimator, want_grad, kernel, cp)
+    if plan.route not in ("dense", "tensor_grid"):
+        raise ValueError(f"plan: route {plan.route!r} does not run on the cuda backend (backends.get sends "
+                         f"it to the cpu backend)")
+    nodes = fixed_nodes(plan, spec, step)
+    return kernel(spec.layout, theta, nodes.x, nodes.w, nodes.y, want_grad)
+

@@ -1,0 +1,149 @@
+"""The CUDA dense risk/gradient grid, run on the host (issue 12, part 5).
+
+``_core._harness_risk_grad`` runs the grid of cuda/src/risk_grad.cu sequentially (blocks, threads, the
+phases between barriers in order) with the same per-thread functions as the kernels
+(reluflow/risk_grad_grid.h). Judged here against the cpu backend and the numpy reference: float64 to
+1e-12 relative, float32 theta within a band against the float64 reference on the float32 values;
+both paths (two-pass shallow, per-item deep); N not a multiple of the block, several node blocks,
+grid-stride nodes and several chunks; bitwise determinism, independence of the batch, the risk the
+same with and without the gradient; relu'(0) = 0. This proves the indexing and the reduction order
+without a GPU; tests/test_cuda.py runs the kernels themselves where a device exists.
+"""
+import numpy as np
+import pytest
+
+from reluflow.backends import reference as ref
+from reluflow.layout import Layout
+
+core = pytest.importorskip("reluflow._core")
+harness = core._harness_risk_grad
+BLOCK = 128          # grid::kThreads
+GRID_STRIDE_N = BLOCK * 1024 + 3 * BLOCK + 5   # more nodes than blocks x threads: grid-stride loop
+TOL = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12}
+
+SHAPES = [  # (widths, K, N)
+    ([1, 7, 1], 1, 1),
+    ([1, 7, 1], 3, 333),
+    ([1, 200, 1], 3, 1000),
+    ([2, 9, 1], 1, 129),
+    ([2, 130, 2], 3, 5000),     # two neuron blocks, two pass-2 chunks
+    ([1, 5, 2], 3, 9001),       # three chunks, the last one short
+    ([2, 8, 3], 1, 257),
+    ([8, 4, 3], 3, 300),        # the largest shallow moments (d = 8, out = 3)
+    ([1, 6, 5, 1], 1, 300),     # deep: two items, the last one short
+    ([2, 7, 6, 2], 3, 1000),
+    ([2, 5, 4, 3, 2], 3, 777),
+    ([1, 4, 9], 3, 200),        # out > 3: the deep path takes shallow widths too
+    ([9, 3, 1], 1, 100),        # d > 8: likewise
+]
+
+
+def make_data(widths, K, N, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    lay = Layout(widths)
+    theta = rng.normal(size=(K, lay.num_params)).astype(dtype)
+    x = rng.uniform(-1.0, 1.0, size=(N, widths[0]))
+    w = rng.uniform(0.0, 1.0, size=N) / max(N, 1)
+    y = rng.normal(size=(N, widths[-1]))
+    return lay, theta, x, w, y
+
+
+def rel(a, b):
+    return np.linalg.norm(np.asarray(a) - b) / max(np.linalg.norm(b), 1e-300)
+
+
+def paths_for(widths):
+    shallow = len(widths) == 3 and widths[0] <= 8 and widths[2] <= 3
+    return ["auto", "shallow", "deep"] if shallow else ["auto", "deep"]
+
+
+@pytest.mark.parametrize("widths,K,N", SHAPES, ids=[f"{w}-K{K}-N{N}" for w, K, N in SHAPES])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_harness_equals_cpu_and_reference(widths, K, N, dtype):
+    lay, theta, x, w, y = make_data(widths, K, N, dtype, seed=N)
+    r_ref, g_ref = ref.risk_and_grad(lay, theta.astype(np.float64), x, w, y)
+    r_cpu, g_cpu = core.risk_and_grad(widths, theta, x, w, y, True)
+    tol = TOL[np.dtype(dtype)]
+    for path in paths_for(widths):
+        r, g = harness(widths, theta, x, w, y, True, path)
+        assert r.shape == (K,) and g.shape == (K, lay.num_params) and r.dtype == g.dtype == np.float64
+        assert np.all(np.isfinite(r)) and np.all(np.isfinite(g))
+        assert rel(r, r_ref) <= tol and rel(g, g_ref) <= tol, path
+        assert rel(r, r_cpu) <= 2 * tol and rel(g, g_cpu) <= 2 * tol, path
+        for k in range(K):  # each network on its own, not only the batch's norm
+            assert rel(g[k], g_ref[k]) <= tol, (path, k)
+
+
+def test_grid_stride_nodes_and_many_chunks():
+    """More nodes than pass 1's blocks x threads (each thread takes several nodes) and the maximum
+    number of pass-2 chunks."""
+    widths = [1, 3, 1]
+    lay, theta, x, w, y = make_data(widths, 1, GRID_STRIDE_N, np.float64, seed=5)
+    r_ref, g_ref = ref.risk_and_grad(lay, theta, x, w, y)
+    for path in ("shallow", "deep"):
+        r, g = harness(widths, theta, x, w, y, True, path)
+        assert rel(r, r_ref) <= 1e-12 and rel(g, g_ref) <= 1e-12, path
+
+
+def test_relu_derivative_at_zero_is_zero():
+    """Pre-activations exactly 0 (x = 0 or b = 0 with w = 0): relu'(0) = 0, as the cpu backend."""
+    widths = [2, 4, 1]
+    lay = Layout(widths)
+    theta = np.zeros((1, lay.num_params))
+    W, b, V, c = lay.unpack(theta)[0][0][0], lay.unpack(theta)[0][1][0], lay.unpack(theta)[1][0][0], None
+    W[:] = [[1.0, -1.0], [0.5, 0.0], [0.0, 0.0], [-2.0, 1.0]]
+    V[:] = [[1.0, -1.0, 2.0, 0.5]]
+    theta[0, -1] = 0.25
+    x = np.array([[0.0, 0.0], [1.0, 1.0], [0.0, 3.0], [0.3, -0.2], [-1.0, 0.0]])
+    w, y = np.full(5, 0.2), np.array([[1.0], [-1.0], [0.5], [0.0], [2.0]])
+    r_cpu, g_cpu = core.risk_and_grad(widths, theta, x, w, y, True)
+    r_ref, g_ref = ref.risk_and_grad(lay, theta, x, w, y)
+    np.testing.assert_allclose(g_cpu, g_ref, rtol=1e-14, atol=1e-15)
+    for path in ("shallow", "deep"):
+        r, g = harness(widths, theta, x, w, y, True, path)
+        np.testing.assert_allclose(r, r_ref, rtol=1e-14)
+        np.testing.assert_allclose(g, g_ref, rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize("widths", [[2, 130, 2], [2, 7, 6, 2]], ids=["shallow", "deep"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_bitwise_deterministic_batch_independent_and_risk_without_grad(widths, dtype):
+    lay, theta, x, w, y = make_data(widths, 3, 5000, dtype, seed=3)
+    r, g = harness(widths, theta, x, w, y, True, "auto")
+    r2, g2 = harness(widths, theta, x, w, y, True, "auto")
+    assert r.tobytes() == r2.tobytes() and g.tobytes() == g2.tobytes()
+    r_only, none = harness(widths, theta, x, w, y, False, "auto")
+    assert none is None and r_only.tobytes() == r.tobytes()
+    for k in range(3):  # a network's bits do not depend on the other networks of its batch
+        rk, gk = harness(widths, theta[k:k + 1], x, w, y, True, "auto")
+        assert rk.tobytes() == r[k:k + 1].tobytes() and gk.tobytes() == g[k:k + 1].tobytes()
+    # and on its position in the batch
+    rr, gr = harness(widths, theta[::-1].copy(), x, w, y, True, "auto")
+    assert rr[::-1].tobytes() == r.tobytes() and gr[::-1].tobytes() == g.tobytes()
+
+
+def test_no_nodes_and_no_networks():
+    widths = [2, 5, 1]
+    lay, theta, x, w, y = make_data(widths, 3, 0, np.float64)
+    for path in ("shallow", "deep"):
+        r, g = harness(widths, theta, x, w, y, True, path)
+        assert r.tolist() == [0.0] * 3 and not np.any(g)
+    r, g = harness(widths, theta[:0], x, w, y, True)
+    assert r.shape == (0,) and g.shape == (0, lay.num_params)
+
+
+def test_arguments_are_checked():
+    widths = [2, 5, 1]
+    lay, theta, x, w, y = make_data(widths, 2, 10, np.float64)
+    with pytest.raises(ValueError, match="path"):
+        harness(widths, theta, x, w, y, True, "fast")
+    with pytest.raises(ValueError, match="path: 'shallow'"):
+        harness([2, 5, 4, 1], np.zeros((1, Layout([2, 5, 4, 1]).num_params)), x, w, y, True, "shallow")
+    with pytest.raises(ValueError, match="theta"):
+        harness(widths, theta[:, :-1], x, w, y)
+    with pytest.raises(ValueError, match="x"):
+        harness(widths, theta, x[:, :1], w, y)
+    with pytest.raises(ValueError, match="w"):
+        harness(widths, theta, x, w[:-1], y)
+    with pytest.raises(ValueError, match="y"):
+        harness(widths, theta, x, w, y[:-1])
