@@ -147,3 +147,98 @@ def test_arguments_are_checked():
         harness(widths, theta, x, w[:-1], y)
     with pytest.raises(ValueError, match="y"):
         harness(widths, theta, x, w, y[:-1])
+
+
+# ---- the cuda backend's Python plumbing, with the harness standing in for the device -------------
+
+import types  # noqa: E402
+
+import reluflow as rf  # noqa: E402
+from reluflow.backends import get as backend_for  # noqa: E402
+from reluflow.backends import cpu as cpu_backend  # noqa: E402
+from reluflow.backends import cuda as cuda_backend  # noqa: E402
+from reluflow.plan import plan as make_plan  # noqa: E402
+
+
+class HarnessExtension:
+    """_cuda.risk_and_grad's signature, computed by the host harness into the given outputs."""
+
+    calls = 0
+
+    @classmethod
+    def risk_and_grad(cls, widths, theta, x, w, y, *, risk, grad, path, stream):
+        cls.calls += 1
+        for name, a in (("theta", theta), ("x", x), ("w", w), ("y", y)):
+            assert a.flags.c_contiguous, name
+        r, g = harness(widths, theta, x, w, y, grad is not None, path)
+        risk[...] = r
+        if grad is not None:
+            grad[...] = g
+
+
+class NumpyAsCupy(types.SimpleNamespace):
+    """numpy under CuPy's name, with a current stream: enough of CuPy for backends/cuda.py."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+
+@pytest.fixture
+def host_cuda(monkeypatch):
+    fake_cp = NumpyAsCupy(cuda=types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=0)))
+    monkeypatch.setattr(cuda_backend, "_modules", lambda: (HarnessExtension, fake_cp))
+    return HarnessExtension
+
+
+HAT = rf.targets.PiecewiseLinear([0.0, 0.5, 1.0], [0.0, 1.0, 0.0])
+
+
+@pytest.mark.parametrize("estimator", [rf.MonteCarlo(3000, seed=1), rf.QuasiMonteCarlo(1024, seed=2),
+                                       rf.MonteCarlo(500, seed=3, resample=True), rf.Quadrature(),
+                                       rf.Points(np.linspace(0.0, 1.0, 77)[:, None])], ids=repr)
+@pytest.mark.parametrize("widths", [[1, 12, 1], [2, 9, 2], [1, 5, 4, 1]])
+def test_cuda_backend_evaluates_every_route_like_cpu(host_cuda, widths, estimator):
+    """Every plan of the cuda backend (dense, tensor_grid, the partition loop) gives the cpu backend's
+    values; the exact sweeps stay on the cpu backend."""
+    if isinstance(estimator, rf.Points) and widths[0] != 1:
+        estimator = rf.Points(np.random.default_rng(0).uniform(size=(77, widths[0])))
+    target = HAT if widths[0] == 1 else rf.targets.Affine(np.ones((widths[-1], widths[0])), np.zeros(widths[-1]))
+    prob = rf.Problem(widths, target)
+    theta = prob.init(3, seed=4)
+    p = make_plan(prob.spec, estimator, "cuda", theta.dtype)
+    assert backend_for(p) is cuda_backend
+    assert p.native == (p.route != "partition") and "CUDA" in p.explain()
+    before = host_cuda.calls
+    r, g = backend_for(p).evaluate(p, prob.spec, theta, 2, True)
+    assert host_cuda.calls > before
+    r0, g0 = cpu_backend.evaluate(make_plan(prob.spec, estimator, "cpu", theta.dtype, "dense"), prob.spec, theta, 2,
+                                  True)
+    assert rel(r, r0) <= 1e-12 and rel(g, g0) <= 1e-12
+    r1, none = backend_for(p).evaluate(p, prob.spec, theta, 2, False)
+    assert none is None and np.array_equal(r1, r)
+
+
+def test_cuda_backend_checks_arguments(host_cuda):
+    lay = Layout([2, 5, 1])
+    theta, x, w, y = np.zeros((2, lay.num_params)), np.zeros((10, 2)), np.ones(10), np.zeros((10, 1))
+    with pytest.raises(ValueError, match="theta"):
+        cuda_backend.risk_and_grad(lay, theta[:, 1:], x, w, y)
+    with pytest.raises(ValueError, match="x"):
+        cuda_backend.risk_and_grad(lay, theta, x[:, :1], w, y)
+    with pytest.raises(ValueError, match="w"):
+        cuda_backend.risk_and_grad(lay, theta, x, w[1:], y)
+    with pytest.raises(ValueError, match="y"):
+        cuda_backend.risk_and_grad(lay, theta, x, w, y[1:])
+    with pytest.raises(ValueError, match="path"):
+        cuda_backend.risk_and_grad(lay, theta, x, w, y, path="fast")
+    r, g = cuda_backend.risk_and_grad(Layout([1, 3, 1]), np.ones((1, 10), np.float32), np.ones(4), np.ones(4),
+                                      np.ones(4))   # (N,) x and y of a 1-D, 1-output net
+    assert r.shape == (1,) and g.shape == (1, 10)
+
+
+def test_cuda_backend_unavailable_is_a_clear_error():
+    ext, why = rf.registry.cuda_extension()
+    if ext is not None:
+        pytest.skip("a CUDA device is visible here")
+    with pytest.raises(ValueError, match="backend: 'cuda' is not available"):
+        cuda_backend.risk_and_grad(Layout([1, 3, 1]), np.ones((1, 10)), np.ones((4, 1)), np.ones(4), np.ones((4, 1)))

@@ -111,8 +111,8 @@ PYBIND11_MODULE(_cuda, m) {
         } catch (const std::invalid_argument& e) {
           throw py::value_error(e.what());
         }
-        const py::dict tcai = theta.attr("__cuda_array_interface__");
-        const bool f32 = py::str(tcai["typestr"]).cast<std::string>() == "<f4";
+        const bool f32 = py::hasattr(theta, "__cuda_array_interface__") &&
+                         py::str(theta.attr("__cuda_array_interface__")["typestr"]).cast<std::string>() == "<f4";
         const DeviceView th = device_view(theta, "theta", f32 ? "<f4" : "<f8", false, "float32 or float64");
         if (th.shape.size() != 2)
           throw py::value_error("theta: expected shape (K, P), got " + shape_text(th.shape));
