@@ -92,6 +92,8 @@ def test_dense_arguments_are_checked_before_any_device_call():
         call(widths, fake_args(widths, 0, 10, x=FakeDeviceArray((10, 2), strides=(8, 80))))
     with pytest.raises(ValueError, match="risk: the output array is read-only"):
         call(widths, fake_args(widths, 0, 10, risk=FakeDeviceArray((0,), readonly=True)))
+    with pytest.raises(ValueError, match="y: required unless spec"):
+        call(widths, fake_args(widths, 0, 10, y=None))
     with pytest.raises(ValueError, match="path"):
         call(widths, fake_args(widths, 0, 10), path="fast")
     with pytest.raises(ValueError, match="path: 'shallow'"):
@@ -188,3 +190,26 @@ def test_problem_on_cupy_runs_the_cuda_backend(widths, estimator):
     assert isinstance(r, cp.ndarray) and isinstance(g, cp.ndarray)
     r0, g0 = prob.risk_and_grad(theta, estimator, backend="cpu", step=2, method="dense")
     assert rel(r.get(), r0) <= 1e-12 and rel(g.get(), g0) <= 1e-12
+
+
+@needs_cupy_gpu
+@pytest.mark.parametrize("widths", [[2, 9, 2], [2, 6, 5, 1]], ids=["shallow", "deep"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_target_in_the_kernel_equals_host_harness_and_cpu(widths, dtype):
+    import cupy as cp
+    from reluflow.backends import cpu as cpu_backend
+
+    prob = rf.Problem(widths, rf.targets.Affine(np.arange(1.0, 1.0 + 2 * widths[-1]).reshape(widths[-1], 2) / 5,
+                                                np.linspace(-1, 1, widths[-1])))
+    nodes = cpu_backend.point_nodes(prob.spec, rf.MonteCarlo(5000, seed=3))
+    theta = prob.init(3, seed=2).astype(dtype)
+    lay = Layout(widths)
+    risk, grad = cp.full(3, np.nan), cp.full((3, lay.num_params), np.nan)
+    cuda.risk_and_grad(widths, cp.asarray(theta), cp.asarray(nodes.x), cp.asarray(nodes.w), None, risk=risk,
+                       grad=grad, spec=prob.spec.native())
+    r_h, g_h = core._harness_risk_grad(widths, theta, nodes.x, nodes.w, None, True, spec=prob.spec.native())
+    assert risk.get().tobytes() == r_h.tobytes() and grad.get().tobytes() == g_h.tobytes()
+    y = cpu_backend.target_values(prob.spec, nodes)
+    r0, g0 = core.risk_and_grad(widths, theta, nodes.x, nodes.w, y, True)
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    assert rel(risk.get(), r0) <= 2 * tol and rel(grad.get(), g0) <= 2 * tol

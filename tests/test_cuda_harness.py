@@ -164,13 +164,15 @@ class HarnessExtension:
     """_cuda.risk_and_grad's signature, computed by the host harness into the given outputs."""
 
     calls = 0
+    kernel_targets = 0   # calls with the target evaluated in the kernel (y None, spec given)
 
     @classmethod
-    def risk_and_grad(cls, widths, theta, x, w, y, *, risk, grad, path, stream):
+    def risk_and_grad(cls, widths, theta, x, w, y, *, risk, grad, path, stream, spec):
         cls.calls += 1
+        cls.kernel_targets += y is None
         for name, a in (("theta", theta), ("x", x), ("w", w), ("y", y)):
-            assert a.flags.c_contiguous, name
-        r, g = harness(widths, theta, x, w, y, grad is not None, path)
+            assert a is None or a.flags.c_contiguous, name
+        r, g = harness(widths, theta, x, w, y, grad is not None, path, spec=spec)
         risk[...] = r
         if grad is not None:
             grad[...] = g
@@ -208,9 +210,11 @@ def test_cuda_backend_evaluates_every_route_like_cpu(host_cuda, widths, estimato
     p = make_plan(prob.spec, estimator, "cuda", theta.dtype)
     assert backend_for(p) is cuda_backend
     assert p.native == (p.route != "partition") and "CUDA" in p.explain()
-    before = host_cuda.calls
+    before, in_kernel = host_cuda.calls, host_cuda.kernel_targets
     r, g = backend_for(p).evaluate(p, prob.spec, theta, 2, True)
     assert host_cuda.calls > before
+    # native targets in the kernel on the dense routes; the partition path gives its y
+    assert (host_cuda.kernel_targets > in_kernel) == (p.route != "partition")
     r0, g0 = cpu_backend.evaluate(make_plan(prob.spec, estimator, "cpu", theta.dtype, "dense"), prob.spec, theta, 2,
                                   True)
     assert rel(r, r0) <= 1e-12 and rel(g, g0) <= 1e-12
@@ -242,3 +246,42 @@ def test_cuda_backend_unavailable_is_a_clear_error():
         pytest.skip("a CUDA device is visible here")
     with pytest.raises(ValueError, match="backend: 'cuda' is not available"):
         cuda_backend.risk_and_grad(Layout([1, 3, 1]), np.ones((1, 10)), np.ones((4, 1)), np.ones(4), np.ones((4, 1)))
+
+
+# ---- the target evaluated in the kernel (targets.h) --------------------------------------------------
+
+TARGETS = {
+    "affine": (lambda d, out: rf.targets.Affine(np.arange(1.0, 1.0 + out * d).reshape(out, d) / 7, np.linspace(-1, 1, out))),
+    "piecewise_linear": (lambda d, out: rf.targets.PiecewiseLinear([0.0, 0.3, 0.7, 1.0], [0.0, 1.0, -0.5, 0.2])),
+    "piecewise_polynomial": (lambda d, out: rf.targets.PiecewisePolynomial(
+        [-0.5, 0.2, 1.5], np.array([[[1.0, -1.0], [2.0, 0.5], [0.0, 3.0]], [[0.5, 0.0], [-1.0, 1.0], [1.0, 1.0]]]))),
+}
+TARGET_CASES = [("affine", [2, 9, 2]), ("affine", [3, 5, 4, 1]), ("affine", [1, 6, 5]),
+                ("piecewise_linear", [1, 11, 1]), ("piecewise_linear", [1, 4, 3, 1]),
+                ("piecewise_polynomial", [1, 7, 2]), ("piecewise_polynomial", [1, 5, 5, 2])]
+
+
+@pytest.mark.parametrize("kind,widths", TARGET_CASES, ids=[f"{k}-{w}" for k, w in TARGET_CASES])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_target_in_the_kernel_equals_given_values(kind, widths, dtype):
+    """y None and spec=: targets.h per node in the grid gives the bits of the values made by the cpu
+    backend (the same header on the host), on both paths."""
+    prob = rf.Problem(widths, TARGETS[kind](widths[0], widths[-1]), rf.dists.Uniform([-0.7] * widths[0], [1.3] * widths[0]))
+    est = rf.MonteCarlo(3001, seed=7)
+    nodes = cpu_backend.point_nodes(prob.spec, est)
+    y = cpu_backend.target_values(prob.spec, nodes)
+    theta = prob.init(3, seed=1).astype(dtype)
+    for path in paths_for(widths):
+        r, g = harness(widths, theta, nodes.x, nodes.w, y, True, path)
+        r_t, g_t = harness(widths, theta, nodes.x, nodes.w, None, True, path, spec=prob.spec.native())
+        assert r_t.tobytes() == r.tobytes() and g_t.tobytes() == g.tobytes(), path
+
+
+def test_target_in_the_kernel_needs_a_native_target():
+    widths = [1, 4, 1]
+    lay, theta, x, w, y = make_data(widths, 1, 10, np.float64)
+    with pytest.raises(ValueError, match="y: required"):
+        harness(widths, theta, x, w, None)
+    teacher = rf.Problem(widths, rf.targets.Teacher([1, 3, 1], np.linspace(-1.0, 1.0, 10)))
+    with pytest.raises(ValueError, match="target_kind"):
+        harness(widths, theta, x, w, None, spec=teacher.spec.native())

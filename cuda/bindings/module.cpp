@@ -98,7 +98,7 @@ PYBIND11_MODULE(_cuda, m) {
       "risk_and_grad",
       [](const std::vector<int64_t>& widths, const py::object& theta, const py::object& x, const py::object& w,
          const py::object& y, const py::object& risk, const py::object& grad, const std::string& path,
-         uintptr_t stream) {
+         uintptr_t stream, const py::object& spec) {
         namespace rc = reluflow::cuda;
         const reluflow::Layout lay = reluflow::make_layout(widths);
         rc::DensePath dp;
@@ -124,8 +124,16 @@ PYBIND11_MODULE(_cuda, m) {
         expect_shape(xv, "x", {N, d}, "(N, d)");
         const DeviceView wv = device_view(w, "w", "<f8", false, "float64");
         expect_shape(wv, "w", {N}, "(N,)");
-        const DeviceView yv = device_view(y, "y", "<f8", false, "float64");
-        expect_shape(yv, "y", {N, out}, "(N, out)");
+        DeviceView yv;
+        reluflow::ProblemArgs prob;  // the target when y is None (its arrays: host memory, kept alive here)
+        if (y.is_none()) {
+          if (spec.is_none()) throw py::value_error("y: required unless spec= gives a native target");
+          prob = reluflow::parse_problem_spec(lay, spec, reluflow::kNeedTarget);
+          if (out > 16) throw py::value_error("y: required for targets with more than 16 outputs");
+        } else {
+          yv = device_view(y, "y", "<f8", false, "float64");
+          expect_shape(yv, "y", {N, out}, "(N, out)");
+        }
         const DeviceView rv = device_view(risk, "risk", "<f8", true, "float64");
         expect_shape(rv, "risk", {K}, "(K,)");
         uintptr_t gptr = 0;
@@ -143,17 +151,19 @@ PYBIND11_MODULE(_cuda, m) {
         p.x = reinterpret_cast<const double*>(xv.ptr);
         p.w = reinterpret_cast<const double*>(wv.ptr);
         p.y = reinterpret_cast<const double*>(yv.ptr);
+        p.target = prob.spec.target;
         {
           py::gil_scoped_release release;
           rc::risk_and_grad_dense(p, dp, reinterpret_cast<double*>(rv.ptr), reinterpret_cast<double*>(gptr), stream);
         }
       },
       py::arg("widths"), py::arg("theta"), py::arg("x"), py::arg("w"), py::arg("y"), py::kw_only(), py::arg("risk"),
-      py::arg("grad"), py::arg("path") = "auto", py::arg("stream") = 0,
+      py::arg("grad"), py::arg("path") = "auto", py::arg("stream") = 0, py::arg("spec") = py::none(),
       "Dense risk sum_j w_j |N_k(x_j) - y_j|^2 (K,) and generalized gradient (K, P) on the GPU, written into\n"
       "the device arrays risk (K,) and grad (K, P) float64 (grad None: the risk only). theta (K, P) float32 or\n"
       "float64, x (N, d), w (N,), y (N, out) float64: C-contiguous device arrays (__cuda_array_interface__,\n"
-      "read without a copy). Queued on `stream` (a cudaStream_t as an integer, e.g.\n"
+      "read without a copy); y None: the target of spec=ProblemSpec.native() (affine or piecewise\n"
+      "polynomial) evaluated per node on the device (targets.h). Queued on `stream` (a cudaStream_t as an integer, e.g.\n"
       "cupy.cuda.get_current_stream().ptr); returns before the kernels finish. path: 'auto', 'shallow'\n"
       "([d, H, out], d <= 8, out <= 3) or 'deep'. Deterministic (no atomics).");
 }

@@ -182,6 +182,13 @@ void deep_launch(grid::DenseArgs<T> a, double* risk, double* grad, cudaStream_t 
   }
 }
 
+// A host array of n doubles copied to stream-ordered device memory.
+struct DeviceCopy : StreamBuffer {
+  DeviceCopy(const double* host, int64_t n, cudaStream_t s) : StreamBuffer(host && n > 0 ? size_t(n) * 8 : 0, s) {
+    if (ptr) check(cudaMemcpyAsync(ptr, host, size_t(n) * 8, cudaMemcpyHostToDevice, s), "cudaMemcpyAsync");
+  }
+};
+
 template <class T>
 void dense_t(const DenseDevice& p, DensePath path, double* risk, double* grad, cudaStream_t st) {
   grid::DenseArgs<T> a;
@@ -192,6 +199,18 @@ void dense_t(const DenseDevice& p, DensePath path, double* risk, double* grad, c
   a.x = p.x;
   a.w = p.w;
   a.y = p.y;
+  // the target's arrays on the device (when y is not given): pageable host memory, so each copy has
+  // finished reading the host array when cudaMemcpyAsync returns
+  const TargetSpec& f = p.target;
+  const bool affine = !p.y && f.kind == kTargetAffine, pieces = !p.y && f.kind == kTargetPiecewisePolynomial;
+  DeviceCopy A(affine ? f.A : nullptr, int64_t(f.out) * f.dim, st), b(affine ? f.b : nullptr, f.out, st);
+  DeviceCopy br(pieces ? f.breaks : nullptr, f.pieces + 1, st);
+  DeviceCopy co(pieces ? f.coeffs : nullptr, int64_t(f.pieces) * f.ncoef * f.out, st);
+  a.target = f;
+  a.target.A = A.as<double>();
+  a.target.b = b.as<double>();
+  a.target.breaks = br.as<double>();
+  a.target.coeffs = co.as<double>();
   if (path == DensePath::Shallow)
     shallow_launch(a, risk, grad, st);
   else
@@ -216,6 +235,9 @@ void risk_and_grad_dense(const DenseDevice& p, DensePath path, double* risk, dou
     if (grad) check(cudaMemsetAsync(grad, 0, size_t(p.K * p.lay.num_params) * sizeof(double), st), "cudaMemsetAsync");
     return;
   }
+  if (!p.y && (p.target.kind == kTargetData || p.target.out > grid::kMaxTargetOut))
+    throw std::invalid_argument("y: required unless the target is affine or piecewise polynomial with at most 16 "
+                                "outputs");
   if (p.f32)
     dense_t<float>(p, path, risk, grad, st);
   else

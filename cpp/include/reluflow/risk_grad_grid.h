@@ -7,8 +7,9 @@
 // which order the sums are taken.
 //
 // Problem (SPEC §2): risk_k = sum_j w_j |N_k(x_j) - y_j|^2 and its generalized gradient, for K networks
-// theta (K, P) (float32 or float64) at N weighted nodes x (N, d) with target values y (N, out) given
-// (float64, on the device). Results float64. No nodes x neurons array is ever stored; no atomics: every
+// theta (K, P) (float32 or float64) at N weighted nodes x (N, d) with target values y (N, out) either
+// given (float64, on the device: data, a teacher, a Python function) or evaluated per node by
+// targets.h (affine and piecewise-polynomial targets, out <= kMaxTargetOut). Results float64. No nodes x neurons array is ever stored; no atomics: every
 // sum is taken in an order fixed by (N, widths) alone, so the bits of a network do not depend on K, on
 // the group of networks it is launched with, or on the scheduling of blocks.
 //
@@ -40,6 +41,7 @@
 #include "layout.h"
 #include "net.h"
 #include "rf_hd.h"
+#include "targets.h"
 
 namespace reluflow {
 namespace grid {
@@ -55,6 +57,7 @@ constexpr int64_t kShallowMaxChunks = 256;
 constexpr int64_t kDeepMinChunk = 256;                      // nodes per deep work item, at least
 constexpr int64_t kDeepMaxChunks = 4096;
 constexpr int64_t kMaxPartialBytes = int64_t(256) << 20;    // one network's partials, at most
+constexpr int kMaxTargetOut = 16;                           // outputs of a target evaluated in the kernel
 
 // The problem as the kernels see it: plain pointers (device memory on the GPU, host memory in the
 // harness). theta points at the first network of the launched group of K networks.
@@ -65,8 +68,17 @@ struct DenseArgs {
   const T* theta = nullptr;   // (K, P)
   const double* x = nullptr;  // (N, d)
   const double* w = nullptr;  // (N,)
-  const double* y = nullptr;  // (N, out)
+  const double* y = nullptr;  // (N, out); nullptr: f(x_j) by targets.h from `target`
+  TargetSpec target{};        // affine or piecewise polynomial (out <= kMaxTargetOut), used when y is null
 };
+
+// The target values of node j: the given y_j, else f(x_j) (targets.h) written into buf.
+template <class T>
+RF_HD const double* node_target(const DenseArgs<T>& a, int64_t j, const double* xj, double* buf) {
+  if (a.y) return a.y + j * a.lay.widths[a.lay.num_layers];
+  target_eval(a.target, xj, buf);
+  return buf;
+}
 
 // Whether the two-pass shallow kernels take these widths ([d, H, out], d <= 8, out <= 3: the CPU's
 // shallow kernel's range, cpu/risk_grad_cpu.cpp).
@@ -134,10 +146,12 @@ RF_HD void shallow_nodes_thread(const DenseArgs<T>& a, const ShallowPlan& pl, in
   const int d = lay.widths[0], out = lay.widths[2];
   const T* th = a.theta + k * lay.num_params;
   T n_out[kShallowMaxOut], gj[kShallowMaxOut];
+  double ybuf[kShallowMaxOut];
   for (int q = 0; q < pl.width1; ++q) acc[q] = 0.0;
   for (int64_t j = b * kThreads + t; j < a.N; j += kThreads * pl.node_blocks) {
-    net::shallow_forward_node(lay, th, a.x + j * d, n_out);
-    acc[0] += net::node_loss(out, n_out, a.y + j * out, a.w[j], gj);
+    const double* xj = a.x + j * d;
+    net::shallow_forward_node(lay, th, xj, n_out);
+    acc[0] += net::node_loss(out, n_out, node_target(a, j, xj, ybuf), a.w[j], gj);
     for (int o = 0; o < out; ++o) {
       if (g) g[(k * a.N + j) * out + o] = gj[o];
       acc[1 + o] += static_cast<double>(gj[o]);
@@ -292,12 +306,13 @@ RF_HD void deep_item_thread(const DenseArgs<T>& a, const DeepPlan& pl, int64_t i
   T* db = da + mw;
   T* gj = db + mw;
   const int64_t w = want_grad ? pl.width : 1;
+  double ybuf[kMaxTargetOut];
   for (int64_t q = 0; q < w; ++q) partial[q] = 0.0;
   const int64_t j0 = c * pl.chunk, j1 = min64(a.N, j0 + pl.chunk);
   for (int64_t j = j0; j < j1; ++j) {
     const double* xj = a.x + j * d;
     net::forward_node(lay, th, xj, z);
-    partial[0] += net::node_loss(out, z + nact - out, a.y + j * out, a.w[j], gj);
+    partial[0] += net::node_loss(out, z + nact - out, node_target(a, j, xj, ybuf), a.w[j], gj);
     if (want_grad) net::backward_node(lay, th, xj, z, gj, da, db, partial + 1);
   }
 }

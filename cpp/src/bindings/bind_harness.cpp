@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "bindings/bind_spec.h"
 #include "bindings/bind_util.h"
 #include "bindings/bindings.h"
 #include "cpu/grid_harness.h"
@@ -44,7 +45,7 @@ void bind_harness(py::module_& m) {
   m.def(
       "_harness_risk_grad",
       [](const std::vector<int64_t>& widths, const py::array& theta_in, const py::array& x_in, const py::array& w_in,
-         const py::array& y_in, bool want_grad, const std::string& path) {
+         const py::object& y_in, bool want_grad, const std::string& path, const py::object& spec) {
         const Layout lay = make_layout(widths);
         const GridPath gp = parse_path(path);
         py::array theta;
@@ -56,12 +57,20 @@ void bind_harness(py::module_& m) {
           throw std::invalid_argument("theta: expected shape (K, P) with P = " + std::to_string(lay.num_params) +
                                       ", got " + shape_str(theta));
         const int64_t K = theta.shape(0);
-        const f64_array x = take_f64(x_in, "x"), w = take_f64(w_in, "w"), y = take_f64(y_in, "y");
+        const f64_array x = take_f64(x_in, "x"), w = take_f64(w_in, "w");
         const int64_t N = x.ndim() >= 1 ? x.shape(0) : -1;
         const int d = lay.widths[0], out = lay.widths[lay.num_layers];
         check_shape(x, "x", {N, d}, "(N, d)");
         check_shape(w, "w", {N}, "(N,) with N the rows of x");
-        check_shape(y, "y", {N, out}, "(N, out)");
+        f64_array y;
+        ProblemArgs prob;  // the target, when y is None (kept alive: its arrays back prob.spec.target)
+        if (y_in.is_none()) {
+          if (spec.is_none()) throw std::invalid_argument("y: required unless spec= gives a native target");
+          prob = parse_problem_spec(lay, spec, kNeedTarget);
+        } else {
+          y = take_f64(y_in, "y");
+          check_shape(y, "y", {N, out}, "(N, out)");
+        }
         py::array_t<double> risk(K);
         py::object grad = py::none();
         double* gptr = nullptr;
@@ -72,16 +81,17 @@ void bind_harness(py::module_& m) {
         }
         {
           py::gil_scoped_release release;
-          risk_and_grad_grid_host(lay, K, N, f32, theta.data(), x.data(), w.data(), y.data(), gp,
-                                  risk.mutable_data(), gptr);
+          risk_and_grad_grid_host(lay, K, N, f32, theta.data(), x.data(), w.data(), y_in.is_none() ? nullptr : y.data(),
+                                  prob.spec.target, gp, risk.mutable_data(), gptr);
         }
         return py::make_tuple(risk, grad);
       },
       py::arg("widths"), py::arg("theta"), py::arg("x"), py::arg("w"), py::arg("y"), py::arg("want_grad") = true,
-      py::arg("path") = "auto",
+      py::arg("path") = "auto", py::kw_only(), py::arg("spec") = py::none(),
       "TEST ONLY: the CUDA dense grid (cuda/src/risk_grad.cu) run sequentially on the host with the same\n"
       "per-thread functions (reluflow/risk_grad_grid.h). theta (K, P) float32/float64, x (N, d), w (N,),\n"
-      "y (N, out) float64 -> risk (K,), grad (K, P) float64 (None unless want_grad). path: 'auto', 'shallow'\n"
+      "y (N, out) float64 (or None: the target of spec=ProblemSpec.native(), affine or piecewise polynomial,\n"
+      "evaluated per node by targets.h) -> risk (K,), grad (K, P) float64 (None unless want_grad). path: 'auto', 'shallow'\n"
       "(two passes, [d, H, out] with d <= 8, out <= 3) or 'deep' (any widths).");
 }
 

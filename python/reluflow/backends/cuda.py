@@ -3,10 +3,11 @@ on CuPy arrays, read without a copy (``__cuda_array_interface__``) and answered 
 
 What runs where, per route of the plan (``reluflow.plan``):
 
-* ``dense`` and ``tensor_grid``: the nodes and the target values are made on the host by the C++
-  samplers and ``targets.h`` (``cpu.fixed_nodes``: bitwise the numpy estimators' nodes), moved to the
-  device, then the CUDA kernel runs over nodes x networks. Target evaluation on the device (targets.h
-  is RF_HD) is a later step: for now y (N, out) is given to the kernel.
+* ``dense`` and ``tensor_grid``: the nodes are made on the host by the C++ samplers (bitwise the numpy
+  estimators' nodes) and moved to the device; an affine or piecewise-polynomial target (up to 16
+  outputs) is evaluated per node inside the kernel (targets.h), any other target (data, a Teacher, a
+  Function) on the host (``cpu.target_values``) and its values moved to the device; then the CUDA
+  kernel runs over nodes x networks.
 * ``partition`` (exact 1-D quadrature of any depth): each network's kink partition in Python
   (``reference.partition_loop``), its nodes through the CUDA kernel.
 * ``exact_sweep`` / ``point_sweep``: never reach this module (``backends.get`` sends them to the cpu
@@ -19,11 +20,12 @@ from __future__ import annotations
 
 from ..estimators import Nodes
 from ..layout import Layout
+from ..quadrature import nodes_tensor
 from ..registry import cuda_extension, cupy_module
 from ..spec import ProblemSpec
 from . import cpu, reference
 
-__all__ = ["risk_and_grad", "realization", "evaluate", "fixed_nodes", "PATHS"]
+__all__ = ["risk_and_grad", "realization", "evaluate", "fixed_nodes", "PATHS", "MAX_KERNEL_TARGET_OUT"]
 
 #: ``path`` of :func:`risk_and_grad`: "auto" (shallow when the widths allow it), "shallow" (two-pass kernel
 #: of [d, H, out], d <= 8, out <= 3) or "deep" (any widths; for cross-checks)
@@ -49,14 +51,20 @@ def _device_f64(cp, a, name: str, shape: tuple):
     return a
 
 
-def risk_and_grad(layout: Layout, theta, x, w, y, want_grad: bool = True, path: str = "auto"):
+#: most outputs of a target the kernel evaluates itself (grid::kMaxTargetOut)
+MAX_KERNEL_TARGET_OUT = 16
+
+
+def risk_and_grad(layout: Layout, theta, x, w, y, want_grad: bool = True, path: str = "auto",
+                  spec: dict | None = None):
     """Weighted risk ``sum_j w_j |N(x_j) - y_j|^2`` (K,) and its generalized gradient (K, P) on the GPU.
 
     Parameters
     ----------
     theta : (K, P) float32 or float64 (other dtypes are cast to float64); x : (N, d) (or (N,) when
-        d = 1); w : (N,); y : (N, out) (or (N,) when out = 1). CuPy arrays (numpy arrays are copied to
-        the device).
+        d = 1); w : (N,); y : (N, out) (or (N,) when out = 1), or None with ``spec``: the target of
+        ``spec`` (a ``ProblemSpec.native()`` dict; affine or piecewise polynomial) evaluated in the
+        kernel. CuPy arrays (numpy arrays are copied to the device).
     path : see ``PATHS``.
 
     Returns
@@ -76,12 +84,15 @@ def risk_and_grad(layout: Layout, theta, x, w, y, want_grad: bool = True, path: 
     N = x.shape[0] if x.ndim >= 1 else -1
     x = _device_f64(cp, x, "x", (N, layout.widths[0]))
     w = _device_f64(cp, w, "w", (N,))
-    y = _device_f64(cp, y, "y", (N, layout.widths[-1]))
+    if y is not None:
+        y = _device_f64(cp, y, "y", (N, layout.widths[-1]))
+    elif spec is None:
+        raise ValueError("y: required unless spec= gives an affine or piecewise-polynomial target")
     K = theta.shape[0]
     risk = cp.empty(K, dtype=cp.float64)
     grad = cp.empty((K, layout.num_params), dtype=cp.float64) if want_grad else None
     ext.risk_and_grad(list(layout.widths), theta, x, w, y, risk=risk, grad=grad, path=path,
-                      stream=cp.cuda.get_current_stream().ptr)
+                      stream=cp.cuda.get_current_stream().ptr, spec=spec)
     return risk, grad
 
 
@@ -112,6 +123,11 @@ def evaluate(plan, spec: ProblemSpec, theta, step: int, want_grad: bool, xp=None
     if plan.route not in ("dense", "tensor_grid"):
         raise ValueError(f"plan: route {plan.route!r} does not run on the cuda backend (backends.get sends "
                          f"it to the cpu backend)")
-    nodes = fixed_nodes(plan, spec, step)
-    return kernel(spec.layout, theta, nodes.x, nodes.w, nodes.y, want_grad)
+    nodes = (nodes_tensor(spec, plan.estimator) if plan.route == "tensor_grid"
+             else cpu.point_nodes(spec, plan.estimator, step))
+    x, w = cp.asarray(nodes.x), cp.asarray(nodes.w)
+    if nodes.y is None and spec.target_spec.native and spec.out_dim <= MAX_KERNEL_TARGET_OUT:
+        # the target in the kernel (targets.h): no (N, out) array made on the host or copied
+        return risk_and_grad(spec.layout, theta, x, w, None, want_grad, spec=spec.native())
+    return kernel(spec.layout, theta, x, w, cp.asarray(cpu.target_values(spec, nodes)), want_grad)
 
