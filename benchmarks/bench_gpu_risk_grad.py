@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -242,6 +243,8 @@ def main(argv=None):
     ap.add_argument("--chunk-elems", type=int, default=1 << 24)
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    # JAX would take 75% of the GPU's memory at its first use, starving CuPy and PyTorch
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     start = time.perf_counter()
     result = {"bench": "gpu_risk_grad", "rows": [], "skipped": None}
 
@@ -271,7 +274,7 @@ def main(argv=None):
     try:
         import torch
 
-        if torch.cuda.is_available():
+        if torch.cuda.is_available():  # PyTorch's CUDA tensors on the same device
             t_sync = lambda res: torch.cuda.synchronize()  # noqa: E731
             for dt in ("float32", "float64"):
                 peers.append(("torch-eager", dt, make_torch_eager(torch, getattr(torch, dt)), t_sync))
@@ -288,37 +291,42 @@ def main(argv=None):
             j_sync = lambda res: jax.block_until_ready(res)  # noqa: E731
             for dt in ("float32", "float64"):
                 peers.append(("jax-jit", dt, make_jax(jax, jnp, getattr(jnp, dt)), j_sync))
-    except ImportError:
-        pass
+    except Exception as exc:  # not installed, or no GPU plugin: no JAX peer
+        print(f"no JAX peer: {type(exc).__name__}: {exc}")
 
     dtypes = args.dtypes.split(",")
     compile_cases = set(args.compile_cases.split(",")) if args.compile_cases else set()
-    for case in args.cases.split(","):
-        lay, theta, x, w, y = make_problem(case)
+    # jobs: every case with reluflow (float64 first: the reference of the error column) and the eager
+    # and jit peers; torch.compile last, on what is left of the budget (its compilation is the cost)
+    cases = args.cases.split(",")
+    own = [("reluflow-cuda", d, make_reluflow, cp_sync) for d in ("float64", "float32") if d in dtypes or d == "float64"]
+    jobs = [(case, p) for case in cases for p in own + [p for p in peers if p[1] in dtypes and p[0] != "torch-compile"]]
+    jobs += [(case, p) for case in cases if case in compile_cases for p in peers
+             if p[1] in dtypes and p[0] == "torch-compile"]
+    refs, problems = {}, {}
+    for case, (name, dt, make, sync) in jobs:
         c = CASES[case]
-        ref = None
-        for name, dt, make, sync in [("reluflow-cuda", d, make_reluflow, cp_sync) for d in ("float64", "float32")
-                                     if d in dtypes or d == "float64"] + [p for p in peers if p[1] in dtypes]:
-            row = {"case": case, "widths": c["widths"], "N": c["N"], "K": c["K"], "peer": name, "dtype": dt}
-            if name == "torch-compile" and case not in compile_cases:
-                continue
-            if time.perf_counter() - start > args.budget:
-                row["skipped"] = "budget"
-                result["rows"].append(row)
-                continue
-            try:
-                th = theta.astype(dt)
-                run = make(cp, lay, th, x, w, y, args.chunk_elems)
-                t, first, res = time_peer(run, sync, args.repeats)
-                risk, grad = (to_numpy(a) for a in res)
-                if name == "reluflow-cuda" and dt == "float64":
-                    ref = grad
-                err = float(np.linalg.norm(grad - ref) / np.linalg.norm(ref)) if ref is not None else None
-                row.update(time_s=t, first_s=first, gflops=flops(c["widths"], c["N"], c["K"]) / t / 1e9, rel_err=err)
-            except Exception as exc:  # a peer that fails is reported, not fatal
-                row["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+        row = {"case": case, "widths": c["widths"], "N": c["N"], "K": c["K"], "peer": name, "dtype": dt}
+        if time.perf_counter() - start > args.budget:
+            row["skipped"] = "budget"
             result["rows"].append(row)
-            write()
+            continue
+        if case not in problems:
+            problems[case] = make_problem(case)
+        lay, theta, x, w, y = problems[case]
+        try:
+            run = make(cp, lay, theta.astype(dt), x, w, y, args.chunk_elems)
+            t, first, res = time_peer(run, sync, args.repeats)
+            risk, grad = (to_numpy(a) for a in res)
+            if name == "reluflow-cuda" and dt == "float64":
+                refs[case] = grad
+            ref = refs.get(case)
+            err = float(np.linalg.norm(grad - ref) / np.linalg.norm(ref)) if ref is not None else None
+            row.update(time_s=t, first_s=first, gflops=flops(c["widths"], c["N"], c["K"]) / t / 1e9, rel_err=err)
+        except Exception as exc:  # a peer that fails is reported, not fatal
+            row["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+        result["rows"].append(row)
+        write()
 
     print(f"\n{'case':4} {'peer':14} {'dtype':8} {'time':>10} {'first':>10} {'GFLOP/s':>9} {'rel err':>9}")
     for r in result["rows"]:
