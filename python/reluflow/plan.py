@@ -214,8 +214,10 @@ def plan(spec: ProblemSpec, estimator: Estimator, backend: str, dtype=np.float64
     else:
         raise TypeError(f"estimator: {type(estimator).__name__} is not supported by the planner")
     if backend == "cuda" and route in ("dense", "tensor_grid"):
-        why.append("the fused CUDA kernel over nodes x networks; nodes and target values made on the host "
-                   "(C++ samplers, targets.h) and copied to the device")
+        why.append("the fused CUDA kernel over nodes x networks; nodes made on the host (C++ samplers) and "
+                   "copied to the device; " + ("the target evaluated in the kernel (targets.h)"
+                                               if spec.target_spec.native else
+                                               "the target's values made on the host and copied"))
     elif backend == "cuda" and route == "partition":
         why.append("each network's kink partition in Python, its nodes through the fused CUDA kernel")
     loop = "C++" if backend == "cpu" and source is not None else "Python"
