@@ -30,7 +30,7 @@ SHAPES = [  # (widths, K, N)
     ([1, 5, 2], 3, 9001),       # three chunks, the last one short
     ([2, 8, 3], 1, 257),
     ([8, 4, 3], 3, 300),        # the largest shallow moments (d = 8, out = 3)
-    ([1, 6, 5, 1], 1, 300),     # deep: two items, the last one short
+    ([1, 6, 5, 1], 1, 300),     # deep: ten items of 32 nodes, the last one short
     ([2, 7, 6, 2], 3, 1000),
     ([2, 5, 4, 3, 2], 3, 777),
     ([1, 4, 9], 3, 200),        # out > 3: the deep path takes shallow widths too

@@ -54,8 +54,10 @@ constexpr int64_t kMaxNodeBlocks = 1024;                    // pass 1 blocks per
 constexpr int kTileB = 256;                                 // nodes per compute-type tile of pass 2
 constexpr int64_t kShallowMinChunk = 4096;                  // nodes per pass-2 chunk, at least
 constexpr int64_t kShallowMaxChunks = 256;
-constexpr int64_t kDeepMinChunk = 256;                      // nodes per deep work item, at least
-constexpr int64_t kDeepMaxChunks = 4096;
+// Deep work items are single threads: a GPU needs ~10^4 of them in flight, so chunks are short
+// (32 nodes) and many; their float64 partials (1 + P each) are capped by kMaxPartialBytes instead.
+constexpr int64_t kDeepMinChunk = 32;                       // nodes per deep work item, at least
+constexpr int64_t kDeepMaxChunks = 16384;
 constexpr int64_t kMaxPartialBytes = int64_t(256) << 20;    // one network's partials, at most
 constexpr int kMaxTargetOut = 16;                           // outputs of a target evaluated in the kernel
 
