@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # GPU validation (issue 14), one prepared run on a lent H100/H200 (device tool, repository root):
 #   build the package with nvcc, run the whole test suite with the cuda (and cupy) backends visible,
-#   run the GPU benchmarks, and leave logs + JSON in $OUT. Budget: about 10 minutes at most (build ~2,
-#   CUDA tests < 1, suite <= 6, benchmarks <= 2.5); the CUDA tests come first.
+#   run the GPU benchmarks, and leave logs + JSON in $OUT. Expected ~7 minutes (build ~2, CUDA tests
+#   < 1, suite ~3, benchmarks <= 2); each step has its own timeout, and the CUDA tests come first.
 # Usage (device tool):  bash tools/gpu_check.sh      (timeout_s ~ 540, then give_back)
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_check_out}
