@@ -9,9 +9,10 @@
 // Problem (SPEC §2): risk_k = sum_j w_j |N_k(x_j) - y_j|^2 and its generalized gradient, for K networks
 // theta (K, P) (float32 or float64) at N weighted nodes x (N, d) with target values y (N, out) either
 // given (float64, on the device: data, a teacher, a Python function) or evaluated per node by
-// targets.h (affine and piecewise-polynomial targets, out <= kMaxTargetOut). Results float64. No nodes x neurons array is ever stored; no atomics: every
-// sum is taken in an order fixed by (N, widths) alone, so the bits of a network do not depend on K, on
-// the group of networks it is launched with, or on the scheduling of blocks.
+// targets.h (affine and piecewise-polynomial targets, out <= kMaxTargetOut). Results float64. No
+// nodes x neurons array is ever stored; no atomics: every sum is taken in an order fixed by (N, widths)
+// alone, so the bits of a network do not depend on K, on the group of networks it is launched with,
+// or on the scheduling of blocks.
 //
 // Shallow nets [d, H, out] (d <= 8, out <= 3), two passes (SPEC's shallow moments, net.h):
 //   pass 1 (grid node_blocks x K, kThreads threads): thread t of block b takes nodes
@@ -32,9 +33,10 @@
 //
 // Precision of float32 theta: the network is evaluated in float32 (as on the CPU); node_loss returns
 // the risk in float64; the shallow moments are summed in float32 over a tile of kTileB nodes and the
-// tiles in float64 (the CPU's rule: an add in float64 per tile per moment costs nothing, while float64
-// adds per node and neuron would halve the throughput of the hot loop); the deep partials are float64
-// per node (backward_node's accumulator type A = double: the partial lives in memory anyway).
+// tiles in float64 (the CPU's rule: one float64 add per tile per moment costs nothing, while float64
+// adds per node and neuron would run the hot loop at the float64 rate: half of float32's on an H100,
+// far less on most other GPUs); the deep partials are float64 per node (backward_node's accumulator
+// type A = double: the partial lives in memory anyway, and the deep path is not FP-bound).
 #pragma once
 #include <stdint.h>
 
