@@ -195,12 +195,16 @@ def test_problem_on_cupy_runs_the_cuda_backend(widths, estimator):
 @needs_cupy_gpu
 @pytest.mark.parametrize("widths", [[2, 9, 2], [2, 6, 5, 1]], ids=["shallow", "deep"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
-def test_target_in_the_kernel_equals_host_harness_and_cpu(widths, dtype):
+@pytest.mark.parametrize("kind", ["affine", "teacher"])
+def test_target_in_the_kernel_equals_host_harness_and_cpu(widths, dtype, kind):
     import cupy as cp
     from reluflow.backends import cpu as cpu_backend
 
-    prob = rf.Problem(widths, rf.targets.Affine(np.arange(1.0, 1.0 + 2 * widths[-1]).reshape(widths[-1], 2) / 5,
-                                                np.linspace(-1, 1, widths[-1])))
+    out = widths[-1]
+    target = (rf.targets.Affine(np.arange(1.0, 1.0 + 2 * out).reshape(out, 2) / 5, np.linspace(-1, 1, out))
+              if kind == "affine" else
+              rf.targets.Teacher([2, 40, out], np.random.default_rng(1).normal(size=Layout([2, 40, out]).num_params)))
+    prob = rf.Problem(widths, target)
     nodes = cpu_backend.point_nodes(prob.spec, rf.MonteCarlo(5000, seed=3))
     theta = prob.init(3, seed=2).astype(dtype)
     lay = Layout(widths)

@@ -277,11 +277,46 @@ def test_target_in_the_kernel_equals_given_values(kind, widths, dtype):
         assert r_t.tobytes() == r.tobytes() and g_t.tobytes() == g.tobytes(), path
 
 
-def test_target_in_the_kernel_needs_a_native_target():
+@pytest.mark.parametrize("student,teacher", [([1, 9, 1], [1, 5, 1]), ([2, 6, 2], [2, 300, 2]),
+                                             ([2, 5, 4, 2], [2, 7, 2])], ids=["1d", "2d-wide", "deep-student"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_shallow_teacher_in_the_kernel(student, teacher, dtype):
+    """A shallow teacher evaluated per node by net.h (float64) in the grid: equal to the values of the
+    cpu backend's realization (its SIMD kernel sums in another order: 1e-12, not bits)."""
+    t_theta = np.random.default_rng(5).normal(size=Layout(teacher).num_params)
+    prob = rf.Problem(student, rf.targets.Teacher(teacher, t_theta), rf.dists.Uniform([-1.0] * student[0], [1.0] * student[0]))
+    nodes = cpu_backend.point_nodes(prob.spec, rf.QuasiMonteCarlo(2048, seed=3))
+    y = cpu_backend.target_values(prob.spec, nodes)
+    theta = prob.init(2, seed=6).astype(dtype)
+    r0, g0 = harness(student, theta, nodes.x, nodes.w, y, True)
+    r, g = harness(student, theta, nodes.x, nodes.w, None, True, spec=prob.spec.native())
+    assert rel(r, r0) <= 1e-12 and rel(g, g0) <= 1e-12
+
+
+def test_target_in_the_kernel_needs_a_kernel_target():
     widths = [1, 4, 1]
     lay, theta, x, w, y = make_data(widths, 1, 10, np.float64)
     with pytest.raises(ValueError, match="y: required"):
         harness(widths, theta, x, w, None)
-    teacher = rf.Problem(widths, rf.targets.Teacher([1, 3, 1], np.linspace(-1.0, 1.0, 10)))
+    deep_teacher = rf.Problem(widths, rf.targets.Teacher([1, 3, 2, 1], np.linspace(-1.0, 1.0, 17)))
+    with pytest.raises(ValueError, match="y: required unless the target is a shallow teacher"):
+        harness(widths, theta, x, w, None, spec=deep_teacher.spec.native())
+    assert not cuda_backend.kernel_target(deep_teacher.spec)
+    assert cuda_backend.kernel_target(rf.Problem(widths, rf.targets.Teacher([1, 3, 1], np.ones(10))).spec)
+    function = rf.Problem(widths, rf.targets.Function(np.sin))
     with pytest.raises(ValueError, match="target_kind"):
-        harness(widths, theta, x, w, None, spec=teacher.spec.native())
+        harness(widths, theta, x, w, None, spec=function.spec.native())
+    assert not cuda_backend.kernel_target(function.spec)
+
+
+@pytest.mark.parametrize("teacher", [[2, 4, 1], [2, 3, 3, 1]], ids=["shallow-teacher", "deep-teacher"])
+def test_cuda_backend_teacher_in_the_kernel_or_on_the_host(host_cuda, teacher):
+    prob = rf.Problem([2, 9, 1], rf.targets.Teacher(teacher, np.linspace(-1.0, 1.0, Layout(teacher).num_params)))
+    theta = prob.init(2, seed=1)
+    est = rf.MonteCarlo(2000, seed=4)
+    p = make_plan(prob.spec, est, "cuda", theta.dtype)
+    in_kernel = host_cuda.kernel_targets
+    r, g = backend_for(p).evaluate(p, prob.spec, theta, 0, True)
+    assert (host_cuda.kernel_targets > in_kernel) == (len(teacher) == 3)
+    r0, g0 = cpu_backend.evaluate(make_plan(prob.spec, est, "cpu", theta.dtype), prob.spec, theta, 0, True)
+    assert rel(r, r0) <= 1e-12 and rel(g, g0) <= 1e-12

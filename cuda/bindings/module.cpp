@@ -128,8 +128,10 @@ PYBIND11_MODULE(_cuda, m) {
         reluflow::ProblemArgs prob;  // the target when y is None (its arrays: host memory, kept alive here)
         if (y.is_none()) {
           if (spec.is_none()) throw py::value_error("y: required unless spec= gives a native target");
-          prob = reluflow::parse_problem_spec(lay, spec, reluflow::kNeedTarget);
+          prob = reluflow::parse_problem_spec(lay, spec, reluflow::kNeedTarget | reluflow::kNeedTeacherOk);
           if (out > 16) throw py::value_error("y: required for targets with more than 16 outputs");
+          if (prob.spec.teacher.theta && prob.spec.teacher.lay.num_layers != 2)
+            throw py::value_error("y: required for a deep teacher (the kernels evaluate shallow teachers only)");
         } else {
           yv = device_view(y, "y", "<f8", false, "float64");
           expect_shape(yv, "y", {N, out}, "(N, out)");
@@ -152,6 +154,7 @@ PYBIND11_MODULE(_cuda, m) {
         p.w = reinterpret_cast<const double*>(wv.ptr);
         p.y = reinterpret_cast<const double*>(yv.ptr);
         p.target = prob.spec.target;
+        p.teacher = prob.spec.teacher;
         {
           py::gil_scoped_release release;
           rc::risk_and_grad_dense(p, dp, reinterpret_cast<double*>(rv.ptr), reinterpret_cast<double*>(gptr), stream);
@@ -162,8 +165,9 @@ PYBIND11_MODULE(_cuda, m) {
       "Dense risk sum_j w_j |N_k(x_j) - y_j|^2 (K,) and generalized gradient (K, P) on the GPU, written into\n"
       "the device arrays risk (K,) and grad (K, P) float64 (grad None: the risk only). theta (K, P) float32 or\n"
       "float64, x (N, d), w (N,), y (N, out) float64: C-contiguous device arrays (__cuda_array_interface__,\n"
-      "read without a copy); y None: the target of spec=ProblemSpec.native() (affine or piecewise\n"
-      "polynomial) evaluated per node on the device (targets.h). Queued on `stream` (a cudaStream_t as an integer, e.g.\n"
-      "cupy.cuda.get_current_stream().ptr); returns before the kernels finish. path: 'auto', 'shallow'\n"
+      "read without a copy); y None: the target of spec=ProblemSpec.native() evaluated per node on the\n"
+      "device (a shallow teacher by net.h, an affine or piecewise-polynomial target by targets.h).\n"
+      "Queued on `stream` (a cudaStream_t as an integer, e.g. cupy.cuda.get_current_stream().ptr);\n"
+      "returns before the kernels finish. path: 'auto', 'shallow'\n"
       "([d, H, out], d <= 8, out <= 3) or 'deep'. Deterministic (no atomics).");
 }

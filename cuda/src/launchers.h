@@ -6,6 +6,7 @@
 
 #include "reluflow/dists.h"
 #include "reluflow/layout.h"
+#include "reluflow/spec.h"
 #include "reluflow/targets.h"
 
 namespace reluflow::cuda {
@@ -26,9 +27,10 @@ void mc_nodes(uint64_t seed, uint32_t step, int64_t n, const InputDist& dist, co
 // asynchronously on the caller's stream (a cudaStream_t as an integer; 0: the legacy default stream).
 
 // The problem: device pointers, C-contiguous. theta (K, P) float32 (f32) or float64; x (N, d), w (N,),
-// y (N, out) float64 (the target values at the nodes, computed by the caller), or y == nullptr and
-// `target` (affine or piecewise polynomial, out <= 16) viewing HOST arrays, copied to the device
-// here and evaluated per node by targets.h.
+// y (N, out) float64 (the target values at the nodes, computed by the caller), or y == nullptr and the
+// target evaluated per node: `teacher` when its theta is set (a shallow teacher, net.h), else `target`
+// (affine or piecewise polynomial, targets.h); out <= 16. Both view HOST arrays, copied to the device
+// here.
 struct DenseDevice {
   Layout lay{};
   int64_t K = 0, N = 0;
@@ -38,6 +40,7 @@ struct DenseDevice {
   const double* w = nullptr;
   const double* y = nullptr;
   TargetSpec target{};
+  TeacherSpec teacher{};
 };
 
 enum class DensePath { Auto, Shallow, Deep };

@@ -211,6 +211,9 @@ void dense_t(const DenseDevice& p, DensePath path, double* risk, double* grad, c
   a.target.b = b.as<double>();
   a.target.breaks = br.as<double>();
   a.target.coeffs = co.as<double>();
+  DeviceCopy tt(p.y ? nullptr : p.teacher.theta, p.teacher.lay.num_params, st);
+  a.teacher = p.teacher;
+  a.teacher.theta = tt.as<double>();
   if (path == DensePath::Shallow)
     shallow_launch(a, risk, grad, st);
   else
@@ -235,9 +238,10 @@ void risk_and_grad_dense(const DenseDevice& p, DensePath path, double* risk, dou
     if (grad) check(cudaMemsetAsync(grad, 0, size_t(p.K * p.lay.num_params) * sizeof(double), st), "cudaMemsetAsync");
     return;
   }
-  if (!p.y && (p.target.kind == kTargetData || p.target.out > grid::kMaxTargetOut))
-    throw std::invalid_argument("y: required unless the target is affine or piecewise polynomial with at most 16 "
-                                "outputs");
+  if (!p.y && !(p.teacher.theta ? grid::teacher_supported(p.teacher.lay)
+                                 : p.target.kind != kTargetData && p.target.out <= grid::kMaxTargetOut))
+    throw std::invalid_argument("y: required unless the target is a shallow teacher, affine or piecewise "
+                                "polynomial, with at most 16 outputs");
   if (p.f32)
     dense_t<float>(p, path, risk, grad, st);
   else

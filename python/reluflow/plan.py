@@ -217,7 +217,8 @@ def plan(spec: ProblemSpec, estimator: Estimator, backend: str, dtype=np.float64
         why.append("the fused CUDA kernel over nodes x networks; nodes made on the host (C++ samplers) and "
                    "copied to the device; " + ("the target evaluated in the kernel (targets.h)"
                                                if spec.target_spec.native else
-                                               "the target's values made on the host and copied"))
+                                               "a shallow teacher evaluated in the kernel (net.h), other "
+                                               "targets' values made on the host and copied"))
     elif backend == "cuda" and route == "partition":
         why.append("each network's kink partition in Python, its nodes through the fused CUDA kernel")
     loop = "C++" if backend == "cpu" and source is not None else "Python"

@@ -8,8 +8,8 @@
 //
 // Problem (SPEC §2): risk_k = sum_j w_j |N_k(x_j) - y_j|^2 and its generalized gradient, for K networks
 // theta (K, P) (float32 or float64) at N weighted nodes x (N, d) with target values y (N, out) either
-// given (float64, on the device: data, a teacher, a Python function) or evaluated per node by
-// targets.h (affine and piecewise-polynomial targets, out <= kMaxTargetOut). Results float64. No
+// given (float64, on the device: data, a deep teacher, a Python function) or evaluated per node (a
+// shallow teacher by net.h; affine and piecewise-polynomial targets by targets.h; out <= kMaxTargetOut). Results float64. No
 // nodes x neurons array is ever stored; no atomics: every sum is taken in an order fixed by (N, widths)
 // alone, so the bits of a network do not depend on K, on the group of networks it is launched with,
 // or on the scheduling of blocks.
@@ -43,6 +43,7 @@
 #include "layout.h"
 #include "net.h"
 #include "rf_hd.h"
+#include "spec.h"
 #include "targets.h"
 
 namespace reluflow {
@@ -72,15 +73,26 @@ struct DenseArgs {
   const T* theta = nullptr;   // (K, P)
   const double* x = nullptr;  // (N, d)
   const double* w = nullptr;  // (N,)
-  const double* y = nullptr;  // (N, out); nullptr: f(x_j) by targets.h from `target`
+  const double* y = nullptr;  // (N, out); nullptr: f(x_j) from `teacher` or `target`
   TargetSpec target{};        // affine or piecewise polynomial (out <= kMaxTargetOut), used when y is null
+  TeacherSpec teacher{};      // a shallow teacher [d, H_t, out] (theta != nullptr), used when y is null
 };
 
-// The target values of node j: the given y_j, else f(x_j) (targets.h) written into buf.
+// Whether a teacher can be evaluated in the kernels: shallow (no z to store per node: net.h's
+// shallow_forward_node), out <= kMaxTargetOut.
+RF_HD bool teacher_supported(const Layout& t) {
+  return t.num_layers == 2 && t.widths[2] <= kMaxTargetOut;
+}
+
+// The target values of node j: the given y_j, else the teacher's output N_t(x_j) (net.h, float64) or
+// f(x_j) (targets.h), written into buf (out values).
 template <class T>
 RF_HD const double* node_target(const DenseArgs<T>& a, int64_t j, const double* xj, double* buf) {
   if (a.y) return a.y + j * a.lay.widths[a.lay.num_layers];
-  target_eval(a.target, xj, buf);
+  if (a.teacher.theta)
+    net::shallow_forward_node(a.teacher.lay, a.teacher.theta, xj, buf);
+  else
+    target_eval(a.target, xj, buf);
   return buf;
 }
 

@@ -66,7 +66,7 @@ void bind_harness(py::module_& m) {
         ProblemArgs prob;  // the target, when y is None (kept alive: its arrays back prob.spec.target)
         if (y_in.is_none()) {
           if (spec.is_none()) throw std::invalid_argument("y: required unless spec= gives a native target");
-          prob = parse_problem_spec(lay, spec, kNeedTarget);
+          prob = parse_problem_spec(lay, spec, kNeedTarget | kNeedTeacherOk);
         } else {
           y = take_f64(y_in, "y");
           check_shape(y, "y", {N, out}, "(N, out)");
@@ -82,7 +82,7 @@ void bind_harness(py::module_& m) {
         {
           py::gil_scoped_release release;
           risk_and_grad_grid_host(lay, K, N, f32, theta.data(), x.data(), w.data(), y_in.is_none() ? nullptr : y.data(),
-                                  prob.spec.target, gp, risk.mutable_data(), gptr);
+                                  prob.spec, gp, risk.mutable_data(), gptr);
         }
         return py::make_tuple(risk, grad);
       },
@@ -90,8 +90,8 @@ void bind_harness(py::module_& m) {
       py::arg("path") = "auto", py::kw_only(), py::arg("spec") = py::none(),
       "TEST ONLY: the CUDA dense grid (cuda/src/risk_grad.cu) run sequentially on the host with the same\n"
       "per-thread functions (reluflow/risk_grad_grid.h). theta (K, P) float32/float64, x (N, d), w (N,),\n"
-      "y (N, out) float64 (or None: the target of spec=ProblemSpec.native(), affine or piecewise polynomial,\n"
-      "evaluated per node by targets.h) -> risk (K,), grad (K, P) float64 (None unless want_grad). path: 'auto', 'shallow'\n"
+      "y (N, out) float64 (or None: the target of spec=ProblemSpec.native() evaluated per node: a shallow\n"
+      "teacher by net.h, an affine or piecewise-polynomial target by targets.h) -> risk (K,), grad (K, P) float64 (None unless want_grad). path: 'auto', 'shallow'\n"
       "(two passes, [d, H, out] with d <= 8, out <= 3) or 'deep' (any widths).");
 }
 

@@ -72,7 +72,7 @@ void deep_host(const grid::DenseArgs<T>& a, double* risk, double* grad) {
 
 template <class T>
 void run(const Layout& lay, int64_t K, int64_t N, const void* theta, const double* x, const double* w,
-         const double* y, const TargetSpec& target, GridPath path, double* risk, double* grad) {
+         const double* y, const ProblemSpec& spec, GridPath path, double* risk, double* grad) {
   grid::DenseArgs<T> a;
   a.lay = lay;
   a.K = K;
@@ -81,7 +81,8 @@ void run(const Layout& lay, int64_t K, int64_t N, const void* theta, const doubl
   a.x = x;
   a.w = w;
   a.y = y;
-  a.target = target;
+  a.target = spec.target;
+  a.teacher = spec.teacher;
   if (path == GridPath::Shallow)
     shallow_host(a, risk, grad);
   else
@@ -91,18 +92,19 @@ void run(const Layout& lay, int64_t K, int64_t N, const void* theta, const doubl
 }  // namespace
 
 void risk_and_grad_grid_host(const Layout& lay, int64_t K, int64_t N, bool f32, const void* theta, const double* x,
-                             const double* w, const double* y, const TargetSpec& target, GridPath path,
+                             const double* w, const double* y, const ProblemSpec& spec, GridPath path,
                              double* risk, double* grad) {
   if (path == GridPath::Auto) path = grid::shallow_supported(lay) ? GridPath::Shallow : GridPath::Deep;
   if (path == GridPath::Shallow && !grid::shallow_supported(lay))
     throw std::invalid_argument("path: 'shallow' needs widths [d, H, out] with d <= 8 and out <= 3");
-  if (!y && (target.kind == kTargetData || target.out > grid::kMaxTargetOut))
-    throw std::invalid_argument("y: required unless the target is affine or piecewise polynomial with at most 16 "
-                                "outputs");
+  if (!y && !(spec.teacher.theta ? grid::teacher_supported(spec.teacher.lay)
+                                  : spec.target.kind != kTargetData && spec.target.out <= grid::kMaxTargetOut))
+    throw std::invalid_argument("y: required unless the target is a shallow teacher, affine or piecewise "
+                                "polynomial, with at most 16 outputs");
   if (f32)
-    run<float>(lay, K, N, theta, x, w, y, target, path, risk, grad);
+    run<float>(lay, K, N, theta, x, w, y, spec, path, risk, grad);
   else
-    run<double>(lay, K, N, theta, x, w, y, target, path, risk, grad);
+    run<double>(lay, K, N, theta, x, w, y, spec, path, risk, grad);
 }
 
 }  // namespace reluflow

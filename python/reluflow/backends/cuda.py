@@ -4,10 +4,10 @@ on CuPy arrays, read without a copy (``__cuda_array_interface__``) and answered 
 What runs where, per route of the plan (``reluflow.plan``):
 
 * ``dense`` and ``tensor_grid``: the nodes are made on the host by the C++ samplers (bitwise the numpy
-  estimators' nodes) and moved to the device; an affine or piecewise-polynomial target (up to 16
-  outputs) is evaluated per node inside the kernel (targets.h), any other target (data, a Teacher, a
-  Function) on the host (``cpu.target_values``) and its values moved to the device; then the CUDA
-  kernel runs over nodes x networks.
+  estimators' nodes) and moved to the device; an affine or piecewise-polynomial target or a shallow
+  Teacher (up to 16 outputs) is evaluated per node inside the kernel (targets.h, net.h), any other
+  target (data, a deep Teacher, a Function) on the host (``cpu.target_values``) and its values moved
+  to the device; then the CUDA kernel runs over nodes x networks.
 * ``partition`` (exact 1-D quadrature of any depth): each network's kink partition in Python
   (``reference.partition_loop``), its nodes through the CUDA kernel.
 * ``exact_sweep`` / ``point_sweep``: never reach this module (``backends.get`` sends them to the cpu
@@ -25,7 +25,7 @@ from ..registry import cuda_extension, cupy_module
 from ..spec import ProblemSpec
 from . import cpu, reference
 
-__all__ = ["risk_and_grad", "realization", "evaluate", "fixed_nodes", "PATHS", "MAX_KERNEL_TARGET_OUT"]
+__all__ = ["risk_and_grad", "realization", "evaluate", "fixed_nodes", "PATHS", "MAX_KERNEL_TARGET_OUT", "kernel_target"]
 
 #: ``path`` of :func:`risk_and_grad`: "auto" (shallow when the widths allow it), "shallow" (two-pass kernel
 #: of [d, H, out], d <= 8, out <= 3) or "deep" (any widths; for cross-checks)
@@ -63,8 +63,7 @@ def risk_and_grad(layout: Layout, theta, x, w, y, want_grad: bool = True, path: 
     ----------
     theta : (K, P) float32 or float64 (other dtypes are cast to float64); x : (N, d) (or (N,) when
         d = 1); w : (N,); y : (N, out) (or (N,) when out = 1), or None with ``spec``: the target of
-        ``spec`` (a ``ProblemSpec.native()`` dict; affine or piecewise polynomial) evaluated in the
-        kernel. CuPy arrays (numpy arrays are copied to the device).
+        ``spec`` (a ``ProblemSpec.native()`` dict; see :func:`kernel_target`) evaluated in the kernel. CuPy arrays (numpy arrays are copied to the device).
     path : see ``PATHS``.
 
     Returns
@@ -87,13 +86,21 @@ def risk_and_grad(layout: Layout, theta, x, w, y, want_grad: bool = True, path: 
     if y is not None:
         y = _device_f64(cp, y, "y", (N, layout.widths[-1]))
     elif spec is None:
-        raise ValueError("y: required unless spec= gives an affine or piecewise-polynomial target")
+        raise ValueError("y: required unless spec= gives a target the kernel evaluates (kernel_target)")
     K = theta.shape[0]
     risk = cp.empty(K, dtype=cp.float64)
     grad = cp.empty((K, layout.num_params), dtype=cp.float64) if want_grad else None
     ext.risk_and_grad(list(layout.widths), theta, x, w, y, risk=risk, grad=grad, path=path,
                       stream=cp.cuda.get_current_stream().ptr, spec=spec)
     return risk, grad
+
+
+def kernel_target(spec: ProblemSpec) -> bool:
+    """Whether the kernel evaluates the target of ``spec`` itself: affine, piecewise polynomial or a
+    shallow Teacher, with at most ``MAX_KERNEL_TARGET_OUT`` outputs."""
+    t = spec.target_spec
+    shallow_teacher = t.kind == "teacher" and len(t.arrays["widths"]) == 3
+    return (t.native or shallow_teacher) and spec.out_dim <= MAX_KERNEL_TARGET_OUT
 
 
 def realization(layout: Layout, theta, x):
@@ -126,8 +133,8 @@ def evaluate(plan, spec: ProblemSpec, theta, step: int, want_grad: bool, xp=None
     nodes = (nodes_tensor(spec, plan.estimator) if plan.route == "tensor_grid"
              else cpu.point_nodes(spec, plan.estimator, step))
     x, w = cp.asarray(nodes.x), cp.asarray(nodes.w)
-    if nodes.y is None and spec.target_spec.native and spec.out_dim <= MAX_KERNEL_TARGET_OUT:
-        # the target in the kernel (targets.h): no (N, out) array made on the host or copied
+    if nodes.y is None and kernel_target(spec):
+        # the target in the kernel (targets.h, net.h): no (N, out) array made on the host or copied
         return risk_and_grad(spec.layout, theta, x, w, None, want_grad, spec=spec.native())
     return kernel(spec.layout, theta, x, w, cp.asarray(cpu.target_values(spec, nodes)), want_grad)
 
