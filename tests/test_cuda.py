@@ -39,3 +39,181 @@ def test_mc_nodes_equal_cpu_bitwise(dist):
     x_gpu = cuda.mc_nodes(11, 5, 4096, spec=args)
     x_cpu = _native_sampling.mc_nodes(dist, 11, 5, 4096)
     assert x_gpu.tobytes() == x_cpu.tobytes()
+
+
+# ---- the dense risk and gradient kernels (cuda/src/risk_grad.cu) ---------------------------------
+
+from reluflow.backends import reference as ref  # noqa: E402
+from reluflow.layout import Layout  # noqa: E402
+
+core = pytest.importorskip("reluflow._core")
+
+
+class FakeDeviceArray:
+    """Something with a __cuda_array_interface__ at address 0: only for argument checks that must
+    refuse (or, with K = 0, accept) before any device call."""
+
+    def __init__(self, shape, typestr="<f8", strides=None, readonly=False):
+        self.__cuda_array_interface__ = {"shape": tuple(shape), "typestr": typestr, "data": (0, readonly),
+                                         "strides": strides, "version": 3}
+
+
+def fake_args(widths, K, N, **over):
+    lay = Layout(widths)
+    args = {"theta": FakeDeviceArray((K, lay.num_params)), "x": FakeDeviceArray((N, widths[0])),
+            "w": FakeDeviceArray((N,)), "y": FakeDeviceArray((N, widths[-1])), "risk": FakeDeviceArray((K,)),
+            "grad": FakeDeviceArray((K, lay.num_params))}
+    args.update(over)
+    return args
+
+
+def call(widths, a, path="auto"):
+    return cuda.risk_and_grad(widths, a["theta"], a["x"], a["w"], a["y"], risk=a["risk"], grad=a["grad"], path=path)
+
+
+def test_dense_arguments_are_checked_before_any_device_call():
+    widths = [2, 5, 1]
+    call(widths, fake_args(widths, 0, 10))  # K = 0: nothing to do, no device touched
+    with pytest.raises(TypeError, match="theta: expected a device array"):
+        call(widths, fake_args(widths, 0, 10, theta=np.zeros((0, 21))))
+    with pytest.raises(TypeError, match="theta: expected dtype float32 or float64"):
+        call(widths, fake_args(widths, 0, 10, theta=FakeDeviceArray((0, 21), "<i4")))
+    with pytest.raises(ValueError, match=r"theta: expected shape \(K, P\)"):
+        call(widths, fake_args(widths, 0, 10, theta=FakeDeviceArray((0, 20))))
+    with pytest.raises(ValueError, match="x: expected shape"):
+        call(widths, fake_args(widths, 0, 10, x=FakeDeviceArray((10, 3))))
+    with pytest.raises(TypeError, match="x: expected dtype float64"):
+        call(widths, fake_args(widths, 0, 10, x=FakeDeviceArray((10, 2), "<f4")))
+    with pytest.raises(ValueError, match="w: expected shape"):
+        call(widths, fake_args(widths, 0, 10, w=FakeDeviceArray((9,))))
+    with pytest.raises(ValueError, match="y: expected shape"):
+        call(widths, fake_args(widths, 0, 10, y=FakeDeviceArray((10, 2))))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        call(widths, fake_args(widths, 0, 10, x=FakeDeviceArray((10, 2), strides=(8, 80))))
+    with pytest.raises(ValueError, match="risk: the output array is read-only"):
+        call(widths, fake_args(widths, 0, 10, risk=FakeDeviceArray((0,), readonly=True)))
+    with pytest.raises(ValueError, match="y: required unless spec"):
+        call(widths, fake_args(widths, 0, 10, y=None))
+    with pytest.raises(ValueError, match="path"):
+        call(widths, fake_args(widths, 0, 10), path="fast")
+    with pytest.raises(ValueError, match="path: 'shallow'"):
+        call([2, 3, 4, 1], fake_args([2, 3, 4, 1], 0, 10), path="shallow")
+
+
+needs_cupy_gpu = pytest.mark.skipif(cuda.device_count() == 0 or rf.backends()["cupy"].available is False,
+                                    reason="no CUDA device (or no CuPy) on this machine")
+
+DENSE_SHAPES = [([1, 7, 1], 1, 1), ([1, 200, 1], 3, 1000), ([2, 130, 2], 3, 5000), ([1, 5, 2], 3, 9001),
+                ([8, 4, 3], 3, 300), ([1, 6, 5, 1], 1, 300), ([2, 7, 6, 2], 3, 1000), ([1, 4, 9], 3, 200),
+                ([1, 3, 1], 1, 128 * 1024 + 3 * 128 + 5)]
+
+
+def make_data(widths, K, N, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    lay = Layout(widths)
+    theta = rng.normal(size=(K, lay.num_params)).astype(dtype)
+    x = rng.uniform(-1.0, 1.0, size=(N, widths[0]))
+    w = rng.uniform(0.0, 1.0, size=N) / max(N, 1)
+    y = rng.normal(size=(N, widths[-1]))
+    return lay, theta, x, w, y
+
+
+def run_gpu(cp, widths, theta, x, w, y, want_grad=True, path="auto"):
+    """The kernel on device copies, outputs poisoned with NaN first (every entry must be written)."""
+    lay = Layout(widths)
+    K = theta.shape[0]
+    risk = cp.full(K, np.nan)
+    grad = cp.full((K, lay.num_params), np.nan) if want_grad else None
+    cuda.risk_and_grad(widths, cp.asarray(theta), cp.asarray(x), cp.asarray(w), cp.asarray(y), risk=risk, grad=grad,
+                       path=path, stream=cp.cuda.get_current_stream().ptr)
+    cp.cuda.get_current_stream().synchronize()
+    return risk.get(), (grad.get() if want_grad else None)
+
+
+def rel(a, b):
+    return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300)
+
+
+@needs_cupy_gpu
+@pytest.mark.parametrize("widths,K,N", DENSE_SHAPES, ids=[f"{w}-K{K}-N{N}" for w, K, N in DENSE_SHAPES])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_dense_kernel_equals_cpu_reference_and_host_harness(widths, K, N, dtype):
+    import cupy as cp
+
+    lay, theta, x, w, y = make_data(widths, K, N, dtype, seed=N + 1)
+    r_ref, g_ref = ref.risk_and_grad(lay, theta.astype(np.float64), x, w, y)
+    r_cpu, g_cpu = core.risk_and_grad(widths, theta, x, w, y, True)
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    shallow = len(widths) == 3 and widths[0] <= 8 and widths[-1] <= 3
+    for path in (["shallow", "deep"] if shallow else ["deep"]):
+        r, g = run_gpu(cp, widths, theta, x, w, y, path=path)
+        assert np.all(np.isfinite(r)) and np.all(np.isfinite(g)), path   # every entry written
+        assert rel(r, r_ref) <= tol and rel(g, g_ref) <= tol, path
+        assert rel(r, r_cpu) <= 2 * tol and rel(g, g_cpu) <= 2 * tol, path
+        # the same functions in the same order on the host (--fmad=false, -ffp-contract=off): same bits
+        r_h, g_h = core._harness_risk_grad(widths, theta, x, w, y, True, path)
+        assert r.tobytes() == r_h.tobytes() and g.tobytes() == g_h.tobytes(), f"{path}: GPU != host harness"
+        r_only, _ = run_gpu(cp, widths, theta, x, w, y, want_grad=False, path=path)
+        assert r_only.tobytes() == r.tobytes(), path
+
+
+@needs_cupy_gpu
+@pytest.mark.parametrize("widths", [[2, 130, 2], [2, 7, 6, 2]], ids=["shallow", "deep"])
+def test_dense_kernel_deterministic_and_batch_independent(widths):
+    import cupy as cp
+
+    lay, theta, x, w, y = make_data(widths, 5, 20000, np.float32, seed=9)
+    r, g = run_gpu(cp, widths, theta, x, w, y)
+    for _ in range(3):
+        r2, g2 = run_gpu(cp, widths, theta, x, w, y)
+        assert r.tobytes() == r2.tobytes() and g.tobytes() == g2.tobytes()
+    for k in (0, 4):
+        rk, gk = run_gpu(cp, widths, theta[k:k + 1], x, w, y)
+        assert rk.tobytes() == r[k:k + 1].tobytes() and gk.tobytes() == g[k:k + 1].tobytes()
+
+
+@needs_cupy_gpu
+@pytest.mark.parametrize("estimator", [rf.MonteCarlo(3000, seed=1), rf.QuasiMonteCarlo(1024, seed=2),
+                                       rf.MonteCarlo(500, seed=3, resample=True), rf.Quadrature()], ids=repr)
+@pytest.mark.parametrize("widths", [[1, 12, 1], [2, 9, 2], [1, 5, 4, 1]])
+def test_problem_on_cupy_runs_the_cuda_backend(widths, estimator):
+    import cupy as cp
+
+    target = (rf.targets.PiecewiseLinear([0.0, 0.5, 1.0], [0.0, 1.0, 0.0]) if widths[0] == 1
+              else rf.targets.Affine(np.ones((widths[-1], widths[0])), np.zeros(widths[-1])))
+    prob = rf.Problem(widths, target)
+    theta = prob.init(3, seed=4)
+    p = prob.plan(estimator, "auto", cp.asarray(theta))
+    assert p.backend == "cuda"
+    assert "cuda" in p.explain().lower()
+    r, g = prob.risk_and_grad(cp.asarray(theta), estimator, step=2)
+    assert isinstance(r, cp.ndarray) and isinstance(g, cp.ndarray)
+    r0, g0 = prob.risk_and_grad(theta, estimator, backend="cpu", step=2, method="dense")
+    assert rel(r.get(), r0) <= 1e-12 and rel(g.get(), g0) <= 1e-12
+
+
+@needs_cupy_gpu
+@pytest.mark.parametrize("widths", [[2, 9, 2], [2, 6, 5, 1]], ids=["shallow", "deep"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("kind", ["affine", "teacher"])
+def test_target_in_the_kernel_equals_host_harness_and_cpu(widths, dtype, kind):
+    import cupy as cp
+    from reluflow.backends import cpu as cpu_backend
+
+    out = widths[-1]
+    target = (rf.targets.Affine(np.arange(1.0, 1.0 + 2 * out).reshape(out, 2) / 5, np.linspace(-1, 1, out))
+              if kind == "affine" else
+              rf.targets.Teacher([2, 40, out], np.random.default_rng(1).normal(size=Layout([2, 40, out]).num_params)))
+    prob = rf.Problem(widths, target)
+    nodes = cpu_backend.point_nodes(prob.spec, rf.MonteCarlo(5000, seed=3))
+    theta = prob.init(3, seed=2).astype(dtype)
+    lay = Layout(widths)
+    risk, grad = cp.full(3, np.nan), cp.full((3, lay.num_params), np.nan)
+    cuda.risk_and_grad(widths, cp.asarray(theta), cp.asarray(nodes.x), cp.asarray(nodes.w), None, risk=risk,
+                       grad=grad, spec=prob.spec.native())
+    r_h, g_h = core._harness_risk_grad(widths, theta, nodes.x, nodes.w, None, True, spec=prob.spec.native())
+    assert risk.get().tobytes() == r_h.tobytes() and grad.get().tobytes() == g_h.tobytes()
+    y = cpu_backend.target_values(prob.spec, nodes)
+    r0, g0 = core.risk_and_grad(widths, theta, nodes.x, nodes.w, y, True)
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    assert rel(risk.get(), r0) <= 2 * tol and rel(grad.get(), g0) <= 2 * tol

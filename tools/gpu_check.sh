@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU validation (issue 14), one prepared run on a lent H100/H200 (device tool, repository root):
 #   build the package with nvcc, run the whole test suite with the cuda (and cupy) backends visible,
-#   run the GPU benchmarks, and leave logs + JSON in $OUT. Budget: well under 10 minutes.
+#   run the GPU benchmarks, and leave logs + JSON in $OUT. Expected ~7 minutes (build ~2, CUDA tests
+#   < 1, suite ~3, benchmarks <= 2); each step has its own timeout, and the CUDA tests come first.
 # Usage (device tool):  bash tools/gpu_check.sh      (timeout_s ~ 540, then give_back)
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_check_out}
@@ -26,17 +27,27 @@ if ! RELUFLOW_CUDA=ON timeout 300 "$PY" -m pip install --no-build-isolation --no
 fi
 stamp "built: $("$PY" -c 'import reluflow as rf; print(rf.backends())')"
 
-# 3. the whole suite; import-linter is not in the image (no registry there), so the layer contract
+# 3a. the CUDA tests first, on their own (their result survives a suite that runs out of time):
+#    tests/test_cuda.py runs the kernels against the cpu backend and, bitwise, against their host
+#    harness; tests/test_cuda_harness.py the harness itself
+timeout 150 "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_cuda.py tests/test_cuda_harness.py \
+  > "$OUT/tests_cuda.log" 2>&1
+stamp "cuda tests rc=$?: $(tail -1 "$OUT/tests_cuda.log")"
+grep -E "^(FAILED|ERROR)|SKIPPED|Error" "$OUT/tests_cuda.log" | head -30 | tee -a "$OUT/summary.txt"
+
+# 3b. the whole suite; import-linter is not in the image (no registry there), so the layer contract
 #    (checked in CI on every commit) is deselected here, and only here
 timeout 360 "$PY" -m pytest -q -rs -p no:cacheprovider tests \
   --deselect tests/test_layers.py::test_import_contract_is_kept > "$OUT/tests.log" 2>&1
 stamp "tests rc=$?: $(tail -1 "$OUT/tests.log")"
 grep -E "^(FAILED|ERROR)|SKIPPED" "$OUT/tests.log" | head -40 | tee -a "$OUT/summary.txt"
 
-# 4. GPU benchmarks (JSON into $OUT); issues 12/13 add their cases here
+# 4. GPU benchmarks (JSON into $OUT); issues 12/13 add their cases here. Each keeps to its own
+#    --budget (bench_gpu_risk_grad.py: 90 s by default) and prints a table last.
 for bench in benchmarks/bench_gpu_*.py; do
   [ -e "$bench" ] || { stamp "no GPU benchmarks yet"; break; }
-  timeout 120 "$PY" "$bench" --out "$OUT/$(basename "$bench" .py).json" > "$OUT/$(basename "$bench" .py).log" 2>&1
+  timeout 150 "$PY" "$bench" --out "$OUT/$(basename "$bench" .py).json" > "$OUT/$(basename "$bench" .py).log" 2>&1
   stamp "$bench rc=$?"
+  tail -30 "$OUT/$(basename "$bench" .py).log" | tee -a "$OUT/summary.txt"
 done
 stamp "done"

@@ -4,11 +4,65 @@
 #include <pybind11/pybind11.h>
 
 #include <string>
+#include <vector>
 
 #include "bindings/bind_spec.h"
+#include "bindings/bind_util.h"
 #include "launchers.h"
 
 namespace py = pybind11;
+
+namespace {
+
+// A device array read through its __cuda_array_interface__ (CuPy, PyTorch, Numba, ...): the pointer,
+// checked to be C-contiguous, of the expected type string and shape. No copy, no device call.
+struct DeviceView {
+  uintptr_t ptr = 0;
+  std::vector<int64_t> shape;
+};
+
+std::string shape_text(const std::vector<int64_t>& s) {
+  std::string r = "(";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + (s.size() == 1 ? ",)" : ")");
+}
+
+DeviceView device_view(const py::object& obj, const char* name, const std::string& typestr, bool writable,
+                       const char* kind = nullptr) {
+  if (!py::hasattr(obj, "__cuda_array_interface__"))
+    throw py::type_error(std::string(name) + ": expected a device array (with __cuda_array_interface__, e.g. a "
+                         "CuPy array), got " + std::string(py::str(py::type::of(obj).attr("__name__"))));
+  const py::dict cai = obj.attr("__cuda_array_interface__");
+  const std::string ts = py::str(cai["typestr"]);
+  if (ts != typestr)
+    throw py::type_error(std::string(name) + ": expected dtype " + (kind ? kind : typestr.c_str()) + " (typestr " +
+                         typestr + "), got typestr " + ts);
+  DeviceView v;
+  for (auto s : py::tuple(cai["shape"])) v.shape.push_back(s.cast<int64_t>());
+  if (cai.contains("mask") && !cai["mask"].is_none())
+    throw py::value_error(std::string(name) + ": masked device arrays are not supported");
+  if (cai.contains("strides") && !cai["strides"].is_none()) {  // None means C-contiguous
+    const py::tuple st = cai["strides"];
+    int64_t expect = static_cast<int64_t>(ts.back() - '0');
+    for (int i = static_cast<int>(v.shape.size()) - 1; i >= 0; --i) {
+      if (v.shape[i] > 1 && st[i].cast<int64_t>() != expect)
+        throw py::value_error(std::string(name) + ": expected a C-contiguous device array (cupy.ascontiguousarray)");
+      expect *= v.shape[i];
+    }
+  }
+  const py::tuple data = cai["data"];
+  v.ptr = data[0].cast<uintptr_t>();
+  if (writable && data[1].cast<bool>()) throw py::value_error(std::string(name) + ": the output array is read-only");
+  return v;
+}
+
+void expect_shape(const DeviceView& v, const char* name, const std::vector<int64_t>& shape, const char* what) {
+  if (v.shape != shape)
+    throw py::value_error(std::string(name) + ": expected shape " + what + " = " + shape_text(shape) + ", got " +
+                          shape_text(v.shape));
+}
+
+}  // namespace
 
 PYBIND11_MODULE(_cuda, m) {
   m.doc() = "reluflow CUDA kernels";
@@ -40,4 +94,80 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("seed"), py::arg("step"), py::arg("n"), py::kw_only(), py::arg("spec"),
       "Monte-Carlo nodes (n, d) of step on the GPU, bitwise those of reluflow._core.mc_nodes (same "
       "arguments: spec is DensitySpec.native()).");
+  m.def(
+      "risk_and_grad",
+      [](const std::vector<int64_t>& widths, const py::object& theta, const py::object& x, const py::object& w,
+         const py::object& y, const py::object& risk, const py::object& grad, const std::string& path,
+         uintptr_t stream, const py::object& spec) {
+        namespace rc = reluflow::cuda;
+        const reluflow::Layout lay = reluflow::make_layout(widths);
+        rc::DensePath dp;
+        if (path == "auto") dp = rc::DensePath::Auto;
+        else if (path == "shallow") dp = rc::DensePath::Shallow;
+        else if (path == "deep") dp = rc::DensePath::Deep;
+        else throw py::value_error("path: expected 'auto', 'shallow' or 'deep', got '" + path + "'");
+        try {
+          rc::resolve_dense_path(lay, dp);
+        } catch (const std::invalid_argument& e) {
+          throw py::value_error(e.what());
+        }
+        const bool f32 = py::hasattr(theta, "__cuda_array_interface__") &&
+                         py::str(theta.attr("__cuda_array_interface__")["typestr"]).cast<std::string>() == "<f4";
+        const DeviceView th = device_view(theta, "theta", f32 ? "<f4" : "<f8", false, "float32 or float64");
+        if (th.shape.size() != 2)
+          throw py::value_error("theta: expected shape (K, P), got " + shape_text(th.shape));
+        const int64_t K = th.shape[0], P = lay.num_params;
+        expect_shape(th, "theta", {K, P}, "(K, P)");
+        const DeviceView xv = device_view(x, "x", "<f8", false, "float64");
+        const int64_t N = xv.shape.empty() ? -1 : xv.shape[0];
+        const int64_t d = lay.widths[0], out = lay.widths[lay.num_layers];
+        expect_shape(xv, "x", {N, d}, "(N, d)");
+        const DeviceView wv = device_view(w, "w", "<f8", false, "float64");
+        expect_shape(wv, "w", {N}, "(N,)");
+        DeviceView yv;
+        reluflow::ProblemArgs prob;  // the target when y is None (its arrays: host memory, kept alive here)
+        if (y.is_none()) {
+          if (spec.is_none()) throw py::value_error("y: required unless spec= gives a native target");
+          prob = reluflow::parse_problem_spec(lay, spec, reluflow::kNeedTarget | reluflow::kNeedTeacherOk);
+          if (out > 16) throw py::value_error("y: required for targets with more than 16 outputs");
+          if (prob.spec.teacher.theta && prob.spec.teacher.lay.num_layers != 2)
+            throw py::value_error("y: required for a deep teacher (the kernels evaluate shallow teachers only)");
+        } else {
+          yv = device_view(y, "y", "<f8", false, "float64");
+          expect_shape(yv, "y", {N, out}, "(N, out)");
+        }
+        const DeviceView rv = device_view(risk, "risk", "<f8", true, "float64");
+        expect_shape(rv, "risk", {K}, "(K,)");
+        uintptr_t gptr = 0;
+        if (!grad.is_none()) {
+          const DeviceView gv = device_view(grad, "grad", "<f8", true, "float64");
+          expect_shape(gv, "grad", {K, P}, "(K, P)");
+          gptr = gv.ptr;
+        }
+        rc::DenseDevice p;
+        p.lay = lay;
+        p.K = K;
+        p.N = N;
+        p.f32 = f32;
+        p.theta = reinterpret_cast<const void*>(th.ptr);
+        p.x = reinterpret_cast<const double*>(xv.ptr);
+        p.w = reinterpret_cast<const double*>(wv.ptr);
+        p.y = reinterpret_cast<const double*>(yv.ptr);
+        p.target = prob.spec.target;
+        p.teacher = prob.spec.teacher;
+        {
+          py::gil_scoped_release release;
+          rc::risk_and_grad_dense(p, dp, reinterpret_cast<double*>(rv.ptr), reinterpret_cast<double*>(gptr), stream);
+        }
+      },
+      py::arg("widths"), py::arg("theta"), py::arg("x"), py::arg("w"), py::arg("y"), py::kw_only(), py::arg("risk"),
+      py::arg("grad"), py::arg("path") = "auto", py::arg("stream") = 0, py::arg("spec") = py::none(),
+      "Dense risk sum_j w_j |N_k(x_j) - y_j|^2 (K,) and generalized gradient (K, P) on the GPU, written into\n"
+      "the device arrays risk (K,) and grad (K, P) float64 (grad None: the risk only). theta (K, P) float32 or\n"
+      "float64, x (N, d), w (N,), y (N, out) float64: C-contiguous device arrays (__cuda_array_interface__,\n"
+      "read without a copy); y None: the target of spec=ProblemSpec.native() evaluated per node on the\n"
+      "device (a shallow teacher by net.h, an affine or piecewise-polynomial target by targets.h).\n"
+      "Queued on `stream` (a cudaStream_t as an integer, e.g. cupy.cuda.get_current_stream().ptr);\n"
+      "returns before the kernels finish. path: 'auto', 'shallow'\n"
+      "([d, H, out], d <= 8, out <= 3) or 'deep'. Deterministic (no atomics).");
 }

@@ -46,7 +46,7 @@ NATIVE_MAX_ORDER = 256
 @dataclass(frozen=True)
 class Plan:
     """What runs: ``backend`` (resolved name), ``route`` (see ``ROUTES``), ``native`` (whether the
-    route's kernel is C++; False: numpy reference code, or the per-network Python loop of the
+    route's kernel is C++ or CUDA; False: numpy reference code, or the per-network Python loop of the
     partition path), ``loop`` ("C++" or "Python": the integrators' loop), ``source`` (the nodes as
     the C++ loops take them: "fixed", "resample", "exact_shallow1d", "quad1d" or None) and ``why``
     (one line per decision)."""
@@ -60,10 +60,15 @@ class Plan:
     dtype: str
     why: tuple[str, ...] = field(default=())
 
+    def _engine(self) -> str:
+        if not self.native:
+            return "Python/array code"
+        return "CUDA" if self.backend == "cuda" else "C++"
+
     def explain(self, K: int | None = None) -> str:
         """The plan as text: backend, route, loop and the reasons."""
         head = (f"backend {self.backend!r}, {self.dtype}{'' if K is None else f', K = {K} networks'}: "
-                f"route {self.route!r} ({'C++' if self.native else 'Python/array code'}), integrator loop "
+                f"route {self.route!r} ({self._engine()}), integrator loop "
                 f"{self.loop}")
         lines = [head, f"  estimator: {self.estimator!r}"]
         lines += [f"  - {w}" for w in self.why]
@@ -196,10 +201,10 @@ def plan(spec: ProblemSpec, estimator: Estimator, backend: str, dtype=np.float64
             native = _partition_native(spec, estimator, backend, why)
             source = "quad1d" if native else None
         else:
-            native, source = backend == "cpu", "fixed"
+            native, source = backend in ("cpu", "cuda"), "fixed"
     elif isinstance(estimator, (Points, MonteCarlo, QuasiMonteCarlo)):
         route = _point_route(spec, estimator, backend, method, why)
-        native = backend == "cpu"
+        native = backend in ("cpu", "cuda")
         resample = isinstance(estimator, MonteCarlo) and estimator.resample
         source = "resample" if resample else "fixed"
         if resample and backend == "cpu":
@@ -208,6 +213,14 @@ def plan(spec: ProblemSpec, estimator: Estimator, backend: str, dtype=np.float64
                 "; the target by one vectorized Python callback per step"))
     else:
         raise TypeError(f"estimator: {type(estimator).__name__} is not supported by the planner")
+    if backend == "cuda" and route in ("dense", "tensor_grid"):
+        why.append("the fused CUDA kernel over nodes x networks; nodes made on the host (C++ samplers) and "
+                   "copied to the device; " + ("the target evaluated in the kernel (targets.h)"
+                                               if spec.target_spec.native else
+                                               "a shallow teacher evaluated in the kernel (net.h), other "
+                                               "targets' values made on the host and copied"))
+    elif backend == "cuda" and route == "partition":
+        why.append("each network's kink partition in Python, its nodes through the fused CUDA kernel")
     loop = "C++" if backend == "cpu" and source is not None else "Python"
     if loop == "Python":
         why.append("integrators: the Python driver around risk_and_grad" + (

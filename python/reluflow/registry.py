@@ -10,7 +10,7 @@ import numpy as np
 
 from ._arrays import is_foreign, library_of
 
-__all__ = ["BackendInfo", "backends", "resolve", "core", "BACKEND_NAMES"]
+__all__ = ["BackendInfo", "backends", "resolve", "core", "cuda_extension", "cupy_module", "BACKEND_NAMES"]
 
 BACKEND_NAMES = ("numpy", "cupy", "cpu", "cuda")
 
@@ -55,6 +55,17 @@ def _cuda():
     return _cuda, None
 
 
+def cuda_extension():
+    """``(reluflow._cuda, None)`` when the CUDA extension is built and a device is visible, else
+    ``(None, why not)``. Loaded on first use (it initializes the CUDA driver)."""
+    return _cuda()
+
+
+def cupy_module():
+    """``(cupy, None)`` when CuPy imports and sees a device, else ``(None, why not)``."""
+    return _cupy()
+
+
 def _cupy():
     try:
         import cupy  # noqa: PLC0415
@@ -95,7 +106,9 @@ def resolve(name, theta) -> str:
     foreign = library_of(theta) if is_foreign(theta) else None
     if name == "auto":
         if is_cupy:
-            return "cupy"  # the CUDA kernels take over here once they implement risk_and_grad
+            # the CUDA kernels where the extension is built and sees a device (they evaluate every plan:
+            # the dense kernel, the partition path through it, the sweeps on the cpu); else the reference
+            return "cuda" if _cuda()[0] is not None else "cupy"
         if foreign:
             return "numpy"  # the reference, in the array's own namespace
         return "cpu" if _CORE is not None else "numpy"

@@ -68,6 +68,35 @@ RF_HD void forward_node(const Layout& lay, const T* theta, const X* x, T* z, con
   }
 }
 
+// Pre-activation z_i = W_i x + b_i of one neuron of the first layer (w_i: its d weights): the
+// operations of forward_node's first layer in its order (a zero, the products added in input order,
+// then the bias), so that a kernel that cannot store a node's z (a GPU thread of a wide shallow net)
+// gets the same bits as forward_node.
+template <class T, class X>
+RF_HD T hidden_preactivation(int d, const T* w_i, T b_i, const X* x) {
+  T acc = T(0);
+  for (int c = 0; c < d; ++c) acc += w_i[c] * static_cast<T>(x[c]);
+  return acc + b_i;
+}
+
+// N(x) (out values) of a shallow net [d, H, out] without storing z (H values per node: too many for
+// a GPU thread when H ~ 10^5): the operations of forward_node for L = 2 in its order (each output's
+// sum over the neurons in neuron order, then its bias), hence forward_node's bits.
+template <class T, class X>
+RF_HD void shallow_forward_node(const Layout& lay, const T* theta, const X* x, T* n_out) {
+  const int d = lay.widths[0], H = lay.widths[1], out = lay.widths[2];
+  const T* W1 = theta + lay.w_offset[0];
+  const T* b1 = theta + lay.b_offset[0];
+  const T* V = theta + lay.w_offset[1];
+  const T* c = theta + lay.b_offset[1];
+  for (int o = 0; o < out; ++o) n_out[o] = T(0);
+  for (int i = 0; i < H; ++i) {
+    const T a = relu(hidden_preactivation(d, W1 + static_cast<int64_t>(i) * d, b1[i], x));
+    for (int o = 0; o < out; ++o) n_out[o] += V[static_cast<int64_t>(o) * H + i] * a;
+  }
+  for (int o = 0; o < out; ++o) n_out[o] = n_out[o] + c[o];
+}
+
 // Risk of one node and the derivative of the risk with respect to the output:
 // returns w |N - y|^2 (in double) and writes g_o = 2 w (N_o - y_o).
 template <class T>

@@ -15,6 +15,7 @@ PYBIND11_MODULE(_core, m) {
   reluflow::bind_flow(m);
   reluflow::bind_quad1d(m);
   reluflow::bind_dopri5(m);
+  reluflow::bind_harness(m);
 
   m.def("simd_path", &reluflow::simd_path, "SIMD instruction set the kernels were compiled for.");
   m.def("max_threads", &reluflow::max_threads, "OpenMP threads available (1 without OpenMP).");

@@ -3,7 +3,7 @@
 * :mod:`.reference` — array-API code on numpy, CuPy or any other namespace ``xp`` (theta's): the judge
   of the others;
 * :mod:`.cpu` — the C++ extension ``reluflow._core`` (OpenMP/SIMD kernels and integrator loops);
-* ``cuda`` — the CUDA extension (kernels not yet wired: the registry says so).
+* :mod:`.cuda` — the CUDA extension ``reluflow._cuda`` (the fused dense kernel on CuPy arrays).
 
 Every backend module offers ``evaluate(plan, spec, theta, step, want_grad) -> (risk, grad)`` (float64)
 and ``realization(layout, theta, x)``; the ``cpu`` backend also runs the integrator loops.
@@ -11,13 +11,16 @@ and ``realization(layout, theta, x)``; the ``cpu`` backend also runs the integra
 from __future__ import annotations
 
 from ..registry import BACKEND_NAMES, BackendInfo, backends, resolve
-from . import cpu, reference
+from . import cpu, cuda, reference
 
 __all__ = ["BackendInfo", "backends", "resolve", "BACKEND_NAMES", "get"]
 
 
 def get(plan):
     """The backend module that evaluates ``plan``: the C++ one for the cpu backend and for the routes
-    only C++ has (``Quadrature(method="sweep")`` asked on another backend), else the reference (with
-    ``xp`` theta's array-API namespace: numpy, CuPy, array-api-strict, ...)."""
-    return cpu if plan.backend == "cpu" or plan.route in ("exact_sweep", "point_sweep") else reference
+    only C++ has (``Quadrature(method="sweep")`` asked on another backend), the CUDA one for the cuda
+    backend, else the reference (with ``xp`` theta's array-API namespace: numpy, CuPy,
+    array-api-strict, ...)."""
+    if plan.backend == "cpu" or plan.route in ("exact_sweep", "point_sweep"):
+        return cpu
+    return cuda if plan.backend == "cuda" else reference

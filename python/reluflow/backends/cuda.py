@@ -1,0 +1,144 @@
+"""The CUDA backend: the fused dense risk/gradient kernels of ``reluflow._cuda`` (cuda/src/risk_grad.cu)
+on CuPy arrays, read without a copy (``__cuda_array_interface__``) and answered as CuPy arrays.
+
+What runs where, per route of the plan (``reluflow.plan``):
+
+* ``dense`` and ``tensor_grid``: the nodes are made on the host by the C++ samplers (bitwise the numpy
+  estimators' nodes) and moved to the device; an affine or piecewise-polynomial target or a shallow
+  Teacher (up to 16 outputs) is evaluated per node inside the kernel (targets.h, net.h), any other
+  target (data, a deep Teacher, a Function) on the host (``cpu.target_values``) and its values moved
+  to the device; then the CUDA kernel runs over nodes x networks.
+* ``partition`` (exact 1-D quadrature of any depth): each network's kink partition in Python
+  (``reference.partition_loop``), its nodes through the CUDA kernel.
+* ``exact_sweep`` / ``point_sweep``: never reach this module (``backends.get`` sends them to the cpu
+  backend, the only one that has them).
+
+float32 theta is computed in float32 and accumulated in float64 (see reluflow/risk_grad_grid.h);
+results are float64 and bitwise reproducible (no atomics), independent of the batch.
+"""
+from __future__ import annotations
+
+from ..estimators import Nodes
+from ..layout import Layout
+from ..quadrature import nodes_tensor
+from ..registry import cuda_extension, cupy_module
+from ..spec import ProblemSpec
+from . import cpu, reference
+
+__all__ = ["risk_and_grad", "realization", "evaluate", "fixed_nodes", "PATHS", "MAX_KERNEL_TARGET_OUT", "kernel_target"]
+
+#: ``path`` of :func:`risk_and_grad`: "auto" (shallow when the widths allow it), "shallow" (two-pass kernel
+#: of [d, H, out], d <= 8, out <= 3) or "deep" (any widths; for cross-checks)
+PATHS = ("auto", "shallow", "deep")
+
+
+def _modules():
+    ext, why = cuda_extension()
+    if ext is None:
+        raise ValueError(f"backend: 'cuda' is not available here: {why}")
+    cp, why = cupy_module()
+    if cp is None:
+        raise ValueError(f"backend: 'cuda' needs CuPy for its arrays: {why}")
+    return ext, cp
+
+
+def _device_f64(cp, a, name: str, shape: tuple):
+    a = cp.ascontiguousarray(cp.asarray(a, dtype=cp.float64))
+    if a.ndim == 1 and len(shape) == 2 and shape[1] == 1:
+        a = a.reshape(-1, 1)
+    if a.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
+    return a
+
+
+#: most outputs of a target the kernel evaluates itself (grid::kMaxTargetOut)
+MAX_KERNEL_TARGET_OUT = 16
+
+
+def risk_and_grad(layout: Layout, theta, x, w, y, want_grad: bool = True, path: str = "auto",
+                  spec: dict | None = None):
+    """Weighted risk ``sum_j w_j |N(x_j) - y_j|^2`` (K,) and its generalized gradient (K, P) on the GPU.
+
+    Parameters
+    ----------
+    theta : (K, P) float32 or float64 (other dtypes are cast to float64); x : (N, d) (or (N,) when
+        d = 1); w : (N,); y : (N, out) (or (N,) when out = 1), or None with ``spec``: the target of
+        ``spec`` (a ``ProblemSpec.native()`` dict; see :func:`kernel_target`) evaluated in the kernel. CuPy arrays (numpy arrays are copied to the device).
+    path : see ``PATHS``.
+
+    Returns
+    -------
+    risk (K,), grad (K, P) (None unless ``want_grad``): float64 CuPy arrays, on the current stream.
+    """
+    ext, cp = _modules()
+    if path not in PATHS:
+        raise ValueError(f"path: expected one of {PATHS}, got {path!r}")
+    theta = cp.asarray(theta)
+    if theta.dtype not in (cp.float32, cp.float64):
+        theta = theta.astype(cp.float64)
+    theta = cp.ascontiguousarray(theta)
+    if theta.ndim != 2 or theta.shape[1] != layout.num_params:
+        raise ValueError(f"theta: expected shape (K, {layout.num_params}), got {theta.shape}")
+    x = cp.asarray(x)
+    N = x.shape[0] if x.ndim >= 1 else -1
+    x = _device_f64(cp, x, "x", (N, layout.widths[0]))
+    w = _device_f64(cp, w, "w", (N,))
+    if y is not None:
+        y = _device_f64(cp, y, "y", (N, layout.widths[-1]))
+    elif spec is None:
+        raise ValueError("y: required unless spec= gives a target the kernel evaluates (kernel_target)")
+    K = theta.shape[0]
+    risk = cp.empty(K, dtype=cp.float64)
+    grad = cp.empty((K, layout.num_params), dtype=cp.float64) if want_grad else None
+    ext.risk_and_grad(list(layout.widths), theta, x, w, y, risk=risk, grad=grad, path=path,
+                      stream=cp.cuda.get_current_stream().ptr, spec=spec)
+    return risk, grad
+
+
+def kernel_target(spec: ProblemSpec) -> bool:
+    """Whether the kernel evaluates the target of ``spec`` itself: affine, piecewise polynomial or a
+    shallow Teacher, with at most ``MAX_KERNEL_TARGET_OUT`` outputs."""
+    t = spec.target_spec
+    shallow_teacher = t.kind == "teacher" and len(t.arrays["widths"]) == 3
+    return (t.native or shallow_teacher) and spec.out_dim <= MAX_KERNEL_TARGET_OUT
+
+
+def realization(layout: Layout, theta, x):
+    """N_theta(x) for every network, (K, N, out) float64 CuPy (the reference forward pass on CuPy)."""
+    _, cp = _modules()
+    return reference.realization(layout, theta, cp.asarray(x), cp)
+
+
+def fixed_nodes(plan, spec: ProblemSpec, step: int = 0) -> Nodes:
+    """The nodes of a plan whose nodes do not depend on theta (routes dense and tensor_grid) at
+    ``step`` with their target values, as CuPy arrays: made on the host by the C++ samplers (bitwise
+    the numpy estimators' nodes) and ``targets.h``, then copied to the device."""
+    _, cp = _modules()
+    nodes = cpu.fixed_nodes(plan, spec, step)
+    return Nodes(cp.asarray(nodes.x), cp.asarray(nodes.w), cp.asarray(nodes.y))
+
+
+def evaluate(plan, spec: ProblemSpec, theta, step: int, want_grad: bool, xp=None):
+    """Risk (K,) and gradient (K, P) (None unless ``want_grad``) of ``plan``: float64 CuPy arrays."""
+    _, cp = _modules()
+
+    def kernel(layout, th, x, w, y, g, zero=None):
+        if zero is not None:
+            # a degenerate network (a pre-activation identically zero on a piece, issue 15.10): the
+            # kernels do not take zero flags yet; the reference on the device does
+            return reference.risk_and_grad(layout, th, x, w, y, g, cp, zero)
+        return risk_and_grad(layout, th, x, w, y, g)
+
+    if plan.route == "partition":
+        return reference.partition_loop(spec, theta, plan.estimator, want_grad, kernel, cp)
+    if plan.route not in ("dense", "tensor_grid"):
+        raise ValueError(f"plan: route {plan.route!r} does not run on the cuda backend (backends.get sends "
+                         f"it to the cpu backend)")
+    nodes = (nodes_tensor(spec, plan.estimator) if plan.route == "tensor_grid"
+             else cpu.point_nodes(spec, plan.estimator, step))
+    x, w = cp.asarray(nodes.x), cp.asarray(nodes.w)
+    if nodes.y is None and kernel_target(spec):
+        # the target in the kernel (targets.h, net.h): no (N, out) array made on the host or copied
+        return risk_and_grad(spec.layout, theta, x, w, None, want_grad, spec=spec.native())
+    return kernel(spec.layout, theta, x, w, cp.asarray(cpu.target_values(spec, nodes)), want_grad)
+
