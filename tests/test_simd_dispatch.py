@@ -144,3 +144,55 @@ def test_env_override_bad_value_fails_the_import():
     res = import_with_env("sse9")
     assert res.returncode != 0
     assert "RELUFLOW_SIMD=sse9" in res.stderr and "expected one of" in res.stderr
+
+
+def test_no_wide_instructions_outside_their_path():
+    """The scalar and AVX2 paths run no AVX-512 instruction, and nothing outside the kernels runs AVX
+    (tools/check_isa_leaks.py on the loaded module; needs its symbols: a RelWithDebInfo build)."""
+    import importlib.util
+    import shutil
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "check_isa_leaks.py"
+    if not tool.exists() or shutil.which("objdump") is None or shutil.which("nm") is None:
+        pytest.skip("needs the source tree's tools/ and binutils")
+    if core.native_build:
+        pytest.skip("a -march=native build may use the host's instructions everywhere")
+    spec = importlib.util.spec_from_file_location("check_isa_leaks", tool)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    names = subprocess.run(["nm", "-C", core.__file__], capture_output=True, text=True).stdout
+    if "isa_scalar" not in names:
+        pytest.skip("the module is stripped (a Release build): configure with RelWithDebInfo to check it")
+    bad, nfunc = mod.leaks(core.__file__)
+    assert nfunc > 100 and "isa_avx512" in names
+    assert not bad, bad
+
+
+def test_leak_checker_finds_a_leak(tmp_path):
+    """tools/check_isa_leaks.py itself: AVX-512 in a baseline function and in an AVX2 kernel is found."""
+    import importlib.util
+    import shutil
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "check_isa_leaks.py"
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if not tool.exists() or cxx is None or shutil.which("objdump") is None:
+        pytest.skip("needs the source tree's tools/, a C++ compiler and binutils")
+    src = tmp_path / "leak.cpp"
+    src.write_text(
+        "#include <immintrin.h>\n"
+        "namespace reluflow { namespace isa_avx2 {\n"
+        "__attribute__((target(\"avx512f\"))) double k(const double* p) {\n"
+        "  return _mm512_reduce_add_pd(_mm512_loadu_pd(p)); } }\n"
+        "__attribute__((target(\"avx2\"))) double shared(const double* p) {\n"
+        "  __m256d a = _mm256_loadu_pd(p); return _mm256_cvtsd_f64(_mm256_add_pd(a, a)); }\n"
+        "double plain(const double* p) { return p[0] + p[1]; } }\n")
+    so = tmp_path / "leak.so"
+    subprocess.run([cxx, "-O2", "-shared", "-fPIC", str(src), "-o", str(so)], check=True)
+    spec = importlib.util.spec_from_file_location("check_isa_leaks", tool)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    bad, _ = mod.leaks(str(so))
+    assert any("isa_avx2::k" in f for f in bad) and any("shared" in f for f in bad)
+    assert not any("plain" in f for f in bad)

@@ -76,6 +76,7 @@ def backends() -> dict[str, BackendInfo]:
     if core_ is not None:
         detail = (f"C++ kernels, SIMD {core_.simd_path()} (compiled: {', '.join(core_.simd_paths_compiled())}; "
                   f"this CPU runs: {', '.join(core_.simd_paths_supported())}; RELUFLOW_SIMD overrides), "
+                  f"{'-march=native' if getattr(core_, 'native_build', False) else 'portable'} build, "
                   f"{core_.max_threads()} OpenMP thread(s)")
         info["cpu"] = BackendInfo("cpu", True, detail)
     else:

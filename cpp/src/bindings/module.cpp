@@ -28,6 +28,11 @@ PYBIND11_MODULE(_core, m) {
         "Run the kernels on path `name` ('auto': the widest supported; for tests and benchmarks). "
         "Process-wide; ValueError when unknown, not compiled or not supported by this CPU.");
   m.def("max_threads", &reluflow::max_threads, "OpenMP threads available (1 without OpenMP).");
+#ifdef RELUFLOW_NATIVE_BUILD
+  m.attr("native_build") = true;  // -march=native: runs on the building machine only
+#else
+  m.attr("native_build") = false;
+#endif
 #ifdef RELUFLOW_OPENMP
   m.attr("has_openmp") = true;
 #else
