@@ -122,15 +122,39 @@ def test_bad_path_names_the_choices(simd_path):
 @pytest.mark.skipif(set(COMPILED) == set(SUPPORTED), reason="this CPU runs every compiled path")
 def test_unsupported_path_is_refused(simd_path):
     for p in sorted(set(COMPILED) - set(SUPPORTED)):
-        with pytest.raises(ValueError, match=f"'{p}' needs instructions this CPU does not report"):
+        with pytest.raises(ValueError, match=f"'{p}' does not run here: .* this CPU does not report"):
             core.set_simd_path(p)
 
 
-def import_with_env(value):
+def import_with_env(value, code="print(_core.simd_path())", **more):
     env = dict(os.environ, RELUFLOW_SIMD=value,
-               PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(rf.__file__))] + sys.path))
-    code = "import reluflow as rf; from reluflow import _core; print(_core.simd_path())"
+               PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(rf.__file__))] + sys.path), **more)
+    code = "import reluflow as rf; from reluflow import _core\n" + code
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif("avx512" not in SUPPORTED, reason="needs a CPU that runs the AVX-512 path")
+def test_disabling_avx512_behaves_like_an_avx2_machine():
+    # RELUFLOW_SIMD_DISABLE=avx512 on an AVX-512 machine: auto picks avx2, and forcing avx512 is refused
+    # by set_simd_path and at import, with the reason
+    code = ("print(_core.simd_path(), _core.simd_paths_supported())\n"
+            "try:\n    _core.set_simd_path('avx512')\nexcept ValueError as e:\n    print('refused:', e)")
+    res = import_with_env("", code, RELUFLOW_SIMD_DISABLE="avx512")
+    assert res.returncode == 0, res.stderr
+    first, second = res.stdout.strip().splitlines()
+    assert first == "avx2 ['scalar', 'avx2']"
+    assert second.startswith("refused: simd path: 'avx512' does not run here: it needs AVX-512")
+    assert "RELUFLOW_SIMD_DISABLE turns off; it runs: scalar, avx2" in second
+    res = import_with_env("avx512", RELUFLOW_SIMD_DISABLE="avx512")
+    assert res.returncode != 0 and "RELUFLOW_SIMD=avx512: simd path: 'avx512' does not run here" in res.stderr
+    res = import_with_env("", RELUFLOW_SIMD_DISABLE="avx2,avx512")
+    assert res.returncode == 0 and res.stdout.strip() == "scalar", res.stderr
+
+
+def test_disable_bad_value_fails_the_import():
+    res = import_with_env("", RELUFLOW_SIMD_DISABLE="avx2,scalar")
+    assert res.returncode != 0
+    assert "RELUFLOW_SIMD_DISABLE=avx2,scalar: expected a comma-separated list of 'avx2', 'avx512'" in res.stderr
 
 
 @pytest.mark.parametrize("path", SUPPORTED)

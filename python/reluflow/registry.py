@@ -31,7 +31,7 @@ try:
     _CORE = importlib.import_module("reluflow._core")
     _CORE_ERROR = None
 except ImportError as _exc:  # pragma: no cover - the extension is always built by pip install
-    if "RELUFLOW_SIMD=" in str(_exc):
+    if "RELUFLOW_SIMD" in str(_exc):  # RELUFLOW_SIMD= or RELUFLOW_SIMD_DISABLE=
         raise  # a bad override is the user's error: never a silent fall-back to the numpy backend
     _CORE, _CORE_ERROR = None, f"C++ extension not importable: {_exc}"
 

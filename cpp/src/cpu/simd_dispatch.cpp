@@ -32,9 +32,13 @@ bool compiled(int p) {
   return false;
 }
 
+// Paths turned off by RELUFLOW_SIMD_DISABLE (bit p: path p), as if the CPU lacked them: to check on a
+// wide machine what a narrower one does (like numpy's NPY_DISABLE_CPU_FEATURES). Set once at import.
+std::atomic<int> g_disabled{0};
+
 // The instruction sets each path was compiled for (simd.h's target pragmas). __builtin_cpu_supports
 // also checks that the OS saves the wide registers (XGETBV), not only the CPUID bits.
-bool cpu_runs(int p) {
+bool cpu_reports(int p) {
   switch (static_cast<SimdPath>(p)) {
     case SimdPath::Scalar:
       return true;
@@ -56,6 +60,8 @@ bool cpu_runs(int p) {
   }
   return false;
 }
+
+bool cpu_runs(int p) { return cpu_reports(p) && !(g_disabled.load() & (1 << p)); }
 
 int widest_supported() {
   for (int p = kNumPaths - 1; p > 0; --p)
@@ -115,13 +121,35 @@ void set_simd_path(const std::string& name) {
     throw std::invalid_argument("simd path: '" + name + "' is not compiled into this build (compiled: " +
                                 join(simd_paths_compiled()) + ")");
   if (!cpu_runs(p))
-    throw std::invalid_argument("simd path: '" + name + "' needs instructions this CPU does not report (" +
-                                (p == 2 ? std::string("AVX-512 F/DQ/BW/VL/CD") : std::string("AVX2, FMA, BMI1/2")) +
-                                "); it runs: " + join(simd_paths_supported()));
+    throw std::invalid_argument(
+        "simd path: '" + name + "' does not run here: it needs " +
+        (p == 2 ? std::string("AVX-512 F/DQ/BW/VL/CD") : std::string("AVX2, FMA, BMI1/2")) +
+        (cpu_reports(p) ? ", which RELUFLOW_SIMD_DISABLE turns off" : ", which this CPU does not report") +
+        "; it runs: " + join(simd_paths_supported()));
   g_path.store(p);
 }
 
 void set_simd_path_from_env() {
+  if (const char* d = std::getenv("RELUFLOW_SIMD_DISABLE")) {
+    int mask = 0;
+    std::string list(d);
+    for (size_t a = 0; a <= list.size();) {
+      size_t b = list.find(',', a);
+      if (b == std::string::npos) b = list.size();
+      const std::string name = list.substr(a, b - a);
+      a = b + 1;
+      if (name.empty()) continue;
+      int p = -1;
+      for (int q = 1; q < kNumPaths; ++q)
+        if (name == kNames[q]) p = q;
+      if (p < 0)
+        throw std::invalid_argument("RELUFLOW_SIMD_DISABLE=" + list + ": expected a comma-separated list of " +
+                                    "'avx2', 'avx512' (the scalar path always runs), got '" + name + "'");
+      mask |= 1 << p;
+    }
+    g_disabled.store(mask);
+    g_path.store(-1);  // the automatic choice again, among the paths left
+  }
   const char* v = std::getenv("RELUFLOW_SIMD");
   if (v == nullptr || *v == '\0') return;
   try {

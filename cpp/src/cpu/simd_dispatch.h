@@ -19,7 +19,9 @@ SimdPath active_simd_path();
 // "auto": the widest supported path; otherwise that path, refused (std::invalid_argument naming the
 // choices) when unknown, not compiled, or not runnable on this CPU.
 void set_simd_path(const std::string& name);
-// At import: the RELUFLOW_SIMD environment variable (unset or empty: "auto"); errors name the variable.
+// At import: RELUFLOW_SIMD_DISABLE (comma-separated paths treated as not runnable: "avx512" shows on an
+// AVX-512 machine what an AVX2 one runs), then RELUFLOW_SIMD (unset or empty: "auto"); errors name the
+// variable.
 void set_simd_path_from_env();
 
 }  // namespace reluflow
