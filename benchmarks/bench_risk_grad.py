@@ -509,6 +509,8 @@ def main(argv=None):
     wanted = set(args.peers.split(",")) if args.peers else None
 
     machine = dict(cpu=cpu_name(), cores=os.cpu_count(), host=socket.gethostname(), simd_path=_core.simd_path(),
+                   # which build runs (portable dispatching or -march=native): the two are compared side by side
+                   native_build=getattr(_core, "native_build", None),
                    threads_requested=args.threads,
                    omp_threads=_core.max_threads(), numpy=np.__version__,
                    sgemm_gflops=gemm_rate(np.float32), dgemm_gflops=gemm_rate(np.float64))
@@ -517,7 +519,9 @@ def main(argv=None):
             machine[mod] = __import__(mod).__version__
         except Exception:  # noqa: BLE001
             machine[mod] = None
-    print(f"reluflow {getattr(reluflow, '__version__', '?')}: _core.simd_path() = {machine['simd_path']}, "
+    build = {True: "-march=native", False: "portable"}.get(machine["native_build"], "?")
+    print(f"reluflow {getattr(reluflow, '__version__', '?')}: _core.simd_path() = {machine['simd_path']} "
+          f"({build} build; RELUFLOW_SIMD forces a path), "
           f"{machine['omp_threads']} OpenMP threads; CPU {machine['cpu']} ({machine['cores']} cores)")
     print(f"numpy {np.__version__} matmul 2048^2: sgemm {machine['sgemm_gflops']:.1f} GFLOP/s, "
           f"dgemm {machine['dgemm_gflops']:.1f} GFLOP/s; torch {machine['torch']}, jax {machine['jax']}")

@@ -33,6 +33,8 @@ try:
     _CORE = importlib.import_module("reluflow._core")
     _CORE_ERROR = None
 except ImportError as _exc:  # pragma: no cover - the extension is always built by pip install
+    if "RELUFLOW_SIMD" in str(_exc):  # RELUFLOW_SIMD= or RELUFLOW_SIMD_DISABLE=
+        raise  # a bad override is the user's error: never a silent fall-back to the numpy backend
     _CORE, _CORE_ERROR = None, f"C++ extension not importable: {_exc}"
 
 
@@ -85,7 +87,10 @@ def backends() -> dict[str, BackendInfo]:
     info["cupy"] = BackendInfo("cupy", cp is not None, "reference implementation on cupy" if cp else why)
     core_, why = core()
     if core_ is not None:
-        detail = f"C++ kernels, SIMD {core_.simd_path()}, {core_.max_threads()} OpenMP thread(s)"
+        detail = (f"C++ kernels, SIMD {core_.simd_path()} (compiled: {', '.join(core_.simd_paths_compiled())}; "
+                  f"this CPU runs: {', '.join(core_.simd_paths_supported())}; RELUFLOW_SIMD overrides), "
+                  f"{'-march=native' if getattr(core_, 'native_build', False) else 'portable'} build, "
+                  f"{core_.max_threads()} OpenMP thread(s)")
         info["cpu"] = BackendInfo("cpu", True, detail)
     else:
         info["cpu"] = BackendInfo("cpu", False, why)

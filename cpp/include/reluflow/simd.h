@@ -1,9 +1,10 @@
 // A small host-only SIMD vector type over intrinsics, for float and double.
 //
-// `Simd<T>` has one implementation per instruction set, chosen at compile time (the extension is
-// built with -march=native): AVX-512 (16 floats / 8 doubles, k-register masks), AVX2+FMA (8 / 4,
-// vector masks) and plain scalar code (1 lane). The kernels in cpp/src/cpu/risk_grad_*.cpp are written
-// against this interface only:
+// `Simd<T>` has one implementation per instruction set: AVX-512 (16 floats / 8 doubles, k-register
+// masks), AVX2+FMA (8 / 4, vector masks) and plain scalar code (1 lane). The kernels in
+// cpp/src/cpu/risk_grad_{shallow,deep}.cpp are written against this interface only, and CMake compiles
+// them once per instruction set (RELUFLOW_SIMD_ISA set per translation unit); cpu/simd_dispatch.cpp
+// picks one at import from what the CPU reports (see the note "ISA translation units" below).
 //
 //   Simd<T>::W                lanes;  reg: the vector; mask: a lane mask; bits: compact mask storage
 //   load/store/set1/zero      memory and broadcast (load/store need no alignment)
@@ -16,21 +17,88 @@
 //   store_bits/load_bits      the same through memory (AVX-512: kmov m, k directly)
 //   hsum(a)                   sum of the lanes, in a fixed order
 //   acc_to_double(dst,a,n)    dst[l] += (double)a[l] for l < n (n <= W)
+//
+// ISA translation units (why a target pragma and a namespace, not -mavx512f on the file):
+// a file compiled with -mavx512f also compiles every std:: template and inline header function it
+// instantiates (std::vector growth, std::sort, net.h's RF_HD functions, ...) with AVX-512; those are
+// weak symbols shared with the other files, and the linker keeps one copy, possibly the AVX-512 one,
+// which then crashes the scalar or AVX2 path on a CPU without AVX-512. So the ISA files are compiled
+// with the same flags as every other file, include all their headers first, and only then switch the
+// instruction set on with RELUFLOW_SIMD_BEGIN (#pragma GCC target): the pragma applies to functions
+// defined after it, so shared templates and inline functions keep the baseline instruction set (GCC
+// still inlines them into the wider kernels: a callee's ISA may be a subset of its caller's). What
+// is defined after the pragma, this header's Simd<T> and the kernels, lives in a namespace named
+// after the instruction set (RELUFLOW_ISA_NS: isa_scalar, isa_avx2, isa_avx512), so no two ISA
+// files define the same symbol. tools/check_isa_leaks.py checks the object files for wide registers
+// outside those namespaces.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 
-#if defined(__AVX512F__) || defined(__AVX2__)
+#define RELUFLOW_ISA_SCALAR 0
+#define RELUFLOW_ISA_AVX2 1
+#define RELUFLOW_ISA_AVX512 2
+
+// Without a choice from the build (files other than the ISA kernels), the widest set the flags allow.
+#ifndef RELUFLOW_SIMD_ISA
+#if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define RELUFLOW_SIMD_ISA RELUFLOW_ISA_AVX512
+#elif defined(__AVX2__) && defined(__FMA__)
+#define RELUFLOW_SIMD_ISA RELUFLOW_ISA_AVX2
+#else
+#define RELUFLOW_SIMD_ISA RELUFLOW_ISA_SCALAR
+#endif
+#endif
+
+// The instruction set of each path: what simd_dispatch.cpp checks the CPU for before choosing it.
+// (The target lists are spelled out in each pragma: a pragma's string is not macro-expanded.)
+#define RELUFLOW_PRAGMA(x) _Pragma(#x)
+#if RELUFLOW_SIMD_ISA == RELUFLOW_ISA_AVX512
+#define RELUFLOW_ISA_NS isa_avx512
+#if defined(__clang__)
+#define RELUFLOW_SIMD_BEGIN                                                                          \
+  RELUFLOW_PRAGMA(clang attribute push(                                                              \
+      __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx512cd,avx2,fma,bmi,bmi2,popcnt"))), \
+      apply_to = function))
+#else
+#define RELUFLOW_SIMD_BEGIN \
+  RELUFLOW_PRAGMA(GCC push_options) \
+  RELUFLOW_PRAGMA(GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx512cd,avx2,fma,bmi,bmi2,popcnt"))
+#endif
+#elif RELUFLOW_SIMD_ISA == RELUFLOW_ISA_AVX2
+#define RELUFLOW_ISA_NS isa_avx2
+#if defined(__clang__)
+#define RELUFLOW_SIMD_BEGIN \
+  RELUFLOW_PRAGMA(clang attribute push(__attribute__((target("avx2,fma,bmi,bmi2,popcnt"))), apply_to = function))
+#else
+#define RELUFLOW_SIMD_BEGIN RELUFLOW_PRAGMA(GCC push_options) RELUFLOW_PRAGMA(GCC target("avx2,fma,bmi,bmi2,popcnt"))
+#endif
+#else
+#define RELUFLOW_ISA_NS isa_scalar
+#define RELUFLOW_SIMD_BEGIN
+#define RELUFLOW_SIMD_END
+#endif
+
+#if RELUFLOW_SIMD_ISA != RELUFLOW_ISA_SCALAR
+#if defined(__clang__)
+#define RELUFLOW_SIMD_END RELUFLOW_PRAGMA(clang attribute pop)
+#else
+#define RELUFLOW_SIMD_END RELUFLOW_PRAGMA(GCC pop_options)
+#endif
+// before the pragma: GCC's and clang's intrinsics headers declare every instruction set themselves
 #include <immintrin.h>
 #endif
 
+RELUFLOW_SIMD_BEGIN
 namespace reluflow {
 namespace simd {
+// inline: the kernels say simd::Simd<T>; the symbols carry the instruction set
+inline namespace RELUFLOW_ISA_NS {
 
 template <class T>
 struct Simd;
 
-#if defined(__AVX512F__)
+#if RELUFLOW_SIMD_ISA == RELUFLOW_ISA_AVX512
 // ------------------------------------------------------------------------------------------------
 // AVX-512
 constexpr const char* kPath = "avx512";
@@ -123,7 +191,7 @@ struct Simd<double> {
   static inline reg select(mask m, reg x) { return _mm512_maskz_mov_pd(m, x); }
   static inline bits to_bits(mask m) { return static_cast<bits>(m); }
   static inline mask from_bits(bits b) { return static_cast<mask>(b); }
-#if defined(__AVX512DQ__) && defined(__GNUC__)
+#if defined(__GNUC__)  // AVX512DQ is part of this path
   // kmovb directly (see Simd<float>::store_bits / load_bits)
   static inline void store_bits(bits* p, mask m) { asm("kmovb %1, %0" : "=m"(*p) : "k"(m)); }
   static inline mask load_bits(const bits* p) {
@@ -151,7 +219,7 @@ struct Simd<double> {
   }
 };
 
-#elif defined(__AVX2__) && defined(__FMA__)
+#elif RELUFLOW_SIMD_ISA == RELUFLOW_ISA_AVX2
 // ------------------------------------------------------------------------------------------------
 // AVX2 + FMA: masks are full vectors (all-ones lanes); compact storage via movemask.
 constexpr const char* kPath = "avx2";
@@ -291,5 +359,8 @@ struct Simd {
 };
 #endif
 
+}  // namespace RELUFLOW_ISA_NS
 }  // namespace simd
 }  // namespace reluflow
+
+RELUFLOW_SIMD_END

@@ -29,16 +29,6 @@ void philox_uniforms(uint64_t seed, uint32_t stream, uint32_t step, uint32_t fir
   }
 }
 
-std::string simd_path() {
-#if defined(__AVX512F__)
-  return "avx512";
-#elif defined(__AVX2__) && defined(__FMA__)
-  return "avx2";
-#else
-  return "scalar";
-#endif
-}
-
 int max_threads() {
 #ifdef RELUFLOW_OPENMP
   return omp_get_max_threads();

@@ -12,8 +12,6 @@ void philox_block(const uint32_t* ctr, int64_t n, uint32_t k0, uint32_t k1, uint
 void philox_uniforms(uint64_t seed, uint32_t stream, uint32_t step, uint32_t first, int64_t n,
                      int d, double* out);
 
-// Which SIMD instruction set the kernels were compiled for ("avx512", "avx2", "scalar").
-std::string simd_path();
 int max_threads();
 
 }  // namespace reluflow

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cpu/parallel_policy.h"
+#include "cpu/simd_dispatch.h"
 #include "reluflow/net.h"
 #ifdef RELUFLOW_OPENMP
 #include <omp.h>
@@ -105,13 +106,37 @@ RGKernel resolve(const RGProblem& p) {
   return shallow_kernel_supported(p.lay) ? RGKernel::Shallow : RGKernel::Deep;
 }
 
+// The SIMD kernels of one instruction set (the dispatch point: once per call, here; the inner loops
+// are the kernel's own, compiled for that instruction set).
+template <class T>
+struct SimdKernels {
+  std::unique_ptr<TileKernel> (*shallow)(const RGProblem&);
+  std::unique_ptr<TileKernel> (*deep)(const RGProblem&);
+};
+
+template <class T>
+SimdKernels<T> simd_kernels(SimdPath path) {
+  switch (path) {
+#ifdef RELUFLOW_HAVE_ISA_AVX512
+    case SimdPath::Avx512:
+      return {&isa_avx512::make_shallow_kernel<T>, &isa_avx512::make_deep_kernel<T>};
+#endif
+#ifdef RELUFLOW_HAVE_ISA_AVX2
+    case SimdPath::Avx2:
+      return {&isa_avx2::make_shallow_kernel<T>, &isa_avx2::make_deep_kernel<T>};
+#endif
+    default:  // set_simd_path accepts compiled paths only
+      return {&isa_scalar::make_shallow_kernel<T>, &isa_scalar::make_deep_kernel<T>};
+  }
+}
+
 template <class T>
 std::unique_ptr<TileKernel> make_kernel_t(const RGProblem& p) {
   switch (resolve(p)) {
     case RGKernel::Shallow:
-      return make_shallow_kernel<T>(p);
+      return simd_kernels<T>(active_simd_path()).shallow(p);
     case RGKernel::Deep:
-      return make_deep_kernel<T>(p);
+      return simd_kernels<T>(active_simd_path()).deep(p);
     default:
       return std::make_unique<ScalarKernel<T>>(p);
   }

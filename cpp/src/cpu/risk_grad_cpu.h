@@ -94,10 +94,19 @@ class TileKernel {
   virtual void realize(Workspace& ws, int64_t k, int64_t j0, int64_t j1, double* out) const = 0;
 };
 
-template <class T>
-std::unique_ptr<TileKernel> make_shallow_kernel(const RGProblem& p);  // risk_grad_shallow.cpp
-template <class T>
-std::unique_ptr<TileKernel> make_deep_kernel(const RGProblem& p);     // risk_grad_deep.cpp
+// The SIMD kernels, compiled once per instruction set (risk_grad_shallow.cpp, risk_grad_deep.cpp with
+// RELUFLOW_SIMD_ISA set by CMake; simd_dispatch.h says which ones this build has and which one runs).
+#define RELUFLOW_DECLARE_SIMD_KERNELS(ns)                                \
+  namespace ns {                                                         \
+  template <class T>                                                     \
+  std::unique_ptr<TileKernel> make_shallow_kernel(const RGProblem& p);   \
+  template <class T>                                                     \
+  std::unique_ptr<TileKernel> make_deep_kernel(const RGProblem& p);      \
+  }
+RELUFLOW_DECLARE_SIMD_KERNELS(isa_scalar)
+RELUFLOW_DECLARE_SIMD_KERNELS(isa_avx2)
+RELUFLOW_DECLARE_SIMD_KERNELS(isa_avx512)
+#undef RELUFLOW_DECLARE_SIMD_KERNELS
 
 }  // namespace detail
 }  // namespace reluflow

@@ -16,8 +16,12 @@
 #include "reluflow/simd.h"
 #include "cpu/risk_grad_cpu.h"
 
+// Compiled once per instruction set (RELUFLOW_SIMD_ISA from CMake): everything below the includes
+// is in the ISA's namespace and instruction set (see simd.h, "ISA translation units").
+RELUFLOW_SIMD_BEGIN
 namespace reluflow {
 namespace detail {
+namespace RELUFLOW_ISA_NS {
 namespace {
 
 template <class T, int D, int O>
@@ -248,5 +252,7 @@ std::unique_ptr<TileKernel> make_shallow_kernel(const RGProblem& p) {
 template std::unique_ptr<TileKernel> make_shallow_kernel<float>(const RGProblem&);
 template std::unique_ptr<TileKernel> make_shallow_kernel<double>(const RGProblem&);
 
+}  // namespace RELUFLOW_ISA_NS
 }  // namespace detail
 }  // namespace reluflow
+RELUFLOW_SIMD_END
