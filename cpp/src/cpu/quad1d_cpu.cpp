@@ -204,22 +204,39 @@ bool vanishing_on_pieces(const Layout& lay, const double* th, const std::vector<
     terms += ni + 1;
     s.nz.resize(static_cast<size_t>(n * no));
     s.nm.resize(static_cast<size_t>(n * no));
+    // transposed weights and their absolute values: the inner loop runs over the outputs (vectorized),
+    // each output still summing its inputs in order
+    s.wt.resize(static_cast<size_t>(2 * ni) * no);
+    double* wt = s.wt.data();
+    double* wabs = wt + static_cast<size_t>(ni) * no;
+    for (int o = 0; o < no; ++o)
+      for (int i = 0; i < ni; ++i) {
+        wt[static_cast<size_t>(i) * no + o] = W[static_cast<int64_t>(o) * ni + i];
+        wabs[static_cast<size_t>(i) * no + o] = std::fabs(W[static_cast<int64_t>(o) * ni + i]);
+      }
     for (int64_t j = 0; j < n; ++j) {
       const double* zin = s.ez.data() + j * ni;
       const double* min = s.em.data() + j * ni;
-      for (int o = 0; o < no; ++o) {
-        const double* wrow = W + static_cast<int64_t>(o) * ni;
-        double acc = 0.0, mag = 0.0;
-        for (int i = 0; i < ni; ++i) {
-          if (!(zin[i] > 0.0)) continue;  // inactive: a = 0 exactly, no term
-          acc += zin[i] * wrow[i];
-          mag += min[i] * std::fabs(wrow[i]);
+      double* acc = s.nz.data() + j * no;
+      double* mag = s.nm.data() + j * no;
+      std::fill(acc, acc + no, 0.0);
+      std::fill(mag, mag + no, 0.0);
+      for (int i = 0; i < ni; ++i) {
+        if (!(zin[i] > 0.0)) continue;  // inactive: a = 0 exactly, no term
+        const double a = zin[i], ma = min[i];
+        const double* wr = wt + static_cast<size_t>(i) * no;
+        const double* war = wabs + static_cast<size_t>(i) * no;
+        for (int o = 0; o < no; ++o) {
+          acc[o] += a * wr[o];
+          mag[o] += ma * war[o];
         }
-        const double z = acc + b[o], m = mag + std::fabs(b[o]);
+      }
+      for (int o = 0; o < no; ++o) {
+        const double z = acc[o] + b[o], m = mag[o] + std::fabs(b[o]);
         const bool v = vanishes(z, m, terms);
         s.vanish[j * hidden + off + o] = v;
-        s.nz[j * no + o] = v ? 0.0 : z;
-        s.nm[j * no + o] = m;
+        acc[o] = v ? 0.0 : z;
+        mag[o] = m;
       }
     }
     for (int64_t p = 0; p + 1 < n; ++p)
