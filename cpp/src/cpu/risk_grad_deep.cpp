@@ -137,6 +137,9 @@ class DeepKernel final : public TileKernel {
     // tile: activations of a tile within ~1 MiB (L2), 16..256 nodes
     int64_t t = 256;
     while (t > 16 && t * row * static_cast<int64_t>(sizeof(T)) > (1 << 20)) t /= 2;
+    // no larger than the nodes need (one tile either way): the per-call workspace is zeroed, and the
+    // 1-D quadrature calls this kernel per network with ~10^2 nodes (a function of N and widths only)
+    while (t > 16 && t / 2 >= p.N) t /= 2;
     tile = p.tile > 0 ? p.tile : static_cast<int>(t);
     partial_size = 1 + lay.num_params;
   }
