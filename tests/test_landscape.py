@@ -170,3 +170,57 @@ def test_landscape_arguments():
         rf.landscape.dead_mask(prob, prob.init(1), rf.Quadrature())
     with pytest.raises(ValueError, match="tol: expected tol >= 0"):
         rf.landscape.rank(prob, prob.init(1), rf.MonteCarlo(8), tol=-1.0)
+
+
+# ---- polish (SPEC §8) ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["newton", "trust-region"])
+def test_polish_reaches_machine_precision_from_the_end_of_a_flow(method):
+    """Exact 1-D quadrature: from the end of a dopri5 flow (|G| ~ 1e-5) to |G| <= 1e-12, near where
+    the flow stopped, the risk not higher."""
+    prob = rf.Problem([1, 3, 1], rf.targets.Affine([[1.0]], [0.2]))
+    run = rf.gradient_flow(prob, prob.init(4, seed=0), 200.0, method="dopri5", estimator=rf.Quadrature(),
+                           progress=False)
+    g0 = np.linalg.norm(prob.risk_and_grad(run.theta, rf.Quadrature())[1], axis=1)
+    assert g0.max() > 1e-6                                       # the flow alone is far from it
+    p = rf.polish(prob, run.theta, rf.Quadrature(), method=method)
+    assert list(p.status) == ["converged"] * 4, p
+    assert p.grad_norm.max() <= 1e-12
+    g = np.linalg.norm(prob.risk_and_grad(p.theta, rf.Quadrature())[1], axis=1)
+    np.testing.assert_allclose(g, p.grad_norm, rtol=1e-6, atol=1e-15)   # recomputed independently
+    assert np.all(p.risk <= run.risk[-1] + 1e-15)
+    assert np.abs(p.theta - run.theta).max() < 0.5           # the nearby point (minima form a manifold here)
+
+
+def test_polish_deep_net_points_and_frozen():
+    """A deep net on Points, with the output layer frozen: the frozen parameters do not move, the
+    others reach |G| <= 1e-12 over the free parameters."""
+    prob = rf.Problem([1, 4, 3, 1], HAT)
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0, 1, (64, 1))
+    est = rf.Points(x, np.full(64, 1 / 64), HAT(x))
+    frozen = prob.mask(layers=[3])
+    run = rf.gradient_flow(prob, prob.init(2, seed=4), 50.0, method="dopri5", estimator=est, frozen=frozen,
+                           progress=False)
+    p = rf.polish(prob, run.theta, est, frozen=frozen)
+    assert list(p.status) == ["converged"] * 2, p
+    np.testing.assert_array_equal(p.theta[:, frozen], run.theta[:, frozen])
+    g = prob.risk_and_grad(p.theta, est)[1][:, ~frozen]
+    assert np.linalg.norm(g, axis=1).max() <= 1e-12
+
+
+def test_polish_refuses_bad_arguments():
+    prob = rf.Problem([1, 3, 1], HAT)
+    theta = prob.init(1, seed=0)
+    with pytest.raises(ValueError, match="method: expected one of"):
+        rf.polish(prob, theta, rf.Quadrature(), method="bfgs")
+    with pytest.raises(ValueError, match="gtol"):
+        rf.polish(prob, theta, rf.Quadrature(), gtol=-1.0)
+    with pytest.raises(ValueError, match="max_iter"):
+        rf.polish(prob, theta, rf.Quadrature(), max_iter=-1)
+    with pytest.raises(TypeError, match="frozen"):
+        rf.polish(prob, theta, rf.Quadrature(), frozen=np.ones(3, dtype=bool))
+    with pytest.raises(TypeError, match="prob"):
+        rf.polish("prob", theta, rf.Quadrature())
+    p = rf.polish(prob, theta, rf.Quadrature(), max_iter=0)
+    assert p.iterations[0] == 0 and p.status[0] in ("max_iter", "converged")

@@ -14,6 +14,7 @@ from . import diagnostics, dists, landscape, targets
 from .backends import BackendInfo, backends
 from .flows import Run, gradient_descent, gradient_flow, normalized_gradient_flow
 from .estimators import MonteCarlo, Nodes, Points, QuasiMonteCarlo, Quadrature
+from .landscape import Polished, polish
 from .layout import Layout
 from .problem import Problem
 from .experiments import load
@@ -21,4 +22,4 @@ from ._version import __version__
 
 
 __all__ = ["Problem", "Layout", "MonteCarlo", "QuasiMonteCarlo", "Quadrature", "Points", "Nodes",
-           "targets", "dists", "diagnostics", "landscape", "Run", "gradient_descent", "gradient_flow", "normalized_gradient_flow", "backends", "BackendInfo", "load", "__version__"]
+           "targets", "dists", "diagnostics", "landscape", "Run", "gradient_descent", "gradient_flow", "normalized_gradient_flow", "polish", "Polished", "backends", "BackendInfo", "load", "__version__"]

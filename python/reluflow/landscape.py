@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from dataclasses import dataclass
+
 from ._arrays import to_host, to_native
-from ._validate import as_real, as_theta
+from ._validate import as_int, as_real, as_theta
 from .estimators import Estimator, MonteCarlo, Points, QuasiMonteCarlo
+from .flows import _check_frozen
 from .geometry import forward
 from .problem import Problem
 
-__all__ = ["spectrum", "rank", "expected_zero_eigenvalues", "dead_mask"]
+__all__ = ["spectrum", "rank", "expected_zero_eigenvalues", "dead_mask", "polish", "Polished"]
 
 
 def _check(prob) -> None:
@@ -92,3 +95,113 @@ def expected_zero_eigenvalues(prob: Problem, theta, estimator: "Points | MonteCa
                     alive += 1
         out[k] = alive + int(flat.sum())
     return out
+
+
+# ---- polish: Newton-type steps to the nearby critical point (SPEC §8) ---------------------------------
+
+POLISH_METHODS = ("newton", "trust-region")
+
+
+@dataclass
+class Polished:
+    """The result of :func:`polish`, per network.
+
+    theta : (K, P) float64, the polished parameters (the input where a network could not be improved).
+    risk : (K,) its risk; grad_norm : (K,) |G| over the free parameters; iterations : (K,) Newton steps
+    taken; status : (K,) "converged" (grad_norm <= gtol), "max_iter", "stalled" (no step reduced |G|:
+    the critical point is not isolated to rounding, or the risk is not smooth there) or "not_finite".
+    """
+
+    theta: np.ndarray
+    risk: np.ndarray
+    grad_norm: np.ndarray
+    iterations: np.ndarray
+    status: np.ndarray
+
+    def __repr__(self) -> str:
+        kinds, counts = np.unique(self.status, return_counts=True)
+        summary = ", ".join(f"{c} {k}" for k, c in zip(kinds, counts))
+        return f"Polished(K={self.theta.shape[0]}: {summary}; max |G| = {np.max(self.grad_norm):.2e})"
+
+
+def polish(prob: Problem, theta, estimator: Estimator, method: str = "newton", gtol: float = 1e-12,
+           max_iter: int = 50, frozen=None, backend: str = "auto") -> Polished:
+    """Converge each network to the nearby critical point of the risk (SPEC §8), in float64.
+
+    Parameters
+    ----------
+    prob : the Problem; theta : (K, P) starting points (e.g. the end of a flow: ``run.theta``);
+    estimator : any estimator whose risk is smooth near theta: ``Quadrature()`` in 1-D (exact gradient
+        and the exact Hessian with its moving-kink terms) or a fixed point set (Points, QMC, MC without
+        resampling).
+    method : "newton": the step solves H d = -G in the least-squares sense (pseudo-inverse: the
+        Hessian of a ReLU net is singular at its critical points, one zero direction per alive neuron
+        from positive homogeneity), halved until |G| decreases; "trust-region": Levenberg-Marquardt
+        steps (H + mu I) d = -G, mu raised until |G| decreases, lowered after a success.
+    gtol : stop when |G| <= gtol (free parameters only); max_iter : Newton steps per network;
+    frozen : (P,) bool mask (``prob.mask``) of parameters kept fixed.
+
+    Returns
+    -------
+    Polished: theta, risk, grad_norm, iterations, status, per network. Works on the critical point
+    nearest in Newton's sense, minimum or saddle alike: classify it with :func:`spectrum`.
+    """
+    _check(prob)
+    if not isinstance(method, str) or method not in POLISH_METHODS:
+        raise ValueError(f"method: expected one of {POLISH_METHODS}, got {method!r}")
+    gtol = as_real(gtol, "gtol")
+    if not gtol >= 0:
+        raise ValueError(f"gtol: expected a number >= 0, got {gtol}")
+    max_iter = as_int(max_iter, "max_iter", minimum=0)
+    mask = _check_frozen(frozen, prob, False)
+    free = np.ones(prob.num_params, dtype=bool) if mask is None else ~mask
+    theta = np.array(as_theta(to_host(to_native(theta, "theta")[0]), prob.num_params), dtype=np.float64)
+    K = theta.shape[0]
+    risk, gnorm = np.empty(K), np.empty(K)
+    iters, status = np.zeros(K, dtype=np.int64), np.empty(K, dtype=object)
+
+    def evaluate(th):
+        r, g = prob.risk_and_grad(th[None], estimator, backend=backend)
+        g = np.asarray(g, dtype=np.float64)[0][free]
+        return float(np.asarray(r)[0]), g, float(np.linalg.norm(g))
+
+    for k in range(K):
+        th = theta[k].copy()
+        r, g, n = evaluate(th)
+        mu = 1e-3
+        status[k] = "max_iter"
+        for it in range(max_iter + 1):
+            if not (np.isfinite(r) and np.isfinite(n)):
+                status[k] = "not_finite"
+                break
+            if n <= gtol:
+                status[k] = "converged"
+                break
+            if it == max_iter:
+                break
+            H = np.asarray(prob.hessian(th[None], estimator, backend=backend), dtype=np.float64)[0][np.ix_(free, free)]
+            improved = False
+            scale = np.abs(np.diag(H)).max(initial=0.0) or 1.0
+            # pseudo-inverse cut at 1e-10 of the largest eigenvalue: the (near-)null directions of the
+            # symmetries and of a manifold of minima are left alone
+            newton = -np.linalg.lstsq(H, g, rcond=1e-10)[0] if method == "newton" else None
+            for j in range(40):
+                if method == "newton":
+                    d = newton * 0.5 ** j                    # halved until |G| decreases
+                else:
+                    d = -np.linalg.solve(H + mu * scale * np.eye(H.shape[0]), g)
+                trial = th.copy()
+                trial[free] += d
+                r_t, g_t, n_t = evaluate(trial)
+                if np.isfinite(n_t) and n_t < n:
+                    th, r, g, n = trial, r_t, g_t, n_t
+                    improved = True
+                    mu = max(mu / 10.0, 1e-15)
+                    break
+                mu *= 10.0
+            iters[k] = it + 1
+            if not improved:
+                status[k] = "converged" if n <= gtol else "stalled"
+                break
+        theta[k], risk[k], gnorm[k] = th, r, n
+    return Polished(theta, risk, gnorm, iters, status)
