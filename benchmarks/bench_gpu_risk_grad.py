@@ -37,6 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import fmt_t  # noqa: E402
+from bench_risk_grad import flops  # noqa: E402  (the one FLOP convention)
 
 CASES = {
     "S": dict(widths=[1, 65536, 1], N=1_000_000, K=1),
@@ -45,13 +46,6 @@ CASES = {
     "C": dict(widths=[1, 256, 1], N=4096 * 16, K=256),
     "D": dict(widths=[8, 1024, 1], N=16384 * 16, K=16),
 }
-
-
-def flops(widths, N, K):
-    """bench_risk_grad.py's convention: K N H (4d + 9) for shallow [d, H, 1], else 6 K N sum l_k l_{k-1}."""
-    if len(widths) == 3 and widths[2] == 1:
-        return K * N * widths[1] * (4 * widths[0] + 9)
-    return K * N * sum(6 * widths[k] * widths[k - 1] for k in range(1, len(widths)))
 
 
 def make_problem(case, seed=0):

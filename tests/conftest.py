@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import reluflow as rf
+from reluflow.layout import Layout
 
 DTYPES = [np.float32, np.float64]
 # relative tolerances of a float32 / float64 computation against a float64 reference
@@ -170,3 +171,15 @@ def forward_1d(params, x):
             a = np.maximum(z, 0.0)
             acts.append(a)
     return zs, acts, z
+
+
+def make_data(widths, K, N, dtype, seed=0):
+    """A random dense problem: (layout, theta (K, P) in dtype, x (N, d) in [-1, 1], weights w (N,)
+    summing to about 1/2, data y (N, out))."""
+    rng = np.random.default_rng(seed)
+    lay = Layout(widths)
+    theta = rng.normal(size=(K, lay.num_params)).astype(dtype)
+    x = rng.uniform(-1.0, 1.0, size=(N, widths[0]))
+    w = rng.uniform(0.0, 1.0, size=N) / max(N, 1)
+    y = rng.normal(size=(N, widths[-1]))
+    return lay, theta, x, w, y

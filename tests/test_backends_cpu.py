@@ -13,6 +13,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import make_data
 
 from reluflow.layout import Layout
 from reluflow.backends import reference as ref
@@ -27,16 +28,6 @@ NK = [(1, 1), (7, 3), (1000, 3), (4099, 1)]  # (nodes, networks): nodes not mult
 
 def make_widths(depth, d, out):
     return [d] + HIDDEN[:depth - 1] + [out]
-
-
-def make_data(widths, K, N, dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    lay = Layout(widths)
-    theta = rng.normal(size=(K, lay.num_params)).astype(dtype)
-    x = rng.uniform(-1.0, 1.0, size=(N, widths[0]))
-    w = rng.uniform(0.0, 1.0, size=N) / N
-    y = rng.normal(size=(N, widths[-1]))
-    return lay, theta, x, w, y
 
 
 def check_close(lay, theta, x, w, y, kernel="auto", tile=0):

@@ -2,6 +2,7 @@
 its kernels draw the CPU's samples bitwise (the same RF_HD headers; --fmad=false)."""
 import numpy as np
 import pytest
+from conftest import make_data
 
 import reluflow as rf
 from reluflow import _native_sampling
@@ -106,16 +107,6 @@ needs_cupy_gpu = pytest.mark.skipif(cuda.device_count() == 0 or rf.backends()["c
 DENSE_SHAPES = [([1, 7, 1], 1, 1), ([1, 200, 1], 3, 1000), ([2, 130, 2], 3, 5000), ([1, 5, 2], 3, 9001),
                 ([8, 4, 3], 3, 300), ([1, 6, 5, 1], 1, 300), ([2, 7, 6, 2], 3, 1000), ([1, 4, 9], 3, 200),
                 ([1, 3, 1], 1, 128 * 1024 + 3 * 128 + 5)]
-
-
-def make_data(widths, K, N, dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    lay = Layout(widths)
-    theta = rng.normal(size=(K, lay.num_params)).astype(dtype)
-    x = rng.uniform(-1.0, 1.0, size=(N, widths[0]))
-    w = rng.uniform(0.0, 1.0, size=N) / max(N, 1)
-    y = rng.normal(size=(N, widths[-1]))
-    return lay, theta, x, w, y
 
 
 def run_gpu(cp, widths, theta, x, w, y, want_grad=True, path="auto"):

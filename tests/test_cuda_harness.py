@@ -11,6 +11,7 @@ without a GPU; tests/test_cuda.py runs the kernels themselves where a device exi
 """
 import numpy as np
 import pytest
+from conftest import make_data
 
 from reluflow.backends import reference as ref
 from reluflow.layout import Layout
@@ -36,16 +37,6 @@ SHAPES = [  # (widths, K, N)
     ([1, 4, 9], 3, 200),        # out > 3: the deep path takes shallow widths too
     ([9, 3, 1], 1, 100),        # d > 8: likewise
 ]
-
-
-def make_data(widths, K, N, dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    lay = Layout(widths)
-    theta = rng.normal(size=(K, lay.num_params)).astype(dtype)
-    x = rng.uniform(-1.0, 1.0, size=(N, widths[0]))
-    w = rng.uniform(0.0, 1.0, size=N) / max(N, 1)
-    y = rng.normal(size=(N, widths[-1]))
-    return lay, theta, x, w, y
 
 
 def rel(a, b):

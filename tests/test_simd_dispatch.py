@@ -12,10 +12,10 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import make_data
 
 import reluflow as rf
 from reluflow.backends import reference as ref
-from reluflow.layout import Layout
 
 core = pytest.importorskip("reluflow._core")
 
@@ -32,16 +32,6 @@ def simd_path():
     """Sets a path for the test; the automatic choice again afterwards (the setting is process-wide)."""
     yield core.set_simd_path
     core.set_simd_path("auto")
-
-
-def make_data(widths, K, N, dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    lay = Layout(widths)
-    theta = rng.normal(size=(K, lay.num_params)).astype(dtype)
-    x = rng.uniform(-1.0, 1.0, size=(N, widths[0]))
-    w = rng.uniform(0.0, 1.0, size=N) / N
-    y = rng.normal(size=(N, widths[-1]))
-    return lay, theta, x, w, y
 
 
 def run_on(path, lay, theta, x, w, y):

@@ -29,6 +29,20 @@ constexpr uint64_t kSign = uint64_t(1) << 63;
 // Below this, std::sort of (x, index) pairs beats the radix passes.
 constexpr int64_t kRadixFrom = 4096;
 
+// This thread's block [j0, j1) of N items split evenly over a team of T (the whole range outside one):
+// both sorts give block t the items after those of blocks < t, which makes their scatter stable.
+struct TeamBlock {
+  int t;
+  int64_t j0, j1;
+};
+inline TeamBlock team_block(int64_t N, int T) {
+  int t = 0;
+#ifdef RELUFLOW_OPENMP
+  t = omp_get_thread_num();
+#endif
+  return {t, N * t / T, N * (t + 1) / T};
+}
+
 // The order-preserving image of a double: flip all bits of negatives, the sign bit of the others.
 inline uint64_t sort_key(double v) {
   v = v == 0.0 ? 0.0 : v;  // -0.0 with +0.0
@@ -78,11 +92,9 @@ void radix_order(const double* x, int64_t N, std::vector<int64_t>& order, int T,
   bool varies[kDigits];
 #pragma omp parallel num_threads(T) if (T > 1)
   {
-    int t = 0;
-#ifdef RELUFLOW_OPENMP
-    t = omp_get_thread_num();
-#endif
-    const int64_t j0 = N * t / T, j1 = N * (t + 1) / T;
+    const TeamBlock blk = team_block(N, T);
+    const int t = blk.t;
+    const int64_t j0 = blk.j0, j1 = blk.j1;
     int64_t* tot = total + static_cast<size_t>(t) * kDigits * kBuckets;
     for (int64_t j = j0; j < j1; ++j) {
       const uint64_t k = sort_key(x[j]);
@@ -210,11 +222,9 @@ bool bucket_order(const double* x, int64_t N, std::vector<int64_t>& order, int T
   bool clustered = false;
 #pragma omp parallel num_threads(T) if (T > 1)
   {
-    int t = 0;
-#ifdef RELUFLOW_OPENMP
-    t = omp_get_thread_num();
-#endif
-    const int64_t j0 = N * t / T, j1 = N * (t + 1) / T;
+    const TeamBlock blk = team_block(N, T);
+    const int t = blk.t;
+    const int64_t j0 = blk.j0, j1 = blk.j1;
     uint32_t* cnt = count + static_cast<size_t>(t) * (M + 1);
     for (int64_t j = j0; j < j1; ++j) {
       double c = (x[j] - lo) * scale;  // monotone in x: cells keep the order of the values
