@@ -577,3 +577,13 @@ def test_points_large_n_and_h_threads_bitwise():
         outs = [subprocess.run([sys.executable, "-c", code, path], capture_output=True, check=True,
                                env={**os.environ, "OMP_NUM_THREADS": str(t)}).stdout for t in (1, 2)]
     assert outs[0] == outs[1]
+
+
+def test_stable_order_refuses_bad_input():
+    core = rf.registry.core()[0]
+    with pytest.raises(ValueError, match="x: expected no NaN"):
+        core.stable_order(np.array([1.0, np.nan]))
+    with pytest.raises(ValueError, match="x: expected a 1-D array"):
+        core.stable_order(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="threads: expected threads >= 1"):
+        core.stable_order(np.zeros(3), 0)
