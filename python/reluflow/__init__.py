@@ -13,7 +13,7 @@ relu'(0) = 0, risk without a factor 1/2.
 from . import diagnostics, dists, landscape, targets
 from .backends import BackendInfo, backends
 from .flows import Run, gradient_descent, gradient_flow, normalized_gradient_flow
-from .estimators import MonteCarlo, Nodes, Points, QuasiMonteCarlo, Quadrature
+from .estimators import Exact, MonteCarlo, Nodes, Points, QuasiMonteCarlo, Quadrature
 from .landscape import Polished, polish
 from .layout import Layout
 from .problem import Problem
@@ -21,5 +21,5 @@ from .experiments import load
 from ._version import __version__
 
 
-__all__ = ["Problem", "Layout", "MonteCarlo", "QuasiMonteCarlo", "Quadrature", "Points", "Nodes",
+__all__ = ["Problem", "Layout", "MonteCarlo", "QuasiMonteCarlo", "Quadrature", "Exact", "Points", "Nodes",
            "targets", "dists", "diagnostics", "landscape", "Run", "gradient_descent", "gradient_flow", "normalized_gradient_flow", "polish", "Polished", "backends", "BackendInfo", "load", "__version__"]

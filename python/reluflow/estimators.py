@@ -17,7 +17,7 @@ from ._validate import as_float_array, as_int, as_points
 if TYPE_CHECKING:  # pragma: no cover
     from .spec import ProblemSpec
 
-__all__ = ["Nodes", "Estimator", "Points", "MonteCarlo", "QuasiMonteCarlo", "Quadrature"]
+__all__ = ["Nodes", "Estimator", "Points", "MonteCarlo", "QuasiMonteCarlo", "Quadrature", "Exact"]
 
 
 @dataclass
@@ -181,3 +181,25 @@ class Quadrature(Estimator):
 
     def __repr__(self) -> str:
         return f"Quadrature(order={self.order}, cells={self.cells}, exact={self.exact}, method={self.method!r})"
+
+
+class Exact(Estimator):
+    """The population risk itself, in closed form where one exists (SPEC §8); no nodes, no sampling error.
+
+    * Shallow nets ``[d, H, out]`` under Gaussian input (``dists.Gaussian``) with an ``Affine`` or a
+      shallow ``Teacher`` target (biases included): risk, gradient and Hessian from bivariate normal
+      integrals (``reluflow.gaussian_exact``), exact to rounding.
+    * Any other 1-D problem with a piecewise-polynomial target and density: the exact 1-D quadrature
+      (the same as ``Quadrature()``).
+    * Refused elsewhere (d >= 2 with a uniform box, deep nets under Gaussian input, a ``Function``
+      target), with a ValueError saying why.
+
+    ``prob.explain(rf.Exact())`` says which of these runs.
+    """
+
+    def nodes(self, problem, step=0):
+        raise ValueError("estimator: Exact() has no nodes: it evaluates the risk in closed form "
+                         "(prob.risk_and_grad(theta, rf.Exact())); use MonteCarlo or QuasiMonteCarlo for samples")
+
+    def __repr__(self) -> str:
+        return "Exact()"

@@ -16,6 +16,11 @@ Routes
 ``partition``    exact 1-D quadrature of any depth: Gauss–Legendre on every piece of the network's
                  kink partition (C++ on cpu; per network in Python otherwise);
 ``tensor_grid``  d = 2..4: composite tensor Gauss–Legendre, the same nodes for every network.
+``gaussian_closed_form``  ``Exact()`` for a shallow net under Gaussian input: risk, gradient and Hessian
+                 from bivariate normal integrals (``reluflow.gaussian_exact``, numpy, float64).
+
+``Exact()`` elsewhere in 1-D plans as ``Quadrature()`` (exact to rounding there) and is refused
+otherwise.
 
 Loops: ``"C++"`` (the whole integrator loop in ``_core``, GIL released) or ``"Python"`` (the
 reference driver in ``reluflow.flows`` around ``Problem.risk_and_grad``).
@@ -27,14 +32,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .estimators import Estimator, MonteCarlo, Points, QuasiMonteCarlo, Quadrature
+from .estimators import Estimator, Exact, MonteCarlo, Points, QuasiMonteCarlo, Quadrature
 from .quadrature import check_dim, fixed_1d
 from .registry import core
 from .spec import ProblemSpec
 
 __all__ = ["Plan", "plan", "ROUTES", "POINT_METHODS", "QUADRATURE_METHODS", "NATIVE_MAX_ORDER"]
 
-ROUTES = ("dense", "point_sweep", "exact_sweep", "partition", "tensor_grid")
+ROUTES = ("dense", "point_sweep", "exact_sweep", "partition", "tensor_grid", "gaussian_closed_form")
 #: ``method`` of ``Problem.risk_and_grad`` for point estimators
 POINT_METHODS = ("auto", "dense", "sweep")
 #: ``Quadrature(method=...)``
@@ -164,6 +169,31 @@ def _quadrature_route(spec: ProblemSpec, estimator: Quadrature, backend: str, wh
     return "exact_sweep"
 
 
+def _exact_estimator(spec: ProblemSpec, why: list) -> "Exact | Quadrature":
+    """What ``Exact()`` means for this problem: itself (the Gaussian closed form) or ``Quadrature()``
+    (1-D, exact to rounding); ValueError naming ``estimator`` where no exact risk is available."""
+    widths, t = list(spec.widths), spec.target_spec
+    if spec.density.kind == "gaussian":
+        if len(widths) != 3:
+            raise ValueError(f"estimator: Exact() under Gaussian input has a closed form for shallow nets "
+                             f"[d, H, out] only, got widths {widths}; use MonteCarlo or QuasiMonteCarlo")
+        teacher_ok = t.kind == "teacher" and len(t.arrays["widths"]) == 3
+        if t.kind != "affine" and not teacher_ok:
+            raise ValueError(f"estimator: Exact() under Gaussian input needs an Affine or a shallow Teacher "
+                             f"[d, k, out] target, got {type(spec.target).__name__}"
+                             + (f" with widths {list(t.arrays['widths'])}" if t.kind == "teacher" else "")
+                             + "; use MonteCarlo or QuasiMonteCarlo")
+        why.append("Exact(): shallow net under Gaussian input: risk, gradient and Hessian in closed form "
+                   "(bivariate normal integrals, numpy float64)")
+        return Exact()
+    if spec.dim == 1:
+        why.append("Exact() in 1-D: the exact quadrature (Quadrature())")
+        return Quadrature()
+    raise ValueError(f"estimator: Exact() has no closed form for a {spec.density.kind} input in d = "
+                     f"{spec.dim}; use Quadrature() (convergent tensor grid, d <= 4), MonteCarlo or "
+                     f"QuasiMonteCarlo, or a Gaussian input (dists.Gaussian) with a shallow net")
+
+
 def _partition_native(spec: ProblemSpec, estimator: Quadrature, backend: str, why: list) -> bool:
     """Whether the 1-D partition path runs in C++ (kinks, nodes, target and kernel per network)."""
     if backend != "cpu":
@@ -189,11 +219,15 @@ def plan(spec: ProblemSpec, estimator: Estimator, backend: str, dtype=np.float64
     combinations that cannot run (naming the argument).
     """
     if not isinstance(estimator, Estimator):
-        raise TypeError(f"estimator: expected Points, MonteCarlo, QuasiMonteCarlo or Quadrature, "
+        raise TypeError(f"estimator: expected Points, MonteCarlo, QuasiMonteCarlo, Quadrature or Exact, "
                         f"got {type(estimator).__name__}")
     dtype = np.dtype(dtype).name
     why: list[str] = []
-    if isinstance(estimator, Quadrature):
+    if isinstance(estimator, Exact):
+        estimator = _exact_estimator(spec, why)
+    if isinstance(estimator, Exact):
+        route, native, source = "gaussian_closed_form", False, None
+    elif isinstance(estimator, Quadrature):
         route = _quadrature_route(spec, estimator, backend, why)
         if route == "exact_sweep":
             native, source = True, "exact_shallow1d"

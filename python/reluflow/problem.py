@@ -202,7 +202,8 @@ class Problem(LayoutShapes):
         ----------
         theta : (K, P) float32 or float64: numpy, CuPy, torch, JAX, or any array-API array (the
             reference backend then computes in its namespace).
-        estimator : Points, MonteCarlo, QuasiMonteCarlo or Quadrature.
+        estimator : Points, MonteCarlo, QuasiMonteCarlo, Quadrature or Exact (the population risk in
+            closed form: shallow nets under Gaussian input; the exact quadrature in 1-D).
         backend : "auto", "numpy", "cupy", "cpu", "cuda" (see ``rf.backends()``).
         step : integration step (selects the Monte-Carlo samples when ``resample=True``).
         method : point estimators on shallow 1-D nets: "dense" (the fused kernel), "sweep" (sort nodes
@@ -218,7 +219,7 @@ class Problem(LayoutShapes):
         theta, origin = to_native(theta, "theta")
         theta = as_theta(theta, self.num_params)
         if not isinstance(estimator, Estimator):
-            raise TypeError(f"estimator: expected Points, MonteCarlo, QuasiMonteCarlo or Quadrature, "
+            raise TypeError(f"estimator: expected Points, MonteCarlo, QuasiMonteCarlo, Quadrature or Exact, "
                             f"got {type(estimator).__name__}")
         step = as_int(step, "step", minimum=0)
         want_grad = as_bool(want_grad, "want_grad")
@@ -244,7 +245,8 @@ class Problem(LayoutShapes):
 
         For a sampled risk (Points, MonteCarlo, QuasiMonteCarlo; tensor-grid Quadrature in d >= 2) the
         exact Hessian of that weighted sum, with relu'' = 0 and relu'(0) = 0 (what autodiff of the
-        sampled risk gives). For ``Quadrature()`` in 1-D the Hessian of the true risk: the same on the
+        sampled risk gives). For ``Exact()`` under Gaussian input: the Hessian of the population risk
+        in closed form (``reluflow.gaussian_exact``). For ``Quadrature()`` in 1-D the Hessian of the true risk: the same on the
         network's own kink partition, plus one rank-one term per kink that moves with theta (residual
         times density there; ``quadrature.kink_hessian_terms``), which autodiff of no sampled risk
         sees (generic networks: a kink on another kink or on a fixed break is not differentiable).
@@ -268,6 +270,8 @@ class Problem(LayoutShapes):
         p = self.plan(estimator, backend, theta)
         if p.route in ("exact_sweep", "partition"):
             hv = reference_backend.quadrature_hvp(self.spec, theta, V3, p.estimator, xp)
+        elif p.route == "gaussian_closed_form":
+            hv = reference_backend.gaussian_hvp(self.spec, theta, V3, xp)
         else:
             nodes = backend_for(p).fixed_nodes(p, self.spec, step)
             _, _, hv = reference_backend.risk_grad_hvp(self.layout, theta, V3, from_host(xp, nodes.x, theta),

@@ -21,6 +21,8 @@ def get(plan):
     only C++ has (``Quadrature(method="sweep")`` asked on another backend), the CUDA one for the cuda
     backend, else the reference (with ``xp`` theta's array-API namespace: numpy, CuPy,
     array-api-strict, ...)."""
+    if plan.route == "gaussian_closed_form":
+        return reference                     # numpy closed form on every backend (results in theta's namespace)
     if plan.backend == "cpu" or plan.route in ("exact_sweep", "point_sweep"):
         return cpu
     return cuda if plan.backend == "cuda" else reference

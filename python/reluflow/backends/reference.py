@@ -17,13 +17,14 @@ import numpy as np
 
 from .._arrays import NUMPY_XP, from_host, is_numpy, to_host
 from ..estimators import Nodes
+from ..gaussian_exact import shallow_gaussian
 from ..geometry import chunk_size, forward, network_blocks, realization
 from ..layout import Layout
 from ..quadrature import fixed_1d, kink_hessian_terms, nodes_1d, nodes_tensor
 from ..spec import ProblemSpec
 
 __all__ = ["realization", "risk_and_grad", "evaluate", "fixed_nodes", "target_values", "partition_loop",
-           "risk_grad_hvp", "quadrature_hvp"]
+           "risk_grad_hvp", "quadrature_hvp", "gaussian_closed_form", "gaussian_hvp"]
 
 
 def _weighted_squares(w, r, xp):
@@ -142,9 +143,36 @@ def _evaluate(plan, spec: ProblemSpec, theta, step: int, want_grad: bool, xp):
 
     if plan.route == "partition":
         return partition_loop(spec, theta, plan.estimator, want_grad, kernel, xp)
+    if plan.route == "gaussian_closed_form":
+        risk, grad, _ = gaussian_closed_form(spec, theta, want_grad, False, xp)
+        return risk, grad
     nodes = fixed_nodes(plan, spec, step)   # host numpy: one host-to-device copy on CuPy
     return kernel(spec.layout, theta, from_host(xp, nodes.x, theta), from_host(xp, nodes.w, theta),
                   from_host(xp, nodes.y, theta), want_grad)
+
+
+def _gaussian_target(spec: ProblemSpec) -> tuple:
+    t = spec.target_spec
+    if t.kind == "affine":
+        return ("affine", t.arrays["A"], t.arrays["b"])
+    return ("teacher", list(t.arrays["widths"]), t.arrays["theta"])
+
+
+def gaussian_closed_form(spec: ProblemSpec, theta, want_grad: bool, want_hess: bool, xp=NUMPY_XP):
+    """``Exact()`` under Gaussian input (route ``gaussian_closed_form``): risk (K,), gradient (K, P) and
+    Hessian (K, P, P) (None unless asked) of shallow nets, in closed form (``reluflow.gaussian_exact``).
+    numpy float64 on the host, whatever ``xp``: the results enter ``xp`` once."""
+    dist = spec.input
+    th = np.asarray(to_host(theta), dtype=np.float64)
+    out = shallow_gaussian(list(spec.widths), th, dist.mean, dist.cov, _gaussian_target(spec),
+                           want_grad=want_grad, want_hess=want_hess)
+    return tuple(None if a is None else from_host(xp, a, theta) for a in out)
+
+
+def gaussian_hvp(spec: ProblemSpec, theta, V, xp=NUMPY_XP):
+    """Hessian-vector products of the Gaussian closed-form risk: theta (K, P), V (K, B, P) -> (K, B, P)."""
+    H = gaussian_closed_form(spec, theta, False, True, xp)[2]
+    return xp.matmul(V, H)          # H symmetric: (V H)[b] = H V[b]
 
 
 def quadrature_hvp(spec: ProblemSpec, theta, V, estimator, xp=NUMPY_XP):

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import _philox, dists, targets
-from ..estimators import Estimator, MonteCarlo, QuasiMonteCarlo, Quadrature
+from ..estimators import Estimator, Exact, MonteCarlo, QuasiMonteCarlo, Quadrature
 from ..layout import Layout
 from ..problem import Problem
 
@@ -181,6 +181,8 @@ def _estimator(d: Any, path: str) -> Estimator:
         return MonteCarlo(_int(d, "n", path, 1), _int(d, "seed", path, 0, 0), _bool(d, "resample", path, True))
     if kind == "qmc":
         return QuasiMonteCarlo(_int(d, "n", path, 1), _int(d, "seed", path, 0, 0))
+    if kind == "exact":
+        return Exact()
     order = None if "order" not in d else _int(d, "order", path, 1)
     return Quadrature(order=order)
 

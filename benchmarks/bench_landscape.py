@@ -1,0 +1,205 @@
+"""Benchmark of the second-order tools (issue 18): Hessians and the polish to |G| <= 1e-12.
+
+(a) The Hessian of ``[1, 256, 1]`` nets (P = 769), K = 64, PiecewiseLinear target on U[0, 1]:
+      rf Quadrature cpu    - ``prob.hessian(theta, rf.Quadrature(), backend="cpu")``: the Hessian of the
+                             *true* risk (fixed-pattern part on each network's kink partition plus the
+                             moving-kink terms), which no sampled risk has;
+      rf Quadrature numpy  - the same on the numpy reference backend;
+      rf Points cpu/numpy  - the exact Hessian of a sampled risk on N fixed points (N = --points);
+      torch.func.hessian   - ``vmap(hessian(risk))`` of the same sampled risk (float64, CPU), the
+                             reference a PyTorch user writes; max |difference| to rf Points reported.
+(b) Polish to |G| <= 1e-12 from the end of a dopri5 flow (t = 50, not timed), K = --polish-k networks:
+      rf.polish(Quadrature())  - Newton (pseudo-inverse) on the exact 1-D risk;
+      rf.polish(Points)        - Newton on the sampled risk;
+      torch Newton             - ``torch.func.grad`` + ``torch.func.hessian`` + ``torch.linalg.lstsq``
+                                 per network on the sampled risk, step halving until |G| decreases (the
+                                 same iteration as rf.polish's "newton").
+      Reported: time, Newton iterations, networks converged, largest final |G|.
+
+Prints tables and writes JSON to benchmarks/results/landscape_<cpu>.json (``--quick``: K = 8, smaller
+sizes, ``landscape_<cpu>_quick.json``). Run alone on an idle machine:
+``timeout 900 python benchmarks/bench_landscape.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import reluflow as rf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import cpu_name, fmt_t, slug  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+GTOL = 1e-12
+
+
+def problem(H: int) -> rf.Problem:
+    target = rf.targets.PiecewiseLinear([0.0, 0.25, 0.5, 0.75, 1.0], [0.0, 1.0, -0.5, 0.5, 0.2])
+    return rf.Problem([1, H, 1], target, rf.dists.Uniform(0.0, 1.0))
+
+
+def best_time(fn, repeats: int = 3):
+    times, out = [], None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return min(times), out
+
+
+def torch_risk(torch, x, w, y, H):
+    """The sampled risk sum_j w_j (N(x_j) - y_j)^2 of one flat theta (P,) as a torch function."""
+    def risk(theta):
+        W, b = theta[:H], theta[H:2 * H]
+        v, c = theta[2 * H:3 * H], theta[3 * H]
+        z = torch.relu(x[:, None] * W[None, :] + b[None, :])
+        r = z @ v + c - y
+        return torch.sum(w * r * r)
+    return risk
+
+
+def torch_newton(torch, risk, theta0: np.ndarray, max_iter: int = 50):
+    """rf.polish's Newton iteration written with torch.func: lstsq step (rcond 1e-10), halved until |G|
+    decreases. Returns (theta, |G|, iterations, converged)."""
+    from torch.func import grad, hessian
+    g_fn, h_fn = grad(risk), hessian(risk)
+    th = torch.tensor(theta0, dtype=torch.float64)
+    g = g_fn(th)
+    n = float(torch.linalg.norm(g))
+    it = 0
+    for it in range(max_iter):
+        if n <= GTOL:
+            break
+        Hm = h_fn(th)
+        d = -torch.linalg.lstsq(Hm, g[:, None], rcond=1e-10, driver="gelsd").solution[:, 0]
+        for j in range(40):
+            trial = th + d * 0.5 ** j
+            g_t = g_fn(trial)
+            n_t = float(torch.linalg.norm(g_t))
+            if n_t < n:
+                th, g, n = trial, g_t, n_t
+                break
+        else:
+            break
+    return th.numpy(), n, it + (n <= GTOL and it == 0), n <= GTOL
+
+
+def bench_hessian(args, prob, theta, x, w, y, rows, res):
+    H = prob.widths[1]
+    quad, pts = rf.Quadrature(), rf.Points(x[:, None], w)
+    cases = [("rf Quadrature cpu", lambda: prob.hessian(theta, quad, backend="cpu")),
+             ("rf Quadrature numpy", lambda: prob.hessian(theta, quad, backend="numpy")),
+             ("rf Points cpu", lambda: prob.hessian(theta, pts, backend="cpu")),
+             ("rf Points numpy", lambda: prob.hessian(theta, pts, backend="numpy"))]
+    out = {}
+    for name, fn in cases:
+        t, Hs = best_time(fn, args.repeats)
+        out[name] = (t, np.asarray(Hs))
+    ref = out["rf Points numpy"][1]
+    t_torch, diff = None, None
+    try:
+        import torch
+        from torch.func import hessian, vmap
+        torch.set_num_threads(args.threads)
+        xt, wt, yt = (torch.tensor(a, dtype=torch.float64) for a in (x, w, y))
+        h = vmap(hessian(torch_risk(torch, xt, wt, yt, H)))
+        tt = torch.tensor(theta, dtype=torch.float64)
+        h(tt[:2])                                   # warm-up
+        t_torch, Ht = best_time(lambda: h(tt), args.repeats)
+        diff = float(np.max(np.abs(Ht.numpy() - ref)) / np.max(np.abs(ref)))
+    except ImportError:
+        print("torch not installed: the torch.func.hessian peer is skipped")
+    base = t_torch
+    print(f"\n(a) Hessian of [1, {H}, 1], K = {theta.shape[0]}, P = {prob.num_params}, sampled risks on "
+          f"N = {x.size} points")
+    print(f"{'method':<24} {'time':>10} {'x torch':>9}")
+    for name, (t, _) in out.items():
+        ratio = f"{base / t:8.1f}x" if base else "-"
+        print(f"{name:<24} {fmt_t(t):>10} {ratio:>9}")
+        res["hessian"][name] = t
+    if t_torch is not None:
+        print(f"{'torch.func.hessian':<24} {fmt_t(t_torch):>10} {'1.0x':>9}   (max rel. diff to rf Points: {diff:.1e})")
+        res["hessian"]["torch.func.hessian"] = t_torch
+        res["hessian"]["torch_max_rel_diff"] = diff
+    q = out["rf Quadrature cpu"][1]
+    res["hessian"]["quadrature_cpu_vs_numpy_max_rel_diff"] = float(
+        np.max(np.abs(q - out["rf Quadrature numpy"][1])) / np.max(np.abs(q)))
+
+
+def bench_polish(args, prob, x, w, y, res):
+    H = prob.widths[1]
+    K = args.polish_k
+    quad, pts = rf.Quadrature(), rf.Points(x[:, None], w)
+    theta0 = prob.init(K, seed=3)
+    ends = {}
+    for name, est in (("Quadrature", quad), ("Points", pts)):
+        run = rf.gradient_flow(prob, theta0, 50.0, method="dopri5", estimator=est, progress=False)
+        ends[name] = np.asarray(run.theta)
+    print(f"\n(b) polish to |G| <= {GTOL:g} from the end of a dopri5 flow (t = 50), [1, {H}, 1], K = {K}")
+    print(f"{'method':<26} {'time':>10} {'iters':>6} {'conv.':>6} {'max |G|':>9} {'x torch':>9}")
+    table = {}
+    for name, est in (("rf.polish(Quadrature())", quad), ("rf.polish(Points)", pts)):
+        start = ends["Quadrature" if "Quad" in name else "Points"]
+        t0 = time.perf_counter()
+        pol = rf.polish(prob, start, est, method="newton", backend="cpu")
+        t = time.perf_counter() - t0
+        table[name] = (t, int(pol.iterations.sum()), int(np.sum(pol.status == "converged")), float(pol.grad_norm.max()))
+    try:
+        import torch
+        torch.set_num_threads(args.threads)
+        xt, wt, yt = (torch.tensor(a, dtype=torch.float64) for a in (x, w, y))
+        risk = torch_risk(torch, xt, wt, yt, H)
+        t0 = time.perf_counter()
+        outs = [torch_newton(torch, risk, ends["Points"][k]) for k in range(K)]
+        t = time.perf_counter() - t0
+        table["torch Newton (Points)"] = (t, int(sum(o[2] for o in outs)), int(sum(o[3] for o in outs)),
+                                          float(max(o[1] for o in outs)))
+    except ImportError:
+        print("torch not installed: the torch Newton peer is skipped")
+    base = table.get("torch Newton (Points)", (None,))[0]
+    for name, (t, iters, conv, gmax) in table.items():
+        ratio = f"{base / t:8.1f}x" if base else "-"
+        print(f"{name:<26} {fmt_t(t):>10} {iters:>6} {conv:>6} {gmax:>9.1e} {ratio:>9}")
+        res["polish"][name] = {"seconds": t, "iterations": iters, "converged": conv, "max_grad_norm": gmax}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--H", type=int, default=256)
+    ap.add_argument("--K", type=int, default=64)
+    ap.add_argument("--points", type=int, default=1024)
+    ap.add_argument("--polish-k", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2, help="torch's intra-op threads (reluflow uses OpenMP)")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.H, args.K, args.points, args.polish_k, args.repeats = 32, 8, 256, 2, 1
+    prob = problem(args.H)
+    theta = prob.init(args.K, seed=1)
+    x = (np.arange(args.points) + 0.5) / args.points          # midpoint rule on [0, 1]
+    w = np.full(args.points, 1.0 / args.points)
+    y = prob.target(x[:, None])[:, 0]
+    cpu = cpu_name()
+    res = {"cpu": cpu, "machine": platform.machine(), "date": datetime.date.today().isoformat(),
+           "args": {k: str(v) for k, v in vars(args).items()}, "hessian": {}, "polish": {}}
+    bench_hessian(args, prob, theta, x, w, y, None, res)
+    bench_polish(args, prob, x, w, y, res)
+    out = args.out or HERE / "results" / f"landscape_{slug(cpu)}{'_quick' if args.quick else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1))
+    print(f"\nwrote {out}")
+    return res
+
+
+if __name__ == "__main__":
+    main()
