@@ -19,7 +19,9 @@ def test_extension_loads_without_a_gpu():
 
 def test_bad_input_is_refused_before_any_device_call():
     with pytest.raises(ValueError, match="kind"):
-        cuda.mc_nodes(0, 0, 4, spec={"density_kind": "gaussian"})
+        cuda.mc_nodes(0, 0, 4, spec={"density_kind": "normal"})
+    with pytest.raises(ValueError, match="chol"):
+        cuda.mc_nodes(0, 0, 4, spec={"density_kind": "gaussian", "mean": np.zeros(2), "chol": np.eye(3)})
     with pytest.raises(ValueError, match="low"):
         cuda.mc_nodes(0, 0, 4, spec={"density_kind": "uniform", "low": np.zeros(2), "high": np.ones(3)})
 
@@ -34,7 +36,10 @@ def test_philox_uniforms_equal_numpy():
 
 @needs_gpu
 @pytest.mark.parametrize("dist", [rf.dists.Uniform([-1.0, 0.0, 2.0], [1.0, 3.0, 2.5]),
-                                  rf.dists.PiecewisePolynomial([0.0, 0.3, 1.0], [[1.0, 2.0], [3.0, -1.0]])])
+                                  rf.dists.PiecewisePolynomial([0.0, 0.3, 1.0], [[1.0, 2.0], [3.0, -1.0]]),
+                                  rf.dists.Gaussian([0.5, -1.0, 2.0], [[2.0, 0.3, -0.4], [0.3, 1.0, 0.2],
+                                                                      [-0.4, 0.2, 0.7]]),
+                                  rf.dists.Gaussian(1.0, [0.5, 2.0])])
 def test_mc_nodes_equal_cpu_bitwise(dist):
     args = _native_sampling.native_dist_args(dist)
     x_gpu = cuda.mc_nodes(11, 5, 4096, spec=args)

@@ -133,8 +133,17 @@ BAD = [
     ('kind = "piecewise_linear"', 'kind = "spline"', "problem.target.kind: expected one of"),
     ('input = { kind = "uniform", low = 0.0, high = 1.0 }', 'input = { kind = "uniform", low = 1.0, high = 0.0 }',
      "problem.input: high: expected high > low"),
-    ('input = { kind = "uniform", low = 0.0, high = 1.0 }', 'input = { kind = "gaussian", mean = 0.0, cov = 1.0 }',
-     "problem.input.kind: gaussian inputs are not available yet"),
+    ('input = { kind = "uniform", low = 0.0, high = 1.0 }', 'input = { kind = "gaussian", mean = 0.0, cov = -1.0 }',
+     "problem.input: cov: expected positive variances"),
+    ('input = { kind = "uniform", low = 0.0, high = 1.0 }',
+     'input = { kind = "gaussian", mean = 0.0, cov = [[1.0, 2.0], [2.0, 1.0]] }',
+     "problem.input: cov: expected a symmetric positive definite matrix"),
+    ('input = { kind = "uniform", low = 0.0, high = 1.0 }', 'input = { kind = "gaussian", mean = "zero" }',
+     "problem.input: mean: expected an array of real numbers"),
+    ('input = { kind = "uniform", low = 0.0, high = 1.0 }', 'input = { kind = "gaussian", mean = [0.0, 1.0] }',
+     "problem: input: Gaussian has dimension 2, but widths[0] = 1"),
+    ('input = { kind = "uniform", low = 0.0, high = 1.0 }', 'input = { kind = "gaussian", sd = 1.0 }',
+     "problem.input.sd: unknown key"),
     ("n = 6", "n = 0", "init.n: must be >= 1"),
     ('kind = "monte_carlo"', 'kind = "mc"', "estimator.kind: expected one of"),
     ("n = 128", 'n = "many"', "estimator.n: expected an integer"),
@@ -400,3 +409,26 @@ def test_save_and_load_refuse_bad_arguments(tmp_path):
         run.save(3)
     with pytest.raises(ValueError, match="path: .* is not a reluflow results store"):
         rf.load(tmp_path)
+
+
+def test_gaussian_input_config():
+    text = GD.replace('input = { kind = "uniform", low = 0.0, high = 1.0 }',
+                      'input = { kind = "gaussian", mean = 0.5, cov = 0.25 }')
+    cfg = parse_config(text)
+    g = cfg.problem.input
+    assert isinstance(g, rf.dists.Gaussian) and g.dim == 1
+    assert g.mean.tolist() == [0.5] and g.cov.tolist() == [[0.25]]
+    full = GD.replace("widths = [1, 8, 1]", "widths = [2, 8, 1]").replace(
+        'target = { kind = "piecewise_linear", knots = [0.0, 0.5, 1.0], values = [0.0, 1.0, 0.0] }',
+        'target = { kind = "affine", A = [[1.0, -1.0]] }').replace(
+        'input = { kind = "uniform", low = 0.0, high = 1.0 }',
+        'input = { kind = "gaussian", mean = [0.0, 1.0], cov = [[2.0, 0.5], [0.5, 1.0]] }')
+    g = parse_config(full).problem.input
+    assert g.dim == 2 and g.cov.tolist() == [[2.0, 0.5], [0.5, 1.0]]
+    default = GD.replace('input = { kind = "uniform", low = 0.0, high = 1.0 }', 'input = { kind = "gaussian" }')
+    assert repr(parse_config(default).problem.input) == "Gaussian(mean=0.0, cov=1.0, dim=1)"
+    quad = text.replace('kind = "monte_carlo"\nn = 128\nseed = 1\nresample = true', 'kind = "quadrature"')
+    assert 'kind = "quadrature"' in quad
+    with pytest.raises(ConfigError) as exc:
+        parse_config(quad)
+    assert "estimator.kind: Quadrature integrates over a box" in str(exc.value)

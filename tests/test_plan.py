@@ -177,3 +177,49 @@ def test_dense_kernel_chunks_and_blocks_do_not_change_bits():
     for k in (0, 11):
         rk, gk = cpu_backend.risk_and_grad(lay, theta[k:k + 1], x, w, y)
         assert rk.tobytes() == r[k:k + 1].tobytes() and gk.tobytes() == g[k:k + 1].tobytes()
+
+
+# ---- Gaussian input: point estimators plan as usual, Quadrature is refused at plan time --------------
+
+GAUSS_1D = rf.Problem([1, 64, 1], HAT, rf.dists.Gaussian(0.5, 0.25))
+GAUSS_2D = rf.Problem([2, 16, 1], rf.targets.Affine([1.0, -1.0]), rf.dists.Gaussian([0, 1], [[1, .3], [.3, 2]]))
+
+
+@pytest.mark.parametrize("prob", [GAUSS_1D, GAUSS_2D], ids=["1d", "2d"])
+@pytest.mark.parametrize("est", [rf.Quadrature(), rf.Quadrature(method="partition"), rf.Quadrature(exact=False)],
+                         ids=["auto", "partition", "inexact"])
+def test_quadrature_refuses_gaussian_input(prob, est):
+    for backend in ("cpu", "numpy"):
+        with pytest.raises(ValueError, match="^estimator: Quadrature .* unbounded; use MonteCarlo"):
+            prob.plan(est, backend)
+    with pytest.raises(ValueError, match="^estimator: .*rf.Exact"):
+        prob.risk_and_grad(prob.init(1), est)
+    from reluflow.quadrature import quadrature_nodes
+    with pytest.raises(ValueError, match="^estimator: Quadrature"):
+        quadrature_nodes(prob, prob.init(1)[0], est)
+    assert "bounded" in prob.spec.exact_sweep_unsupported()
+
+
+def test_gaussian_point_estimators_plan_as_usual():
+    p = GAUSS_1D.plan(rf.MonteCarlo(1024, seed=1), "cpu")
+    assert (p.route, p.loop, p.source) == ("point_sweep", "C++", "resample")
+    p = GAUSS_2D.plan(rf.QuasiMonteCarlo(256), "cpu")
+    assert (p.route, p.loop, p.source) == ("dense", "C++", "fixed")
+
+
+@pytest.mark.parametrize("est", [rf.MonteCarlo(3000, seed=2), rf.QuasiMonteCarlo(2048, seed=5),
+                                 rf.MonteCarlo(500, seed=2, resample=False)], ids=["mc", "qmc", "mc-fixed"])
+def test_gaussian_point_sweep_equals_dense_and_reference(est):
+    """The point sweep takes the Gaussian's nodes like any weighted points (sorted, unbounded)."""
+    theta = GAUSS_1D.init(5, seed=4)
+    r_sweep, g_sweep = GAUSS_1D.risk_and_grad(theta, est, backend="cpu", method="sweep", step=3)
+    r_dense, g_dense = GAUSS_1D.risk_and_grad(theta, est, backend="cpu", method="dense", step=3)
+    r_ref, g_ref = GAUSS_1D.risk_and_grad(theta, est, backend="numpy", step=3)
+    np.testing.assert_allclose(r_sweep, r_ref, rtol=1e-12)
+    np.testing.assert_allclose(r_dense, r_ref, rtol=1e-12)
+    scale = np.abs(g_ref).max()
+    np.testing.assert_allclose(g_sweep, g_ref, rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(g_dense, g_ref, rtol=0, atol=1e-12 * scale)
+    # and the nodes are the Gaussian's: the risk of an affine net against HAT is the sampled mean
+    x = est.nodes(GAUSS_1D.spec, 3).x
+    assert x.min() < 0.0 and x.max() > 1.0   # outside the hat's box: unbounded input

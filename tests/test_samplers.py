@@ -218,3 +218,131 @@ def test_core_samplers_reject_bad_arguments():
     with pytest.raises(ValueError, match="^u:"):
         _core.dist_from_uniform(np.full((4, 2), 0.5), spec=_uniform(np.zeros(3), np.ones(3)))
     assert _core.mc_nodes(0, 0, 0, spec=_uniform(np.zeros(3), np.ones(3))).shape == (0, 3)
+
+
+# ---- the Gaussian: bitwise numpy == C++, and the right mean and covariance --------------------------
+
+def _spd(d, seed):
+    a = np.random.default_rng(seed).normal(size=(d, d))
+    return a @ a.T + 0.3 * np.eye(d)
+
+
+GAUSSIANS = {
+    "standard-1d": dists.Gaussian().bind(1),
+    "scalar-1d": dists.Gaussian(-2.5, 0.04, dim=1),
+    "scalar-2d": dists.Gaussian(1.5, 3.0).bind(2),
+    "diag-2d": dists.Gaussian([0.0, 10.0], [1e-4, 25.0]),
+    "full-2d": dists.Gaussian([0.3, -1.0], [[2.0, -0.9], [-0.9, 1.0]]),
+    "scalar-5d": dists.Gaussian(0.0, 2.0, dim=5),
+    "diag-5d": dists.Gaussian([1, -1, 0, 2, 3], [0.5, 1.0, 2.0, 4.0, 8.0]),
+    "full-5d": dists.Gaussian(np.arange(5.0), _spd(5, 0)),
+}
+
+
+@pytest.mark.parametrize("name", list(GAUSSIANS))
+@pytest.mark.parametrize("seed,step", MC_ARGS)
+def test_mc_gaussian_bitwise(name, seed, step):
+    dist, n = GAUSSIANS[name], 3001
+    expected = dist.from_uniform(_philox.uniforms(seed, _philox.STREAM_MONTE_CARLO, step, 0, n, dist.dim))
+    got = _native_sampling.mc_nodes(dist, seed, step, n)
+    assert got.shape == (n, dist.dim)
+    assert bitwise_equal(got, expected)
+    assert np.all(np.isfinite(got))
+
+
+@pytest.mark.parametrize("name", list(GAUSSIANS))
+@pytest.mark.parametrize("seed", [0, 11, 2**63])
+def test_qmc_gaussian_bitwise(name, seed):
+    dist, n = GAUSSIANS[name], 2049
+    expected = dist.from_uniform(_sobol.sobol_uniforms(n, dist.dim, seed))
+    assert bitwise_equal(_native_sampling.qmc_nodes(dist, seed, n), expected)
+    est = rf.QuasiMonteCarlo(n, seed=seed)
+    prob = rf.Problem([dist.dim, 2, 1], rf.targets.Affine(np.ones((1, dist.dim))), dist)
+    assert bitwise_equal(est.nodes(prob.spec).x, expected)
+
+
+def gaussian_hard_uniforms(d):
+    """Uniforms at the branch points of AS 241 and of the logarithm: |u - 1/2| = 0.425, r = 5
+    (u = e^-25), the extreme Philox and Sobol uniforms, subnormal and tiny u, and random ones."""
+    edges = np.array([0.075, 0.925, np.exp(-25.0), 1.0 - np.exp(-25.0), 0.5, 2.0**-53, 1.0 - 2.0**-53,
+                      2.0**-33, 1.0 - 2.0**-33, 1e-300, 5e-324, 1e-310, 0.25, 0.75, 1.0 - 1e-16])
+    edges = np.concatenate([edges, np.nextafter(edges, 0.0), np.nextafter(edges, 1.0)])
+    edges = edges[(edges > 0) & (edges < 1)]
+    rng = np.random.default_rng(2)
+    u = np.concatenate([edges, np.exp(rng.uniform(-700, 0, 2000)), 1 - np.exp(rng.uniform(-36, 0, 2000)),
+                        rng.random(2000)])
+    u = np.concatenate([u, np.full((-u.size) % d, 0.5)])   # every value is used, in some coordinate
+    return u.reshape(-1, d)
+
+
+@pytest.mark.parametrize("name", list(GAUSSIANS))
+def test_gaussian_bitwise_at_hard_uniforms(name):
+    dist = GAUSSIANS[name]
+    u = gaussian_hard_uniforms(dist.dim)
+    expected = dist.from_uniform(u)
+    assert bitwise_equal(_native_sampling.from_uniform(dist, u), expected)
+    assert np.all(np.isfinite(expected))
+
+
+@pytest.mark.parametrize("name", ["standard-1d", "diag-2d", "full-2d", "diag-5d", "full-5d"])
+def test_gaussian_mean_and_covariance(name):
+    dist, n = GAUSSIANS[name], 10**6
+    x = _native_sampling.mc_nodes(dist, 21, 4, n)
+    mu, S = dist.mean, dist.cov
+    se_mean = np.sqrt(np.diag(S) / n)
+    assert np.all(np.abs(x.mean(0) - mu) < 5 * se_mean)
+    C = np.cov(x, rowvar=False).reshape(dist.dim, dist.dim)
+    # the variance of the sample covariance of a normal: (S_ii S_jj + S_ij^2) / n
+    se_cov = np.sqrt((np.outer(np.diag(S), np.diag(S)) + S**2) / n)
+    assert np.all(np.abs(C - S) < 5 * se_cov)
+    for k in range(dist.dim):   # each marginal is N(mu_k, S_kk)
+        assert stats.kstest(x[:100_000, k], stats.norm(mu[k], np.sqrt(S[k, k])).cdf).pvalue > 1e-3, k
+
+
+def test_gaussian_moment_check_can_fail():
+    # the same samples fail the checks of a slightly different covariance or mean
+    dist, n = GAUSSIANS["full-2d"], 10**6
+    x = _native_sampling.mc_nodes(dist, 21, 4, n)
+    C = np.cov(x, rowvar=False)
+    S = dist.cov.copy()
+    S[0, 1] = S[1, 0] = -0.88
+    se_cov = np.sqrt((np.outer(np.diag(S), np.diag(S)) + S**2) / n)
+    assert np.any(np.abs(C - S) >= 5 * se_cov)
+    assert np.any(np.abs(x.mean(0) - (dist.mean + 0.01)) >= 5 * np.sqrt(np.diag(dist.cov) / n))
+
+
+def test_gaussian_qmc_is_much_closer_than_mc():
+    dist, n = GAUSSIANS["scalar-1d"], 2**14
+    law = stats.norm(dist.mean[0], np.sqrt(dist.cov[0, 0]))
+    # a balanced net through the monotone quantile: one point per interval of probability 1/n
+    assert stats.kstest(_native_sampling.qmc_nodes(dist, 3, n)[:, 0], law.cdf).statistic < 3.0 / n
+    assert stats.kstest(_native_sampling.mc_nodes(dist, 3, 0, n)[:, 0], law.cdf).statistic > 3.0 / n
+
+
+def test_native_dist_args_gaussian():
+    args = _native_sampling.native_dist_args(GAUSSIANS["full-5d"])
+    assert args["density_kind"] == "gaussian" and args["mean"].shape == (5,) and args["chol"].shape == (5, 5)
+    assert "lo" not in args and "low" not in args
+    with pytest.raises(ValueError, match="bind"):
+        _native_sampling.native_dist_args(dists.Gaussian())
+
+
+def _gauss(mean, chol):
+    return {"density_kind": "gaussian", "mean": mean, "chol": chol}
+
+
+def test_core_samplers_reject_bad_gaussians():
+    with pytest.raises(ValueError, match="missing key 'chol'"):
+        _core.mc_nodes(0, 0, 10, spec={"density_kind": "gaussian", "mean": np.zeros(2)})
+    with pytest.raises(ValueError, match="chol: expected a \\(d, d\\) array"):
+        _core.mc_nodes(0, 0, 10, spec=_gauss(np.zeros(2), np.eye(3)))
+    with pytest.raises(ValueError, match="mean: expected a 1-D array"):
+        _core.qmc_nodes(10, 0, spec=_gauss(np.zeros((1, 1)), np.eye(1)))
+    with pytest.raises(ValueError, match="zeros above the diagonal"):
+        _core.mc_nodes(0, 0, 10, spec=_gauss(np.zeros(2), np.array([[1.0, 0.5], [0.0, 1.0]])))
+    with pytest.raises(ValueError, match="positive diagonal"):
+        _core.dist_from_uniform(np.full((4, 2), 0.5), spec=_gauss(np.zeros(2), np.diag([1.0, 0.0])))
+    with pytest.raises(ValueError, match="mean: expected finite"):
+        _core.mc_nodes(0, 0, 10, spec=_gauss(np.array([np.nan]), np.eye(1)))
+    with pytest.raises(ValueError, match="^u:"):
+        _core.dist_from_uniform(np.full((4, 3), 0.5), spec=_gauss(np.zeros(2), np.eye(2)))

@@ -104,3 +104,66 @@ def test_inverse_cdf_is_exact():
     u = np.linspace(0.001, 0.999, 97)[:, None]
     x = dist.from_uniform(u)[:, 0]
     np.testing.assert_allclose(dist.cdf(x), u[:, 0], atol=1e-14)
+
+
+# ---- Gaussian ------------------------------------------------------------------------------------
+
+def test_gaussian_attributes_and_bind():
+    g = rf.dists.Gaussian()
+    assert g.dim is None and "Gaussian" in rf.dists.__all__
+    b = g.bind(3)
+    assert b.dim == 3 and b.mean.shape == (3,) and b.cov.shape == b.chol.shape == (3, 3)
+    np.testing.assert_array_equal(b.cov, np.eye(3))
+    np.testing.assert_array_equal(b.chol, np.eye(3))
+    assert np.all(b.low == -np.inf) and np.all(b.high == np.inf)
+    d = rf.dists.Gaussian([1.0, 2.0], [4.0, 9.0])
+    assert d.dim == 2 and d.bind(2) is d
+    np.testing.assert_array_equal(d.chol, np.diag([2.0, 3.0]))
+    cov = np.array([[4.0, 1.2, -0.4], [1.2, 2.0, 0.3], [-0.4, 0.3, 1.0]])
+    f = rf.dists.Gaussian(0.5, cov)
+    assert f.dim == 3 and np.all(f.mean == 0.5)
+    assert np.all(np.triu(f.chol, 1) == 0) and np.all(np.diag(f.chol) > 0)
+    np.testing.assert_allclose(f.chol @ f.chol.T, cov, rtol=1e-14, atol=1e-15)
+    assert "Gaussian(mean=0.5" in repr(f) and "dim=3" in repr(f)
+    assert repr(g) == "Gaussian(mean=0.0, cov=1.0)" and repr(b) == "Gaussian(mean=0.0, cov=1.0, dim=3)"
+    lo, hi = d.typical_box()
+    np.testing.assert_array_equal(lo, [1.0 - 8.0, 2.0 - 12.0])
+    np.testing.assert_array_equal(hi, [1.0 + 8.0, 2.0 + 12.0])
+    prob = rf.Problem([3, 2, 1], rf.targets.Function(lambda x: x[:, :1] ** 2), g)  # probe inside the box
+    assert prob.input.dim == 3 and prob.target.out_dim == 1
+
+
+def test_gaussian_from_uniform_is_mean_plus_chol_times_quantile():
+    special = pytest.importorskip("scipy.special")
+    cov = np.array([[2.0, -0.7], [-0.7, 1.5]])
+    g = rf.dists.Gaussian([1.0, -3.0], cov)
+    u = np.random.default_rng(4).random((1000, 2))
+    expected = g.mean + special.ndtri(u) @ np.linalg.cholesky(cov).T
+    np.testing.assert_allclose(g.from_uniform(u), expected, rtol=1e-14, atol=1e-14)
+
+
+@pytest.mark.parametrize("make,exc,match", [
+    (lambda: rf.dists.Gaussian(np.nan), ValueError, "mean: expected finite"),
+    (lambda: rf.dists.Gaussian(0.0, np.inf), ValueError, "cov: expected finite"),
+    (lambda: rf.dists.Gaussian(1j), TypeError, "mean"),
+    (lambda: rf.dists.Gaussian(0.0, "1"), TypeError, "cov"),
+    (lambda: rf.dists.Gaussian(True), TypeError, "mean"),
+    (lambda: rf.dists.Gaussian(np.zeros((2, 2))), ValueError, "mean: expected an array with 0 or 1"),
+    (lambda: rf.dists.Gaussian(0.0, np.ones((2, 2, 2))), ValueError, "cov: expected an array with 0 or 1 or 2"),
+    (lambda: rf.dists.Gaussian(0.0, np.ones((2, 3))), ValueError, "cov: expected a square"),
+    (lambda: rf.dists.Gaussian([0.0, 0.0], [1.0, 1.0, 1.0]), ValueError, "mean, cov"),
+    (lambda: rf.dists.Gaussian([0.0, 0.0], dim=3), ValueError, "dim: expected 2"),
+    (lambda: rf.dists.Gaussian(0.0, 1.0, dim=0), ValueError, "dim"),
+    (lambda: rf.dists.Gaussian(0.0, 1.0, dim=1.5), TypeError, "dim"),
+    (lambda: rf.dists.Gaussian([]), ValueError, "mean: expected at least one"),
+    (lambda: rf.dists.Gaussian(0.0, 0.0), ValueError, "cov: expected positive variances"),
+    (lambda: rf.dists.Gaussian(0.0, [1.0, -1.0]), ValueError, "cov: expected positive variances"),
+    (lambda: rf.dists.Gaussian(0.0, [[1.0, 0.5], [0.4, 1.0]]), ValueError, "cov: expected a symmetric"),
+    (lambda: rf.dists.Gaussian(0.0, [[1.0, 1.0], [1.0, 1.0]]), ValueError, "cov: expected a symmetric positive definite"),
+    (lambda: rf.dists.Gaussian(0.0, [[1.0, 2.0], [2.0, 1.0]]), ValueError, "cov: expected a symmetric positive definite"),
+    (lambda: rf.Problem([1, 2, 1], rf.targets.Affine([[1.0]]), rf.dists.Gaussian([0.0, 1.0])), ValueError,
+     "input: Gaussian has dimension 2, but widths\\[0\\] = 1"),
+])
+def test_bad_gaussians(make, exc, match):
+    with pytest.raises(exc, match=match):
+        make()

@@ -84,9 +84,10 @@ PYBIND11_MODULE(_cuda, m) {
         // the one problem parser of the bindings (bind_spec.h): a DensitySpec.native() dict
         const reluflow::ProblemArgs prob = reluflow::parse_problem_spec(reluflow::Layout{}, spec, reluflow::kNeedInput);
         const reluflow::InputDist& dist = prob.spec.input;
-        const bool box = dist.kind == reluflow::kDistUniform;
-        const int64_t sizes[3] = {box ? prob.low.size() : prob.ibreaks.size(), box ? prob.high.size() : prob.danti.size(),
-                                  box ? 0 : prob.dcum.size()};
+        const bool box = dist.kind == reluflow::kDistUniform, gauss = dist.kind == reluflow::kDistGaussian;
+        const int64_t sizes[3] = {box ? prob.low.size() : gauss ? prob.mean.size() : prob.ibreaks.size(),
+                                  box ? prob.high.size() : gauss ? prob.chol.size() : prob.danti.size(),
+                                  box || gauss ? 0 : prob.dcum.size()};
         py::array_t<double> out({n, static_cast<int64_t>(dist.dim)});
         reluflow::cuda::mc_nodes(seed, step, n, dist, sizes, out.mutable_data());
         return out;

@@ -18,8 +18,9 @@ int device_count();
 void philox_uniforms(uint64_t seed, uint32_t stream, uint32_t step, uint32_t first, int64_t n, int d, double* out);
 
 // Monte-Carlo nodes (n, d) of step into host memory out, bitwise mc_nodes_cpu's. `dist` views host
-// arrays (the box's low/high, or the density's breaks/anti/cum), which are copied to the device.
-// sizes: the lengths of those arrays, in that order (2 for the box, 3 for the density).
+// arrays (the box's low/high, the density's breaks/anti/cum, or the Gaussian's mean/chol), which are
+// copied to the device. sizes: the lengths of those arrays, in that order (2 for the box and the
+// Gaussian, 3 for the density).
 void mc_nodes(uint64_t seed, uint32_t step, int64_t n, const InputDist& dist, const int64_t* sizes, double* out);
 
 // ---- the dense risk and gradient (risk_grad.cu) -----------------------------------------------

@@ -37,6 +37,17 @@ __global__ void mc_nodes_kernel(uint64_t seed, uint32_t step, int64_t n, InputDi
   out[i] = input_dist_sample(dist, k, u);
 }
 
+// mc_nodes_cpu's loop body for the Gaussian, whose coordinates mix: one thread per node.
+__global__ void mc_nodes_gaussian_kernel(uint64_t seed, uint32_t step, int64_t n, InputDist dist, double* out) {
+  const int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  const int d = dist.dim;
+  if (j >= n) return;
+  double* x = out + j * d;
+  for (int k = 0; k < d; ++k)
+    x[k] = philox_uniform_at(seed, kStreamMonteCarlo, step, static_cast<uint32_t>(j), static_cast<uint32_t>(k));
+  input_dist_node(dist, x, x);
+}
+
 // Device memory of n doubles, freed on scope exit; optionally a copy of a host array.
 struct DeviceBuffer {
   double* ptr = nullptr;
@@ -82,21 +93,29 @@ void mc_nodes(uint64_t seed, uint32_t step, int64_t n, const InputDist& dist_hos
   const int64_t total = n * dist_host.dim;
   if (total == 0) return;
   InputDist dist = dist_host;  // the same description, pointing at device copies of its arrays
-  const bool box = dist.kind == kDistUniform;
-  DeviceBuffer a(sizes[0], box ? dist.box.low : dist.poly.breaks);
-  DeviceBuffer b(sizes[1], box ? dist.box.high : dist.poly.anti);
-  DeviceBuffer c(box ? 0 : sizes[2], box ? nullptr : dist.poly.cum);
+  const bool box = dist.kind == kDistUniform, gauss = dist.kind == kDistGaussian;
+  DeviceBuffer a(sizes[0], box ? dist.box.low : gauss ? dist.gauss.mean : dist.poly.breaks);
+  DeviceBuffer b(sizes[1], box ? dist.box.high : gauss ? dist.gauss.chol : dist.poly.anti);
+  DeviceBuffer c(box || gauss ? 0 : sizes[2], box || gauss ? nullptr : dist.poly.cum);
   if (box) {
     dist.box.low = a.ptr;
     dist.box.high = b.ptr;
+  } else if (gauss) {
+    dist.gauss.mean = a.ptr;
+    dist.gauss.chol = b.ptr;
   } else {
     dist.poly.breaks = a.ptr;
     dist.poly.anti = b.ptr;
     dist.poly.cum = c.ptr;
   }
   DeviceBuffer dev(total);
-  mc_nodes_kernel<<<blocks_for(total), kThreads>>>(seed, step, n, dist, dev.ptr);
-  check(cudaGetLastError(), "mc_nodes_kernel");
+  if (gauss) {
+    mc_nodes_gaussian_kernel<<<blocks_for(n), kThreads>>>(seed, step, n, dist, dev.ptr);
+    check(cudaGetLastError(), "mc_nodes_gaussian_kernel");
+  } else {
+    mc_nodes_kernel<<<blocks_for(total), kThreads>>>(seed, step, n, dist, dev.ptr);
+    check(cudaGetLastError(), "mc_nodes_kernel");
+  }
   dev.to_host(out, total);
 }
 

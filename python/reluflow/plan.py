@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .estimators import Estimator, Exact, MonteCarlo, Points, QuasiMonteCarlo, Quadrature
-from .quadrature import check_dim, fixed_1d
+from .quadrature import check_quadrature_input, fixed_1d
 from .registry import core
 from .spec import ProblemSpec
 
@@ -133,7 +133,7 @@ def _point_route(spec: ProblemSpec, estimator: Estimator, backend: str, method: 
 
 
 def _quadrature_route(spec: ProblemSpec, estimator: Quadrature, backend: str, why: list) -> str:
-    check_dim(spec)
+    check_quadrature_input(spec)
     if spec.dim > 1:
         why.append(f"d = {spec.dim}: composite tensor Gauss–Legendre (convergent, not exact), the same "
                    f"nodes for every network")

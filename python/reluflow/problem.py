@@ -67,7 +67,8 @@ class Problem(LayoutShapes):
         self.target = target
         if not target.native:
             # check the callable's output once, on two points of the domain
-            probe = np.vstack([self.input.low, 0.5 * (self.input.low + self.input.high)])
+            lo, hi = self.input.typical_box()
+            probe = np.vstack([lo, 0.5 * (lo + hi)])
             target.out_dim = target(probe).shape[1]
         if target.out_dim != out:
             raise ValueError(f"target: has output dimension {target.out_dim}, but widths[-1] = {out}")

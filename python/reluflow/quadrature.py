@@ -43,7 +43,7 @@ from .estimators import Nodes, Quadrature
 from .geometry import forward, kink_partition, vanishing_on_pieces
 from .spec import ProblemSpec
 
-__all__ = ["kink_partition", "quadrature_nodes", "fixed_1d", "partition_grid", "kink_hessian_terms", "nodes_1d", "nodes_tensor", "check_dim",
+__all__ = ["kink_partition", "quadrature_nodes", "fixed_1d", "partition_grid", "kink_hessian_terms", "nodes_1d", "nodes_tensor", "check_dim", "check_quadrature_input",
            "target_degree", "DEFAULT_CELLS", "DEFAULT_ORDER_MULTI_D", "DEFAULT_ORDER_INEXACT", "MAX_DIM"]
 
 #: default cells per axis of the composite tensor rule, by input dimension
@@ -228,6 +228,17 @@ def nodes_tensor(spec: ProblemSpec, estimator: Quadrature) -> Nodes:
     return Nodes(x, w / volume)
 
 
+def check_quadrature_input(spec: ProblemSpec) -> None:
+    """Quadrature needs a bounded input distribution (a box, or a 1-D piecewise-polynomial density) and
+    d <= MAX_DIM; ValueError naming ``estimator`` otherwise."""
+    if spec.density.kind == "gaussian":
+        raise ValueError(
+            f"estimator: Quadrature integrates over a box or a 1-D piecewise-polynomial density, and the "
+            f"input {spec.input!r} is unbounded; use MonteCarlo(n) or QuasiMonteCarlo(n) (or rf.Exact(), "
+            f"the closed form for shallow nets under Gaussian input, where available)")
+    check_dim(spec)
+
+
 def check_dim(spec: ProblemSpec) -> None:
     """Quadrature takes d <= MAX_DIM; ValueError otherwise."""
     if spec.dim > MAX_DIM:
@@ -255,7 +266,7 @@ def quadrature_nodes(problem, theta, estimator: Quadrature) -> Nodes:
     if not isinstance(estimator, Quadrature):
         raise TypeError(f"estimator: expected a Quadrature, got {type(estimator).__name__}")
     spec = getattr(problem, "spec", problem)
-    check_dim(spec)
+    check_quadrature_input(spec)
     if spec.dim == 1:
         return nodes_1d(spec, theta, estimator)
     return nodes_tensor(spec, estimator)

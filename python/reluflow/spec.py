@@ -10,7 +10,8 @@ Encodings (mirroring what the C++ side takes):
   polynomial targets also carry their ``pieces`` on the support (Affine lowered to one piece).
 * density: ``"uniform"`` (low, high (d,)) or ``"piecewise_polynomial"``; in 1-D both carry the density
   as pieces in local powers (mass 1) with the antiderivative ``anti`` and cumulative masses ``cum``
-  that the inverse-CDF samplers use.
+  that the inverse-CDF samplers use. ``"gaussian"``: mean (d,) and the lower Cholesky factor chol
+  (d, d) of the covariance; low/high are -inf/+inf and it has no pieces (no 1-D quadrature).
 """
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ class TargetSpec:
 class DensitySpec:
     """The input distribution mu in one encoding (see the module docstring)."""
 
-    kind: str                        # "uniform" | "piecewise_polynomial"
+    kind: str                        # "uniform" | "piecewise_polynomial" | "gaussian"
     dim: int
     low: np.ndarray = field(repr=False)
     high: np.ndarray = field(repr=False)
@@ -100,6 +101,8 @@ class DensitySpec:
     coeffs: np.ndarray | None = field(default=None, repr=False)   # 1-D: (q, dd+1), mass 1
     anti: np.ndarray | None = field(default=None, repr=False)     # piecewise polynomial: CDF pieces
     cum: np.ndarray | None = field(default=None, repr=False)      # piecewise polynomial: (q+1,)
+    mean: np.ndarray | None = field(default=None, repr=False)     # gaussian: (d,)
+    chol: np.ndarray | None = field(default=None, repr=False)     # gaussian: (d, d) lower Cholesky factor
 
     @staticmethod
     def of(dist: dists.Distribution) -> "DensitySpec":
@@ -115,12 +118,20 @@ class DensitySpec:
             br, co = dist.density_coeffs()
             return DensitySpec("piecewise_polynomial", 1, _f64(dist.low), _f64(dist.high), dist.degree,
                                _f64(br), _f64(np.atleast_2d(co)), _f64(dist.anti), _f64(dist.cum))
-        raise TypeError(f"input: expected dists.Uniform or dists.PiecewisePolynomial, got "
+        if isinstance(dist, dists.Gaussian):
+            if dist.dim is None:
+                raise ValueError("input: the Gaussian has no dimension yet; bind it (dist.bind(d)) or give "
+                                 "mean/cov arrays")
+            return DensitySpec("gaussian", dist.dim, _f64(dist.low), _f64(dist.high), 0,
+                               mean=_f64(dist.mean), chol=_f64(dist.chol))
+        raise TypeError(f"input: expected dists.Uniform, dists.PiecewisePolynomial or dists.Gaussian, got "
                         f"{type(dist).__name__}")
 
     def native(self) -> dict:
         """The density's keys of the C++ problem dict (see :meth:`ProblemSpec.native`); the samplers
         (``_core.mc_nodes`` and friends) take this dict alone as their ``spec``."""
+        if self.kind == "gaussian":
+            return {"density_kind": "gaussian", "mean": self.mean, "chol": self.chol}
         out: dict = {"density_kind": self.kind, "low": self.low, "high": self.high}
         if self.breaks is not None:
             out.update(density_breaks=self.breaks, density_coeffs=self.coeffs)
@@ -187,6 +198,8 @@ class ProblemSpec(LayoutShapes):
 
     def exact_sweep_unsupported(self) -> str | None:
         """None when the exact O(H log H) sweep computes this problem's exact quadrature risk, else why not."""
+        if self.density.kind == "gaussian":
+            return "the exact sweep needs a bounded input distribution (a box or a piecewise-polynomial density)"
         if not self.shallow_1d:
             return f"the exact sweep needs a shallow 1-D network [1, H, out], got widths {list(self.widths)}"
         t = self.target_spec
@@ -214,14 +227,15 @@ class ProblemSpec(LayoutShapes):
           (P,)) or ``"function"`` (evaluated in Python: no arrays);
         * ``target_breaks`` (m+1,), ``target_coeffs`` (m, deg+1, out): the target as 1-D pieces in local
           powers (a piecewise-polynomial target itself; a 1-D Affine lowered to one piece on the support);
-        * ``density_kind``: ``"uniform"`` (``low``, ``high`` (d,)) or ``"piecewise_polynomial"``
-          (``density_anti`` (q, dd+1), ``density_cum`` (q+1,): the inverse-CDF data of the samplers);
+        * ``density_kind``: ``"uniform"`` (``low``, ``high`` (d,)), ``"piecewise_polynomial"``
+          (``density_anti`` (q, dd+1), ``density_cum`` (q+1,): the inverse-CDF data of the samplers) or
+          ``"gaussian"`` (``mean`` (d,), ``chol`` (d, d) lower triangular);
         * ``density_breaks`` (q+1,), ``density_coeffs`` (q, dd+1): 1-D, the density as pieces (mass 1);
-        * ``lo``, ``hi`` (float): 1-D, the support of the density.
+        * ``lo``, ``hi`` (float): 1-D, the support of the density (bounded distributions only).
         """
         return dict(self._native)
 
     @functools.cached_property
     def _native(self) -> dict:
-        support = self.support if self.dim == 1 else None
+        support = self.support if self.dim == 1 and self.density.kind != "gaussian" else None
         return {**self.density.native(), **self.target_spec.native_keys(support)}

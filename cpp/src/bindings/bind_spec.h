@@ -10,8 +10,10 @@
 //                                                               kind piecewise_polynomial, and the lowering
 //                                                               of a 1-D affine target on [lo, hi]
 //   teacher_widths (list of int), teacher_theta (P_teacher,)    teacher
-//   density_kind   "uniform" | "piecewise_polynomial" (str)
+//   density_kind   "uniform" | "piecewise_polynomial" | "gaussian" (str)
 //   low, high (d,)                                              the box of a uniform density (its support)
+//   mean (d,), chol (d, d)                                      gaussian: the mean and the lower Cholesky
+//                                                               factor of the covariance
 //   density_breaks (q+1,), density_coeffs (q, dd+1)             1-D: the density as pieces (mass 1)
 //   density_anti (q, dd+1), density_cum (q+1,)                  piecewise polynomial: the inverse-CDF data
 //   lo, hi (float)                                              1-D: the support of the density
@@ -43,7 +45,7 @@ enum SpecNeeds : unsigned {
 
 // The ProblemSpec and the arrays it views (movable: the views point into numpy's buffers).
 struct ProblemArgs {
-  f64_array A, b, tbreaks, tcoeffs, teacher_theta, low, high, ibreaks, danti, dcum, dbreaks, dcoeffs;
+  f64_array A, b, tbreaks, tcoeffs, teacher_theta, low, high, ibreaks, danti, dcum, dbreaks, dcoeffs, mean, chol;
   ProblemSpec spec{};
 };
 
@@ -129,8 +131,32 @@ inline void parse_input(ProblemArgs& a, const py::dict& d) {
     dist.dim = 1;
     dist.poly = PiecewisePolyDensity{static_cast<int>(m), static_cast<int>(a.danti.shape(1)), a.ibreaks.data(),
                                      a.danti.data(), a.dcum.data()};
+  } else if (kind == "gaussian") {
+    a.mean = array(d, "mean");
+    a.chol = array(d, "chol");
+    if (a.mean.ndim() != 1 || a.mean.shape(0) < 1)
+      throw py::value_error("spec: mean: expected a 1-D array of length d >= 1, got " + shape_str(a.mean));
+    const int64_t n = a.mean.shape(0);
+    if (n > INT32_MAX) throw py::value_error("spec: mean: too many dimensions");
+    if (a.chol.ndim() != 2 || a.chol.shape(0) != n || a.chol.shape(1) != n)
+      throw py::value_error("spec: chol: expected a (d, d) array, d = len(mean) = " + std::to_string(n) + ", got " +
+                            shape_str(a.chol));
+    if (!all_finite(a.mean)) throw py::value_error("spec: mean: expected finite values");
+    if (!all_finite(a.chol)) throw py::value_error("spec: chol: expected finite values");
+    const double* L = a.chol.data();
+    for (int64_t k = 0; k < n; ++k) {
+      if (!(L[k * n + k] > 0.0))
+        throw py::value_error("spec: chol: expected a lower-triangular Cholesky factor with a positive diagonal");
+      for (int64_t i = k + 1; i < n; ++i)
+        if (L[k * n + i] != 0.0)
+          throw py::value_error("spec: chol: expected a lower-triangular Cholesky factor (zeros above the diagonal)");
+    }
+    dist.kind = kDistGaussian;
+    dist.dim = static_cast<int>(n);
+    dist.gauss = GaussianDist{dist.dim, a.mean.data(), a.chol.data()};
   } else {
-    throw py::value_error("spec: density_kind: expected 'uniform' or 'piecewise_polynomial', got '" + kind + "'");
+    throw py::value_error("spec: density_kind: expected 'uniform', 'piecewise_polynomial' or 'gaussian', got '" +
+                          kind + "'");
   }
 }
 
@@ -244,7 +270,8 @@ inline ProblemArgs parse_problem_spec(const Layout& lay, const py::object& spec_
   if (needs & kNeedInput) {
     parse_input(a, d);
     if (has_net && a.spec.input.dim != dim)
-      throw py::value_error("spec: low: the distribution's dimension " + std::to_string(a.spec.input.dim) +
+      throw py::value_error(std::string("spec: ") + (a.spec.input.kind == kDistGaussian ? "mean" : "low") +
+                            ": the distribution's dimension " + std::to_string(a.spec.input.dim) +
                             " differs from widths[0] = " + std::to_string(dim));
   }
   if (needs & kNeedTarget) parse_target(a, d, (needs & kNeedTeacherOk) != 0);

@@ -15,24 +15,21 @@ void mc_nodes_cpu(uint64_t seed, uint32_t step, int64_t n, InputDist dist, doubl
   const int d = dist.dim;
 #pragma omp parallel for schedule(static) if (n * d > kMinParallelSamples)
   for (int64_t j = 0; j < n; ++j) {
-    for (int k = 0; k < d; ++k) {
-      const double u = philox_uniform_at(seed, kStreamMonteCarlo, step, static_cast<uint32_t>(j),
-                                         static_cast<uint32_t>(k));
-      out[j * d + k] = input_dist_sample(dist, k, u);
-    }
+    double* x = out + j * d;  // the node's uniforms, then the node in place
+    for (int k = 0; k < d; ++k)
+      x[k] = philox_uniform_at(seed, kStreamMonteCarlo, step, static_cast<uint32_t>(j), static_cast<uint32_t>(k));
+    input_dist_node(dist, x, x);
   }
 }
 
 void dist_from_uniform_cpu(const double* u, int64_t n, InputDist dist, double* out) {
   const int d = dist.dim;
 #pragma omp parallel for schedule(static) if (n * d > kMinParallelSamples)
-  for (int64_t j = 0; j < n; ++j) {
-    for (int k = 0; k < d; ++k) out[j * d + k] = input_dist_sample(dist, k, u[j * d + k]);
-  }
+  for (int64_t j = 0; j < n; ++j) input_dist_node(dist, u + j * d, out + j * d);
 }
 
 void qmc_nodes_cpu(int64_t n, uint64_t seed, InputDist dist, double* out) {
-  // the uniforms, then the distribution's transform in place (each entry reads only itself)
+  // the uniforms, then the distribution's transform in place (each node reads only itself)
   sobol_uniforms_cpu(n, dist.dim, seed, out);
   dist_from_uniform_cpu(out, n, dist, out);
 }

@@ -17,11 +17,11 @@ void sobol_bits_cpu(int64_t n, int d, uint64_t seed, bool scramble, uint32_t* ou
 // out[j*d + k] = (word + 0.5) * 2^-32 of the scrambled Sobol point j in dimension k.
 void sobol_uniforms_cpu(int64_t n, int d, uint64_t seed, double* out);
 
-// Monte-Carlo nodes: out[j*dim + k] = input_dist_sample(dist, k, philox_uniform_at(seed,
-// kStreamMonteCarlo, step, j, k)) for j < n.
+// Monte-Carlo nodes: node j (out[j*dim .. j*dim + dim - 1]) = input_dist_node(dist, u_j) of the uniforms
+// u_jk = philox_uniform_at(seed, kStreamMonteCarlo, step, j, k), for j < n.
 void mc_nodes_cpu(uint64_t seed, uint32_t step, int64_t n, InputDist dist, double* out);
 
-// Nodes of given uniforms: out[j*dim + k] = input_dist_sample(dist, k, u[j*dim + k]) for j < n.
+// Nodes of given uniforms: node j = input_dist_node(dist, u[j*dim ..]) for j < n (out may be u).
 void dist_from_uniform_cpu(const double* u, int64_t n, InputDist dist, double* out);
 
 // Quasi-Monte-Carlo nodes: the scrambled Sobol uniforms of (n, dist.dim, seed) through dist.

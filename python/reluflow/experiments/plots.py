@@ -96,7 +96,7 @@ def plot_store(path: str | Path, out: str | Path | None = None) -> list[Path]:
     cfg = parse_config(ds.attrs["config"], name)
     prob = cfg.problem
     if prob.dim == 1 and prob.out_dim == 1:
-        lo_, hi_ = float(prob.input.low[0]), float(prob.input.high[0])
+        lo_, hi_ = (float(a[0]) for a in prob.input.typical_box())   # mean -/+ 4 sd for a Gaussian
         x = np.linspace(lo_, hi_, 400)[:, None]
         theta = ds.theta.values
         fig, ax = plt.subplots(figsize=(6, 4))
