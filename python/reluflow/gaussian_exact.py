@@ -393,7 +393,7 @@ def _Q3_sum(p: _Pair, ua: _Units, ub: _Units, sa: _Single, coef: np.ndarray) -> 
     om = np.where(general, coef * ub.n[:, None, :] * (_phi(al) / ua.n)[:, :, None], 0.0)
     M0 = np.sum(om * p.Pm, axis=2)
     V1 = np.einsum("kab,kabi->kai", om * p.rPxp, p.e2)
-    MWW = np.einsum("kab,kabi,kabj->kaij", om * p.rpxp, p.e2, p.e2, optimize=True)
+    MWW = np.matmul(np.swapaxes((om * p.rpxp)[..., None] * p.e2, -1, -2), p.e2)
     uh = ua.uh
     d = uh.shape[-1]
     uu = uh[..., :, None] * uh[..., None, :]
@@ -509,7 +509,7 @@ def shallow_gaussian(widths: Sequence[int], theta, mean, cov, target, want_grad:
     Gt = Vt.T @ Vt
     db = b2 - c0                                          # (K, out)
     gam = np.einsum("od,koi->kid", At, V)                 # (At^T V)_i: affine coupling of unit i
-    Ez, gz, hz = _affine_terms(su, gam, want_hess)
+    Ez, _, hz = _affine_terms(su, gam, want_hess)
     Q0ss, Q0st = _Q0(pss, su, su, ss, ss), _Q0(pst, su, tu, ss, st)
     Q0tt = _Q0(ptt, tu, tu, st, st)
     EVs = np.einsum("koi,ki->ko", V, ss.S0)               # E[V s]
@@ -573,13 +573,13 @@ def _hessian(d, H, out, V, Vt, G, T, db, su, tu, ss, pss, pst, Q0ss, Q1ss, R, At
     diag = diag + 2 * np.einsum("ki,kipq->kipq", np.einsum("koi,ko->ki", V, db), ss.S2) - 2 * hz
     idx = np.arange(H)
     Hpp[:, idx, idx] += diag
-    Hpp = np.einsum("pa,kijpq,qb->kijab", Bm, Hpp, Bm)          # B^T H B per block
+    Hpp = Bm.T @ Hpp @ Bm                                        # B^T H B per block
     # unit j's p against V[o, i]: 2 V_oj Q1(j, i) + delta_ij 2 R_o(i)
-    HpV = 2 * np.einsum("koj,kjip->kjpoi", V, Q1ss)
+    HpV = 2 * np.swapaxes(V, 1, 2)[:, :, None, :, None] * np.swapaxes(Q1ss, 2, 3)[:, :, :, None, :]
     HpV[:, idx, :, :, idx] += 2 * R.transpose(2, 0, 3, 1)
-    HpV = np.einsum("pa,kjpoi->kjaoi", Bm, HpV)
+    HpV = (Bm.T @ HpV.reshape(K, H, D, out * H)).reshape(K, H, D, out, H)
     Hpb = 2 * np.einsum("koj,kjp->kjpo", V, ss.S1)
-    Hpb = np.einsum("pa,kjpo->kjao", Bm, Hpb)
+    Hpb = Bm.T @ Hpb
     P = H * D + out * (H + 1)
     Hs = np.zeros((K, P, P))
     # order of q in the flat layout: W1 (H, d), b1 (H); map unit j's q index a to the flat index
