@@ -34,7 +34,7 @@ import numpy as np
 import reluflow as rf
 
 NAME = "teacher_student"
-GLOBAL_RISK = 1e-20
+GLOBAL_RISK = 1e-12    # the closed form sums O(1) terms: a global minimum gives 0 up to ~1e-15
 CLASSES = ("global", "spurious minimum", "saddle", "not converged")
 
 

@@ -114,7 +114,7 @@ def test_teacher_student_flow_then_polish_reaches_the_teacher():
     np.testing.assert_array_equal(run.theta[:, frozen], theta0[:, frozen])
     pol = rf.polish(prob, run.theta, rf.Exact(), frozen=frozen)
     assert list(pol.status) == ["converged"] * 3, pol
-    assert pol.risk.max() < 1e-24
+    assert pol.risk.max() < 1e-13                                # 0 up to the rounding of O(1) terms
     W = pol.theta[:, :16].reshape(3, 4, 4)
     for k in range(3):   # each student neuron is one teacher neuron e_j
         np.testing.assert_allclose(np.sort(np.abs(W[k]).max(axis=1)), np.ones(4), atol=1e-10)

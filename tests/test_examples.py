@@ -92,3 +92,20 @@ def test_readme_quickstart_runs():
     namespace: dict = {}
     exec(compile(code, "README.md:Quickstart", "exec"), namespace)
     assert namespace["H"].shape[0] == 4 and namespace["run"].theta.shape == (512, namespace["prob"].num_params)
+
+
+def test_teacher_student(tmp_path):
+    """Gaussian input, bias-free student with output weights fixed: every start classified, the global
+    minima polished to |G| <= 1e-12 with a positive definite Hessian over the free weights."""
+    data = run_example("teacher_student", tmp_path)
+    rows = data["rows"]
+    assert [r["k"] for r in rows] == [4, 6]
+    for r in rows:
+        assert sum(r["counts"].values()) == r["inits"]
+        assert r["counts"]["global"] >= 1                        # small k: the flow finds the teacher
+        for lab, risk, g, e in zip(r["labels"], r["polished_risk"], r["grad_norm"], r["min_eig"]):
+            assert finite(risk, g, e)
+            if lab == "global":
+                assert risk <= 1e-12 and g <= 1e-12 and e > 1e-3
+            if lab != "not converged":
+                assert g <= 1e-12
