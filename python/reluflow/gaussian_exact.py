@@ -500,9 +500,9 @@ def shallow_gaussian(widths: Sequence[int], theta, mean, cov, target, want_grad:
     su = _units(W1 @ Lc, b1 + W1 @ mean)
     kt = S.shape[0]
     tu = _units(np.broadcast_to(S, (K, kt, d)), np.broadcast_to(e, (K, kt)))
-    ss, st = _single(su, want_hess), _single(tu, False)
-    pss, pst = _pair(su, su), _pair(su, tu)
-    ptt = _pair(tu, tu)
+    t1 = _units(S[None], e[None])                         # the teacher once, not per network
+    ss, st, st1 = _single(su, want_hess), _single(tu, False), _single(t1, False)
+    pss, pst, ptt = _pair(su, su), _pair(su, tu), _pair(t1, t1)
 
     G = np.einsum("koi,koj->kij", V, V)                  # V^T V
     T = np.einsum("koi,oj->kij", V, Vt)                  # V^T Vt
@@ -511,11 +511,11 @@ def shallow_gaussian(widths: Sequence[int], theta, mean, cov, target, want_grad:
     gam = np.einsum("od,koi->kid", At, V)                 # (At^T V)_i: affine coupling of unit i
     Ez, _, hz = _affine_terms(su, gam, want_hess)
     Q0ss, Q0st = _Q0(pss, su, su, ss, ss), _Q0(pst, su, tu, ss, st)
-    Q0tt = _Q0(ptt, tu, tu, st, st)
+    Q0tt = _Q0(ptt, t1, t1, st1, st1)
     EVs = np.einsum("koi,ki->ko", V, ss.S0)               # E[V s]
-    EVt = np.broadcast_to(Vt @ st.S0[0], (K, out))        # E[Vt t]
+    EVt = np.broadcast_to(Vt @ st1.S0[0], (K, out))       # E[Vt t]
     gam_t = (At.T @ Vt).T                                 # (kt, d)
-    Ezt = np.sum(gam_t * tu.n[0][:, None] * tu.uh[0], axis=-1) * _Phi(tu.alpha[0]) * ~tu.zero[0]
+    Ezt = np.sum(gam_t * t1.n[0][:, None] * t1.uh[0], axis=-1) * _Phi(t1.alpha[0]) * ~t1.zero[0]
     risk = (np.einsum("kij,kij->k", G, Q0ss) - 2 * np.einsum("kij,kij->k", T, Q0st)
             + np.sum(Gt * Q0tt[0]) + np.sum(At * At) - 2 * np.sum(Ez, axis=1) + 2 * np.sum(Ezt)
             + 2 * np.sum(db * (EVs - EVt), axis=1) + np.sum(db * db, axis=1))
@@ -538,7 +538,7 @@ def shallow_gaussian(widths: Sequence[int], theta, mean, cov, target, want_grad:
     grad = np.concatenate([g_q[..., :d].reshape(K, H * d), g_q[..., d], g_V.reshape(K, out * H), g_b2], axis=1)
     if not want_hess:
         return risk, grad, None
-    hess = _hessian(d, H, out, V, Vt, G, T, db, su, tu, ss, pss, pst, Q0ss, Q1ss, R, At, Bm, hz, gam)
+    hess = _hessian(d, H, out, V, G, T, db, su, tu, ss, pss, pst, Q0ss, Q1ss, R, Bm, hz)
     return risk, grad, hess
 
 
@@ -562,14 +562,14 @@ def _chain_matrix(mean: np.ndarray, Lc: np.ndarray) -> np.ndarray:
     return B
 
 
-def _hessian(d, H, out, V, Vt, G, T, db, su, tu, ss, pss, pst, Q0ss, Q1ss, R, At, Bm, hz, gam):
+def _hessian(d, H, out, V, G, T, db, su, tu, ss, pss, pst, Q0ss, Q1ss, R, Bm, hz):
     """(K, P, P) Hessian: blocks in effective coordinates, mapped by B, scattered to the flat layout,
     symmetrized ((X + X^T) / 2 is exactly symmetric in floating point)."""
     K = V.shape[0]
     D = d + 1
     Q2 = _Q2(pss, su, su, ss, ss)                               # (K, H, H, D, D)
     Hpp = 2 * G[..., None, None] * Q2
-    diag = 2 * (_Q3_sum(pss, su, su, ss, G) - _Q3_sum(pst, su, tu, ss, np.broadcast_to(T, T.shape)))
+    diag = 2 * (_Q3_sum(pss, su, su, ss, G) - _Q3_sum(pst, su, tu, ss, T))
     diag = diag + 2 * np.einsum("ki,kipq->kipq", np.einsum("koi,ko->ki", V, db), ss.S2) - 2 * hz
     idx = np.arange(H)
     Hpp[:, idx, idx] += diag
