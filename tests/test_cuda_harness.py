@@ -676,3 +676,23 @@ def test_device_loop_only_where_it_applies(host_cuda_loop):
     run = rf.gradient_descent(prob, prob.init(2, seed=1), 0.01, 3, rf.MonteCarlo(64, seed=1), backend="cuda",
                               normalized=True)
     assert host_cuda_loop.loops == before and "loop" not in run.info
+
+
+@pytest.mark.parametrize("kind", ["function-fixed", "teacher-sgd"])
+def test_device_gd_loop_emulated_other_targets(host_cuda_loop, kind):
+    """A Function target on fixed nodes (its values made once on the host and given as y) and a shallow
+    Teacher with SGD (evaluated in the kernel) run the device loop and give the cpu loop's run."""
+    if kind == "function-fixed":
+        prob = rf.Problem([1, 8, 1], rf.targets.Function(lambda x: np.sin(3 * x), out_dim=1))
+        est = rf.MonteCarlo(120, seed=4, resample=False)
+    else:
+        teacher = rf.targets.Teacher([2, 5, 1], np.random.default_rng(0).normal(size=Layout([2, 5, 1]).num_params))
+        prob = rf.Problem([2, 6, 1], teacher)
+        est = rf.MonteCarlo(100, seed=4, resample=True)
+    assert prob.plan(est, "cuda").loop == "CUDA"
+    theta = prob.init(2, seed=3)
+    before = host_cuda_loop.loops
+    a = rf.gradient_descent(prob, theta, 0.02, 12, est, backend="cuda", record_every=4)
+    b = rf.gradient_descent(prob, theta, 0.02, 12, est, backend="cpu", record_every=4)
+    assert host_cuda_loop.loops == before + 1
+    assert_runs_match(a, b)
