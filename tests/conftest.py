@@ -150,12 +150,12 @@ def python_driver():
     instead of the C++ loop their plan chose, so that tests can judge the C++ loops against it."""
     from reluflow import flows
 
-    orig = flows._native_plan
-    flows._native_plan = lambda plan: None
+    orig, orig_device = flows._native_plan, flows._device_plan
+    flows._native_plan = flows._device_plan = lambda plan: None
     try:
         yield
     finally:
-        flows._native_plan = orig
+        flows._native_plan, flows._device_plan = orig, orig_device
 
 
 def forward_1d(params, x):

@@ -213,3 +213,150 @@ def test_target_in_the_kernel_equals_host_harness_and_cpu(widths, dtype, kind):
     r0, g0 = core.risk_and_grad(widths, theta, nodes.x, nodes.w, y, True)
     tol = 1e-12 if dtype == np.float64 else 2e-5
     assert rel(risk.get(), r0) <= 2 * tol and rel(grad.get(), g0) <= 2 * tol
+
+
+# ---- gradient descent / SGD with the whole loop on the device (cuda/src/gd_loop.cu, issue 13) --------
+# Expected: the device run is BITWISE the host emulation of the same loop (tests/test_cuda_harness.py's
+# HarnessLoop: the dense grid and the update grid on the host with the same RF_HD functions; the MC
+# nodes from the CPU sampler, bitwise the GPU's), and equals the cpu backend's C++ loop to 1e-12
+# relative (its kernels sum in another order) with the same statuses, reasons, record times and
+# evaluation count.
+
+GD_LOOP_CASES = [([1, 16, 1], "points"), ([1, 16, 1], "sgd"), ([2, 8, 8, 1], "points"), ([2, 8, 8, 1], "sgd")]
+
+
+def _gd_problem(widths):
+    target = (rf.targets.PiecewisePolynomial([-1.0, 0.0, 1.0], [[0.0, 1.0, 2.0], [0.0, 1.0, -2.0]])
+              if widths[0] == 1 else rf.targets.Affine(np.ones((widths[-1], widths[0])), np.zeros(widths[-1])))
+    return rf.Problem(widths, target, rf.dists.Uniform([-1.0] * widths[0], [1.0] * widths[0]))
+
+
+def _gd_estimator(kind, d):
+    if kind == "sgd":
+        return rf.MonteCarlo(256, seed=3, resample=True)
+    return rf.Points(np.random.default_rng(1).uniform(-1, 1, size=(300, d)))
+
+
+def _emulated(monkeypatch, fn):
+    """fn() with the cuda backend's loop emulated on the host (HarnessLoop)."""
+    import types
+
+    import reluflow.problem as problem_mod
+    from reluflow.backends import cuda as cuda_backend
+    from test_cuda_harness import HarnessLoop, NumpyAsCupy
+
+    with monkeypatch.context() as m:
+        fake_cp = NumpyAsCupy(cuda=types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=0)))
+        m.setattr(cuda_backend, "_modules", lambda: (HarnessLoop, fake_cp))
+        orig = problem_mod.resolve
+        m.setattr(problem_mod, "resolve", lambda name, t: "cuda" if name == "cuda" else orig(name, t))
+        return fn()
+
+
+@needs_cupy_gpu
+@pytest.mark.parametrize("widths,kind", GD_LOOP_CASES, ids=[f"{w}-{k}" for w, k in GD_LOOP_CASES])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_gd_loop_on_device_equals_host_emulation_and_cpu(widths, kind, dtype, monkeypatch):
+    import cupy as cp
+
+    prob = _gd_problem(widths)
+    est = _gd_estimator(kind, widths[0])
+    theta = prob.init(4, seed=2).astype(dtype)
+    lr = lambda n: 0.05 * (n + 1) ** -0.1  # noqa: E731
+    kw = dict(record_every=10, start_step=3)
+    assert prob.plan(est, "auto", cp.asarray(theta)).loop == "CUDA"
+    g = rf.gradient_descent(prob, cp.asarray(theta), lr, 100, est, **kw)
+    assert isinstance(g.theta, cp.ndarray) and g.info["loop"] == "CUDA"
+    e = _emulated(monkeypatch, lambda: rf.gradient_descent(prob, theta, lr, 100, est, backend="cuda", **kw))
+    c = rf.gradient_descent(prob, theta, lr, 100, est, backend="cpu", **kw)
+    gt = g.theta.get()
+    assert gt.tobytes() == e.theta.tobytes(), "device loop != its host emulation"
+    for key in ("risk", "grad_norm", "energy"):
+        assert getattr(g, key).tobytes() == getattr(e, key).tobytes(), key
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    assert rel(gt, c.theta) <= tol and rel(g.risk, c.risk) <= tol and rel(g.grad_norm, c.grad_norm) <= tol
+    np.testing.assert_array_equal(g.t, c.t)
+    assert g.next_step == c.next_step == 103 and g.info["evaluations"] == c.info["evaluations"] == 101
+    assert not g.diverged.any() and g.risk[-1].max() < g.risk[0].max()
+
+
+@needs_cupy_gpu
+def test_gd_loop_on_device_divergence_frozen_records_like_cpu(monkeypatch):
+    import cupy as cp
+
+    prob = _gd_problem([1, 16, 1])
+    est = _gd_estimator("points", 1)
+    theta = prob.init(5, seed=5)
+    theta[1] *= 40.0
+    theta[2, 0] = 1e7
+    mask = prob.mask(layers=[2], biases=False)
+    kw = dict(record_every=3, record_theta=True, max_abs=2e7, max_growth=100.0, frozen=mask)
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        g = rf.gradient_descent(prob, cp.asarray(theta), 0.9, 30, est, **kw)
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        c = rf.gradient_descent(prob, theta, 0.9, 30, est, backend="cpu", **kw)
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        e = _emulated(monkeypatch, lambda: rf.gradient_descent(prob, theta, 0.9, 30, est, backend="cuda", **kw))
+    assert g.diverged.any()
+    np.testing.assert_array_equal(g.diverged, c.diverged)
+    np.testing.assert_array_equal(g.reason, c.reason)
+    np.testing.assert_array_equal(g.info["stop_step"], e.info["stop_step"])
+    assert g.thetas.get().tobytes() == e.thetas.tobytes() and rel(g.thetas.get(), c.thetas) <= 1e-12
+    np.testing.assert_array_equal(g.theta.get()[:, mask], theta[:, mask])
+    # every network frozen: the loop ends early, the cpu loop's evaluation count and filled records
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        ga = rf.gradient_descent(prob, cp.asarray(theta * 1e3), 5.0, 200, est, record_every=4, max_growth=10.0)
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        ca = rf.gradient_descent(prob, theta * 1e3, 5.0, 200, est, backend="cpu", record_every=4, max_growth=10.0)
+    assert ga.diverged.all() and ga.info["evaluations"] == ca.info["evaluations"] < 201
+    assert ga.risk.shape == ca.risk.shape and rel(ga.risk, ca.risk) <= 1e-12
+
+
+@needs_cupy_gpu
+@pytest.mark.parametrize("kind", ["points", "sgd"])
+def test_gd_loop_on_device_resume_is_bitwise(kind):
+    import cupy as cp
+
+    prob = _gd_problem([2, 8, 8, 1])
+    est = _gd_estimator(kind, 2)
+    theta = cp.asarray(prob.init(3, seed=7))
+    lr = 0.001 * (np.arange(1, 101) ** -0.1)
+    whole = rf.gradient_descent(prob, theta, lr, 100, est, record_every=7)
+    first = rf.gradient_descent(prob, theta, lr, 37, est, record_every=7)
+    rest = rf.gradient_descent(prob, first.theta, lr, 63, est, start_step=first.next_step)
+    assert rest.theta.get().tobytes() == whole.theta.get().tobytes()
+    again = rf.gradient_descent(prob, theta, lr, 100, est, record_every=7)   # deterministic
+    assert again.theta.get().tobytes() == whole.theta.get().tobytes()
+    assert again.risk.tobytes() == whole.risk.tobytes()
+    # a network's bits do not depend on its batch
+    one = rf.gradient_descent(prob, theta[1:2], lr, 100, est, record_every=7)
+    assert one.theta.get().tobytes() == whole.theta.get()[1:2].tobytes()
+
+
+def test_gd_loop_arguments_checked_before_any_device_call():
+    """_cuda.gd_loop refuses bad arguments naming them, before any device call (fake arrays at address
+    0: runs without a GPU)."""
+    lay = Layout([1, 4, 1])
+    th = FakeDeviceArray((2, lay.num_params))
+    x, w, y = FakeDeviceArray((5, 1)), FakeDeviceArray((5,)), FakeDeviceArray((5, 1))
+    with pytest.raises(ValueError, match="h"):
+        cuda.gd_loop([1, 4, 1], th, x=x, w=w, y=y, steps=3)
+    with pytest.raises(ValueError, match="spec"):
+        cuda.gd_loop([1, 4, 1], th, x=x, w=w, steps=3, h=np.ones(1))
+    with pytest.raises(ValueError, match="spec"):
+        cuda.gd_loop([1, 4, 1], th, resample=True, n=10, steps=3, h=np.ones(1))
+    with pytest.raises(ValueError, match="frozen"):
+        cuda.gd_loop([1, 4, 1], th, x=x, w=w, y=y, steps=3, h=np.ones(1), frozen=np.zeros(3))
+    with pytest.raises(ValueError, match="x"):
+        cuda.gd_loop([1, 4, 1], th, x=FakeDeviceArray((5, 2)), w=w, y=y, steps=3, h=np.ones(1))
+    with pytest.raises(ValueError, match="theta"):
+        cuda.gd_loop([1, 4, 1], FakeDeviceArray((2, 3)), x=x, w=w, y=y, steps=3, h=np.ones(1))
+    with pytest.raises(ValueError, match="read-only"):
+        cuda.gd_loop([1, 4, 1], FakeDeviceArray((2, lay.num_params), readonly=True), x=x, w=w, y=y, steps=3,
+                     h=np.ones(1))
+    with pytest.raises(ValueError, match="h"):
+        cuda.gd_loop([1, 4, 1], th, x=x, w=w, y=y, steps=3, h=np.ones(2))
+    with pytest.raises(ValueError, match="max_growth"):
+        cuda.gd_loop([1, 4, 1], th, x=x, w=w, y=y, steps=3, h=np.ones(1), max_growth=1.0)
+    with pytest.raises(ValueError, match="start_step"):
+        cuda.gd_loop([1, 4, 1], th, x=x, w=w, y=y, steps=3, h=np.ones(1), start_step=2**32 - 2)

@@ -311,3 +311,388 @@ def test_cuda_backend_teacher_in_the_kernel_or_on_the_host(host_cuda, teacher):
     assert (host_cuda.kernel_targets > in_kernel) == (len(teacher) == 3)
     r0, g0 = cpu_backend.evaluate(make_plan(prob.spec, est, "cpu", theta.dtype), prob.spec, theta, 0, True)
     assert rel(r, r0) <= 1e-12 and rel(g, g0) <= 1e-12
+
+
+# ---- gradient descent with the whole loop on the device (cuda/src/gd_loop.cu, issue 13) --------------
+# _core._harness_gd_step runs the update kernel's grid (one block per network, reluflow/gd_step.h) on
+# the host; judged against an independent numpy step written from SPEC §4 and flows.py's watch.
+
+from reluflow import _native_sampling  # noqa: E402
+from reluflow import flows  # noqa: E402
+
+gd_step = core._harness_gd_step
+RUNNING, GREW, RISK_NAN, GRAD_NAN, OVER, PARAMS_NAN = range(6)
+
+
+def fresh_state(K):
+    return {"active": np.ones(K, np.uint8), "reason": np.zeros(K, np.uint8), "growth": np.zeros(K),
+            "risk0": np.full(K, np.nan), "last_risk": np.full(K, np.nan), "last_gn": np.full(K, np.nan),
+            "energy": np.zeros(K), "stop_iter": np.full(K, -1, np.int64)}
+
+
+def numpy_gd_step(theta, risk, grad, state, i, update, h, max_abs, max_growth, frozen=None):
+    """One GD step of every network in plain numpy, network by network (SPEC §4; the watch of
+    flows._Watch: the risk test, then the gradient's, then the new parameters')."""
+    dt = theta.dtype
+    th, st = theta.copy(), {k: v.copy() for k, v in state.items()}
+    g = grad.astype(dt)
+    if frozen is not None:
+        g[:, frozen] = 0
+    r = risk.astype(dt).astype(np.float64)
+    rec_theta = theta.copy()
+    for k in range(theta.shape[0]):
+        if not st["active"][k]:
+            continue
+        if i == 0:
+            st["risk0"][k] = r[k]
+        if not np.isfinite(r[k]):
+            why = RISK_NAN
+        elif st["risk0"][k] > 0 and r[k] > max_growth * st["risk0"][k]:
+            why = GREW
+        else:
+            why = RUNNING
+        if why != RISK_NAN and not np.all(np.isfinite(g[k])):
+            why = GRAD_NAN
+        if why in (RUNNING, GREW):
+            st["last_risk"][k] = r[k]
+            with np.errstate(over="ignore"):
+                st["last_gn"][k] = np.sqrt(np.sum(g[k].astype(np.float64) ** 2))
+        if why != RUNNING:
+            st["active"][k], st["reason"][k], st["stop_iter"][k] = 0, why, i
+            if why == GREW:
+                st["growth"][k] = r[k] / st["risk0"][k]
+            continue
+        if not update:
+            continue
+        with np.errstate(over="ignore", invalid="ignore"):
+            new = th[k] - dt.type(h) * g[k]
+        if not np.all(np.isfinite(new)):
+            why = PARAMS_NAN
+        elif np.any(np.abs(new) > max_abs):
+            why = OVER
+        if why == RUNNING:
+            th[k] = new
+            st["energy"][k] += h * st["last_gn"][k] ** 2
+        else:
+            st["active"][k], st["reason"][k], st["stop_iter"][k] = 0, why, i + 1
+    return th, st, rec_theta
+
+
+def gd_case(dtype, P=300, K=9):
+    """K networks of P parameters (P > one block of threads: strided), one per watch outcome."""
+    rng = np.random.default_rng(5)
+    theta = rng.normal(size=(K, P)).astype(dtype)
+    grad = rng.normal(size=(K, P))
+    risk = rng.uniform(1.0, 2.0, size=K)
+    risk[1] = np.nan                 # risk not finite
+    grad[2, 17] = np.inf             # gradient not finite
+    grad[3, 250] = 1e9               # the new parameter beyond max_abs
+    grad[4, 3] = 1e308 if dtype == np.float64 else 1e38   # h * G overflows: the new parameter not finite
+    risk[5] = 0.0                    # a zero start: only finiteness is checked later
+    theta[6, 100] = 1e4              # |theta| large but within max_abs
+    return theta, risk, grad
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_gd_step_harness_equals_numpy(dtype):
+    theta, risk, grad = gd_case(dtype)
+    K, P = theta.shape
+    frozen = np.zeros(P, bool)
+    frozen[[0, 129, 299]] = True
+    h, max_abs, max_growth = 10.0, 1e6, 50.0
+    for fz in (None, frozen):
+        for record in (False, True):
+            state = fresh_state(K)
+            got = gd_step(theta, risk, grad, state=state, i=0, update=True, h=h, max_abs=max_abs,
+                          max_growth=max_growth, frozen=fz, record=record)
+            th, st, rec_theta = numpy_gd_step(theta, risk, grad, state, 0, True, h, max_abs, max_growth, fz)
+            assert got["theta"].dtype == dtype and got["theta"].tobytes() == th.tobytes()
+            for key in ("active", "reason", "growth", "risk0", "last_risk", "stop_iter"):
+                np.testing.assert_array_equal(got[key], st[key], err_msg=key)
+            # |G| (and the energy h |G|^2): a block tree instead of numpy's pairwise sum: equal to rounding
+            for key in ("last_gn", "energy"):
+                np.testing.assert_allclose(got[key], st[key], rtol=1e-14, equal_nan=True, err_msg=key)
+            assert list(got["reason"]) == [RUNNING, RISK_NAN, GRAD_NAN, OVER, PARAMS_NAN, RUNNING, RUNNING,
+                                           RUNNING, RUNNING]
+            assert list(got["stop_iter"]) == [-1, 0, 0, 1, 1, -1, -1, -1, -1]
+            if fz is not None:   # frozen parameters keep their values
+                np.testing.assert_array_equal(got["theta"][:, frozen], theta[:, frozen])
+            if record:   # the records: theta_i, and the watch's values before the update's energy
+                assert got["rec_theta"].tobytes() == rec_theta.tobytes()
+                np.testing.assert_array_equal(got["rec_risk"], st["last_risk"])
+                np.testing.assert_array_equal(got["rec_energy"], state["energy"])
+            else:
+                assert got["rec_risk"] is None and got["rec_theta"] is None
+
+
+def test_gd_step_harness_growth_later_steps_and_last_step():
+    """risk0 is set at i == 0 only; a later risk above max_growth x risk0 freezes (growth recorded);
+    a frozen network is left alone; update=False (the last state) evaluates and records only."""
+    rng = np.random.default_rng(2)
+    theta, grad = rng.normal(size=(4, 40)), rng.normal(size=(4, 40))
+    risk = np.array([1.0, 2.0, 3.0, 0.0])
+    state = fresh_state(4)
+    s0 = gd_step(theta, risk, grad, state=state, i=0, update=True, h=1e-3, max_abs=1e8, max_growth=10.0)
+    s0.pop("theta")
+    state1 = {k: s0[k] for k in state}
+    risk1 = np.array([5.0, 25.0, 3.0, 1e300])
+    th1, st1, _ = numpy_gd_step(theta, risk1, grad, state1, 7, False, 1e-3, 1e8, 10.0)
+    got = gd_step(theta, risk1, grad, state=state1, i=7, update=False, h=1e-3, max_abs=1e8, max_growth=10.0,
+                  record=True)
+    assert got["theta"].tobytes() == theta.tobytes() == th1.tobytes()   # the last state is not updated
+    np.testing.assert_array_equal(got["reason"], st1["reason"])
+    assert got["reason"][1] == GREW and got["growth"][1] == 12.5 and got["stop_iter"][1] == 7
+    assert got["reason"][3] == RUNNING   # started at risk 0: only finiteness is checked
+    np.testing.assert_array_equal(got["risk0"], [1.0, 2.0, 3.0, 0.0])
+    np.testing.assert_array_equal(got["rec_risk"], [5.0, 25.0, 3.0, 1e300])
+    # a frozen network: nothing changes, its records repeat its last values
+    again = gd_step(theta, np.full(4, np.nan), grad * np.nan, state={k: got[k] for k in state}, i=8, update=True,
+                    h=1e-3, max_abs=1e8, max_growth=10.0, record=True)
+    assert again["rec_risk"][1] == 25.0 and again["reason"][1] == GREW and again["stop_iter"][1] == 7
+    assert list(again["reason"]) == [RISK_NAN, GREW, RISK_NAN, RISK_NAN]
+
+
+def test_gd_step_harness_checks_arguments():
+    rng = np.random.default_rng(3)
+    theta, risk, grad = rng.normal(size=(2, 10)), np.ones(2), rng.normal(size=(2, 10))
+    kw = dict(i=0, update=True, h=0.1, max_abs=1e8, max_growth=1e6)
+    with pytest.raises(ValueError, match="grad"):
+        gd_step(theta, risk, grad[:, 1:], state=fresh_state(2), **kw)
+    with pytest.raises(ValueError, match="risk"):
+        gd_step(theta, risk[1:], grad, state=fresh_state(2), **kw)
+    with pytest.raises(ValueError, match="energy"):
+        gd_step(theta, risk, grad, state={k: v for k, v in fresh_state(2).items() if k != "energy"}, **kw)
+    with pytest.raises(ValueError, match="frozen"):
+        gd_step(theta, risk, grad, state=fresh_state(2), frozen=np.zeros(3, bool), **kw)
+
+
+@pytest.mark.parametrize("steps,record_every,slots", [(10, 3, 2), (10, 1, 4), (0, 1, 2), (100, 7, 5), (9, 3, 3)])
+def test_gd_block_planning(steps, record_every, slots):
+    """The device loop's blocks cover 0..steps without gaps, hold at most `slots` records each, and
+    their record counts add up to the run's (flow_num_records)."""
+    total = len(flows._record_indices(steps, record_every))
+    for want in (1, 2, 5, 1000):
+        i, seen = 0, 0
+        while i <= steps:
+            end, n = core._harness_gd_block_end(i, want, steps, record_every, slots)
+            assert i < end <= steps + 1 and n <= slots
+            assert n == sum(1 for j in range(i, end) if j % record_every == 0 or j == steps)
+            seen, i = seen + n, end
+        assert seen == total
+
+
+# ---- the whole device loop emulated on the host: the flows/plan/backend plumbing of loop "CUDA" ------
+
+class HarnessLoop(HarnessExtension):
+    """_cuda.gd_loop's signature and contract, run on the host: the step of gd_loop.cu (nodes of the
+    step, the dense grid of _harness_risk_grad, the update grid of _harness_gd_step) in blocks planned by
+    _harness_gd_block_end with few record slots (so that a run takes several blocks), records per
+    block, progress (and a stop) at block boundaries, the early end once every network is frozen."""
+
+    loops = 0
+    WANT, SLOTS = 4, 3
+
+    @classmethod
+    def gd_loop(cls, widths, theta, *, x=None, w=None, y=None, resample=False, seed=0, n=0, spec=None, steps,
+                start_step=0, record_every=1, h=None, h_fn=None, max_abs=1e8, max_growth=1e6, frozen=None,
+                record_theta=False, progress=None, path="auto", stream=0):
+        cls.loops += 1
+        K, P = theta.shape
+        total = len(flows._record_indices(steps, record_every))
+        state = fresh_state(K)
+        rec = {"risk": [], "grad_norm": [], "energy": [], "thetas": []}
+        fz = None if frozen is None else np.asarray(frozen, bool)
+        evaluations, blocks, i, interrupted, done = 0, 0, 0, False, steps
+        while i <= steps:
+            end, _ = core._harness_gd_block_end(i, cls.WANT, steps, record_every, cls.SLOTS)
+            hb = None if h_fn is None else h_fn(i, min(end, steps) - i)
+            for it in range(i, end):
+                if resample:
+                    x = core.mc_nodes(seed, start_step + it, n, spec=spec)
+                    w = np.full(n, 1.0 / n)
+                risk, grad = harness(widths, theta, x, w, None if resample else y, True, path,
+                                     spec=spec if (resample or y is None) else None)
+                lr = 0.0 if it == steps else (hb[it - i] if hb is not None else h[0] if len(h) == 1 else h[it])
+                record = it % record_every == 0 or it == steps
+                out = gd_step(theta, risk, grad, state=state, i=it, update=it < steps, h=lr, max_abs=max_abs,
+                              max_growth=max_growth, frozen=fz, record=record)
+                theta[...] = out["theta"]
+                state = {k: out[k] for k in state}
+                if record:
+                    rec["risk"].append(out["rec_risk"])
+                    rec["grad_norm"].append(out["rec_gn"])
+                    rec["energy"].append(out["rec_energy"])
+                    rec["thetas"].append(out["rec_theta"])
+            evaluations, blocks, i = evaluations + end - i, blocks + 1, end
+            if not state["active"].any() or i > steps:
+                break
+            if progress is not None and progress(i):
+                interrupted, done = True, i
+                break
+        all_frozen = not state["active"].any()
+        if all_frozen and not interrupted:
+            evaluations = min(steps, int(state["stop_iter"].max(initial=0))) + 1
+            while len(rec["risk"]) < total:
+                rec["risk"].append(state["last_risk"].copy())
+                rec["grad_norm"].append(state["last_gn"].copy())
+                rec["energy"].append(state["energy"].copy())
+                rec["thetas"].append(theta.copy())
+        res = {k: np.array(v).reshape(len(v), K, *([P] if k == "thetas" else [])) for k, v in rec.items()}
+        if not record_theta:
+            res["thetas"] = None
+        res.update(active=state["active"], reason=state["reason"], growth=state["growth"],
+                   stop_iter=state["stop_iter"], evaluations=evaluations, interrupted=interrupted,
+                   steps_done=done, records=len(rec["risk"]), blocks=blocks)
+        return res
+
+
+@pytest.fixture
+def host_cuda_loop(monkeypatch):
+    """The cuda backend with the host harnesses for a device, theta on numpy (backend='cuda' resolved
+    as such)."""
+    import reluflow.problem as problem_mod
+
+    fake_cp = NumpyAsCupy(cuda=types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=0)))
+    monkeypatch.setattr(cuda_backend, "_modules", lambda: (HarnessLoop, fake_cp))
+    orig = problem_mod.resolve
+    monkeypatch.setattr(problem_mod, "resolve", lambda name, theta: "cuda" if name == "cuda" else orig(name, theta))
+    return HarnessLoop
+
+
+def gd_problem(widths):
+    target = rf.targets.PiecewisePolynomial([-1.0, 0.0, 1.0], [[0.0, 1.0, 2.0], [0.0, 1.0, -2.0]]) \
+        if widths[0] == 1 else rf.targets.Affine(np.ones((widths[-1], widths[0])), np.zeros(widths[-1]))
+    return rf.Problem(widths, target, rf.dists.Uniform([-1.0] * widths[0], [1.0] * widths[0]))
+
+
+GD_CASES = [([1, 16, 1], "points"), ([1, 16, 1], "sgd"), ([2, 8, 8, 1], "points"), ([2, 8, 8, 1], "sgd")]
+
+
+def gd_estimator(kind, d):
+    if kind == "sgd":
+        return rf.MonteCarlo(200, seed=3, resample=True)
+    return rf.Points(np.random.default_rng(1).uniform(-1, 1, size=(150, d)))
+
+
+def assert_runs_match(a, b, tol=1e-12):
+    assert rel(a.theta, b.theta) <= tol
+    assert a.risk.shape == b.risk.shape and rel(a.risk, b.risk) <= tol
+    assert rel(a.grad_norm, b.grad_norm) <= tol and rel(a.energy, b.energy) <= tol
+    np.testing.assert_array_equal(a.t, b.t)
+    np.testing.assert_array_equal(a.diverged, b.diverged)
+    np.testing.assert_array_equal(a.reason, b.reason)
+    assert a.next_step == b.next_step and a.info["evaluations"] == b.info["evaluations"]
+
+
+@pytest.mark.parametrize("widths,kind", GD_CASES, ids=[f"{w}-{k}" for w, k in GD_CASES])
+@pytest.mark.parametrize("lr", ["constant", "callable", "array"])
+def test_device_gd_loop_emulated_equals_cpu_loop(host_cuda_loop, widths, kind, lr):
+    """gradient_descent on the cuda backend takes the device loop (plan loop "CUDA") and, with the
+    host harnesses for the device, gives the cpu C++ loop's run: theta and records to 1e-12 relative
+    (different kernels' summation orders), the same record times, statuses and evaluation count."""
+    prob = gd_problem(widths)
+    est = gd_estimator(kind, widths[0])
+    plan = prob.plan(est, "cuda")
+    assert plan.loop == "CUDA" and "the whole loop on the device" in plan.explain()
+    lr_arg = {"constant": 0.05, "callable": lambda n: 0.05 * (n + 1) ** -0.1,
+              "array": 0.05 / np.sqrt(np.arange(1, 40))}[lr]
+    theta = prob.init(3, seed=2)
+    before = host_cuda_loop.loops
+    a = rf.gradient_descent(prob, theta, lr_arg, 23, est, record_every=5, backend="cuda", start_step=2)
+    assert host_cuda_loop.loops == before + 1 and a.info["loop"] == "CUDA" and a.info["blocks"] > 1
+    b = rf.gradient_descent(prob, theta, lr_arg, 23, est, record_every=5, backend="cpu", start_step=2)
+    assert b.info["loop"] == "C++"
+    assert_runs_match(a, b)
+    assert not a.diverged.any() and a.risk[-1].max() < a.risk[0].max()
+
+
+def test_device_gd_loop_emulated_divergence_frozen_and_records(host_cuda_loop):
+    """Networks blown up by a large step are frozen for the same reasons at the same steps as on the
+    cpu loop (stop_step in info); frozen parameters keep their values; theta records; every network
+    frozen ends the loop early with the records filled (the cpu loop's evaluation count)."""
+    prob = gd_problem([1, 16, 1])
+    est = gd_estimator("points", 1)
+    theta = prob.init(4, seed=5)
+    theta[1] *= 40.0
+    theta[2, 0] = 1e7
+    mask = prob.mask(layers=[2], biases=False)   # the output weights
+    kw = dict(record_every=3, record_theta=True, max_abs=2e7, max_growth=100.0, frozen=mask)
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        a = rf.gradient_descent(prob, theta, 0.9, 20, est, backend="cuda", **kw)
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        b = rf.gradient_descent(prob, theta, 0.9, 20, est, backend="cpu", **kw)
+    assert_runs_match(a, b)
+    assert a.diverged.any() and rel(a.thetas, b.thetas) <= 1e-12
+    stop = a.info["stop_step"]
+    assert all((stop[k] >= 0) == a.diverged[k] for k in range(4))
+    assert mask.sum() == 16
+    np.testing.assert_array_equal(a.theta[:, mask], theta[:, mask])
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        c = rf.gradient_descent(prob, theta * 1e3, 5.0, 40, est, backend="cuda", record_every=4, max_growth=10.0)
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        d = rf.gradient_descent(prob, theta * 1e3, 5.0, 40, est, backend="cpu", record_every=4, max_growth=10.0)
+    assert c.diverged.all() and c.info["evaluations"] < 41
+    assert_runs_match(c, d)
+
+
+def test_device_gd_loop_emulated_resume_and_stop_are_bitwise(host_cuda_loop, monkeypatch):
+    """Resuming with start_step=run.next_step continues bitwise (SGD samples and lr follow the global
+    step); a stop asked at a block boundary (Ctrl-C) returns a resumable partial run."""
+    prob = gd_problem([1, 16, 1])
+    est = gd_estimator("sgd", 1)
+    theta = prob.init(3, seed=7)
+    lr = lambda n: 0.05 * (n + 1) ** -0.1  # noqa: E731
+    whole = rf.gradient_descent(prob, theta, lr, 30, est, backend="cuda", record_every=3)
+    first = rf.gradient_descent(prob, theta, lr, 13, est, backend="cuda", record_every=3)
+    rest = rf.gradient_descent(prob, first.theta, lr, 17, est, backend="cuda", start_step=first.next_step)
+    assert rest.theta.tobytes() == whole.theta.tobytes()
+    monkeypatch.setattr(flows, "_progress_hook", lambda bar: (lambda done: done >= 10))
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        part = rf.gradient_descent(prob, theta, lr, 30, est, backend="cuda", record_every=3)
+    assert part.interrupted and 10 <= part.next_step < 30 and part.next_step % HarnessLoop.WANT == 0
+    assert part.risk.shape[0] == len([i for i in range(part.next_step) if i % 3 == 0])
+    monkeypatch.undo()
+    monkeypatch.setattr(cuda_backend, "_modules", lambda: (HarnessLoop, NumpyAsCupy(
+        cuda=types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=0)))))
+    import reluflow.problem as problem_mod
+    orig = problem_mod.resolve
+    monkeypatch.setattr(problem_mod, "resolve", lambda name, t: "cuda" if name == "cuda" else orig(name, t))
+    end = rf.gradient_descent(prob, part.theta, lr, 30 - part.next_step, est, backend="cuda",
+                              start_step=part.next_step)
+    assert end.theta.tobytes() == whole.theta.tobytes()
+
+
+def test_device_loop_only_where_it_applies(host_cuda_loop):
+    """Plan loop "CUDA" only on the cuda backend's dense route; SGD needs a target the kernel evaluates
+    (a Function target keeps the Python driver); normalized runs keep the Python driver."""
+    prob = gd_problem([1, 6, 1])
+    assert prob.plan(rf.MonteCarlo(64, seed=1, resample=True), "cuda").loop == "CUDA"
+    assert prob.plan(rf.MonteCarlo(64, seed=1, resample=True), "cpu").loop == "C++"
+    assert prob.plan(rf.Quadrature(), "cuda").loop == "Python"
+    fprob = rf.Problem([1, 6, 1], rf.targets.Function(np.sin, out_dim=1))
+    assert fprob.plan(rf.MonteCarlo(64, seed=1, resample=True), "cuda").loop == "Python"
+    assert fprob.plan(rf.MonteCarlo(64, seed=1, resample=False), "cuda").loop == "CUDA"   # fixed nodes: y made once on the host
+    before = host_cuda_loop.loops
+    run = rf.gradient_descent(prob, prob.init(2, seed=1), 0.01, 3, rf.MonteCarlo(64, seed=1), backend="cuda",
+                              normalized=True)
+    assert host_cuda_loop.loops == before and "loop" not in run.info
+
+
+@pytest.mark.parametrize("kind", ["function-fixed", "teacher-sgd"])
+def test_device_gd_loop_emulated_other_targets(host_cuda_loop, kind):
+    """A Function target on fixed nodes (its values made once on the host and given as y) and a shallow
+    Teacher with SGD (evaluated in the kernel) run the device loop and give the cpu loop's run."""
+    if kind == "function-fixed":
+        prob = rf.Problem([1, 8, 1], rf.targets.Function(lambda x: np.sin(3 * x), out_dim=1))
+        est = rf.MonteCarlo(120, seed=4, resample=False)
+    else:
+        teacher = rf.targets.Teacher([2, 5, 1], np.random.default_rng(0).normal(size=Layout([2, 5, 1]).num_params))
+        prob = rf.Problem([2, 6, 1], teacher)
+        est = rf.MonteCarlo(100, seed=4, resample=True)
+    assert prob.plan(est, "cuda").loop == "CUDA"
+    theta = prob.init(2, seed=3)
+    before = host_cuda_loop.loops
+    a = rf.gradient_descent(prob, theta, 0.02, 12, est, backend="cuda", record_every=4)
+    b = rf.gradient_descent(prob, theta, 0.02, 12, est, backend="cpu", record_every=4)
+    assert host_cuda_loop.loops == before + 1
+    assert_runs_match(a, b)

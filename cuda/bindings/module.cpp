@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,37 @@ void expect_shape(const DeviceView& v, const char* name, const std::vector<int64
   if (v.shape != shape)
     throw py::value_error(std::string(name) + ": expected shape " + what + " = " + shape_text(shape) + ", got " +
                           shape_text(v.shape));
+}
+
+// progress(done) of a loop, called with the GIL released: Ctrl-C (a pending SIGINT, or a
+// KeyboardInterrupt raised by the callback) asks the loop to stop (true); other errors propagate.
+// The same contract as the CPU loops' (cpp/src/bindings/bind_field.h take_progress).
+std::function<bool(int64_t)> progress_hook(const py::object& progress) {
+  return [progress](int64_t done) -> bool {
+    py::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() != 0) {
+      if (!PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) throw py::error_already_set();
+      PyErr_Clear();
+      return true;
+    }
+    if (!progress.is_none()) {
+      try {
+        progress(done);
+      } catch (py::error_already_set& e) {
+        if (!e.matches(PyExc_KeyboardInterrupt)) throw;
+        return true;
+      }
+    }
+    return false;
+  };
+}
+
+reluflow::cuda::DensePath parse_path(const std::string& path) {
+  namespace rc = reluflow::cuda;
+  if (path == "auto") return rc::DensePath::Auto;
+  if (path == "shallow") return rc::DensePath::Shallow;
+  if (path == "deep") return rc::DensePath::Deep;
+  throw py::value_error("path: expected 'auto', 'shallow' or 'deep', got '" + path + "'");
 }
 
 }  // namespace
@@ -171,4 +203,157 @@ PYBIND11_MODULE(_cuda, m) {
       "Queued on `stream` (a cudaStream_t as an integer, e.g. cupy.cuda.get_current_stream().ptr);\n"
       "returns before the kernels finish. path: 'auto', 'shallow'\n"
       "([d, H, out], d <= 8, out <= 3) or 'deep'. Deterministic (no atomics).");
+  m.def(
+      "gd_loop",
+      [](const std::vector<int64_t>& widths, const py::object& theta, const py::object& x, const py::object& w,
+         const py::object& y, bool resample, uint64_t seed, int64_t n, const py::object& spec, int64_t steps,
+         int64_t start_step, int64_t record_every, const py::object& h, const py::object& h_fn, double max_abs,
+         double max_growth, const py::object& frozen, bool record_theta, const py::object& progress,
+         const std::string& path, uintptr_t stream) {
+        namespace rc = reluflow::cuda;
+        const reluflow::Layout lay = reluflow::make_layout(widths);
+        rc::GdLoopSpec s;
+        s.path = parse_path(path);
+        try {
+          rc::resolve_dense_path(lay, s.path);
+        } catch (const std::invalid_argument& e) {
+          throw py::value_error(e.what());
+        }
+        const bool f32 = py::hasattr(theta, "__cuda_array_interface__") &&
+                         py::str(theta.attr("__cuda_array_interface__")["typestr"]).cast<std::string>() == "<f4";
+        const DeviceView th = device_view(theta, "theta", f32 ? "<f4" : "<f8", true, "float32 or float64");
+        if (th.shape.size() != 2) throw py::value_error("theta: expected shape (K, P), got " + shape_text(th.shape));
+        const int64_t K = th.shape[0], P = lay.num_params;
+        expect_shape(th, "theta", {K, P}, "(K, P)");
+        const int64_t d = lay.widths[0], out = lay.widths[lay.num_layers];
+        if (steps < 0) throw py::value_error("steps: expected steps >= 0");
+        if (record_every < 1) throw py::value_error("record_every: expected >= 1");
+        if (start_step < 0 || start_step + steps > 4294967295LL)
+          throw py::value_error("start_step: step indices must lie in [0, 2**32)");
+        if (!(max_abs > 0)) throw py::value_error("max_abs: expected > 0");
+        if (!(max_growth > 1)) throw py::value_error("max_growth: expected a factor > 1");
+        s.prob.lay = lay;
+        s.prob.K = K;
+        s.prob.f32 = f32;
+        s.prob.theta = reinterpret_cast<const void*>(th.ptr);
+        reluflow::ProblemArgs prob;  // host arrays of the target / input, alive for the run
+        const bool kernel_target = resample || y.is_none();
+        if (kernel_target) {
+          if (spec.is_none()) throw py::value_error("spec: required to resample or to evaluate the target in the kernel");
+          prob = reluflow::parse_problem_spec(lay, spec, reluflow::kNeedTarget | reluflow::kNeedTeacherOk |
+                                                             (resample ? reluflow::kNeedInput : 0u));
+          if (out > 16) throw py::value_error("spec: the kernels evaluate targets with at most 16 outputs");
+          if (prob.spec.teacher.theta && prob.spec.teacher.lay.num_layers != 2)
+            throw py::value_error("spec: the kernels evaluate shallow teachers only");
+          s.prob.target = prob.spec.target;
+          s.prob.teacher = prob.spec.teacher;
+        }
+        if (resample) {
+          if (n < 1 || n > (int64_t(1) << 32)) throw py::value_error("n: expected a number of samples in [1, 2**32]");
+          s.resample = true;
+          s.seed = seed;
+          s.n = n;
+          s.input = prob.spec.input;
+          const bool box = s.input.kind == reluflow::kDistUniform, gauss = s.input.kind == reluflow::kDistGaussian;
+          s.input_sizes[0] = box ? prob.low.size() : gauss ? prob.mean.size() : prob.ibreaks.size();
+          s.input_sizes[1] = box ? prob.high.size() : gauss ? prob.chol.size() : prob.danti.size();
+          s.input_sizes[2] = box || gauss ? 0 : prob.dcum.size();
+        } else {
+          const DeviceView xv = device_view(x, "x", "<f8", false, "float64");
+          const int64_t N = xv.shape.empty() ? -1 : xv.shape[0];
+          expect_shape(xv, "x", {N, d}, "(N, d)");
+          const DeviceView wv = device_view(w, "w", "<f8", false, "float64");
+          expect_shape(wv, "w", {N}, "(N,)");
+          s.prob.N = N;
+          s.prob.x = reinterpret_cast<const double*>(xv.ptr);
+          s.prob.w = reinterpret_cast<const double*>(wv.ptr);
+          if (!y.is_none()) {
+            const DeviceView yv = device_view(y, "y", "<f8", false, "float64");
+            expect_shape(yv, "y", {N, out}, "(N, out)");
+            s.prob.y = reinterpret_cast<const double*>(yv.ptr);
+          }
+        }
+        s.steps = steps;
+        s.start_step = start_step;
+        s.record_every = record_every;
+        py::array_t<double, py::array::c_style | py::array::forcecast> harr;
+        if (!h_fn.is_none()) {
+          s.h_fill = [h_fn](int64_t first, int64_t count, double* dst) {
+            py::gil_scoped_acquire gil;
+            const py::array_t<double, py::array::c_style | py::array::forcecast> v(h_fn(first, count));
+            if (v.ndim() != 1 || v.shape(0) != count)
+              throw py::value_error("h_fn: expected " + std::to_string(count) + " step sizes");
+            std::copy(v.data(), v.data() + count, dst);
+          };
+        } else {
+          if (h.is_none()) throw py::value_error("h: required unless h_fn is given");
+          harr = decltype(harr)::ensure(h);
+          if (!harr || harr.ndim() != 1 || (harr.shape(0) != 1 && harr.shape(0) < steps))
+            throw py::value_error("h: expected one step size (length 1) or one per step (length steps)");
+          s.h = harr.data();
+          s.h_len = harr.shape(0) == 1 ? 1 : steps;
+        }
+        s.max_abs = max_abs;
+        s.max_growth = max_growth;
+        py::array_t<uint8_t, py::array::c_style | py::array::forcecast> fr;
+        if (!frozen.is_none()) {
+          fr = decltype(fr)::ensure(frozen);
+          if (!fr || fr.ndim() != 1 || fr.shape(0) != P)
+            throw py::value_error("frozen: expected a (P,) mask with P = " + std::to_string(P));
+          s.frozen = fr.data();
+        }
+        s.record_theta = record_theta;
+        s.progress = progress_hook(progress);
+        s.stream = stream;
+        const int64_t T = rc::gd_num_records(steps, record_every);
+        py::array_t<double> rr({T, K}), rg({T, K}), ren({T, K}), growth(K);
+        py::array_t<uint8_t> active(K), reason(K);
+        py::array_t<int64_t> stop(K);
+        py::array thetas = record_theta ? py::array(f32 ? py::dtype::of<float>() : py::dtype::of<double>(),
+                                                    std::vector<int64_t>{T, K, P})
+                                        : py::array();
+        rc::GdLoopOut o;
+        o.rec_risk = rr.mutable_data();
+        o.rec_gnorm = rg.mutable_data();
+        o.rec_energy = ren.mutable_data();
+        o.rec_theta = record_theta ? thetas.mutable_data() : nullptr;
+        o.active = active.mutable_data();
+        o.reason = reason.mutable_data();
+        o.growth = growth.mutable_data();
+        o.stop_iter = stop.mutable_data();
+        {
+          py::gil_scoped_release release;
+          rc::gd_loop(s, o);
+        }
+        py::dict res;
+        auto cut = [&](const py::array& a) { return a[py::slice(0, o.records, 1)]; };
+        res["risk"] = cut(rr);
+        res["grad_norm"] = cut(rg);
+        res["energy"] = cut(ren);
+        res["thetas"] = record_theta ? py::object(cut(thetas)) : py::none();
+        res["active"] = active;
+        res["reason"] = reason;
+        res["growth"] = growth;
+        res["stop_iter"] = stop;
+        res["evaluations"] = o.evaluations;
+        res["interrupted"] = o.interrupted;
+        res["steps_done"] = o.steps_done;
+        res["records"] = o.records;
+        res["blocks"] = o.blocks;
+        return res;
+      },
+      py::arg("widths"), py::arg("theta"), py::kw_only(), py::arg("x") = py::none(), py::arg("w") = py::none(),
+      py::arg("y") = py::none(), py::arg("resample") = false, py::arg("seed") = 0, py::arg("n") = 0,
+      py::arg("spec") = py::none(), py::arg("steps"), py::arg("start_step") = 0, py::arg("record_every") = 1,
+      py::arg("h") = py::none(), py::arg("h_fn") = py::none(), py::arg("max_abs") = 1e8, py::arg("max_growth") = 1e6,
+      py::arg("frozen") = py::none(), py::arg("record_theta") = false, py::arg("progress") = py::none(),
+      py::arg("path") = "auto", py::arg("stream") = 0,
+      "Gradient descent / SGD of K networks with the whole loop on the GPU (cuda/src/gd_loop.cu), theta\n"
+      "(K, P) float32/float64 device array updated in place. Nodes: fixed device arrays x (N, d), w (N,),\n"
+      "y (N, out) (y None: the target of spec= evaluated in the kernel), or resample=True: n Monte-Carlo\n"
+      "nodes per step from Philox (seed, step) of spec's input distribution, drawn on the device. h: (1,)\n"
+      "or (steps,) step sizes, or h_fn(first, count) -> (count,) asked once per block (a callable\n"
+      "schedule). Returns a dict: risk/grad_norm/energy records (T, K) (cut to the records written),\n"
+      "thetas (T, K, P) or None, active, reason (tableaux::StopReason), growth, stop_iter (K,),\n"
+      "evaluations, interrupted, steps_done, records, blocks (host synchronizations).");
 }

@@ -3,6 +3,7 @@
 // CUDA. Errors are thrown as std::runtime_error / std::invalid_argument.
 #pragma once
 #include <cstdint>
+#include <functional>
 
 #include "reluflow/dists.h"
 #include "reluflow/layout.h"
@@ -23,6 +24,26 @@ void philox_uniforms(uint64_t seed, uint32_t stream, uint32_t step, uint32_t fir
 // Gaussian, 3 for the density).
 void mc_nodes(uint64_t seed, uint32_t step, int64_t n, const InputDist& dist, const int64_t* sizes, double* out);
 
+// Device copies of a distribution's arrays (the box's low/high, or the density's breaks/anti/cum;
+// sizes as for mc_nodes), freed with the object; dist() describes the same distribution with device
+// pointers (for mc_nodes_device).
+class DeviceInputDist {
+ public:
+  DeviceInputDist(const InputDist& host, const int64_t* sizes);
+  ~DeviceInputDist();
+  DeviceInputDist(const DeviceInputDist&) = delete;
+  DeviceInputDist& operator=(const DeviceInputDist&) = delete;
+  const InputDist& dist() const { return dist_; }
+
+ private:
+  InputDist dist_{};
+  double* buf_[3] = {nullptr, nullptr, nullptr};
+};
+
+// mc_nodes into DEVICE memory out (n, d), queued on `stream` with no host synchronization; `dist`
+// points at device arrays (DeviceInputDist::dist()).
+void mc_nodes_device(uint64_t seed, uint32_t step, int64_t n, const InputDist& dist, double* out, uintptr_t stream);
+
 // ---- the dense risk and gradient (risk_grad.cu) -----------------------------------------------
 // Unlike the samplers above, these take and return DEVICE memory (the caller's CuPy arrays) and run
 // asynchronously on the caller's stream (a cudaStream_t as an integer; 0: the legacy default stream).
@@ -42,6 +63,9 @@ struct DenseDevice {
   const double* y = nullptr;
   TargetSpec target{};
   TeacherSpec teacher{};
+  // the arrays of target / teacher are already device memory (the GD loop copies them once per run):
+  // no copy per call
+  bool target_on_device = false;
 };
 
 enum class DensePath { Auto, Shallow, Deep };
@@ -53,5 +77,58 @@ DensePath resolve_dense_path(const Layout& lay, DensePath path);
 // risk (K,) and, unless grad == nullptr, grad (K, P): float64 device arrays, every entry written.
 // Deterministic: the same bits on every run and for any K (reluflow/risk_grad_grid.h).
 void risk_and_grad_dense(const DenseDevice& p, DensePath path, double* risk, double* grad, uintptr_t stream);
+
+// ---- gradient descent / SGD with the whole loop on the device (gd_loop.cu) ------------------------
+// Local iterations i = 0..steps of flow_cpu.cpp's GD loop: the nodes of step start_step + i (drawn
+// on the device when resampling), the dense risk/gradient, then one update kernel (the watch, the
+// records and theta -= h_i G: reluflow/gd_step.h), with no host synchronization inside a block of
+// iterations; records come back once per block (one copy into pinned memory), where progress and
+// Ctrl-C are checked.
+struct GdLoopSpec {
+  // the problem: prob.theta is the (K, P) DEVICE array updated in place; prob.x / w / y: the fixed
+  // nodes on the device (y may be null: the target evaluated in the kernel), unused when resampling;
+  // prob.target / teacher: HOST arrays (copied to the device once)
+  DenseDevice prob{};
+  DensePath path = DensePath::Auto;
+  // Monte-Carlo nodes of every step: n nodes of `input` (host arrays, sizes as for mc_nodes) from
+  // Philox (seed, stream MC, step), weights 1/n, the target evaluated in the kernel
+  bool resample = false;
+  uint64_t seed = 0;
+  int64_t n = 0;
+  InputDist input{};
+  int64_t input_sizes[3] = {0, 0, 0};
+  int64_t steps = 0, start_step = 0, record_every = 1;
+  // step size of local step i: h[0] (h_len == 1), h[i] (h_len == steps), or h_fill(first, count, out)
+  // (a callable schedule, asked once per block for that block's steps)
+  const double* h = nullptr;
+  int64_t h_len = 0;
+  std::function<void(int64_t, int64_t, double*)> h_fill;
+  double max_abs = 1e8, max_growth = 1e6;
+  const uint8_t* frozen = nullptr;  // HOST (P,) or null
+  bool record_theta = false;
+  // called with the steps done after every block (about every 0.25 s) and after the last step; true
+  // stops the run there (GdLoopOut::interrupted); it may throw
+  std::function<bool(int64_t)> progress;
+  uintptr_t stream = 0;
+};
+
+// Host memory, allocated by the caller: T = gd_num_records(steps, record_every) records.
+struct GdLoopOut {
+  double* rec_risk = nullptr;    // (T, K)
+  double* rec_gnorm = nullptr;   // (T, K)
+  double* rec_energy = nullptr;  // (T, K)
+  void* rec_theta = nullptr;     // (T, K, P) in theta's dtype, when spec.record_theta
+  uint8_t* active = nullptr;     // (K,)
+  uint8_t* reason = nullptr;     // (K,) tableaux::StopReason
+  double* growth = nullptr;      // (K,)
+  int64_t* stop_iter = nullptr;  // (K,) first local iteration that saw the network frozen, -1: never
+  int64_t evaluations = 0;       // the CPU loop's count (it stops once every network is frozen)
+  int64_t steps_done = 0, records = 0, blocks = 0;
+  bool interrupted = false;
+};
+
+int64_t gd_num_records(int64_t steps, int64_t record_every);
+
+void gd_loop(const GdLoopSpec& spec, GdLoopOut& out);
 
 }  // namespace reluflow::cuda

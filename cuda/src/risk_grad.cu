@@ -202,18 +202,21 @@ void dense_t(const DenseDevice& p, DensePath path, double* risk, double* grad, c
   // the target's arrays on the device (when y is not given): pageable host memory, so each copy has
   // finished reading the host array when cudaMemcpyAsync returns
   const TargetSpec& f = p.target;
-  const bool affine = !p.y && f.kind == kTargetAffine, pieces = !p.y && f.kind == kTargetPiecewisePolynomial;
+  const bool copy = !p.y && !p.target_on_device;  // the GD loop's arrays are on the device already
+  const bool affine = copy && f.kind == kTargetAffine, pieces = copy && f.kind == kTargetPiecewisePolynomial;
   DeviceCopy A(affine ? f.A : nullptr, int64_t(f.out) * f.dim, st), b(affine ? f.b : nullptr, f.out, st);
   DeviceCopy br(pieces ? f.breaks : nullptr, f.pieces + 1, st);
   DeviceCopy co(pieces ? f.coeffs : nullptr, int64_t(f.pieces) * f.ncoef * f.out, st);
   a.target = f;
-  a.target.A = A.as<double>();
-  a.target.b = b.as<double>();
-  a.target.breaks = br.as<double>();
-  a.target.coeffs = co.as<double>();
-  DeviceCopy tt(p.y ? nullptr : p.teacher.theta, p.teacher.lay.num_params, st);
+  DeviceCopy tt(copy ? p.teacher.theta : nullptr, p.teacher.lay.num_params, st);
   a.teacher = p.teacher;
-  a.teacher.theta = tt.as<double>();
+  if (copy) {
+    a.target.A = A.as<double>();
+    a.target.b = b.as<double>();
+    a.target.breaks = br.as<double>();
+    a.target.coeffs = co.as<double>();
+    a.teacher.theta = tt.as<double>();
+  }
   if (path == DensePath::Shallow)
     shallow_launch(a, risk, grad, st);
   else

@@ -88,34 +88,54 @@ void philox_uniforms(uint64_t seed, uint32_t stream, uint32_t step, uint32_t fir
   dev.to_host(out, total);
 }
 
+DeviceInputDist::DeviceInputDist(const InputDist& host, const int64_t* sizes) : dist_(host) {
+  const bool box = host.kind == kDistUniform, gauss = host.kind == kDistGaussian;
+  const double* src[3] = {box ? host.box.low : gauss ? host.gauss.mean : host.poly.breaks,
+                          box ? host.box.high : gauss ? host.gauss.chol : host.poly.anti,
+                          box || gauss ? nullptr : host.poly.cum};
+  for (int q = 0; q < 3; ++q) {
+    if (!src[q] || sizes[q] <= 0) continue;
+    check(cudaMalloc(&buf_[q], sizes[q] * sizeof(double)), "cudaMalloc");
+    check(cudaMemcpy(buf_[q], src[q], sizes[q] * sizeof(double), cudaMemcpyHostToDevice), "cudaMemcpy");
+  }
+  if (box) {
+    dist_.box.low = buf_[0];
+    dist_.box.high = buf_[1];
+  } else if (gauss) {
+    dist_.gauss.mean = buf_[0];
+    dist_.gauss.chol = buf_[1];
+  } else {
+    dist_.poly.breaks = buf_[0];
+    dist_.poly.anti = buf_[1];
+    dist_.poly.cum = buf_[2];
+  }
+}
+
+DeviceInputDist::~DeviceInputDist() {
+  for (double* b : buf_)
+    if (b) cudaFree(b);
+}
+
+void mc_nodes_device(uint64_t seed, uint32_t step, int64_t n, const InputDist& dist, double* out, uintptr_t stream) {
+  const int64_t total = n * dist.dim;
+  if (total == 0) return;
+  const auto st = reinterpret_cast<cudaStream_t>(stream);
+  if (dist.kind == kDistGaussian) {   // coordinates mix (x = mean + L z): one thread per node
+    mc_nodes_gaussian_kernel<<<blocks_for(n), kThreads, 0, st>>>(seed, step, n, dist, out);
+    check(cudaGetLastError(), "mc_nodes_gaussian_kernel");
+  } else {
+    mc_nodes_kernel<<<blocks_for(total), kThreads, 0, st>>>(seed, step, n, dist, out);
+    check(cudaGetLastError(), "mc_nodes_kernel");
+  }
+}
+
 void mc_nodes(uint64_t seed, uint32_t step, int64_t n, const InputDist& dist_host, const int64_t* sizes, double* out) {
   if (n < 0 || n > (int64_t(1) << 32)) throw std::invalid_argument("n: expected a number of samples in [0, 2**32]");
   const int64_t total = n * dist_host.dim;
   if (total == 0) return;
-  InputDist dist = dist_host;  // the same description, pointing at device copies of its arrays
-  const bool box = dist.kind == kDistUniform, gauss = dist.kind == kDistGaussian;
-  DeviceBuffer a(sizes[0], box ? dist.box.low : gauss ? dist.gauss.mean : dist.poly.breaks);
-  DeviceBuffer b(sizes[1], box ? dist.box.high : gauss ? dist.gauss.chol : dist.poly.anti);
-  DeviceBuffer c(box || gauss ? 0 : sizes[2], box || gauss ? nullptr : dist.poly.cum);
-  if (box) {
-    dist.box.low = a.ptr;
-    dist.box.high = b.ptr;
-  } else if (gauss) {
-    dist.gauss.mean = a.ptr;
-    dist.gauss.chol = b.ptr;
-  } else {
-    dist.poly.breaks = a.ptr;
-    dist.poly.anti = b.ptr;
-    dist.poly.cum = c.ptr;
-  }
+  DeviceInputDist dist(dist_host, sizes);  // the same description, pointing at device copies of its arrays
   DeviceBuffer dev(total);
-  if (gauss) {
-    mc_nodes_gaussian_kernel<<<blocks_for(n), kThreads>>>(seed, step, n, dist, dev.ptr);
-    check(cudaGetLastError(), "mc_nodes_gaussian_kernel");
-  } else {
-    mc_nodes_kernel<<<blocks_for(total), kThreads>>>(seed, step, n, dist, dev.ptr);
-    check(cudaGetLastError(), "mc_nodes_kernel");
-  }
+  mc_nodes_device(seed, step, n, dist.dist(), dev.ptr, 0);
   dev.to_host(out, total);
 }
 

@@ -31,6 +31,7 @@ import numpy as np
 from ._arrays import from_host, is_numpy, to_host
 from ._validate import array_namespace, as_bool, as_int, as_real, as_theta
 from .backends import cpu as cpu_backend
+from .backends import cuda as cuda_backend
 from .backends import get as backend_for
 from .estimators import Estimator, MonteCarlo, Quadrature
 from .geometry import neuron_norms
@@ -473,6 +474,12 @@ def _native_plan(plan: Plan) -> Plan | None:
     return plan if plan.loop == "C++" else None
 
 
+def _device_plan(plan: Plan) -> Plan | None:
+    """``plan`` when gradient descent runs with the whole loop on the device (``Plan.loop == "CUDA"``),
+    else None (tests patch it, with :func:`_native_plan`, to judge the loop against the Python driver)."""
+    return plan if plan.loop == "CUDA" else None
+
+
 def _recorded(res: dict) -> list:
     """The (T, K, P) theta records of a C++ loop's result as a list of (K, P) (empty when off)."""
     return [] if res.get("thetas") is None else list(res["thetas"])
@@ -568,26 +575,39 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
                     like)
     if normalized:
         theta = _onto_manifold(prob, theta, rescale_outgoing=False)
-    native = _native_plan(field_.plan)
+    native = _native_plan(field_.plan) or (None if normalized else _device_plan(field_.plan))
     if native is not None:
         t0 = time.perf_counter()
-        if callable(lr):
+        device = native.loop == "CUDA"
+        if callable(lr) and device:  # asked per block by the device loop, never for all steps at once
+            h = None
+        elif callable(lr):
             h = np.array([lr_at(start_step + i) for i in range(steps)], dtype=np.float64)
         elif isinstance(lr, (list, tuple, np.ndarray)):
             h = np.asarray(lr, dtype=np.float64)[start_step:start_step + steps]
         else:  # a constant step: one value, which the C++ loop uses for every step (never materialized)
             h = np.array([lr_at(start_step)], dtype=np.float64)
-        res = cpu_backend.flow_run(native, prob.spec, theta, "gd", steps, start_step, record_every, h, max_abs,
-                                   normalized, _progress_hook(_Progress(steps, progress)), record_theta,
-                                   max_growth, frozen=field_.frozen)
+        if device:
+            lr_arg = {"h": h} if h is not None else {"h_fn": lambda first, count: np.array(
+                [lr_at(start_step + first + j) for j in range(count)], dtype=np.float64)}
+            res = cuda_backend.gd_run(native, prob.spec, theta, steps, start_step, record_every, lr_arg, max_abs,
+                                      max_growth, _progress_hook(_Progress(steps, progress)), record_theta,
+                                      frozen=field_.frozen)
+            res["theta"] = np.array(to_host(res["theta"]), copy=True)
+        else:
+            res = cpu_backend.flow_run(native, prob.spec, theta, "gd", steps, start_step, record_every, h, max_abs,
+                                       normalized, _progress_hook(_Progress(steps, progress)), record_theta,
+                                       max_growth, frozen=field_.frozen)
         active = res["active"].astype(bool)
         rec = _record_indices(steps, record_every)[:res["records"]]
         done = int(res["steps_done"])
         return _finish_like(field_.like, prob, res["theta"], list(start_step + rec), list(res["risk"]), list(res["grad_norm"]),
                        list(res["energy"]), _recorded(res), record_theta, active, np.full(theta.shape[0], done),
                        np.zeros(theta.shape[0], dtype=np.int64), None, "gd", start_step + done, t0,
-                       {"evaluations": int(res["evaluations"]), "loop": "C++",
-                        "lr": lr if not callable(lr) else repr(lr), "estimator": repr(estimator)},
+                       {"evaluations": int(res["evaluations"]), "loop": native.loop,
+                        "lr": lr if not callable(lr) else repr(lr), "estimator": repr(estimator),
+                        **({"blocks": int(res["blocks"]), "stop_step": np.where(res["stop_iter"] >= 0, start_step + res["stop_iter"], -1)}
+                           if device else {})},
                        reason=res["reason"], growth=res["growth"],
                        interrupted=_gd_interrupted(res["interrupted"], start_step + done))
     K = theta.shape[0]

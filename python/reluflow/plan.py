@@ -22,8 +22,10 @@ Routes
 ``Exact()`` elsewhere in 1-D plans as ``Quadrature()`` (exact to rounding there) and is refused
 otherwise.
 
-Loops: ``"C++"`` (the whole integrator loop in ``_core``, GIL released) or ``"Python"`` (the
-reference driver in ``reluflow.flows`` around ``Problem.risk_and_grad``).
+Loops: ``"C++"`` (the whole integrator loop in ``_core``, GIL released), ``"CUDA"`` (gradient descent
+and SGD with the whole loop on the device, ``_cuda.gd_loop``: cuda backend, dense route; the flows keep
+the Python driver there for now) or ``"Python"`` (the reference driver in ``reluflow.flows`` around
+``Problem.risk_and_grad``).
 """
 from __future__ import annotations
 
@@ -52,7 +54,7 @@ NATIVE_MAX_ORDER = 256
 class Plan:
     """What runs: ``backend`` (resolved name), ``route`` (see ``ROUTES``), ``native`` (whether the
     route's kernel is C++ or CUDA; False: numpy reference code, or the per-network Python loop of the
-    partition path), ``loop`` ("C++" or "Python": the integrators' loop), ``source`` (the nodes as
+    partition path), ``loop`` ("C++", "CUDA" or "Python": the integrators' loop), ``source`` (the nodes as
     the C++ loops take them: "fixed", "resample", "exact_shallow1d", "quad1d" or None) and ``why``
     (one line per decision)."""
 
@@ -256,10 +258,21 @@ def plan(spec: ProblemSpec, estimator: Estimator, backend: str, dtype=np.float64
     elif backend == "cuda" and route == "partition":
         why.append("each network's kink partition in Python, its nodes through the fused CUDA kernel")
     loop = "C++" if backend == "cpu" and source is not None else "Python"
-    if loop == "Python":
+    if backend == "cuda" and route == "dense" and (source == "fixed" or _kernel_target(spec)):
+        loop = "CUDA"
+        why.append("integrators: the whole loop on the device (gradient descent / SGD: nodes, kernels, update "
+                   "and divergence watch queued on one stream, records copied back in blocks)")
+    elif loop == "Python":
         why.append("integrators: the Python driver around risk_and_grad" + (
             "" if backend != "cpu" else " (this route has no C++ loop)"))
     else:
         why.append("integrators: the whole loop in C++ (GIL released)")
-    return Plan(backend, route, native, loop, source if backend == "cpu" else None, estimator, dtype,
+    return Plan(backend, route, native, loop, source if loop in ("C++", "CUDA") else None, estimator, dtype,
                 tuple(why))
+
+
+def _kernel_target(spec: ProblemSpec) -> bool:
+    """Whether the CUDA kernels evaluate the target themselves (affine, piecewise polynomial or a
+    shallow Teacher, at most 16 outputs; ``backends.cuda.kernel_target``): SGD on the device needs it."""
+    t = spec.target_spec
+    return (t.native or (t.kind == "teacher" and len(t.arrays["widths"]) == 3)) and spec.out_dim <= 16

@@ -1,5 +1,6 @@
-// Binding of the test-only host harness of the CUDA dense grid (cpu/grid_harness.h):
-// _core._harness_risk_grad. Argument checks only; the grid runs in grid_harness.cpp.
+// Bindings of the test-only host harnesses of the CUDA kernels: the dense grid (cpu/grid_harness.h,
+// _core._harness_risk_grad) and the GD update (cpu/gd_harness.h, _core._harness_gd_step). Argument
+// checks only; the grids run in grid_harness.cpp and gd_harness.cpp.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -11,6 +12,7 @@
 #include "bindings/bind_spec.h"
 #include "bindings/bind_util.h"
 #include "bindings/bindings.h"
+#include "cpu/gd_harness.h"
 #include "cpu/grid_harness.h"
 
 namespace py = pybind11;
@@ -37,6 +39,82 @@ void check_shape(const py::array& a, const char* name, std::vector<int64_t> shap
   bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
   for (size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];
   if (!ok) throw std::invalid_argument(std::string(name) + ": expected shape " + what + ", got " + shape_str(a));
+}
+
+// The GD step harness in theta's dtype T: copies of every array in, the new ones out (a dict).
+template <class T>
+py::dict gd_step_typed(const py::array& theta_in, const f64_array& risk, const f64_array& grad, const py::dict& state,
+                       const py::object& frozen_in, int64_t i, bool update, double h, double max_abs, double max_growth,
+                       bool record) {
+  using arr_t = py::array_t<T, py::array::c_style | py::array::forcecast>;
+  const int64_t K = theta_in.shape(0), P = theta_in.shape(1);
+  arr_t theta(arr_t::ensure(theta_in));
+  theta = arr_t(py::array(theta).attr("copy")());
+  check_shape(risk, "risk", {K}, "(K,)");
+  check_shape(grad, "grad", {K, P}, "(K, P)");
+  auto f64 = [&](const char* key) {
+    if (!state.contains(key)) throw std::invalid_argument(std::string("state: missing '") + key + "'");
+    f64_array a = take_f64(py::array(state[key]).attr("copy")(), key);
+    check_shape(a, key, {K}, "(K,)");
+    return a;
+  };
+  auto u8 = [&](const char* key) {
+    using u8_array = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
+    if (!state.contains(key)) throw std::invalid_argument(std::string("state: missing '") + key + "'");
+    u8_array a = u8_array::ensure(py::array(state[key]).attr("copy")());
+    check_shape(a, key, {K}, "(K,)");
+    return a;
+  };
+  using i64_array = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+  if (!state.contains("stop_iter")) throw std::invalid_argument("state: missing 'stop_iter'");
+  i64_array stop = i64_array::ensure(py::array(state["stop_iter"]).attr("copy")());
+  check_shape(stop, "stop_iter", {K}, "(K,)");
+  auto active = u8("active"), reason = u8("reason");
+  auto growth = f64("growth"), risk0 = f64("risk0"), last_risk = f64("last_risk"), last_gn = f64("last_gn"),
+       energy = f64("energy");
+  py::array_t<uint8_t, py::array::c_style | py::array::forcecast> frozen;
+  gd::StepArgs<T> a;
+  if (!frozen_in.is_none()) {
+    frozen = decltype(frozen)::ensure(frozen_in);
+    check_shape(frozen, "frozen", {P}, "(P,)");
+    a.frozen = frozen.data();
+  }
+  a.K = K;
+  a.P = P;
+  a.i = i;
+  a.update = update;
+  a.h = h;
+  a.max_abs = max_abs;
+  a.max_growth = max_growth;
+  a.theta = theta.mutable_data();
+  a.risk = risk.data();
+  a.grad = grad.data();
+  a.st = gd::State{active.mutable_data(), reason.mutable_data(), growth.mutable_data(), risk0.mutable_data(),
+                   last_risk.mutable_data(), last_gn.mutable_data(), energy.mutable_data(), stop.mutable_data()};
+  py::array_t<double> rr(K), rg(K), re(K);
+  py::array_t<T> rt({K, P});
+  if (record) {
+    a.rec_risk = rr.mutable_data();
+    a.rec_gn = rg.mutable_data();
+    a.rec_energy = re.mutable_data();
+    a.rec_theta = rt.mutable_data();
+  }
+  gd_step_host<T>(a);
+  py::dict out;
+  out["theta"] = theta;
+  out["active"] = active;
+  out["reason"] = reason;
+  out["growth"] = growth;
+  out["risk0"] = risk0;
+  out["last_risk"] = last_risk;
+  out["last_gn"] = last_gn;
+  out["energy"] = energy;
+  out["stop_iter"] = stop;
+  out["rec_risk"] = record ? py::object(rr) : py::none();
+  out["rec_gn"] = record ? py::object(rg) : py::none();
+  out["rec_energy"] = record ? py::object(re) : py::none();
+  out["rec_theta"] = record ? py::object(rt) : py::none();
+  return out;
 }
 
 }  // namespace
@@ -93,6 +171,39 @@ void bind_harness(py::module_& m) {
       "y (N, out) float64 (or None: the target of spec=ProblemSpec.native() evaluated per node: a shallow\n"
       "teacher by net.h, an affine or piecewise-polynomial target by targets.h) -> risk (K,), grad (K, P) float64 (None unless want_grad). path: 'auto', 'shallow'\n"
       "(two passes, [d, H, out] with d <= 8, out <= 3) or 'deep' (any widths).");
+  m.def(
+      "_harness_gd_step",
+      [](const py::array& theta_in, const py::array& risk_in, const py::array& grad_in, const py::dict& state,
+         int64_t i, bool update, double h, double max_abs, double max_growth, const py::object& frozen, bool record) {
+        if (theta_in.ndim() != 2) throw std::invalid_argument("theta: expected shape (K, P), got " + shape_str(theta_in));
+        const f64_array risk = take_f64(risk_in, "risk"), grad = take_f64(grad_in, "grad");
+        return dispatch_float(
+            theta_in,
+            [&] { return gd_step_typed<float>(theta_in, risk, grad, state, frozen, i, update, h, max_abs, max_growth, record); },
+            [&] { return gd_step_typed<double>(theta_in, risk, grad, state, frozen, i, update, h, max_abs, max_growth, record); },
+            [&] { return gd_step_typed<double>(theta_in, risk, grad, state, frozen, i, update, h, max_abs, max_growth, record); });
+      },
+      py::arg("theta"), py::arg("risk"), py::arg("grad"), py::kw_only(), py::arg("state"), py::arg("i"),
+      py::arg("update"), py::arg("h"), py::arg("max_abs"), py::arg("max_growth"), py::arg("frozen") = py::none(),
+      py::arg("record") = false,
+      "TEST ONLY: one step of the GD update kernel (cuda/src/gd_loop.cu) run sequentially on the host with\n"
+      "the same per-thread functions (reluflow/gd_step.h). theta (K, P) float32/float64 (copied), risk (K,),\n"
+      "grad (K, P) float64 at theta_i; state: a dict of (K,) arrays active, reason (uint8), growth, risk0,\n"
+      "last_risk, last_gn, energy (float64), stop_iter (int64) (copied). i: the local iteration, update:\n"
+      "i < steps, h: the step size. Returns a dict of the new theta and state and, with record=True, the\n"
+      "record slot rec_risk, rec_gn, rec_energy (K,) and rec_theta (K, P) (else None).");
+  m.def(
+      "_harness_gd_block_end",
+      [](int64_t i0, int64_t want, int64_t steps, int64_t record_every, int64_t slots) {
+        if (record_every < 1 || slots < 2 || i0 < 0 || i0 > steps)
+          throw std::invalid_argument("record_every >= 1, slots >= 2, 0 <= i0 <= steps expected");
+        return py::make_tuple(gd::block_end(i0, want, steps, record_every, slots),
+                              gd::records_in(i0, gd::block_end(i0, want, steps, record_every, slots), steps,
+                                             record_every));
+      },
+      py::arg("i0"), py::arg("want"), py::arg("steps"), py::arg("record_every"), py::arg("slots"),
+      "TEST ONLY: the CUDA GD loop's block planning (reluflow/gd_step.h): (end of the block of iterations\n"
+      "starting at i0, records in it).");
 }
 
 }  // namespace reluflow

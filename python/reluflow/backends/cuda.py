@@ -18,6 +18,10 @@ results are float64 and bitwise reproducible (no atomics), independent of the ba
 """
 from __future__ import annotations
 
+from typing import Callable
+
+import numpy as np
+
 from ..estimators import Nodes
 from ..layout import Layout
 from ..quadrature import nodes_tensor
@@ -25,7 +29,8 @@ from ..registry import cuda_extension, cupy_module
 from ..spec import ProblemSpec
 from . import cpu, reference
 
-__all__ = ["risk_and_grad", "realization", "evaluate", "fixed_nodes", "PATHS", "MAX_KERNEL_TARGET_OUT", "kernel_target"]
+__all__ = ["risk_and_grad", "realization", "evaluate", "fixed_nodes", "PATHS", "MAX_KERNEL_TARGET_OUT", "kernel_target",
+           "gd_run"]
 
 #: ``path`` of :func:`risk_and_grad`: "auto" (shallow when the widths allow it), "shallow" (two-pass kernel
 #: of [d, H, out], d <= 8, out <= 3) or "deep" (any widths; for cross-checks)
@@ -142,3 +147,50 @@ def evaluate(plan, spec: ProblemSpec, theta, step: int, want_grad: bool, xp=None
         return risk_and_grad(spec.layout, theta, x, w, None, want_grad, spec=spec.native())
     return kernel(spec.layout, theta, x, w, cp.asarray(cpu.target_values(spec, nodes)), want_grad)
 
+
+
+# ---- the integrator loop on the device -------------------------------------------------------------
+
+def gd_run(plan, spec: ProblemSpec, theta, steps: int, start_step: int, record_every: int, lr: dict,
+           max_abs: float, max_growth: float, progress: Callable | None, record_theta: bool = False,
+           frozen: np.ndarray | None = None) -> dict:
+    """Gradient descent / SGD with the whole loop on the device (``_cuda.gd_loop``, cuda/src/gd_loop.cu)
+    for a plan with ``loop == "CUDA"``.
+
+    theta (K, P) float32/float64 (host or device; copied to the device). ``lr``: {"h": (1,) or (steps,)
+    float64} or {"h_fn": f(first, count) -> (count,) step sizes of local steps first..first+count-1}
+    (a callable schedule, asked once per block). ``progress(steps_done)`` is called once per block (about
+    every 0.25 s), where Ctrl-C stops the loop.
+
+    Returns a dict as ``cpu.flow_run``'s (theta as a (K, P) CuPy array; risk, grad_norm, energy (T, K);
+    thetas (T, K, P) or None; active, reason, growth (K,); evaluations, interrupted, steps_done, records)
+    plus stop_iter (K,): the local iteration whose watch first saw a network frozen (-1: running), and
+    blocks: the host synchronizations of the run.
+    """
+    ext, cp = _modules()
+    if plan.loop != "CUDA":
+        raise ValueError(f"plan: loop {plan.loop!r} does not run on the device (needs the cuda backend, "
+                         f"route 'dense')")
+    th = cp.array(theta, copy=True)
+    if th.dtype not in (cp.float32, cp.float64):
+        th = th.astype(cp.float64)
+    th = cp.ascontiguousarray(th)
+    kw = {}
+    if plan.source == "resample":
+        kw = {"resample": True, "seed": plan.estimator.seed, "n": plan.estimator.n, "spec": spec.native()}
+    else:
+        nodes = cpu.point_nodes(spec, plan.estimator, 0)
+        kw = {"x": _device_f64(cp, nodes.x, "x", (nodes.x.shape[0], spec.layout.widths[0])),
+              "w": _device_f64(cp, nodes.w, "w", (nodes.x.shape[0],))}
+        if nodes.y is None and kernel_target(spec):
+            kw["spec"] = spec.native()  # the target in the kernel
+        else:
+            kw["y"] = _device_f64(cp, cpu.target_values(spec, nodes), "y",
+                                  (nodes.x.shape[0], spec.layout.widths[-1]))
+    fz = None if frozen is None else np.ascontiguousarray(frozen, dtype=np.uint8)
+    res = ext.gd_loop(list(spec.widths), th, steps=int(steps), start_step=int(start_step),
+                      record_every=int(record_every), max_abs=float(max_abs), max_growth=float(max_growth),
+                      frozen=fz, record_theta=bool(record_theta), progress=progress,
+                      stream=cp.cuda.get_current_stream().ptr, **lr, **kw)
+    res["theta"] = th
+    return res

@@ -1,0 +1,301 @@
+// Gradient descent / SGD with the whole loop on the device (issue 13): flow_cpu.cpp's GD loop with
+// every step queued on one stream, no host synchronization inside a block of iterations.
+//
+// Per local iteration i (0..steps; the last only evaluates and records):
+//   1. resampling: the Monte-Carlo nodes of step start_step + i by mc_nodes_kernel (sampling.cu:
+//      Philox addressed by (seed, stream, step, sample index), bitwise mc_nodes_cpu's);
+//   2. risk (K,) and grad (K, P) by the dense kernels of risk_grad.cu (the target evaluated per node
+//      in the kernel unless fixed y is given);
+//   3. gd_step_kernel: one block per network, the phases of reluflow/gd_step.h (watch, records, update
+//      with the frozen mask, divergence tests); h_i is a kernel argument (no lr array on the device).
+// Records go to slots of one device buffer (a header with `active`, then per recorded iteration the
+// risk, |G| and energy (K,) each and, with record_theta, theta (K, P)); at the end of a block one
+// cudaMemcpyAsync copies header + slots into pinned memory and one stream synchronization waits for
+// it: that is where progress, Ctrl-C and "every network frozen" are checked. Blocks are sized to take
+// about 0.25 s (the results never depend on where blocks end).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "launchers.h"
+#include "reluflow/gd_step.h"
+
+namespace reluflow::cuda {
+namespace {
+
+void check(cudaError_t err, const char* what) {
+  if (err != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(err));
+}
+
+// ---- the update kernel: grid (K), gd::kThreads threads per block -------------------------------------
+
+__device__ __forceinline__ void block_tree(double* sh) {
+  __syncthreads();
+  for (int s = gd::kThreads / 2; s > 0; s >>= 1) {
+    grid::tree_step(sh, gd::kWidth, threadIdx.x, s);
+    __syncthreads();
+  }
+}
+
+template <class T>
+__global__ void __launch_bounds__(gd::kThreads) gd_step_kernel(gd::StepArgs<T> a) {
+  __shared__ double sh[gd::kThreads * gd::kWidth];
+  __shared__ int go;
+  const int64_t k = blockIdx.x;
+  const int t = threadIdx.x;
+  gd::grad_thread(a, k, t, sh + t * gd::kWidth);
+  block_tree(sh);
+  if (t == 0) go = gd::watch_block(a, k, sh);
+  __syncthreads();
+  if (!go) return;  // uniform over the block
+  gd::test_thread(a, k, t, sh + t * gd::kWidth);
+  block_tree(sh);
+  if (t == 0) go = gd::accept_block(a, k, sh);
+  __syncthreads();
+  if (go) gd::store_thread(a, k, t);
+}
+
+// ---- memory ------------------------------------------------------------------------------------------
+
+struct DeviceMem {
+  void* ptr = nullptr;
+  explicit DeviceMem(size_t bytes) {
+    if (bytes) check(cudaMalloc(&ptr, bytes), "cudaMalloc");
+  }
+  ~DeviceMem() {
+    if (ptr) cudaFree(ptr);
+  }
+  DeviceMem(const DeviceMem&) = delete;
+  DeviceMem& operator=(const DeviceMem&) = delete;
+  template <class U>
+  U* as() const {
+    return static_cast<U*>(ptr);
+  }
+};
+
+struct PinnedMem {
+  void* ptr = nullptr;
+  explicit PinnedMem(size_t bytes) {
+    if (bytes) check(cudaMallocHost(&ptr, bytes), "cudaMallocHost");
+  }
+  ~PinnedMem() {
+    if (ptr) cudaFreeHost(ptr);
+  }
+  PinnedMem(const PinnedMem&) = delete;
+  PinnedMem& operator=(const PinnedMem&) = delete;
+};
+
+template <class U>
+void upload(U* dev, const std::vector<U>& host) {
+  if (!host.empty()) check(cudaMemcpy(dev, host.data(), host.size() * sizeof(U), cudaMemcpyHostToDevice), "cudaMemcpy");
+}
+
+// A host array of n doubles copied to the device (null for null / empty).
+struct DeviceArray : DeviceMem {
+  DeviceArray(const double* host, int64_t n) : DeviceMem(host && n > 0 ? size_t(n) * 8 : 0) {
+    if (ptr) check(cudaMemcpy(ptr, host, size_t(n) * 8, cudaMemcpyHostToDevice), "cudaMemcpy");
+  }
+};
+
+size_t round8(size_t b) { return (b + 7) / 8 * 8; }
+
+constexpr int64_t kRecordBufferBytes = int64_t(256) << 20;  // record slots of a block, at most
+constexpr int64_t kMaxSlots = 4096;
+constexpr double kBlockSeconds = 0.25;  // wall time between two looks of the host
+
+template <class T>
+void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
+  const cudaStream_t st = reinterpret_cast<cudaStream_t>(s.stream);
+  const Layout& lay = s.prob.lay;
+  const int64_t K = s.prob.K, P = lay.num_params, steps = s.steps, re = s.record_every;
+  const int64_t total_rec = gd_num_records(steps, re);
+  const int d = lay.widths[0];
+
+  // the problem on the device, once: target / teacher arrays, resampling buffers
+  DenseDevice p = s.prob;
+  const TargetSpec& f = s.prob.target;
+  const bool kernel_target = !s.prob.y || s.resample;
+  const bool affine = kernel_target && !s.prob.teacher.theta && f.kind == kTargetAffine;
+  const bool pieces = kernel_target && !s.prob.teacher.theta && f.kind == kTargetPiecewisePolynomial;
+  DeviceArray A(affine ? f.A : nullptr, int64_t(f.out) * f.dim), b(affine ? f.b : nullptr, f.out);
+  DeviceArray br(pieces ? f.breaks : nullptr, f.pieces + 1);
+  DeviceArray co(pieces ? f.coeffs : nullptr, int64_t(f.pieces) * f.ncoef * f.out);
+  DeviceArray tt(kernel_target ? s.prob.teacher.theta : nullptr, s.prob.teacher.lay.num_params);
+  p.target.A = A.as<double>();
+  p.target.b = b.as<double>();
+  p.target.breaks = br.as<double>();
+  p.target.coeffs = co.as<double>();
+  p.teacher.theta = tt.as<double>();
+  p.target_on_device = true;
+  std::unique_ptr<DeviceInputDist> dist;
+  DeviceMem xs(s.resample ? size_t(s.n * d) * 8 : 0), ws(s.resample ? size_t(s.n) * 8 : 0);
+  if (s.resample) {
+    dist = std::make_unique<DeviceInputDist>(s.input, s.input_sizes);
+    upload(ws.as<double>(), std::vector<double>(size_t(s.n), 1.0 / static_cast<double>(s.n)));
+    p.x = xs.as<double>();
+    p.w = ws.as<double>();
+    p.y = nullptr;
+    p.N = s.n;
+  }
+  DeviceMem risk{size_t(K) * 8}, grad{size_t(K * P) * 8};
+  DeviceMem frozen{s.frozen ? size_t(P) : 0};
+  if (s.frozen) check(cudaMemcpy(frozen.ptr, s.frozen, size_t(P), cudaMemcpyHostToDevice), "cudaMemcpy");
+
+  // per-network state
+  DeviceMem active{size_t(K)}, reason{size_t(K)}, stop{size_t(K) * 8};
+  DeviceMem f64s{size_t(K) * 8 * 5};  // growth, risk0, last_risk, last_gn, energy
+  upload(active.as<uint8_t>(), std::vector<uint8_t>(size_t(K), 1));
+  upload(reason.as<uint8_t>(), std::vector<uint8_t>(size_t(K), 0));
+  upload(stop.as<int64_t>(), std::vector<int64_t>(size_t(K), -1));
+  {
+    std::vector<double> init(size_t(K) * 5, NAN);
+    std::fill(init.begin(), init.begin() + K, 0.0);           // growth
+    std::fill(init.begin() + 4 * K, init.end(), 0.0);         // energy
+    upload(f64s.as<double>(), init);
+  }
+  gd::State state{active.as<uint8_t>(), reason.as<uint8_t>(), f64s.as<double>(),        f64s.as<double>() + K,
+                  f64s.as<double>() + 2 * K, f64s.as<double>() + 3 * K, f64s.as<double>() + 4 * K, stop.as<int64_t>()};
+
+  // record slots: [active (K bytes) | slot 0 | slot 1 | ...], a slot = risk, |G|, energy (K doubles
+  // each) then theta (K, P) with record_theta
+  const size_t head = round8(size_t(K));
+  const size_t slot = round8(size_t(K) * 24 + (s.record_theta ? size_t(K * P) * sizeof(T) : 0));
+  const int64_t slots = std::max<int64_t>(2, std::min<int64_t>({total_rec, kMaxSlots, kRecordBufferBytes / int64_t(slot)}));
+  DeviceMem rec_dev(head + size_t(slots) * slot);
+  PinnedMem rec_host(head + size_t(slots) * slot);
+  char* rd = rec_dev.as<char>();
+  const char* rh = static_cast<const char*>(rec_host.ptr);
+
+  gd::StepArgs<T> a;
+  a.K = K;
+  a.P = P;
+  a.max_abs = s.max_abs;
+  a.max_growth = s.max_growth;
+  a.frozen = frozen.as<uint8_t>();
+  a.theta = static_cast<T*>(const_cast<void*>(s.prob.theta));
+  a.risk = risk.as<double>();
+  a.grad = grad.as<double>();
+  a.st = state;
+
+  std::vector<double> hblock;
+  using clock = std::chrono::steady_clock;
+  int64_t want = 4, i = 0, rec = 0;
+  bool all_frozen = false;
+  std::vector<uint8_t> act(static_cast<size_t>(K));
+  while (i <= steps) {
+    const int64_t i1 = gd::block_end(i, want, steps, re, slots);
+    const auto t0 = clock::now();
+    const int64_t nupd = std::min(i1, steps) - i;  // updates in this block
+    if (s.h_fill && nupd > 0) {
+      hblock.resize(size_t(nupd));
+      s.h_fill(i, nupd, hblock.data());
+    }
+    int64_t nrec = 0;
+    for (int64_t it = i; it < i1; ++it) {
+      if (s.resample)
+        mc_nodes_device(s.seed, static_cast<uint32_t>(s.start_step + it), s.n, dist->dist(), xs.as<double>(), s.stream);
+      risk_and_grad_dense(p, s.path, risk.as<double>(), grad.as<double>(), s.stream);
+      a.i = it;
+      a.update = it < steps;
+      a.h = !a.update ? 0.0 : s.h_fill ? hblock[size_t(it - i)] : s.h_len == 1 ? s.h[0] : s.h[it];
+      if (gd::is_record(it, steps, re)) {
+        char* sl = rd + head + size_t(nrec++) * slot;
+        a.rec_risk = reinterpret_cast<double*>(sl);
+        a.rec_gn = a.rec_risk + K;
+        a.rec_energy = a.rec_risk + 2 * K;
+        a.rec_theta = s.record_theta ? reinterpret_cast<T*>(sl + size_t(K) * 24) : nullptr;
+      } else {
+        a.rec_risk = a.rec_gn = a.rec_energy = nullptr;
+        a.rec_theta = nullptr;
+      }
+      if (K > 0) gd_step_kernel<T><<<static_cast<unsigned>(K), gd::kThreads, 0, st>>>(a);
+      check(cudaGetLastError(), "gd_step_kernel");
+    }
+    // the block's records and the active flags: one copy, one synchronization
+    check(cudaMemcpyAsync(rd, active.ptr, size_t(K), cudaMemcpyDeviceToDevice, st), "cudaMemcpyAsync");
+    check(cudaMemcpyAsync(rec_host.ptr, rd, head + size_t(nrec) * slot, cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
+    check(cudaStreamSynchronize(st), "gd_loop (a kernel of the block)");
+    for (int64_t r = 0; r < nrec; ++r, ++rec) {
+      const double* sl = reinterpret_cast<const double*>(rh + head + size_t(r) * slot);
+      std::memcpy(out.rec_risk + rec * K, sl, size_t(K) * 8);
+      std::memcpy(out.rec_gnorm + rec * K, sl + K, size_t(K) * 8);
+      std::memcpy(out.rec_energy + rec * K, sl + 2 * K, size_t(K) * 8);
+      if (s.record_theta)
+        std::memcpy(static_cast<char*>(out.rec_theta) + size_t(rec * K * P) * sizeof(T), sl + 3 * K,
+                    size_t(K * P) * sizeof(T));
+    }
+    std::memcpy(act.data(), rh, size_t(K));
+    const int64_t iters = i1 - i;
+    out.evaluations += iters;
+    ++out.blocks;
+    i = i1;
+    all_frozen = std::none_of(act.begin(), act.end(), [](uint8_t v) { return v != 0; });
+    if (all_frozen || i > steps) break;
+    if (s.progress && s.progress(i)) {  // Ctrl-C: the state after i steps, the records so far
+      out.interrupted = true;
+      out.steps_done = i;
+      break;
+    }
+    // the next block: about kBlockSeconds of work, growing at most 4x at a time
+    const double sec = std::chrono::duration<double>(clock::now() - t0).count();
+    const double scale = sec > 0 ? std::min(4.0, kBlockSeconds / sec) : 4.0;
+    want = std::max<int64_t>(1, static_cast<int64_t>(scale * double(iters)));
+  }
+
+  // the final state
+  check(cudaMemcpy(out.active, active.ptr, size_t(K), cudaMemcpyDeviceToHost), "cudaMemcpy");
+  check(cudaMemcpy(out.reason, reason.ptr, size_t(K), cudaMemcpyDeviceToHost), "cudaMemcpy");
+  check(cudaMemcpy(out.stop_iter, stop.ptr, size_t(K) * 8, cudaMemcpyDeviceToHost), "cudaMemcpy");
+  std::vector<double> fin(size_t(K) * 5);
+  check(cudaMemcpy(fin.data(), f64s.ptr, fin.size() * 8, cudaMemcpyDeviceToHost), "cudaMemcpy");
+  std::copy(fin.begin(), fin.begin() + K, out.growth);
+  if (!out.interrupted) {
+    out.steps_done = steps;
+    if (all_frozen) {
+      // the CPU loop stops at the first iteration whose watch sees no network running; the records
+      // after it repeat the last state (as flow_cpu.cpp's fill)
+      const int64_t last = K > 0 ? *std::max_element(out.stop_iter, out.stop_iter + K) : 0;
+      out.evaluations = std::min(steps, last) + 1;
+      std::vector<char> th(s.record_theta ? size_t(K * P) * sizeof(T) : 0);
+      if (s.record_theta) check(cudaMemcpy(th.data(), s.prob.theta, th.size(), cudaMemcpyDeviceToHost), "cudaMemcpy");
+      for (; rec < total_rec; ++rec) {
+        std::copy(fin.begin() + 2 * K, fin.begin() + 3 * K, out.rec_risk + rec * K);
+        std::copy(fin.begin() + 3 * K, fin.begin() + 4 * K, out.rec_gnorm + rec * K);
+        std::copy(fin.begin() + 4 * K, fin.begin() + 5 * K, out.rec_energy + rec * K);
+        if (s.record_theta) std::memcpy(static_cast<char*>(out.rec_theta) + size_t(rec) * th.size(), th.data(), th.size());
+      }
+    }
+    if (s.progress && s.progress(steps)) out.interrupted = true;
+  }
+  out.records = rec;
+}
+
+}  // namespace
+
+int64_t gd_num_records(int64_t steps, int64_t record_every) {
+  return steps / record_every + 1 + (steps % record_every != 0 ? 1 : 0);
+}
+
+void gd_loop(const GdLoopSpec& s, GdLoopOut& out) {
+  if (s.steps < 0 || s.record_every < 1) throw std::invalid_argument("steps, record_every: expected >= 0 and >= 1");
+  if (s.start_step < 0 || s.start_step + s.steps > 4294967295LL)
+    throw std::invalid_argument("start_step: step indices must lie in [0, 2**32)");
+  if (!s.h_fill && !(s.h && (s.h_len == 1 || s.h_len >= s.steps)))
+    throw std::invalid_argument("h: expected one step size (length 1) or one per step");
+  if (s.resample && (s.n < 1 || s.n > (int64_t(1) << 32)))
+    throw std::invalid_argument("n: expected a number of samples in [1, 2**32]");
+  resolve_dense_path(s.prob.lay, s.path);
+  if (s.prob.f32)
+    gd_loop_t<float>(s, out);
+  else
+    gd_loop_t<double>(s, out);
+}
+
+}  // namespace reluflow::cuda
