@@ -127,7 +127,7 @@ def test_gradient_descent_with_exact_runs_the_python_loop():
     theta0 = theta_t[None] + 0.05 * np.random.default_rng(8).standard_normal((2, prob.num_params))
     theta0[:, frozen] = theta_t[frozen]
     run = rf.gradient_descent(prob, theta0, 0.1, 20, estimator=rf.Exact(), frozen=frozen, progress=False)
-    assert run.info["loop"] == "Python"
+    assert "loop" not in run.info                  # the Python driver
     assert np.all(run.risk[-1] < run.risk[0])
 
 

@@ -649,7 +649,7 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
         bar.update(i + 1)
     return _finish_like(field_.like, prob, theta, rec_t, rec_risk, rec_gn, rec_en, rec_theta, record_theta, active,
                    np.full(K, loop.done), np.zeros(K, dtype=np.int64), None, "gd", start_step + loop.done, t0,
-                   {"evaluations": field_.evaluations, "loop": "Python", "lr": lr if not callable(lr) else repr(lr),
+                   {"evaluations": field_.evaluations, "lr": lr if not callable(lr) else repr(lr),
                     "estimator": repr(estimator)}, reason=watch.reason, growth=watch.growth,
                    interrupted=_gd_interrupted(loop.interrupted, start_step + loop.done))
 
@@ -842,7 +842,7 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
         bar.update(n + 1)
     return _finish_like(field_.like, prob, theta, rec_t, rec_risk, rec_gn, rec_en, rec_theta, record_theta, active,
                    np.full(K, loop.done), np.zeros(K, dtype=np.int64), None, method, loop.done, t0,
-                   {"dt": h, "evaluations": field_.evaluations, "loop": "Python", "estimator": repr(field_.est)},
+                   {"dt": h, "evaluations": field_.evaluations, "estimator": repr(field_.est)},
                    reason=watch.reason, growth=watch.growth, risk_rose=watch.rose,
                    interrupted=_flow_interrupted(loop.interrupted, loop.done, n_steps, h))
 
@@ -996,7 +996,7 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
     return _finish_like(field_.like, prob, theta_out, list(grid), list(risk_rec), list(gn_rec), list(en_rec),
                    list(theta_rec) if record_theta else [], record_theta, status == "ok", accepted,
                    rejected, status.astype(str), "dopri5", 0, t0,
-                   {"evaluations": field_.evaluations, "loop": "Python", "rtol": rtol, "atol": atol,
+                   {"evaluations": field_.evaluations, "rtol": rtol, "atol": atol,
                     "estimator": repr(field_.est), "t_reached": t}, reason=reason, growth=growth,
                    interrupted=_dopri5_interrupted(stop.hit, status.astype(str), t))
 
