@@ -147,15 +147,16 @@ def _evaluate(plan, spec: ProblemSpec, theta, step: int, want_grad: bool, xp):
                   from_host(xp, nodes.y, theta), want_grad)
 
 
-def quadrature_hvp(spec: ProblemSpec, theta, V, estimator, xp=NUMPY_XP):
+def quadrature_hvp(spec: ProblemSpec, theta, V, estimator, xp=NUMPY_XP, kernel=None):
     """Hessian-vector products of the exact 1-D quadrature risk: theta (K, P), V (K, B, P) -> (K, B, P).
 
     Network by network: the fixed-pattern Hessian of the quadrature's weighted sum on the network's
-    own nodes (``risk_grad_hvp``), plus the terms of the kinks that move with theta
-    (``quadrature.kink_hessian_terms``: one rank-one term per kink, a point evaluation of residual times
-    density there), which autodiff of any sampled risk cannot see. float64 ``xp`` arrays (the kinks
-    and their terms on the host).
+    own nodes (``kernel``, default ``risk_grad_hvp``; the cpu backend passes its C++ one, same
+    signature), plus the terms of the kinks that move with theta (``quadrature.kink_hessian_terms``:
+    one rank-one term per kink, a point evaluation of residual times density there), which autodiff of
+    any sampled risk cannot see. float64 ``xp`` arrays (the kinks and their terms on the host).
     """
+    kernel = risk_grad_hvp if kernel is None else kernel
     fixed = fixed_1d(spec, estimator)
     theta_host = np.asarray(to_host(theta), dtype=np.float64)
     out = []
@@ -163,8 +164,8 @@ def quadrature_hvp(spec: ProblemSpec, theta, V, estimator, xp=NUMPY_XP):
         nodes = nodes_1d(spec, theta_host[k], estimator, fixed)
         y = target_values(spec, nodes)
         zero = None if nodes.zero is None else from_host(xp, nodes.zero, theta)
-        _, _, hv = risk_grad_hvp(spec.layout, theta[k:k + 1, :], V[k:k + 1, ...], from_host(xp, nodes.x, theta),
-                                 from_host(xp, nodes.w, theta), from_host(xp, y, theta), xp, zero=zero)
+        _, _, hv = kernel(spec.layout, theta[k:k + 1, :], V[k:k + 1, ...], from_host(xp, nodes.x, theta),
+                          from_host(xp, nodes.w, theta), from_host(xp, y, theta), xp, zero=zero)
         c, U = kink_hessian_terms(spec, theta_host[k], fixed)
         if c.size:
             U = from_host(xp, U, theta)

@@ -1,0 +1,125 @@
+// The CPU loop of the Hessian-vector products (see hvp_cpu.h for the parallel structure); the math of
+// one node is reluflow/hvp.h.
+#include "cpu/hvp_cpu.h"
+
+#include <algorithm>
+#include <exception>
+#include <vector>
+
+#include "cpu/parallel_policy.h"
+#include "reluflow/hvp.h"
+#include "reluflow/net.h"
+
+namespace reluflow {
+namespace {
+
+// Directions per block: the block's tangents (P x block values for the directions and as many for the
+// products) stay in the L2 cache for nets of ~10^3 parameters. Speed only: no result depends on it.
+constexpr int64_t kDirBlock = 16;
+// Node chunks: at least this many nodes per chunk, at most kMaxChunks chunks (a function of N only).
+constexpr int64_t kMinNodesPerChunk = 1024;
+constexpr int64_t kMaxChunks = 16;
+// The chunk results of a block of networks together stay under this (memory only; no result depends
+// on how the networks are grouped).
+constexpr int64_t kMaxPartialBytes = int64_t(64) << 20;
+
+struct Chunks {
+  int64_t n = 0, size = 0;  // number of chunks, nodes per chunk
+};
+
+Chunks node_chunks(int64_t N) {
+  Chunks c;
+  if (N == 0) return c;
+  c.n = std::min(kMaxChunks, std::max<int64_t>(1, N / kMinNodesPerChunk));
+  c.size = (N + c.n - 1) / c.n;
+  c.n = (N + c.size - 1) / c.size;
+  return c;
+}
+
+}  // namespace
+
+void risk_grad_hvp_cpu(const HVPProblem& p, double* risk, double* grad, double* hv) {
+  const Layout& lay = p.lay;
+  const int64_t K = p.K, N = p.N, B = p.B, P = lay.num_params;
+  const int d = lay.widths[0], out = lay.widths[lay.num_layers];
+  const int64_t hidden = net::num_activations(lay) - out;
+  if (risk != nullptr) std::fill(risk, risk + K, 0.0);
+  if (grad != nullptr) std::fill(grad, grad + K * P, 0.0);
+  std::fill(hv, hv + K * B * P, 0.0);
+  const Chunks ch = node_chunks(N);
+  if (K == 0 || ch.n == 0) return;
+  const bool want_rg = risk != nullptr || grad != nullptr;
+  const int64_t nblocks = std::max<int64_t>(1, (B + kDirBlock - 1) / kDirBlock);
+  // one result record per (network, chunk): risk, grad (P), hv (B x P); chunk 0 writes the output
+  const int64_t rec = 1 + P + B * P;
+  const int64_t extra = ch.n - 1;
+  int64_t kblock = K;
+  if (extra > 0) kblock = std::max<int64_t>(1, std::min(K, kMaxPartialBytes / (extra * rec * 8)));
+  std::vector<double> part(static_cast<size_t>(extra > 0 ? std::min(K, kblock) * extra * rec : 0));
+  const bool parallel = K * N * std::max<int64_t>(B, 1) * P >= kMinParallelHvp;
+
+  for (int64_t k0 = 0; k0 < K; k0 += kblock) {
+    const int64_t nk = std::min(kblock, K - k0);
+    const int64_t items = nk * nblocks * ch.n;
+    std::exception_ptr err = nullptr;
+#pragma omp parallel if (parallel && items > 1)
+    {
+      std::vector<double> Vt, Ht, g, scratch;
+      try {
+        const int64_t bb = std::min(B, kDirBlock);
+        Vt.resize(static_cast<size_t>(P * bb));
+        Ht.resize(static_cast<size_t>(P * bb));
+        g.resize(static_cast<size_t>(P));
+        scratch.resize(static_cast<size_t>(hvp::scratch_size(lay, static_cast<int>(std::max<int64_t>(bb, 1)))));
+      } catch (...) {
+#pragma omp critical(reluflow_hvp_err)
+        if (!err) err = std::current_exception();
+      }
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t it = 0; it < items; ++it) {
+        if (g.empty()) continue;  // this thread's allocation failed (reported above)
+        const int64_t kk = it / (nblocks * ch.n), rest = it % (nblocks * ch.n);
+        const int64_t blk = rest / ch.n, c = rest % ch.n, k = k0 + kk;
+        const int64_t b0 = blk * kDirBlock, nb = std::max<int64_t>(0, std::min(B, b0 + kDirBlock) - b0);
+        const bool rg = want_rg && blk == 0;  // risk and gradient: once per (network, chunk)
+        const double* th = p.theta + k * P;
+        const double* Vk = p.V + k * B * P;
+        for (int64_t b = 0; b < nb; ++b)
+          for (int64_t q = 0; q < P; ++q) Vt[q * nb + b] = Vk[(b0 + b) * P + q];
+        std::fill(Ht.begin(), Ht.begin() + P * nb, 0.0);
+        if (rg) std::fill(g.begin(), g.end(), 0.0);
+        double r = 0.0;
+        const int64_t j0 = c * ch.size, j1 = std::min(N, j0 + ch.size);
+        for (int64_t j = j0; j < j1; ++j) {
+          r += hvp::node_hvp(lay, th, p.x + j * d, p.y + j * out, p.w[j],
+                             p.zero != nullptr ? p.zero + j * hidden : nullptr, static_cast<int>(nb), Vt.data(),
+                             nb, Ht.data(), nb, rg ? g.data() : nullptr, scratch.data());
+        }
+        // chunk 0 into the output, chunk c > 0 into its record; the records are added in chunk order below
+        double* dst_r = c == 0 ? (risk != nullptr ? risk + k : nullptr) : part.data() + (kk * extra + c - 1) * rec;
+        double* dst_g = c == 0 ? (grad != nullptr ? grad + k * P : nullptr) : part.data() + (kk * extra + c - 1) * rec + 1;
+        double* dst_h = c == 0 ? hv + k * B * P : part.data() + (kk * extra + c - 1) * rec + 1 + P;
+        if (rg && dst_r != nullptr) *dst_r = r;
+        if (rg && dst_g != nullptr) std::copy(g.begin(), g.end(), dst_g);
+        for (int64_t b = 0; b < nb; ++b)
+          for (int64_t q = 0; q < P; ++q) dst_h[(b0 + b) * P + q] = Ht[q * nb + b];
+      }
+    }
+    if (err) std::rethrow_exception(err);
+    if (extra == 0) continue;
+    // fixed-order reduction: output (chunk 0) + chunk 1 + chunk 2 + ...
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int64_t kk = 0; kk < nk; ++kk) {
+      const int64_t k = k0 + kk;
+      for (int64_t c = 1; c < ch.n; ++c) {
+        const double* rc = part.data() + (kk * extra + c - 1) * rec;
+        if (risk != nullptr) risk[k] += rc[0];
+        if (grad != nullptr)
+          for (int64_t q = 0; q < P; ++q) grad[k * P + q] += rc[1 + q];
+        for (int64_t q = 0; q < B * P; ++q) hv[k * B * P + q] += rc[1 + P + q];
+      }
+    }
+  }
+}
+
+}  // namespace reluflow
