@@ -425,3 +425,29 @@ def test_cpu_hvp_refuses_bad_directions():
         core.risk_grad_hvp([1, 4, 1], theta, np.ones((2, 2, P)), x, w, np.zeros((3, 2)))
     with pytest.raises(ValueError, match="^zero: expected a bool array"):
         core.risk_grad_hvp([1, 4, 1], theta, np.ones((2, 2, P)), x, w, y, np.zeros((3, 1), bool))
+
+
+def test_cpu_kink_terms_equal_the_dense_formula():
+    """_core.risk_grad_hvp's rank-one terms (sparse u_i in C++) against numpy's dense
+    V + (V U^T c) U, with dense and sparse U, and their argument checks."""
+    core = _core_or_skip()
+    rng = np.random.default_rng(11)
+    widths, K, B, N, m = [1, 5, 3, 1], 2, 4, 30, 6
+    lay = Layout(widths)
+    P = lay.num_params
+    theta, V = rng.normal(size=(K, P)), rng.normal(size=(K, B, P))
+    x, w, y = rng.uniform(0, 1, (N, 1)), np.full(N, 1.0 / N), rng.normal(size=(N, 1))
+    hv0 = core.risk_grad_hvp(widths, theta, V, x, w, y)[2]
+    c = rng.normal(size=(K, m))
+    U = rng.normal(size=(K, m, P)) * (rng.uniform(size=(K, m, P)) < 0.3)       # sparse rows
+    U[0, 0] = rng.normal(size=P)                                                 # and a dense one
+    U[1, 2] = 0.0                                                                # and an empty one
+    hv = core.risk_grad_hvp(widths, theta, V, x, w, y, kink_c=c, kink_u=U)[2]
+    expect = hv0 + np.einsum("kbm,km,kmp->kbp", np.einsum("kbp,kmp->kbm", V, U), c, U)
+    _close(hv, expect)
+    with pytest.raises(ValueError, match="^kink_c: kink_c and kink_u come together"):
+        core.risk_grad_hvp(widths, theta, V, x, w, y, kink_c=c)
+    with pytest.raises(ValueError, match="^kink_c: expected shape \\(K, M\\)"):
+        core.risk_grad_hvp(widths, theta, V, x, w, y, kink_c=c[:1], kink_u=U)
+    with pytest.raises(ValueError, match="^kink_u: expected shape \\(K, M, P\\)"):
+        core.risk_grad_hvp(widths, theta, V, x, w, y, kink_c=c, kink_u=U[:, :-1])

@@ -31,27 +31,45 @@ RF_HD int64_t scratch_size(const Layout& lay, int B) {
   return 2 * A + A * B + 2 * static_cast<int64_t>(net::max_width(lay)) * B;
 }
 
+// Flag scratch of node_hvp (bytes): which tangent rows (dz: A, dd: 2 * max_width) are nonzero.
+RF_HD int64_t flag_size(const Layout& lay) {
+  return net::num_activations(lay) + 2 * static_cast<int64_t>(net::max_width(lay));
+}
+
+// Whether row q of the directions may be nonzero (node_hvp's vnz).
+RF_HD bool row_nonzero(const uint8_t* vnz, int64_t q) {
+  return vnz == nullptr || vnz[q] != 0;
+}
+
 // One node x (l_0 values), target value y (l_L values), weight w, through one network theta (P values):
 // adds to Ht the Hessian of w |N(x) - y|^2 applied to B directions, and (when grad != nullptr) its
 // gradient to grad (P values); returns the node's risk w |N(x) - y|^2.
 //   Vt: the directions, parameter-major: component q of direction b at Vt[q * ldv + b] (q < P, b < B);
 //   Ht: the products in the same layout, Ht[q * ldh + b] += (H v_b)_q.
+//   vnz: nullptr, or P flags: vnz[q] = 0 says that row q of Vt is zero for every direction of the
+//     block. Rows known to be zero, and the tangent rows that only they feed, are skipped (a block of
+//     unit directions, the Hessian's, touches few rows); skipping adds no nonzero term, so the values
+//     are those of the dense computation (at most the sign of a zero result differs).
 //   zero: nullptr or the hidden pre-activations forced to exactly 0 (net::forward_node's flags; the
 //     1-D quadrature of degenerate nets): inactive there, so their tangents do not propagate.
-//   scratch: scratch_size(lay, B) values of T.
-// The sums run in a fixed order (layers, then outputs, then inputs), so a node's contribution has the
-// same bits for any B and any position of a direction in its block.
+//   scratch: scratch_size(lay, B) values of T; flags: flag_size(lay) bytes.
+// The sums run in a fixed order (layers, then outputs, then inputs), so a direction's products have
+// the same values for any B and any position of the direction in its block.
 template <class T>
 RF_HD double node_hvp(const Layout& lay, const T* theta, const T* x, const double* y, double w,
-                      const uint8_t* zero, int B, const T* Vt, int64_t ldv, T* Ht, int64_t ldh, T* grad,
-                      T* scratch) {
+                      const uint8_t* zero, int B, const T* Vt, int64_t ldv, const uint8_t* vnz, T* Ht,
+                      int64_t ldh, T* grad, T* scratch, uint8_t* flags) {
   const int L = lay.num_layers;
   const int64_t A = net::num_activations(lay);
+  const int64_t mw = net::max_width(lay);
   T* z = scratch;
   T* delta = z + A;
   T* dz = delta + A;
   T* dd_cur = dz + A * B;
-  T* dd_nxt = dd_cur + static_cast<int64_t>(net::max_width(lay)) * B;
+  T* dd_nxt = dd_cur + mw * B;
+  uint8_t* dz_nz = flags;  // dz row nonzero (for some direction of the block)
+  uint8_t* dd_cur_nz = flags + A;
+  uint8_t* dd_nxt_nz = dd_cur_nz + mw;
   int64_t off[kMaxLayers + 1];  // offset of layer k's outputs z_{k+1} in z (and delta, dz/B): off[k]
   off[0] = 0;
   for (int k = 0; k < L; ++k) off[k + 1] = off[k] + lay.widths[k + 1];
@@ -85,26 +103,43 @@ RF_HD double node_hvp(const Layout& lay, const T* theta, const T* x, const doubl
     }
   }
 
-  // forward tangent: dz of every layer; a hidden tangent is read only where its neuron is active
+  // forward tangent: dz of every layer (a row flagged zero is not written); a hidden tangent is read
+  // only where its neuron is active (a_i = 0 and da_i = 0 otherwise)
   for (int k = 0; k < L; ++k) {
     const int ni = lay.widths[k], no = lay.widths[k + 1];
     const T* W = theta + lay.w_offset[k];
     for (int o = 0; o < no; ++o) {
       T* dzo = dz + (off[k] + o) * B;
-      const T* vb = Vt + (lay.b_offset[k] + o) * ldv;
-      for (int b = 0; b < B; ++b) dzo[b] = vb[b];
+      bool nz = row_nonzero(vnz, lay.b_offset[k] + o);
+      if (nz) {
+        const T* vb = Vt + (lay.b_offset[k] + o) * ldv;
+        for (int b = 0; b < B; ++b) dzo[b] = vb[b];
+      }
       for (int i = 0; i < ni; ++i) {
-        const T* vw = Vt + (lay.w_offset[k] + static_cast<int64_t>(o) * ni + i) * ldv;
-        if (k == 0) {
-          const T a = x[i];
-          for (int b = 0; b < B; ++b) dzo[b] += vw[b] * a;
-        } else if (net::active(z[off[k - 1] + i])) {  // a_i = 0 and da_i = 0 otherwise
-          const T a = z[off[k - 1] + i];
+        const int64_t q = lay.w_offset[k] + static_cast<int64_t>(o) * ni + i;
+        const bool v_nz = row_nonzero(vnz, q);
+        const bool t_nz = k > 0 && net::active(z[off[k - 1] + i]) && dz_nz[off[k - 1] + i];
+        if (k > 0 && !net::active(z[off[k - 1] + i])) continue;
+        if (!v_nz && !t_nz) continue;
+        if (!nz) {
+          for (int b = 0; b < B; ++b) dzo[b] = T(0);
+          nz = true;
+        }
+        const T a = k == 0 ? x[i] : z[off[k - 1] + i];
+        const T* vw = Vt + q * ldv;
+        if (t_nz) {
           const T wi = W[static_cast<int64_t>(o) * ni + i];
           const T* dzi = dz + (off[k - 1] + i) * B;
-          for (int b = 0; b < B; ++b) dzo[b] += vw[b] * a + wi * dzi[b];
+          if (v_nz) {
+            for (int b = 0; b < B; ++b) dzo[b] += vw[b] * a + wi * dzi[b];
+          } else {
+            for (int b = 0; b < B; ++b) dzo[b] += wi * dzi[b];
+          }
+        } else {
+          for (int b = 0; b < B; ++b) dzo[b] += vw[b] * a;
         }
       }
+      dz_nz[off[k] + o] = nz ? 1 : 0;
     }
   }
 
@@ -113,6 +148,8 @@ RF_HD double node_hvp(const Layout& lay, const T* theta, const T* x, const doubl
     const T two_w = static_cast<T>(2.0 * w);
     const int out = lay.widths[L];
     for (int o = 0; o < out; ++o) {
+      dd_cur_nz[o] = dz_nz[off[L - 1] + o];
+      if (!dd_cur_nz[o]) continue;
       const T* dzo = dz + (off[L - 1] + o) * B;
       T* ddo = dd_cur + static_cast<int64_t>(o) * B;
       for (int b = 0; b < B; ++b) ddo[b] = two_w * dzo[b];
@@ -123,41 +160,86 @@ RF_HD double node_hvp(const Layout& lay, const T* theta, const T* x, const doubl
     const T* W = theta + lay.w_offset[k];
     const T* dk = delta + off[k];
     for (int o = 0; o < no; ++o) {
+      const bool o_nz = dd_cur_nz[o] != 0;
       const T* ddo = dd_cur + static_cast<int64_t>(o) * B;
-      T* hb = Ht + (lay.b_offset[k] + o) * ldh;
-      for (int b = 0; b < B; ++b) hb[b] += ddo[b];
+      if (o_nz) {
+        T* hb = Ht + (lay.b_offset[k] + o) * ldh;
+        for (int b = 0; b < B; ++b) hb[b] += ddo[b];
+      }
       for (int i = 0; i < ni; ++i) {
         T* hw = Ht + (lay.w_offset[k] + static_cast<int64_t>(o) * ni + i) * ldh;
         if (k == 0) {
+          if (!o_nz) continue;
           const T a = x[i];
           for (int b = 0; b < B; ++b) hw[b] += ddo[b] * a;
         } else if (net::active(z[off[k - 1] + i])) {
           const T a = z[off[k - 1] + i];
           const T d = dk[o];
           const T* dzi = dz + (off[k - 1] + i) * B;
-          for (int b = 0; b < B; ++b) hw[b] += ddo[b] * a + d * dzi[b];
+          const bool i_nz = dz_nz[off[k - 1] + i] != 0;
+          if (o_nz && i_nz) {
+            for (int b = 0; b < B; ++b) hw[b] += ddo[b] * a + d * dzi[b];
+          } else if (o_nz) {
+            for (int b = 0; b < B; ++b) hw[b] += ddo[b] * a;
+          } else if (i_nz) {
+            for (int b = 0; b < B; ++b) hw[b] += d * dzi[b];
+          }
         }
       }
     }
     if (k > 0) {
       for (int i = 0; i < ni; ++i) {
-        T* ddn = dd_nxt + static_cast<int64_t>(i) * B;
-        for (int b = 0; b < B; ++b) ddn[b] = T(0);
-        if (!net::active(z[off[k - 1] + i])) continue;  // relu'(z) = 0: no tangent passes
-        for (int o = 0; o < no; ++o) {
-          const T wi = W[static_cast<int64_t>(o) * ni + i];
-          const T d = dk[o];
-          const T* ddo = dd_cur + static_cast<int64_t>(o) * B;
-          const T* vw = Vt + (lay.w_offset[k] + static_cast<int64_t>(o) * ni + i) * ldv;
-          for (int b = 0; b < B; ++b) ddn[b] += wi * ddo[b] + d * vw[b];
+        bool nz = false;
+        if (net::active(z[off[k - 1] + i])) {  // relu'(z) = 0: no tangent passes
+          T* ddn = dd_nxt + static_cast<int64_t>(i) * B;
+          for (int o = 0; o < no; ++o) {
+            const int64_t q = lay.w_offset[k] + static_cast<int64_t>(o) * ni + i;
+            const bool o_nz = dd_cur_nz[o] != 0, v_nz = row_nonzero(vnz, q);
+            if (!o_nz && !v_nz) continue;
+            if (!nz) {
+              for (int b = 0; b < B; ++b) ddn[b] = T(0);
+              nz = true;
+            }
+            const T wi = W[static_cast<int64_t>(o) * ni + i];
+            const T d = dk[o];
+            const T* ddo = dd_cur + static_cast<int64_t>(o) * B;
+            const T* vw = Vt + q * ldv;
+            if (o_nz && v_nz) {
+              for (int b = 0; b < B; ++b) ddn[b] += wi * ddo[b] + d * vw[b];
+            } else if (o_nz) {
+              for (int b = 0; b < B; ++b) ddn[b] += wi * ddo[b];
+            } else {
+              for (int b = 0; b < B; ++b) ddn[b] += d * vw[b];
+            }
+          }
         }
+        dd_nxt_nz[i] = nz ? 1 : 0;
       }
       T* t = dd_cur;
       dd_cur = dd_nxt;
       dd_nxt = t;
+      uint8_t* tf = dd_cur_nz;
+      dd_cur_nz = dd_nxt_nz;
+      dd_nxt_nz = tf;
     }
   }
   return risk;
+}
+
+// Adds sum_i c_i (u_i . v) u_i to hv for one direction v (P values): the rank-one Hessian terms of the
+// kinks that move with theta in the exact 1-D quadrature (python/reluflow/quadrature.py,
+// kink_hessian_terms). The m vectors u_i are sparse, given by their nonzero entries: kink i has
+// entries e in [start[i], start[i + 1]), value val[e] at parameter idx[e]. Kinks in order, entries in
+// order: a fixed summation order.
+template <class T>
+RF_HD void add_kink_terms(int64_t m, const double* c, const int64_t* start, const int64_t* idx, const double* val,
+                          const T* v, T* hv) {
+  for (int64_t i = 0; i < m; ++i) {
+    T s = T(0);
+    for (int64_t e = start[i]; e < start[i + 1]; ++e) s += static_cast<T>(val[e]) * v[idx[e]];
+    s *= static_cast<T>(c[i]);
+    for (int64_t e = start[i]; e < start[i + 1]; ++e) hv[idx[e]] += s * static_cast<T>(val[e]);
+  }
 }
 
 }  // namespace hvp

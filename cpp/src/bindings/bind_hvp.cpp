@@ -30,7 +30,8 @@ void bind_hvp(py::module_& m) {
   m.def(
       "risk_grad_hvp",
       [](const std::vector<int64_t>& widths, const py::object& theta_in, const py::object& V_in,
-         const py::object& x_in, const py::object& w_in, const py::object& y_in, const py::object& zero_in) {
+         const py::object& x_in, const py::object& w_in, const py::object& y_in, const py::object& zero_in,
+         const py::object& kink_c_in, const py::object& kink_u_in) {
         const Layout lay = make_layout(widths);
         const int64_t P = lay.num_params;
         const int d = lay.widths[0], out = lay.widths[lay.num_layers];
@@ -76,6 +77,23 @@ void bind_hvp(py::module_& m) {
                                         std::to_string(N) + ", " + std::to_string(hidden) + ")");
           p.zero = zero.data();
         }
+        f64_array kc, ku;
+        if (kink_c_in.is_none() != kink_u_in.is_none())
+          throw std::invalid_argument("kink_c: kink_c and kink_u come together (both or neither)");
+        if (!kink_c_in.is_none()) {
+          kc = take_f64(kink_c_in, "kink_c");
+          ku = take_f64(kink_u_in, "kink_u");
+          if (kc.ndim() != 2 || kc.shape(0) != K)
+            throw std::invalid_argument("kink_c: expected shape (K, M) with K = " + std::to_string(K) + ", got " +
+                                        shape_str(kc));
+          if (ku.ndim() != 3 || ku.shape(0) != K || ku.shape(1) != kc.shape(1) || ku.shape(2) != P)
+            throw std::invalid_argument("kink_u: expected shape (K, M, P) = (" + std::to_string(K) + ", " +
+                                        std::to_string(kc.shape(1)) + ", " + std::to_string(P) + "), got " +
+                                        shape_str(ku));
+          p.M = kc.shape(1);
+          p.kink_c = kc.data();
+          p.kink_u = ku.data();
+        }
         py::array_t<double> risk(K);
         py::array_t<double> grad({K, P});
         py::array_t<double> hv({K, p.B, P});
@@ -86,11 +104,13 @@ void bind_hvp(py::module_& m) {
         return py::make_tuple(risk, grad, hv);
       },
       py::arg("widths"), py::arg("theta"), py::arg("V"), py::arg("x"), py::arg("w"), py::arg("y"),
-      py::arg("zero") = py::none(),
+      py::arg("zero") = py::none(), py::arg("kink_c") = py::none(), py::arg("kink_u") = py::none(),
       "Risk sum_j w_j |N_k(x_j) - y_j|^2 (K,), its generalized gradient (K, P) and the Hessian-vector\n"
       "products H_k V_k (K, B, P) of that weighted sum (relu'' = 0, relu'(0) = 0), float64. theta (K, P),\n"
       "V (K, B, P), x (N, d), w (N,), y (N, out); zero (N, l_1 + ... + l_{L-1}) bool or None: hidden\n"
-      "pre-activations set to exactly 0 at each node. Deterministic: the same bits for any number of\n"
+      "pre-activations set to exactly 0 at each node. kink_c (K, M), kink_u (K, M, P) or None: rank-one\n"
+      "terms added to every product, hv_kb += sum_i c_ki (u_ki . v_kb) u_ki (the moving kinks of the exact\n"
+      "1-D quadrature). Deterministic: the same bits for any number of\n"
       "threads, and for a network alone or in any batch.");
 }
 

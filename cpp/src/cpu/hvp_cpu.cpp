@@ -13,9 +13,13 @@
 namespace reluflow {
 namespace {
 
-// Directions per block: the block's tangents (P x block values for the directions and as many for the
-// products) stay in the L2 cache for nets of ~10^3 parameters. Speed only: no result depends on it.
-constexpr int64_t kDirBlock = 16;
+// Directions per block: between 8 and 64, fewer for large nets, so that the block's directions and
+// products (2 x P x block doubles) stay within ~1 MiB (the L2 cache); more directions per block spread
+// the per-row work (flags, loop set-up) over more lanes. Speed only: the values of a direction's
+// products do not depend on its block.
+int64_t dir_block(int64_t P) {
+  return std::max<int64_t>(8, std::min<int64_t>(64, (int64_t(65536) / std::max<int64_t>(P, 1)) / 8 * 8));
+}
 // Node chunks: at least this many nodes per chunk, at most kMaxChunks chunks (a function of N only).
 constexpr int64_t kMinNodesPerChunk = 1024;
 constexpr int64_t kMaxChunks = 16;
@@ -36,6 +40,29 @@ Chunks node_chunks(int64_t N) {
   return c;
 }
 
+// hv_kb += sum_i c_ki (u_ki . v_kb) u_ki, after the node sums: each network's u_ki by their nonzero
+// entries (few: a first-layer kink moves only its neuron's parameters), then every direction.
+void add_kink_terms(const HVPProblem& p, double* hv, bool parallel) {
+  const int64_t K = p.K, B = p.B, M = p.M, P = p.lay.num_params;
+#pragma omp parallel for schedule(dynamic, 1) if (parallel && K > 1)
+  for (int64_t k = 0; k < K; ++k) {
+    std::vector<int64_t> start(static_cast<size_t>(M + 1), 0), idx;
+    std::vector<double> val;
+    const double* U = p.kink_u + k * M * P;
+    for (int64_t i = 0; i < M; ++i) {
+      for (int64_t q = 0; q < P; ++q)
+        if (U[i * P + q] != 0.0) {
+          idx.push_back(q);
+          val.push_back(U[i * P + q]);
+        }
+      start[i + 1] = static_cast<int64_t>(idx.size());
+    }
+    for (int64_t b = 0; b < B; ++b)
+      hvp::add_kink_terms(M, p.kink_c + k * M, start.data(), idx.data(), val.data(), p.V + (k * B + b) * P,
+                          hv + (k * B + b) * P);
+  }
+}
+
 }  // namespace
 
 void risk_grad_hvp_cpu(const HVPProblem& p, double* risk, double* grad, double* hv) {
@@ -49,7 +76,8 @@ void risk_grad_hvp_cpu(const HVPProblem& p, double* risk, double* grad, double* 
   const Chunks ch = node_chunks(N);
   if (K == 0 || ch.n == 0) return;
   const bool want_rg = risk != nullptr || grad != nullptr;
-  const int64_t nblocks = std::max<int64_t>(1, (B + kDirBlock - 1) / kDirBlock);
+  const int64_t dblk = dir_block(P);
+  const int64_t nblocks = std::max<int64_t>(1, (B + dblk - 1) / dblk);
   // one result record per (network, chunk): risk, grad (P), hv (B x P); chunk 0 writes the output
   const int64_t rec = 1 + P + B * P;
   const int64_t extra = ch.n - 1;
@@ -65,12 +93,15 @@ void risk_grad_hvp_cpu(const HVPProblem& p, double* risk, double* grad, double* 
 #pragma omp parallel if (parallel && items > 1)
     {
       std::vector<double> Vt, Ht, g, scratch;
+      std::vector<uint8_t> vnz, flags;
       try {
-        const int64_t bb = std::min(B, kDirBlock);
+        const int64_t bb = std::min(B, dblk);
         Vt.resize(static_cast<size_t>(P * bb));
         Ht.resize(static_cast<size_t>(P * bb));
         g.resize(static_cast<size_t>(P));
         scratch.resize(static_cast<size_t>(hvp::scratch_size(lay, static_cast<int>(std::max<int64_t>(bb, 1)))));
+        vnz.resize(static_cast<size_t>(P));
+        flags.resize(static_cast<size_t>(hvp::flag_size(lay)));
       } catch (...) {
 #pragma omp critical(reluflow_hvp_err)
         if (!err) err = std::current_exception();
@@ -80,12 +111,18 @@ void risk_grad_hvp_cpu(const HVPProblem& p, double* risk, double* grad, double* 
         if (g.empty()) continue;  // this thread's allocation failed (reported above)
         const int64_t kk = it / (nblocks * ch.n), rest = it % (nblocks * ch.n);
         const int64_t blk = rest / ch.n, c = rest % ch.n, k = k0 + kk;
-        const int64_t b0 = blk * kDirBlock, nb = std::max<int64_t>(0, std::min(B, b0 + kDirBlock) - b0);
+        const int64_t b0 = blk * dblk, nb = std::max<int64_t>(0, std::min(B, b0 + dblk) - b0);
         const bool rg = want_rg && blk == 0;  // risk and gradient: once per (network, chunk)
         const double* th = p.theta + k * P;
         const double* Vk = p.V + k * B * P;
         for (int64_t b = 0; b < nb; ++b)
           for (int64_t q = 0; q < P; ++q) Vt[q * nb + b] = Vk[(b0 + b) * P + q];
+        // the rows that are zero for the whole block (most, for the unit directions of a Hessian)
+        for (int64_t q = 0; q < P; ++q) {
+          uint8_t nz = 0;
+          for (int64_t b = 0; b < nb; ++b) nz |= Vt[q * nb + b] != 0.0 ? 1 : 0;
+          vnz[q] = nz;
+        }
         std::fill(Ht.begin(), Ht.begin() + P * nb, 0.0);
         if (rg) std::fill(g.begin(), g.end(), 0.0);
         double r = 0.0;
@@ -93,7 +130,7 @@ void risk_grad_hvp_cpu(const HVPProblem& p, double* risk, double* grad, double* 
         for (int64_t j = j0; j < j1; ++j) {
           r += hvp::node_hvp(lay, th, p.x + j * d, p.y + j * out, p.w[j],
                              p.zero != nullptr ? p.zero + j * hidden : nullptr, static_cast<int>(nb), Vt.data(),
-                             nb, Ht.data(), nb, rg ? g.data() : nullptr, scratch.data());
+                             nb, vnz.data(), Ht.data(), nb, rg ? g.data() : nullptr, scratch.data(), flags.data());
         }
         // chunk 0 into the output, chunk c > 0 into its record; the records are added in chunk order below
         double* dst_r = c == 0 ? (risk != nullptr ? risk + k : nullptr) : part.data() + (kk * extra + c - 1) * rec;
@@ -120,6 +157,7 @@ void risk_grad_hvp_cpu(const HVPProblem& p, double* risk, double* grad, double* 
       }
     }
   }
+  if (p.M > 0) add_kink_terms(p, hv, parallel);
 }
 
 }  // namespace reluflow
