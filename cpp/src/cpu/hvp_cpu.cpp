@@ -20,21 +20,24 @@ namespace {
 int64_t dir_block(int64_t P) {
   return std::max<int64_t>(8, std::min<int64_t>(64, (int64_t(65536) / std::max<int64_t>(P, 1)) / 8 * 8));
 }
-// Node chunks: at least this many nodes per chunk, at most kMaxChunks chunks (a function of N only).
+// Node chunks: at least this many nodes per chunk, at most kMaxChunks chunks, and no more chunk results
+// (each B x P + P + 1 doubles, past the first, which is the output) than kMaxPartialBytes holds: a
+// function of N and of the size of one network's result only (never of K or the thread count).
 constexpr int64_t kMinNodesPerChunk = 1024;
 constexpr int64_t kMaxChunks = 16;
-// The chunk results of a block of networks together stay under this (memory only; no result depends
-// on how the networks are grouped).
+// The chunk results of a block of networks together stay under this (the grouping of the networks
+// into blocks changes no result).
 constexpr int64_t kMaxPartialBytes = int64_t(64) << 20;
 
 struct Chunks {
   int64_t n = 0, size = 0;  // number of chunks, nodes per chunk
 };
 
-Chunks node_chunks(int64_t N) {
+Chunks node_chunks(int64_t N, int64_t rec_bytes) {
   Chunks c;
   if (N == 0) return c;
-  c.n = std::min(kMaxChunks, std::max<int64_t>(1, N / kMinNodesPerChunk));
+  const int64_t by_memory = 1 + kMaxPartialBytes / std::max<int64_t>(rec_bytes, 1);
+  c.n = std::min({kMaxChunks, by_memory, std::max<int64_t>(1, N / kMinNodesPerChunk)});
   c.size = (N + c.n - 1) / c.n;
   c.n = (N + c.size - 1) / c.size;
   return c;
@@ -73,13 +76,13 @@ void risk_grad_hvp_cpu(const HVPProblem& p, double* risk, double* grad, double* 
   if (risk != nullptr) std::fill(risk, risk + K, 0.0);
   if (grad != nullptr) std::fill(grad, grad + K * P, 0.0);
   std::fill(hv, hv + K * B * P, 0.0);
-  const Chunks ch = node_chunks(N);
+  // one result record per (network, chunk): risk, grad (P), hv (B x P); chunk 0 writes the output
+  const int64_t rec = 1 + P + B * P;
+  const Chunks ch = node_chunks(N, rec * int64_t(sizeof(double)));
   if (K == 0 || ch.n == 0) return;
   const bool want_rg = risk != nullptr || grad != nullptr;
   const int64_t dblk = dir_block(P);
   const int64_t nblocks = std::max<int64_t>(1, (B + dblk - 1) / dblk);
-  // one result record per (network, chunk): risk, grad (P), hv (B x P); chunk 0 writes the output
-  const int64_t rec = 1 + P + B * P;
   const int64_t extra = ch.n - 1;
   int64_t kblock = K;
   if (extra > 0) kblock = std::max<int64_t>(1, std::min(K, kMaxPartialBytes / (extra * rec * 8)));
@@ -94,6 +97,7 @@ void risk_grad_hvp_cpu(const HVPProblem& p, double* risk, double* grad, double* 
     {
       std::vector<double> Vt, Ht, g, scratch;
       std::vector<uint8_t> vnz, flags;
+      bool ready = false;  // this thread's buffers are allocated
       try {
         const int64_t bb = std::min(B, dblk);
         Vt.resize(static_cast<size_t>(P * bb));
@@ -102,13 +106,14 @@ void risk_grad_hvp_cpu(const HVPProblem& p, double* risk, double* grad, double* 
         scratch.resize(static_cast<size_t>(hvp::scratch_size(lay, static_cast<int>(std::max<int64_t>(bb, 1)))));
         vnz.resize(static_cast<size_t>(P));
         flags.resize(static_cast<size_t>(hvp::flag_size(lay)));
+        ready = true;
       } catch (...) {
 #pragma omp critical(reluflow_hvp_err)
         if (!err) err = std::current_exception();
       }
 #pragma omp for schedule(dynamic, 1)
       for (int64_t it = 0; it < items; ++it) {
-        if (g.empty()) continue;  // this thread's allocation failed (reported above)
+        if (!ready) continue;  // this thread's allocation failed (reported above)
         const int64_t kk = it / (nblocks * ch.n), rest = it % (nblocks * ch.n);
         const int64_t blk = rest / ch.n, c = rest % ch.n, k = k0 + kk;
         const int64_t b0 = blk * dblk, nb = std::max<int64_t>(0, std::min(B, b0 + dblk) - b0);

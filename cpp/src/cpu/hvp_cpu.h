@@ -2,7 +2,7 @@
 // loop over networks x direction blocks x node chunks around hvp::node_hvp (reluflow/hvp.h), float64.
 //
 // Parallel structure (deterministic): the N nodes are cut into chunks whose number and size depend on N
-// only (never on K, B or the thread count); the B directions of a network into blocks of a size that
+// and on the size B x P of a network's result only (never on K or the thread count); the B directions of a network into blocks of a size that
 // depends on P only (and changes no value: each direction's arithmetic is its own, the block only
 // decides which zero rows are skipped). OpenMP runs over (network, direction block, chunk) work items; each item runs its nodes in order, accumulating into its own buffer. A network's
 // chunk results are then summed in chunk order. So the results are bitwise the same for any number of
