@@ -224,3 +224,230 @@ def test_polish_refuses_bad_arguments():
         rf.polish("prob", theta, rf.Quadrature())
     p = rf.polish(prob, theta, rf.Quadrature(), max_iter=0)
     assert p.iterations[0] == 0 and p.status[0] in ("max_iter", "converged")
+
+
+# ---- the C++ Hessian-vector products of the cpu backend (issue 18 part 1) ---------------------------
+
+def _core_or_skip():
+    core, why = rf.registry.core()
+    if core is None:
+        pytest.skip(f"the C++ extension is not available: {why}")
+    return core
+
+
+_TARGET_1D = rf.targets.PiecewiseLinear([0.0, 0.3, 1.0], [0.5, -0.2, 0.4])
+
+
+def _problem(widths):
+    """A problem of these widths: the 1-D hat-like target (out copies) in 1-D, an affine target in d-D."""
+    d, out = widths[0], widths[-1]
+    if d == 1:
+        target = _TARGET_1D if out == 1 else rf.targets.Affine(np.linspace(-1.0, 1.0, out)[:, None],
+                                                               np.linspace(0.1, 0.3, out))
+        return rf.Problem(widths, target)
+    rng = np.random.default_rng(d * 10 + out)
+    return rf.Problem(widths, rf.targets.Affine(rng.normal(size=(out, d)), rng.normal(size=out)),
+                      rf.dists.Uniform(-1.0, 1.0, dim=d))
+
+
+def _estimators(d):
+    rng = np.random.default_rng(d)
+    x = rng.uniform(0.0, 1.0, (37, d))
+    ests = [rf.Points(x, rng.uniform(0.1, 1.0, 37) / 37), rf.MonteCarlo(300, seed=3), rf.QuasiMonteCarlo(128, seed=1)]
+    return ests + ([rf.Quadrature()] if d == 1 else [rf.Quadrature(cells=2, order=3)])
+
+
+def _close(a, b, rel=1e-13):
+    """max |a - b| <= rel * max |b| (relative to the array's scale: single entries may cancel)."""
+    err, scale = np.abs(a - b).max(), np.abs(b).max()
+    assert err <= rel * scale, f"max error {err:.3g} > {rel:g} x {scale:.3g}"
+
+
+@pytest.mark.parametrize("widths", [[1, 7, 1], [1, 5, 2], [3, 6, 1], [3, 4, 3, 2], [1, 4, 3, 1], [1, 3, 4, 2, 2]])
+@pytest.mark.parametrize("K", [1, 5])
+def test_cpu_hessian_and_hvp_equal_the_reference(widths, K):
+    """The C++ kernel (cpu) against the numpy reference, to 1e-13 of the scale: the full Hessian
+    (B = P) and one direction (B = 1), every estimator (the 1-D Quadrature through its kink terms)."""
+    _core_or_skip()
+    prob = _problem(widths)
+    theta = prob.init(K, seed=K + len(widths))
+    V = np.random.default_rng(K).normal(size=(K, prob.num_params))
+    for est in _estimators(widths[0]):
+        H_cpu = prob.hessian(theta, est, backend="cpu")
+        H_ref = prob.hessian(theta, est, backend="numpy")
+        assert H_cpu.shape == (K, prob.num_params, prob.num_params) and np.array_equal(H_cpu, np.swapaxes(H_cpu, 1, 2))
+        _close(H_cpu, H_ref)
+        hv = prob.hvp(theta, V, est, backend="cpu")
+        assert hv.shape == (K, prob.num_params)
+        _close(hv, prob.hvp(theta, V, est, backend="numpy"))
+        _close(hv, np.einsum("kpq,kq->kp", H_ref, V), rel=1e-12)
+
+
+def test_cpu_hvp_float32_theta_is_computed_in_float64():
+    """float32 theta: computed in float64 from the float32 values, returned in float32."""
+    _core_or_skip()
+    prob = _problem([1, 5, 3, 1])
+    theta = prob.init(3, seed=2, dtype=np.float32)
+    V = np.random.default_rng(1).normal(size=(3, 2, prob.num_params))
+    est = rf.QuasiMonteCarlo(64, seed=0)
+    hv = prob.hvp(theta, V, est, backend="cpu")
+    assert hv.dtype == np.float32
+    ref = prob.hvp(theta.astype(np.float64), V, est, backend="cpu")
+    np.testing.assert_array_equal(hv, ref.astype(np.float32))
+    _close(ref, prob.hvp(theta.astype(np.float64), V, est, backend="numpy"))
+
+
+@pytest.mark.parametrize("est", [rf.MonteCarlo(200, seed=4), rf.QuasiMonteCarlo(128, seed=2)],
+                         ids=["monte_carlo", "qmc"])
+@pytest.mark.parametrize("widths", [[1, 6, 1], [3, 4, 3, 2]])
+def test_cpu_hessian_equals_torch_on_sampled_nodes(widths, est):
+    """The sampled risk on the cpu backend's own nodes (C++ samplers) against torch.func.hessian."""
+    _core_or_skip()
+    torch = pytest.importorskip("torch", reason="torch is needed for the autograd cross-check")
+    prob = _problem(widths)
+    theta = prob.init(2, seed=5)
+    nodes = prob.nodes(est, backend="cpu")
+    y = prob.target_values(nodes, backend="cpu")
+    H = prob.hessian(theta, est, backend="cpu")
+    risk = _torch_risk(prob.layout, nodes.x, nodes.w, y)
+    for k in range(2):
+        Ht = torch.func.hessian(risk)(torch.as_tensor(theta[k])).numpy()
+        _close(H[k], Ht, rel=1e-12)
+
+
+def test_cpu_hvp_takes_the_vanishing_flags():
+    """A deep 1-D net whose second-layer pre-activation vanishes identically on a piece (Nodes.zero):
+    the C++ kernel takes the flags as the reference does (on the quadrature's own nodes, and through
+    prob.hvp)."""
+    core = _core_or_skip()
+    c = 0.25 + np.sqrt(2) * 1e-3       # tests/test_quadrature.py::_vanishing_net(0.7, sqrt(2) 1e-3)
+    theta = np.concatenate([[3.0, 1.0, 1.0], [1.5, 0.5, -c], 0.7 * np.array([1.0, -3.0, 1.0]), [0.0], [1.3], [-0.2]])
+    prob = rf.Problem([1, 3, 1, 1], rf.targets.Affine([[0.4]], [0.1]), rf.dists.Uniform(-1.0, 1.0))
+    est = rf.Quadrature()
+    nodes = nodes_1d(prob.spec, theta, est, fixed_1d(prob.spec, est))
+    assert nodes.zero is not None and nodes.zero.any()
+    y = prob.spec.target(nodes.x)
+    V = np.random.default_rng(0).normal(size=(1, 4, prob.num_params))
+    from reluflow.backends import reference
+    r_ref, g_ref, hv_ref = reference.risk_grad_hvp(prob.layout, theta[None], V, nodes.x, nodes.w, y, np, zero=nodes.zero)
+    r, g, hv = core.risk_grad_hvp(list(prob.widths), theta[None], V, nodes.x, nodes.w, y, nodes.zero)
+    _close(r, r_ref)
+    _close(g, g_ref)
+    _close(hv, hv_ref)
+    # without the flags the rounding of the vanishing pre-activation decides its pattern differently
+    _, _, hv_noflags = core.risk_grad_hvp(list(prob.widths), theta[None], V, nodes.x, nodes.w, y)
+    assert np.abs(hv_noflags - hv_ref).max() > 1e-6 * np.abs(hv_ref).max()
+    _close(prob.hvp(theta[None], V, est, backend="cpu"), prob.hvp(theta[None], V, est, backend="numpy"))
+
+
+_THREAD_SCRIPT = """
+import hashlib
+import numpy as np
+import reluflow as rf
+from reluflow import _core
+from reluflow.layout import Layout
+h = hashlib.sha256()
+rng = np.random.default_rng(0)
+for widths, K, B, N in [([1, 40, 1], 3, 7, 5000), ([3, 9, 7, 2], 2, 33, 3100), ([2, 5, 1], 1, 1, 20000)]:
+    lay = Layout(widths)
+    theta = rng.normal(size=(K, lay.num_params)); V = rng.normal(size=(K, B, lay.num_params))
+    x = rng.uniform(-1, 1, (N, widths[0])); w = rng.uniform(size=N) / N; y = rng.normal(size=(N, widths[-1]))
+    for a in _core.risk_grad_hvp(widths, theta, V, x, w, y):
+        h.update(a.tobytes())
+prob = rf.Problem([1, 6, 4, 1], rf.targets.PiecewiseLinear([0.0, 0.5, 1.0], [0.0, 1.0, 0.0]))
+h.update(prob.hessian(prob.init(3, seed=1), rf.Quadrature(), backend="cpu").tobytes())
+h.update(prob.hessian(prob.init(2, seed=1), rf.MonteCarlo(3000, seed=1), backend="cpu").tobytes())
+print(h.hexdigest())
+"""
+
+
+def test_cpu_hvp_bitwise_same_for_1_and_2_threads():
+    """Multi-chunk node sets (N > 1024) and direction blocks: the same bits on 1 and 2 threads."""
+    _core_or_skip()
+    import os
+    import subprocess
+    import sys
+
+    def digest(threads):
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        res = subprocess.run([sys.executable, "-c", _THREAD_SCRIPT], env=env, capture_output=True, text=True,
+                             timeout=600)
+        assert res.returncode == 0, res.stderr
+        return res.stdout.strip()
+
+    assert digest(1) == digest(2)
+
+
+def test_cpu_hvp_of_a_network_is_the_same_alone_and_in_a_batch():
+    """Bitwise: a network's products do not depend on the others in its batch (kernel and prob.hvp)."""
+    core = _core_or_skip()
+    rng = np.random.default_rng(3)
+    widths, K, B, N = [2, 7, 5, 2], 5, 19, 4500              # several node chunks and direction blocks
+    lay = Layout(widths)
+    theta, V = rng.normal(size=(K, lay.num_params)), rng.normal(size=(K, B, lay.num_params))
+    x, w, y = rng.uniform(-1, 1, (N, 2)), rng.uniform(size=N) / N, rng.normal(size=(N, 2))
+    r, g, hv = core.risk_grad_hvp(widths, theta, V, x, w, y)
+    for k in range(K):
+        rk, gk, hvk = core.risk_grad_hvp(widths, theta[k:k + 1], V[k:k + 1], x, w, y)
+        assert rk[0] == r[k] and np.array_equal(gk[0], g[k]) and np.array_equal(hvk[0], hv[k])
+    # B = 1 products are the columns of the B = P ones, bitwise (a direction's arithmetic is its own)
+    e = np.broadcast_to(np.eye(lay.num_params), (K, lay.num_params, lay.num_params))
+    He = core.risk_grad_hvp(widths, theta, e, x, w, y)[2]
+    assert np.array_equal(core.risk_grad_hvp(widths, theta, e[:, 3:4], x, w, y)[2][:, 0], He[:, 3])
+    prob = rf.Problem([1, 5, 3, 1], HAT)
+    th = prob.init(4, seed=8)
+    Vp = rng.normal(size=(4, 3, prob.num_params))
+    for est in (rf.Quadrature(), rf.MonteCarlo(2500, seed=2)):
+        batch = prob.hvp(th, Vp, est, backend="cpu")
+        for k in range(4):
+            assert np.array_equal(prob.hvp(th[k:k + 1], Vp[k:k + 1], est, backend="cpu")[0], batch[k])
+
+
+def test_cpu_hvp_refuses_bad_directions():
+    core = _core_or_skip()
+    prob = rf.Problem([1, 4, 1], HAT)
+    theta = prob.init(2, seed=0)
+    P = prob.num_params
+    est = rf.MonteCarlo(64, seed=0)
+    for V in (np.ones((3, P)), np.ones((2, P + 1)), np.ones((2, 2, P - 1)), np.ones(P), np.ones((2, 1, 1, P))):
+        with pytest.raises(ValueError, match="^V: expected a \\(K, P\\) or \\(K, B, P\\) array"):
+            prob.hvp(theta, V, est, backend="cpu")
+    with pytest.raises(ValueError, match="^V: expected finite"):
+        prob.hvp(theta, np.full((2, P), np.inf), est, backend="cpu")
+    x, w, y = np.zeros((3, 1)), np.ones(3), np.zeros((3, 1))
+    with pytest.raises(ValueError, match="^V: expected shape \\(K, B, P\\) with K = 2, P = 13, got \\(2, 13\\)"):
+        core.risk_grad_hvp([1, 4, 1], theta, np.ones((2, P)), x, w, y)
+    with pytest.raises(ValueError, match="^V: expected shape"):
+        core.risk_grad_hvp([1, 4, 1], theta, np.ones((1, 2, P)), x, w, y)
+    with pytest.raises(ValueError, match="^theta: expected shape"):
+        core.risk_grad_hvp([1, 4, 1], theta[:, :-1], np.ones((2, 2, P)), x, w, y)
+    with pytest.raises(ValueError, match="^y: expected shape"):
+        core.risk_grad_hvp([1, 4, 1], theta, np.ones((2, 2, P)), x, w, np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="^zero: expected a bool array"):
+        core.risk_grad_hvp([1, 4, 1], theta, np.ones((2, 2, P)), x, w, y, np.zeros((3, 1), bool))
+
+
+def test_cpu_kink_terms_equal_the_dense_formula():
+    """_core.risk_grad_hvp's rank-one terms (sparse u_i in C++) against numpy's dense
+    V + (V U^T c) U, with dense and sparse U, and their argument checks."""
+    core = _core_or_skip()
+    rng = np.random.default_rng(11)
+    widths, K, B, N, m = [1, 5, 3, 1], 2, 4, 30, 6
+    lay = Layout(widths)
+    P = lay.num_params
+    theta, V = rng.normal(size=(K, P)), rng.normal(size=(K, B, P))
+    x, w, y = rng.uniform(0, 1, (N, 1)), np.full(N, 1.0 / N), rng.normal(size=(N, 1))
+    hv0 = core.risk_grad_hvp(widths, theta, V, x, w, y)[2]
+    c = rng.normal(size=(K, m))
+    U = rng.normal(size=(K, m, P)) * (rng.uniform(size=(K, m, P)) < 0.3)       # sparse rows
+    U[0, 0] = rng.normal(size=P)                                                 # and a dense one
+    U[1, 2] = 0.0                                                                # and an empty one
+    hv = core.risk_grad_hvp(widths, theta, V, x, w, y, kink_c=c, kink_u=U)[2]
+    expect = hv0 + np.einsum("kbm,km,kmp->kbp", np.einsum("kbp,kmp->kbm", V, U), c, U)
+    _close(hv, expect)
+    with pytest.raises(ValueError, match="^kink_c: kink_c and kink_u come together"):
+        core.risk_grad_hvp(widths, theta, V, x, w, y, kink_c=c)
+    with pytest.raises(ValueError, match="^kink_c: expected shape \\(K, M\\)"):
+        core.risk_grad_hvp(widths, theta, V, x, w, y, kink_c=c[:1], kink_u=U)
+    with pytest.raises(ValueError, match="^kink_u: expected shape \\(K, M, P\\)"):
+        core.risk_grad_hvp(widths, theta, V, x, w, y, kink_c=c, kink_u=U[:, :-1])

@@ -251,7 +251,8 @@ class Problem(LayoutShapes):
         network's own kink partition, plus one rank-one term per kink that moves with theta (residual
         times density there; ``quadrature.kink_hessian_terms``), which autodiff of no sampled risk
         sees (generic networks: a kink on another kink or on a fixed break is not differentiable).
-        Computed by the array-API reference (float64) on every backend; the nodes are the backend's
+        Computed in float64: on the ``cpu`` backend in C++ (``reluflow/hvp.h``; bitwise the same for any
+        thread count and batch), elsewhere by the array-API reference; the nodes are the backend's
         (bitwise the same). Results in theta's dtype and library.
         """
         theta, origin = to_native(theta, "theta")
@@ -269,10 +270,19 @@ class Problem(LayoutShapes):
         step = as_int(step, "step", minimum=0)
         V3 = V[:, None, :] if V.ndim == 2 else V
         p = self.plan(estimator, backend, theta)
-        if p.route in ("exact_sweep", "partition"):
-            hv = reference_backend.quadrature_hvp(self.spec, theta, V3, p.estimator, xp)
-        elif p.route == "gaussian_closed_form":
+        quad = p.route in ("exact_sweep", "partition")
+        if p.route == "gaussian_closed_form":   # Exact() under Gaussian input: the closed form (numpy)
             hv = reference_backend.gaussian_hvp(self.spec, theta, V3, xp)
+        elif p.backend == "cpu":    # C++ (reluflow/hvp.h) on the host, float64
+            th, V3h = to_host(theta), to_host(V3)
+            if quad:
+                hv = cpu_backend.quadrature_hvp(self.spec, th, V3h, p.estimator)
+            else:
+                nodes = cpu_backend.fixed_nodes(p, self.spec, step)
+                hv = cpu_backend.risk_grad_hvp(self.layout, th, V3h, nodes.x, nodes.w, nodes.y)[2]
+            hv = from_host(xp, hv, theta)
+        elif quad:
+            hv = reference_backend.quadrature_hvp(self.spec, theta, V3, p.estimator, xp)
         else:
             nodes = backend_for(p).fixed_nodes(p, self.spec, step)
             _, _, hv = reference_backend.risk_grad_hvp(self.layout, theta, V3, from_host(xp, nodes.x, theta),

@@ -10,4 +10,5 @@ void bind_flow(pybind11::module_& m);      // bind_flow.cpp: integrator loops (G
 void bind_quad1d(pybind11::module_& m);    // bind_quad1d.cpp: exact 1-D quadrature of deep nets
 void bind_dopri5(pybind11::module_& m);    // bind_dopri5.cpp: adaptive Dormand–Prince 5(4) loop
 void bind_harness(pybind11::module_& m);   // bind_harness.cpp: test-only host run of the CUDA dense grid
+void bind_hvp(pybind11::module_& m);       // bind_hvp.cpp: Hessian-vector products
 }  // namespace reluflow

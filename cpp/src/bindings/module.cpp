@@ -18,6 +18,7 @@ PYBIND11_MODULE(_core, m) {
   reluflow::bind_quad1d(m);
   reluflow::bind_dopri5(m);
   reluflow::bind_harness(m);
+  reluflow::bind_hvp(m);
 
   // RELUFLOW_SIMD at import: a bad value fails the import with a message naming the variable
   reluflow::set_simd_path_from_env();

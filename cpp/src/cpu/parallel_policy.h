@@ -20,6 +20,10 @@ namespace reluflow {
 // integrator steps).
 inline constexpr int64_t kMinParallelWork = int64_t(1) << 20;
 
+// hvp_cpu.cpp: work K * N * B * P (node-direction-parameter products) below which the Hessian-vector
+// products run on one thread.
+inline constexpr int64_t kMinParallelHvp = int64_t(1) << 20;
+
 // quad1d_cpu.cpp: networks x parameters (K * P) below which the deep 1-D quadrature handles its
 // networks one at a time (each with the dense kernel's own threading) instead of in parallel.
 inline constexpr int64_t kMinParallelNetsQuad1D = int64_t(1) << 14;

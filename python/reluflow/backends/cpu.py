@@ -20,7 +20,7 @@ from ..registry import core
 from ..spec import ProblemSpec
 from . import reference
 
-__all__ = ["realization", "risk_and_grad", "shallow1d_exact", "shallow1d_points", "evaluate", "point_nodes", "target_values", "field_args", "field_of",
+__all__ = ["realization", "risk_and_grad", "risk_grad_hvp", "quadrature_hvp", "shallow1d_exact", "shallow1d_points", "evaluate", "point_nodes", "target_values", "field_args", "field_of",
            "flow_run", "dopri5_run"]
 
 
@@ -71,6 +71,43 @@ def risk_and_grad(layout: Layout, theta, x, w, y, want_grad: bool = True, kernel
     extra = {} if zero is None else {"zero": np.ascontiguousarray(zero, dtype=np.uint8)}
     return _core().risk_and_grad(list(layout.widths), _theta(theta), x, _f64(w), y, bool(want_grad), kernel,
                                  **extra)
+
+
+def risk_grad_hvp(layout: Layout, theta, V, x, w, y, xp=None, zero=None, kinks=None):
+    """Risk (K,), gradient (K, P) and Hessian-vector products (K, B, P) of the weighted risk
+    ``sum_j w_j |N(x_j) - y_j|^2`` in C++ (``reluflow/hvp.h``), float64 numpy arrays whatever theta's dtype.
+
+    The exact Hessian of that weighted sum with relu'' = 0 and relu'(0) = 0, as
+    ``reference.risk_grad_hvp`` (same signature; ``xp`` is ignored: host numpy in and out).
+    theta (K, P); V (K, B, P); x (N, d); w (N,); y (N, out); zero (N, l_1 + ... + l_{L-1}) bool or None.
+    ``kinks`` = (c (m,), U (m, P)) or None: ``sum_i c_i (u_i . v) u_i`` added to every product (the
+    moving kinks of the exact 1-D quadrature, shared by the K networks; ``reference.hvp_with_kinks``).
+    Bitwise the same for any number of threads, and for a network alone or in a batch.
+    """
+    x = _x(layout, x)
+    y = _f64(y)
+    if y.ndim == 1 and layout.widths[-1] == 1:
+        y = y.reshape(-1, 1)
+    theta, V = _f64(theta), _f64(V)
+    extra = {}
+    if zero is not None:
+        extra["zero"] = np.ascontiguousarray(zero, dtype=np.uint8)
+    if kinks is not None:
+        c, U = (_f64(a) for a in kinks)
+        K = theta.shape[0]
+        extra["kink_c"] = np.ascontiguousarray(np.broadcast_to(c, (K,) + c.shape))
+        extra["kink_u"] = np.ascontiguousarray(np.broadcast_to(U, (K,) + U.shape))
+    return _core().risk_grad_hvp(list(layout.widths), theta, V, x, _f64(w), y, **extra)
+
+
+def quadrature_hvp(spec: ProblemSpec, theta, V, estimator) -> np.ndarray:
+    """Hessian-vector products of the exact 1-D quadrature risk, theta (K, P), V (K, B, P) -> (K, B, P)
+    float64: ``reference.quadrature_hvp`` (each network's nodes and kink terms found in numpy) with the
+    C++ kernel (node sums and kink terms) of :func:`risk_grad_hvp`."""
+    def kernel(layout, th, Vk, x, w, y, xp, zero=None, kinks=None):
+        return risk_grad_hvp(layout, th, Vk, x, w, y, zero=zero, kinks=kinks)[2]
+
+    return reference.quadrature_hvp(spec, _f64(theta), _f64(V), estimator, np, kernel=kernel)
 
 
 def shallow1d_exact(spec: ProblemSpec, theta) -> tuple[np.ndarray, np.ndarray]:

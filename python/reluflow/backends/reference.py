@@ -24,7 +24,7 @@ from ..quadrature import fixed_1d, kink_hessian_terms, nodes_1d, nodes_tensor
 from ..spec import ProblemSpec
 
 __all__ = ["realization", "risk_and_grad", "evaluate", "fixed_nodes", "target_values", "partition_loop",
-           "risk_grad_hvp", "quadrature_hvp", "gaussian_closed_form", "gaussian_hvp"]
+           "risk_grad_hvp", "hvp_with_kinks", "quadrature_hvp", "gaussian_closed_form", "gaussian_hvp"]
 
 
 def _weighted_squares(w, r, xp):
@@ -175,15 +175,18 @@ def gaussian_hvp(spec: ProblemSpec, theta, V, xp=NUMPY_XP):
     return xp.matmul(V, H)          # H symmetric: (V H)[b] = H V[b]
 
 
-def quadrature_hvp(spec: ProblemSpec, theta, V, estimator, xp=NUMPY_XP):
+def quadrature_hvp(spec: ProblemSpec, theta, V, estimator, xp=NUMPY_XP, kernel=None):
     """Hessian-vector products of the exact 1-D quadrature risk: theta (K, P), V (K, B, P) -> (K, B, P).
 
     Network by network: the fixed-pattern Hessian of the quadrature's weighted sum on the network's
-    own nodes (``risk_grad_hvp``), plus the terms of the kinks that move with theta
-    (``quadrature.kink_hessian_terms``: one rank-one term per kink, a point evaluation of residual times
-    density there), which autodiff of any sampled risk cannot see. float64 ``xp`` arrays (the kinks
-    and their terms on the host).
+    own nodes, plus the terms of the kinks that move with theta (``quadrature.kink_hessian_terms``: one
+    rank-one term ``c u u^T`` per kink, a point evaluation of residual times density there), which
+    autodiff of any sampled risk cannot see. ``kernel(layout, theta_k (1, P), V_k (1, B, P), x, w, y,
+    xp, zero=, kinks=(c (m,), U (m, P)))`` -> HV (1, B, P) computes both (default
+    :func:`hvp_with_kinks`; the cpu backend passes its C++ one). float64 ``xp`` arrays (the kinks and
+    their terms on the host).
     """
+    kernel = hvp_with_kinks if kernel is None else kernel
     fixed = fixed_1d(spec, estimator)
     theta_host = np.asarray(to_host(theta), dtype=np.float64)
     out = []
@@ -191,14 +194,21 @@ def quadrature_hvp(spec: ProblemSpec, theta, V, estimator, xp=NUMPY_XP):
         nodes = nodes_1d(spec, theta_host[k], estimator, fixed)
         y = target_values(spec, nodes)
         zero = None if nodes.zero is None else from_host(xp, nodes.zero, theta)
-        _, _, hv = risk_grad_hvp(spec.layout, theta[k:k + 1, :], V[k:k + 1, ...], from_host(xp, nodes.x, theta),
-                                 from_host(xp, nodes.w, theta), from_host(xp, y, theta), xp, zero=zero)
         c, U = kink_hessian_terms(spec, theta_host[k], fixed)
-        if c.size:
-            U = from_host(xp, U, theta)
-            hv = hv + xp.matmul(xp.matmul(V[k:k + 1, ...], xp.matrix_transpose(U)) * from_host(xp, c, theta), U)
-        out.append(hv)
+        out.append(kernel(spec.layout, theta[k:k + 1, :], V[k:k + 1, ...], from_host(xp, nodes.x, theta),
+                          from_host(xp, nodes.w, theta), from_host(xp, y, theta), xp, zero=zero,
+                          kinks=(from_host(xp, c, theta), from_host(xp, U, theta))))
     return _concat(out, xp)
+
+
+def hvp_with_kinks(layout: Layout, theta, V, x, w, y, xp=NUMPY_XP, zero=None, kinks=None):
+    """HV (K, B, P) of the weighted sum (:func:`risk_grad_hvp`) plus ``sum_i c_i (u_i . v) u_i`` for every
+    direction v, kinks = (c (m,), U (m, P)) ``xp`` arrays shared by the K networks (or None)."""
+    _, _, hv = risk_grad_hvp(layout, theta, V, x, w, y, xp, zero=zero)
+    if kinks is not None and kinks[0].shape[0]:
+        c, U = kinks
+        hv = hv + xp.matmul(xp.matmul(V, xp.matrix_transpose(U)) * c, U)
+    return hv
 
 
 def risk_grad_hvp(layout: Layout, theta, V, x, w, y, xp=NUMPY_XP, zero=None):
