@@ -41,7 +41,7 @@ from .store import RunStore
 
 __all__ = ["Run", "gradient_descent", "gradient_flow", "normalized_gradient_flow", "METHODS"]
 
-METHODS = ("euler", "heun", "rk4", "dopri5")
+METHODS = ("euler", "heun", "rk4", "dopri5", "rosenbrock")
 
 # Butcher tableaux (explicit): a (s, s), b (s,), and for dopri5 the embedded 4th-order weights.
 _TABLEAUX = {
@@ -766,6 +766,10 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
     if min_step < 0:
         raise ValueError(f"min_step: expected a step size >= 0, got {min_step}")
     max_abs, max_growth = _check_options(max_abs, max_growth, record_theta, normalized, progress)
+    if method == "rosenbrock":  # the stiff integrator: reluflow.stiff (imported here: it builds on this module)
+        from .stiff import rosenbrock
+        return rosenbrock(prob, theta, like, t_end, dt, rtol, atol, estimator, backend, normalized, frozen, rec_dt,
+                          record_theta, max_abs, max_steps, max_rejections, min_step, progress, max_growth)
     if normalized:
         theta = _onto_manifold(prob, theta, rescale_outgoing=True)
     field_ = _Field(prob, prob.plan(estimator, backend, like), normalized, _check_frozen(frozen, prob, normalized),
