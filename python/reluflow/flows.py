@@ -712,8 +712,15 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
     theta0 : (K, P) initial parameters (float32 or float64; the run keeps the dtype): numpy, torch, JAX,
         CuPy or any array-API array (the field then runs in its namespace; ``Run.theta`` comes back in it).
     t_end : final time (> 0).
-    method : "euler", "heun", "rk4" (fixed step ``dt``) or "dopri5" (adaptive, error control per
-        network with ``rtol``/``atol``; ``dt`` is then the initial step, default chosen).
+    method : "euler", "heun", "rk4" (fixed step ``dt``), "dopri5" (adaptive, error control per
+        network with ``rtol``/``atol``; ``dt`` is then the initial step, default chosen) or
+        "rosenbrock" (``reluflow.stiff``: RODAS3, a linearly implicit, L-stable method of order 3 with
+        the exact Jacobian ``-prob.hessian``, adaptive per network like dopri5, same arguments and Run;
+        ``info["hessians"]`` counts the Hessians per network). Its cost is one dense (P, P) Hessian and
+        its eigendecomposition per step, O(P^3): use it for long, stiff flows (t up to 1e6 and more,
+        near critical points) with P up to a few thousand, where dopri5's step stays bounded by the
+        largest Hessian eigenvalue; it needs a deterministic estimator with a Hessian (Quadrature,
+        Points, QMC, MonteCarlo(resample=False)) and refuses ``normalized=True``.
     dt : fixed step (default t_end / 1000), rounded so that t_end is a whole number of steps.
     estimator : default ``Quadrature()`` (exact in 1-D); a stochastic estimator draws the samples of
         step n for every stage of step n.
@@ -730,9 +737,9 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
         turns the factor test off) times its risk at t = 0, is frozen there and flagged the same way
         (dopri5: tested at every accepted state).
     frozen : (P,) bool mask (``prob.mask(...)``) of parameters that keep their values (zero velocity).
-    max_steps : dopri5 stops every network still running after this many step attempts
-        (status "max_steps").
-    max_rejections : dopri5 gives up on a network after this many consecutive rejections
+    max_steps : dopri5 (and rosenbrock) stops every network still running after this many step
+        attempts (status "max_steps").
+    max_rejections : dopri5 (and rosenbrock) gives up on a network after this many consecutive rejections
         (status "max_rejections"); ``min_step``: it gives up when the step falls below this ("min_step").
     progress : a progress bar on stderr (default: when stderr is a terminal). Ctrl-C stops a run
         between two steps and returns the partial Run (``Run.interrupted``, a RuntimeWarning).
