@@ -285,3 +285,11 @@ def test_a_fixed_monte_carlo_sample_and_qmc_are_accepted():
         run = rf.gradient_flow(prob, theta, 1.0, method="rosenbrock", estimator=est, rtol=1e-7, atol=1e-9)
         ref = rf.gradient_flow(prob, theta, 1.0, method="dopri5", estimator=est, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(run.theta, ref.theta, rtol=0, atol=1e-5)
+
+
+def test_stop_codes_are_those_of_flows():
+    """reluflow.stiff sits below flows and mirrors its stop codes (tableaux::StopReason)."""
+    from reluflow import flows, stiff
+
+    assert (stiff._RUNNING, stiff._RISK_GREW, stiff._RISK_NOT_FINITE, stiff._GRAD_NOT_FINITE) == (
+        flows._RUNNING, flows._RISK_GREW, flows._RISK_NOT_FINITE, flows._GRAD_NOT_FINITE)

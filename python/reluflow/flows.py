@@ -38,6 +38,7 @@ from .geometry import neuron_norms
 from .plan import Plan
 from .problem import Problem
 from .store import RunStore
+from . import stiff
 
 __all__ = ["Run", "gradient_descent", "gradient_flow", "normalized_gradient_flow", "METHODS"]
 
@@ -773,14 +774,16 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
     if min_step < 0:
         raise ValueError(f"min_step: expected a step size >= 0, got {min_step}")
     max_abs, max_growth = _check_options(max_abs, max_growth, record_theta, normalized, progress)
-    if method == "rosenbrock":  # the stiff integrator: reluflow.stiff (imported here: it builds on this module)
-        from .stiff import rosenbrock
-        return rosenbrock(prob, theta, like, t_end, dt, rtol, atol, estimator, backend, normalized, frozen, rec_dt,
-                          record_theta, max_abs, max_steps, max_rejections, min_step, progress, max_growth)
+    if method == "rosenbrock":
+        stiff.check_arguments(normalized, estimator)
     if normalized:
         theta = _onto_manifold(prob, theta, rescale_outgoing=True)
     field_ = _Field(prob, prob.plan(estimator, backend, like), normalized, _check_frozen(frozen, prob, normalized),
                     like)
+    if method == "rosenbrock":
+        _check_request("t_end, record_every", theta, math.ceil(t_end / rec_dt) + 1, 0, record_theta)
+        return _rosenbrock(prob, theta, t_end, dt, rtol, atol, field_, rec_dt, record_theta, max_abs, max_steps,
+                           max_rejections, min_step, progress, max_growth)
     if method == "dopri5":
         if estimator.stochastic:
             raise ValueError("estimator: dopri5 needs a deterministic vector field; use Quadrature, "
@@ -1010,6 +1013,27 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
                    {"evaluations": field_.evaluations, "rtol": rtol, "atol": atol,
                     "estimator": repr(field_.est), "t_reached": t}, reason=reason, growth=growth,
                    interrupted=_dopri5_interrupted(stop.hit, status.astype(str), t))
+
+
+def _rosenbrock(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, max_abs, max_steps,
+                max_rejections, min_step, progress, max_growth):
+    """The stiff integrator (``reluflow.stiff``, RODAS3) on dopri5's record grid, as a Run."""
+    grid = np.arange(0.0, t_end, rec_dt)
+    grid = np.append(grid, t_end) if grid[-1] < t_end else grid
+    t0 = time.perf_counter()
+    with _CtrlC() as stop:
+        res = stiff.rosenbrock_run(prob, field_, theta, t_end, h0, rtol, atol, grid, max_abs, max_steps,
+                                   max_rejections, min_step, record_theta, max_growth, stop,
+                                   _progress_hook(_Progress(t_end, progress)), _params_reason, _risk_reason)
+    status = res["status"]
+    return _finish_like(field_.like, prob, res["theta"], list(grid), list(res["risk"]), list(res["grad_norm"]),
+                        list(res["energy"]), [] if res["thetas"] is None else list(res["thetas"]), record_theta,
+                        status == "ok", res["accepted"], res["rejected"], status, "rosenbrock", 0, t0,
+                        {"evaluations": res["evaluations"], "hessians": res["hessians"],
+                         "hessian_calls": res["hessian_calls"], "loop": "Python", "rtol": rtol, "atol": atol,
+                         "estimator": repr(field_.est), "t_reached": res["t"], "tableau": "RODAS3"},
+                        reason=res["reason"], growth=res["growth"],
+                        interrupted=_dopri5_interrupted(res["interrupted"], status, res["t"]))
 
 
 def _dopri5_interrupted(hit: bool, status: np.ndarray, t: np.ndarray) -> str:

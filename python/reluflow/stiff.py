@@ -30,18 +30,21 @@ status, as in dopri5's Python driver, so a network's trajectory does not depend 
 """
 from __future__ import annotations
 
-import time
+from typing import Callable
 
 import numpy as np
 
 from ._arrays import from_host, is_numpy, to_host
-from .estimators import Estimator
-from .flows import (_CtrlC, _Field, _Progress, _GRAD_NOT_FINITE, _RISK_GREW, _RISK_NOT_FINITE, _RUNNING,
-                    _check_frozen, _check_request, _dopri5_interrupted, _finish_like, _finite_rows,
-                    _params_reason, _risk_reason, Run)
-from .problem import Problem
 
-__all__ = ["rosenbrock", "RODAS3"]
+__all__ = ["rosenbrock_run", "check_arguments", "RODAS3"]
+
+# why a network stops: the codes of tableaux::StopReason (cpp/include/reluflow/tableaux.h), which
+# reluflow.flows uses too (its _RUNNING, ...; this module sits below flows and cannot import them)
+_RUNNING, _RISK_GREW, _RISK_NOT_FINITE, _GRAD_NOT_FINITE = 0, 1, 2, 3
+
+
+def _finite_rows(a: np.ndarray) -> np.ndarray:
+    return np.all(np.isfinite(a.reshape(a.shape[0], -1)), axis=1)
 
 #: RODAS3 (Sandu et al. 1997) in KPP's form: gamma, the strictly lower A and C (stage i's point is
 #: y + sum_j A_ij K_j, its right-hand side f(Y_i) + sum_j C_ij K_j / h), the solution weights M and
@@ -62,7 +65,7 @@ class _Jacobian:
     parameters are left out of the linear systems (their rows and columns are zero, the diagonal the
     identity: their stage increments are exactly zero)."""
 
-    def __init__(self, prob: Problem, field_: _Field, K: int):
+    def __init__(self, prob, field_, K: int):
         self.prob, self.field, P = prob, field_, prob.num_params
         self.free = np.ones(P, dtype=bool) if field_.frozen is None else ~field_.frozen
         n = int(self.free.sum())
@@ -113,15 +116,9 @@ class _Jacobian:
         return solve, good
 
 
-def rosenbrock(prob: Problem, theta: np.ndarray, like, t_end: float, h0: float | None, rtol: float, atol: float,
-               estimator: Estimator, backend: str, normalized: bool, frozen, rec_dt: float, record_theta: bool,
-               max_abs: float, max_steps: int, max_rejections: int, min_step: float, progress: bool | None,
-               max_growth: float) -> Run:
-    """RODAS3 for the gradient flow of K networks (``gradient_flow(..., method="rosenbrock")``, which
-    has checked every argument but those of this method): theta (K, P) host numpy copy of the caller's
-    ``like``; returns the Run as dopri5 does (records on the time grid of ``rec_dt``, statuses "ok",
-    "diverged", "max_steps", "max_rejections", "min_step", "interrupted"; ``info``: "evaluations"
-    (gradient calls), "hessians" (K,) Hessians per network, "hessian_calls", "t_reached")."""
+def check_arguments(normalized: bool, estimator) -> None:
+    """What ``method="rosenbrock"`` refuses, before anything runs: the normalized flow, a resampled
+    (stochastic) estimator."""
     if normalized:
         raise ValueError("normalized: method='rosenbrock' does not integrate the normalized flow (its Jacobian "
                          "would need the derivative of the tangent projection, and the retraction after each "
@@ -129,12 +126,29 @@ def rosenbrock(prob: Problem, theta: np.ndarray, like, t_end: float, h0: float |
     if estimator.stochastic:
         raise ValueError("estimator: method='rosenbrock' needs a deterministic vector field with a Hessian; use "
                          "Quadrature, QuasiMonteCarlo, Points or MonteCarlo(resample=False)")
-    field_ = _Field(prob, prob.plan(estimator, backend, like), False, _check_frozen(frozen, prob, False), like)
+
+
+def rosenbrock_run(prob, field_, theta: np.ndarray, t_end: float, h0: float | None, rtol: float, atol: float,
+                   grid: np.ndarray, max_abs: float, max_steps: int, max_rejections: int, min_step: float,
+                   record_theta: bool, max_growth: float, stop, progress: Callable[[float], None] | None,
+                   params_reason: Callable, risk_reason: Callable) -> dict:
+    """RODAS3 for the gradient flow of K networks: the loop of ``gradient_flow(..., method="rosenbrock")``,
+    which has checked every argument and wraps the result into a Run as it does dopri5's C++ loop.
+
+    prob : the Problem (its ``hessian``); field_ : flows' vector field (``field_(theta, step)`` -> risk
+    (n,), G (n, P) for a subset of networks; ``.frozen``, ``.est``, ``.plan``, ``.xp``, ``.like``);
+    theta : (K, P) host numpy; grid : (T,) record times, the last t_end; stop : an object whose ``hit``
+    turns True on Ctrl-C (flows' handler); progress : called with the smallest time reached, or None;
+    params_reason, risk_reason : flows' per-network stop tests (codes of tableaux::StopReason).
+
+    Returns a dict: theta (K, P) in theta's dtype, risk, grad_norm, energy (T, K) (NaN where not
+    reached), thetas (T, K, P) or None, status (K,) str ("ok", "diverged", "max_steps",
+    "max_rejections", "min_step", "interrupted"), accepted, rejected (K,), reason (K,) codes, growth (K,),
+    t (K,) time reached, evaluations (gradient calls), hessians (K,) per network, hessian_calls,
+    interrupted (bool).
+    """
     K = theta.shape[0]
-    grid = np.arange(0.0, t_end, rec_dt)
-    grid = np.append(grid, t_end) if grid[-1] < t_end else grid
     T = grid.size
-    _check_request("t_end, record_every", theta, T, 0, record_theta)
     tab = RODAS3
     gamma, A, C, M, E = tab["gamma"], tab["A"], tab["C"], tab["M"], tab["E"]
     expo = -1.0 / tab["order"]
@@ -166,8 +180,6 @@ def rosenbrock(prob: Problem, theta: np.ndarray, like, t_end: float, h0: float |
     else:
         h = np.full(K, h0)
     h = np.minimum(h, t_end)
-    bar = _Progress(t_end, progress)
-    t0 = time.perf_counter()
 
     def record_due(sel, r, g_norm):
         for k in np.flatnonzero(sel):
@@ -180,105 +192,100 @@ def rosenbrock(prob: Problem, theta: np.ndarray, like, t_end: float, h0: float |
 
     record_due(~start_bad, risk, np.sqrt(gn2))
     iters = 0
-    with _CtrlC() as stop:
-        while not done.all():
-            if stop.hit:  # Ctrl-C: every running network keeps its state at its time
-                status[~done] = "interrupted"
-                break
-            iters += 1
-            if iters > max_steps:
-                status[~done] = "max_steps"
-                break
-            idx = np.flatnonzero(~done)
-            new_h = idx[stale[idx]]
-            jac.update(new_h, th[new_h])
-            stale[new_h] = False
-            # land exactly on the next record time (keeps records exact and per-network independent)
-            target = grid[np.minimum(nxt[idx], T - 1)]
-            hh = np.minimum(h[idx], np.maximum(target - t[idx], 0.0))
-            hh = np.where(hh <= 0, h[idx], hh)
-            y = th[idx]
-            solve, definite = jac.solver(idx, hh, gamma)
-            gHg = jac.curvature(idx, g[idx])
-            inv_h = (1.0 / hh)[:, None]
-            # the stages: (I/(h gamma) + H) K_i = f(Y_i) + sum_j C_ij K_j / h, f = -G
-            ks, f_prev, stage_fin = [], -g[idx], np.ones(idx.size, dtype=bool)
-            for s in range(4):
-                if s == 0 or A[s].any():
-                    if s > 0:
-                        stage = y + sum(A[s, j] * ks[j] for j in range(s) if A[s, j] != 0)
-                        fin = _finite_rows(stage)
-                        stage_fin &= fin
-                        _, gs = field_(np.where(fin[:, None], stage, y).astype(theta.dtype), 0)
-                        f_prev = -gs.astype(np.float64)
-                rhs = f_prev + inv_h * sum(C[s, j] * ks[j] for j in range(s) if C[s, j] != 0)
-                ks.append(solve(rhs))
-            y_new = y + sum(m * k for m, k in zip(M, ks) if m != 0)
-            err_vec = sum(e * k for e, k in zip(E, ks) if e != 0)
-            sc = atol + rtol * np.maximum(np.abs(y), np.abs(y_new))
-            err = np.sqrt(np.mean((err_vec / sc) ** 2, axis=1))
-            err = np.where(definite & stage_fin, err, np.inf)   # too long a step for the curvature
-            bad_why = _params_reason(y_new, max_abs)
-            # a NaN error estimate alone comes from a non-finite stage gradient or Hessian
-            bad_why = np.where((bad_why == _RUNNING) & (np.isnan(err) | ~jac.finite[idx]), _GRAD_NOT_FINITE,
-                               bad_why)
-            bad = bad_why != _RUNNING
-            acc = (err <= 1.0) & ~bad
-            risk_why = np.zeros(idx.size, dtype=np.uint8)
-            a_idx = idx[acc]
-            if a_idx.size:
-                # G at the new state: the energy's trapezoid, the record, and the next step's stage 1
-                r_a, g_a = field_(y_new[acc].astype(theta.dtype), 0)
-                g_a = g_a.astype(np.float64)
-                gn2_a = np.sum(g_a * g_a, axis=1)
-                # int |G|^2 over the step by the quadratic through |G|^2 at both ends and its slope
-                # d|G|^2/dt = -2 G^T H G at the start (the Hessian is at hand): h (2 f0 + f1)/3 + h^2 f0'/6
-                energy[a_idx] += (hh * 2 * gn2[idx] / 3 - hh ** 2 * gHg / 3)[acc] + hh[acc] * gn2_a / 3
-                th[a_idx] = y_new[acc]
-                g[a_idx], gn2[a_idx] = g_a, gn2_a
-                t[a_idx] = np.where(np.abs(t[a_idx] + hh[acc] - target[acc]) <= 1e-12 * t_end, target[acc],
-                                    t[a_idx] + hh[acc])
-                stale[a_idx] = True
-                accepted[a_idx] += 1
-                streak[a_idx] = 0
-                risk_why[acc] = _risk_reason(r_a, risk0[a_idx], max_growth)
-                risk_why[acc] = np.where((risk_why[acc] == _RUNNING) & ~_finite_rows(g_a), _GRAD_NOT_FINITE,
-                                         risk_why[acc])
-                grew = risk_why[acc] == _RISK_GREW
-                growth[a_idx[grew]] = r_a[grew] / risk0[a_idx[grew]]
-                r_full = np.full(K, np.nan)
-                r_full[a_idx] = r_a
-                g_full = np.full(K, np.nan)
-                g_full[a_idx] = np.sqrt(gn2_a)
-                record_due(np.isin(np.arange(K), a_idx), r_full, g_full)
-            r_idx = idx[~acc]
-            rejected[r_idx] += 1
-            streak[r_idx] += 1
-            # step size update (safety 0.9, factor in [0.2, 5], no growth after a rejection), as dopri5
-            # with the exponent of an order-2 estimate; a rejection at a kink of G shrinks the step
-            # until the step across the kink is accurate enough (the error of such a step is O(h))
-            with np.errstate(divide="ignore", over="ignore"):
-                fac = np.where(err > 0, 0.9 * np.power(np.maximum(err, 1e-300), expo), 5.0)
-            fac = np.clip(np.where(np.isfinite(fac), fac, 0.2), 0.2, 5.0)
-            fac = np.where(bad, 0.2, fac)
-            h[idx] = hh * np.where(acc, fac, np.minimum(fac, 1.0))
-            stuck = streak[idx] >= max_rejections
-            tiny = h[idx] < min_step
-            status[idx[bad & (stuck | tiny)]] = "diverged"
-            reason[idx[bad & (stuck | tiny)]] = bad_why[bad & (stuck | tiny)]
-            status[idx[stuck & ~bad]] = "max_rejections"
-            status[idx[tiny & ~stuck & ~bad]] = "min_step"
-            # a blown-up risk at the accepted state ends the network whatever the step size says
-            blew = risk_why != _RUNNING
-            status[idx[blew]], reason[idx[blew]] = "diverged", risk_why[blew]
-            done |= (t >= t_end - 1e-12 * t_end) | (status != "ok")
-            bar.update(float(np.min(t)))
-    theta_out = th.astype(theta.dtype)
-    return _finish_like(field_.like, prob, theta_out, list(grid), list(risk_rec), list(gn_rec), list(en_rec),
-                        list(theta_rec) if record_theta else [], record_theta, status == "ok", accepted,
-                        rejected, status.astype(str), "rosenbrock", 0, t0,
-                        {"evaluations": field_.evaluations, "hessians": jac.count, "hessian_calls": jac.calls,
-                         "rtol": rtol, "atol": atol, "estimator": repr(field_.est), "t_reached": t,
-                         "loop": "Python", "tableau": "RODAS3 (Sandu et al. 1997)"},
-                        reason=reason, growth=growth,
-                        interrupted=_dopri5_interrupted(stop.hit, status.astype(str), t))
+    while not done.all():
+        if stop.hit:  # Ctrl-C: every running network keeps its state at its time
+            status[~done] = "interrupted"
+            break
+        iters += 1
+        if iters > max_steps:
+            status[~done] = "max_steps"
+            break
+        idx = np.flatnonzero(~done)
+        new_h = idx[stale[idx]]
+        jac.update(new_h, th[new_h])
+        stale[new_h] = False
+        # land exactly on the next record time (keeps records exact and per-network independent)
+        target = grid[np.minimum(nxt[idx], T - 1)]
+        hh = np.minimum(h[idx], np.maximum(target - t[idx], 0.0))
+        hh = np.where(hh <= 0, h[idx], hh)
+        y = th[idx]
+        solve, definite = jac.solver(idx, hh, gamma)
+        gHg = jac.curvature(idx, g[idx])
+        inv_h = (1.0 / hh)[:, None]
+        # the stages: (I/(h gamma) + H) K_i = f(Y_i) + sum_j C_ij K_j / h, f = -G
+        ks, f_prev, stage_fin = [], -g[idx], np.ones(idx.size, dtype=bool)
+        for s in range(4):
+            if s == 0 or A[s].any():
+                if s > 0:
+                    stage = y + sum(A[s, j] * ks[j] for j in range(s) if A[s, j] != 0)
+                    fin = _finite_rows(stage)
+                    stage_fin &= fin
+                    _, gs = field_(np.where(fin[:, None], stage, y).astype(theta.dtype), 0)
+                    f_prev = -gs.astype(np.float64)
+            rhs = f_prev + inv_h * sum(C[s, j] * ks[j] for j in range(s) if C[s, j] != 0)
+            ks.append(solve(rhs))
+        y_new = y + sum(m * k for m, k in zip(M, ks) if m != 0)
+        err_vec = sum(e * k for e, k in zip(E, ks) if e != 0)
+        sc = atol + rtol * np.maximum(np.abs(y), np.abs(y_new))
+        err = np.sqrt(np.mean((err_vec / sc) ** 2, axis=1))
+        err = np.where(definite & stage_fin, err, np.inf)   # too long a step for the curvature
+        bad_why = params_reason(y_new, max_abs)
+        # a NaN error estimate alone comes from a non-finite stage gradient or Hessian
+        bad_why = np.where((bad_why == _RUNNING) & (np.isnan(err) | ~jac.finite[idx]), _GRAD_NOT_FINITE,
+                           bad_why)
+        bad = bad_why != _RUNNING
+        acc = (err <= 1.0) & ~bad
+        risk_why = np.zeros(idx.size, dtype=np.uint8)
+        a_idx = idx[acc]
+        if a_idx.size:
+            # G at the new state: the energy's trapezoid, the record, and the next step's stage 1
+            r_a, g_a = field_(y_new[acc].astype(theta.dtype), 0)
+            g_a = g_a.astype(np.float64)
+            gn2_a = np.sum(g_a * g_a, axis=1)
+            # int |G|^2 over the step by the quadratic through |G|^2 at both ends and its slope
+            # d|G|^2/dt = -2 G^T H G at the start (the Hessian is at hand): h (2 f0 + f1)/3 + h^2 f0'/6
+            energy[a_idx] += (hh * 2 * gn2[idx] / 3 - hh ** 2 * gHg / 3)[acc] + hh[acc] * gn2_a / 3
+            th[a_idx] = y_new[acc]
+            g[a_idx], gn2[a_idx] = g_a, gn2_a
+            t[a_idx] = np.where(np.abs(t[a_idx] + hh[acc] - target[acc]) <= 1e-12 * t_end, target[acc],
+                                t[a_idx] + hh[acc])
+            stale[a_idx] = True
+            accepted[a_idx] += 1
+            streak[a_idx] = 0
+            risk_why[acc] = risk_reason(r_a, risk0[a_idx], max_growth)
+            risk_why[acc] = np.where((risk_why[acc] == _RUNNING) & ~_finite_rows(g_a), _GRAD_NOT_FINITE,
+                                     risk_why[acc])
+            grew = risk_why[acc] == _RISK_GREW
+            growth[a_idx[grew]] = r_a[grew] / risk0[a_idx[grew]]
+            r_full = np.full(K, np.nan)
+            r_full[a_idx] = r_a
+            g_full = np.full(K, np.nan)
+            g_full[a_idx] = np.sqrt(gn2_a)
+            record_due(np.isin(np.arange(K), a_idx), r_full, g_full)
+        r_idx = idx[~acc]
+        rejected[r_idx] += 1
+        streak[r_idx] += 1
+        # step size update (safety 0.9, factor in [0.2, 5], no growth after a rejection), as dopri5
+        # with the exponent of an order-2 estimate; a rejection at a kink of G shrinks the step
+        # until the step across the kink is accurate enough (the error of such a step is O(h))
+        with np.errstate(divide="ignore", over="ignore"):
+            fac = np.where(err > 0, 0.9 * np.power(np.maximum(err, 1e-300), expo), 5.0)
+        fac = np.clip(np.where(np.isfinite(fac), fac, 0.2), 0.2, 5.0)
+        fac = np.where(bad, 0.2, fac)
+        h[idx] = hh * np.where(acc, fac, np.minimum(fac, 1.0))
+        stuck = streak[idx] >= max_rejections
+        tiny = h[idx] < min_step
+        status[idx[bad & (stuck | tiny)]] = "diverged"
+        reason[idx[bad & (stuck | tiny)]] = bad_why[bad & (stuck | tiny)]
+        status[idx[stuck & ~bad]] = "max_rejections"
+        status[idx[tiny & ~stuck & ~bad]] = "min_step"
+        # a blown-up risk at the accepted state ends the network whatever the step size says
+        blew = risk_why != _RUNNING
+        status[idx[blew]], reason[idx[blew]] = "diverged", risk_why[blew]
+        done |= (t >= t_end - 1e-12 * t_end) | (status != "ok")
+        if progress is not None:
+            progress(float(np.min(t)))
+    return {"theta": th.astype(theta.dtype), "risk": risk_rec, "grad_norm": gn_rec, "energy": en_rec,
+            "thetas": theta_rec, "status": status.astype(str), "accepted": accepted, "rejected": rejected,
+            "reason": reason, "growth": growth, "t": t, "evaluations": field_.evaluations,
+            "hessians": jac.count, "hessian_calls": jac.calls, "interrupted": bool(stop.hit)}
