@@ -1030,7 +1030,7 @@ def _rosenbrock(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta
                         list(res["energy"]), [] if res["thetas"] is None else list(res["thetas"]), record_theta,
                         status == "ok", res["accepted"], res["rejected"], status, "rosenbrock", 0, t0,
                         {"evaluations": res["evaluations"], "hessians": res["hessians"],
-                         "hessian_calls": res["hessian_calls"], "loop": "Python", "rtol": rtol, "atol": atol,
+                         "hessian_calls": res["hessian_calls"], "rtol": rtol, "atol": atol,
                          "estimator": repr(field_.est), "t_reached": res["t"], "tableau": "RODAS3"},
                         reason=res["reason"], growth=res["growth"],
                         interrupted=_dopri5_interrupted(res["interrupted"], status, res["t"]))
