@@ -28,7 +28,9 @@ else:  # pragma: no cover - Python 3.9/3.10 take the backport (the cli extra ins
 
 __all__ = ["ConfigError", "RunConfig", "parse_config", "parse_document", "parse_toml", "load_config", "METHODS"]
 
-METHODS = ("gd", "euler", "heun", "rk4", "dopri5")
+METHODS = ("gd", "euler", "heun", "rk4", "dopri5", "rosenbrock")
+#: the adaptive methods: t_end, rtol, atol, record_every in time (one segment)
+ADAPTIVE = ("dopri5", "rosenbrock")
 _TOP = {"name", "problem", "init", "estimator", "integrator", "run"}
 
 
@@ -50,8 +52,8 @@ class RunConfig:
     theta0: np.ndarray
     estimator: Estimator
     method: str
-    steps: int                  # gd and the fixed-step flows: steps; dopri5: 0
-    record_every: float          # steps (gd, fixed-step flows) or time (dopri5)
+    steps: int                  # gd and the fixed-step flows: steps; dopri5, rosenbrock: 0
+    record_every: float          # steps (gd, fixed-step flows) or time (dopri5, rosenbrock)
     options: dict = field(default_factory=dict)   # lr / dt / t_end, rtol, atol, normalized, backend
     lr: Any = None               # gd: a number or a callable n -> lr_n
 
@@ -284,7 +286,7 @@ def parse_document(doc: dict, text: str, default_name: str = "run") -> RunConfig
                        atol=_real(ig, "atol", path, default=1e-9))
         record_every = _real(ig, "record_every", path, True, options["t_end"] / 100)
         if estimator.stochastic:
-            raise ConfigError("estimator.resample", "dopri5 needs a deterministic vector field; set resample = false")
+            raise ConfigError("estimator.resample", f"{method} needs a deterministic vector field; set resample = false")
     options["normalized"] = _bool(ig, "normalized", path, False)
     return RunConfig(name, text, problem, theta0, estimator, method, steps, record_every, options, cfg_lr)
 

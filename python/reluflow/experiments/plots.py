@@ -74,23 +74,23 @@ def plot_store(path: str | Path, out: str | Path | None = None) -> list[Path]:
     written += _save(fig, out, "final_risk_hist")
     plt.close(fig)
 
-    if method == "dopri5" and "accepted" in ds:
+    if method in ("dopri5", "rosenbrock") and "accepted" in ds:
         acc, rej = ds.accepted.values, ds.rejected.values
         t_end = float(t[-1])
         fig, (b1, b2) = plt.subplots(1, 2, figsize=(11, 4))
         order = np.argsort(acc)
         b1.bar(np.arange(acc.size), acc[order], label="accepted")
         b1.bar(np.arange(acc.size), rej[order], bottom=acc[order], label="rejected")
-        b1.set(xlabel="initializations (sorted by accepted steps)", ylabel="steps", title="dopri5 steps per network")
+        b1.set(xlabel="initializations (sorted by accepted steps)", ylabel="steps", title=f"{method} steps per network")
         b1.legend(frameon=False)
         with np.errstate(divide="ignore"):
             mean_h = np.where(acc > 0, t_end / acc, np.nan)
         b2.scatter(mean_h, final, c=np.where(finished, "C0", "C3"), s=14)
         b2.set(xscale="log", yscale="log", xlabel="mean step size t_end / accepted", ylabel="final risk",
                title="step size against final risk (red: did not finish)")
-        fig.suptitle(f"{name}: dopri5 step-size statistics")
+        fig.suptitle(f"{name}: {method} step-size statistics")
         fig.tight_layout()
-        written += _save(fig, out, "dopri5_steps")
+        written += _save(fig, out, f"{method}_steps")
         plt.close(fig)
 
     cfg = parse_config(ds.attrs["config"], name)

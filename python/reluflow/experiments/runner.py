@@ -7,7 +7,7 @@ network's result does not depend on the batch it runs in, GD resumes bitwise fro
 the fixed-step flows are time-invariant for a fixed estimator, so the final store equals an
 uninterrupted run's bitwise. Networks frozen as diverged stay frozen; the blow-up factor
 ``max_growth`` of the integrators is measured from the start of each segment. Ctrl-C stops at the
-last checkpoint. dopri5 runs as one segment.
+last checkpoint. dopri5 and rosenbrock (the adaptive methods) run as one segment.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..flows import Run, gradient_descent, gradient_flow
-from .config import RunConfig
+from .config import ADAPTIVE, RunConfig
 from ..store import RunStore
 
 __all__ = ["run_config", "default_store"]
@@ -75,8 +75,8 @@ def run_config(cfg: RunConfig, out: str | Path | None = None, force: bool = Fals
         out.parent.mkdir(parents=True, exist_ok=True)
         store = RunStore.create(out, cfg.text, cfg.name, cfg.method, K, P, cfg.theta0.dtype)
     ck = store.checkpoint()
-    if cfg.method == "dopri5":
-        return _run_dopri5(cfg, store, ck)
+    if cfg.method in ADAPTIVE:
+        return _run_adaptive(cfg, store, ck)
 
     if ck.records == 0:
         theta, active = cfg.theta0.copy(), np.ones(K, dtype=bool)
@@ -126,9 +126,9 @@ def run_config(cfg: RunConfig, out: str | Path | None = None, force: bool = Fals
     return out
 
 
-def _run_dopri5(cfg: RunConfig, store: RunStore, ck) -> Path:
+def _run_adaptive(cfg: RunConfig, store: RunStore, ck) -> Path:
     o = cfg.options
-    run = gradient_flow(cfg.problem, cfg.theta0, o["t_end"], method="dopri5", rtol=o["rtol"], atol=o["atol"],
+    run = gradient_flow(cfg.problem, cfg.theta0, o["t_end"], method=cfg.method, rtol=o["rtol"], atol=o["atol"],
                         estimator=cfg.estimator, record_every=cfg.record_every, backend=o["backend"],
                         normalized=o["normalized"], progress=False)
     if run.interrupted:
