@@ -28,6 +28,15 @@ from typing import Callable
 
 import numpy as np
 
+from ._adaptive import GRAD_NOT_FINITE as _GRAD_NOT_FINITE
+from ._adaptive import PARAMS_NOT_FINITE as _PARAMS_NOT_FINITE
+from ._adaptive import RISK_GREW as _RISK_GREW
+from ._adaptive import RISK_NOT_FINITE as _RISK_NOT_FINITE
+from ._adaptive import RUNNING as _RUNNING
+from ._adaptive import GridRecords, end_of_step, initial_step, step_size_factor
+from ._adaptive import finite_rows as _finite_rows
+from ._adaptive import params_reason as _params_reason
+from ._adaptive import risk_reason as _risk_reason
 from ._arrays import from_host, is_numpy, to_host
 from ._validate import array_namespace, as_bool, as_int, as_real, as_theta
 from .backends import cpu as cpu_backend
@@ -332,24 +341,9 @@ def _check_frozen(frozen, prob: Problem, normalized: bool) -> np.ndarray | None:
     return mask if mask.any() else None
 
 
-# Why a network was frozen: the codes of tableaux::StopReason (cpp/include/reluflow/tableaux.h), which
-# the C++ loops return and the Python driver computes alike; Run.reason holds the texts.
-_RUNNING, _RISK_GREW, _RISK_NOT_FINITE, _GRAD_NOT_FINITE, _OVER_MAX_ABS, _PARAMS_NOT_FINITE = range(6)
+# Why a network was frozen (_adaptive: the codes of tableaux::StopReason); Run.reason holds the texts.
 _REASONS = ("", "risk grew {growth:.2g}x over its start", "risk not finite", "gradient not finite",
             "parameters exceeded max_abs", "parameters not finite")
-
-
-def _risk_reason(risk: np.ndarray, risk0: np.ndarray, max_growth: float) -> np.ndarray:
-    """tableaux::risk_reason per network: not finite, else above max_growth x a positive start."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        grew = (risk0 > 0) & (risk > max_growth * risk0)
-    return np.where(~np.isfinite(risk), _RISK_NOT_FINITE, np.where(grew, _RISK_GREW, _RUNNING))
-
-
-def _params_reason(new: np.ndarray, max_abs: float) -> np.ndarray:
-    """tableaux::params_reason per row of new (n, P): not finite first, then beyond max_abs."""
-    over = np.any(np.abs(np.where(np.isfinite(new), new, 0)) > max_abs, axis=1)
-    return np.where(~_finite_rows(new), _PARAMS_NOT_FINITE, np.where(over, _OVER_MAX_ABS, _RUNNING))
 
 
 class _Watch:
@@ -383,10 +377,6 @@ class _Watch:
 
 def _reason_texts(codes: np.ndarray, growth: np.ndarray) -> np.ndarray:
     return np.array([_REASONS[c].format(growth=g) for c, g in zip(np.asarray(codes), np.asarray(growth))])
-
-
-def _finite_rows(a: np.ndarray) -> np.ndarray:
-    return np.all(np.isfinite(a.reshape(a.shape[0], -1)), axis=1)
 
 
 def _check_options(max_abs, max_growth, record_theta, normalized, progress) -> tuple[float, float]:
@@ -873,7 +863,6 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
     K = theta.shape[0]
     grid = np.arange(0.0, t_end, rec_dt)
     grid = np.append(grid, t_end) if grid[-1] < t_end else grid
-    T = grid.size
     # the whole loop in C++ (cpp/src/cpu/dopri5_cpu.cpp, a port of this function) where it can run the field
     native = _native_plan(field_.plan)
     if native is not None:
@@ -890,10 +879,8 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
                         "atol": atol, "estimator": repr(field_.est), "t_reached": res["t"]},
                        reason=res["reason"], growth=res["growth"],
                        interrupted=_dopri5_interrupted(res["interrupted"], status, res["t"]))
-    risk_rec, gn_rec, en_rec = np.full((T, K), np.nan), np.full((T, K), np.nan), np.full((T, K), np.nan)
-    theta_rec = np.full((T,) + theta.shape, np.nan, dtype=theta.dtype) if record_theta else None
+    rec = GridRecords(grid, theta, record_theta)
     t = np.zeros(K)
-    nxt = np.zeros(K, dtype=np.int64)          # index of the next grid time to record
     energy = np.zeros(K)
     accepted, rejected, streak = (np.zeros(K, dtype=np.int64) for _ in range(3))
     status = np.array(["ok"] * K, dtype=object)
@@ -906,27 +893,10 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
     # a network whose starting risk is not finite has nowhere to go
     start_bad = ~np.isfinite(risk)
     status[start_bad], reason[start_bad], done[start_bad] = "diverged", _RISK_NOT_FINITE, True
-    if h0 is None:  # Hairer–Wanner's simple initial guess, per network
-        sc = atol + rtol * np.abs(th)
-        d0 = np.sqrt(np.mean((th / sc) ** 2, axis=1))
-        d1 = np.sqrt(np.mean((k1 / sc) ** 2, axis=1))
-        h = np.where((d0 < 1e-5) | (d1 < 1e-5), 1e-6, 0.01 * d0 / np.maximum(d1, 1e-300))
-    else:
-        h = np.full(K, h0)
-    h = np.minimum(h, t_end)
+    h = initial_step(th, k1, h0, rtol, atol, t_end)
     bar = _Progress(t_end, progress)
     t0 = time.perf_counter()
-
-    def record_due(sel, r, g_norm):
-        for k in np.flatnonzero(sel):
-            while nxt[k] < T and grid[nxt[k]] <= t[k] + 1e-12 * t_end:
-                j = nxt[k]
-                risk_rec[j, k], gn_rec[j, k], en_rec[j, k] = r[k], g_norm[k], energy[k]
-                if record_theta:
-                    theta_rec[j, k] = th[k]
-                nxt[k] += 1
-
-    record_due(np.ones(K, dtype=bool), risk, np.linalg.norm(k1, axis=1))
+    rec.due(np.ones(K, dtype=bool), t, risk, np.linalg.norm(k1, axis=1), energy, th)
     iters = 0
     with _CtrlC() as stop:
         while not done.all():
@@ -938,10 +908,7 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
                 status[~done] = "max_steps"
                 break
             idx = np.flatnonzero(~done)
-            # land exactly on the next record time (keeps records exact and per-network independent)
-            target = grid[np.minimum(nxt[idx], T - 1)]
-            hh = np.minimum(h[idx], np.maximum(target - t[idx], 0.0))
-            hh = np.where(hh <= 0, h[idx], hh)
+            target, hh = rec.landing_step(h, t, idx)
             y = th[idx]
             ks = [k1[idx]]
             for s in range(1, 7):
@@ -986,29 +953,19 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
                 r_full[a_idx] = risk_a
                 g_full = np.full(K, np.nan)
                 g_full[a_idx] = np.linalg.norm(k1[a_idx], axis=1)
-                record_due(np.isin(np.arange(K), a_idx), r_full, g_full)
+                rec.due(np.isin(np.arange(K), a_idx), t, r_full, g_full, energy, th)
             r_idx = idx[~acc]
             rejected[r_idx] += 1
             streak[r_idx] += 1
-            # step size update (standard controller, safety 0.9, factor in [0.2, 5])
-            fac = np.where(err > 0, 0.9 * np.power(np.maximum(err, 1e-300), -0.2), 5.0)
-            fac = np.clip(np.where(np.isfinite(fac), fac, 0.2), 0.2, 5.0)
-            fac = np.where(bad, 0.2, fac)
-            h[idx] = hh * np.where(acc, np.minimum(fac, 5.0), np.minimum(fac, 1.0))
-            stuck = streak[idx] >= max_rejections
-            tiny = h[idx] < min_step
-            status[idx[bad & (stuck | tiny)]] = "diverged"
-            reason[idx[bad & (stuck | tiny)]] = bad_why[bad & (stuck | tiny)]
-            status[idx[stuck & ~bad]] = "max_rejections"
-            status[idx[tiny & ~stuck & ~bad]] = "min_step"
-            # a blown-up risk at the accepted state ends the network whatever the step size says
-            blew = risk_why != _RUNNING
-            status[idx[blew]], reason[idx[blew]] = "diverged", risk_why[blew]
+            # step size update (standard controller, exponent -1/5; no growth after a rejection)
+            fac = step_size_factor(err, -0.2, bad)
+            h[idx] = hh * np.where(acc, fac, np.minimum(fac, 1.0))
+            end_of_step(status, reason, idx, h, streak, bad, bad_why, risk_why, max_rejections, min_step)
             done |= (t >= t_end - 1e-12 * t_end) | (status != "ok")
             bar.update(float(np.min(t)))
     theta_out = th.astype(theta.dtype)
-    return _finish_like(field_.like, prob, theta_out, list(grid), list(risk_rec), list(gn_rec), list(en_rec),
-                   list(theta_rec) if record_theta else [], record_theta, status == "ok", accepted,
+    return _finish_like(field_.like, prob, theta_out, list(grid), list(rec.risk), list(rec.grad_norm),
+                   list(rec.energy), list(rec.theta) if record_theta else [], record_theta, status == "ok", accepted,
                    rejected, status.astype(str), "dopri5", 0, t0,
                    {"evaluations": field_.evaluations, "rtol": rtol, "atol": atol,
                     "estimator": repr(field_.est), "t_reached": t}, reason=reason, growth=growth,
@@ -1024,7 +981,7 @@ def _rosenbrock(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta
     with _CtrlC() as stop:
         res = stiff.rosenbrock_run(prob, field_, theta, t_end, h0, rtol, atol, grid, max_abs, max_steps,
                                    max_rejections, min_step, record_theta, max_growth, stop,
-                                   _progress_hook(_Progress(t_end, progress)), _params_reason, _risk_reason)
+                                   _progress_hook(_Progress(t_end, progress)))
     status = res["status"]
     return _finish_like(field_.like, prob, res["theta"], list(grid), list(res["risk"]), list(res["grad_norm"]),
                         list(res["energy"]), [] if res["thetas"] is None else list(res["thetas"]), record_theta,

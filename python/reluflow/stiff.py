@@ -34,17 +34,16 @@ from typing import Callable
 
 import numpy as np
 
+from ._adaptive import GRAD_NOT_FINITE as _GRAD_NOT_FINITE
+from ._adaptive import RISK_GREW as _RISK_GREW
+from ._adaptive import RISK_NOT_FINITE as _RISK_NOT_FINITE
+from ._adaptive import RUNNING as _RUNNING
+from ._adaptive import GridRecords, end_of_step, initial_step, params_reason, risk_reason, step_size_factor
+from ._adaptive import finite_rows as _finite_rows
 from ._arrays import from_host, is_numpy, to_host
 
 __all__ = ["rosenbrock_run", "check_arguments", "RODAS3"]
 
-# why a network stops: the codes of tableaux::StopReason (cpp/include/reluflow/tableaux.h), which
-# reluflow.flows uses too (its _RUNNING, ...; this module sits below flows and cannot import them)
-_RUNNING, _RISK_GREW, _RISK_NOT_FINITE, _GRAD_NOT_FINITE = 0, 1, 2, 3
-
-
-def _finite_rows(a: np.ndarray) -> np.ndarray:
-    return np.all(np.isfinite(a.reshape(a.shape[0], -1)), axis=1)
 
 #: RODAS3 (Sandu et al. 1997) in KPP's form: gamma, the strictly lower A and C (stage i's point is
 #: y + sum_j A_ij K_j, its right-hand side f(Y_i) + sum_j C_ij K_j / h), the solution weights M and
@@ -130,8 +129,7 @@ def check_arguments(normalized: bool, estimator) -> None:
 
 def rosenbrock_run(prob, field_, theta: np.ndarray, t_end: float, h0: float | None, rtol: float, atol: float,
                    grid: np.ndarray, max_abs: float, max_steps: int, max_rejections: int, min_step: float,
-                   record_theta: bool, max_growth: float, stop, progress: Callable[[float], None] | None,
-                   params_reason: Callable, risk_reason: Callable) -> dict:
+                   record_theta: bool, max_growth: float, stop, progress: Callable[[float], None] | None) -> dict:
     """RODAS3 for the gradient flow of K networks: the loop of ``gradient_flow(..., method="rosenbrock")``,
     which has checked every argument and wraps the result into a Run as it does dopri5's C++ loop.
 
@@ -139,7 +137,6 @@ def rosenbrock_run(prob, field_, theta: np.ndarray, t_end: float, h0: float | No
     (n,), G (n, P) for a subset of networks; ``.frozen``, ``.est``, ``.plan``, ``.xp``, ``.like``);
     theta : (K, P) host numpy; grid : (T,) record times, the last t_end; stop : an object whose ``hit``
     turns True on Ctrl-C (flows' handler); progress : called with the smallest time reached, or None;
-    params_reason, risk_reason : flows' per-network stop tests (codes of tableaux::StopReason).
 
     Returns a dict: theta (K, P) in theta's dtype, risk, grad_norm, energy (T, K) (NaN where not
     reached), thetas (T, K, P) or None, status (K,) str ("ok", "diverged", "max_steps",
@@ -148,15 +145,12 @@ def rosenbrock_run(prob, field_, theta: np.ndarray, t_end: float, h0: float | No
     interrupted (bool).
     """
     K = theta.shape[0]
-    T = grid.size
     tab = RODAS3
     gamma, A, C, M, E = tab["gamma"], tab["A"], tab["C"], tab["M"], tab["E"]
     expo = -1.0 / tab["order"]
 
-    risk_rec, gn_rec, en_rec = np.full((T, K), np.nan), np.full((T, K), np.nan), np.full((T, K), np.nan)
-    theta_rec = np.full((T,) + theta.shape, np.nan, dtype=theta.dtype) if record_theta else None
+    rec = GridRecords(grid, theta, record_theta)
     t = np.zeros(K)
-    nxt = np.zeros(K, dtype=np.int64)          # index of the next grid time to record
     energy = np.zeros(K)
     accepted, rejected, streak = (np.zeros(K, dtype=np.int64) for _ in range(3))
     status = np.array(["ok"] * K, dtype=object)
@@ -172,25 +166,8 @@ def rosenbrock_run(prob, field_, theta: np.ndarray, t_end: float, h0: float | No
     status[start_bad], done[start_bad] = "diverged", True
     jac = _Jacobian(prob, field_, K)
     stale = ~done                              # the Hessian must be (re)computed at the current state
-    if h0 is None:  # Hairer–Wanner's simple initial guess, per network (as dopri5)
-        sc = atol + rtol * np.abs(th)
-        d0 = np.sqrt(np.mean((th / sc) ** 2, axis=1))
-        d1 = np.sqrt(np.mean((g / sc) ** 2, axis=1))
-        h = np.where((d0 < 1e-5) | (d1 < 1e-5), 1e-6, 0.01 * d0 / np.maximum(d1, 1e-300))
-    else:
-        h = np.full(K, h0)
-    h = np.minimum(h, t_end)
-
-    def record_due(sel, r, g_norm):
-        for k in np.flatnonzero(sel):
-            while nxt[k] < T and grid[nxt[k]] <= t[k] + 1e-12 * t_end:
-                j = nxt[k]
-                risk_rec[j, k], gn_rec[j, k], en_rec[j, k] = r[k], g_norm[k], energy[k]
-                if record_theta:
-                    theta_rec[j, k] = th[k]
-                nxt[k] += 1
-
-    record_due(~start_bad, risk, np.sqrt(gn2))
+    h = initial_step(th, g, h0, rtol, atol, t_end)   # as dopri5
+    rec.due(~start_bad, t, risk, np.sqrt(gn2), energy, th)
     iters = 0
     while not done.all():
         if stop.hit:  # Ctrl-C: every running network keeps its state at its time
@@ -204,10 +181,7 @@ def rosenbrock_run(prob, field_, theta: np.ndarray, t_end: float, h0: float | No
         new_h = idx[stale[idx]]
         jac.update(new_h, th[new_h])
         stale[new_h] = False
-        # land exactly on the next record time (keeps records exact and per-network independent)
-        target = grid[np.minimum(nxt[idx], T - 1)]
-        hh = np.minimum(h[idx], np.maximum(target - t[idx], 0.0))
-        hh = np.where(hh <= 0, h[idx], hh)
+        target, hh = rec.landing_step(h, t, idx)
         y = th[idx]
         solve, definite = jac.solver(idx, hh, gamma)
         gHg = jac.curvature(idx, g[idx])
@@ -261,31 +235,20 @@ def rosenbrock_run(prob, field_, theta: np.ndarray, t_end: float, h0: float | No
             r_full[a_idx] = r_a
             g_full = np.full(K, np.nan)
             g_full[a_idx] = np.sqrt(gn2_a)
-            record_due(np.isin(np.arange(K), a_idx), r_full, g_full)
+            rec.due(np.isin(np.arange(K), a_idx), t, r_full, g_full, energy, th)
         r_idx = idx[~acc]
         rejected[r_idx] += 1
         streak[r_idx] += 1
         # step size update (safety 0.9, factor in [0.2, 5], no growth after a rejection), as dopri5
         # with the exponent of an order-2 estimate; a rejection at a kink of G shrinks the step
         # until the step across the kink is accurate enough (the error of such a step is O(h))
-        with np.errstate(divide="ignore", over="ignore"):
-            fac = np.where(err > 0, 0.9 * np.power(np.maximum(err, 1e-300), expo), 5.0)
-        fac = np.clip(np.where(np.isfinite(fac), fac, 0.2), 0.2, 5.0)
-        fac = np.where(bad, 0.2, fac)
+        fac = step_size_factor(err, expo, bad)
         h[idx] = hh * np.where(acc, fac, np.minimum(fac, 1.0))
-        stuck = streak[idx] >= max_rejections
-        tiny = h[idx] < min_step
-        status[idx[bad & (stuck | tiny)]] = "diverged"
-        reason[idx[bad & (stuck | tiny)]] = bad_why[bad & (stuck | tiny)]
-        status[idx[stuck & ~bad]] = "max_rejections"
-        status[idx[tiny & ~stuck & ~bad]] = "min_step"
-        # a blown-up risk at the accepted state ends the network whatever the step size says
-        blew = risk_why != _RUNNING
-        status[idx[blew]], reason[idx[blew]] = "diverged", risk_why[blew]
+        end_of_step(status, reason, idx, h, streak, bad, bad_why, risk_why, max_rejections, min_step)
         done |= (t >= t_end - 1e-12 * t_end) | (status != "ok")
         if progress is not None:
             progress(float(np.min(t)))
-    return {"theta": th.astype(theta.dtype), "risk": risk_rec, "grad_norm": gn_rec, "energy": en_rec,
-            "thetas": theta_rec, "status": status.astype(str), "accepted": accepted, "rejected": rejected,
+    return {"theta": th.astype(theta.dtype), "risk": rec.risk, "grad_norm": rec.grad_norm, "energy": rec.energy,
+            "thetas": rec.theta, "status": status.astype(str), "accepted": accepted, "rejected": rejected,
             "reason": reason, "growth": growth, "t": t, "evaluations": field_.evaluations,
             "hessians": jac.count, "hessian_calls": jac.calls, "interrupted": bool(stop.hit)}
