@@ -136,8 +136,10 @@ def polish(prob: Problem, theta, estimator: Estimator, method: str = "newton", g
         resampling).
     method : "newton": the step solves H d = -G in the least-squares sense (pseudo-inverse: the
         Hessian of a ReLU net is singular at its critical points, one zero direction per alive neuron
-        from positive homogeneity), halved until |G| decreases; "trust-region": Levenberg-Marquardt
-        steps (H + mu I) d = -G, mu raised until |G| decreases, lowered after a success.
+        from positive homogeneity), halved until |G| decreases; "trust-region": Levenberg-Marquardt steps on the
+        equation G = 0, d = -(H^2 + mu I)^-1 H G from one eigendecomposition of H per iteration, mu
+        raised until |G| decreases, lowered after a success: more robust farther from the critical
+        point (a saddle's indefinite H included), each iteration costs an eigendecomposition.
     gtol : stop when |G| <= gtol (free parameters only); max_iter : Newton steps per network;
     frozen : (P,) bool mask (``prob.mask``) of parameters kept fixed.
 
@@ -168,7 +170,7 @@ def polish(prob: Problem, theta, estimator: Estimator, method: str = "newton", g
     for k in range(K):
         th = theta[k].copy()
         r, g, n = evaluate(th)
-        mu = 1e-3
+        mu = None                                     # trust-region damping, relative to max |lambda|^2
         status[k] = "max_iter"
         for it in range(max_iter + 1):
             if not (np.isfinite(r) and np.isfinite(n)):
@@ -180,25 +182,34 @@ def polish(prob: Problem, theta, estimator: Estimator, method: str = "newton", g
             if it == max_iter:
                 break
             H = np.asarray(prob.hessian(th[None], estimator, backend=backend), dtype=np.float64)[0][np.ix_(free, free)]
+            if not np.all(np.isfinite(H)):
+                status[k] = "not_finite"
+                break
             improved = False
-            scale = np.abs(np.diag(H)).max(initial=0.0) or 1.0
-            # pseudo-inverse cut at 1e-10 of the largest eigenvalue: the (near-)null directions of the
-            # symmetries and of a manifold of minima are left alone
-            newton = -np.linalg.lstsq(H, g, rcond=1e-10)[0] if method == "newton" else None
-            for j in range(40):
-                if method == "newton":
-                    d = newton * 0.5 ** j                    # halved until |G| decreases
-                else:
-                    d = -np.linalg.solve(H + mu * scale * np.eye(H.shape[0]), g)
+            if method == "newton":
+                # pseudo-inverse cut at 1e-10 of the largest eigenvalue: the (near-)null directions of
+                # the symmetries and of a manifold of minima are left alone
+                step = -np.linalg.lstsq(H, g, rcond=1e-10)[0]
+                steps = (step * 0.5 ** j for j in range(40))          # halved until |G| decreases
+            else:
+                # Levenberg-Marquardt on the equation G(theta) = 0, whose Jacobian is H (symmetric):
+                # d = -(H^2 + mu I)^-1 H G. For large mu it is a small step along -H G, the steepest
+                # descent of |G|^2 / 2, so |G| decreases at any non-critical point of |G|^2, saddles
+                # and indefinite H included; for small mu it is the pseudo-inverse Newton step.
+                lam, Q = np.linalg.eigh(H)
+                gq, scale = Q.T @ g, max(float(np.max(np.abs(lam), initial=0.0)) ** 2, np.finfo(float).tiny)
+                mu = 1e-6 if mu is None else mu
+                steps = (-Q @ (lam * gq / (lam * lam + mu * 10.0 ** j * scale)) for j in range(40))
+            for j, d in enumerate(steps):
                 trial = th.copy()
                 trial[free] += d
                 r_t, g_t, n_t = evaluate(trial)
                 if np.isfinite(n_t) and n_t < n:
                     th, r, g, n = trial, r_t, g_t, n_t
                     improved = True
-                    mu = max(mu / 10.0, 1e-15)
+                    if mu is not None:
+                        mu = max(mu * 10.0 ** j / 100.0, 1e-20)
                     break
-                mu *= 10.0
             iters[k] = it + 1
             if not improved:
                 status[k] = "converged" if n <= gtol else "stalled"
