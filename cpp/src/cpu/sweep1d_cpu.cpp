@@ -13,6 +13,7 @@
 
 #include "cpu/parallel_policy.h"
 #include "cpu/radix_sort.h"
+#include "cpu/simd_dispatch.h"
 #include "reluflow/finite.h"
 #include "reluflow/sweep1d.h"
 
@@ -33,9 +34,11 @@ struct Kink {
 
 inline bool kink_less(const Kink& a, const Kink& b) { return a.k < b.k || (a.k == b.k && a.i < b.i); }
 
+}  // namespace
+
 // Threads for K networks: never more than K (an idle thread would only add a barrier wait, which on a
 // loaded machine can cost a scheduler time slice), and one for small calls (parallel_policy.h).
-int threads_for(int64_t K, int64_t size) {
+int sweep_threads(int64_t K, int64_t size) {
 #ifdef RELUFLOW_OPENMP
   if (K * size < kMinParallelSweep) return 1;
   const int64_t t = std::min<int64_t>(K, omp_get_max_threads());
@@ -47,7 +50,8 @@ int threads_for(int64_t K, int64_t size) {
 #endif
 }
 
-void fill_nan(double* a, int64_t n) { std::fill(a, a + n, std::numeric_limits<double>::quiet_NaN()); }
+namespace {
+
 
 // The neurons with w_i != 0 (w_i = 0: constant neuron, no kink) sorted by kink, with their parameters
 // gathered into that order once and their gradients scattered back once: the passes over the sorted
@@ -177,7 +181,7 @@ void shallow1d_exact_cpu(const double* theta, int64_t K, int64_t H, int out, dou
   const int64_t tstride = static_cast<int64_t>(target.deg + 1) * out;
   const int64_t dstride = density.deg + 1;
 
-#pragma omp parallel num_threads(threads_for(K, H))
+#pragma omp parallel num_threads(sweep_threads(K, H))
   {
     SortedNeurons sn;
     std::vector<int64_t> piece_of;     // per sorted kink: number of pieces to its left
@@ -286,389 +290,22 @@ void shallow1d_exact_cpu(const double* theta, int64_t K, int64_t H, int out, dou
 
 namespace {
 
-// Locates values among the sorted nodes xs (N,) in O(1) expected time for nodes from a smooth
-// density: a table of N + 1 cells on [xs[0], xs[N-1]] holding the first node of every cell. The
-// answer is only a guess for the galloping search with the exact predicate.
-struct NodeLocator {
-  std::vector<int64_t> first;  // (M + 2,): first node with xs[j] >= lo + m / scale
-  std::vector<double> xq;      // (N + 10,): -inf, xs[0..N-1], +inf... (branch-free boundary checks)
-  double lo = 0.0, scale = 0.0;
-  int64_t M = 0;
-  int steps = 1;               // branch-free forward steps from a guess: the fullest cell, at most 8
+using PointSweepFn = void (*)(const double*, int64_t, int64_t, int, int64_t, const double*, const double*,
+                              const double*, double*, double*);
 
-  void build(const double* xs, int64_t N) {
-    M = N;
-    first.resize(static_cast<size_t>(M + 2));
-    xq.assign(static_cast<size_t>(N + 2 + 8), std::numeric_limits<double>::infinity());
-    xq[0] = -std::numeric_limits<double>::infinity();
-    std::copy(xs, xs + N, xq.begin() + 1);
-    lo = N > 0 ? xs[0] : 0.0;
-    const double span = N > 0 ? xs[N - 1] - xs[0] : 0.0;
-    scale = span > 0.0 ? static_cast<double>(M) / span : 0.0;
-    // first[m]: the first node of cell >= m, cell(x) = guess's clipped (x - lo) scale; one pass over
-    // the sorted nodes (their cells do not decrease). Only a guess: the search checks the predicate.
-    int64_t m = 0, fullest = 1, last = 0;
-    for (int64_t j = 0; j < N; ++j) {
-      const int64_t c = cell(xs[j]);
-      if (c >= m) {
-        fullest = std::max(fullest, j - last);
-        last = j;
-      }
-      for (; m <= c; ++m) first[m] = j;
-    }
-    fullest = std::max(fullest, N - last);
-    for (; m <= M + 1; ++m) first[m] = N;
-    steps = static_cast<int>(std::min<int64_t>(fullest, 8));
-  }
-
-  int64_t cell(double t) const {
-    double c = (t - lo) * scale;
-    c = c > 0.0 ? c : 0.0;  // (comparisons, not fmin/fmax: those are library calls without -ffast-math)
-    c = c < static_cast<double>(M) ? c : static_cast<double>(M);
-    return static_cast<int64_t>(c);
-  }
-
-  // A node index near the first node >= t (any t, also +-inf), without branches.
-  int64_t guess(double t) const { return first[cell(t)]; }
-};
-
-// One network of the point sweep: N(x) = A(x) (x - c0) + B(x) where A, B change only at the first
-// active node of a neuron (w > 0) or its first inactive node (w < 0); the nodes where they change
-// come from the exact predicate relu_active, located by a galloping search from the table's guess.
-// Then one forward pass (residuals, risk, prefix moments) and one backward pass (suffix moments);
-// every neuron's gradient is O(1) from the moments of its active range (a prefix for w < 0, a suffix
-// for w > 0: no cancellation between a total and a partial sum). OUT = 0: any out (runtime).
-template <int OUT>
-struct PointSweep {
-  // per-thread buffers
-  std::vector<double> dA, dB;      // (N + 1, S): changes of A, B at node j (S = out, or 8 lanes)
-  std::vector<double> u;           // (N, S): w_j r_j
-  std::vector<double> P0, P1;      // (N + 1, S): prefix moments sum_{m<j} u_m, u_m (x_m - c0)
-  std::vector<double> Q0, Q1;      // (N + 1, S): suffix moments sum_{m>=j}
-  std::vector<int64_t> bound;      // (lanes, H): boundary node of every neuron
-  std::vector<double> kink;        // (H,) -b_i / w_i (0 for w_i = 0)
-  std::vector<int64_t> perm;       // (H,) neurons in kink order (large H only)
-  static constexpr int64_t kSortKinksFrom = 4096;
-  // Networks per group of the vectorized node passes (OUT = 1): one native register of doubles per
-  // running sum (8 with AVX-512, 4 with AVX, 2 in a portable SSE2 build). GCC's generic vectors wider
-  // than the hardware's go through the stack on every step (a portable build ran SGD on [1, 100, 1]
-  // 2.6x slower with 8 lanes). Any lane count gives every network the same bits (each lane is one
-  // network's scalar operations).
-#if defined(__AVX512F__)
-  static constexpr int kLanes = 8;
-#elif defined(__AVX__)
-  static constexpr int kLanes = 4;
-#else
-  static constexpr int kLanes = 2;
+// The compiled point sweep of a SIMD path (set_simd_path accepts compiled paths only).
+PointSweepFn point_sweep_for(SimdPath path) {
+  switch (path) {
+#ifdef RELUFLOW_HAVE_ISA_AVX512
+    case SimdPath::Avx512:
+      return &detail::isa_avx512::shallow1d_points_sorted;
 #endif
-  static constexpr int64_t kLanesBelowH = 512;
-
-  // dA, dB of n1 zeros. They are kept zero between networks: after a network's forward pass only the
-  // entries its neurons touched are reset (H writes instead of N), and the buffers live as long as
-  // the thread (no page faults on fresh allocations every call).
-  void zero_changes(size_t n1) {
-    if (dA.size() != n1) {
-      dA.assign(n1, 0.0);
-      dB.assign(n1, 0.0);
-    }
-  }
-  void reset_changes(const int64_t* bd, int64_t H, int out, int64_t S, int64_t lane) {
-    for (int64_t i = 0; i < H; ++i)
-      for (int o = 0; o < out; ++o) {
-        dA[bd[i] * S + lane + o] = 0.0;
-        dB[bd[i] * S + lane + o] = 0.0;
-      }
-  }
-  // Frees the buffers when a call made them big (kept up to kMaxRetainedSortBytes: fresh pages of
-  // the node arrays cost more than a sweep at N ~ 10^5).
-  void trim() {
-    if ((2 * dA.capacity() + u.capacity() + 4 * P0.capacity()) * sizeof(double) > kMaxRetainedSortBytes)
-      *this = PointSweep();
-  }
-
-  // The residual and moment buffers, sized: u (n_u,), P0, P1, Q0, Q1 (n1,) each.
-  struct Moments {
-    double *u, *p0, *p1, *q0, *q1;
-  };
-  Moments moments(int64_t n_u, size_t n1) {
-    u.resize(static_cast<size_t>(n_u));
-    P0.resize(n1);
-    P1.resize(n1);
-    Q0.resize(n1);
-    Q1.resize(n1);
-    return {u.data(), P0.data(), P1.data(), Q0.data(), Q1.data()};
-  }
-
-  // Phase 1 of one network: the state (A, B) at node 0 and the changes dA, dB at the boundaries
-  // (entries j * S + o of dAx, dBx, which point at this network's lane), and bd (H,).
-  void boundaries(const double* th, int64_t H, int out, int64_t N, const double* xs, double c0,
-                  const NodeLocator& loc, double* A, double* B, double* dAx, double* dBx, int64_t S,
-                  int64_t* bd) {
-    const double* wv = th;
-    const double* bv = th + H;
-    const double* V = th + sweep1d::off_V(H);
-    const double* c = th + sweep1d::off_c(H, out);
-    for (int o = 0; o < out; ++o) {
-      A[o] = 0.0;
-      B[o] = c[o];
-    }
-    // Large H: the neurons are visited in kink order so that the scattered updates walk the node
-    // arrays sequentially (case E: the node arrays are megabytes); small H: in index order.
-    const bool by_kink = H >= kSortKinksFrom;
-    kink.resize(static_cast<size_t>(H));
-    for (int64_t i = 0; i < H; ++i) kink[i] = wv[i] != 0.0 ? -bv[i] / wv[i] : 0.0;  // vectorized
-    for (int64_t i = 0; i < H; ++i) bd[i] = loc.guess(kink[i]);
-    if (by_kink) stable_order(kink.data(), H, perm);
-    const double* xq = loc.xq.data();  // xq[j + 1] = xs[j], -inf / +inf at the ends
-    for (int64_t ii = 0; ii < H; ++ii) {
-      const int64_t i = by_kink ? perm[ii] : ii;
-      const double w = wv[i], b = bv[i];
-      if (w == 0.0) {  // constant neuron: active everywhere iff b > 0 (as w > 0 with j = 0, else N)
-        if (b > 0.0)
-          for (int o = 0; o < out; ++o) B[o] += V[o * H + i] * b;
-        bd[i] = b > 0.0 ? 0 : N;
-        continue;
-      }
-      // w > 0: the first active node; w < 0: the first inactive one. Both are the first node j
-      // where relu_active(w, b, x_j) != (w < 0), a predicate false...false true...true along the
-      // sorted nodes, and almost always the first node >= -b/w: a few branch-free steps from the
-      // table's guess find that, then one branch-free check of the exact predicate on both sides
-      // (rounding of w x + b, ties) falls back to walking in the rare case it fails.
-      const bool neg = w < 0.0;
-      const double t = kink[i];
-      int64_t j = bd[i];
-      {  // independent comparisons (the nodes are sorted): no chain of dependent loads
-        int64_t ahead = 0;
-        for (int r = 0; r < loc.steps; ++r) ahead += xq[j + 1 + r] < t;
-        j += ahead;
-      }
-      const bool settled = (sweep1d::relu_active(w, b, xq[j + 1]) != neg) &
-                           (sweep1d::relu_active(w, b, xq[j]) == neg);
-      if (!settled) {
-        while (j < N && sweep1d::relu_active(w, b, xs[j]) == neg) ++j;
-        while (j > 0 && sweep1d::relu_active(w, b, xs[j - 1]) != neg) --j;
-      }
-      const double z0 = w * c0 + b;
-      const double sgn = neg ? -1.0 : 1.0;
-      const double base = neg ? 1.0 : 0.0;  // a neuron with w < 0 is active at node 0 (if any)
-      for (int o = 0; o < out; ++o) {
-        const double a = V[o * H + i] * w, bz = V[o * H + i] * z0;
-        A[o] += base * a;
-        B[o] += base * bz;
-        dAx[j * S + o] += sgn * a;
-        dBx[j * S + o] += sgn * bz;
-      }
-      bd[i] = j;
-    }
-  }
-
-  // Phase 3 of one network: its gradient g (P,) from the moments of each neuron's active range: a
-  // suffix for w >= 0 (a constant neuron has j = 0 or N), a prefix for w < 0 (entries j * S + o of
-  // the moment arrays, which point at this network's lane). Branch-free for OUT = 1: the loop
-  // vectorizes (gathers of the moments at the boundaries).
-  void gradients(const double* th, int64_t H, int out, int64_t N, double c0, const double* P0x,
-                 const double* P1x, const double* Q0x, const double* Q1x, int64_t S, const int64_t* bd,
-                 double* g) {
-    const double* wv = th;
-    const double* bv = th + H;
-    const double* V = th + sweep1d::off_V(H);
-    const int64_t ov = sweep1d::off_V(H);
-    if (OUT == 1) {
-      double* __restrict gw = g;
-      double* __restrict gb = g + H;
-      double* __restrict gv = g + ov;
-      for (int64_t i = 0; i < H; ++i) {
-        const double w = wv[i], b = bv[i], v = V[i];
-        const int64_t j = bd[i] * S;
-        const bool neg = w < 0.0;
-        const double p0 = P0x[j], p1 = P1x[j], q0 = Q0x[j], q1 = Q1x[j];  // unconditional: gathers
-        const double s0 = neg ? p0 : q0;
-        const double s1 = neg ? p1 : q1;
-        const double z0 = w * c0 + b;
-        gw[i] = 2.0 * (v * (s1 + c0 * s0));
-        gb[i] = 2.0 * (v * s0);
-        gv[i] = 2.0 * (w * s1 + z0 * s0);
-      }
-    } else {
-      for (int64_t i = 0; i < H; ++i) {
-        const double w = wv[i], b = bv[i];
-        const bool neg = w < 0.0;
-        const double* S0 = (neg ? P0x : Q0x) + bd[i] * S;
-        const double* S1 = (neg ? P1x : Q1x) + bd[i] * S;
-        sweep1d::neuron_grad(w, b, V + i, H, out, c0, S0, S1, g + i, g + H + i, g + ov + i, H);
-      }
-    }
-    double* gc = g + sweep1d::off_c(H, out);
-    for (int o = 0; o < out; ++o) gc[o] = 2.0 * P0x[N * S + o];
-  }
-
-  // One network (any out): returns its risk, writes g (P,).
-  double run(const double* th, int64_t H, int out_rt, int64_t N, const double* xs, const double* ws,
-             const double* ys, double c0, const NodeLocator& loc, double* g) {
-    const int out = OUT > 0 ? OUT : out_rt;
-    const size_t n1 = static_cast<size_t>((N + 1) * out);
-    zero_changes(n1);
-    double A0[OUT > 0 ? OUT : 8], B0[OUT > 0 ? OUT : 8];
-    std::vector<double> A0v, B0v;
-    double* A = A0;
-    double* B = B0;
-    if (OUT == 0 && out > 8) {
-      A0v.assign(out, 0.0);
-      B0v.assign(out, 0.0);
-      A = A0v.data();
-      B = B0v.data();
-    }
-    bound.resize(static_cast<size_t>(H));
-    boundaries(th, H, out, N, xs, c0, loc, A, B, dA.data(), dB.data(), out, bound.data());
-    // forward: residuals, risk, prefix moments; backward: suffix moments. The running sums live in
-    // locals (registers for OUT = 1) so that a step does not wait on the store of the previous one.
-    const Moments m = moments(N * out, n1);
-    double* __restrict up = m.u;
-    double* __restrict p0 = m.p0;
-    double* __restrict p1 = m.p1;
-    double* __restrict q0 = m.q0;
-    double* __restrict q1 = m.q1;
-    const double* __restrict dAp = dA.data();
-    const double* __restrict dBp = dB.data();
-    double risk = 0.0;
-    for (int o = 0; o < out; ++o) {
-      double a = A[o], bb = B[o], s0 = 0.0, s1 = 0.0;
-      for (int64_t j = 0; j < N; ++j) {
-        const double dx = xs[j] - c0;
-        a += dAp[j * out + o];
-        bb += dBp[j * out + o];
-        const double r = (a * dx + bb) - ys[j * out + o];
-        const double uj = ws[j] * r;
-        up[j * out + o] = uj;
-        risk += uj * r;
-        p0[j * out + o] = s0;
-        p1[j * out + o] = s1;
-        s0 += uj;
-        s1 += uj * dx;
-      }
-      p0[N * out + o] = s0;
-      p1[N * out + o] = s1;
-      s0 = 0.0;
-      s1 = 0.0;
-      q0[N * out + o] = 0.0;
-      q1[N * out + o] = 0.0;
-      for (int64_t j = N - 1; j >= 0; --j) {
-        const double uj = up[j * out + o];
-        s0 += uj;
-        s1 += uj * (xs[j] - c0);
-        q0[j * out + o] = s0;
-        q1[j * out + o] = s1;
-      }
-    }
-    reset_changes(bound.data(), H, out, out, 0);
-    gradients(th, H, out, N, c0, p0, p1, q0, q1, out, bound.data(), g);
-    return risk;
-  }
-
-  // kLanes networks at once (OUT = 1): the same operations in the same order per network as run(),
-  // so the same results bitwise, with the node passes vectorized across the networks (lane l of
-  // entry j * kLanes + l). th[l] (P,), g[l] (P,), risk[l].
-  void run_lanes(const double* const* th, int64_t H, int64_t N, const double* xs, const double* ws,
-                 const double* ys, double c0, const NodeLocator& loc, double* const* g, double* risk) {
-    constexpr int L = kLanes;
-    const size_t n1 = static_cast<size_t>((N + 1) * L);
-    zero_changes(n1);
-    bound.resize(static_cast<size_t>(H * L));
-    alignas(64) double a[L], bb[L], rk[L];
-    for (int l = 0; l < L; ++l)
-      boundaries(th[l], H, 1, N, xs, c0, loc, &a[l], &bb[l], dA.data() + l, dB.data() + l, L,
-                 bound.data() + l * H);
-    const Moments m = moments(N * L, n1);
-    double* __restrict up = m.u;
-    double* __restrict p0 = m.p0;
-    double* __restrict p1 = m.p1;
-    double* __restrict q0 = m.q0;
-    double* __restrict q1 = m.q1;
-    const double* __restrict dAp = dA.data();
-    const double* __restrict dBp = dB.data();
-    // GCC vector extension: one register of L doubles, the same IEEE operations per lane as the
-    // scalar code (no FMA: -ffp-contract=off), so every lane is bitwise its network's run()
-    typedef double vec __attribute__((vector_size(sizeof(double) * L), aligned(sizeof(double))));
-    vec va, vb, vs0 = {}, vs1 = {}, vrk = {};
-    std::memcpy(&va, a, sizeof va);
-    std::memcpy(&vb, bb, sizeof vb);
-    for (int64_t j = 0; j < N; ++j) {
-      const double dx = xs[j] - c0, y = ys[j], wj = ws[j];
-      va += *reinterpret_cast<const vec*>(dAp + j * L);
-      vb += *reinterpret_cast<const vec*>(dBp + j * L);
-      const vec r = (va * dx + vb) - y;
-      const vec uj = wj * r;
-      *reinterpret_cast<vec*>(up + j * L) = uj;
-      vrk += uj * r;
-      *reinterpret_cast<vec*>(p0 + j * L) = vs0;
-      *reinterpret_cast<vec*>(p1 + j * L) = vs1;
-      vs0 += uj;
-      vs1 += uj * dx;
-    }
-    *reinterpret_cast<vec*>(p0 + N * L) = vs0;
-    *reinterpret_cast<vec*>(p1 + N * L) = vs1;
-    std::memcpy(rk, &vrk, sizeof vrk);
-    for (int l = 0; l < L; ++l) risk[l] = rk[l];
-    vs0 = vec{};
-    vs1 = vec{};
-    *reinterpret_cast<vec*>(q0 + N * L) = vs0;
-    *reinterpret_cast<vec*>(q1 + N * L) = vs1;
-    for (int64_t j = N - 1; j >= 0; --j) {
-      const double dx = xs[j] - c0;
-      const vec uj = *reinterpret_cast<const vec*>(up + j * L);
-      vs0 += uj;
-      vs1 += uj * dx;
-      *reinterpret_cast<vec*>(q0 + j * L) = vs0;
-      *reinterpret_cast<vec*>(q1 + j * L) = vs1;
-    }
-    for (int l = 0; l < L; ++l) {
-      reset_changes(bound.data() + l * H, H, 1, L, l);
-      gradients(th[l], H, 1, N, c0, p0 + l, p1 + l, q0 + l, q1 + l, L, bound.data() + l * H, g[l]);
-    }
-  }
-};
-
-template <int OUT>
-void points_loop(const double* theta, int64_t K, int64_t H, int out, int64_t N, const double* xs,
-                 const double* ws, const double* ys, double c0, const NodeLocator& loc, double* risk,
-                 double* grad) {
-  const int64_t P = sweep1d::num_params(H, out);
-  constexpr int L = PointSweep<OUT>::kLanes;
-  // out = 1 and small H (where the node passes dominate): groups of L networks with the node passes
-  // vectorized across them (bitwise the results of one network at a time); else one network per
-  // item (for large H the lane-strided moment arrays cost more in cache than the lanes save)
-  const bool lanes = OUT == 1 && H < PointSweep<OUT>::kLanesBelowH;
-  const int64_t n_items = lanes ? (K + L - 1) / L : K;
-#pragma omp parallel num_threads(threads_for(n_items, L * (H + N)))
-  {
-    static thread_local PointSweep<OUT> sw;  // buffers reused across calls (see zero_changes)
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t item = 0; item < n_items; ++item) {
-      const int64_t k0 = lanes ? item * L : item, k1 = lanes ? std::min(K, k0 + L) : item + 1;
-      bool group = lanes && k1 - k0 == L;
-      for (int64_t k = k0; k < k1 && group; ++k) group = all_finite(theta + k * P, P);
-      if (group) {
-        const double* th[L];
-        double* g[L];
-        for (int l = 0; l < L; ++l) {
-          th[l] = theta + (k0 + l) * P;
-          g[l] = grad + (k0 + l) * P;
-        }
-        sw.run_lanes(th, H, N, xs, ws, ys, c0, loc, g, risk + k0);
-        continue;
-      }
-      for (int64_t k = k0; k < k1; ++k) {
-        const double* th = theta + k * P;
-        double* g = grad + k * P;
-        if (!all_finite(th, P)) {
-          risk[k] = std::numeric_limits<double>::quiet_NaN();
-          fill_nan(g, P);
-          continue;
-        }
-        risk[k] = sw.run(th, H, out, N, xs, ws, ys, c0, loc, g);
-      }
-    }
-    sw.trim();
+#ifdef RELUFLOW_HAVE_ISA_AVX2
+    case SimdPath::Avx2:
+      return &detail::isa_avx2::shallow1d_points_sorted;
+#endif
+    default:
+      return &detail::isa_scalar::shallow1d_points_sorted;
   }
 }
 
@@ -676,9 +313,8 @@ void points_loop(const double* theta, int64_t K, int64_t H, int out, int64_t N, 
 struct SortedNodes {
   std::vector<int64_t> order;
   std::vector<double> xs, ws, ys;
-  NodeLocator loc;
   void trim() {
-    const size_t bytes = (order.capacity() + xs.capacity() + ws.capacity() + ys.capacity() + 2 * loc.xq.capacity()) * 8;
+    const size_t bytes = (order.capacity() + xs.capacity() + ws.capacity() + ys.capacity()) * 8;
     if (bytes > static_cast<size_t>(kMaxRetainedSortBytes)) *this = SortedNodes();
   }
 };
@@ -709,12 +345,8 @@ void shallow1d_points_cpu(const double* theta, int64_t K, int64_t H, int out, in
     ws[j] = wt[src];
     for (int o = 0; o < out; ++o) ys[j * out + o] = y[src * out + o];
   }
-  const double c0 = N > 0 ? 0.5 * (sn.xs[0] + sn.xs[N - 1]) : 0.0;
-  sn.loc.build(sn.xs.data(), N);
-  if (out == 1)
-    points_loop<1>(theta, K, H, out, N, sn.xs.data(), sn.ws.data(), sn.ys.data(), c0, sn.loc, risk, grad);
-  else
-    points_loop<0>(theta, K, H, out, N, sn.xs.data(), sn.ws.data(), sn.ys.data(), c0, sn.loc, risk, grad);
+  point_sweep_for(active_simd_path())(theta, K, H, out, N, sn.xs.data(), sn.ws.data(), sn.ys.data(), risk,
+                                      grad);
   sn.trim();
 }
 

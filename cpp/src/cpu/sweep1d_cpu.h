@@ -1,6 +1,8 @@
 // CPU loops of the shallow 1-D sweeps (sweep1d_cpu.cpp); the per-piece math is reluflow/sweep1d.h.
 #pragma once
+#include <algorithm>
 #include <cstdint>
+#include <limits>
 
 #include "reluflow/sweep1d.h"  // PiecewisePoly1D
 
@@ -21,5 +23,27 @@ void shallow1d_exact_cpu(const double* theta, int64_t K, int64_t H, int out, dou
 void shallow1d_points_cpu(const double* theta, int64_t K, int64_t H, int out, int64_t N,
                           const double* x, const double* wt, const double* y, double* risk,
                           double* grad);
+
+// Shared by the sweep loops (sweep1d_cpu.cpp, sweep_points.cpp): the threads for K networks of
+// `size` work each (never more than K; one for small calls: parallel_policy.h), and NaN fill for the
+// gradient of a network with a non-finite parameter.
+int sweep_threads(int64_t K, int64_t size);
+inline void fill_nan(double* a, int64_t n) { std::fill(a, a + n, std::numeric_limits<double>::quiet_NaN()); }
+
+namespace detail {
+// The point sweep over nodes xs (N,) sorted ascending with their weights ws (N,) and targets ys
+// (N, out), compiled once per instruction set (sweep_points.cpp); shallow1d_points_cpu sorts and calls
+// the path simd_dispatch.h says runs (every path gives the same bits).
+#define RELUFLOW_DECLARE_POINT_SWEEP(ns)                                                               \
+  namespace ns {                                                                                       \
+  void shallow1d_points_sorted(const double* theta, int64_t K, int64_t H, int out, int64_t N,          \
+                               const double* xs, const double* ws, const double* ys, double* risk,     \
+                               double* grad);                                                          \
+  }
+RELUFLOW_DECLARE_POINT_SWEEP(isa_scalar)
+RELUFLOW_DECLARE_POINT_SWEEP(isa_avx2)
+RELUFLOW_DECLARE_POINT_SWEEP(isa_avx512)
+#undef RELUFLOW_DECLARE_POINT_SWEEP
+}  // namespace detail
 
 }  // namespace reluflow
