@@ -223,16 +223,16 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
   a.risk = risk.as<double>();
   a.grad = ks.as<double>();
   a.st = state;
-  rk::RkArgs<T> r;
-  r.K = K;
-  r.P = P;
-  r.method = s.method;
-  r.max_abs = s.max_abs;
-  r.frozen = a.frozen;
-  r.theta = a.theta;
-  for (int j = 0; j < stages; ++j) r.k[j] = ks.as<double>() + size_t(j) * size_t(K * P);
-  r.stage_theta = stage_theta.as<T>();
-  r.st = state;
+  rk::RkArgs<T> rka;
+  rka.K = K;
+  rka.P = P;
+  rka.method = s.method;
+  rka.max_abs = s.max_abs;
+  rka.frozen = a.frozen;
+  rka.theta = a.theta;
+  for (int j = 0; j < stages; ++j) rka.k[j] = ks.as<double>() + size_t(j) * size_t(K * P);
+  rka.stage_theta = stage_theta.as<T>();
+  rka.st = state;
   DenseDevice ps = p;  // the problem at the stage points (the same nodes: those of the step)
   ps.theta = stage_theta.ptr;
   const unsigned stage_blocks =
@@ -274,15 +274,15 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
       if (K > 0) gd_step_kernel<T><<<static_cast<unsigned>(K), gd::kThreads, 0, st>>>(a);
       check(cudaGetLastError(), "gd_step_kernel");
       if (stages > 1 && update && K > 0) {
-        r.i = it;
-        r.h = h;
+        rka.i = it;
+        rka.h = h;
         for (int j = 1; j < stages; ++j) {
-          if (P > 0) rk_stage_kernel<T><<<stage_blocks, kStageThreads, 0, st>>>(r, j);
+          if (P > 0) rk_stage_kernel<T><<<stage_blocks, kStageThreads, 0, st>>>(rka, j);
           check(cudaGetLastError(), "rk_stage_kernel");
           // the stage's risk is not used: written over `risk`, already read by this step's watch
-          risk_and_grad_dense(ps, s.path, risk.as<double>(), const_cast<double*>(r.k[j]), s.stream);
+          risk_and_grad_dense(ps, s.path, risk.as<double>(), const_cast<double*>(rka.k[j]), s.stream);
         }
-        rk_update_kernel<T><<<static_cast<unsigned>(K), rk::kThreads, 0, st>>>(r);
+        rk_update_kernel<T><<<static_cast<unsigned>(K), rk::kThreads, 0, st>>>(rka);
         check(cudaGetLastError(), "rk_update_kernel");
       }
       out.evaluations += update ? stages : 1;
