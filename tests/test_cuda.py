@@ -360,3 +360,108 @@ def test_gd_loop_arguments_checked_before_any_device_call():
         cuda.gd_loop([1, 4, 1], th, x=x, w=w, y=y, steps=3, h=np.ones(1), max_growth=1.0)
     with pytest.raises(ValueError, match="start_step"):
         cuda.gd_loop([1, 4, 1], th, x=x, w=w, y=y, steps=3, h=np.ones(1), start_step=2**32 - 2)
+
+
+# ---- the fixed-step gradient flows (euler, heun, rk4) with the whole loop on the device ------------------
+# The same expectations as gradient descent's above: BITWISE the host emulation (HarnessLoop with the
+# stage and update harnesses of reluflow/rk_step.h), the cpu loop to 1e-12 (float64; 1e-5 float32:
+# on the host emulation the two differ by <= 2e-7 after 100 steps) with the same statuses, risk_rose
+# and evaluation count (stages included).
+
+FLOW_METHODS = ("euler", "heun", "rk4")
+
+
+@needs_cupy_gpu
+@pytest.mark.parametrize("method", FLOW_METHODS)
+@pytest.mark.parametrize("widths,kind", [([1, 16, 1], "points"), ([2, 8, 8, 1], "points"), ([2, 8, 8, 1], "sgd")],
+                         ids=["1-16-1-points", "2-8-8-1-points", "2-8-8-1-sgd"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_flow_loop_on_device_equals_host_emulation_and_cpu(widths, kind, method, dtype, monkeypatch):
+    import cupy as cp
+
+    prob = _gd_problem(widths)
+    est = _gd_estimator(kind, widths[0])
+    theta = prob.init(4, seed=2).astype(dtype)
+    kw = dict(t_end=1.0, method=method, dt=0.01, estimator=est, record_every=0.1)
+    g = rf.gradient_flow(prob, cp.asarray(theta), **kw)
+    assert isinstance(g.theta, cp.ndarray) and g.info["loop"] == "CUDA"
+    e = _emulated(monkeypatch, lambda: rf.gradient_flow(prob, theta, backend="cuda", **kw))
+    c = rf.gradient_flow(prob, theta, backend="cpu", **kw)
+    gt = g.theta.get()
+    assert gt.tobytes() == e.theta.tobytes(), "device loop != its host emulation"
+    for key in ("risk", "grad_norm", "energy", "risk_rose"):
+        assert getattr(g, key).tobytes() == getattr(e, key).tobytes(), key
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    assert rel(gt, c.theta) <= tol and rel(g.risk, c.risk) <= tol and rel(g.energy, c.energy) <= tol
+    np.testing.assert_array_equal(g.t, c.t)
+    np.testing.assert_array_equal(g.risk_rose, c.risk_rose)
+    stages = {"euler": 1, "heun": 2, "rk4": 4}[method]
+    assert g.info["evaluations"] == c.info["evaluations"] == 100 * stages + 1
+    assert not g.diverged.any() and g.risk[-1].max() < g.risk[0].max()
+
+
+@needs_cupy_gpu
+@pytest.mark.parametrize("method", FLOW_METHODS)
+def test_flow_loop_on_device_divergence_frozen_records_like_cpu(method, monkeypatch):
+    import cupy as cp
+
+    prob = _gd_problem([1, 16, 1])
+    est = _gd_estimator("points", 1)
+    theta = prob.init(5, seed=5)
+    theta[1] *= 40.0
+    theta[2, 0] = 1e7
+    mask = prob.mask(layers=[2], biases=False)
+    kw = dict(t_end=30 * 0.9, method=method, dt=0.9, estimator=est, record_every=2.7, record_theta=True,
+              max_abs=2e7, max_growth=100.0, frozen=mask)
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        g = rf.gradient_flow(prob, cp.asarray(theta), **kw)
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        c = rf.gradient_flow(prob, theta, backend="cpu", **kw)
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        e = _emulated(monkeypatch, lambda: rf.gradient_flow(prob, theta, backend="cuda", **kw))
+    assert g.diverged.any()
+    np.testing.assert_array_equal(g.diverged, c.diverged)
+    np.testing.assert_array_equal(g.reason, c.reason)
+    np.testing.assert_array_equal(g.risk_rose, c.risk_rose)
+    np.testing.assert_array_equal(g.info["stop_step"], e.info["stop_step"])
+    assert g.thetas.get().tobytes() == e.thetas.tobytes() and rel(g.thetas.get(), c.thetas) <= 1e-12
+    np.testing.assert_array_equal(g.theta.get()[:, mask], theta[:, mask])
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        ga = rf.gradient_flow(prob, cp.asarray(theta * 1e3), 200 * 5.0, method=method, dt=5.0, estimator=est,
+                              record_every=20.0, max_growth=10.0)
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        ca = rf.gradient_flow(prob, theta * 1e3, 200 * 5.0, method=method, dt=5.0, estimator=est, backend="cpu",
+                              record_every=20.0, max_growth=10.0)
+    assert ga.diverged.all() and ga.info["evaluations"] == ca.info["evaluations"] < 200 * {"euler": 1, "heun": 2, "rk4": 4}[method] + 1
+    assert ga.risk.shape == ca.risk.shape and rel(ga.risk, ca.risk) <= 1e-12
+
+
+@needs_cupy_gpu
+@pytest.mark.parametrize("method", FLOW_METHODS)
+def test_flow_loop_on_device_resume_is_bitwise(method):
+    import cupy as cp
+
+    prob = _gd_problem([2, 8, 8, 1])
+    est = _gd_estimator("points", 2)
+    theta = cp.asarray(prob.init(3, seed=7))
+    dt = 1 / 64   # a power of two: every piece takes the same dt
+    whole = rf.gradient_flow(prob, theta, 100 * dt, method=method, dt=dt, estimator=est)
+    first = rf.gradient_flow(prob, theta, 37 * dt, method=method, dt=dt, estimator=est)
+    rest = rf.gradient_flow(prob, first.theta, 63 * dt, method=method, dt=dt, estimator=est)
+    assert rest.theta.get().tobytes() == whole.theta.get().tobytes()
+    again = rf.gradient_flow(prob, theta, 100 * dt, method=method, dt=dt, estimator=est)   # deterministic
+    assert again.theta.get().tobytes() == whole.theta.get().tobytes() and again.risk.tobytes() == whole.risk.tobytes()
+    one = rf.gradient_flow(prob, theta[1:2], 100 * dt, method=method, dt=dt, estimator=est)   # batch-independent
+    assert one.theta.get().tobytes() == whole.theta.get()[1:2].tobytes()
+
+
+def test_flow_loop_arguments_checked_before_any_device_call():
+    """_cuda.gd_loop's method and rise_tol are checked before any device call (fake arrays at address
+    0: runs without a GPU)."""
+    lay = Layout([1, 4, 1])
+    th = FakeDeviceArray((2, lay.num_params))
+    x, w, y = FakeDeviceArray((5, 1)), FakeDeviceArray((5,)), FakeDeviceArray((5, 1))
+    with pytest.raises(ValueError, match="method"):
+        cuda.gd_loop([1, 4, 1], th, x=x, w=w, y=y, steps=3, h=np.ones(1), method="dopri5")
+    with pytest.raises(ValueError, match="rise_tol"):
+        cuda.gd_loop([1, 4, 1], th, x=x, w=w, y=y, steps=3, h=np.ones(1), method="rk4", rise_tol=np.inf)

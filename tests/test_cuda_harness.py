@@ -322,6 +322,7 @@ from reluflow import flows  # noqa: E402
 
 gd_step = core._harness_gd_step
 RUNNING, GREW, RISK_NAN, GRAD_NAN, OVER, PARAMS_NAN = range(6)
+STAGES = {"gd": 1, "euler": 1, "heun": 2, "rk4": 4}
 
 
 def fresh_state(K):
@@ -485,9 +486,11 @@ def test_gd_block_planning(steps, record_every, slots):
 
 class HarnessLoop(HarnessExtension):
     """_cuda.gd_loop's signature and contract, run on the host: the step of gd_loop.cu (nodes of the
-    step, the dense grid of _harness_risk_grad, the update grid of _harness_gd_step) in blocks planned by
-    _harness_gd_block_end with few record slots (so that a run takes several blocks), records per
-    block, progress (and a stop) at block boundaries, the early end once every network is frozen."""
+    step, the dense grid of _harness_risk_grad, the update grid of _harness_gd_step; for Heun / RK4 the
+    watch of _harness_gd_step without update, then per stage _harness_rk_stage and the dense grid at
+    the stage points, then _harness_rk_update) in blocks planned by _harness_gd_block_end with few
+    record slots (so that a run takes several blocks), records per block, progress (and a stop) at
+    block boundaries, the early end once every network is frozen."""
 
     loops = 0
     WANT, SLOTS = 4, 3
@@ -495,11 +498,14 @@ class HarnessLoop(HarnessExtension):
     @classmethod
     def gd_loop(cls, widths, theta, *, x=None, w=None, y=None, resample=False, seed=0, n=0, spec=None, steps,
                 start_step=0, record_every=1, h=None, h_fn=None, max_abs=1e8, max_growth=1e6, frozen=None,
-                record_theta=False, progress=None, path="auto", stream=0):
+                record_theta=False, progress=None, path="auto", stream=0, method="gd", rise_tol=-1.0):
+        assert method in cuda_backend.LOOP_METHODS
         cls.loops += 1
         K, P = theta.shape
+        stages = STAGES[method]
         total = len(flows._record_indices(steps, record_every))
         state = fresh_state(K)
+        state["rose"] = np.zeros(K, np.uint8)
         rec = {"risk": [], "grad_norm": [], "energy": [], "thetas": []}
         fz = None if frozen is None else np.asarray(frozen, bool)
         evaluations, blocks, i, interrupted, done = 0, 0, 0, False, steps
@@ -510,20 +516,31 @@ class HarnessLoop(HarnessExtension):
                 if resample:
                     x = core.mc_nodes(seed, start_step + it, n, spec=spec)
                     w = np.full(n, 1.0 / n)
-                risk, grad = harness(widths, theta, x, w, None if resample else y, True, path,
-                                     spec=spec if (resample or y is None) else None)
+                kernel_spec = spec if (resample or y is None) else None
+                yy = None if resample else y
+                risk, grad = harness(widths, theta, x, w, yy, True, path, spec=kernel_spec)
                 lr = 0.0 if it == steps else (hb[it - i] if hb is not None else h[0] if len(h) == 1 else h[it])
                 record = it % record_every == 0 or it == steps
-                out = gd_step(theta, risk, grad, state=state, i=it, update=it < steps, h=lr, max_abs=max_abs,
-                              max_growth=max_growth, frozen=fz, record=record)
+                out = gd_step(theta, risk, grad, state=state, i=it, update=it < steps and stages == 1, h=lr,
+                              max_abs=max_abs, max_growth=max_growth, frozen=fz, record=record, rise_tol=rise_tol)
                 theta[...] = out["theta"]
                 state = {k: out[k] for k in state}
+                if stages > 1 and it < steps:
+                    ks = [grad]
+                    for st in range(1, stages):
+                        stage = core._harness_rk_stage(theta, ks, stage=st, h=lr, method=method, frozen=fz)
+                        ks.append(harness(widths, stage, x, w, yy, True, path, spec=kernel_spec)[1])
+                    up = core._harness_rk_update(theta, ks, state=state, i=it, h=lr, method=method,
+                                                 max_abs=max_abs, frozen=fz)
+                    theta[...] = up["theta"]
+                    state = {k: up[k] for k in state}
                 if record:
                     rec["risk"].append(out["rec_risk"])
                     rec["grad_norm"].append(out["rec_gn"])
                     rec["energy"].append(out["rec_energy"])
                     rec["thetas"].append(out["rec_theta"])
-            evaluations, blocks, i = evaluations + end - i, blocks + 1, end
+            evaluations += sum(stages if it < steps else 1 for it in range(i, end))
+            blocks, i = blocks + 1, end
             if not state["active"].any() or i > steps:
                 break
             if progress is not None and progress(i):
@@ -531,7 +548,7 @@ class HarnessLoop(HarnessExtension):
                 break
         all_frozen = not state["active"].any()
         if all_frozen and not interrupted:
-            evaluations = min(steps, int(state["stop_iter"].max(initial=0))) + 1
+            evaluations = stages * min(steps, int(state["stop_iter"].max(initial=0))) + 1
             while len(rec["risk"]) < total:
                 rec["risk"].append(state["last_risk"].copy())
                 rec["grad_norm"].append(state["last_gn"].copy())
@@ -541,7 +558,7 @@ class HarnessLoop(HarnessExtension):
         if not record_theta:
             res["thetas"] = None
         res.update(active=state["active"], reason=state["reason"], growth=state["growth"],
-                   stop_iter=state["stop_iter"], evaluations=evaluations, interrupted=interrupted,
+                   stop_iter=state["stop_iter"], risk_rose=state["rose"], evaluations=evaluations, interrupted=interrupted,
                    steps_done=done, records=len(rec["risk"]), blocks=blocks)
         return res
 

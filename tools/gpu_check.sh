@@ -30,7 +30,7 @@ stamp "built: $("$PY" -c 'import reluflow as rf; print(rf.backends())')"
 # 3a. the CUDA tests first, on their own (their result survives a suite that runs out of time):
 #    tests/test_cuda.py runs the kernels against the cpu backend and, bitwise, against their host
 #    harness; tests/test_cuda_harness.py the harness itself
-timeout 150 "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_cuda.py tests/test_cuda_harness.py \
+timeout 150 "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_cuda.py tests/test_cuda_harness.py tests/test_cuda_flow_harness.py \
   > "$OUT/tests_cuda.log" 2>&1
 stamp "cuda tests rc=$?: $(tail -1 "$OUT/tests_cuda.log")"
 grep -E "^(FAILED|ERROR)|SKIPPED|Error" "$OUT/tests_cuda.log" | head -30 | tee -a "$OUT/summary.txt"

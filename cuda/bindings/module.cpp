@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <functional>
 #include <string>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "bindings/bind_spec.h"
 #include "bindings/bind_util.h"
 #include "launchers.h"
+#include "reluflow/tableaux.h"
 
 namespace py = pybind11;
 
@@ -209,10 +211,18 @@ PYBIND11_MODULE(_cuda, m) {
          const py::object& y, bool resample, uint64_t seed, int64_t n, const py::object& spec, int64_t steps,
          int64_t start_step, int64_t record_every, const py::object& h, const py::object& h_fn, double max_abs,
          double max_growth, const py::object& frozen, bool record_theta, const py::object& progress,
-         const std::string& path, uintptr_t stream) {
+         const std::string& path, uintptr_t stream, const std::string& method, double rise_tol) {
         namespace rc = reluflow::cuda;
+        namespace tb = reluflow::tableaux;
         const reluflow::Layout lay = reluflow::make_layout(widths);
         rc::GdLoopSpec s;
+        // gradient descent is Euler's update with its own step sizes
+        if (method == "gd" || method == "euler") s.method = tb::kEuler;
+        else if (method == "heun") s.method = tb::kHeun;
+        else if (method == "rk4") s.method = tb::kRK4;
+        else throw py::value_error("method: expected 'gd', 'euler', 'heun' or 'rk4', got '" + method + "'");
+        if (!(rise_tol < 0 || std::isfinite(rise_tol))) throw py::value_error("rise_tol: expected a finite tolerance (< 0: off)");
+        s.rise_tol = rise_tol;
         s.path = parse_path(path);
         try {
           rc::resolve_dense_path(lay, s.path);
@@ -307,7 +317,7 @@ PYBIND11_MODULE(_cuda, m) {
         s.stream = stream;
         const int64_t T = rc::gd_num_records(steps, record_every);
         py::array_t<double> rr({T, K}), rg({T, K}), ren({T, K}), growth(K);
-        py::array_t<uint8_t> active(K), reason(K);
+        py::array_t<uint8_t> active(K), reason(K), rose(K);
         py::array_t<int64_t> stop(K);
         py::array thetas = record_theta ? py::array(f32 ? py::dtype::of<float>() : py::dtype::of<double>(),
                                                     std::vector<int64_t>{T, K, P})
@@ -321,6 +331,7 @@ PYBIND11_MODULE(_cuda, m) {
         o.reason = reason.mutable_data();
         o.growth = growth.mutable_data();
         o.stop_iter = stop.mutable_data();
+        o.rose = rose.mutable_data();
         {
           py::gil_scoped_release release;
           rc::gd_loop(s, o);
@@ -335,6 +346,7 @@ PYBIND11_MODULE(_cuda, m) {
         res["reason"] = reason;
         res["growth"] = growth;
         res["stop_iter"] = stop;
+        res["risk_rose"] = rose;
         res["evaluations"] = o.evaluations;
         res["interrupted"] = o.interrupted;
         res["steps_done"] = o.steps_done;
@@ -347,13 +359,15 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("spec") = py::none(), py::arg("steps"), py::arg("start_step") = 0, py::arg("record_every") = 1,
       py::arg("h") = py::none(), py::arg("h_fn") = py::none(), py::arg("max_abs") = 1e8, py::arg("max_growth") = 1e6,
       py::arg("frozen") = py::none(), py::arg("record_theta") = false, py::arg("progress") = py::none(),
-      py::arg("path") = "auto", py::arg("stream") = 0,
-      "Gradient descent / SGD of K networks with the whole loop on the GPU (cuda/src/gd_loop.cu), theta\n"
+      py::arg("path") = "auto", py::arg("stream") = 0, py::arg("method") = "gd", py::arg("rise_tol") = -1.0,
+      "Gradient descent / SGD (method='gd') or the fixed-step gradient flow (method 'euler', 'heun', 'rk4';\n"
+      "h: (1,) the step dt) of K networks with the whole loop on the GPU (cuda/src/gd_loop.cu), theta\n"
       "(K, P) float32/float64 device array updated in place. Nodes: fixed device arrays x (N, d), w (N,),\n"
       "y (N, out) (y None: the target of spec= evaluated in the kernel), or resample=True: n Monte-Carlo\n"
       "nodes per step from Philox (seed, step) of spec's input distribution, drawn on the device. h: (1,)\n"
       "or (steps,) step sizes, or h_fn(first, count) -> (count,) asked once per block (a callable\n"
       "schedule). Returns a dict: risk/grad_norm/energy records (T, K) (cut to the records written),\n"
-      "thetas (T, K, P) or None, active, reason (tableaux::StopReason), growth, stop_iter (K,),\n"
-      "evaluations, interrupted, steps_done, records, blocks (host synchronizations).");
+      "thetas (T, K, P) or None, active, reason (tableaux::StopReason), growth, stop_iter, risk_rose (K,),\n"
+      "evaluations (dense evaluations, stages included), interrupted, steps_done, records, blocks (host\n"
+      "synchronizations). rise_tol >= 0: risk_rose flags a risk above the previous step's x (1 + rise_tol).");
 }

@@ -1,5 +1,6 @@
-// Gradient descent / SGD with the whole loop on the device (issue 13): flow_cpu.cpp's GD loop with
-// every step queued on one stream, no host synchronization inside a block of iterations.
+// Gradient descent / SGD and the fixed-step gradient flows (Euler, Heun, RK4) with the whole loop on
+// the device (issue 13): flow_cpu.cpp's loop with every step queued on one stream, no host
+// synchronization inside a block of iterations.
 //
 // Per local iteration i (0..steps; the last only evaluates and records):
 //   1. resampling: the Monte-Carlo nodes of step start_step + i by mc_nodes_kernel (sampling.cu:
@@ -8,6 +9,10 @@
 //      in the kernel unless fixed y is given);
 //   3. gd_step_kernel: one block per network, the phases of reluflow/gd_step.h (watch, records, update
 //      with the frozen mask, divergence tests); h_i is a kernel argument (no lr array on the device).
+//      Gradient descent and Euler are this update. Heun / RK4: the kernel only watches and records
+//      (update = false), then per stage s = 1..stages-1 rk_stage_kernel (the stage points of every
+//      network) and the dense gradient there (the same nodes), then rk_update_kernel (one block per
+//      network still active: reluflow/rk_step.h).
 // Records go to slots of one device buffer (a header with `active`, then per recorded iteration the
 // risk, |G| and energy (K,) each and, with record_theta, theta (K, P)); at the end of a block one
 // cudaMemcpyAsync copies header + slots into pinned memory and one stream synchronization waits for
@@ -26,6 +31,7 @@
 
 #include "launchers.h"
 #include "reluflow/gd_step.h"
+#include "reluflow/rk_step.h"
 
 namespace reluflow::cuda {
 namespace {
@@ -36,10 +42,10 @@ void check(cudaError_t err, const char* what) {
 
 // ---- the update kernel: grid (K), gd::kThreads threads per block -------------------------------------
 
-__device__ __forceinline__ void block_tree(double* sh) {
+__device__ __forceinline__ void block_tree(double* sh, int width = gd::kWidth) {
   __syncthreads();
   for (int s = gd::kThreads / 2; s > 0; s >>= 1) {
-    grid::tree_step(sh, gd::kWidth, threadIdx.x, s);
+    grid::tree_step(sh, width, threadIdx.x, s);
     __syncthreads();
   }
 }
@@ -60,6 +66,33 @@ __global__ void __launch_bounds__(gd::kThreads) gd_step_kernel(gd::StepArgs<T> a
   if (t == 0) go = gd::accept_block(a, k, sh);
   __syncthreads();
   if (go) gd::store_thread(a, k, t);
+}
+
+// ---- the Heun / RK4 kernels: stage points (one thread per entry), update (grid (K), rk::kThreads) ------
+
+constexpr int kStageThreads = 256;
+
+template <class T>
+__global__ void __launch_bounds__(kStageThreads) rk_stage_kernel(rk::RkArgs<T> a, int s) {
+  const int64_t n = a.K * a.P;
+  for (int64_t e = int64_t(blockIdx.x) * kStageThreads + threadIdx.x; e < n; e += int64_t(gridDim.x) * kStageThreads)
+    rk::stage_entry(a, s, e);
+}
+
+template <class T>
+__global__ void __launch_bounds__(rk::kThreads) rk_update_kernel(rk::RkArgs<T> a) {
+  __shared__ double sh[rk::kThreads * rk::kWidth];
+  __shared__ int go;
+  const int64_t k = blockIdx.x;
+  const int t = threadIdx.x;
+  // written by this step's watch (gd_step_kernel, an earlier launch); uniform over the block, and
+  // read by every thread before block_tree's first barrier, after which thread 0 may clear it
+  if (!a.st.active[k]) return;
+  rk::test_thread(a, k, t, sh + t * rk::kWidth);
+  block_tree(sh, rk::kWidth);
+  if (t == 0) go = rk::accept_block(a, k, sh);
+  __syncthreads();
+  if (go) rk::store_thread(a, k, t);
 }
 
 // ---- memory ------------------------------------------------------------------------------------------
@@ -144,15 +177,20 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
     p.y = nullptr;
     p.N = s.n;
   }
-  DeviceMem risk{size_t(K) * 8}, grad{size_t(K * P) * 8};
+  // k_0 (the gradient at theta_i) then the stages' k_s (Heun / RK4), (K, P) each; the stage points
+  const tableaux::FixedTableau tab = tableaux::fixed_tableau(s.method);
+  const int stages = tab.stages;
+  DeviceMem risk{size_t(K) * 8}, ks{size_t(stages) * size_t(K * P) * 8};
+  DeviceMem stage_theta{stages > 1 ? size_t(K * P) * sizeof(T) : 0};
   DeviceMem frozen{s.frozen ? size_t(P) : 0};
   if (s.frozen) check(cudaMemcpy(frozen.ptr, s.frozen, size_t(P), cudaMemcpyHostToDevice), "cudaMemcpy");
 
   // per-network state
-  DeviceMem active{size_t(K)}, reason{size_t(K)}, stop{size_t(K) * 8};
+  DeviceMem active{size_t(K)}, reason{size_t(K)}, stop{size_t(K) * 8}, rose{size_t(K)};
   DeviceMem f64s{size_t(K) * 8 * 5};  // growth, risk0, last_risk, last_gn, energy
   upload(active.as<uint8_t>(), std::vector<uint8_t>(size_t(K), 1));
   upload(reason.as<uint8_t>(), std::vector<uint8_t>(size_t(K), 0));
+  upload(rose.as<uint8_t>(), std::vector<uint8_t>(size_t(K), 0));
   upload(stop.as<int64_t>(), std::vector<int64_t>(size_t(K), -1));
   {
     std::vector<double> init(size_t(K) * 5, NAN);
@@ -161,7 +199,8 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
     upload(f64s.as<double>(), init);
   }
   gd::State state{active.as<uint8_t>(), reason.as<uint8_t>(), f64s.as<double>(),        f64s.as<double>() + K,
-                  f64s.as<double>() + 2 * K, f64s.as<double>() + 3 * K, f64s.as<double>() + 4 * K, stop.as<int64_t>()};
+                  f64s.as<double>() + 2 * K, f64s.as<double>() + 3 * K, f64s.as<double>() + 4 * K, stop.as<int64_t>(),
+                  s.rise_tol >= 0 ? rose.as<uint8_t>() : nullptr};
 
   // record slots: [active (K bytes) | slot 0 | slot 1 | ...], a slot = risk, |G|, energy (K doubles
   // each) then theta (K, P) with record_theta
@@ -178,11 +217,26 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
   a.P = P;
   a.max_abs = s.max_abs;
   a.max_growth = s.max_growth;
+  a.rise_tol = s.rise_tol;
   a.frozen = frozen.as<uint8_t>();
   a.theta = static_cast<T*>(const_cast<void*>(s.prob.theta));
   a.risk = risk.as<double>();
-  a.grad = grad.as<double>();
+  a.grad = ks.as<double>();
   a.st = state;
+  rk::RkArgs<T> rka;
+  rka.K = K;
+  rka.P = P;
+  rka.method = s.method;
+  rka.max_abs = s.max_abs;
+  rka.frozen = a.frozen;
+  rka.theta = a.theta;
+  for (int j = 0; j < stages; ++j) rka.k[j] = ks.as<double>() + size_t(j) * size_t(K * P);
+  rka.stage_theta = stage_theta.as<T>();
+  rka.st = state;
+  DenseDevice ps = p;  // the problem at the stage points (the same nodes: those of the step)
+  ps.theta = stage_theta.ptr;
+  const unsigned stage_blocks =
+      static_cast<unsigned>(std::min<int64_t>((K * P + kStageThreads - 1) / kStageThreads, int64_t(1) << 20));
 
   std::vector<double> hblock;
   using clock = std::chrono::steady_clock;
@@ -201,10 +255,12 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
     for (int64_t it = i; it < i1; ++it) {
       if (s.resample)
         mc_nodes_device(s.seed, static_cast<uint32_t>(s.start_step + it), s.n, dist->dist(), xs.as<double>(), s.stream);
-      risk_and_grad_dense(p, s.path, risk.as<double>(), grad.as<double>(), s.stream);
+      risk_and_grad_dense(p, s.path, risk.as<double>(), ks.as<double>(), s.stream);
+      const bool update = it < steps;
+      const double h = !update ? 0.0 : s.h_fill ? hblock[size_t(it - i)] : s.h_len == 1 ? s.h[0] : s.h[it];
       a.i = it;
-      a.update = it < steps;
-      a.h = !a.update ? 0.0 : s.h_fill ? hblock[size_t(it - i)] : s.h_len == 1 ? s.h[0] : s.h[it];
+      a.update = update && stages == 1;  // Heun / RK4: the watch and the records only
+      a.h = h;
       if (gd::is_record(it, steps, re)) {
         char* sl = rd + head + size_t(nrec++) * slot;
         a.rec_risk = reinterpret_cast<double*>(sl);
@@ -217,6 +273,19 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
       }
       if (K > 0) gd_step_kernel<T><<<static_cast<unsigned>(K), gd::kThreads, 0, st>>>(a);
       check(cudaGetLastError(), "gd_step_kernel");
+      if (stages > 1 && update && K > 0) {
+        rka.i = it;
+        rka.h = h;
+        for (int j = 1; j < stages; ++j) {
+          if (P > 0) rk_stage_kernel<T><<<stage_blocks, kStageThreads, 0, st>>>(rka, j);
+          check(cudaGetLastError(), "rk_stage_kernel");
+          // the stage's risk is not used: written over `risk`, already read by this step's watch
+          risk_and_grad_dense(ps, s.path, risk.as<double>(), const_cast<double*>(rka.k[j]), s.stream);
+        }
+        rk_update_kernel<T><<<static_cast<unsigned>(K), rk::kThreads, 0, st>>>(rka);
+        check(cudaGetLastError(), "rk_update_kernel");
+      }
+      out.evaluations += update ? stages : 1;
     }
     // the block's records and the active flags: one copy, one synchronization
     check(cudaMemcpyAsync(rd, active.ptr, size_t(K), cudaMemcpyDeviceToDevice, st), "cudaMemcpyAsync");
@@ -233,7 +302,6 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
     }
     std::memcpy(act.data(), rh, size_t(K));
     const int64_t iters = i1 - i;
-    out.evaluations += iters;
     ++out.blocks;
     i = i1;
     all_frozen = std::none_of(act.begin(), act.end(), [](uint8_t v) { return v != 0; });
@@ -256,13 +324,15 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
   std::vector<double> fin(size_t(K) * 5);
   check(cudaMemcpy(fin.data(), f64s.ptr, fin.size() * 8, cudaMemcpyDeviceToHost), "cudaMemcpy");
   std::copy(fin.begin(), fin.begin() + K, out.growth);
+  if (out.rose) check(cudaMemcpy(out.rose, rose.ptr, size_t(K), cudaMemcpyDeviceToHost), "cudaMemcpy");
   if (!out.interrupted) {
     out.steps_done = steps;
     if (all_frozen) {
-      // the CPU loop stops at the first iteration whose watch sees no network running; the records
-      // after it repeat the last state (as flow_cpu.cpp's fill)
+      // the CPU loop stops at the first iteration whose watch sees no network running (each earlier
+      // iteration evaluated `stages` times); the records after it repeat the last state (as
+      // flow_cpu.cpp's fill)
       const int64_t last = K > 0 ? *std::max_element(out.stop_iter, out.stop_iter + K) : 0;
-      out.evaluations = std::min(steps, last) + 1;
+      out.evaluations = stages * std::min(steps, last) + 1;
       std::vector<char> th(s.record_theta ? size_t(K * P) * sizeof(T) : 0);
       if (s.record_theta) check(cudaMemcpy(th.data(), s.prob.theta, th.size(), cudaMemcpyDeviceToHost), "cudaMemcpy");
       for (; rec < total_rec; ++rec) {
@@ -289,6 +359,8 @@ void gd_loop(const GdLoopSpec& s, GdLoopOut& out) {
     throw std::invalid_argument("start_step: step indices must lie in [0, 2**32)");
   if (!s.h_fill && !(s.h && (s.h_len == 1 || s.h_len >= s.steps)))
     throw std::invalid_argument("h: expected one step size (length 1) or one per step");
+  if (s.method != tableaux::kEuler && s.method != tableaux::kHeun && s.method != tableaux::kRK4)
+    throw std::invalid_argument("method: expected tableaux::kEuler, kHeun or kRK4");
   if (s.resample && (s.n < 1 || s.n > (int64_t(1) << 32)))
     throw std::invalid_argument("n: expected a number of samples in [1, 2**32]");
   resolve_dense_path(s.prob.lay, s.path);

@@ -78,12 +78,13 @@ DensePath resolve_dense_path(const Layout& lay, DensePath path);
 // Deterministic: the same bits on every run and for any K (reluflow/risk_grad_grid.h).
 void risk_and_grad_dense(const DenseDevice& p, DensePath path, double* risk, double* grad, uintptr_t stream);
 
-// ---- gradient descent / SGD with the whole loop on the device (gd_loop.cu) ------------------------
-// Local iterations i = 0..steps of flow_cpu.cpp's GD loop: the nodes of step start_step + i (drawn
+// ---- gradient descent / SGD and the fixed-step flows with the whole loop on the device (gd_loop.cu) --
+// Local iterations i = 0..steps of flow_cpu.cpp's loop: the nodes of step start_step + i (drawn
 // on the device when resampling), the dense risk/gradient, then one update kernel (the watch, the
-// records and theta -= h_i G: reluflow/gd_step.h), with no host synchronization inside a block of
-// iterations; records come back once per block (one copy into pinned memory), where progress and
-// Ctrl-C are checked.
+// records and theta -= h_i G: reluflow/gd_step.h) or, for Heun / RK4, the watch, then per stage a
+// stage-point kernel and the dense gradient there, then the update kernel (reluflow/rk_step.h), with
+// no host synchronization inside a block of iterations; records come back once per block (one copy
+// into pinned memory), where progress and Ctrl-C are checked.
 struct GdLoopSpec {
   // the problem: prob.theta is the (K, P) DEVICE array updated in place; prob.x / w / y: the fixed
   // nodes on the device (y may be null: the target evaluated in the kernel), unused when resampling;
@@ -104,6 +105,12 @@ struct GdLoopSpec {
   int64_t h_len = 0;
   std::function<void(int64_t, int64_t, double*)> h_fill;
   double max_abs = 1e8, max_growth = 1e6;
+  // the method (tableaux::FixedMethod): gradient descent is kEuler (the same update) with its step
+  // sizes; Heun / RK4 take several stages per step (evaluated on the nodes of the step)
+  int method = 0;
+  // >= 0 (the deterministic flows): flag a network whose risk rises from a step to the next by more
+  // than this relative amount (GdLoopOut::rose), as flow_cpu.cpp; < 0: not watched
+  double rise_tol = -1.0;
   const uint8_t* frozen = nullptr;  // HOST (P,) or null
   bool record_theta = false;
   // called with the steps done after every block (about every 0.25 s) and after the last step; true
@@ -122,7 +129,9 @@ struct GdLoopOut {
   uint8_t* reason = nullptr;     // (K,) tableaux::StopReason
   double* growth = nullptr;      // (K,)
   int64_t* stop_iter = nullptr;  // (K,) first local iteration that saw the network frozen, -1: never
-  int64_t evaluations = 0;       // the CPU loop's count (it stops once every network is frozen)
+  uint8_t* rose = nullptr;       // (K,) or null: the risk rose (spec.rise_tol)
+  int64_t evaluations = 0;       // the CPU loop's count of dense evaluations (stages included; it stops
+                                 // once every network is frozen)
   int64_t steps_done = 0, records = 0, blocks = 0;
   bool interrupted = false;
 };

@@ -466,8 +466,9 @@ def _native_plan(plan: Plan) -> Plan | None:
 
 
 def _device_plan(plan: Plan) -> Plan | None:
-    """``plan`` when gradient descent runs with the whole loop on the device (``Plan.loop == "CUDA"``),
-    else None (tests patch it, with :func:`_native_plan`, to judge the loop against the Python driver)."""
+    """``plan`` when gradient descent or a fixed-step flow (euler, heun, rk4; not normalized) runs with
+    the whole loop on the device (``Plan.loop == "CUDA"``), else None (tests patch it, with
+    :func:`_native_plan`, to judge the loop against the Python driver)."""
     return plan if plan.loop == "CUDA" else None
 
 
@@ -788,19 +789,28 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
     _check_steps("t_end, dt", n_steps)
     # the energy identity is checked where the field is deterministic (a resampled risk moves anyway)
     rise_tol = -1.0 if estimator.stochastic else _rise_tol(theta)
-    native = _native_plan(field_.plan)
+    native = _native_plan(field_.plan) or (None if normalized else _device_plan(field_.plan))
     if native is not None:
         t0 = time.perf_counter()
-        res = cpu_backend.flow_run(native, prob.spec, theta, method, n_steps, 0, rec_stride, np.array([h]),
-                                   max_abs, normalized, _progress_hook(_Progress(n_steps, progress)), record_theta,
-                                   max_growth, rise_tol, frozen=field_.frozen)
+        hook = _progress_hook(_Progress(n_steps, progress))
+        device = {}
+        if native.loop == "CUDA":
+            res = cuda_backend.gd_run(native, prob.spec, theta, n_steps, 0, rec_stride, {"h": np.array([h])}, max_abs,
+                                      max_growth, hook, record_theta, frozen=field_.frozen, method=method,
+                                      rise_tol=rise_tol)
+            res["theta"] = np.array(to_host(res["theta"]), copy=True)
+            device = {"blocks": int(res["blocks"]), "stop_step": res["stop_iter"]}
+        else:
+            res = cpu_backend.flow_run(native, prob.spec, theta, method, n_steps, 0, rec_stride, np.array([h]),
+                                       max_abs, normalized, hook, record_theta, max_growth, rise_tol,
+                                       frozen=field_.frozen)
         rec = _record_indices(n_steps, rec_stride)[:res["records"]]
         done = int(res["steps_done"])
         return _finish_like(field_.like, prob, res["theta"], list(rec * h), list(res["risk"]), list(res["grad_norm"]),
                        list(res["energy"]), _recorded(res), record_theta, res["active"].astype(bool),
                        np.full(theta.shape[0], done), np.zeros(theta.shape[0], dtype=np.int64), None,
-                       method, done, t0, {"dt": h, "evaluations": int(res["evaluations"]), "loop": "C++",
-                                          "estimator": repr(estimator)},
+                       method, done, t0, {"dt": h, "evaluations": int(res["evaluations"]), "loop": native.loop,
+                                          "estimator": repr(estimator), **device},
                        reason=res["reason"], growth=res["growth"], risk_rose=res["risk_rose"],
                        interrupted=_flow_interrupted(res["interrupted"], done, n_steps, h))
     A, B = _TABLEAUX[method]

@@ -22,9 +22,10 @@ Routes
 ``Exact()`` elsewhere in 1-D plans as ``Quadrature()`` (exact to rounding there) and is refused
 otherwise.
 
-Loops: ``"C++"`` (the whole integrator loop in ``_core``, GIL released), ``"CUDA"`` (gradient descent
-and SGD with the whole loop on the device, ``_cuda.gd_loop``: cuda backend, dense route; the flows keep
-the Python driver there for now) or ``"Python"`` (the reference driver in ``reluflow.flows`` around
+Loops: ``"C++"`` (the whole integrator loop in ``_core``, GIL released), ``"CUDA"`` (gradient descent,
+SGD and the fixed-step flows euler/heun/rk4 with the whole loop on the device, ``_cuda.gd_loop``: cuda
+backend, dense route; dopri5, rosenbrock and normalized runs keep the Python driver there for now) or
+``"Python"`` (the reference driver in ``reluflow.flows`` around
 ``Problem.risk_and_grad``).
 """
 from __future__ import annotations
@@ -260,8 +261,9 @@ def plan(spec: ProblemSpec, estimator: Estimator, backend: str, dtype=np.float64
     loop = "C++" if backend == "cpu" and source is not None else "Python"
     if backend == "cuda" and route == "dense" and (source == "fixed" or _kernel_target(spec)):
         loop = "CUDA"
-        why.append("integrators: the whole loop on the device (gradient descent / SGD: nodes, kernels, update "
-                   "and divergence watch queued on one stream, records copied back in blocks)")
+        why.append("integrators: the whole loop on the device (gradient descent / SGD and the flows euler, heun, "
+                   "rk4: nodes, kernels, stages, update and divergence watch queued on one stream, records copied "
+                   "back in blocks; dopri5, rosenbrock and normalized runs keep the Python driver)")
     elif loop == "Python":
         why.append("integrators: the Python driver around risk_and_grad" + (
             "" if backend != "cpu" else " (this route has no C++ loop)"))

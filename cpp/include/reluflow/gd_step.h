@@ -9,7 +9,8 @@
 //   r = T(risk_k) (theta's dtype); at i == 0 r is the run's starting risk r0;
 //   risk_reason(r, r0, max_growth): not finite -> frozen (records keep the last finite risk);
 //   a non-finite G with a finite risk -> frozen for kGradNotFinite (records unchanged);
-//   else the records' last risk and |G| become r and |G|; a risk above max_growth r0 -> frozen
+//   else (rise_tol >= 0, i > 0: the flows' energy identity) rose = 1 when r > last risk (1 + rise_tol),
+//   then the records' last risk and |G| become r and |G|; a risk above max_growth r0 -> frozen
 //   (kRiskGrew, growth = r / r0);
 // then, unless i == steps (the last state is only evaluated), the update of a running network:
 //   new_q = theta_q - T(h) * G_q (in T, no FMA: --fmad=false / -ffp-contract=off, as numpy's
@@ -47,6 +48,7 @@ struct State {
   double* last_gn = nullptr;   // and the last |G|
   double* energy = nullptr;    // sum of h |G|^2 over the accepted steps
   int64_t* stop_iter = nullptr;
+  uint8_t* rose = nullptr;     // the risk rose from an iteration to the next (null: not watched)
 };
 
 // One step for K networks: theta (K, P) in/out; risk (K,), grad (K, P) of theta_i; record slot pointers
@@ -59,6 +61,7 @@ struct StepArgs {
   bool update = true;   // i < steps
   double h = 0.0;       // lr of this step
   double max_abs = 1e8, max_growth = 1e6;
+  double rise_tol = -1.0;  // >= 0: flag a rise of the risk beyond this relative amount (st.rose)
   const uint8_t* frozen = nullptr;  // (P,) or null
   T* theta = nullptr;
   const double* risk = nullptr;
@@ -104,6 +107,7 @@ RF_HD bool watch_block(const StepArgs<T>& a, int64_t k, const double* sh) {
     if (why != tableaux::kRiskNotFinite) {
       if (sh[1] > 0) why = tableaux::kGradNotFinite;
       if (why != tableaux::kGradNotFinite) {
+        if (s.rose && a.rise_tol >= 0 && a.i > 0 && r > s.last_risk[k] * (1.0 + a.rise_tol)) s.rose[k] = 1;
         s.last_risk[k] = r;
         s.last_gn[k] = sqrt(sh[0]);
       }

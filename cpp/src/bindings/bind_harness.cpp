@@ -1,5 +1,6 @@
 // Bindings of the test-only host harnesses of the CUDA kernels: the dense grid (cpu/grid_harness.h,
-// _core._harness_risk_grad) and the GD update (cpu/gd_harness.h, _core._harness_gd_step). Argument
+// _core._harness_risk_grad), the GD update (cpu/gd_harness.h, _core._harness_gd_step) and the Heun /
+// RK4 stage and update (_core._harness_rk_stage, _harness_rk_update). Argument
 // checks only; the grids run in grid_harness.cpp and gd_harness.cpp.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -41,44 +42,96 @@ void check_shape(const py::array& a, const char* name, std::vector<int64_t> shap
   if (!ok) throw std::invalid_argument(std::string(name) + ": expected shape " + what + ", got " + shape_str(a));
 }
 
+using u8_array = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
+using i64_array = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+
+// Copies of a harness's per-network state dict (K,) arrays: active, reason (uint8), growth, risk0,
+// last_risk, last_gn, energy (float64), stop_iter (int64) and, when present, rose (uint8).
+struct HarnessState {
+  u8_array active, reason, rose;
+  f64_array growth, risk0, last_risk, last_gn, energy;
+  i64_array stop;
+  bool has_rose = false;
+
+  HarnessState(const py::dict& state, int64_t K) {
+    auto copy = [&](const char* key) {
+      if (!state.contains(key)) throw std::invalid_argument(std::string("state: missing '") + key + "'");
+      return py::array(state[key]).attr("copy")();
+    };
+    auto f64 = [&](const char* key) {
+      f64_array a = take_f64(copy(key), key);
+      check_shape(a, key, {K}, "(K,)");
+      return a;
+    };
+    auto u8 = [&](const char* key) {
+      u8_array a = u8_array::ensure(copy(key));
+      if (!a) throw std::invalid_argument(std::string(key) + ": expected an array of flags");
+      check_shape(a, key, {K}, "(K,)");
+      return a;
+    };
+    stop = i64_array::ensure(copy("stop_iter"));
+    if (!stop) throw std::invalid_argument("stop_iter: expected an array of integers");
+    check_shape(stop, "stop_iter", {K}, "(K,)");
+    active = u8("active");
+    reason = u8("reason");
+    growth = f64("growth");
+    risk0 = f64("risk0");
+    last_risk = f64("last_risk");
+    last_gn = f64("last_gn");
+    energy = f64("energy");
+    has_rose = state.contains("rose");
+    if (has_rose) rose = u8("rose");
+  }
+
+  gd::State view() {
+    return gd::State{active.mutable_data(),    reason.mutable_data(),  growth.mutable_data(),
+                     risk0.mutable_data(),     last_risk.mutable_data(), last_gn.mutable_data(),
+                     energy.mutable_data(),    stop.mutable_data(),    has_rose ? rose.mutable_data() : nullptr};
+  }
+
+  void into(py::dict& out) const {
+    out["active"] = active;
+    out["reason"] = reason;
+    out["growth"] = growth;
+    out["risk0"] = risk0;
+    out["last_risk"] = last_risk;
+    out["last_gn"] = last_gn;
+    out["energy"] = energy;
+    out["stop_iter"] = stop;
+    if (has_rose) out["rose"] = rose;
+  }
+};
+
+// A (P,) frozen mask or none (kept alive by `keep`).
+const uint8_t* frozen_mask(const py::object& frozen_in, int64_t P, u8_array& keep) {
+  if (frozen_in.is_none()) return nullptr;
+  keep = u8_array::ensure(frozen_in);
+  if (!keep) throw std::invalid_argument("frozen: expected a (P,) mask");
+  check_shape(keep, "frozen", {P}, "(P,)");
+  return keep.data();
+}
+
+// A copy of theta in its dtype T.
+template <class T>
+py::array_t<T, py::array::c_style | py::array::forcecast> theta_copy(const py::array& theta_in) {
+  using arr_t = py::array_t<T, py::array::c_style | py::array::forcecast>;
+  return arr_t(py::array(arr_t::ensure(theta_in)).attr("copy")());
+}
+
 // The GD step harness in theta's dtype T: copies of every array in, the new ones out (a dict).
 template <class T>
 py::dict gd_step_typed(const py::array& theta_in, const f64_array& risk, const f64_array& grad, const py::dict& state,
                        const py::object& frozen_in, int64_t i, bool update, double h, double max_abs, double max_growth,
-                       bool record) {
-  using arr_t = py::array_t<T, py::array::c_style | py::array::forcecast>;
+                       double rise_tol, bool record) {
   const int64_t K = theta_in.shape(0), P = theta_in.shape(1);
-  arr_t theta(arr_t::ensure(theta_in));
-  theta = arr_t(py::array(theta).attr("copy")());
+  auto theta = theta_copy<T>(theta_in);
   check_shape(risk, "risk", {K}, "(K,)");
   check_shape(grad, "grad", {K, P}, "(K, P)");
-  auto f64 = [&](const char* key) {
-    if (!state.contains(key)) throw std::invalid_argument(std::string("state: missing '") + key + "'");
-    f64_array a = take_f64(py::array(state[key]).attr("copy")(), key);
-    check_shape(a, key, {K}, "(K,)");
-    return a;
-  };
-  auto u8 = [&](const char* key) {
-    using u8_array = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
-    if (!state.contains(key)) throw std::invalid_argument(std::string("state: missing '") + key + "'");
-    u8_array a = u8_array::ensure(py::array(state[key]).attr("copy")());
-    check_shape(a, key, {K}, "(K,)");
-    return a;
-  };
-  using i64_array = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
-  if (!state.contains("stop_iter")) throw std::invalid_argument("state: missing 'stop_iter'");
-  i64_array stop = i64_array::ensure(py::array(state["stop_iter"]).attr("copy")());
-  check_shape(stop, "stop_iter", {K}, "(K,)");
-  auto active = u8("active"), reason = u8("reason");
-  auto growth = f64("growth"), risk0 = f64("risk0"), last_risk = f64("last_risk"), last_gn = f64("last_gn"),
-       energy = f64("energy");
-  py::array_t<uint8_t, py::array::c_style | py::array::forcecast> frozen;
+  HarnessState hs(state, K);
+  if (rise_tol >= 0 && !hs.has_rose) throw std::invalid_argument("state: missing 'rose' (needed with rise_tol >= 0)");
+  u8_array frozen;
   gd::StepArgs<T> a;
-  if (!frozen_in.is_none()) {
-    frozen = decltype(frozen)::ensure(frozen_in);
-    check_shape(frozen, "frozen", {P}, "(P,)");
-    a.frozen = frozen.data();
-  }
+  a.frozen = frozen_mask(frozen_in, P, frozen);
   a.K = K;
   a.P = P;
   a.i = i;
@@ -86,11 +139,11 @@ py::dict gd_step_typed(const py::array& theta_in, const f64_array& risk, const f
   a.h = h;
   a.max_abs = max_abs;
   a.max_growth = max_growth;
+  a.rise_tol = rise_tol;
   a.theta = theta.mutable_data();
   a.risk = risk.data();
   a.grad = grad.data();
-  a.st = gd::State{active.mutable_data(), reason.mutable_data(), growth.mutable_data(), risk0.mutable_data(),
-                   last_risk.mutable_data(), last_gn.mutable_data(), energy.mutable_data(), stop.mutable_data()};
+  a.st = hs.view();
   py::array_t<double> rr(K), rg(K), re(K);
   py::array_t<T> rt({K, P});
   if (record) {
@@ -102,19 +155,87 @@ py::dict gd_step_typed(const py::array& theta_in, const f64_array& risk, const f
   gd_step_host<T>(a);
   py::dict out;
   out["theta"] = theta;
-  out["active"] = active;
-  out["reason"] = reason;
-  out["growth"] = growth;
-  out["risk0"] = risk0;
-  out["last_risk"] = last_risk;
-  out["last_gn"] = last_gn;
-  out["energy"] = energy;
-  out["stop_iter"] = stop;
+  hs.into(out);
   out["rec_risk"] = record ? py::object(rr) : py::none();
   out["rec_gn"] = record ? py::object(rg) : py::none();
   out["rec_energy"] = record ? py::object(re) : py::none();
   out["rec_theta"] = record ? py::object(rt) : py::none();
   return out;
+}
+
+int parse_method(const std::string& m) {
+  if (m == "euler") return tableaux::kEuler;
+  if (m == "heun") return tableaux::kHeun;
+  if (m == "rk4") return tableaux::kRK4;
+  throw std::invalid_argument("method: expected 'euler', 'heun' or 'rk4', got '" + m + "'");
+}
+
+// The stage values ks: a sequence of at least `need` (K, P) float64 arrays (kept alive by `keep`).
+template <class T>
+void stage_values(rk::RkArgs<T>& a, const py::sequence& ks, size_t need, std::vector<f64_array>& keep) {
+  if (py::len(ks) < need || py::len(ks) > static_cast<size_t>(rk::kMaxStages))
+    throw std::invalid_argument("ks: expected " + std::to_string(need) + " to " + std::to_string(rk::kMaxStages) +
+                                " (K, P) stage values, got " + std::to_string(py::len(ks)));
+  for (size_t s = 0; s < py::len(ks); ++s) {
+    keep.push_back(take_f64(py::array(ks[s]), "ks"));
+    check_shape(keep.back(), "ks", {a.K, a.P}, "(K, P) per stage");
+    a.k[s] = keep.back().data();
+  }
+}
+
+template <class T>
+py::array rk_stage_typed(const py::array& theta_in, const py::sequence& ks, int stage, double h, int method,
+                         const py::object& frozen_in) {
+  const tableaux::FixedTableau tab = tableaux::fixed_tableau(method);
+  if (stage < 1 || stage >= tab.stages)
+    throw std::invalid_argument("stage: expected 1.." + std::to_string(tab.stages - 1) + " for this method, got " +
+                                std::to_string(stage));
+  auto theta = theta_copy<T>(theta_in);
+  rk::RkArgs<T> a;
+  a.K = theta_in.shape(0);
+  a.P = theta_in.shape(1);
+  a.method = method;
+  a.h = h;
+  a.theta = theta.mutable_data();
+  u8_array frozen;
+  a.frozen = frozen_mask(frozen_in, a.P, frozen);
+  std::vector<f64_array> keep;
+  stage_values(a, ks, static_cast<size_t>(stage), keep);
+  py::array_t<T> out({a.K, a.P});
+  a.stage_theta = out.mutable_data();
+  rk_stage_host<T>(a, stage);
+  return out;
+}
+
+template <class T>
+py::dict rk_update_typed(const py::array& theta_in, const py::sequence& ks, const py::dict& state, int64_t i, double h,
+                         int method, double max_abs, const py::object& frozen_in) {
+  auto theta = theta_copy<T>(theta_in);
+  rk::RkArgs<T> a;
+  a.K = theta_in.shape(0);
+  a.P = theta_in.shape(1);
+  a.method = method;
+  a.i = i;
+  a.h = h;
+  a.max_abs = max_abs;
+  a.theta = theta.mutable_data();
+  u8_array frozen;
+  a.frozen = frozen_mask(frozen_in, a.P, frozen);
+  std::vector<f64_array> keep;
+  stage_values(a, ks, static_cast<size_t>(tableaux::fixed_tableau(method).stages), keep);
+  HarnessState hs(state, a.K);
+  a.st = hs.view();
+  rk_update_host<T>(a);
+  py::dict out;
+  out["theta"] = theta;
+  hs.into(out);
+  return out;
+}
+
+template <class F32, class F64>
+auto by_dtype(const py::array& theta_in, F32 f32, F64 f64) {
+  if (theta_in.ndim() != 2) throw std::invalid_argument("theta: expected shape (K, P), got " + shape_str(theta_in));
+  return dispatch_float(theta_in, f32, f64, f64);
 }
 
 }  // namespace
@@ -174,24 +295,55 @@ void bind_harness(py::module_& m) {
   m.def(
       "_harness_gd_step",
       [](const py::array& theta_in, const py::array& risk_in, const py::array& grad_in, const py::dict& state,
-         int64_t i, bool update, double h, double max_abs, double max_growth, const py::object& frozen, bool record) {
+         int64_t i, bool update, double h, double max_abs, double max_growth, const py::object& frozen, bool record,
+         double rise_tol) {
         if (theta_in.ndim() != 2) throw std::invalid_argument("theta: expected shape (K, P), got " + shape_str(theta_in));
         const f64_array risk = take_f64(risk_in, "risk"), grad = take_f64(grad_in, "grad");
-        return dispatch_float(
+        return by_dtype(
             theta_in,
-            [&] { return gd_step_typed<float>(theta_in, risk, grad, state, frozen, i, update, h, max_abs, max_growth, record); },
-            [&] { return gd_step_typed<double>(theta_in, risk, grad, state, frozen, i, update, h, max_abs, max_growth, record); },
-            [&] { return gd_step_typed<double>(theta_in, risk, grad, state, frozen, i, update, h, max_abs, max_growth, record); });
+            [&] { return gd_step_typed<float>(theta_in, risk, grad, state, frozen, i, update, h, max_abs, max_growth, rise_tol, record); },
+            [&] { return gd_step_typed<double>(theta_in, risk, grad, state, frozen, i, update, h, max_abs, max_growth, rise_tol, record); });
       },
       py::arg("theta"), py::arg("risk"), py::arg("grad"), py::kw_only(), py::arg("state"), py::arg("i"),
       py::arg("update"), py::arg("h"), py::arg("max_abs"), py::arg("max_growth"), py::arg("frozen") = py::none(),
-      py::arg("record") = false,
+      py::arg("record") = false, py::arg("rise_tol") = -1.0,
       "TEST ONLY: one step of the GD update kernel (cuda/src/gd_loop.cu) run sequentially on the host with\n"
       "the same per-thread functions (reluflow/gd_step.h). theta (K, P) float32/float64 (copied), risk (K,),\n"
       "grad (K, P) float64 at theta_i; state: a dict of (K,) arrays active, reason (uint8), growth, risk0,\n"
       "last_risk, last_gn, energy (float64), stop_iter (int64) (copied). i: the local iteration, update:\n"
       "i < steps, h: the step size. Returns a dict of the new theta and state and, with record=True, the\n"
-      "record slot rec_risk, rec_gn, rec_energy (K,) and rec_theta (K, P) (else None).");
+      "record slot rec_risk, rec_gn, rec_energy (K,) and rec_theta (K, P) (else None). rise_tol >= 0 (the\n"
+      "flows): state['rose'] (uint8, required then) flags a risk above the last one x (1 + rise_tol).");
+  m.def(
+      "_harness_rk_stage",
+      [](const py::array& theta_in, const py::sequence& ks, int stage, double h, const std::string& method,
+         const py::object& frozen) {
+        const int meth = parse_method(method);
+        return by_dtype(
+            theta_in, [&] { return rk_stage_typed<float>(theta_in, ks, stage, h, meth, frozen); },
+            [&] { return rk_stage_typed<double>(theta_in, ks, stage, h, meth, frozen); });
+      },
+      py::arg("theta"), py::arg("ks"), py::kw_only(), py::arg("stage"), py::arg("h"), py::arg("method"),
+      py::arg("frozen") = py::none(),
+      "TEST ONLY: the stage kernel of a Heun / RK4 step (cuda/src/gd_loop.cu) run on the host with the same\n"
+      "per-entry function (reluflow/rk_step.h): theta (K, P) float32/float64, ks: the stage values k_0..\n"
+      "(K, P) float64 (at least `stage` of them), stage in 1..stages-1 -> the stage point\n"
+      "T(theta - h a_stage k_{stage-1}) (K, P) in theta's dtype (k 0 where frozen).");
+  m.def(
+      "_harness_rk_update",
+      [](const py::array& theta_in, const py::sequence& ks, const py::dict& state, int64_t i, double h,
+         const std::string& method, double max_abs, const py::object& frozen) {
+        const int meth = parse_method(method);
+        return by_dtype(
+            theta_in, [&] { return rk_update_typed<float>(theta_in, ks, state, i, h, meth, max_abs, frozen); },
+            [&] { return rk_update_typed<double>(theta_in, ks, state, i, h, meth, max_abs, frozen); });
+      },
+      py::arg("theta"), py::arg("ks"), py::kw_only(), py::arg("state"), py::arg("i"), py::arg("h"), py::arg("method"),
+      py::arg("max_abs"), py::arg("frozen") = py::none(),
+      "TEST ONLY: the update kernel of a Heun / RK4 step (cuda/src/gd_loop.cu) run on the host with the same\n"
+      "per-thread functions (reluflow/rk_step.h): theta (K, P) float32/float64 (copied), ks: the `stages`\n"
+      "stage values (K, P) float64, state: as _harness_gd_step's (copied; the networks still active are\n"
+      "updated). Returns a dict of the new theta and state.");
   m.def(
       "_harness_gd_block_end",
       [](int64_t i0, int64_t want, int64_t steps, int64_t record_every, int64_t slots) {

@@ -1,13 +1,23 @@
-// The host harness of the GD update kernel of cuda/src/gd_loop.cu: its grid (one block of gd::kThreads
-// threads per network) run sequentially on the host with the same per-thread functions
-// (reluflow/gd_step.h), the barriers' phases in order. Test-only (bound as _core._harness_gd_step).
+// The host harnesses of the update kernels of cuda/src/gd_loop.cu: their grids (one block of
+// gd::kThreads threads per network; one thread per entry for the stage points) run sequentially on the
+// host with the same per-thread functions (reluflow/gd_step.h, reluflow/rk_step.h), the barriers'
+// phases in order. Test-only (bound as _core._harness_gd_step, _harness_rk_stage, _harness_rk_update).
 #pragma once
 #include "reluflow/gd_step.h"
+#include "reluflow/rk_step.h"
 
 namespace reluflow {
 
 // One step for a.K networks, host memory (see gd::StepArgs).
 template <class T>
 void gd_step_host(const gd::StepArgs<T>& a);
+
+// Stage s (1..stages-1) of a Heun / RK4 step: a.stage_theta from a.theta and a.k[s - 1].
+template <class T>
+void rk_stage_host(const rk::RkArgs<T>& a, int s);
+
+// The update of a Heun / RK4 step (the networks still active), host memory (see rk::RkArgs).
+template <class T>
+void rk_update_host(const rk::RkArgs<T>& a);
 
 }  // namespace reluflow

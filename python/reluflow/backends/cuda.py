@@ -30,7 +30,7 @@ from ..spec import ProblemSpec
 from . import cpu, reference
 
 __all__ = ["risk_and_grad", "realization", "evaluate", "fixed_nodes", "PATHS", "MAX_KERNEL_TARGET_OUT", "kernel_target",
-           "gd_run"]
+           "gd_run", "LOOP_METHODS"]
 
 #: ``path`` of :func:`risk_and_grad`: "auto" (shallow when the widths allow it), "shallow" (two-pass kernel
 #: of [d, H, out], d <= 8, out <= 3) or "deep" (any widths; for cross-checks)
@@ -151,10 +151,15 @@ def evaluate(plan, spec: ProblemSpec, theta, step: int, want_grad: bool, xp=None
 
 # ---- the integrator loop on the device -------------------------------------------------------------
 
+#: ``method`` of :func:`gd_run`: gradient descent, or the fixed-step gradient flows
+LOOP_METHODS = ("gd", "euler", "heun", "rk4")
+
+
 def gd_run(plan, spec: ProblemSpec, theta, steps: int, start_step: int, record_every: int, lr: dict,
            max_abs: float, max_growth: float, progress: Callable | None, record_theta: bool = False,
-           frozen: np.ndarray | None = None) -> dict:
-    """Gradient descent / SGD with the whole loop on the device (``_cuda.gd_loop``, cuda/src/gd_loop.cu)
+           frozen: np.ndarray | None = None, method: str = "gd", rise_tol: float = -1.0) -> dict:
+    """Gradient descent / SGD, or the fixed-step gradient flow ``method`` ("euler", "heun", "rk4": lr
+    {"h": (1,)} the step dt), with the whole loop on the device (``_cuda.gd_loop``, cuda/src/gd_loop.cu)
     for a plan with ``loop == "CUDA"``.
 
     theta (K, P) float32/float64 (host or device; copied to the device). ``lr``: {"h": (1,) or (steps,)
@@ -165,9 +170,12 @@ def gd_run(plan, spec: ProblemSpec, theta, steps: int, start_step: int, record_e
     Returns a dict as ``cpu.flow_run``'s (theta as a (K, P) CuPy array; risk, grad_norm, energy (T, K);
     thetas (T, K, P) or None; active, reason, growth (K,); evaluations, interrupted, steps_done, records)
     plus stop_iter (K,): the local iteration whose watch first saw a network frozen (-1: running), and
-    blocks: the host synchronizations of the run.
+    blocks: the host synchronizations of the run. ``rise_tol`` >= 0 (the deterministic flows): risk_rose
+    (K,) flags a risk above the previous step's x (1 + rise_tol), as the cpu loop.
     """
     ext, cp = _modules()
+    if method not in LOOP_METHODS:
+        raise ValueError(f"method: expected one of {LOOP_METHODS}, got {method!r}")
     if plan.loop != "CUDA":
         raise ValueError(f"plan: loop {plan.loop!r} does not run on the device (needs the cuda backend, "
                          f"route 'dense')")
@@ -191,6 +199,6 @@ def gd_run(plan, spec: ProblemSpec, theta, steps: int, start_step: int, record_e
     res = ext.gd_loop(list(spec.widths), th, steps=int(steps), start_step=int(start_step),
                       record_every=int(record_every), max_abs=float(max_abs), max_growth=float(max_growth),
                       frozen=fz, record_theta=bool(record_theta), progress=progress,
-                      stream=cp.cuda.get_current_stream().ptr, **lr, **kw)
+                      stream=cp.cuda.get_current_stream().ptr, method=method, rise_tol=float(rise_tol), **lr, **kw)
     res["theta"] = th
     return res
