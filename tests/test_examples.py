@@ -109,3 +109,61 @@ def test_teacher_student(tmp_path):
                 assert risk <= 1e-12 and g <= 1e-12 and e > 1e-3
             if lab != "not converged":
                 assert g <= 1e-12
+
+
+def _load_example(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_large_width(tmp_path):
+    """SGD in chunks of 100 steps (start_step) with the exact risk between chunks: the outputs exist, the
+    last record is the exact quadrature risk of the saved final theta, the chunked run's final theta is
+    bitwise the theta of one uninterrupted gradient_descent run (cpu backend), and the JSON says which
+    size was requested and which ran."""
+    import numpy as np
+
+    import reluflow as rf
+
+    data = run_example("large_width", tmp_path)
+    ex = _load_example("large_width")
+    assert data["run"] == data["requested"] == ex.QUICK and data["reduced"] is False
+    assert data["backend"] == "cpu" and data["dtype"] == "float64" and not data["interrupted"]
+    H, K, steps = data["run"]["H"], data["run"]["K"], data["run"]["steps"]
+    assert data["records"]["step"] == list(range(0, steps + 1, data["every"]))
+    assert data["next_step"] == steps
+    rec = np.load(tmp_path / "large_width.npz")
+    assert rec["exact_risk"].shape == (len(data["records"]["step"]), K)
+    assert np.all(np.isfinite(rec["exact_risk"]))
+    prob = ex.make_problem(H)
+    theta0 = prob.init(n=K, seed=data["seed"], dtype=data["dtype"])
+    # the first record is the exact risk at initialization, the last that of the saved final theta
+    np.testing.assert_array_equal(rec["exact_risk"][0], prob.risk(theta0, rf.Quadrature()))
+    np.testing.assert_array_equal(rec["exact_risk"][-1], prob.risk(rec["theta"], rf.Quadrature()))
+    assert data["final_exact_risk"] == list(rec["exact_risk"][-1])
+    # SGD makes progress from a risk of order H: the exact risk fell by orders of magnitude
+    assert np.all(rec["exact_risk"][-1] < 1e-2 * rec["exact_risk"][0])
+    # one uninterrupted run draws the same samples at the same step indices: bitwise the same theta
+    one = rf.gradient_descent(prob, theta0, lr=data["lr"], steps=steps,
+                              estimator=rf.MonteCarlo(data["n"], seed=data["sample_seed"], resample=True),
+                              record_every=steps, backend="cpu", progress=False)
+    assert not one.diverged.any()
+    np.testing.assert_array_equal(one.theta, rec["theta"])
+    assert data["records"]["success_fraction"][-1] == float(np.mean(rec["exact_risk"][-1] < data["threshold"]))
+
+
+def test_large_width_refuses_full_size_on_cpu(tmp_path):
+    """--full without a GPU and without --force: a polite refusal (exit status nonzero, nothing run)."""
+    import reluflow as rf
+
+    if rf.backends()["cuda"].available or rf.backends()["cupy"].available:
+        pytest.skip("a GPU is available here: --full runs")
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "large_width.py"), "--full", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "--force" in proc.stderr and "no GPU" in proc.stderr
+    assert not (tmp_path / "large_width.json").exists()
