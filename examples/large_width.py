@@ -51,7 +51,9 @@ import argparse
 import json
 import math
 import pathlib
+import signal
 import sys
+import threading
 import time
 
 import numpy as np
@@ -101,9 +103,32 @@ def sgd_chunk(prob, theta, lr, steps, estimator, start, backend):
     run = rf.gradient_descent(prob, theta, lr=lr, steps=steps, estimator=estimator, record_every=steps,
                               backend=backend, start_step=start, progress=False)
     out = run.theta.get() if backend == "cupy" else np.asarray(run.theta)
-    if run.interrupted:  # only with a progress hook; kept for completeness
+    if run.interrupted:  # the Python driver's own Ctrl-C (only where ours is not installed): stop here
         raise KeyboardInterrupt
     return out, np.asarray(run.diverged)
+
+
+class CtrlC:
+    """The first Ctrl-C only sets ``hit``: the run stops at the next chunk boundary, so theta and the
+    records stay those of one step; a second Ctrl-C raises KeyboardInterrupt at once (the files on disk
+    then hold the last finished chunk, each replaced whole)."""
+
+    def __init__(self):
+        self.hit, self.old = False, None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGINT, self.handler)
+        return self
+
+    def handler(self, signum, frame):
+        self.hit = True
+        signal.signal(signal.SIGINT, self.old)
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
+        return False
 
 
 class Bar:
@@ -272,15 +297,14 @@ def main(argv=None) -> dict:
     save(False)
     bar.update(0, status())
     s = 0
-    try:
-        while s < steps and active.any():
+    with CtrlC() as stop:
+        while s < steps and active.any() and not stop.hit:
             m = min(a.every, steps - s)
             idx = np.flatnonzero(active)
             new, div = sgd_chunk(prob, theta[idx], lr, m, estimator, s, backend)
             r = np.full(K, np.nan)
             r[idx] = exact_risk(prob, new)
             r[idx[div]] = np.nan
-            # commit the chunk only once its exact risks are known (Ctrl-C in between drops it whole)
             theta[idx], active[idx] = new, ~div
             s += m
             rec_steps.append(s)
@@ -288,12 +312,11 @@ def main(argv=None) -> dict:
             meta["next_step"] = s
             save(s >= steps)
             bar.update(s, status())
-    except KeyboardInterrupt:
+    if stop.hit and s < steps:
         meta["interrupted"] = True
-        print(f"\ninterrupted: keeping the {len(rec_steps)} records up to step {s}", flush=True)
+        print(f"\ninterrupted (Ctrl-C): keeping the {len(rec_steps)} records up to step {s}", flush=True)
     save(True)
     plot(a.out, meta, rec_steps, rec_risk)
-    r = rec_risk[-1]
     print(f"final (step {s}): {status()}; diverged {int(np.sum(~active))}; "
           f"{meta['seconds']:.1f} s")
     print(f"wrote {a.out / (NAME + '.json')}, {NAME}.npz and {NAME}.png")

@@ -167,3 +167,66 @@ def test_large_width_refuses_full_size_on_cpu(tmp_path):
     assert proc.returncode != 0
     assert "--force" in proc.stderr and "no GPU" in proc.stderr
     assert not (tmp_path / "large_width.json").exists()
+
+
+def test_large_width_ctrl_c_keeps_what_was_computed(tmp_path):
+    """SIGINT during a long run: the script stops at the next chunk boundary and writes its records, the
+    PNG, and the theta of the last record (the exact risk recorded is that theta's), which equals one
+    uninterrupted run of that many steps bitwise."""
+    import signal
+    import time
+
+    import numpy as np
+
+    import reluflow as rf
+
+    env = {**os.environ, "OMP_WAIT_POLICY": "passive"}
+    proc = subprocess.Popen([sys.executable, str(EXAMPLES / "large_width.py"), "--H", "64", "--K", "4",
+                             "--steps", "1000000", "--out", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    js = tmp_path / "large_width.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        if js.is_file() and json.loads(js.read_text())["next_step"] >= 300:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, f"{out}\n{err}"
+    data = json.loads(js.read_text())
+    assert data["interrupted"] and "interrupted" in out
+    s = data["next_step"]
+    assert 300 <= s < 1000000 and s % 100 == 0 and data["records"]["step"][-1] == s
+    assert (tmp_path / "large_width.png").is_file()
+    ex = _load_example("large_width")
+    prob = ex.make_problem(64)
+    rec = np.load(tmp_path / "large_width.npz")
+    np.testing.assert_array_equal(rec["exact_risk"][-1], prob.risk(rec["theta"], rf.Quadrature()))
+    one = rf.gradient_descent(prob, prob.init(n=4, seed=data["seed"]), lr=data["lr"], steps=s,
+                              estimator=rf.MonteCarlo(data["n"], seed=data["sample_seed"], resample=True),
+                              record_every=s, backend="cpu", progress=False)
+    np.testing.assert_array_equal(one.theta, rec["theta"])
+
+
+def test_large_width_config_is_the_script(tmp_path):
+    """examples/configs/large_width.toml describes the script's experiment: shrunk to the --quick size,
+    ``reluflow run`` ends at the script's final theta bitwise (segments resumed with start_step)."""
+    pytest.importorskip("zarr")
+    pytest.importorskip("xarray")
+    import numpy as np
+
+    import reluflow as rf
+    from reluflow.experiments import parse_config, run_config
+
+    data = run_example("large_width", tmp_path / "script")
+    H, K, steps = data["run"]["H"], data["run"]["K"], data["run"]["steps"]
+    text = (EXAMPLES / "configs" / "large_width.toml").read_text()
+    for old, new in (("widths = [1, 1000, 1]", f"widths = [1, {H}, 1]"), ("n = 100\n", f"n = {K}\n"),
+                     ("lr = 0.0005", f"lr = {data['lr']!r}"), ("steps = 10000", f"steps = {steps}")):
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    cfg = parse_config(text)
+    assert repr(cfg.estimator) == data["estimator"] and cfg.lr == data["lr"]
+    ds = rf.load(run_config(cfg, tmp_path / "lw.zarr", quiet=True))
+    theta = np.load(tmp_path / "script" / "large_width.npz")["theta"]
+    np.testing.assert_array_equal(ds.theta.values, theta)
