@@ -35,7 +35,7 @@ Device and size: ``backend="cuda"`` when ``rf.backends()`` says it is available,
 ``"cpu"``. The full size has 3e8 parameters (2.4 GB in float64), so on a GPU theta is float32 (1.2 GB;
 the kernels accumulate in float64) and float64 on the cpu backend (``--dtype`` overrides); the exact risk
 is always computed in float64 from the network's parameters. Without a GPU the script runs a REDUCED
-size (H = 1000, K = 100, 10^4 steps, about a minute on 2 cores) and says so, in its printout and in the
+size (H = 1000, K = 100, 10^4 steps, about 1.5 minutes on 2 busy cores) and says so, in its printout and in the
 JSON (``requested`` against ``run``); ``--full`` asks for the full size (refused on a CPU unless
 ``--force``), ``--quick`` a tiny size (the test, seconds).
 

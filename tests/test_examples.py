@@ -230,3 +230,25 @@ def test_large_width_config_is_the_script(tmp_path):
     ds = rf.load(run_config(cfg, tmp_path / "lw.zarr", quiet=True))
     theta = np.load(tmp_path / "script" / "large_width.npz")["theta"]
     np.testing.assert_array_equal(ds.theta.values, theta)
+
+
+def test_large_width_sizes():
+    """Which size runs: the full one on a GPU, the reduced one on a CPU (saying why), --quick and explicit
+    sizes as asked, --full on a CPU only with --force."""
+    import argparse
+
+    ex = _load_example("large_width")
+
+    def args(**kw):
+        base = dict(quick=False, full=False, force=False, H=None, K=None, steps=None)
+        return argparse.Namespace(**{**base, **kw})
+
+    assert ex.sizes(args(), gpu=True) == (ex.FULL, ex.FULL, "")
+    requested, run, why = ex.sizes(args(), gpu=False)
+    assert requested == ex.FULL and run == ex.REDUCED and "no GPU" in why
+    assert run["H"] * run["K"] < requested["H"] * requested["K"]
+    assert ex.sizes(args(quick=True), gpu=False) == (ex.QUICK, ex.QUICK, "")
+    assert ex.sizes(args(H=7, K=3, steps=5), gpu=False)[1] == {"H": 7, "K": 3, "steps": 5}
+    with pytest.raises(SystemExit, match="--force"):
+        ex.sizes(args(full=True), gpu=False)
+    assert ex.sizes(args(full=True, force=True), gpu=False)[1] == ex.FULL
