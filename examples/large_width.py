@@ -14,15 +14,17 @@ exact risk 23, 310, 4950 at H = 100, 1000, 10^4, about 0.4 H), and so does the c
 eigenvalue of the exact Hessian at initialization is about 2.3 H (measured 2.0-3.0 H for H = 25 ... 400
 from ``rf.landscape.spectrum`` and 2.3-2.6 H at H = 1000 by power iteration with ``prob.hvp``). Gradient
 descent is stable while ``lr * lambda_max < 2``, i.e. ``lr < ~0.87 / H`` at the start: 0.5 / H keeps
-``lr * lambda_max`` near 1.2 from the first step at every width, a step of 2 / H did not diverge but
-stalled (median exact risk 0.02 against 0.001 at 1 / H; H = 100 ... 10^4, 2000 steps), and 1 / H sits at
-the edge of stability (lambda_max/H drifts to 1.4-2.0 along the run). In the kernel regime the function
-then moves at a width-independent speed per step, so 10^4 steps mean the same at every H.
+``lr * lambda_max`` near 1.2 from the first step at every width; a step of 2 / H did not diverge but
+stalled (median exact risk after 2000 steps 7, 23 and 84 times that of 1 / H at H = 100, 1000, 10^4), and
+1 / H sits at the edge of stability (lambda_max/H falls to 1.1-2.0 along the run, just below 2 / lr).
+Wider nets converged more slowly per step in these tests (median exact risk after 2000 steps at
+lr = 1/H: 1.3e-3, 9.6e-4, 8.4e-3 at H = 100, 1000, 10^4), so the reduced size is no prediction of the
+full one.
 
 Samples per step ``n = 128``: at H = 1000 (K = 40, 2000 steps) n = 64, 128 and 512 gave the same exact
 risks to within 10 % (median 1.2e-3, 1.2e-3, 1.1e-3 at lr = 1/H): the noise of a step's risk
-estimate is not what limits SGD here, while the cost of a step is K * H * n node-neuron pairs (3e10 at the
-full size, so n = 128 keeps 10^4 steps within minutes on one GPU).
+estimate is not what limits SGD here, while the cost of a step is K * H * n node-neuron pairs (1.3e10 at
+the full size with n = 128, 1.3e14 over the run).
 
 Success: exact risk ``prob.risk(theta, rf.Quadrature())`` (exact up to rounding for this shallow 1-D net;
 C++ O(H log H) sweep on the host) below ``--threshold`` (default 1e-3, as in ``gd_random_inits.py``;
@@ -39,7 +41,7 @@ size (H = 1000, K = 100, 10^4 steps, about 1.5 minutes on 2 busy cores) and says
 JSON (``requested`` against ``run``); ``--full`` asks for the full size (refused on a CPU unless
 ``--force``), ``--quick`` a tiny size (the test, seconds).
 
-Writes ``large_width.json`` (settings, device, sizes, success fraction and exact-risk quantiles per
+Writes ``large_width.json`` (settings, device, sizes, success fraction, median and best exact risk per
 record, final exact risks), ``large_width.npz`` (steps (T,), exact_risk (T, K), the final theta when it
 has at most 10^7 entries) after every chunk (Ctrl-C keeps what was computed) and ``large_width.png``
 (success fraction against step, final exact-risk histogram) to ``--out`` (default
