@@ -12,7 +12,7 @@
     numpy and torch go one network at a time (~10 s each for torch here): they are timed on the first
     --peer-networks (default 8) networks and their time is scaled to K (said in the table).
 (b) Polish to |G| <= 1e-12 from the end of a flow, ``[1, H, 1]`` for H in --polish-H (default 32 256),
-    K = --polish-k networks: a tight dopri5 flow (rtol 1e-10) of the exact risk to t = --polish-t (default
+    K = --polish-k networks (--polish-k-wide = 4 for the wide nets): a tight dopri5 flow (rtol 1e-10) of the exact risk to t = --polish-t (default
     1e3, not timed), then:
       rf.polish(Quadrature()[, TR])  - Newton (pseudo-inverse) / trust-region (Levenberg-Marquardt on
                                        G = 0) on the exact 1-D risk;
@@ -153,7 +153,7 @@ def bench_hessian(args, prob, theta, x, w, y, res):
 
 def bench_polish(args, H, x, w, y, res):
     prob = problem(H)
-    K = args.polish_k
+    K = args.polish_k if H <= args.torch_polish_max_H else args.polish_k_wide
     quad, pts = rf.Quadrature(), rf.Points(x[:, None], w)
     theta0 = prob.init(K, seed=3)
     # the start: a tight dopri5 flow of the exact risk (C++, not timed; a sampled risk's flow chatters
@@ -214,6 +214,7 @@ def main(argv=None):
                     help="networks timed for numpy and torch (one at a time, ~10 s each for torch), scaled to K")
     ap.add_argument("--points", type=int, default=1024)
     ap.add_argument("--polish-k", type=int, default=8)
+    ap.add_argument("--polish-k-wide", type=int, default=4, help="networks polished at H > --torch-polish-max-H")
     ap.add_argument("--polish-H", type=int, nargs="+", default=[32, 256])
     ap.add_argument("--torch-polish-max-H", type=int, default=64,
                     help="widest net for the full torch Newton peer (wider: one iteration timed)")
@@ -232,7 +233,9 @@ def main(argv=None):
     w = np.full(args.points, 1.0 / args.points)
     y = prob.target(x[:, None])[:, 0]
     cpu = cpu_name()
+    print(f"reluflow from {Path(rf.__file__).parent}")     # a stale installed copy has been timed before
     res = {"cpu": cpu, "machine": platform.machine(), "date": datetime.date.today().isoformat(),
+           "reluflow": str(Path(rf.__file__).parent),
            "args": {k: str(v) for k, v in vars(args).items()}, "hessian": {}, "polish": {}}
     bench_hessian(args, prob, theta, x, w, y, res)
     for H in args.polish_H:
