@@ -30,25 +30,21 @@
 #include <vector>
 
 #include "launchers.h"
+#include "loop_common.cuh"
 #include "reluflow/gd_step.h"
 #include "reluflow/rk_step.h"
 
 namespace reluflow::cuda {
 namespace {
 
-void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(err));
-}
+using loop::block_tree;
+using loop::check;
+using loop::DeviceMem;
+using loop::PinnedMem;
+using loop::round8;
+using loop::upload;
 
 // ---- the update kernel: grid (K), gd::kThreads threads per block -------------------------------------
-
-__device__ __forceinline__ void block_tree(double* sh, int width = gd::kWidth) {
-  __syncthreads();
-  for (int s = gd::kThreads / 2; s > 0; s >>= 1) {
-    grid::tree_step(sh, width, threadIdx.x, s);
-    __syncthreads();
-  }
-}
 
 template <class T>
 __global__ void __launch_bounds__(gd::kThreads) gd_step_kernel(gd::StepArgs<T> a) {
@@ -57,12 +53,12 @@ __global__ void __launch_bounds__(gd::kThreads) gd_step_kernel(gd::StepArgs<T> a
   const int64_t k = blockIdx.x;
   const int t = threadIdx.x;
   gd::grad_thread(a, k, t, sh + t * gd::kWidth);
-  block_tree(sh);
+  block_tree(sh, gd::kWidth);
   if (t == 0) go = gd::watch_block(a, k, sh);
   __syncthreads();
   if (!go) return;  // uniform over the block
   gd::test_thread(a, k, t, sh + t * gd::kWidth);
-  block_tree(sh);
+  block_tree(sh, gd::kWidth);
   if (t == 0) go = gd::accept_block(a, k, sh);
   __syncthreads();
   if (go) gd::store_thread(a, k, t);
@@ -95,53 +91,8 @@ __global__ void __launch_bounds__(rk::kThreads) rk_update_kernel(rk::RkArgs<T> a
   if (go) rk::store_thread(a, k, t);
 }
 
-// ---- memory ------------------------------------------------------------------------------------------
-
-struct DeviceMem {
-  void* ptr = nullptr;
-  explicit DeviceMem(size_t bytes) {
-    if (bytes) check(cudaMalloc(&ptr, bytes), "cudaMalloc");
-  }
-  ~DeviceMem() {
-    if (ptr) cudaFree(ptr);
-  }
-  DeviceMem(const DeviceMem&) = delete;
-  DeviceMem& operator=(const DeviceMem&) = delete;
-  template <class U>
-  U* as() const {
-    return static_cast<U*>(ptr);
-  }
-};
-
-struct PinnedMem {
-  void* ptr = nullptr;
-  explicit PinnedMem(size_t bytes) {
-    if (bytes) check(cudaMallocHost(&ptr, bytes), "cudaMallocHost");
-  }
-  ~PinnedMem() {
-    if (ptr) cudaFreeHost(ptr);
-  }
-  PinnedMem(const PinnedMem&) = delete;
-  PinnedMem& operator=(const PinnedMem&) = delete;
-};
-
-template <class U>
-void upload(U* dev, const std::vector<U>& host) {
-  if (!host.empty()) check(cudaMemcpy(dev, host.data(), host.size() * sizeof(U), cudaMemcpyHostToDevice), "cudaMemcpy");
-}
-
-// A host array of n doubles copied to the device (null for null / empty).
-struct DeviceArray : DeviceMem {
-  DeviceArray(const double* host, int64_t n) : DeviceMem(host && n > 0 ? size_t(n) * 8 : 0) {
-    if (ptr) check(cudaMemcpy(ptr, host, size_t(n) * 8, cudaMemcpyHostToDevice), "cudaMemcpy");
-  }
-};
-
-size_t round8(size_t b) { return (b + 7) / 8 * 8; }
-
 constexpr int64_t kRecordBufferBytes = int64_t(256) << 20;  // record slots of a block, at most
 constexpr int64_t kMaxSlots = 4096;
-constexpr double kBlockSeconds = 0.25;  // wall time between two looks of the host
 
 template <class T>
 void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
@@ -152,21 +103,9 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
   const int d = lay.widths[0];
 
   // the problem on the device, once: target / teacher arrays, resampling buffers
-  DenseDevice p = s.prob;
-  const TargetSpec& f = s.prob.target;
   const bool kernel_target = !s.prob.y || s.resample;
-  const bool affine = kernel_target && !s.prob.teacher.theta && f.kind == kTargetAffine;
-  const bool pieces = kernel_target && !s.prob.teacher.theta && f.kind == kTargetPiecewisePolynomial;
-  DeviceArray A(affine ? f.A : nullptr, int64_t(f.out) * f.dim), b(affine ? f.b : nullptr, f.out);
-  DeviceArray br(pieces ? f.breaks : nullptr, f.pieces + 1);
-  DeviceArray co(pieces ? f.coeffs : nullptr, int64_t(f.pieces) * f.ncoef * f.out);
-  DeviceArray tt(kernel_target ? s.prob.teacher.theta : nullptr, s.prob.teacher.lay.num_params);
-  p.target.A = A.as<double>();
-  p.target.b = b.as<double>();
-  p.target.breaks = br.as<double>();
-  p.target.coeffs = co.as<double>();
-  p.teacher.theta = tt.as<double>();
-  p.target_on_device = true;
+  loop::DeviceProblem dprob(s.prob, kernel_target);
+  DenseDevice& p = dprob.p;
   std::unique_ptr<DeviceInputDist> dist;
   DeviceMem xs(s.resample ? size_t(s.n * d) * 8 : 0), ws(s.resample ? size_t(s.n) * 8 : 0);
   if (s.resample) {
@@ -312,9 +251,7 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
       break;
     }
     // the next block: about kBlockSeconds of work, growing at most 4x at a time
-    const double sec = std::chrono::duration<double>(clock::now() - t0).count();
-    const double scale = sec > 0 ? std::min(4.0, kBlockSeconds / sec) : 4.0;
-    want = std::max<int64_t>(1, static_cast<int64_t>(scale * double(iters)));
+    want = loop::next_block(std::chrono::duration<double>(clock::now() - t0).count(), iters);
   }
 
   // the final state

@@ -466,7 +466,7 @@ def _native_plan(plan: Plan) -> Plan | None:
 
 
 def _device_plan(plan: Plan) -> Plan | None:
-    """``plan`` when gradient descent or a fixed-step flow (euler, heun, rk4; not normalized) runs with
+    """``plan`` when gradient descent or a flow (euler, heun, rk4, dopri5; not normalized) runs with
     the whole loop on the device (``Plan.loop == "CUDA"``), else None (tests patch it, with
     :func:`_native_plan`, to judge the loop against the Python driver)."""
     return plan if plan.loop == "CUDA" else None
@@ -874,19 +874,27 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
     grid = np.arange(0.0, t_end, rec_dt)
     grid = np.append(grid, t_end) if grid[-1] < t_end else grid
     # the whole loop in C++ (cpp/src/cpu/dopri5_cpu.cpp, a port of this function) where it can run the field
-    native = _native_plan(field_.plan)
+    native = _native_plan(field_.plan) or (None if field_.normalized else _device_plan(field_.plan))
     if native is not None:
         t0 = time.perf_counter()
-        res = cpu_backend.dopri5_run(native, prob.spec, theta, t_end, h0, rtol, atol, grid, max_abs, max_steps,
-                                     max_rejections, min_step, field_.normalized,
-                                     _progress_hook(_Progress(t_end, progress)), record_theta, max_growth,
-                                     frozen=field_.frozen)
+        hook = _progress_hook(_Progress(t_end, progress))
+        device = {}
+        if native.loop == "CUDA":   # the whole adaptive loop on the device (cuda/src/dopri5_loop.cu)
+            res = cuda_backend.dopri5_run(native, prob.spec, theta, t_end, h0, rtol, atol, grid, max_abs,
+                                          max_steps, max_rejections, min_step, hook, record_theta, max_growth,
+                                          frozen=field_.frozen)
+            res["theta"] = np.array(to_host(res["theta"]), copy=True)
+            device = {"blocks": int(res["blocks"])}
+        else:
+            res = cpu_backend.dopri5_run(native, prob.spec, theta, t_end, h0, rtol, atol, grid, max_abs, max_steps,
+                                         max_rejections, min_step, field_.normalized, hook, record_theta, max_growth,
+                                         frozen=field_.frozen)
         status = res["status"]
         return _finish_like(field_.like, prob, res["theta"], list(grid), list(res["risk"]), list(res["grad_norm"]),
                        list(res["energy"]), _recorded(res), record_theta, status == "ok", res["accepted"], res["rejected"],
                        status, "dopri5", 0, t0,
-                       {"evaluations": int(res["evaluations"]), "loop": "C++", "rtol": rtol,
-                        "atol": atol, "estimator": repr(field_.est), "t_reached": res["t"]},
+                       {"evaluations": int(res["evaluations"]), "loop": native.loop, "rtol": rtol,
+                        "atol": atol, "estimator": repr(field_.est), "t_reached": res["t"], **device},
                        reason=res["reason"], growth=res["growth"],
                        interrupted=_dopri5_interrupted(res["interrupted"], status, res["t"]))
     rec = GridRecords(grid, theta, record_theta)

@@ -48,6 +48,53 @@ void rk_update_host(const rk::RkArgs<T>& a) {
   }
 }
 
+template <class T>
+void dp_init_host(const dp::Args<T>& a) {
+  for (int64_t k = 0; k < a.K; ++k) {
+    for (int t = 0; t < dp::kThreads; ++t) dp::init_thread(a, k, t);
+    dp::init_block(a, k);
+    for (int t = 0; t < dp::kThreads; ++t) dp::record_rows_thread(a, k, t, 0, a.st.nxt[k]);
+  }
+}
+
+template <class T>
+void dp_begin_host(const dp::Args<T>& a, int64_t it) {
+  for (int64_t k = 0; k < a.K; ++k) dp::begin_network(a, k, it);
+}
+
+template <class T>
+void dp_stage_host(const dp::Args<T>& a, int st) {
+  std::vector<double> sh(static_cast<size_t>(dp::kThreads));
+  for (int64_t k = 0; k < a.K; ++k) {
+    if (a.st.done[k]) continue;
+    for (int t = 0; t < dp::kThreads; ++t) dp::stage_count_thread(a, st, k, t, sh.data() + t);
+    tree(sh, 1);
+    for (int t = 0; t < dp::kThreads; ++t) dp::stage_store_thread(a, st, k, t, sh[0] > 0);
+  }
+}
+
+template <class T>
+void dp_finish_host(const dp::Args<T>& a) {
+  std::vector<double> sh(static_cast<size_t>(dp::kThreads * dp::kWidth));
+  for (int64_t k = 0; k < a.K; ++k) {
+    if (a.st.done[k]) continue;
+    for (int t = 0; t < dp::kThreads; ++t) dp::finish_thread(a, k, t, sh.data() + t * dp::kWidth);
+    tree(sh, dp::kWidth);
+    int64_t j0 = 0, j1 = 0;
+    if (!dp::finish_block(a, k, sh.data(), &j0, &j1)) continue;
+    for (int t = 0; t < dp::kThreads; ++t) dp::store_thread(a, k, t, j0, j1);
+  }
+}
+
+#define RF_DP_INST(T)                                   \
+  template void dp_init_host<T>(const dp::Args<T>&);    \
+  template void dp_begin_host<T>(const dp::Args<T>&, int64_t); \
+  template void dp_stage_host<T>(const dp::Args<T>&, int); \
+  template void dp_finish_host<T>(const dp::Args<T>&);
+RF_DP_INST(float)
+RF_DP_INST(double)
+#undef RF_DP_INST
+
 template void rk_stage_host<float>(const rk::RkArgs<float>&, int);
 template void rk_stage_host<double>(const rk::RkArgs<double>&, int);
 template void rk_update_host<float>(const rk::RkArgs<float>&);

@@ -21,3 +21,20 @@ template <class T>
 void rk_update_host(const rk::RkArgs<T>& a);
 
 }  // namespace reluflow
+
+#include "reluflow/dopri5_step.h"
+
+namespace reluflow {
+
+// The dopri5 loop's kernels (cuda/src/dopri5_loop.cu) on the host, phase for phase (see dp::Args):
+// init after the evaluation at theta0, begin of iteration it, stage st (1..6), finish.
+template <class T>
+void dp_init_host(const dp::Args<T>& a);
+template <class T>
+void dp_begin_host(const dp::Args<T>& a, int64_t it);
+template <class T>
+void dp_stage_host(const dp::Args<T>& a, int st);
+template <class T>
+void dp_finish_host(const dp::Args<T>& a);
+
+}  // namespace reluflow
