@@ -202,7 +202,7 @@ void dopri5_loop_t(const Dopri5LoopSpec& s, Dopri5LoopOut& out) {
   loop::download(out.reason, a.st.reason, K);
   loop::download(out.growth, a.st.growth, K);
   loop::download(out.t, a.st.t, K);
-  std::vector<uint8_t> done(size_t(K));
+  std::vector<uint8_t> done(static_cast<size_t>(K));
   loop::download(done.data(), a.st.done, K);
   int64_t tries = 0;
   for (int64_t k = 0; k < K; ++k) {
