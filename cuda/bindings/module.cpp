@@ -274,7 +274,7 @@ PYBIND11_MODULE(_cuda, m) {
          const py::object& y, bool resample, uint64_t seed, int64_t n, const py::object& spec, int64_t steps,
          int64_t start_step, int64_t record_every, const py::object& h, const py::object& h_fn, double max_abs,
          double max_growth, const py::object& frozen, bool record_theta, const py::object& progress,
-         const std::string& path, uintptr_t stream, const std::string& method, double rise_tol) {
+         const std::string& path, uintptr_t stream, const std::string& method, double rise_tol, bool normalized) {
         namespace rc = reluflow::cuda;
         namespace tb = reluflow::tableaux;
         const reluflow::Layout lay = reluflow::make_layout(widths);
@@ -286,6 +286,7 @@ PYBIND11_MODULE(_cuda, m) {
         else throw py::value_error("method: expected 'gd', 'euler', 'heun' or 'rk4', got '" + method + "'");
         if (!(rise_tol < 0 || std::isfinite(rise_tol))) throw py::value_error("rise_tol: expected a finite tolerance (< 0: off)");
         s.rise_tol = rise_tol;
+        s.normalized = normalized;
         s.path = parse_path(path);
         try {
           rc::resolve_dense_path(lay, s.path);
@@ -387,6 +388,7 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("h") = py::none(), py::arg("h_fn") = py::none(), py::arg("max_abs") = 1e8, py::arg("max_growth") = 1e6,
       py::arg("frozen") = py::none(), py::arg("record_theta") = false, py::arg("progress") = py::none(),
       py::arg("path") = "auto", py::arg("stream") = 0, py::arg("method") = "gd", py::arg("rise_tol") = -1.0,
+      py::arg("normalized") = false,
       "Gradient descent / SGD (method='gd') or the fixed-step gradient flow (method 'euler', 'heun', 'rk4';\n"
       "h: (1,) the step dt) of K networks with the whole loop on the GPU (cuda/src/gd_loop.cu), theta\n"
       "(K, P) float32/float64 device array updated in place. Nodes: fixed device arrays x (N, d), w (N,),\n"
@@ -396,7 +398,9 @@ PYBIND11_MODULE(_cuda, m) {
       "schedule). Returns a dict: risk/grad_norm/energy records (T, K) (cut to the records written),\n"
       "thetas (T, K, P) or None, active, reason (tableaux::StopReason), growth, stop_iter, risk_rose (K,),\n"
       "evaluations (dense evaluations, stages included), interrupted, steps_done, records, blocks (host\n"
-      "synchronizations). rise_tol >= 0: risk_rose flags a risk above the previous step's x (1 + rise_tol).");
+      "synchronizations). rise_tol >= 0: risk_rose flags a risk above the previous step's x (1 + rise_tol).\n"
+      "normalized=True: the gradients projected on the hidden neurons' spheres and every update retracted\n"
+      "(theta must start on the manifold).");
   m.def(
       "dopri5_loop",
       [](const std::vector<int64_t>& widths, const py::object& theta, const py::object& x, const py::object& w,

@@ -32,6 +32,7 @@
 #include "launchers.h"
 #include "loop_common.cuh"
 #include "reluflow/gd_step.h"
+#include "reluflow/normalized_step.h"
 #include "reluflow/rk_step.h"
 
 namespace reluflow::cuda {
@@ -89,6 +90,38 @@ __global__ void __launch_bounds__(rk::kThreads) rk_update_kernel(rk::RkArgs<T> a
   if (t == 0) go = rk::accept_block(a, k, sh);
   __syncthreads();
   if (go) rk::store_thread(a, k, t);
+}
+
+// ---- the normalized flow: tangent projection (one thread per (network, hidden neuron)) and the
+// retracting update (grid (K), nm::kThreads) --------------------------------------------------------------
+
+constexpr int kProjectThreads = 128;
+
+template <class T>
+__global__ void __launch_bounds__(kProjectThreads) nm_project_kernel(Layout lay, int64_t K, int64_t H, const T* theta,
+                                                                    double* grad) {
+  const int64_t n = K * H;
+  for (int64_t e = int64_t(blockIdx.x) * kProjectThreads + threadIdx.x; e < n;
+       e += int64_t(gridDim.x) * kProjectThreads)
+    nm::project_entry(lay, H, theta, grad, e);
+}
+
+template <class T>
+__global__ void __launch_bounds__(nm::kThreads) nm_update_kernel(nm::UpdateArgs<T> a) {
+  __shared__ double sh[nm::kThreads * nm::kWidth];
+  __shared__ int go;
+  const int64_t k = blockIdx.x;
+  const int t = threadIdx.x;
+  if (!a.st.active[k]) return;  // as rk_update_kernel: uniform, read before the first barrier
+  nm::fill_thread(a, k, t, sh + t * nm::kWidth);
+  __syncthreads();
+  nm::retract_thread(a, k, t);
+  __syncthreads();
+  nm::test_thread(a, k, t, sh + t * nm::kWidth);
+  block_tree(sh, nm::kWidth);
+  if (t == 0) go = nm::accept_block(a, k, sh);
+  __syncthreads();
+  if (go) nm::store_thread(a, k, t);
 }
 
 constexpr int64_t kRecordBufferBytes = int64_t(256) << 20;  // record slots of a block, at most
@@ -172,6 +205,28 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
   for (int j = 0; j < stages; ++j) rka.k[j] = ks.as<double>() + size_t(j) * size_t(K * P);
   rka.stage_theta = stage_theta.as<T>();
   rka.st = state;
+  // the normalized flow: a scratch row per network for the retraction, the projection's grid
+  const int64_t H = s.normalized ? hidden_neurons(lay) : 0;
+  DeviceMem scratch{s.normalized ? size_t(K * P) * sizeof(T) : 0};
+  nm::UpdateArgs<T> nma;
+  nma.lay = lay;
+  nma.K = K;
+  nma.H = H;
+  nma.method = s.method;
+  nma.max_abs = s.max_abs;
+  nma.frozen = a.frozen;
+  nma.theta = a.theta;
+  for (int j = 0; j < stages; ++j) nma.k[j] = rka.k[j];
+  nma.scratch = scratch.as<T>();
+  nma.st = state;
+  const unsigned project_blocks =
+      static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((K * H + kProjectThreads - 1) / kProjectThreads,
+                                                                   int64_t(1) << 20)));
+  auto project = [&](const void* th, double* grad) {  // after a dense evaluation at th
+    if (!s.normalized || K * H == 0) return;
+    nm_project_kernel<T><<<project_blocks, kProjectThreads, 0, st>>>(lay, K, H, static_cast<const T*>(th), grad);
+    check(cudaGetLastError(), "nm_project_kernel");
+  };
   DenseDevice ps = p;  // the problem at the stage points (the same nodes: those of the step)
   ps.theta = stage_theta.ptr;
   const unsigned stage_blocks =
@@ -195,10 +250,11 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
       if (s.resample)
         mc_nodes_device(s.seed, static_cast<uint32_t>(s.start_step + it), s.n, dist->dist(), xs.as<double>(), s.stream);
       risk_and_grad_dense(p, s.path, risk.as<double>(), ks.as<double>(), s.stream);
+      project(a.theta, ks.as<double>());
       const bool update = it < steps;
       const double h = !update ? 0.0 : s.h_fill ? hblock[size_t(it - i)] : s.h_len == 1 ? s.h[0] : s.h[it];
       a.i = it;
-      a.update = update && stages == 1;  // Heun / RK4: the watch and the records only
+      a.update = update && stages == 1 && !s.normalized;  // else the watch and the records only
       a.h = h;
       if (gd::is_record(it, steps, re)) {
         char* sl = rd + head + size_t(nrec++) * slot;
@@ -212,6 +268,12 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
       }
       if (K > 0) gd_step_kernel<T><<<static_cast<unsigned>(K), gd::kThreads, 0, st>>>(a);
       check(cudaGetLastError(), "gd_step_kernel");
+      if (s.normalized && stages == 1 && update && K > 0) {
+        nma.i = it;
+        nma.h = h;
+        nm_update_kernel<T><<<static_cast<unsigned>(K), nm::kThreads, 0, st>>>(nma);
+        check(cudaGetLastError(), "nm_update_kernel");
+      }
       if (stages > 1 && update && K > 0) {
         rka.i = it;
         rka.h = h;
@@ -220,9 +282,17 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
           check(cudaGetLastError(), "rk_stage_kernel");
           // the stage's risk is not used: written over `risk`, already read by this step's watch
           risk_and_grad_dense(ps, s.path, risk.as<double>(), const_cast<double*>(rka.k[j]), s.stream);
+          project(stage_theta.ptr, const_cast<double*>(rka.k[j]));
         }
-        rk_update_kernel<T><<<static_cast<unsigned>(K), rk::kThreads, 0, st>>>(rka);
-        check(cudaGetLastError(), "rk_update_kernel");
+        if (s.normalized) {
+          nma.i = it;
+          nma.h = h;
+          nm_update_kernel<T><<<static_cast<unsigned>(K), nm::kThreads, 0, st>>>(nma);
+          check(cudaGetLastError(), "nm_update_kernel");
+        } else {
+          rk_update_kernel<T><<<static_cast<unsigned>(K), rk::kThreads, 0, st>>>(rka);
+          check(cudaGetLastError(), "rk_update_kernel");
+        }
       }
       out.evaluations += update ? stages : 1;
     }

@@ -112,6 +112,10 @@ struct GdLoopSpec {
   // than this relative amount (GdLoopOut::rose), as flow_cpu.cpp; < 0: not watched
   double rise_tol = -1.0;
   const uint8_t* frozen = nullptr;  // HOST (P,) or null
+  // the normalized flow (flow_cpu.cpp's FieldSpec::normalized): every gradient projected on the
+  // tangent space of the hidden neurons' spheres, every update retracted (reluflow/normalized_step.h);
+  // theta must start on the manifold (the caller's job, as on the cpu)
+  bool normalized = false;
   bool record_theta = false;
   // called with the steps done after every block (about every 0.25 s) and after the last step; true
   // stops the run there (GdLoopOut::interrupted); it may throw

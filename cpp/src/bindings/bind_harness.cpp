@@ -232,6 +232,42 @@ py::dict rk_update_typed(const py::array& theta_in, const py::sequence& ks, cons
   return out;
 }
 
+
+// The normalized update harness in theta's dtype T (copies in, a dict out; see nm::UpdateArgs).
+template <class T>
+py::dict nm_update_typed(const Layout& lay, const py::array& theta_in, const py::sequence& ks, const py::dict& state,
+                         int64_t i, double h, int method, double max_abs, const py::object& frozen_in) {
+  auto theta = theta_copy<T>(theta_in);
+  const int64_t K = theta_in.shape(0), P = theta_in.shape(1);
+  if (P != lay.num_params) throw std::invalid_argument("theta: expected shape (K, P) with P of the widths");
+  rk::RkArgs<T> view;  // for stage_values' checks
+  view.K = K;
+  view.P = P;
+  std::vector<f64_array> keep;
+  stage_values(view, ks, static_cast<size_t>(tableaux::fixed_tableau(method).stages), keep);
+  nm::UpdateArgs<T> a;
+  a.lay = lay;
+  a.K = K;
+  a.H = hidden_neurons(lay);
+  a.method = method;
+  a.i = i;
+  a.h = h;
+  a.max_abs = max_abs;
+  a.theta = theta.mutable_data();
+  for (int s = 0; s < rk::kMaxStages; ++s) a.k[s] = view.k[s];
+  u8_array frozen;
+  a.frozen = frozen_mask(frozen_in, P, frozen);
+  std::vector<T> scratch(static_cast<size_t>(K * P));
+  a.scratch = scratch.data();
+  HarnessState hs(state, K);
+  a.st = hs.view();
+  nm_update_host<T>(a);
+  py::dict out;
+  out["theta"] = theta;
+  hs.into(out);
+  return out;
+}
+
 template <class F32, class F64>
 auto by_dtype(const py::array& theta_in, F32 f32, F64 f64) {
   if (theta_in.ndim() != 2) throw std::invalid_argument("theta: expected shape (K, P), got " + shape_str(theta_in));
@@ -422,6 +458,42 @@ void bind_harness(py::module_& m) {
       "per-thread functions (reluflow/rk_step.h): theta (K, P) float32/float64 (copied), ks: the `stages`\n"
       "stage values (K, P) float64, state: as _harness_gd_step's (copied; the networks still active are\n"
       "updated). Returns a dict of the new theta and state.");
+  m.def(
+      "_harness_project",
+      [](const std::vector<int64_t>& widths, const py::array& theta_in, const py::array& grad_in) {
+        const Layout lay = make_layout(widths);
+        if (theta_in.ndim() != 2 || theta_in.shape(1) != lay.num_params)
+          throw std::invalid_argument("theta: expected shape (K, P) with P of the widths, got " + shape_str(theta_in));
+        const int64_t K = theta_in.shape(0);
+        f64_array grad = take_f64(py::array(grad_in).attr("copy")(), "grad");
+        check_shape(grad, "grad", {K, lay.num_params}, "(K, P)");
+        by_dtype(
+            theta_in,
+            [&] { nm_project_host<float>(lay, K, theta_copy<float>(theta_in).data(), grad.mutable_data()); return 0; },
+            [&] { nm_project_host<double>(lay, K, theta_copy<double>(theta_in).data(), grad.mutable_data()); return 0; });
+        return grad;
+      },
+      py::arg("widths"), py::arg("theta"), py::arg("grad"),
+      "TEST ONLY: the tangent projection kernel of the normalized device loop (cuda/src/gd_loop.cu) on the\n"
+      "host (reluflow/normalized_step.h): grad (K, P) float64 (copied) projected at theta (K, P)\n"
+      "float32/float64, one entry per (network, hidden neuron).");
+  m.def(
+      "_harness_nm_update",
+      [](const std::vector<int64_t>& widths, const py::array& theta_in, const py::sequence& ks, const py::dict& state,
+         int64_t i, double h, const std::string& method, double max_abs, const py::object& frozen) {
+        const Layout lay = make_layout(widths);
+        const int meth = parse_method(method);
+        return by_dtype(
+            theta_in, [&] { return nm_update_typed<float>(lay, theta_in, ks, state, i, h, meth, max_abs, frozen); },
+            [&] { return nm_update_typed<double>(lay, theta_in, ks, state, i, h, meth, max_abs, frozen); });
+      },
+      py::arg("widths"), py::arg("theta"), py::arg("ks"), py::kw_only(), py::arg("state"), py::arg("i"), py::arg("h"),
+      py::arg("method"), py::arg("max_abs"), py::arg("frozen") = py::none(),
+      "TEST ONLY: the retracting update kernel of the normalized device loop (cuda/src/gd_loop.cu) on the\n"
+      "host (reluflow/normalized_step.h): method 'euler' (gradient descent's update in theta's dtype),\n"
+      "'heun' or 'rk4'; theta (K, P) float32/float64 (copied), ks: the stage values (K, P) float64\n"
+      "(projected), state: as _harness_gd_step's (copied; the networks still active are updated).\n"
+      "Returns a dict of the new theta and state.");
   m.def(
       "_harness_gd_block_end",
       [](int64_t i0, int64_t want, int64_t steps, int64_t record_every, int64_t slots) {

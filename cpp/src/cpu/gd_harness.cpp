@@ -86,6 +86,31 @@ void dp_finish_host(const dp::Args<T>& a) {
   }
 }
 
+template <class T>
+void nm_project_host(const Layout& lay, int64_t K, const T* theta, double* grad) {
+  const int64_t H = hidden_neurons(lay);
+  for (int64_t e = 0; e < K * H; ++e) nm::project_entry(lay, H, theta, grad, e);
+}
+
+template <class T>
+void nm_update_host(const nm::UpdateArgs<T>& a) {
+  std::vector<double> sh(static_cast<size_t>(nm::kThreads * nm::kWidth));
+  for (int64_t k = 0; k < a.K; ++k) {
+    if (!a.st.active[k]) continue;
+    for (int t = 0; t < nm::kThreads; ++t) nm::fill_thread(a, k, t, sh.data() + t * nm::kWidth);
+    for (int t = 0; t < nm::kThreads; ++t) nm::retract_thread(a, k, t);
+    for (int t = 0; t < nm::kThreads; ++t) nm::test_thread(a, k, t, sh.data() + t * nm::kWidth);
+    tree(sh, nm::kWidth);
+    if (!nm::accept_block(a, k, sh.data())) continue;
+    for (int t = 0; t < nm::kThreads; ++t) nm::store_thread(a, k, t);
+  }
+}
+
+template void nm_project_host<float>(const Layout&, int64_t, const float*, double*);
+template void nm_project_host<double>(const Layout&, int64_t, const double*, double*);
+template void nm_update_host<float>(const nm::UpdateArgs<float>&);
+template void nm_update_host<double>(const nm::UpdateArgs<double>&);
+
 #define RF_DP_INST(T)                                   \
   template void dp_init_host<T>(const dp::Args<T>&);    \
   template void dp_begin_host<T>(const dp::Args<T>&, int64_t); \

@@ -38,3 +38,16 @@ template <class T>
 void dp_finish_host(const dp::Args<T>& a);
 
 }  // namespace reluflow
+
+#include "reluflow/normalized_step.h"
+
+namespace reluflow {
+
+// The normalized flow's kernels (cuda/src/gd_loop.cu) on the host: the tangent projection of grad
+// (K, P) at theta (one entry per (network, hidden neuron)), and the retracting update (see nm::UpdateArgs).
+template <class T>
+void nm_project_host(const Layout& lay, int64_t K, const T* theta, double* grad);
+template <class T>
+void nm_update_host(const nm::UpdateArgs<T>& a);
+
+}  // namespace reluflow

@@ -170,7 +170,8 @@ def _loop_nodes(cp, plan, spec: ProblemSpec) -> dict:
 
 def gd_run(plan, spec: ProblemSpec, theta, steps: int, start_step: int, record_every: int, lr: dict,
            max_abs: float, max_growth: float, progress: Callable | None, record_theta: bool = False,
-           frozen: np.ndarray | None = None, method: str = "gd", rise_tol: float = -1.0) -> dict:
+           frozen: np.ndarray | None = None, method: str = "gd", rise_tol: float = -1.0,
+           normalized: bool = False) -> dict:
     """Gradient descent / SGD, or the fixed-step gradient flow ``method`` ("euler", "heun", "rk4": lr
     {"h": (1,)} the step dt), with the whole loop on the device (``_cuda.gd_loop``, cuda/src/gd_loop.cu)
     for a plan with ``loop == "CUDA"``.
@@ -184,7 +185,9 @@ def gd_run(plan, spec: ProblemSpec, theta, steps: int, start_step: int, record_e
     thetas (T, K, P) or None; active, reason, growth (K,); evaluations, interrupted, steps_done, records)
     plus stop_iter (K,): the local iteration whose watch first saw a network frozen (-1: running), and
     blocks: the host synchronizations of the run. ``rise_tol`` >= 0 (the deterministic flows): risk_rose
-    (K,) flags a risk above the previous step's x (1 + rise_tol), as the cpu loop.
+    (K,) flags a risk above the previous step's x (1 + rise_tol), as the cpu loop. ``normalized``: every
+    gradient projected on the tangent space of the hidden neurons' spheres and every update retracted
+    (theta must already lie on the manifold).
     """
     ext, cp = _modules()
     if method not in LOOP_METHODS:
@@ -205,7 +208,8 @@ def gd_run(plan, spec: ProblemSpec, theta, steps: int, start_step: int, record_e
     res = ext.gd_loop(list(spec.widths), th, steps=int(steps), start_step=int(start_step),
                       record_every=int(record_every), max_abs=float(max_abs), max_growth=float(max_growth),
                       frozen=fz, record_theta=bool(record_theta), progress=progress,
-                      stream=cp.cuda.get_current_stream().ptr, method=method, rise_tol=float(rise_tol), **lr, **kw)
+                      stream=cp.cuda.get_current_stream().ptr, method=method, rise_tol=float(rise_tol),
+                      normalized=bool(normalized), **lr, **kw)
     res["theta"] = th
     return res
 
