@@ -588,3 +588,41 @@ def test_dopri5_loop_on_device_statuses_frozen_max_steps(monkeypatch):
         assert rel(g.theta.get(), c.theta) <= 1e-12
         if "frozen" in kw:
             np.testing.assert_array_equal(g.theta.get()[:, mask], theta[:, mask])
+
+
+# ---- the normalized flow in the device GD / fixed-step loop (reluflow/normalized_step.h) -------------
+
+NM_CASES = [("gd", [1, 16, 1], "points"), ("gd", [2, 8, 8, 1], "sgd"), ("euler", [2, 8, 8, 1], "points"),
+            ("heun", [1, 16, 1], "points"), ("rk4", [2, 8, 8, 1], "points")]
+
+
+@needs_cupy_gpu
+@pytest.mark.parametrize("method,widths,kind", NM_CASES, ids=[f"{m}-{w}-{k}" for m, w, k in NM_CASES])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_normalized_loop_on_device_equals_host_emulation_and_cpu(method, widths, kind, dtype, monkeypatch):
+    """normalized=True on the device: BITWISE the host emulation (the projection kernel and the
+    retracting update: a mismatch only here, not in the plain GD / flow tests, points at
+    nm_project_kernel's (network, neuron) indexing or nm_update_kernel's barriers), then the cpu loop
+    (1e-12 / 1e-5)."""
+    import cupy as cp
+
+    prob = _gd_problem(widths)
+    est = _gd_estimator(kind, widths[0])
+    theta = prob.init(3, seed=2).astype(dtype)
+    if method == "gd":
+        def run(th, **b):
+            return rf.gradient_descent(prob, th, 0.05, 40, est, record_every=10, normalized=True, **b)
+    else:
+        def run(th, **b):
+            return rf.gradient_flow(prob, th, 0.4, method=method, dt=0.01, estimator=est, record_every=0.1,
+                                    normalized=True, **b)
+    g = run(cp.asarray(theta))
+    assert g.info["loop"] == "CUDA"
+    e = _emulated(monkeypatch, lambda: run(theta, backend="cuda"))
+    c = run(theta, backend="cpu")
+    assert g.theta.get().tobytes() == e.theta.tobytes(), "device loop != its host emulation"
+    for key in ("risk", "grad_norm", "energy"):
+        assert getattr(g, key).tobytes() == getattr(e, key).tobytes(), key
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    assert rel(g.theta.get(), c.theta) <= tol and rel(g.risk, c.risk) <= tol and rel(g.energy, c.energy) <= tol
+    assert g.info["evaluations"] == c.info["evaluations"]

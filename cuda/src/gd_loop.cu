@@ -160,9 +160,13 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
   // per-network state
   DeviceMem active{size_t(K)}, reason{size_t(K)}, stop{size_t(K) * 8}, rose{size_t(K)};
   DeviceMem f64s{size_t(K) * 8 * 5};  // growth, risk0, last_risk, last_gn, energy
-  upload(active.as<uint8_t>(), std::vector<uint8_t>(size_t(K), 1));
-  upload(reason.as<uint8_t>(), std::vector<uint8_t>(size_t(K), 0));
-  upload(rose.as<uint8_t>(), std::vector<uint8_t>(size_t(K), 0));
+  // byte flags set by cudaMemset (a temporary std::vector<uint8_t> here trips GCC 12's
+  // -Wfree-nonheap-object false positive once upload() is inlined)
+  if (K > 0) {
+    check(cudaMemset(active.ptr, 1, size_t(K)), "cudaMemset");
+    check(cudaMemset(reason.ptr, 0, size_t(K)), "cudaMemset");
+    check(cudaMemset(rose.ptr, 0, size_t(K)), "cudaMemset");
+  }
   upload(stop.as<int64_t>(), std::vector<int64_t>(size_t(K), -1));
   {
     std::vector<double> init(size_t(K) * 5, NAN);
