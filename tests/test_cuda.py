@@ -465,3 +465,164 @@ def test_flow_loop_arguments_checked_before_any_device_call():
         cuda.gd_loop([1, 4, 1], th, x=x, w=w, y=y, steps=3, h=np.ones(1), method="dopri5")
     with pytest.raises(ValueError, match="rise_tol"):
         cuda.gd_loop([1, 4, 1], th, x=x, w=w, y=y, steps=3, h=np.ones(1), method="rk4", rise_tol=np.inf)
+
+
+# ---- dopri5 with the whole adaptive loop on the device (cuda/src/dopri5_loop.cu) -----------------------
+
+def test_dopri5_loop_arguments_checked_before_any_device_call():
+    """_cuda.dopri5_loop refuses bad arguments naming them, before any device call (fake arrays at
+    address 0: runs without a GPU)."""
+    lay = Layout([1, 4, 1])
+    th = FakeDeviceArray((2, lay.num_params))
+    x, w, y = FakeDeviceArray((5, 1)), FakeDeviceArray((5,)), FakeDeviceArray((5, 1))
+    grid = np.array([0.0, 0.5, 1.0])
+    ok = dict(x=x, w=w, y=y, grid=grid, t_end=1.0)
+    with pytest.raises(ValueError, match="grid"):
+        cuda.dopri5_loop([1, 4, 1], th, **dict(ok, grid=np.array([0.0, 2.0])))
+    with pytest.raises(ValueError, match="grid"):
+        cuda.dopri5_loop([1, 4, 1], th, **dict(ok, grid=np.array([0.5, 0.5])))
+    with pytest.raises(ValueError, match="t_end"):
+        cuda.dopri5_loop([1, 4, 1], th, **dict(ok, t_end=-1.0))
+    with pytest.raises(ValueError, match="rtol"):
+        cuda.dopri5_loop([1, 4, 1], th, rtol=0.0, atol=0.0, **ok)
+    with pytest.raises(ValueError, match="max_steps"):
+        cuda.dopri5_loop([1, 4, 1], th, max_steps=0, **ok)
+    with pytest.raises(ValueError, match="frozen"):
+        cuda.dopri5_loop([1, 4, 1], th, frozen=np.zeros(3), **ok)
+    with pytest.raises(ValueError, match="spec"):
+        cuda.dopri5_loop([1, 4, 1], th, **dict(ok, y=None))
+    with pytest.raises(ValueError, match="x"):
+        cuda.dopri5_loop([1, 4, 1], th, **dict(ok, x=FakeDeviceArray((5, 2))))
+    with pytest.raises(ValueError, match="theta"):
+        cuda.dopri5_loop([1, 4, 1], FakeDeviceArray((2, 3)), **ok)
+
+
+def _emulated_dp(monkeypatch, fn):
+    """fn() with the cuda backend's dopri5 loop emulated on the host (HarnessDopri5)."""
+    import types
+
+    import reluflow.problem as problem_mod
+    from reluflow.backends import cuda as cuda_backend
+    from test_cuda_dopri5_harness import HarnessDopri5
+    from test_cuda_harness import NumpyAsCupy
+
+    with monkeypatch.context() as m:
+        fake_cp = NumpyAsCupy(cuda=types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=0)))
+        m.setattr(cuda_backend, "_modules", lambda: (HarnessDopri5, fake_cp))
+        orig = problem_mod.resolve
+        m.setattr(problem_mod, "resolve", lambda name, t: "cuda" if name == "cuda" else orig(name, t))
+        return fn()
+
+
+DP_CASES = [([1, 16, 1], np.float64, "points", 4), ([2, 8, 8, 1], np.float64, "qmc", 3),
+            ([1, 16, 1], np.float32, "points", 4), ([2, 8, 8, 1], np.float32, "qmc", 3)]
+
+
+def _dp_estimator(kind, d):
+    if kind == "qmc":
+        return rf.QuasiMonteCarlo(256, seed=1)
+    return rf.Points(np.random.default_rng(1).uniform(-1, 1, size=(150, d)))
+
+
+def _assert_same_run(g, e):
+    """Device run g bitwise its host emulation e."""
+    assert g.theta.get().tobytes() == e.theta.tobytes(), "device loop != its host emulation"
+    for key in ("risk", "grad_norm", "energy", "accepted", "rejected", "status", "reason"):
+        assert np.asarray(getattr(g, key)).tobytes() == np.asarray(getattr(e, key)).tobytes(), key
+    assert g.info["t_reached"].tobytes() == e.info["t_reached"].tobytes()
+    assert g.info["evaluations"] == e.info["evaluations"]
+    if e.thetas is not None:
+        assert g.thetas.get().tobytes() == e.thetas.tobytes()
+
+
+@needs_cupy_gpu
+@pytest.mark.parametrize("widths,dtype,kind,seed", DP_CASES,
+                         ids=[f"{w}-{np.dtype(d).name}-{k}" for w, d, k, _ in DP_CASES])
+def test_dopri5_loop_on_device_equals_host_emulation_and_cpu(widths, dtype, kind, seed, monkeypatch):
+    """First check of the device dopri5: BITWISE its host emulation (the same per-thread functions and
+    the same dense grid), then the cpu loop: float64 the same step counts and 1e-12; float32 5e-4
+    (decisions near err = 1 may differ from the cpu's float32 field)."""
+    import cupy as cp
+
+    prob = _gd_problem(widths)
+    est = _dp_estimator(kind, widths[0])
+    theta = prob.init(3, seed=seed).astype(dtype)
+    kw = dict(t_end=2.0, method="dopri5", estimator=est, record_every=0.3, rtol=1e-5, atol=1e-8, record_theta=True)
+    g = rf.gradient_flow(prob, cp.asarray(theta), **kw)
+    assert isinstance(g.theta, cp.ndarray) and g.info["loop"] == "CUDA"
+    e = _emulated_dp(monkeypatch, lambda: rf.gradient_flow(prob, theta, backend="cuda", **kw))
+    _assert_same_run(g, e)
+    c = rf.gradient_flow(prob, theta, backend="cpu", **kw)
+    np.testing.assert_array_equal(g.status, c.status)
+    np.testing.assert_array_equal(g.t, c.t)
+    if dtype == np.float64:
+        np.testing.assert_array_equal(g.accepted, c.accepted)
+        np.testing.assert_array_equal(g.rejected, c.rejected)
+        assert g.info["evaluations"] == c.info["evaluations"]
+    tol = 1e-12 if dtype == np.float64 else 5e-4
+    assert rel(g.theta.get(), c.theta) <= tol and rel(g.risk, c.risk) <= tol and rel(g.energy, c.energy) <= tol
+    assert (g.status == "ok").all() and (g.risk[-1] < g.risk[0]).all()
+
+
+@needs_cupy_gpu
+def test_dopri5_loop_on_device_statuses_frozen_max_steps(monkeypatch):
+    """Networks that end early (min_step, max_steps) are left alone while others run; frozen parameters
+    keep their values; bitwise the emulation, and the cpu loop's statuses and counts."""
+    import cupy as cp
+
+    prob = _gd_problem([1, 16, 1])
+    est = _dp_estimator("points", 1)
+    theta = prob.init(4, seed=5)
+    theta[1] *= 3.0
+    mask = prob.mask(layers=[2], biases=False)
+    for kw in (dict(record_every=0.25, max_growth=1e3, max_abs=1e6, frozen=mask, record_theta=True),
+               dict(record_every=0.25, min_step=1e-3, max_rejections=3, rtol=1e-3, atol=1e-6),
+               dict(record_every=0.2, max_steps=7)):
+        kw.update(t_end=1.0, method="dopri5", estimator=est)
+        g = rf.gradient_flow(prob, cp.asarray(theta), **kw)
+        e = _emulated_dp(monkeypatch, lambda: rf.gradient_flow(prob, theta, backend="cuda", **kw))
+        _assert_same_run(g, e)
+        c = rf.gradient_flow(prob, theta, backend="cpu", **kw)
+        np.testing.assert_array_equal(g.status, c.status)
+        np.testing.assert_array_equal(g.accepted, c.accepted)
+        assert rel(g.theta.get(), c.theta) <= 1e-12
+        if "frozen" in kw:
+            np.testing.assert_array_equal(g.theta.get()[:, mask], theta[:, mask])
+
+
+# ---- the normalized flow in the device GD / fixed-step loop (reluflow/normalized_step.h) -------------
+
+NM_CASES = [("gd", [1, 16, 1], "points"), ("gd", [2, 8, 8, 1], "sgd"), ("euler", [2, 8, 8, 1], "points"),
+            ("heun", [1, 16, 1], "points"), ("rk4", [2, 8, 8, 1], "points")]
+
+
+@needs_cupy_gpu
+@pytest.mark.parametrize("method,widths,kind", NM_CASES, ids=[f"{m}-{w}-{k}" for m, w, k in NM_CASES])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_normalized_loop_on_device_equals_host_emulation_and_cpu(method, widths, kind, dtype, monkeypatch):
+    """normalized=True on the device: BITWISE the host emulation (the projection kernel and the
+    retracting update: a mismatch only here, not in the plain GD / flow tests, points at
+    nm_project_kernel's (network, neuron) indexing or nm_update_kernel's barriers), then the cpu loop
+    (1e-12 / 1e-5)."""
+    import cupy as cp
+
+    prob = _gd_problem(widths)
+    est = _gd_estimator(kind, widths[0])
+    theta = prob.init(3, seed=2).astype(dtype)
+    if method == "gd":
+        def run(th, **b):
+            return rf.gradient_descent(prob, th, 0.05, 40, est, record_every=10, normalized=True, **b)
+    else:
+        def run(th, **b):
+            return rf.gradient_flow(prob, th, 0.4, method=method, dt=0.01, estimator=est, record_every=0.1,
+                                    normalized=True, **b)
+    g = run(cp.asarray(theta))
+    assert g.info["loop"] == "CUDA"
+    e = _emulated(monkeypatch, lambda: run(theta, backend="cuda"))
+    c = run(theta, backend="cpu")
+    assert g.theta.get().tobytes() == e.theta.tobytes(), "device loop != its host emulation"
+    for key in ("risk", "grad_norm", "energy"):
+        assert getattr(g, key).tobytes() == getattr(e, key).tobytes(), key
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    assert rel(g.theta.get(), c.theta) <= tol and rel(g.risk, c.risk) <= tol and rel(g.energy, c.energy) <= tol
+    assert g.info["evaluations"] == c.info["evaluations"]

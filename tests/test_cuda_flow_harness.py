@@ -286,16 +286,16 @@ def test_device_flow_emulated_resume_and_stop_are_bitwise(host_cuda_loop, monkey
 
 
 def test_device_flow_only_where_it_applies(host_cuda_loop):
-    """dopri5 and the normalized flow on the cuda backend keep the Python driver (the device loop is not
-    called); gd_run refuses other methods."""
+    """Rosenbrock on the cuda backend keeps the Python driver (the device loop is not called); gd_run
+    refuses other methods (dopri5 has its own device loop: tests/test_cuda_dopri5_harness.py; normalized
+    runs take the device loop: tests/test_cuda_normalized_harness.py)."""
     prob = gd_problem([1, 6, 1])
     est = rf.MonteCarlo(64, seed=1, resample=False)
     theta = prob.init(2, seed=1)
     before = host_cuda_loop.loops
-    d = rf.gradient_flow(prob, theta, 0.1, method="dopri5", estimator=est, backend="cuda")
-    n = rf.gradient_flow(prob, theta, 0.1, method="rk4", dt=0.01, estimator=est, backend="cuda", normalized=True)
+    n = rf.gradient_flow(prob, theta, 0.1, method="rosenbrock", estimator=est, backend="cuda")
     assert host_cuda_loop.loops == before
-    assert d.info.get("loop") != "CUDA" and n.info.get("loop") != "CUDA"
+    assert n.info.get("loop") != "CUDA"
     assert cuda_backend.LOOP_METHODS == ("gd", "euler", "heun", "rk4")
     with pytest.raises(ValueError, match="method"):
         cuda_backend.gd_run(prob.plan(est, "cuda"), prob.spec, theta, 3, 0, 1, {"h": np.ones(1)}, 1e8, 1e6, None,

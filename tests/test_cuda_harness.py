@@ -498,7 +498,8 @@ class HarnessLoop(HarnessExtension):
     @classmethod
     def gd_loop(cls, widths, theta, *, x=None, w=None, y=None, resample=False, seed=0, n=0, spec=None, steps,
                 start_step=0, record_every=1, h=None, h_fn=None, max_abs=1e8, max_growth=1e6, frozen=None,
-                record_theta=False, progress=None, path="auto", stream=0, method="gd", rise_tol=-1.0):
+                record_theta=False, progress=None, path="auto", stream=0, method="gd", rise_tol=-1.0,
+                normalized=False):
         assert method in cuda_backend.LOOP_METHODS
         cls.loops += 1
         K, P = theta.shape
@@ -519,19 +520,27 @@ class HarnessLoop(HarnessExtension):
                 kernel_spec = spec if (resample or y is None) else None
                 yy = None if resample else y
                 risk, grad = harness(widths, theta, x, w, yy, True, path, spec=kernel_spec)
+                if normalized:   # the projection kernel after every dense evaluation
+                    grad = core._harness_project(widths, theta, grad)
                 lr = 0.0 if it == steps else (hb[it - i] if hb is not None else h[0] if len(h) == 1 else h[it])
                 record = it % record_every == 0 or it == steps
-                out = gd_step(theta, risk, grad, state=state, i=it, update=it < steps and stages == 1, h=lr,
+                out = gd_step(theta, risk, grad, state=state, i=it, update=it < steps and stages == 1 and not normalized, h=lr,
                               max_abs=max_abs, max_growth=max_growth, frozen=fz, record=record, rise_tol=rise_tol)
                 theta[...] = out["theta"]
                 state = {k: out[k] for k in state}
-                if stages > 1 and it < steps:
+                if (stages > 1 or normalized) and it < steps:
                     ks = [grad]
                     for st in range(1, stages):
                         stage = core._harness_rk_stage(theta, ks, stage=st, h=lr, method=method, frozen=fz)
-                        ks.append(harness(widths, stage, x, w, yy, True, path, spec=kernel_spec)[1])
-                    up = core._harness_rk_update(theta, ks, state=state, i=it, h=lr, method=method,
-                                                 max_abs=max_abs, frozen=fz)
+                        k = harness(widths, stage, x, w, yy, True, path, spec=kernel_spec)[1]
+                        ks.append(core._harness_project(widths, stage, k) if normalized else k)
+                    if normalized:   # the retracting update (gradient descent: Euler's update)
+                        up = core._harness_nm_update(widths, theta, ks, state=state, i=it, h=lr,
+                                                     method="euler" if method == "gd" else method,
+                                                     max_abs=max_abs, frozen=fz)
+                    else:
+                        up = core._harness_rk_update(theta, ks, state=state, i=it, h=lr, method=method,
+                                                     max_abs=max_abs, frozen=fz)
                     theta[...] = up["theta"]
                     state = {k: up[k] for k in state}
                 if record:
@@ -681,7 +690,8 @@ def test_device_gd_loop_emulated_resume_and_stop_are_bitwise(host_cuda_loop, mon
 
 def test_device_loop_only_where_it_applies(host_cuda_loop):
     """Plan loop "CUDA" only on the cuda backend's dense route; SGD needs a target the kernel evaluates
-    (a Function target keeps the Python driver); normalized runs keep the Python driver."""
+    (a Function target keeps the Python driver); normalized runs take it too
+    (tests/test_cuda_normalized_harness.py)."""
     prob = gd_problem([1, 6, 1])
     assert prob.plan(rf.MonteCarlo(64, seed=1, resample=True), "cuda").loop == "CUDA"
     assert prob.plan(rf.MonteCarlo(64, seed=1, resample=True), "cpu").loop == "C++"
@@ -692,7 +702,7 @@ def test_device_loop_only_where_it_applies(host_cuda_loop):
     before = host_cuda_loop.loops
     run = rf.gradient_descent(prob, prob.init(2, seed=1), 0.01, 3, rf.MonteCarlo(64, seed=1), backend="cuda",
                               normalized=True)
-    assert host_cuda_loop.loops == before and "loop" not in run.info
+    assert host_cuda_loop.loops == before + 1 and run.info["loop"] == "CUDA"
 
 
 @pytest.mark.parametrize("kind", ["function-fixed", "teacher-sgd"])

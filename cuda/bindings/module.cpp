@@ -68,8 +68,9 @@ void expect_shape(const DeviceView& v, const char* name, const std::vector<int64
 // progress(done) of a loop, called with the GIL released: Ctrl-C (a pending SIGINT, or a
 // KeyboardInterrupt raised by the callback) asks the loop to stop (true); other errors propagate.
 // The same contract as the CPU loops' (cpp/src/bindings/bind_field.h take_progress).
-std::function<bool(int64_t)> progress_hook(const py::object& progress) {
-  return [progress](int64_t done) -> bool {
+template <class Done>
+std::function<bool(Done)> progress_hook(const py::object& progress) {
+  return [progress](Done done) -> bool {
     py::gil_scoped_acquire gil;
     if (PyErr_CheckSignals() != 0) {
       if (!PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) throw py::error_already_set();
@@ -94,6 +95,68 @@ reluflow::cuda::DensePath parse_path(const std::string& path) {
   if (path == "shallow") return rc::DensePath::Shallow;
   if (path == "deep") return rc::DensePath::Deep;
   throw py::value_error("path: expected 'auto', 'shallow' or 'deep', got '" + path + "'");
+}
+
+
+// The problem of a device loop from its Python arguments: theta's view (float32 / float64, (K, P)),
+// the fixed nodes x, w, y (y None: the target of spec evaluated in the kernel) unless resampling, and
+// the host arrays of spec's target / teacher / input (kept alive in `args` for the run).
+struct LoopProblem {
+  reluflow::cuda::DenseDevice prob{};
+  reluflow::ProblemArgs args;
+  int64_t K = 0, P = 0;
+  bool f32 = false;
+};
+
+void loop_problem(LoopProblem& lp, const reluflow::Layout& lay, const py::object& theta, const py::object& x,
+                  const py::object& w, const py::object& y, const py::object& spec, bool resample) {
+  lp.f32 = py::hasattr(theta, "__cuda_array_interface__") &&
+           py::str(theta.attr("__cuda_array_interface__")["typestr"]).cast<std::string>() == "<f4";
+  const DeviceView th = device_view(theta, "theta", lp.f32 ? "<f4" : "<f8", true, "float32 or float64");
+  if (th.shape.size() != 2) throw py::value_error("theta: expected shape (K, P), got " + shape_text(th.shape));
+  lp.K = th.shape[0];
+  lp.P = lay.num_params;
+  expect_shape(th, "theta", {lp.K, lp.P}, "(K, P)");
+  const int64_t d = lay.widths[0], out = lay.widths[lay.num_layers];
+  lp.prob.lay = lay;
+  lp.prob.K = lp.K;
+  lp.prob.f32 = lp.f32;
+  lp.prob.theta = reinterpret_cast<const void*>(th.ptr);
+  if (resample || y.is_none()) {
+    if (spec.is_none()) throw py::value_error("spec: required to resample or to evaluate the target in the kernel");
+    lp.args = reluflow::parse_problem_spec(lay, spec, reluflow::kNeedTarget | reluflow::kNeedTeacherOk |
+                                                          (resample ? reluflow::kNeedInput : 0u));
+    if (out > 16) throw py::value_error("spec: the kernels evaluate targets with at most 16 outputs");
+    if (lp.args.spec.teacher.theta && lp.args.spec.teacher.lay.num_layers != 2)
+      throw py::value_error("spec: the kernels evaluate shallow teachers only");
+    lp.prob.target = lp.args.spec.target;
+    lp.prob.teacher = lp.args.spec.teacher;
+  }
+  if (resample) return;
+  const DeviceView xv = device_view(x, "x", "<f8", false, "float64");
+  const int64_t N = xv.shape.empty() ? -1 : xv.shape[0];
+  expect_shape(xv, "x", {N, d}, "(N, d)");
+  const DeviceView wv = device_view(w, "w", "<f8", false, "float64");
+  expect_shape(wv, "w", {N}, "(N,)");
+  lp.prob.N = N;
+  lp.prob.x = reinterpret_cast<const double*>(xv.ptr);
+  lp.prob.w = reinterpret_cast<const double*>(wv.ptr);
+  if (!y.is_none()) {
+    const DeviceView yv = device_view(y, "y", "<f8", false, "float64");
+    expect_shape(yv, "y", {N, out}, "(N, out)");
+    lp.prob.y = reinterpret_cast<const double*>(yv.ptr);
+  }
+}
+
+using u8_mask = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
+
+// A (P,) frozen mask or null (kept alive by `keep`).
+const uint8_t* frozen_mask(const py::object& frozen, int64_t P, u8_mask& keep) {
+  if (frozen.is_none()) return nullptr;
+  keep = u8_mask::ensure(frozen);
+  if (!keep || keep.ndim() != 1 || keep.shape(0) != P)
+    throw py::value_error("frozen: expected a (P,) mask with P = " + std::to_string(P));
+  return keep.data();
 }
 
 }  // namespace
@@ -211,7 +274,7 @@ PYBIND11_MODULE(_cuda, m) {
          const py::object& y, bool resample, uint64_t seed, int64_t n, const py::object& spec, int64_t steps,
          int64_t start_step, int64_t record_every, const py::object& h, const py::object& h_fn, double max_abs,
          double max_growth, const py::object& frozen, bool record_theta, const py::object& progress,
-         const std::string& path, uintptr_t stream, const std::string& method, double rise_tol) {
+         const std::string& path, uintptr_t stream, const std::string& method, double rise_tol, bool normalized) {
         namespace rc = reluflow::cuda;
         namespace tb = reluflow::tableaux;
         const reluflow::Layout lay = reluflow::make_layout(widths);
@@ -223,65 +286,35 @@ PYBIND11_MODULE(_cuda, m) {
         else throw py::value_error("method: expected 'gd', 'euler', 'heun' or 'rk4', got '" + method + "'");
         if (!(rise_tol < 0 || std::isfinite(rise_tol))) throw py::value_error("rise_tol: expected a finite tolerance (< 0: off)");
         s.rise_tol = rise_tol;
+        s.normalized = normalized;
         s.path = parse_path(path);
         try {
           rc::resolve_dense_path(lay, s.path);
         } catch (const std::invalid_argument& e) {
           throw py::value_error(e.what());
         }
-        const bool f32 = py::hasattr(theta, "__cuda_array_interface__") &&
-                         py::str(theta.attr("__cuda_array_interface__")["typestr"]).cast<std::string>() == "<f4";
-        const DeviceView th = device_view(theta, "theta", f32 ? "<f4" : "<f8", true, "float32 or float64");
-        if (th.shape.size() != 2) throw py::value_error("theta: expected shape (K, P), got " + shape_text(th.shape));
-        const int64_t K = th.shape[0], P = lay.num_params;
-        expect_shape(th, "theta", {K, P}, "(K, P)");
-        const int64_t d = lay.widths[0], out = lay.widths[lay.num_layers];
+        LoopProblem lp;
+        loop_problem(lp, lay, theta, x, w, y, spec, resample);
+        const bool f32 = lp.f32;
+        const int64_t K = lp.K, P = lp.P;
         if (steps < 0) throw py::value_error("steps: expected steps >= 0");
         if (record_every < 1) throw py::value_error("record_every: expected >= 1");
         if (start_step < 0 || start_step + steps > 4294967295LL)
           throw py::value_error("start_step: step indices must lie in [0, 2**32)");
         if (!(max_abs > 0)) throw py::value_error("max_abs: expected > 0");
         if (!(max_growth > 1)) throw py::value_error("max_growth: expected a factor > 1");
-        s.prob.lay = lay;
-        s.prob.K = K;
-        s.prob.f32 = f32;
-        s.prob.theta = reinterpret_cast<const void*>(th.ptr);
-        reluflow::ProblemArgs prob;  // host arrays of the target / input, alive for the run
-        const bool kernel_target = resample || y.is_none();
-        if (kernel_target) {
-          if (spec.is_none()) throw py::value_error("spec: required to resample or to evaluate the target in the kernel");
-          prob = reluflow::parse_problem_spec(lay, spec, reluflow::kNeedTarget | reluflow::kNeedTeacherOk |
-                                                             (resample ? reluflow::kNeedInput : 0u));
-          if (out > 16) throw py::value_error("spec: the kernels evaluate targets with at most 16 outputs");
-          if (prob.spec.teacher.theta && prob.spec.teacher.lay.num_layers != 2)
-            throw py::value_error("spec: the kernels evaluate shallow teachers only");
-          s.prob.target = prob.spec.target;
-          s.prob.teacher = prob.spec.teacher;
-        }
+        s.prob = lp.prob;
         if (resample) {
           if (n < 1 || n > (int64_t(1) << 32)) throw py::value_error("n: expected a number of samples in [1, 2**32]");
           s.resample = true;
           s.seed = seed;
           s.n = n;
+          const reluflow::ProblemArgs& prob = lp.args;
           s.input = prob.spec.input;
           const bool box = s.input.kind == reluflow::kDistUniform, gauss = s.input.kind == reluflow::kDistGaussian;
           s.input_sizes[0] = box ? prob.low.size() : gauss ? prob.mean.size() : prob.ibreaks.size();
           s.input_sizes[1] = box ? prob.high.size() : gauss ? prob.chol.size() : prob.danti.size();
           s.input_sizes[2] = box || gauss ? 0 : prob.dcum.size();
-        } else {
-          const DeviceView xv = device_view(x, "x", "<f8", false, "float64");
-          const int64_t N = xv.shape.empty() ? -1 : xv.shape[0];
-          expect_shape(xv, "x", {N, d}, "(N, d)");
-          const DeviceView wv = device_view(w, "w", "<f8", false, "float64");
-          expect_shape(wv, "w", {N}, "(N,)");
-          s.prob.N = N;
-          s.prob.x = reinterpret_cast<const double*>(xv.ptr);
-          s.prob.w = reinterpret_cast<const double*>(wv.ptr);
-          if (!y.is_none()) {
-            const DeviceView yv = device_view(y, "y", "<f8", false, "float64");
-            expect_shape(yv, "y", {N, out}, "(N, out)");
-            s.prob.y = reinterpret_cast<const double*>(yv.ptr);
-          }
         }
         s.steps = steps;
         s.start_step = start_step;
@@ -306,14 +339,9 @@ PYBIND11_MODULE(_cuda, m) {
         s.max_abs = max_abs;
         s.max_growth = max_growth;
         py::array_t<uint8_t, py::array::c_style | py::array::forcecast> fr;
-        if (!frozen.is_none()) {
-          fr = decltype(fr)::ensure(frozen);
-          if (!fr || fr.ndim() != 1 || fr.shape(0) != P)
-            throw py::value_error("frozen: expected a (P,) mask with P = " + std::to_string(P));
-          s.frozen = fr.data();
-        }
+        s.frozen = frozen_mask(frozen, P, fr);
         s.record_theta = record_theta;
-        s.progress = progress_hook(progress);
+        s.progress = progress_hook<int64_t>(progress);
         s.stream = stream;
         const int64_t T = rc::gd_num_records(steps, record_every);
         py::array_t<double> rr({T, K}), rg({T, K}), ren({T, K}), growth(K);
@@ -360,6 +388,7 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("h") = py::none(), py::arg("h_fn") = py::none(), py::arg("max_abs") = 1e8, py::arg("max_growth") = 1e6,
       py::arg("frozen") = py::none(), py::arg("record_theta") = false, py::arg("progress") = py::none(),
       py::arg("path") = "auto", py::arg("stream") = 0, py::arg("method") = "gd", py::arg("rise_tol") = -1.0,
+      py::arg("normalized") = false,
       "Gradient descent / SGD (method='gd') or the fixed-step gradient flow (method 'euler', 'heun', 'rk4';\n"
       "h: (1,) the step dt) of K networks with the whole loop on the GPU (cuda/src/gd_loop.cu), theta\n"
       "(K, P) float32/float64 device array updated in place. Nodes: fixed device arrays x (N, d), w (N,),\n"
@@ -369,5 +398,111 @@ PYBIND11_MODULE(_cuda, m) {
       "schedule). Returns a dict: risk/grad_norm/energy records (T, K) (cut to the records written),\n"
       "thetas (T, K, P) or None, active, reason (tableaux::StopReason), growth, stop_iter, risk_rose (K,),\n"
       "evaluations (dense evaluations, stages included), interrupted, steps_done, records, blocks (host\n"
-      "synchronizations). rise_tol >= 0: risk_rose flags a risk above the previous step's x (1 + rise_tol).");
+      "synchronizations). rise_tol >= 0: risk_rose flags a risk above the previous step's x (1 + rise_tol).\n"
+      "normalized=True: the gradients projected on the hidden neurons' spheres and every update retracted\n"
+      "(theta must start on the manifold).");
+  m.def(
+      "dopri5_loop",
+      [](const std::vector<int64_t>& widths, const py::object& theta, const py::object& x, const py::object& w,
+         const py::object& y, const py::object& spec, const py::object& grid_in, double t_end, double h0,
+         double rtol, double atol, double max_abs, double max_growth, int64_t max_steps, int64_t max_rejections,
+         double min_step, const py::object& frozen, bool record_theta, const py::object& progress,
+         const std::string& path, uintptr_t stream) {
+        namespace rc = reluflow::cuda;
+        const reluflow::Layout lay = reluflow::make_layout(widths);
+        rc::Dopri5LoopSpec s;
+        s.path = parse_path(path);
+        try {
+          rc::resolve_dense_path(lay, s.path);
+        } catch (const std::invalid_argument& e) {
+          throw py::value_error(e.what());
+        }
+        if (x.is_none() || w.is_none()) throw py::value_error("x, w: dopri5 on the device needs fixed nodes");
+        LoopProblem lp;
+        loop_problem(lp, lay, theta, x, w, y, spec, false);
+        const int64_t K = lp.K, P = lp.P;
+        const py::array_t<double, py::array::c_style | py::array::forcecast> grid =
+            py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(grid_in);
+        if (!grid || grid.ndim() != 1 || grid.shape(0) < 1)
+          throw py::value_error("grid: expected a (T,) array of record times, T >= 1");
+        const int64_t T = grid.shape(0);
+        if (!(t_end > 0) || !std::isfinite(t_end)) throw py::value_error("t_end: expected a positive time");
+        for (int64_t j = 0; j < T; ++j)
+          if (!(grid.data()[j] >= 0 && grid.data()[j] <= t_end) || (j > 0 && !(grid.data()[j] > grid.data()[j - 1])))
+            throw py::value_error("grid: expected increasing times in [0, t_end]");
+        if (!(rtol >= 0) || !(atol >= 0) || !(rtol + atol > 0)) throw py::value_error("rtol, atol: expected >= 0, not both 0");
+        if (!(max_abs > 0)) throw py::value_error("max_abs: expected > 0");
+        if (!(max_growth > 1)) throw py::value_error("max_growth: expected a factor > 1");
+        if (max_steps < 1 || max_rejections < 1) throw py::value_error("max_steps, max_rejections: expected >= 1");
+        if (!(min_step >= 0)) throw py::value_error("min_step: expected >= 0");
+        s.prob = lp.prob;
+        s.grid = grid.data();
+        s.T = T;
+        s.t_end = t_end;
+        s.h0 = h0;
+        s.rtol = rtol;
+        s.atol = atol;
+        s.max_abs = max_abs;
+        s.max_growth = max_growth;
+        s.max_steps = max_steps;
+        s.max_rejections = max_rejections;
+        s.min_step = min_step;
+        u8_mask fr;
+        s.frozen = frozen_mask(frozen, P, fr);
+        s.record_theta = record_theta;
+        s.progress = progress_hook<double>(progress);  // called with the smallest time reached
+        s.stream = stream;
+        py::array_t<double> rr({T, K}), rg({T, K}), ren({T, K}), growth(K), t(K);
+        py::array_t<int32_t> status(K);
+        py::array_t<int64_t> accepted(K), rejected(K);
+        py::array_t<uint8_t> reason(K);
+        py::array thetas = record_theta ? py::array(lp.f32 ? py::dtype::of<float>() : py::dtype::of<double>(),
+                                                    std::vector<int64_t>{T, K, P})
+                                        : py::array();
+        rc::Dopri5LoopOut o;
+        o.rec_risk = rr.mutable_data();
+        o.rec_gnorm = rg.mutable_data();
+        o.rec_energy = ren.mutable_data();
+        o.rec_theta = record_theta ? thetas.mutable_data() : nullptr;
+        o.status = status.mutable_data();
+        o.accepted = accepted.mutable_data();
+        o.rejected = rejected.mutable_data();
+        o.reason = reason.mutable_data();
+        o.growth = growth.mutable_data();
+        o.t = t.mutable_data();
+        {
+          py::gil_scoped_release release;
+          rc::dopri5_loop(s, o);
+        }
+        py::dict res;
+        res["risk"] = rr;
+        res["grad_norm"] = rg;
+        res["energy"] = ren;
+        res["thetas"] = record_theta ? py::object(thetas) : py::none();
+        res["status"] = status;
+        res["accepted"] = accepted;
+        res["rejected"] = rejected;
+        res["reason"] = reason;
+        res["growth"] = growth;
+        res["t"] = t;
+        res["evaluations"] = o.evaluations;
+        res["interrupted"] = o.interrupted;
+        res["blocks"] = o.blocks;
+        return res;
+      },
+      py::arg("widths"), py::arg("theta"), py::kw_only(), py::arg("x"), py::arg("w"), py::arg("y") = py::none(),
+      py::arg("spec") = py::none(), py::arg("grid"), py::arg("t_end"), py::arg("h0") = -1.0, py::arg("rtol") = 1e-6,
+      py::arg("atol") = 1e-9, py::arg("max_abs") = 1e8, py::arg("max_growth") = 1e6, py::arg("max_steps") = 1000000,
+      py::arg("max_rejections") = 50, py::arg("min_step") = 1e-14, py::arg("frozen") = py::none(),
+      py::arg("record_theta") = false, py::arg("progress") = py::none(), py::arg("path") = "auto",
+      py::arg("stream") = 0,
+      "Dormand-Prince 5(4) gradient flow of K networks with the whole adaptive loop on the GPU\n"
+      "(cuda/src/dopri5_loop.cu): a step size, error control and status per network as the cpu loop\n"
+      "(cpp/src/cpu/dopri5_cpu.cpp). theta (K, P) float32/float64 device array, overwritten with the final\n"
+      "state; fixed device nodes x (N, d), w (N,), y (N, out) (None: the target of spec= in the kernel);\n"
+      "grid (T,) increasing record times in [0, t_end]; h0 <= 0: Hairer-Wanner's initial step per network.\n"
+      "progress(t_min) once per block of iterations; True or Ctrl-C stops the run. Returns a dict: risk,\n"
+      "grad_norm, energy (T, K) (NaN where never reached), thetas (T, K, P) or None, status (K,) int32\n"
+      "(ok, diverged, max_rejections, min_step, max_steps, interrupted), accepted, rejected, reason,\n"
+      "growth, t (K,), evaluations, interrupted, blocks.");
 }

@@ -30,25 +30,22 @@
 #include <vector>
 
 #include "launchers.h"
+#include "loop_common.cuh"
 #include "reluflow/gd_step.h"
+#include "reluflow/normalized_step.h"
 #include "reluflow/rk_step.h"
 
 namespace reluflow::cuda {
 namespace {
 
-void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(err));
-}
+using loop::block_tree;
+using loop::check;
+using loop::DeviceMem;
+using loop::PinnedMem;
+using loop::round8;
+using loop::upload;
 
 // ---- the update kernel: grid (K), gd::kThreads threads per block -------------------------------------
-
-__device__ __forceinline__ void block_tree(double* sh, int width = gd::kWidth) {
-  __syncthreads();
-  for (int s = gd::kThreads / 2; s > 0; s >>= 1) {
-    grid::tree_step(sh, width, threadIdx.x, s);
-    __syncthreads();
-  }
-}
 
 template <class T>
 __global__ void __launch_bounds__(gd::kThreads) gd_step_kernel(gd::StepArgs<T> a) {
@@ -57,12 +54,12 @@ __global__ void __launch_bounds__(gd::kThreads) gd_step_kernel(gd::StepArgs<T> a
   const int64_t k = blockIdx.x;
   const int t = threadIdx.x;
   gd::grad_thread(a, k, t, sh + t * gd::kWidth);
-  block_tree(sh);
+  block_tree(sh, gd::kWidth);
   if (t == 0) go = gd::watch_block(a, k, sh);
   __syncthreads();
   if (!go) return;  // uniform over the block
   gd::test_thread(a, k, t, sh + t * gd::kWidth);
-  block_tree(sh);
+  block_tree(sh, gd::kWidth);
   if (t == 0) go = gd::accept_block(a, k, sh);
   __syncthreads();
   if (go) gd::store_thread(a, k, t);
@@ -95,53 +92,40 @@ __global__ void __launch_bounds__(rk::kThreads) rk_update_kernel(rk::RkArgs<T> a
   if (go) rk::store_thread(a, k, t);
 }
 
-// ---- memory ------------------------------------------------------------------------------------------
+// ---- the normalized flow: tangent projection (one thread per (network, hidden neuron)) and the
+// retracting update (grid (K), nm::kThreads) --------------------------------------------------------------
 
-struct DeviceMem {
-  void* ptr = nullptr;
-  explicit DeviceMem(size_t bytes) {
-    if (bytes) check(cudaMalloc(&ptr, bytes), "cudaMalloc");
-  }
-  ~DeviceMem() {
-    if (ptr) cudaFree(ptr);
-  }
-  DeviceMem(const DeviceMem&) = delete;
-  DeviceMem& operator=(const DeviceMem&) = delete;
-  template <class U>
-  U* as() const {
-    return static_cast<U*>(ptr);
-  }
-};
+constexpr int kProjectThreads = 128;
 
-struct PinnedMem {
-  void* ptr = nullptr;
-  explicit PinnedMem(size_t bytes) {
-    if (bytes) check(cudaMallocHost(&ptr, bytes), "cudaMallocHost");
-  }
-  ~PinnedMem() {
-    if (ptr) cudaFreeHost(ptr);
-  }
-  PinnedMem(const PinnedMem&) = delete;
-  PinnedMem& operator=(const PinnedMem&) = delete;
-};
-
-template <class U>
-void upload(U* dev, const std::vector<U>& host) {
-  if (!host.empty()) check(cudaMemcpy(dev, host.data(), host.size() * sizeof(U), cudaMemcpyHostToDevice), "cudaMemcpy");
+template <class T>
+__global__ void __launch_bounds__(kProjectThreads) nm_project_kernel(Layout lay, int64_t K, int64_t H, const T* theta,
+                                                                    double* grad) {
+  const int64_t n = K * H;
+  for (int64_t e = int64_t(blockIdx.x) * kProjectThreads + threadIdx.x; e < n;
+       e += int64_t(gridDim.x) * kProjectThreads)
+    nm::project_entry(lay, H, theta, grad, e);
 }
 
-// A host array of n doubles copied to the device (null for null / empty).
-struct DeviceArray : DeviceMem {
-  DeviceArray(const double* host, int64_t n) : DeviceMem(host && n > 0 ? size_t(n) * 8 : 0) {
-    if (ptr) check(cudaMemcpy(ptr, host, size_t(n) * 8, cudaMemcpyHostToDevice), "cudaMemcpy");
-  }
-};
-
-size_t round8(size_t b) { return (b + 7) / 8 * 8; }
+template <class T>
+__global__ void __launch_bounds__(nm::kThreads) nm_update_kernel(nm::UpdateArgs<T> a) {
+  __shared__ double sh[nm::kThreads * nm::kWidth];
+  __shared__ int go;
+  const int64_t k = blockIdx.x;
+  const int t = threadIdx.x;
+  if (!a.st.active[k]) return;  // as rk_update_kernel: uniform, read before the first barrier
+  nm::fill_thread(a, k, t, sh + t * nm::kWidth);
+  __syncthreads();
+  nm::retract_thread(a, k, t);
+  __syncthreads();
+  nm::test_thread(a, k, t, sh + t * nm::kWidth);
+  block_tree(sh, nm::kWidth);
+  if (t == 0) go = nm::accept_block(a, k, sh);
+  __syncthreads();
+  if (go) nm::store_thread(a, k, t);
+}
 
 constexpr int64_t kRecordBufferBytes = int64_t(256) << 20;  // record slots of a block, at most
 constexpr int64_t kMaxSlots = 4096;
-constexpr double kBlockSeconds = 0.25;  // wall time between two looks of the host
 
 template <class T>
 void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
@@ -152,21 +136,9 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
   const int d = lay.widths[0];
 
   // the problem on the device, once: target / teacher arrays, resampling buffers
-  DenseDevice p = s.prob;
-  const TargetSpec& f = s.prob.target;
   const bool kernel_target = !s.prob.y || s.resample;
-  const bool affine = kernel_target && !s.prob.teacher.theta && f.kind == kTargetAffine;
-  const bool pieces = kernel_target && !s.prob.teacher.theta && f.kind == kTargetPiecewisePolynomial;
-  DeviceArray A(affine ? f.A : nullptr, int64_t(f.out) * f.dim), b(affine ? f.b : nullptr, f.out);
-  DeviceArray br(pieces ? f.breaks : nullptr, f.pieces + 1);
-  DeviceArray co(pieces ? f.coeffs : nullptr, int64_t(f.pieces) * f.ncoef * f.out);
-  DeviceArray tt(kernel_target ? s.prob.teacher.theta : nullptr, s.prob.teacher.lay.num_params);
-  p.target.A = A.as<double>();
-  p.target.b = b.as<double>();
-  p.target.breaks = br.as<double>();
-  p.target.coeffs = co.as<double>();
-  p.teacher.theta = tt.as<double>();
-  p.target_on_device = true;
+  loop::DeviceProblem dprob(s.prob, kernel_target);
+  DenseDevice& p = dprob.p;
   std::unique_ptr<DeviceInputDist> dist;
   DeviceMem xs(s.resample ? size_t(s.n * d) * 8 : 0), ws(s.resample ? size_t(s.n) * 8 : 0);
   if (s.resample) {
@@ -188,9 +160,13 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
   // per-network state
   DeviceMem active{size_t(K)}, reason{size_t(K)}, stop{size_t(K) * 8}, rose{size_t(K)};
   DeviceMem f64s{size_t(K) * 8 * 5};  // growth, risk0, last_risk, last_gn, energy
-  upload(active.as<uint8_t>(), std::vector<uint8_t>(size_t(K), 1));
-  upload(reason.as<uint8_t>(), std::vector<uint8_t>(size_t(K), 0));
-  upload(rose.as<uint8_t>(), std::vector<uint8_t>(size_t(K), 0));
+  // byte flags set by cudaMemset (a temporary std::vector<uint8_t> here trips GCC 12's
+  // -Wfree-nonheap-object false positive once upload() is inlined)
+  if (K > 0) {
+    check(cudaMemset(active.ptr, 1, size_t(K)), "cudaMemset");
+    check(cudaMemset(reason.ptr, 0, size_t(K)), "cudaMemset");
+    check(cudaMemset(rose.ptr, 0, size_t(K)), "cudaMemset");
+  }
   upload(stop.as<int64_t>(), std::vector<int64_t>(size_t(K), -1));
   {
     std::vector<double> init(size_t(K) * 5, NAN);
@@ -233,6 +209,28 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
   for (int j = 0; j < stages; ++j) rka.k[j] = ks.as<double>() + size_t(j) * size_t(K * P);
   rka.stage_theta = stage_theta.as<T>();
   rka.st = state;
+  // the normalized flow: a scratch row per network for the retraction, the projection's grid
+  const int64_t H = s.normalized ? hidden_neurons(lay) : 0;
+  DeviceMem scratch{s.normalized ? size_t(K * P) * sizeof(T) : 0};
+  nm::UpdateArgs<T> nma;
+  nma.lay = lay;
+  nma.K = K;
+  nma.H = H;
+  nma.method = s.method;
+  nma.max_abs = s.max_abs;
+  nma.frozen = a.frozen;
+  nma.theta = a.theta;
+  for (int j = 0; j < stages; ++j) nma.k[j] = rka.k[j];
+  nma.scratch = scratch.as<T>();
+  nma.st = state;
+  const unsigned project_blocks =
+      static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((K * H + kProjectThreads - 1) / kProjectThreads,
+                                                                   int64_t(1) << 20)));
+  auto project = [&](const void* th, double* grad) {  // after a dense evaluation at th
+    if (!s.normalized || K * H == 0) return;
+    nm_project_kernel<T><<<project_blocks, kProjectThreads, 0, st>>>(lay, K, H, static_cast<const T*>(th), grad);
+    check(cudaGetLastError(), "nm_project_kernel");
+  };
   DenseDevice ps = p;  // the problem at the stage points (the same nodes: those of the step)
   ps.theta = stage_theta.ptr;
   const unsigned stage_blocks =
@@ -256,10 +254,11 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
       if (s.resample)
         mc_nodes_device(s.seed, static_cast<uint32_t>(s.start_step + it), s.n, dist->dist(), xs.as<double>(), s.stream);
       risk_and_grad_dense(p, s.path, risk.as<double>(), ks.as<double>(), s.stream);
+      project(a.theta, ks.as<double>());
       const bool update = it < steps;
       const double h = !update ? 0.0 : s.h_fill ? hblock[size_t(it - i)] : s.h_len == 1 ? s.h[0] : s.h[it];
       a.i = it;
-      a.update = update && stages == 1;  // Heun / RK4: the watch and the records only
+      a.update = update && stages == 1 && !s.normalized;  // else the watch and the records only
       a.h = h;
       if (gd::is_record(it, steps, re)) {
         char* sl = rd + head + size_t(nrec++) * slot;
@@ -273,6 +272,12 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
       }
       if (K > 0) gd_step_kernel<T><<<static_cast<unsigned>(K), gd::kThreads, 0, st>>>(a);
       check(cudaGetLastError(), "gd_step_kernel");
+      if (s.normalized && stages == 1 && update && K > 0) {
+        nma.i = it;
+        nma.h = h;
+        nm_update_kernel<T><<<static_cast<unsigned>(K), nm::kThreads, 0, st>>>(nma);
+        check(cudaGetLastError(), "nm_update_kernel");
+      }
       if (stages > 1 && update && K > 0) {
         rka.i = it;
         rka.h = h;
@@ -281,9 +286,17 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
           check(cudaGetLastError(), "rk_stage_kernel");
           // the stage's risk is not used: written over `risk`, already read by this step's watch
           risk_and_grad_dense(ps, s.path, risk.as<double>(), const_cast<double*>(rka.k[j]), s.stream);
+          project(stage_theta.ptr, const_cast<double*>(rka.k[j]));
         }
-        rk_update_kernel<T><<<static_cast<unsigned>(K), rk::kThreads, 0, st>>>(rka);
-        check(cudaGetLastError(), "rk_update_kernel");
+        if (s.normalized) {
+          nma.i = it;
+          nma.h = h;
+          nm_update_kernel<T><<<static_cast<unsigned>(K), nm::kThreads, 0, st>>>(nma);
+          check(cudaGetLastError(), "nm_update_kernel");
+        } else {
+          rk_update_kernel<T><<<static_cast<unsigned>(K), rk::kThreads, 0, st>>>(rka);
+          check(cudaGetLastError(), "rk_update_kernel");
+        }
       }
       out.evaluations += update ? stages : 1;
     }
@@ -312,9 +325,7 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
       break;
     }
     // the next block: about kBlockSeconds of work, growing at most 4x at a time
-    const double sec = std::chrono::duration<double>(clock::now() - t0).count();
-    const double scale = sec > 0 ? std::min(4.0, kBlockSeconds / sec) : 4.0;
-    want = std::max<int64_t>(1, static_cast<int64_t>(scale * double(iters)));
+    want = loop::next_block(std::chrono::duration<double>(clock::now() - t0).count(), iters);
   }
 
   // the final state

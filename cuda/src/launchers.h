@@ -112,6 +112,10 @@ struct GdLoopSpec {
   // than this relative amount (GdLoopOut::rose), as flow_cpu.cpp; < 0: not watched
   double rise_tol = -1.0;
   const uint8_t* frozen = nullptr;  // HOST (P,) or null
+  // the normalized flow (flow_cpu.cpp's FieldSpec::normalized): every gradient projected on the
+  // tangent space of the hidden neurons' spheres, every update retracted (reluflow/normalized_step.h);
+  // theta must start on the manifold (the caller's job, as on the cpu)
+  bool normalized = false;
   bool record_theta = false;
   // called with the steps done after every block (about every 0.25 s) and after the last step; true
   // stops the run there (GdLoopOut::interrupted); it may throw
@@ -139,5 +143,51 @@ struct GdLoopOut {
 int64_t gd_num_records(int64_t steps, int64_t record_every);
 
 void gd_loop(const GdLoopSpec& spec, GdLoopOut& out);
+
+}  // namespace reluflow::cuda
+
+namespace reluflow::cuda {
+
+// ---- Dormand–Prince 5(4) with the whole adaptive loop on the device (dopri5_loop.cu) ----------------
+// cpu/dopri5_cpu.cpp's loop (per-network step size, error control, landing on the record grid,
+// statuses) with every iteration queued on one stream: begin (targets, step sizes, max_steps), per stage
+// the stage points and the dense gradient there, finish (error norm, accept / reject, records, the
+// controller and the give-up rules: reluflow/dopri5_step.h). The done flags come back once per block of
+// iterations (about 0.25 s), where progress and Ctrl-C are checked and the loop ends once every
+// network is done. Fixed nodes only (a deterministic field).
+struct Dopri5LoopSpec {
+  DenseDevice prob{};  // prob.theta: the (K, P) DEVICE array, overwritten with the final state
+  DensePath path = DensePath::Auto;
+  const double* grid = nullptr;  // HOST (T,) increasing record times in [0, t_end]
+  int64_t T = 0;
+  double t_end = 1.0, h0 = -1.0, rtol = 1e-6, atol = 1e-9;
+  double max_abs = 1e8, max_growth = 1e6, min_step = 1e-14;
+  int64_t max_steps = 1000000, max_rejections = 50;
+  const uint8_t* frozen = nullptr;  // HOST (P,) or null
+  bool record_theta = false;
+  // called with the smallest time of a running network after every block and with t_end at the end;
+  // true stops the run (Dopri5LoopOut::interrupted); it may throw
+  std::function<bool(double)> progress;
+  uintptr_t stream = 0;
+};
+
+// Host memory, allocated by the caller (as cpu/dopri5_cpu.h's Dopri5Out).
+struct Dopri5LoopOut {
+  double* rec_risk = nullptr;    // (T, K), NaN where never reached
+  double* rec_gnorm = nullptr;   // (T, K)
+  double* rec_energy = nullptr;  // (T, K)
+  void* rec_theta = nullptr;     // (T, K, P) in theta's dtype (NaN where never reached), with record_theta
+  int32_t* status = nullptr;     // (K,) Dopri5Status codes
+  int64_t* accepted = nullptr;   // (K,)
+  int64_t* rejected = nullptr;   // (K,)
+  uint8_t* reason = nullptr;     // (K,)
+  double* growth = nullptr;      // (K,)
+  double* t = nullptr;           // (K,)
+  int64_t evaluations = 0;       // the cpu loop's count of kernel calls: 1 + 6 x its iterations
+  int64_t blocks = 0;
+  bool interrupted = false;
+};
+
+void dopri5_loop(const Dopri5LoopSpec& spec, Dopri5LoopOut& out);
 
 }  // namespace reluflow::cuda

@@ -466,8 +466,8 @@ def _native_plan(plan: Plan) -> Plan | None:
 
 
 def _device_plan(plan: Plan) -> Plan | None:
-    """``plan`` when gradient descent or a fixed-step flow (euler, heun, rk4; not normalized) runs with
-    the whole loop on the device (``Plan.loop == "CUDA"``), else None (tests patch it, with
+    """``plan`` when gradient descent or a flow (euler, heun, rk4, normalized too; dopri5 not normalized)
+    runs with the whole loop on the device (``Plan.loop == "CUDA"``), else None (tests patch it, with
     :func:`_native_plan`, to judge the loop against the Python driver)."""
     return plan if plan.loop == "CUDA" else None
 
@@ -567,7 +567,7 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
                     like)
     if normalized:
         theta = _onto_manifold(prob, theta, rescale_outgoing=False)
-    native = _native_plan(field_.plan) or (None if normalized else _device_plan(field_.plan))
+    native = _native_plan(field_.plan) or _device_plan(field_.plan)
     if native is not None:
         t0 = time.perf_counter()
         device = native.loop == "CUDA"
@@ -584,7 +584,7 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
                 [lr_at(start_step + first + j) for j in range(count)], dtype=np.float64)}
             res = cuda_backend.gd_run(native, prob.spec, theta, steps, start_step, record_every, lr_arg, max_abs,
                                       max_growth, _progress_hook(_Progress(steps, progress)), record_theta,
-                                      frozen=field_.frozen)
+                                      frozen=field_.frozen, normalized=normalized)
             res["theta"] = np.array(to_host(res["theta"]), copy=True)
         else:
             res = cpu_backend.flow_run(native, prob.spec, theta, "gd", steps, start_step, record_every, h, max_abs,
@@ -789,7 +789,7 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
     _check_steps("t_end, dt", n_steps)
     # the energy identity is checked where the field is deterministic (a resampled risk moves anyway)
     rise_tol = -1.0 if estimator.stochastic else _rise_tol(theta)
-    native = _native_plan(field_.plan) or (None if normalized else _device_plan(field_.plan))
+    native = _native_plan(field_.plan) or _device_plan(field_.plan)
     if native is not None:
         t0 = time.perf_counter()
         hook = _progress_hook(_Progress(n_steps, progress))
@@ -797,7 +797,7 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
         if native.loop == "CUDA":
             res = cuda_backend.gd_run(native, prob.spec, theta, n_steps, 0, rec_stride, {"h": np.array([h])}, max_abs,
                                       max_growth, hook, record_theta, frozen=field_.frozen, method=method,
-                                      rise_tol=rise_tol)
+                                      rise_tol=rise_tol, normalized=normalized)
             res["theta"] = np.array(to_host(res["theta"]), copy=True)
             device = {"blocks": int(res["blocks"]), "stop_step": res["stop_iter"]}
         else:
@@ -874,19 +874,27 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
     grid = np.arange(0.0, t_end, rec_dt)
     grid = np.append(grid, t_end) if grid[-1] < t_end else grid
     # the whole loop in C++ (cpp/src/cpu/dopri5_cpu.cpp, a port of this function) where it can run the field
-    native = _native_plan(field_.plan)
+    native = _native_plan(field_.plan) or (None if field_.normalized else _device_plan(field_.plan))
     if native is not None:
         t0 = time.perf_counter()
-        res = cpu_backend.dopri5_run(native, prob.spec, theta, t_end, h0, rtol, atol, grid, max_abs, max_steps,
-                                     max_rejections, min_step, field_.normalized,
-                                     _progress_hook(_Progress(t_end, progress)), record_theta, max_growth,
-                                     frozen=field_.frozen)
+        hook = _progress_hook(_Progress(t_end, progress))
+        device = {}
+        if native.loop == "CUDA":   # the whole adaptive loop on the device (cuda/src/dopri5_loop.cu)
+            res = cuda_backend.dopri5_run(native, prob.spec, theta, t_end, h0, rtol, atol, grid, max_abs,
+                                          max_steps, max_rejections, min_step, hook, record_theta, max_growth,
+                                          frozen=field_.frozen)
+            res["theta"] = np.array(to_host(res["theta"]), copy=True)
+            device = {"blocks": int(res["blocks"])}
+        else:
+            res = cpu_backend.dopri5_run(native, prob.spec, theta, t_end, h0, rtol, atol, grid, max_abs, max_steps,
+                                         max_rejections, min_step, field_.normalized, hook, record_theta, max_growth,
+                                         frozen=field_.frozen)
         status = res["status"]
         return _finish_like(field_.like, prob, res["theta"], list(grid), list(res["risk"]), list(res["grad_norm"]),
                        list(res["energy"]), _recorded(res), record_theta, status == "ok", res["accepted"], res["rejected"],
                        status, "dopri5", 0, t0,
-                       {"evaluations": int(res["evaluations"]), "loop": "C++", "rtol": rtol,
-                        "atol": atol, "estimator": repr(field_.est), "t_reached": res["t"]},
+                       {"evaluations": int(res["evaluations"]), "loop": native.loop, "rtol": rtol,
+                        "atol": atol, "estimator": repr(field_.est), "t_reached": res["t"], **device},
                        reason=res["reason"], growth=res["growth"],
                        interrupted=_dopri5_interrupted(res["interrupted"], status, res["t"]))
     rec = GridRecords(grid, theta, record_theta)

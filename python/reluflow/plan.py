@@ -23,8 +23,9 @@ Routes
 otherwise.
 
 Loops: ``"C++"`` (the whole integrator loop in ``_core``, GIL released), ``"CUDA"`` (gradient descent,
-SGD and the fixed-step flows euler/heun/rk4 with the whole loop on the device, ``_cuda.gd_loop``: cuda
-backend, dense route; dopri5, rosenbrock and normalized runs keep the Python driver there for now) or
+SGD and the flows euler/heun/rk4 (``_cuda.gd_loop``) and dopri5 (``_cuda.dopri5_loop``) with the whole
+loop on the device: cuda backend, dense route, normalized runs too except dopri5's; rosenbrock keeps
+the Python driver there for now) or
 ``"Python"`` (the reference driver in ``reluflow.flows`` around
 ``Problem.risk_and_grad``).
 """
@@ -262,8 +263,10 @@ def plan(spec: ProblemSpec, estimator: Estimator, backend: str, dtype=np.float64
     if backend == "cuda" and route == "dense" and (source == "fixed" or _kernel_target(spec)):
         loop = "CUDA"
         why.append("integrators: the whole loop on the device (gradient descent / SGD and the flows euler, heun, "
-                   "rk4: nodes, kernels, stages, update and divergence watch queued on one stream, records copied "
-                   "back in blocks; dopri5, rosenbrock and normalized runs keep the Python driver)")
+                   "rk4, dopri5 (step size and error control per network): nodes, kernels, stages, update and "
+                   "divergence watch queued on one stream, records copied back in blocks; normalized runs "
+                   "too (projection and retraction on the device) except dopri5's; rosenbrock keeps the Python "
+                   "driver)")
     elif loop == "Python":
         why.append("integrators: the Python driver around risk_and_grad" + (
             "" if backend != "cpu" else " (this route has no C++ loop)"))

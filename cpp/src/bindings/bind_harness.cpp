@@ -232,10 +232,124 @@ py::dict rk_update_typed(const py::array& theta_in, const py::sequence& ks, cons
   return out;
 }
 
+
+// The normalized update harness in theta's dtype T (copies in, a dict out; see nm::UpdateArgs).
+template <class T>
+py::dict nm_update_typed(const Layout& lay, const py::array& theta_in, const py::sequence& ks, const py::dict& state,
+                         int64_t i, double h, int method, double max_abs, const py::object& frozen_in) {
+  auto theta = theta_copy<T>(theta_in);
+  const int64_t K = theta_in.shape(0), P = theta_in.shape(1);
+  if (P != lay.num_params) throw std::invalid_argument("theta: expected shape (K, P) with P of the widths");
+  rk::RkArgs<T> view;  // for stage_values' checks
+  view.K = K;
+  view.P = P;
+  std::vector<f64_array> keep;
+  stage_values(view, ks, static_cast<size_t>(tableaux::fixed_tableau(method).stages), keep);
+  nm::UpdateArgs<T> a;
+  a.lay = lay;
+  a.K = K;
+  a.H = hidden_neurons(lay);
+  a.method = method;
+  a.i = i;
+  a.h = h;
+  a.max_abs = max_abs;
+  a.theta = theta.mutable_data();
+  for (int s = 0; s < rk::kMaxStages; ++s) a.k[s] = view.k[s];
+  u8_array frozen;
+  a.frozen = frozen_mask(frozen_in, P, frozen);
+  std::vector<T> scratch(static_cast<size_t>(K * P));
+  a.scratch = scratch.data();
+  HarnessState hs(state, K);
+  a.st = hs.view();
+  nm_update_host<T>(a);
+  py::dict out;
+  out["theta"] = theta;
+  hs.into(out);
+  return out;
+}
+
 template <class F32, class F64>
 auto by_dtype(const py::array& theta_in, F32 f32, F64 f64) {
   if (theta_in.ndim() != 2) throw std::invalid_argument("theta: expected shape (K, P), got " + shape_str(theta_in));
   return dispatch_float(theta_in, f32, f64, f64);
+}
+
+
+// ---- the dopri5 harness: a workspace dict of arrays updated in place (the loop's device memory) ----
+
+// ws[key] as a C-contiguous writeable array of exactly U (no copy: the harness writes into it).
+template <class U>
+U* ws_array(const py::dict& ws, const char* key, std::vector<int64_t> shape, const char* what) {
+  if (!ws.contains(key)) throw std::invalid_argument(std::string("ws: missing '") + key + "'");
+  py::array a = py::reinterpret_borrow<py::array>(ws[key]);
+  if (!py::isinstance<py::array>(ws[key]) || !a.dtype().is(py::dtype::of<U>()) ||
+      !(a.flags() & py::array::c_style) || !a.writeable())
+    throw std::invalid_argument(std::string(key) + ": expected a writeable C-contiguous array of the loop's dtype");
+  check_shape(a, key, shape, what);
+  return static_cast<U*>(a.mutable_data());
+}
+
+template <class T>
+void dp_phase_typed(const std::string& phase, const py::dict& ws, int64_t it, int stage) {
+  py::array th = py::reinterpret_borrow<py::array>(ws["theta0"]);
+  if (th.ndim() != 2) throw std::invalid_argument("theta0: expected shape (K, P), got " + shape_str(th));
+  const int64_t K = th.shape(0), P = th.shape(1);
+  py::array gr = py::reinterpret_borrow<py::array>(ws["grid"]);
+  const int64_t nT = gr.ndim() == 1 ? gr.shape(0) : -1;
+  dp::Args<T> a;
+  a.K = K;
+  a.P = P;
+  a.nT = nT;
+  a.grid = ws_array<double>(ws, "grid", {nT}, "(T,)");
+  auto f = [&](const char* key) { return ws[key].cast<double>(); };
+  a.t_end = f("t_end");
+  a.t_tol = f("t_tol");
+  a.h0 = f("h0");
+  a.rtol = f("rtol");
+  a.atol = f("atol");
+  a.max_abs = f("max_abs");
+  a.max_growth = f("max_growth");
+  a.min_step = f("min_step");
+  a.max_steps = ws["max_steps"].cast<int64_t>();
+  a.max_rejections = ws["max_rejections"].cast<int64_t>();
+  a.frozen = ws.contains("frozen") && !ws["frozen"].is_none() ? ws_array<uint8_t>(ws, "frozen", {P}, "(P,)") : nullptr;
+  a.theta0 = ws_array<T>(ws, "theta0", {K, P}, "(K, P)");
+  a.y = ws_array<double>(ws, "y", {K, P}, "(K, P)");
+  double* k = ws_array<double>(ws, "k", {dp::kStages, K, P}, "(7, K, P)");
+  for (int j = 0; j < dp::kStages; ++j) a.k[j] = k + size_t(j) * size_t(K * P);
+  a.risk = ws_array<double>(ws, "risk", {K}, "(K,)");
+  a.stage = ws_array<T>(ws, "stage", {K, P}, "(K, P)");
+  a.st.t = ws_array<double>(ws, "t", {K}, "(K,)");
+  a.st.h = ws_array<double>(ws, "h", {K}, "(K,)");
+  a.st.energy = ws_array<double>(ws, "energy", {K}, "(K,)");
+  a.st.risk0 = ws_array<double>(ws, "risk0", {K}, "(K,)");
+  a.st.growth = ws_array<double>(ws, "growth", {K}, "(K,)");
+  a.st.hh = ws_array<double>(ws, "hh", {K}, "(K,)");
+  a.st.target = ws_array<double>(ws, "target", {K}, "(K,)");
+  a.st.nxt = ws_array<int64_t>(ws, "nxt", {K}, "(K,)");
+  a.st.streak = ws_array<int64_t>(ws, "streak", {K}, "(K,)");
+  a.st.accepted = ws_array<int64_t>(ws, "accepted", {K}, "(K,)");
+  a.st.rejected = ws_array<int64_t>(ws, "rejected", {K}, "(K,)");
+  a.st.status = ws_array<int32_t>(ws, "status", {K}, "(K,)");
+  a.st.done = ws_array<uint8_t>(ws, "done", {K}, "(K,)");
+  a.st.reason = ws_array<uint8_t>(ws, "reason", {K}, "(K,)");
+  a.rec_risk = ws_array<double>(ws, "rec_risk", {nT, K}, "(T, K)");
+  a.rec_gn = ws_array<double>(ws, "rec_gn", {nT, K}, "(T, K)");
+  a.rec_energy = ws_array<double>(ws, "rec_energy", {nT, K}, "(T, K)");
+  a.rec_theta = ws.contains("rec_theta") && !ws["rec_theta"].is_none()
+                    ? ws_array<T>(ws, "rec_theta", {nT, K, P}, "(T, K, P)") : nullptr;
+  if (phase == "init") {
+    dp_init_host(a);
+  } else if (phase == "begin") {
+    dp_begin_host(a, it);
+  } else if (phase == "stage") {
+    if (stage < 1 || stage >= dp::kStages) throw std::invalid_argument("stage: expected 1..6");
+    dp_stage_host(a, stage);
+  } else if (phase == "finish") {
+    dp_finish_host(a);
+  } else {
+    throw std::invalid_argument("phase: expected 'init', 'begin', 'stage' or 'finish', got '" + phase + "'");
+  }
 }
 
 }  // namespace
@@ -345,6 +459,42 @@ void bind_harness(py::module_& m) {
       "stage values (K, P) float64, state: as _harness_gd_step's (copied; the networks still active are\n"
       "updated). Returns a dict of the new theta and state.");
   m.def(
+      "_harness_project",
+      [](const std::vector<int64_t>& widths, const py::array& theta_in, const py::array& grad_in) {
+        const Layout lay = make_layout(widths);
+        if (theta_in.ndim() != 2 || theta_in.shape(1) != lay.num_params)
+          throw std::invalid_argument("theta: expected shape (K, P) with P of the widths, got " + shape_str(theta_in));
+        const int64_t K = theta_in.shape(0);
+        f64_array grad = take_f64(py::array(grad_in).attr("copy")(), "grad");
+        check_shape(grad, "grad", {K, lay.num_params}, "(K, P)");
+        by_dtype(
+            theta_in,
+            [&] { nm_project_host<float>(lay, K, theta_copy<float>(theta_in).data(), grad.mutable_data()); return 0; },
+            [&] { nm_project_host<double>(lay, K, theta_copy<double>(theta_in).data(), grad.mutable_data()); return 0; });
+        return grad;
+      },
+      py::arg("widths"), py::arg("theta"), py::arg("grad"),
+      "TEST ONLY: the tangent projection kernel of the normalized device loop (cuda/src/gd_loop.cu) on the\n"
+      "host (reluflow/normalized_step.h): grad (K, P) float64 (copied) projected at theta (K, P)\n"
+      "float32/float64, one entry per (network, hidden neuron).");
+  m.def(
+      "_harness_nm_update",
+      [](const std::vector<int64_t>& widths, const py::array& theta_in, const py::sequence& ks, const py::dict& state,
+         int64_t i, double h, const std::string& method, double max_abs, const py::object& frozen) {
+        const Layout lay = make_layout(widths);
+        const int meth = parse_method(method);
+        return by_dtype(
+            theta_in, [&] { return nm_update_typed<float>(lay, theta_in, ks, state, i, h, meth, max_abs, frozen); },
+            [&] { return nm_update_typed<double>(lay, theta_in, ks, state, i, h, meth, max_abs, frozen); });
+      },
+      py::arg("widths"), py::arg("theta"), py::arg("ks"), py::kw_only(), py::arg("state"), py::arg("i"), py::arg("h"),
+      py::arg("method"), py::arg("max_abs"), py::arg("frozen") = py::none(),
+      "TEST ONLY: the retracting update kernel of the normalized device loop (cuda/src/gd_loop.cu) on the\n"
+      "host (reluflow/normalized_step.h): method 'euler' (gradient descent's update in theta's dtype),\n"
+      "'heun' or 'rk4'; theta (K, P) float32/float64 (copied), ks: the stage values (K, P) float64\n"
+      "(projected), state: as _harness_gd_step's (copied; the networks still active are updated).\n"
+      "Returns a dict of the new theta and state.");
+  m.def(
       "_harness_gd_block_end",
       [](int64_t i0, int64_t want, int64_t steps, int64_t record_every, int64_t slots) {
         if (record_every < 1 || slots < 2 || i0 < 0 || i0 > steps)
@@ -356,6 +506,23 @@ void bind_harness(py::module_& m) {
       py::arg("i0"), py::arg("want"), py::arg("steps"), py::arg("record_every"), py::arg("slots"),
       "TEST ONLY: the CUDA GD loop's block planning (reluflow/gd_step.h): (end of the block of iterations\n"
       "starting at i0, records in it).");
+  m.def(
+      "_harness_dp",
+      [](const std::string& phase, const py::dict& ws, int64_t it, int stage) {
+        if (!ws.contains("theta0")) throw std::invalid_argument("ws: missing 'theta0'");
+        py::array th = py::reinterpret_borrow<py::array>(ws["theta0"]);
+        if (th.dtype().is(py::dtype::of<float>())) dp_phase_typed<float>(phase, ws, it, stage);
+        else dp_phase_typed<double>(phase, ws, it, stage);
+      },
+      py::arg("phase"), py::arg("ws"), py::kw_only(), py::arg("it") = 0, py::arg("stage") = 0,
+      "TEST ONLY: one phase of the device dopri5 loop (cuda/src/dopri5_loop.cu: 'init', 'begin' of\n"
+      "iteration it, 'stage' 1..6, 'finish') run on the host with the same per-thread functions\n"
+      "(reluflow/dopri5_step.h). ws: a dict of the loop's arrays (theta0 (K, P) float32/float64 and the\n"
+      "stage buffer in its dtype; y (K, P), k (7, K, P), risk (K,), grid (T,), t, h, energy, risk0, growth,\n"
+      "hh, target (K,) float64; nxt, streak, accepted, rejected (K,) int64; status (K,) int32; done, reason\n"
+      "(K,) uint8; rec_risk, rec_gn, rec_energy (T, K); rec_theta (T, K, P) or None; frozen (P,) uint8 or\n"
+      "None) and the scalars t_end, t_tol, h0, rtol, atol, max_abs, max_growth, min_step, max_steps,\n"
+      "max_rejections; the arrays are updated in place.");
 }
 
 }  // namespace reluflow

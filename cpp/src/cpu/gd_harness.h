@@ -21,3 +21,33 @@ template <class T>
 void rk_update_host(const rk::RkArgs<T>& a);
 
 }  // namespace reluflow
+
+#include "reluflow/dopri5_step.h"
+
+namespace reluflow {
+
+// The dopri5 loop's kernels (cuda/src/dopri5_loop.cu) on the host, phase for phase (see dp::Args):
+// init after the evaluation at theta0, begin of iteration it, stage st (1..6), finish.
+template <class T>
+void dp_init_host(const dp::Args<T>& a);
+template <class T>
+void dp_begin_host(const dp::Args<T>& a, int64_t it);
+template <class T>
+void dp_stage_host(const dp::Args<T>& a, int st);
+template <class T>
+void dp_finish_host(const dp::Args<T>& a);
+
+}  // namespace reluflow
+
+#include "reluflow/normalized_step.h"
+
+namespace reluflow {
+
+// The normalized flow's kernels (cuda/src/gd_loop.cu) on the host: the tangent projection of grad
+// (K, P) at theta (one entry per (network, hidden neuron)), and the retracting update (see nm::UpdateArgs).
+template <class T>
+void nm_project_host(const Layout& lay, int64_t K, const T* theta, double* grad);
+template <class T>
+void nm_update_host(const nm::UpdateArgs<T>& a);
+
+}  // namespace reluflow

@@ -30,7 +30,7 @@ from ..spec import ProblemSpec
 from . import cpu, reference
 
 __all__ = ["risk_and_grad", "realization", "evaluate", "fixed_nodes", "PATHS", "MAX_KERNEL_TARGET_OUT", "kernel_target",
-           "gd_run", "LOOP_METHODS"]
+           "gd_run", "LOOP_METHODS", "dopri5_run"]
 
 #: ``path`` of :func:`risk_and_grad`: "auto" (shallow when the widths allow it), "shallow" (two-pass kernel
 #: of [d, H, out], d <= 8, out <= 3) or "deep" (any widths; for cross-checks)
@@ -155,9 +155,23 @@ def evaluate(plan, spec: ProblemSpec, theta, step: int, want_grad: bool, xp=None
 LOOP_METHODS = ("gd", "euler", "heun", "rk4")
 
 
+def _loop_nodes(cp, plan, spec: ProblemSpec) -> dict:
+    """The fixed nodes of a device loop's run as keyword arguments of ``_cuda.gd_loop`` /
+    ``dopri5_loop``: x, w on the device and y (N, out), or spec= for a target the kernel evaluates."""
+    nodes = cpu.point_nodes(spec, plan.estimator, 0)
+    kw = {"x": _device_f64(cp, nodes.x, "x", (nodes.x.shape[0], spec.layout.widths[0])),
+          "w": _device_f64(cp, nodes.w, "w", (nodes.x.shape[0],))}
+    if nodes.y is None and kernel_target(spec):
+        kw["spec"] = spec.native()  # the target in the kernel
+    else:
+        kw["y"] = _device_f64(cp, cpu.target_values(spec, nodes), "y", (nodes.x.shape[0], spec.layout.widths[-1]))
+    return kw
+
+
 def gd_run(plan, spec: ProblemSpec, theta, steps: int, start_step: int, record_every: int, lr: dict,
            max_abs: float, max_growth: float, progress: Callable | None, record_theta: bool = False,
-           frozen: np.ndarray | None = None, method: str = "gd", rise_tol: float = -1.0) -> dict:
+           frozen: np.ndarray | None = None, method: str = "gd", rise_tol: float = -1.0,
+           normalized: bool = False) -> dict:
     """Gradient descent / SGD, or the fixed-step gradient flow ``method`` ("euler", "heun", "rk4": lr
     {"h": (1,)} the step dt), with the whole loop on the device (``_cuda.gd_loop``, cuda/src/gd_loop.cu)
     for a plan with ``loop == "CUDA"``.
@@ -171,7 +185,9 @@ def gd_run(plan, spec: ProblemSpec, theta, steps: int, start_step: int, record_e
     thetas (T, K, P) or None; active, reason, growth (K,); evaluations, interrupted, steps_done, records)
     plus stop_iter (K,): the local iteration whose watch first saw a network frozen (-1: running), and
     blocks: the host synchronizations of the run. ``rise_tol`` >= 0 (the deterministic flows): risk_rose
-    (K,) flags a risk above the previous step's x (1 + rise_tol), as the cpu loop.
+    (K,) flags a risk above the previous step's x (1 + rise_tol), as the cpu loop. ``normalized``: every
+    gradient projected on the tangent space of the hidden neurons' spheres and every update retracted
+    (theta must already lie on the manifold).
     """
     ext, cp = _modules()
     if method not in LOOP_METHODS:
@@ -187,18 +203,51 @@ def gd_run(plan, spec: ProblemSpec, theta, steps: int, start_step: int, record_e
     if plan.source == "resample":
         kw = {"resample": True, "seed": plan.estimator.seed, "n": plan.estimator.n, "spec": spec.native()}
     else:
-        nodes = cpu.point_nodes(spec, plan.estimator, 0)
-        kw = {"x": _device_f64(cp, nodes.x, "x", (nodes.x.shape[0], spec.layout.widths[0])),
-              "w": _device_f64(cp, nodes.w, "w", (nodes.x.shape[0],))}
-        if nodes.y is None and kernel_target(spec):
-            kw["spec"] = spec.native()  # the target in the kernel
-        else:
-            kw["y"] = _device_f64(cp, cpu.target_values(spec, nodes), "y",
-                                  (nodes.x.shape[0], spec.layout.widths[-1]))
+        kw = _loop_nodes(cp, plan, spec)
     fz = None if frozen is None else np.ascontiguousarray(frozen, dtype=np.uint8)
     res = ext.gd_loop(list(spec.widths), th, steps=int(steps), start_step=int(start_step),
                       record_every=int(record_every), max_abs=float(max_abs), max_growth=float(max_growth),
                       frozen=fz, record_theta=bool(record_theta), progress=progress,
-                      stream=cp.cuda.get_current_stream().ptr, method=method, rise_tol=float(rise_tol), **lr, **kw)
+                      stream=cp.cuda.get_current_stream().ptr, method=method, rise_tol=float(rise_tol),
+                      normalized=bool(normalized), **lr, **kw)
+    res["theta"] = th
+    return res
+
+
+#: ``_cuda.dopri5_loop``'s status codes, in order (cpu/dopri5_cpu.h's Dopri5Status)
+DOPRI5_STATUS = ("ok", "diverged", "max_rejections", "min_step", "max_steps", "interrupted")
+
+
+def dopri5_run(plan, spec: ProblemSpec, theta, t_end: float, h0: float | None, rtol: float, atol: float,
+               grid, max_abs: float, max_steps: int, max_rejections: int, min_step: float,
+               progress: Callable | None, record_theta: bool = False, max_growth: float = 1e6,
+               frozen: np.ndarray | None = None) -> dict:
+    """Dormand–Prince 5(4) with a step size, error control and status per network, the whole loop on the
+    device (``_cuda.dopri5_loop``, cuda/src/dopri5_loop.cu) for a plan with ``loop == "CUDA"`` and fixed
+    nodes (dopri5 needs a deterministic field); records on ``grid`` (T,) increasing times in [0, t_end].
+
+    theta (K, P) float32/float64 (host or device; copied). ``progress(t_min)`` is called once per block of
+    iterations (about every 0.25 s) with the smallest time of a running network; True stops there.
+
+    Returns a dict as ``cpu.dopri5_run``'s: theta (K, P) CuPy; risk, grad_norm, energy (T, K) (NaN where
+    never reached); thetas (T, K, P) or None; status (K,) names; accepted, rejected, reason, growth, t (K,);
+    evaluations (the cpu loop's count of kernel calls), interrupted; plus blocks (host synchronizations).
+    """
+    ext, cp = _modules()
+    if plan.loop != "CUDA" or plan.source != "fixed":
+        raise ValueError(f"plan: loop {plan.loop!r} with source {plan.source!r} does not run dopri5 on the "
+                         f"device (needs the cuda backend, route 'dense', fixed nodes)")
+    th = cp.array(theta, copy=True)
+    if th.dtype not in (cp.float32, cp.float64):
+        th = th.astype(cp.float64)
+    th = cp.ascontiguousarray(th)
+    fz = None if frozen is None else np.ascontiguousarray(frozen, dtype=np.uint8)
+    res = ext.dopri5_loop(list(spec.widths), th, grid=np.ascontiguousarray(grid, dtype=np.float64),
+                          t_end=float(t_end), h0=-1.0 if h0 is None else float(h0), rtol=float(rtol),
+                          atol=float(atol), max_abs=float(max_abs), max_growth=float(max_growth),
+                          max_steps=int(max_steps), max_rejections=int(max_rejections), min_step=float(min_step),
+                          frozen=fz, record_theta=bool(record_theta), progress=progress,
+                          stream=cp.cuda.get_current_stream().ptr, **_loop_nodes(cp, plan, spec))
+    res["status"] = np.asarray(DOPRI5_STATUS)[res["status"]]
     res["theta"] = th
     return res

@@ -1,0 +1,117 @@
+// What the device loops (gd_loop.cu: gradient descent and the fixed-step flows; dopri5_loop.cu) share:
+// error checks, owning device / pinned buffers, the block tree of the per-network kernels, the problem's
+// target arrays copied to the device once per run, and the sizing of the blocks of iterations between
+// two host synchronizations.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "launchers.h"
+#include "reluflow/gd_step.h"
+#include "reluflow/risk_grad_grid.h"
+
+namespace reluflow::cuda::loop {
+
+inline void check(cudaError_t err, const char* what) {
+  if (err != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(err));
+}
+
+// A block's tree over its gd::kThreads threads' rows of `width` doubles in shared memory (fixed order).
+__device__ __forceinline__ void block_tree(double* sh, int width) {
+  __syncthreads();
+  for (int s = gd::kThreads / 2; s > 0; s >>= 1) {
+    grid::tree_step(sh, width, threadIdx.x, s);
+    __syncthreads();
+  }
+}
+
+struct DeviceMem {
+  void* ptr = nullptr;
+  explicit DeviceMem(size_t bytes) {
+    if (bytes) check(cudaMalloc(&ptr, bytes), "cudaMalloc");
+  }
+  ~DeviceMem() {
+    if (ptr) cudaFree(ptr);
+  }
+  DeviceMem(const DeviceMem&) = delete;
+  DeviceMem& operator=(const DeviceMem&) = delete;
+  template <class U>
+  U* as() const {
+    return static_cast<U*>(ptr);
+  }
+};
+
+struct PinnedMem {
+  void* ptr = nullptr;
+  explicit PinnedMem(size_t bytes) {
+    if (bytes) check(cudaMallocHost(&ptr, bytes), "cudaMallocHost");
+  }
+  ~PinnedMem() {
+    if (ptr) cudaFreeHost(ptr);
+  }
+  PinnedMem(const PinnedMem&) = delete;
+  PinnedMem& operator=(const PinnedMem&) = delete;
+};
+
+template <class U>
+void upload(U* dev, const std::vector<U>& host) {
+  if (!host.empty()) check(cudaMemcpy(dev, host.data(), host.size() * sizeof(U), cudaMemcpyHostToDevice), "cudaMemcpy");
+}
+
+template <class U>
+void download(U* host, const void* dev, int64_t n) {
+  if (n > 0) check(cudaMemcpy(host, dev, size_t(n) * sizeof(U), cudaMemcpyDeviceToHost), "cudaMemcpy");
+}
+
+// A host array of n doubles copied to the device (null for null / empty).
+struct DeviceArray : DeviceMem {
+  DeviceArray(const double* host, int64_t n) : DeviceMem(host && n > 0 ? size_t(n) * 8 : 0) {
+    if (ptr) check(cudaMemcpy(ptr, host, size_t(n) * 8, cudaMemcpyHostToDevice), "cudaMemcpy");
+  }
+};
+
+inline size_t round8(size_t b) { return (b + 7) / 8 * 8; }
+
+// The problem with its target / teacher arrays on the device, once per run (the dense kernels then
+// make no copy per call). kernel_target: the target is evaluated in the kernel (no fixed y, or
+// resampling).
+struct DeviceProblem {
+  DenseDevice p;
+  DeviceArray A, b, br, co, tt;
+  DeviceProblem(const DenseDevice& prob, bool kernel_target)
+      : p(prob),
+        A(is(prob, kernel_target, kTargetAffine) ? prob.target.A : nullptr, int64_t(prob.target.out) * prob.target.dim),
+        b(is(prob, kernel_target, kTargetAffine) ? prob.target.b : nullptr, prob.target.out),
+        br(is(prob, kernel_target, kTargetPiecewisePolynomial) ? prob.target.breaks : nullptr, prob.target.pieces + 1),
+        co(is(prob, kernel_target, kTargetPiecewisePolynomial) ? prob.target.coeffs : nullptr,
+           int64_t(prob.target.pieces) * prob.target.ncoef * prob.target.out),
+        tt(kernel_target ? prob.teacher.theta : nullptr, prob.teacher.lay.num_params) {
+    p.target.A = A.as<double>();
+    p.target.b = b.as<double>();
+    p.target.breaks = br.as<double>();
+    p.target.coeffs = co.as<double>();
+    p.teacher.theta = tt.as<double>();
+    p.target_on_device = true;
+  }
+
+ private:
+  static bool is(const DenseDevice& prob, bool kernel_target, int kind) {
+    return kernel_target && !prob.teacher.theta && prob.target.kind == kind;
+  }
+};
+
+constexpr double kBlockSeconds = 0.25;  // wall time between two looks of the host
+
+// Iterations of the next block: about kBlockSeconds of work at the last block's pace, growing at most
+// 4x at a time (the results never depend on where blocks end).
+inline int64_t next_block(double seconds, int64_t iters) {
+  const double scale = seconds > 0 ? std::min(4.0, kBlockSeconds / seconds) : 4.0;
+  return std::max<int64_t>(1, static_cast<int64_t>(scale * double(iters)));
+}
+
+}  // namespace reluflow::cuda::loop
