@@ -7,8 +7,9 @@ networks, per-network empirical risk mean_j (N_k(x_j) - sin(3 x_j))^2, plain SGD
 
 Every ``make_*`` returns a Peer:
   prepare(steps) -> seconds spent compiling for a run of ``steps`` steps (0.0 when nothing compiles);
-  run(steps, start, want_theta=False) -> (theta (K, P) float64 numpy or None, loss (K,) numpy): from theta0
+  run(steps, start, want_theta=False) -> (theta (k, P) float64 numpy or None, loss (K,) numpy): from theta0
       (every run starts there), steps start .. start + steps - 1, blocking until the device is done;
+      ``want_theta``: True for all K networks, an int k for the first k only (a small copy to the host);
       ``loss`` is each network's empirical risk at the last step's samples (before its update);
   samples: where the samples come from (a sentence for the JSON).
 Networks are independent, so ``chunk_elems`` (torch peers) splits the K networks into groups of at most
@@ -30,6 +31,11 @@ from bench_flow import LR_POW, join_theta, split_theta, torch_hand_step  # noqa:
 def lr_of(lr0: float, n: int) -> float:
     """The step size of global step n: lr0 (n + 1)^-0.1."""
     return lr0 * (n + 1) ** LR_POW
+
+
+def first_rows(want_theta) -> slice:
+    """The networks a run copies to the host: all for True, the first k for an int k."""
+    return slice(None) if want_theta is True else slice(0, int(want_theta))
 
 
 @dataclass
@@ -104,7 +110,8 @@ def _torch_loop(torch, dev, tdt, sync, fresh, step, seed, n, lr0, chunks, lr_ten
                             t[sl].copy_(o)
                         loss[sl].copy_(out[4])
         sync()
-        theta = join_theta(*(t.double().cpu().numpy() for t in state)) if want_theta else None
+        rows = first_rows(want_theta)
+        theta = join_theta(*(t[rows].double().cpu().numpy() for t in state)) if want_theta else None
         return theta, loss.double().cpu().numpy()
 
     return run
@@ -216,7 +223,8 @@ def make_jax_scan(jax, theta0, H, dtype, seed, device, n, lr0) -> Peer:
         prepare(steps)
         params, loss = compiled[steps](params0, jax.device_put(np.int32(start), dev))
         jax.block_until_ready((params, loss))
-        theta = join_theta(*(np.asarray(p, dtype=np.float64) for p in params)) if want_theta else None
+        rows = first_rows(want_theta)
+        theta = join_theta(*(np.asarray(p[rows], dtype=np.float64) for p in params)) if want_theta else None
         return theta, np.asarray(loss, dtype=np.float64)
 
     return Peer(prepare, run, f"jax.random.uniform(fold_in(key, step), ({n},)) on {device}, inside the scan",
