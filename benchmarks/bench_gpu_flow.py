@@ -38,7 +38,7 @@ first), those not reached say "budget"; the JSON is rewritten after every row. W
 why and writes that into the JSON.
 
 --smoke (no GPU needed; tests/test_bench_gpu_flow.py): the peers on --device (default cpu) at a tiny size
-(H = 16, K = 64, n = 256, 60 steps, lr0 = 0.02; torch.compile mode "default" off CUDA): each peer's step
+(H = 16, K = 32, n = 128, 40 steps, lr0 = 0.03; torch.compile mode "default" off CUDA): each peer's step
 against torch autograd on the same samples, each run's median exact risk falls, and the peers' medians
 agree with reluflow's cpu loop; exit status 1 if a check fails.
 
@@ -68,7 +68,7 @@ STEPS_REPORTED = 10_000
 WARM = 20
 LARGE = {"H": 100_000, "K": 1000, "n": 128, "lr_scale": 0.5, "dtype": "float32"}
 LARGE_EXACT = 32       # (b): networks whose exact risk after the warm-up steps is compared
-SMOKE = {"H": 16, "K": 64, "n": 256, "steps": 60, "lr0": 0.02}
+SMOKE = {"H": 16, "K": 32, "n": 128, "steps": 40, "lr0": 0.03}
 # first compile of a torch.compile peer (inductor + Triton) and of the two JAX scans, seconds: a job is
 # not started when less than this (plus a few seconds of steps) is left of the budget
 EST_COMPILE = {"torch-compile": 35.0, "jax-scan": 6.0}
@@ -468,7 +468,7 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default=None,
                     help="cuda (default) or cpu (the driver at reduced sizes, a check of the script); "
                          "--smoke: cpu (default) or cuda")
-    ap.add_argument("--smoke-tol", type=float, default=0.05, help="--smoke: relative agreement of the medians")
+    ap.add_argument("--smoke-tol", type=float, default=0.1, help="--smoke: relative agreement of the medians")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     for key in ("K", "steps", "large_H", "large_K", "large_n", "large_steps", "chunk_elems"):
