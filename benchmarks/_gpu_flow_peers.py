@@ -127,19 +127,59 @@ def make_torch_eager(torch, theta0, H, dtype, seed, device, n, lr0, chunk_elems=
 
 
 def make_torch_compile(torch, theta0, H, dtype, seed, device, n, lr0, mode, chunk_elems=None) -> Peer:
-    """torch.compile of torch_hand_step (dynamic=False; mode "reduce-overhead" = inductor + CUDA graphs
-    on cuda, "default" on cpu); lr is a 0-d device tensor filled each step, so one compile serves every
+    """torch.compile (dynamic=False) of torch_hand_step on the flat theta (K, 3H + 1) -> (theta', loss):
+    mode "reduce-overhead" = inductor + CUDA graphs (on cuda; elsewhere inductor skips the graphs),
+    "default" = inductor alone. lr is a 0-d device tensor filled each step, so one compile serves every
     step; the samples are drawn by torch.rand on the device OUTSIDE the compiled graph (copied into the
-    graph's static input at each replay). With CUDA graphs, cudagraph_mark_step_begin() before every
-    call: the new parameters are outputs of the previous replay, fed back as inputs."""
+    graph's static input at each replay). With "reduce-overhead": cudagraph_mark_step_begin() before
+    every call, and the new theta is cloned outside the graph before it is fed back: a CUDA-graph output
+    is overwritten by the next replay, and feeding it back as an input raises in PyTorch <= 2.12
+    (pytorch#152887); one copy of theta per step, a single flat tensor so that it is one launch."""
     dev, tdt, sync, fresh = _torch_common(torch, theta0, H, dtype, device, n)
-    chunks = _chunks(theta0.shape[0], n, H, chunk_elems)
-    step = torch.compile(lambda W, b, v, c, x, lr: torch_hand_step(torch, W, b, v, c, x, lr), mode=mode,
-                         dynamic=False)
+    K = theta0.shape[0]
+    chunks = _chunks(K, n, H, chunk_elems)
+
+    def flat_step(theta, x, lr):
+        W, b, v, c = theta[:, :H], theta[:, H:2 * H], theta[:, 2 * H:3 * H], theta[:, 3 * H]
+        W, b, v, c, loss = torch_hand_step(torch, W, b, v, c, x, lr)
+        return torch.cat([W, b, v, c[:, None]], dim=1), loss
+
+    step = torch.compile(flat_step, mode=mode, dynamic=False)
     lr_t = torch.zeros((), dtype=tdt, device=dev)
-    graphs = mode == "reduce-overhead" and dev.type == "cuda"
-    mark = torch.compiler.cudagraph_mark_step_begin if graphs else None
-    run = _torch_loop(torch, dev, tdt, sync, fresh, step, seed, n, lr0, chunks, lr_tensor=lr_t, mark=mark)
+    graphs = mode == "reduce-overhead"
+    mark = torch.compiler.cudagraph_mark_step_begin if graphs else (lambda: None)
+
+    def run(steps, start, want_theta=False):
+        gen = torch.Generator(device=dev)
+        gen.manual_seed(seed)
+        theta = torch.cat([t if t.ndim == 2 else t[:, None] for t in fresh()], dim=1)
+        loss = torch.empty(K, dtype=tdt, device=dev) if len(chunks) > 1 else None
+        with torch.no_grad():
+            for i in range(steps):
+                x = torch.rand(n, device=dev, dtype=tdt, generator=gen)
+                lr_t.fill_(lr_of(lr0, start + i))
+                if len(chunks) == 1:
+                    mark()
+                    new, loss = step(theta, x, lr_t)
+                    theta = new.clone() if graphs else new
+                else:   # networks are independent: each group's new parameters overwrite its slice
+                    for sl in chunks:
+                        mark()
+                        new, part = step(theta[sl], x, lr_t)
+                        theta[sl].copy_(new)
+                        loss[sl].copy_(part)
+            out = loss.double().cpu().numpy()   # read before any other replay
+        sync()
+        theta_h = theta[first_rows(want_theta)].double().cpu().numpy() if want_theta else None
+        return theta_h, out
+
+    def step4(W, b, v, c, x, lr):
+        """The compiled step with torch_hand_step's signature (for the one-step check)."""
+        mark()
+        new, loss = step(torch.cat([W, b, v, c[:, None]], dim=1), x, lr)
+        new, loss = new.clone(), loss.clone()
+        return new[:, :H], new[:, H:2 * H], new[:, 2 * H:3 * H], new[:, 3 * H], loss
+
     done = {"compiled": False}
 
     def prepare(steps):
@@ -160,7 +200,8 @@ def make_torch_compile(torch, theta0, H, dtype, seed, device, n, lr0, mode, chun
         b, _ = eager(steps, 0, want_theta=True)
         return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
 
-    info = {"mode": mode, "cuda_graphs": graphs, "chunks": len(chunks), "check": check, "step": step}
+    info = {"mode": mode, "cuda_graphs": graphs and dev.type == "cuda", "chunks": len(chunks), "check": check,
+            "step": step4}
     return Peer(prepare, run, f"torch.rand({n}) on {device} each step, outside the compiled graph", info)
 
 

@@ -17,10 +17,12 @@ Peers (benchmarks/_gpu_flow_peers.py), each only if importable and a device is t
                   update, divergence watch on the device; records copied back once per block)
   torch-eager     PyTorch eager on CUDA, the hand-written step of bench_flow.py (torch_hand_step: one bmm
                   for the moments), samples by torch.rand on the device
-  torch-compile   torch.compile(mode="reduce-overhead", dynamic=False) of the same step: inductor + CUDA
-                  graphs; lr a 0-d device tensor (one compile for all steps); the samples by torch.rand on
-                  the device OUTSIDE the graph (copied into its static input at each replay); float32 only
-                  (compilation is its cost); checked against torch-eager on the same samples (8 steps)
+  torch-compile   torch.compile(mode="reduce-overhead", dynamic=False) of the same step on the flat theta:
+                  inductor + CUDA graphs; lr a 0-d device tensor (one compile for all steps); the samples
+                  by torch.rand on the device OUTSIDE the graph (copied into its static input at each
+                  replay); the new theta cloned outside the graph (a graph output fed back as an input
+                  raises in PyTorch <= 2.12, pytorch#152887); float32 only (compilation is its cost);
+                  checked against torch-eager on the same samples (8 steps). (b): mode "default"
   jax-scan        the whole loop as one jit-compiled jax.lax.scan over the steps, samples
                   jax.random.uniform(fold_in(key, step index)) inside the scan, value_and_grad; float64 by
                   jax_enable_x64; float32 matmuls at "highest" precision (no TF32, as PyTorch's default)
@@ -242,8 +244,9 @@ def gpu_main(args) -> int:
             if peer == "torch-eager":
                 return peers.make_torch_eager(torch, tsrc, H, dt, args.seed, device, n, lr0, chunk), prob
             if peer == "torch-compile":
-                # CUDA graphs for (a); (b) is not launch-bound, and off CUDA there are no graphs
-                mode = "reduce-overhead" if (cuda and part == "sgd") else "default"
+                # CUDA graphs for (a) ("reduce-overhead"; off CUDA inductor skips them, the same code
+                # runs); (b) is not launch-bound
+                mode = "reduce-overhead" if part == "sgd" else "default"
                 return peers.make_torch_compile(torch, tsrc, H, dt, args.seed, device, n, lr0, mode, chunk), prob
             return peers.make_jax_scan(jax, th, H, dt, args.seed, "gpu" if cuda else "cpu", n, lr0), prob
 
