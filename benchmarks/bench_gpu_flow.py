@@ -150,8 +150,6 @@ def print_table(result: dict) -> None:
 
 
 def gpu_main(args) -> int:
-    # JAX would take 75% of the GPU's memory at its first use, starving CuPy and PyTorch
-    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     start = time.perf_counter()
     deadline = start + args.budget
     result = {"bench": "gpu_flow", "rows": [], "skipped": None, "steps_reported": STEPS_REPORTED,
@@ -508,6 +506,11 @@ def main(argv=None) -> int:
         ap.error(f"--budget: expected a positive number of seconds, got {args.budget}")
     if args.device not in (None, "cpu", "cuda"):
         ap.error(f"--device: expected cpu or cuda, got {args.device!r}")
+    # JAX would take 75% of the GPU's memory at its first use, starving CuPy and PyTorch; on --device cpu
+    # it should not touch a GPU at all (the test suite runs this on the GPU machine too)
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    if (args.device or ("cpu" if args.smoke else "cuda")) == "cpu":
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")
     return smoke_main(args) if args.smoke else gpu_main(args)
 
 
