@@ -75,7 +75,7 @@ LARGE_EXACT = 32       # (b): networks whose exact risk after the warm-up steps 
 SMOKE = {"H": 16, "K": 32, "n": 128, "steps": 40, "lr0": 0.03}
 # first compile of a torch.compile peer (inductor + Triton) and of the two JAX scans, seconds: a job is
 # not started when less than this (plus a few seconds of steps) is left of the budget
-EST_COMPILE = {"torch-compile": 35.0, "jax-scan": 6.0}
+EST_COMPILE = {"torch-compile": 25.0, "jax-scan": 5.0}
 
 
 def to_host(a) -> np.ndarray:
@@ -250,17 +250,18 @@ def gpu_main(args) -> int:
 
         return make, n
 
-    # jobs in priority order: (a) at H = 1000 (the ratio) without torch.compile, (b) (the issue's
-    # minute), torch.compile at H = 1000 (its compilation is the longest job), then the other widths, the
-    # float64 peers, and the compile of (b) last
+    # jobs in priority order: (a) at H = 1000 (the ratio) without torch.compile, reluflow in (b)
+    # (the minute), torch.compile at H = 1000 (its compilation is the longest job), torch eager in
+    # (b), then the other widths, the float64 peers, and the compile of (b) last
     jobs = []
     f32 = [d for d in dtypes if d == "float32"]
     for H in sorted(Hs, reverse=True):
         jobs += [("sgd", H, own, d) for d in dtypes]
         jobs += [("sgd", H, p, d) for p in ("torch-eager", "jax-scan") for d in f32]
-        if H == max(Hs) and not args.no_large:
-            jobs += [("large", args.large_H, p, "float32") for p in (own, "torch-eager")]
+        big = H == max(Hs) and not args.no_large
+        jobs += [("large", args.large_H, own, "float32")] if big else []
         jobs += [("sgd", H, "torch-compile", d) for d in f32]
+        jobs += [("large", args.large_H, "torch-eager", "float32")] if big else []
     jobs += [("sgd", H, p, d) for H in sorted(Hs, reverse=True) for p in ("torch-eager", "jax-scan")
              for d in dtypes if d != "float32"]
     if not args.no_large:
