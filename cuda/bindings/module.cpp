@@ -10,6 +10,7 @@
 
 #include "bindings/bind_spec.h"
 #include "bindings/bind_util.h"
+#include "bindings/progress.h"
 #include "launchers.h"
 #include "reluflow/tableaux.h"
 
@@ -63,29 +64,6 @@ void expect_shape(const DeviceView& v, const char* name, const std::vector<int64
   if (v.shape != shape)
     throw py::value_error(std::string(name) + ": expected shape " + what + " = " + shape_text(shape) + ", got " +
                           shape_text(v.shape));
-}
-
-// progress(done) of a loop, called with the GIL released: Ctrl-C (a pending SIGINT, or a
-// KeyboardInterrupt raised by the callback) asks the loop to stop (true); other errors propagate.
-// The same contract as the CPU loops' (cpp/src/bindings/bind_field.h take_progress).
-std::function<bool(int64_t)> progress_hook(const py::object& progress) {
-  return [progress](int64_t done) -> bool {
-    py::gil_scoped_acquire gil;
-    if (PyErr_CheckSignals() != 0) {
-      if (!PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) throw py::error_already_set();
-      PyErr_Clear();
-      return true;
-    }
-    if (!progress.is_none()) {
-      try {
-        progress(done);
-      } catch (py::error_already_set& e) {
-        if (!e.matches(PyExc_KeyboardInterrupt)) throw;
-        return true;
-      }
-    }
-    return false;
-  };
 }
 
 reluflow::cuda::DensePath parse_path(const std::string& path) {
@@ -313,7 +291,7 @@ PYBIND11_MODULE(_cuda, m) {
           s.frozen = fr.data();
         }
         s.record_theta = record_theta;
-        s.progress = progress_hook(progress);
+        s.progress = reluflow::progress_hook<int64_t>(progress);
         s.stream = stream;
         const int64_t T = rc::gd_num_records(steps, record_every);
         py::array_t<double> rr({T, K}), rg({T, K}), ren({T, K}), growth(K);
