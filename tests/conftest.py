@@ -145,6 +145,25 @@ def reference(request, monkeypatch):
 
 
 @contextlib.contextmanager
+def ctrl_c_after(seconds: float):
+    """Inside: a SIGINT to this process from a timer thread after ``seconds``, under Python's default
+    handler (a KeyboardInterrupt, as a Ctrl-C at the terminal); the old handler is back afterwards."""
+    import os
+    import signal
+    import threading
+
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        timer.join()
+        signal.signal(signal.SIGINT, old)
+
+
+@contextlib.contextmanager
 def python_driver():
     """Inside: the integrators run their Python driver (the reference loop around the same kernels)
     instead of the C++ loop their plan chose, so that tests can judge the C++ loops against it."""
