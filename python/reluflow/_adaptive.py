@@ -113,6 +113,19 @@ def start_state(grid: np.ndarray, theta: np.ndarray, record_theta: bool):
     return rec, t, energy, accepted, rejected, streak, status, done, reason, growth, theta.astype(np.float64)
 
 
+def halted(stop_hit: bool, iters: int, max_steps: int, status: np.ndarray, done: np.ndarray) -> bool:
+    """Whether the loop ends before its step number ``iters`` (1, 2, ...): on Ctrl-C (``stop_hit``) the
+    running networks (``~done``, (K,) bool) become "interrupted", past max_steps "max_steps" (status (K,),
+    in place); each keeps its state at its own time."""
+    if stop_hit:
+        status[~done] = "interrupted"
+        return True
+    if iters > max_steps:
+        status[~done] = "max_steps"
+        return True
+    return False
+
+
 def step_size_factor(err: np.ndarray, expo: float, bad: np.ndarray) -> np.ndarray:
     """The step-size factor from the error norm (safety 0.9, in [0.2, 5]; 0.2 where ``bad``)."""
     with np.errstate(divide="ignore", over="ignore"):

@@ -33,7 +33,7 @@ from ._adaptive import PARAMS_NOT_FINITE as _PARAMS_NOT_FINITE
 from ._adaptive import RISK_GREW as _RISK_GREW
 from ._adaptive import RISK_NOT_FINITE as _RISK_NOT_FINITE
 from ._adaptive import RUNNING as _RUNNING
-from ._adaptive import end_of_step, initial_step, record_grid, start_state, step_size_factor
+from ._adaptive import end_of_step, halted, initial_step, record_grid, start_state, step_size_factor
 from ._adaptive import finite_rows as _finite_rows
 from ._adaptive import params_reason as _params_reason
 from ._adaptive import risk_reason as _risk_reason
@@ -903,12 +903,8 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
     iters = 0
     with _CtrlC() as stop:
         while not done.all():
-            if stop.hit:  # Ctrl-C: every running network keeps its state at its time
-                status[~done] = "interrupted"
-                break
             iters += 1
-            if iters > max_steps:
-                status[~done] = "max_steps"
+            if halted(stop.hit, iters, max_steps, status, done):
                 break
             idx = np.flatnonzero(~done)
             target, hh = rec.landing_step(h, t, idx)

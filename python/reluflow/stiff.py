@@ -38,7 +38,7 @@ from ._adaptive import GRAD_NOT_FINITE as _GRAD_NOT_FINITE
 from ._adaptive import RISK_GREW as _RISK_GREW
 from ._adaptive import RISK_NOT_FINITE as _RISK_NOT_FINITE
 from ._adaptive import RUNNING as _RUNNING
-from ._adaptive import end_of_step, initial_step, params_reason, risk_reason, start_state, step_size_factor
+from ._adaptive import end_of_step, halted, initial_step, params_reason, risk_reason, start_state, step_size_factor
 from ._adaptive import finite_rows as _finite_rows
 from ._arrays import from_host, is_numpy, to_host
 
@@ -164,12 +164,8 @@ def rosenbrock_run(prob, field_, theta: np.ndarray, t_end: float, h0: float | No
     rec.due(~start_bad, t, risk, np.sqrt(gn2), energy, th)
     iters = 0
     while not done.all():
-        if stop.hit:  # Ctrl-C: every running network keeps its state at its time
-            status[~done] = "interrupted"
-            break
         iters += 1
-        if iters > max_steps:
-            status[~done] = "max_steps"
+        if halted(stop.hit, iters, max_steps, status, done):
             break
         idx = np.flatnonzero(~done)
         new_h = idx[stale[idx]]
