@@ -34,7 +34,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import fmt_t  # noqa: E402
-from _gpu import open_gpu  # noqa: E402
 from bench_flow import N_SAMPLES, lr_at, sin3_hermite, split_theta, torch_hand_step  # noqa: E402
 
 STEPS_REPORTED = 10_000
@@ -90,10 +89,24 @@ def main(argv=None):
         if args.out:
             Path(args.out).write_text(json.dumps(result, indent=1))
 
-    cp = open_gpu(result, write)
-    if cp is None:
+    try:
+        import cupy as cp
+
+        import reluflow as rf
+        from reluflow.registry import cuda_extension
+
+        ext, why = cuda_extension()
+        if ext is None:
+            raise RuntimeError(why)
+        cp.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # no GPU, no CuPy or no CUDA extension: nothing to time here
+        result["skipped"] = f"no GPU run: {exc}"
+        print(result["skipped"])
+        write()
         return 0
-    import reluflow as rf
+    props = cp.cuda.runtime.getDeviceProperties(0)
+    result["device"] = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+    print(f"device: {result['device']}")
     try:
         import torch
 

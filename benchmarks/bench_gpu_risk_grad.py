@@ -243,6 +243,7 @@ def main(argv=None):
     cp = open_gpu(result, write)
     if cp is None:
         return 0
+    print(f"device: {result['device']}")
 
     peers = []   # (name, dtype, make, sync)
     cp_sync = lambda res: cp.cuda.get_current_stream().synchronize()  # noqa: E731
