@@ -66,6 +66,9 @@ void expect_shape(const DeviceView& v, const char* name, const std::vector<int64
                           shape_text(v.shape));
 }
 
+// progress(done) of a loop: the CPU loops' hook (Ctrl-C stops the loop, other errors propagate)
+using reluflow::progress_hook;
+
 reluflow::cuda::DensePath parse_path(const std::string& path) {
   namespace rc = reluflow::cuda;
   if (path == "auto") return rc::DensePath::Auto;
@@ -291,7 +294,7 @@ PYBIND11_MODULE(_cuda, m) {
           s.frozen = fr.data();
         }
         s.record_theta = record_theta;
-        s.progress = reluflow::progress_hook<int64_t>(progress);
+        s.progress = progress_hook<int64_t>(progress);
         s.stream = stream;
         const int64_t T = rc::gd_num_records(steps, record_every);
         py::array_t<double> rr({T, K}), rg({T, K}), ren({T, K}), growth(K);
