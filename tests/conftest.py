@@ -144,6 +144,20 @@ def reference(request, monkeypatch):
     return request.param
 
 
+def run_with_threads(script: str, threads: int, timeout: float = 600) -> str:
+    """The stdout of ``python -c script`` in a fresh interpreter with OMP_NUM_THREADS=threads (OpenMP
+    reads it once, at start: hence a new process); the test fails with the script's stderr when it
+    does not exit with 0."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
 @contextlib.contextmanager
 def ctrl_c_after(seconds: float):
     """Inside: a SIGINT to this process from a timer thread after ``seconds``, under Python's default
