@@ -1,9 +1,10 @@
-"""Helpers shared by the benchmark scripts: the CPU's name, a file-name slug, time formatting."""
+"""Helpers shared by the benchmark scripts: the CPU's name, the commit, a file-name slug, time formatting."""
 from __future__ import annotations
 
 import math
 import platform
 import re
+import subprocess
 from pathlib import Path
 
 
@@ -16,6 +17,15 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def git_commit() -> str | None:
+    """The short hash of the checkout's HEAD (the code a result was measured with), or None outside git."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent,
+                              capture_output=True, text=True, timeout=10).stdout.strip() or None
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def slug(s: str) -> str:

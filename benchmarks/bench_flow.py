@@ -50,7 +50,7 @@ import numpy as np
 import reluflow as rf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cpu_name, fmt_t, slug  # noqa: E402
+from _common import cpu_name, fmt_t, git_commit, slug  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 N_SAMPLES = 1024
@@ -526,11 +526,7 @@ def main(argv=None):
     cpu = cpu_name()
     from reluflow import _core  # noqa: PLC0415
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True,
-                                text=True, timeout=10).stdout.strip() or None
-    except Exception:  # noqa: BLE001
-        commit = None
+    commit = git_commit()
     machine = {"cpu": cpu, "cores": os.cpu_count(), "omp_threads": _core.max_threads(),
                "simd": _core.simd_path(), "rf_cpu_backend": rf.backends()["cpu"].detail,
                "python": platform.python_version(), "numpy": np.__version__, "torch_threads": args.threads}

@@ -37,7 +37,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import fmt_t  # noqa: E402
-from bench_risk_grad import flops  # noqa: E402  (the one FLOP convention)
+from _gpu import open_gpu  # noqa: E402
+from bench_risk_grad import flops, problem_arrays  # noqa: E402  (the one FLOP convention and problem)
 
 CASES = {
     "S": dict(widths=[1, 65536, 1], N=1_000_000, K=1),
@@ -49,16 +50,9 @@ CASES = {
 
 
 def make_problem(case, seed=0):
-    from reluflow.layout import Layout
-
     c = CASES[case]
-    widths, N, K = c["widths"], c["N"], c["K"]
-    lay = Layout(widths)
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(0.0, 1.0, size=(N, widths[0]))
-    w = np.full(N, 1.0 / N)
-    y = np.sin(2 * np.pi * x.sum(axis=1, keepdims=True)) * np.ones((1, widths[-1]))
-    theta = rng.standard_normal((K, lay.num_params))
+    widths = c["widths"]
+    lay, theta, x, w, y = problem_arrays(widths, c["N"], c["K"], seed)
     theta[:, lay.num_params - widths[1] - 1:] /= np.sqrt(widths[1])   # output layer ~ 1/sqrt(H)
     return lay, theta, x, w, y
 
@@ -246,21 +240,9 @@ def main(argv=None):
         if args.out:
             Path(args.out).write_text(json.dumps(result, indent=1))
 
-    try:
-        import cupy as cp
-        from reluflow.registry import cuda_extension
-
-        ext, why = cuda_extension()
-        if ext is None:
-            raise RuntimeError(why)
-        cp.cuda.runtime.getDeviceCount()
-    except Exception as exc:  # no GPU, no CuPy or no CUDA extension: nothing to time here
-        result["skipped"] = f"no GPU run: {exc}"
-        print(result["skipped"])
-        write()
+    cp = open_gpu(result, write)
+    if cp is None:
         return 0
-    props = cp.cuda.runtime.getDeviceProperties(0)
-    result["device"] = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
     print(f"device: {result['device']}")
 
     peers = []   # (name, dtype, make, sync)

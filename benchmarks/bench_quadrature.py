@@ -27,7 +27,6 @@ import datetime
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,7 +40,7 @@ from reluflow.quadrature import quadrature_nodes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _peers_shallow1d as peers  # noqa: E402
-from _common import cpu_name, fmt_t, slug  # noqa: E402
+from _common import cpu_name, fmt_t, git_commit, slug  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -424,11 +423,7 @@ def main(argv=None):
     cpu = cpu_name()
     from reluflow import _core  # noqa: PLC0415
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True,
-                                text=True, timeout=10).stdout.strip() or None
-    except Exception:  # noqa: BLE001
-        commit = None
+    commit = git_commit()
     result = {"machine": {"cpu": cpu, "cores": os.cpu_count(), "omp_threads": _core.max_threads(),
                           "simd": _core.simd_path(), "python": platform.python_version(),
                           "numpy": np.__version__},

@@ -54,18 +54,25 @@ def flops(widths, N, K):
     return K * N * sum(6 * widths[k] * widths[k - 1] for k in range(1, len(widths)))
 
 
-def make_problem(case, dtype, seed=0):
+def problem_arrays(widths, N, K, seed=0):
+    """(layout, theta (K, P) float64 standard normal, nodes x (N, d) U[0, 1], weights w (N,) = 1/N,
+    targets y (N, out) = sin(2 pi sum x) in every output): the explicit problem of the risk benchmarks
+    (also bench_gpu_risk_grad.py's)."""
     from reluflow.layout import Layout
 
-    c = CASES[case]
-    widths, N, K = c["widths"], c["N"], c["K"]
     lay = Layout(widths)
     rng = np.random.default_rng(seed)
     x = rng.uniform(0.0, 1.0, size=(N, widths[0]))
     w = np.full(N, 1.0 / N)
     y = np.sin(2 * np.pi * x.sum(axis=1, keepdims=True)) * np.ones((1, widths[-1]))
-    theta = rng.standard_normal((K, lay.num_params)).astype(dtype)
+    theta = rng.standard_normal((K, lay.num_params))
     return lay, theta, x, w, y
+
+
+def make_problem(case, dtype, seed=0):
+    c = CASES[case]
+    lay, theta, x, w, y = problem_arrays(c["widths"], c["N"], c["K"], seed)
+    return lay, theta.astype(dtype), x, w, y
 
 
 # ---- time limits ----------------------------------------------------------------------------------

@@ -144,6 +144,39 @@ def reference(request, monkeypatch):
     return request.param
 
 
+def run_with_threads(script: str, threads: int, timeout: float = 600) -> str:
+    """The stdout of ``python -c script`` in a fresh interpreter with OMP_NUM_THREADS=threads (OpenMP
+    reads it once, at start: hence a new process); the test fails with the script's stderr when it
+    does not exit with 0."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+@contextlib.contextmanager
+def ctrl_c_after(seconds: float):
+    """Inside: a SIGINT to this process from a timer thread after ``seconds``, under Python's default
+    handler (a KeyboardInterrupt, as a Ctrl-C at the terminal); the old handler is back afterwards."""
+    import os
+    import signal
+    import threading
+
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        timer.join()
+        signal.signal(signal.SIGINT, old)
+
+
 @contextlib.contextmanager
 def python_driver():
     """Inside: the integrators run their Python driver (the reference loop around the same kernels)

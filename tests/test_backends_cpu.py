@@ -6,14 +6,11 @@ to 1e-5 against the float64 reference on the float32 values. Also: degenerate ne
 bitwise determinism across thread counts and runs, and argument errors.
 """
 import hashlib
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
-from conftest import make_data
+from conftest import make_data, run_with_threads
 
 from reluflow.layout import Layout
 from reluflow.backends import reference as ref
@@ -193,11 +190,7 @@ _DET_SCRIPT = textwrap.dedent("""
 
 
 def _digest(threads):
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    res = subprocess.run([sys.executable, "-c", _DET_SCRIPT], env=env, capture_output=True, text=True,
-                         timeout=600)
-    assert res.returncode == 0, res.stderr
-    return res.stdout.strip()
+    return run_with_threads(_DET_SCRIPT, threads).strip()
 
 
 def test_bitwise_same_for_1_and_2_threads():

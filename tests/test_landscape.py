@@ -7,6 +7,7 @@ import pytest
 import reluflow as rf
 from reluflow.layout import Layout
 from reluflow.quadrature import fixed_1d, nodes_1d
+from conftest import run_with_threads
 
 HAT = rf.targets.PiecewiseLinear([0.0, 0.5, 1.0], [0.0, 1.0, 0.0])
 
@@ -383,18 +384,7 @@ print(h.hexdigest())
 def test_cpu_hvp_bitwise_same_for_1_and_2_threads():
     """Multi-chunk node sets (N > 1024) and direction blocks: the same bits on 1 and 2 threads."""
     _core_or_skip()
-    import os
-    import subprocess
-    import sys
-
-    def digest(threads):
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-        res = subprocess.run([sys.executable, "-c", _THREAD_SCRIPT], env=env, capture_output=True, text=True,
-                             timeout=600)
-        assert res.returncode == 0, res.stderr
-        return res.stdout.strip()
-
-    assert digest(1) == digest(2)
+    assert run_with_threads(_THREAD_SCRIPT, 1).strip() == run_with_threads(_THREAD_SCRIPT, 2).strip()
 
 
 def test_cpu_hvp_of_a_network_is_the_same_alone_and_in_a_batch():

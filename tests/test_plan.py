@@ -2,15 +2,13 @@
 and the promise that comes with it: a network's bits do not depend on K, on the other networks of its
 batch or on the thread count (SPEC §7)."""
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 
 import reluflow as rf
+from conftest import run_with_threads
 
 HAT = rf.targets.PiecewiseLinear([0.0, 0.5, 1.0], [0.0, 1.0, 0.0])
 DENSITY = rf.dists.PiecewisePolynomial([0.0, 0.5, 1.0], [[1.0, 1.0], [1.5, -1.0]])
@@ -145,10 +143,7 @@ _THREAD_SCRIPT = textwrap.dedent("""
 
 
 def _run_with_threads(n: int) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(n))
-    res = subprocess.run([sys.executable, "-c", _THREAD_SCRIPT], env=env, capture_output=True, text=True,
-                         timeout=300, check=True)
-    return json.loads(res.stdout)
+    return json.loads(run_with_threads(_THREAD_SCRIPT, n, timeout=300))
 
 
 def test_results_do_not_depend_on_thread_count():

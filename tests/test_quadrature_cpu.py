@@ -6,9 +6,6 @@ a dense grid and bisection of a forward pass written here), on degenerate partit
 independence from the number of OpenMP threads.
 """
 import json
-import os
-import subprocess
-import sys
 import textwrap
 import warnings
 
@@ -17,7 +14,7 @@ import pytest
 from scipy import integrate
 
 import reluflow as rf
-from conftest import evaluate, forward_1d
+from conftest import evaluate, forward_1d, run_with_threads
 from reluflow.backends import cpu as cpu_backend
 from reluflow.quadrature import fixed_1d, kink_partition, quadrature_nodes
 
@@ -308,11 +305,7 @@ _THREAD_SCRIPT = textwrap.dedent("""
 def test_independent_of_thread_count():
     results = []
     for n in (1, 2, 5):
-        env = dict(os.environ, OMP_NUM_THREADS=str(n))
-        proc = subprocess.run([sys.executable, "-c", _THREAD_SCRIPT], env=env, capture_output=True, text=True,
-                              timeout=300)
-        assert proc.returncode == 0, proc.stderr
-        results.append(json.loads(proc.stdout))
+        results.append(json.loads(run_with_threads(_THREAD_SCRIPT, n, timeout=300)))
     if core.has_openmp:
         assert [r["threads"] for r in results] == [1, 2, 5]
     for res in results[1:]:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import reluflow as rf
-from conftest import python_driver
+from conftest import ctrl_c_after, python_driver
 
 HAT = rf.targets.PiecewiseLinear([0, .5, 1], [0, 1, 0])
 U01 = rf.dists.Uniform(0.0, 1.0)
@@ -217,24 +217,6 @@ def warnings_as_errors():
 
 # ---- item 4: Ctrl-C returns the partial run ---------------------------------------------------------
 
-@contextlib.contextmanager
-def _ctrl_c_after(seconds):
-    """A SIGINT to this process from a timer thread after ``seconds``, under Python's default handler."""
-    import os
-    import signal
-    import threading
-
-    old = signal.signal(signal.SIGINT, signal.default_int_handler)
-    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
-        timer.join()
-        signal.signal(signal.SIGINT, old)
-
-
 @pytest.mark.parametrize("python", [False, True])
 def test_ctrl_c_in_gd_returns_a_run_that_resumes_bitwise(backend, python):
     """Ctrl-C during a long SGD run (C++ loop on cpu, the Python driver on numpy and on cpu) returns the
@@ -245,7 +227,7 @@ def test_ctrl_c_in_gd_returns_a_run_that_resumes_bitwise(backend, python):
     est = rf.MonteCarlo(64, seed=3)  # resampled: the resumed run must continue the sample stream
     kw = dict(lr=1e-3, estimator=est, backend=backend, record_every=100)
     t0 = time.perf_counter()
-    with _driver(python), _ctrl_c_after(0.4):
+    with _driver(python), ctrl_c_after(0.4):
         with pytest.warns(RuntimeWarning, match=r"interrupted at step \d+; resume with start_step=run.next_step"):
             run = rf.gradient_descent(prob, theta, steps=10**8, **kw)  # hours if not stopped
         import signal
@@ -275,7 +257,7 @@ def test_ctrl_c_in_a_flow_returns_the_partial_run(method, backend, python):
     else:
         kw.update(rtol=1e-12, atol=1e-14, max_steps=10**9)
     t0 = time.perf_counter()
-    with _driver(python), _ctrl_c_after(0.4), pytest.warns(RuntimeWarning, match="interrupted"):
+    with _driver(python), ctrl_c_after(0.4), pytest.warns(RuntimeWarning, match="interrupted"):
         run = rf.gradient_flow(prob, theta, 1e5, **kw)
     assert time.perf_counter() - t0 < 5
     assert run.interrupted and np.all(np.isfinite(run.theta)) and np.isfinite(run.risk[0]).all()

@@ -1,16 +1,14 @@
 """The stiff integrator ``gradient_flow(..., method="rosenbrock")`` (RODAS3, reluflow.stiff; SPEC §8):
 order against closed forms, agreement with dopri5, far fewer steps on a long stiff flow, per-network
 step control, frozen parameters, kinks, run endings and argument checks."""
-import contextlib
-import os
 import signal
-import threading
 import time
 
 import numpy as np
 import pytest
 
 import reluflow as rf
+from conftest import ctrl_c_after
 
 HAT = rf.targets.PiecewiseLinear([0, .5, 1], [0, 1, 0])
 U01 = rf.dists.Uniform(0.0, 1.0)
@@ -224,20 +222,6 @@ def test_divergence_and_max_steps():
     assert np.all(short.info["t_reached"] < 50.0)
 
 
-@contextlib.contextmanager
-def _ctrl_c_after(seconds):
-    """A SIGINT to this process from a timer thread after ``seconds``, under Python's default handler."""
-    old = signal.signal(signal.SIGINT, signal.default_int_handler)
-    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
-        timer.join()
-        signal.signal(signal.SIGINT, old)
-
-
 def test_ctrl_c_returns_the_partial_run_and_it_resumes():
     """Ctrl-C: status "interrupted", theta the state at info["t_reached"]; continuing from run.theta
     over the remaining time (dopri5's resume) lands where the run in one piece does, to tolerance."""
@@ -245,7 +229,7 @@ def test_ctrl_c_returns_the_partial_run_and_it_resumes():
     theta = prob.init(1, seed=2)
     kw = dict(method="rosenbrock", estimator=rf.Quadrature(), rtol=1e-10, atol=1e-12, max_steps=10**9)
     t0 = time.perf_counter()
-    with _ctrl_c_after(0.5), pytest.warns(RuntimeWarning, match="interrupted"):
+    with ctrl_c_after(0.5), pytest.warns(RuntimeWarning, match="interrupted"):
         run = rf.gradient_flow(prob, theta, 1e5, record_every=1e4, **kw)
     assert time.perf_counter() - t0 < 10
     assert run.interrupted and list(run.status) == ["interrupted"] and not run.finished().any()

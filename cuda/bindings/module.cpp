@@ -10,6 +10,7 @@
 
 #include "bindings/bind_spec.h"
 #include "bindings/bind_util.h"
+#include "bindings/progress.h"
 #include "launchers.h"
 #include "reluflow/tableaux.h"
 
@@ -65,29 +66,8 @@ void expect_shape(const DeviceView& v, const char* name, const std::vector<int64
                           shape_text(v.shape));
 }
 
-// progress(done) of a loop, called with the GIL released: Ctrl-C (a pending SIGINT, or a
-// KeyboardInterrupt raised by the callback) asks the loop to stop (true); other errors propagate.
-// The same contract as the CPU loops' (cpp/src/bindings/bind_field.h take_progress).
-template <class Done>
-std::function<bool(Done)> progress_hook(const py::object& progress) {
-  return [progress](Done done) -> bool {
-    py::gil_scoped_acquire gil;
-    if (PyErr_CheckSignals() != 0) {
-      if (!PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) throw py::error_already_set();
-      PyErr_Clear();
-      return true;
-    }
-    if (!progress.is_none()) {
-      try {
-        progress(done);
-      } catch (py::error_already_set& e) {
-        if (!e.matches(PyExc_KeyboardInterrupt)) throw;
-        return true;
-      }
-    }
-    return false;
-  };
-}
+// progress(done) of a loop: the CPU loops' hook (Ctrl-C stops the loop, other errors propagate)
+using reluflow::progress_hook;
 
 reluflow::cuda::DensePath parse_path(const std::string& path) {
   namespace rc = reluflow::cuda;

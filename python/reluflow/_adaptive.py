@@ -43,6 +43,12 @@ def initial_step(th: np.ndarray, g: np.ndarray, h0: float | None, rtol: float, a
     return np.minimum(h, t_end)
 
 
+def record_grid(t_end: float, rec_dt: float) -> np.ndarray:
+    """(T,) record times 0, rec_dt, 2 rec_dt, ... below t_end, then t_end itself (the last entry)."""
+    grid = np.arange(0.0, t_end, rec_dt)
+    return np.append(grid, t_end) if grid[-1] < t_end else grid
+
+
 class GridRecords:
     """The records of K networks on the time grid (T,) (its last entry t_end): risk, |G| and energy
     (T, K), NaN where not reached, and theta (T, K, P) when asked. Each network records every grid
@@ -77,6 +83,47 @@ class GridRecords:
                 if self.theta is not None:
                     self.theta[j, k] = th[k]
                 self.nxt[k] += 1
+
+    def due_accepted(self, a_idx: np.ndarray, t: np.ndarray, risk_a: np.ndarray, grad_norm_a: np.ndarray,
+                     energy: np.ndarray, th: np.ndarray) -> None:
+        """``due`` for the networks a_idx (n,) that have just accepted a step, with their risk and |G|
+        (n,) at the new state; t, energy (K,) and th (K, P) hold every network's state."""
+        K = t.shape[0]
+        r_full = np.full(K, np.nan)
+        r_full[a_idx] = risk_a
+        g_full = np.full(K, np.nan)
+        g_full[a_idx] = grad_norm_a
+        self.due(np.isin(np.arange(K), a_idx), t, r_full, g_full, energy, th)
+
+
+def start_state(grid: np.ndarray, theta: np.ndarray, record_theta: bool):
+    """The per-network state of an adaptive driver before its first step, for theta (K, P):
+    (rec, t, energy, accepted, rejected, streak, status, done, reason, growth, th) with rec the
+    GridRecords on grid (T,), t and energy (K,) zeros, accepted, rejected, streak (K,) int64 zeros,
+    status (K,) object "ok", done (K,) False, reason (K,) uint8 RUNNING, growth (K,) zeros and th
+    (K, P) theta as float64 (a copy)."""
+    K = theta.shape[0]
+    rec = GridRecords(grid, theta, record_theta)
+    t = np.zeros(K)
+    energy = np.zeros(K)
+    accepted, rejected, streak = (np.zeros(K, dtype=np.int64) for _ in range(3))
+    status = np.array(["ok"] * K, dtype=object)
+    done = np.zeros(K, dtype=bool)
+    reason, growth = np.zeros(K, dtype=np.uint8), np.zeros(K)
+    return rec, t, energy, accepted, rejected, streak, status, done, reason, growth, theta.astype(np.float64)
+
+
+def halted(stop_hit: bool, iters: int, max_steps: int, status: np.ndarray, done: np.ndarray) -> bool:
+    """Whether the loop ends before its step number ``iters`` (1, 2, ...): on Ctrl-C (``stop_hit``) the
+    running networks (``~done``, (K,) bool) become "interrupted", past max_steps "max_steps" (status (K,),
+    in place); each keeps its state at its own time."""
+    if stop_hit:
+        status[~done] = "interrupted"
+        return True
+    if iters > max_steps:
+        status[~done] = "max_steps"
+        return True
+    return False
 
 
 def step_size_factor(err: np.ndarray, expo: float, bad: np.ndarray) -> np.ndarray:

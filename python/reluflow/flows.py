@@ -33,7 +33,7 @@ from ._adaptive import PARAMS_NOT_FINITE as _PARAMS_NOT_FINITE
 from ._adaptive import RISK_GREW as _RISK_GREW
 from ._adaptive import RISK_NOT_FINITE as _RISK_NOT_FINITE
 from ._adaptive import RUNNING as _RUNNING
-from ._adaptive import GridRecords, end_of_step, initial_step, step_size_factor
+from ._adaptive import end_of_step, halted, initial_step, record_grid, start_state, step_size_factor
 from ._adaptive import finite_rows as _finite_rows
 from ._adaptive import params_reason as _params_reason
 from ._adaptive import risk_reason as _risk_reason
@@ -871,8 +871,7 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
             max_rejections, min_step, progress, max_growth):
     """Dormand–Prince 5(4) with a step size, time and status per network; records on a time grid."""
     K = theta.shape[0]
-    grid = np.arange(0.0, t_end, rec_dt)
-    grid = np.append(grid, t_end) if grid[-1] < t_end else grid
+    grid = record_grid(t_end, rec_dt)
     # the whole loop in C++ (cpp/src/cpu/dopri5_cpu.cpp, a port of this function) where it can run the field
     native = _native_plan(field_.plan) or (None if field_.normalized else _device_plan(field_.plan))
     if native is not None:
@@ -897,14 +896,8 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
                         "atol": atol, "estimator": repr(field_.est), "t_reached": res["t"], **device},
                        reason=res["reason"], growth=res["growth"],
                        interrupted=_dopri5_interrupted(res["interrupted"], status, res["t"]))
-    rec = GridRecords(grid, theta, record_theta)
-    t = np.zeros(K)
-    energy = np.zeros(K)
-    accepted, rejected, streak = (np.zeros(K, dtype=np.int64) for _ in range(3))
-    status = np.array(["ok"] * K, dtype=object)
-    done = np.zeros(K, dtype=bool)
-    reason, growth = np.zeros(K, dtype=np.uint8), np.zeros(K)
-    th = theta.astype(np.float64)
+    rec, t, energy, accepted, rejected, streak, status, done, reason, growth, th = start_state(grid, theta,
+                                                                                              record_theta)
     risk, k1 = field_(theta, 0)
     k1 = k1.astype(np.float64)
     risk0 = risk.copy()
@@ -918,12 +911,8 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
     iters = 0
     with _CtrlC() as stop:
         while not done.all():
-            if stop.hit:  # Ctrl-C: every running network keeps its state at its time
-                status[~done] = "interrupted"
-                break
             iters += 1
-            if iters > max_steps:
-                status[~done] = "max_steps"
+            if halted(stop.hit, iters, max_steps, status, done):
                 break
             idx = np.flatnonzero(~done)
             target, hh = rec.landing_step(h, t, idx)
@@ -967,11 +956,7 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
                 risk_why[acc] = _risk_reason(risk_a, risk0[a_idx], max_growth)
                 grew = risk_why[acc] == _RISK_GREW
                 growth[a_idx[grew]] = risk_a[grew] / risk0[a_idx[grew]]
-                r_full = np.full(K, np.nan)
-                r_full[a_idx] = risk_a
-                g_full = np.full(K, np.nan)
-                g_full[a_idx] = np.linalg.norm(k1[a_idx], axis=1)
-                rec.due(np.isin(np.arange(K), a_idx), t, r_full, g_full, energy, th)
+                rec.due_accepted(a_idx, t, risk_a, np.linalg.norm(k1[a_idx], axis=1), energy, th)
             r_idx = idx[~acc]
             rejected[r_idx] += 1
             streak[r_idx] += 1
@@ -993,8 +978,7 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
 def _rosenbrock(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, max_abs, max_steps,
                 max_rejections, min_step, progress, max_growth):
     """The stiff integrator (``reluflow.stiff``, RODAS3) on dopri5's record grid, as a Run."""
-    grid = np.arange(0.0, t_end, rec_dt)
-    grid = np.append(grid, t_end) if grid[-1] < t_end else grid
+    grid = record_grid(t_end, rec_dt)
     t0 = time.perf_counter()
     with _CtrlC() as stop:
         res = stiff.rosenbrock_run(prob, field_, theta, t_end, h0, rtol, atol, grid, max_abs, max_steps,

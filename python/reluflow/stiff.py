@@ -38,7 +38,7 @@ from ._adaptive import GRAD_NOT_FINITE as _GRAD_NOT_FINITE
 from ._adaptive import RISK_GREW as _RISK_GREW
 from ._adaptive import RISK_NOT_FINITE as _RISK_NOT_FINITE
 from ._adaptive import RUNNING as _RUNNING
-from ._adaptive import GridRecords, end_of_step, initial_step, params_reason, risk_reason, step_size_factor
+from ._adaptive import end_of_step, halted, initial_step, params_reason, risk_reason, start_state, step_size_factor
 from ._adaptive import finite_rows as _finite_rows
 from ._arrays import from_host, is_numpy, to_host
 
@@ -149,14 +149,8 @@ def rosenbrock_run(prob, field_, theta: np.ndarray, t_end: float, h0: float | No
     gamma, A, C, M, E = tab["gamma"], tab["A"], tab["C"], tab["M"], tab["E"]
     expo = -1.0 / tab["order"]
 
-    rec = GridRecords(grid, theta, record_theta)
-    t = np.zeros(K)
-    energy = np.zeros(K)
-    accepted, rejected, streak = (np.zeros(K, dtype=np.int64) for _ in range(3))
-    status = np.array(["ok"] * K, dtype=object)
-    done = np.zeros(K, dtype=bool)
-    reason, growth = np.zeros(K, dtype=np.uint8), np.zeros(K)
-    th = theta.astype(np.float64)
+    rec, t, energy, accepted, rejected, streak, status, done, reason, growth, th = start_state(grid, theta,
+                                                                                              record_theta)
     risk, g = field_(theta, 0)
     g = g.astype(np.float64)                   # G at each network's current state (f = -G)
     gn2 = np.sum(g * g, axis=1)
@@ -170,12 +164,8 @@ def rosenbrock_run(prob, field_, theta: np.ndarray, t_end: float, h0: float | No
     rec.due(~start_bad, t, risk, np.sqrt(gn2), energy, th)
     iters = 0
     while not done.all():
-        if stop.hit:  # Ctrl-C: every running network keeps its state at its time
-            status[~done] = "interrupted"
-            break
         iters += 1
-        if iters > max_steps:
-            status[~done] = "max_steps"
+        if halted(stop.hit, iters, max_steps, status, done):
             break
         idx = np.flatnonzero(~done)
         new_h = idx[stale[idx]]
@@ -231,11 +221,7 @@ def rosenbrock_run(prob, field_, theta: np.ndarray, t_end: float, h0: float | No
                                      risk_why[acc])
             grew = risk_why[acc] == _RISK_GREW
             growth[a_idx[grew]] = r_a[grew] / risk0[a_idx[grew]]
-            r_full = np.full(K, np.nan)
-            r_full[a_idx] = r_a
-            g_full = np.full(K, np.nan)
-            g_full[a_idx] = np.sqrt(gn2_a)
-            rec.due(np.isin(np.arange(K), a_idx), t, r_full, g_full, energy, th)
+            rec.due_accepted(a_idx, t, r_a, np.sqrt(gn2_a), energy, th)
         r_idx = idx[~acc]
         rejected[r_idx] += 1
         streak[r_idx] += 1

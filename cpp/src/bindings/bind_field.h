@@ -15,6 +15,7 @@
 #include "bindings/bind_quad1d.h"
 #include "bindings/bind_spec.h"
 #include "bindings/bind_util.h"
+#include "bindings/progress.h"
 #include "cpu/field_cpu.h"
 #include "reluflow/targets.h"
 
@@ -154,31 +155,13 @@ py::dict dispatch_loop_theta(const py::array& theta, Typed&& typed) {
       []() -> py::dict { throw py::type_error("theta: expected a float32 or float64 array"); });
 }
 
-// Takes the optional "progress" callable out of kwargs and returns the loop's progress hook: it
-// takes the GIL, runs the pending signal handlers (PyErr_CheckSignals), then calls progress(done).
-// It returns true when Ctrl-C arrived (a KeyboardInterrupt from either): the loop then stops and
-// returns what it has, so that the run can be resumed; any other exception propagates.
+// Takes the optional "progress" callable out of kwargs and returns the loop's progress hook
+// (progress.h: Ctrl-C stops the loop, which returns what it has; other exceptions propagate).
 template <class Done>
 std::function<bool(Done)> take_progress(py::dict& kwargs) {
   py::object progress = kw(kwargs, "progress");
   if (kwargs.contains("progress")) PyDict_DelItemString(kwargs.ptr(), "progress");
-  return [progress](Done done) -> bool {
-    py::gil_scoped_acquire gil;
-    if (PyErr_CheckSignals() != 0) {
-      if (!PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) throw py::error_already_set();
-      PyErr_Clear();
-      return true;
-    }
-    if (!progress.is_none()) {
-      try {
-        progress(done);
-      } catch (py::error_already_set& e) {
-        if (!e.matches(PyExc_KeyboardInterrupt)) throw;
-        return true;
-      }
-    }
-    return false;
-  };
+  return progress_hook<Done>(std::move(progress));
 }
 
 // The (T, K, P) parameter records of an integrator loop in theta's dtype, allocated only when asked for

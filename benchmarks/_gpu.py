@@ -1,0 +1,30 @@
+"""Shared by the GPU benchmarks (bench_gpu_*.py): open the device, or say why there is none."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+
+def open_gpu(result: dict, write: Callable[[], None]) -> Any | None:
+    """CuPy, once the CUDA extension loads and a device answers; else None.
+
+    On success ``result["device"]`` is device 0's name (the caller prints it). Without a GPU, CuPy or
+    the CUDA extension, ``result["skipped"]`` says why (printed), ``write()`` records it, and None
+    tells the caller that there is nothing to time here.
+    """
+    try:
+        import cupy as cp
+        from reluflow.registry import cuda_extension
+
+        ext, why = cuda_extension()
+        if ext is None:
+            raise RuntimeError(why)
+        if cp.cuda.runtime.getDeviceCount() < 1:
+            raise RuntimeError("no CUDA device")
+    except Exception as exc:  # no GPU, no CuPy or no CUDA extension: nothing to time here
+        result["skipped"] = f"no GPU run: {exc}"
+        print(result["skipped"])
+        write()
+        return None
+    props = cp.cuda.runtime.getDeviceProperties(0)
+    result["device"] = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+    return cp
