@@ -66,6 +66,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import _gpu_flow_peers as peers  # noqa: E402
 from _common import cpu_name, fmt_t  # noqa: E402
+from _gpu import open_gpu  # noqa: E402
 from bench_flow import LR0, N_SAMPLES, sin3_hermite  # noqa: E402
 
 STEPS_REPORTED = 10_000
@@ -165,22 +166,9 @@ def gpu_main(args) -> int:
     device = args.device or "cuda"
     cuda = device == "cuda"
     if cuda:
-        try:
-            import cupy as cp
-            from reluflow.registry import cuda_extension
-
-            ext, why = cuda_extension()
-            if ext is None:
-                raise RuntimeError(why)
-            if cp.cuda.runtime.getDeviceCount() < 1:
-                raise RuntimeError("no CUDA device")
-        except Exception as exc:  # no GPU, no CuPy or no CUDA extension: nothing to time here
-            result["skipped"] = f"no GPU run: {exc}"
-            print(result["skipped"])
-            write()
+        cp = open_gpu(result, write)
+        if cp is None:
             return 0
-        props = cp.cuda.runtime.getDeviceProperties(0)
-        result["device"] = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
     else:   # the driver on the CPU (reduced sizes: a check of this script, never a timing claim)
         cp = None
         result["device"] = f"cpu ({cpu_name()}): NOT a GPU run"
