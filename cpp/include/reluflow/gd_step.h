@@ -138,32 +138,42 @@ RF_HD T new_param(const StepArgs<T>& a, int64_t k, int64_t q) {
   return a.theta[k * a.P + q] - step;
 }
 
+// params_reason's tests of one new parameter value v, counted for a block's tree: acc[0] not finite,
+// acc[1] finite but beyond max_abs. Shared by every update of the device loops (this file, rk_step.h,
+// normalized_step.h).
+RF_HD void count_param(double v, double max_abs, double* acc) {
+  if (!is_finite(v)) acc[0] += 1.0;
+  else if (fabs(v) > max_abs) acc[1] += 1.0;
+}
+
+// The update's verdict for network k at local iteration i from the tree's counts sh[0], sh[1]
+// (count_param): accepted (energy += energy_term; returns true: store) or frozen at theta_i with the
+// reason (stop_iter = i + 1; returns false).
+RF_HD bool accept_or_freeze(const State& s, int64_t k, int64_t i, const double* sh, double energy_term) {
+  const int why = sh[0] > 0 ? tableaux::kParamsNotFinite : sh[1] > 0 ? tableaux::kParamsOverMaxAbs : tableaux::kRunning;
+  if (why == tableaux::kRunning) {
+    s.energy[k] += energy_term;
+    return true;
+  }
+  s.active[k] = 0;
+  s.reason[k] = static_cast<uint8_t>(why);
+  s.stop_iter[k] = i + 1;
+  return false;
+}
+
 // Phase 3, thread t (only when phase 2 said go): its share of the counts of non-finite new parameters
 // (acc[0]) and of finite ones beyond max_abs (acc[1]): params_reason's tests.
 template <class T>
 RF_HD void test_thread(const StepArgs<T>& a, int64_t k, int t, double* acc) {
   acc[0] = 0.0;
   acc[1] = 0.0;
-  for (int64_t q = t; q < a.P; q += kThreads) {
-    const double v = static_cast<double>(new_param(a, k, q));
-    if (!is_finite(v)) acc[0] += 1.0;
-    else if (fabs(v) > a.max_abs) acc[1] += 1.0;
-  }
+  for (int64_t q = t; q < a.P; q += kThreads) count_param(static_cast<double>(new_param(a, k, q)), a.max_abs, acc);
 }
 
 // Phase 4, one thread, after the tree of phase 3: accept (energy) or freeze; returns whether to store.
 template <class T>
 RF_HD bool accept_block(const StepArgs<T>& a, int64_t k, const double* sh) {
-  const State& s = a.st;
-  const int why = sh[0] > 0 ? tableaux::kParamsNotFinite : sh[1] > 0 ? tableaux::kParamsOverMaxAbs : tableaux::kRunning;
-  if (why == tableaux::kRunning) {
-    s.energy[k] += a.h * s.last_gn[k] * s.last_gn[k];
-    return true;
-  }
-  s.active[k] = 0;
-  s.reason[k] = static_cast<uint8_t>(why);
-  s.stop_iter[k] = a.i + 1;
-  return false;
+  return accept_or_freeze(a.st, k, a.i, sh, a.h * a.st.last_gn[k] * a.st.last_gn[k]);
 }
 
 // Phase 5, thread t (only when phase 4 accepted): theta = new.

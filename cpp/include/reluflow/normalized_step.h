@@ -87,26 +87,15 @@ RF_HD void retract_thread(const UpdateArgs<T>& a, int64_t k, int t) {
 template <class T>
 RF_HD void test_thread(const UpdateArgs<T>& a, int64_t k, int t, double* acc) {
   const int64_t P = a.lay.num_params;
-  for (int64_t q = t; q < P; q += kThreads) {
-    const double v = static_cast<double>(a.scratch[k * P + q]);
-    if (!is_finite(v)) acc[0] += 1.0;
-    else if (fabs(v) > a.max_abs) acc[1] += 1.0;
-  }
+  for (int64_t q = t; q < P; q += kThreads) gd::count_param(static_cast<double>(a.scratch[k * P + q]), a.max_abs, acc);
 }
 
 // Phase 4, thread 0 (after the tree): accept or freeze; returns whether to store.
 template <class T>
 RF_HD bool accept_block(const UpdateArgs<T>& a, int64_t k, const double* sh) {
   const gd::State& s = a.st;
-  const int why = sh[0] > 0 ? tableaux::kParamsNotFinite : sh[1] > 0 ? tableaux::kParamsOverMaxAbs : tableaux::kRunning;
-  if (why == tableaux::kRunning) {
-    s.energy[k] += a.method == tableaux::kEuler ? a.h * s.last_gn[k] * s.last_gn[k] : a.h * sh[2];
-    return true;
-  }
-  s.active[k] = 0;
-  s.reason[k] = static_cast<uint8_t>(why);
-  s.stop_iter[k] = a.i + 1;
-  return false;
+  return gd::accept_or_freeze(s, k, a.i, sh,
+                              a.method == tableaux::kEuler ? a.h * s.last_gn[k] * s.last_gn[k] : a.h * sh[2]);
 }
 
 // Phase 5, thread t: theta = the retracted row.

@@ -79,27 +79,15 @@ RF_HD void test_thread(const RkArgs<T>& a, int64_t k, int t, double* acc) {
   acc[0] = 0.0;
   acc[1] = 0.0;
   acc[2] = 0.0;
-  for (int64_t q = t; q < a.P; q += kThreads) {
-    const double v = static_cast<double>(new_param(a, k, q, acc + 2));
-    if (!is_finite(v)) acc[0] += 1.0;
-    else if (fabs(v) > a.max_abs) acc[1] += 1.0;
-  }
+  for (int64_t q = t; q < a.P; q += kThreads)
+    gd::count_param(static_cast<double>(new_param(a, k, q, acc + 2)), a.max_abs, acc);
 }
 
 // Update phase 2, one thread, after the tree of phase 1: accept (energy += h en) or freeze; returns
 // whether to store.
 template <class T>
 RF_HD bool accept_block(const RkArgs<T>& a, int64_t k, const double* sh) {
-  const gd::State& s = a.st;
-  const int why = sh[0] > 0 ? tableaux::kParamsNotFinite : sh[1] > 0 ? tableaux::kParamsOverMaxAbs : tableaux::kRunning;
-  if (why == tableaux::kRunning) {
-    s.energy[k] += a.h * sh[2];
-    return true;
-  }
-  s.active[k] = 0;
-  s.reason[k] = static_cast<uint8_t>(why);
-  s.stop_iter[k] = a.i + 1;
-  return false;
+  return gd::accept_or_freeze(a.st, k, a.i, sh, a.h * sh[2]);
 }
 
 // Update phase 3, thread t (only when phase 2 accepted): theta = new.
