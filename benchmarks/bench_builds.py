@@ -10,7 +10,7 @@ time of each case per build and the ratios to the first build. Writes JSON to be
     python benchmarks/bench_builds.py native=/tmp/native portable=/tmp/portable --rounds 3
 
 Cases: the dense kernel (bench_risk_grad.py's A-D, F and the held-out G = [2, 2048, 1], N = 32768,
-K = 4, float32 and float64), the point sweep ([1, 1000, 1] K = 1 and [1, 50000, 1] K = 2, N = 200000),
+K = 4, float32 and float64), the point sweep ([1, 1000, 1] and [1, 50000, 1], K = 1 and 2, N = 200000),
 SGD of [1, 100, 1] (K = 300, 1024 fresh samples per step, 200 steps) and a dopri5 flow of [1, 16, 16, 1]
 (K = 32) on the exact 1-D quadrature risk to t = 5.
 """
@@ -29,7 +29,7 @@ sys.path.insert(0, str(HERE))
 from _common import cpu_name, slug  # noqa: E402
 
 WORKLOAD = r'''
-import json, sys, time
+import json, os, sys, time
 import numpy as np
 import reluflow as rf
 from reluflow.backends import cpu as cb
@@ -48,8 +48,9 @@ def best(f, n):
         ts.append(time.perf_counter() - t)
     return min(ts)
 
+GROUPS = os.environ.get("BENCH_BUILDS_GROUPS", "dense,sweep,sgd,dopri5").split(",")
 out = {}
-for c, (widths, N, K) in CASES.items():
+for c, (widths, N, K) in CASES.items() if "dense" in GROUPS else ():
     lay = Layout(widths)
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (N, widths[0]))
@@ -58,7 +59,7 @@ for c, (widths, N, K) in CASES.items():
     for dt in (np.float32, np.float64):
         th = rng.standard_normal((K, lay.num_params)).astype(dt)
         out[f"dense {c} {np.dtype(dt).name}"] = best(lambda: cb.risk_and_grad(lay, th, x, w, y), 5 if c != "F" else 3)
-for H, K in ((1000, 1), (50000, 2)):
+for H, K in ((1000, 1), (1000, 2), (50000, 1), (50000, 2)) if "sweep" in GROUPS else ():
     lay = Layout([1, H, 1])
     rng = np.random.default_rng(1)
     th = rng.normal(size=(K, lay.num_params))
@@ -68,14 +69,16 @@ for H, K in ((1000, 1), (50000, 2)):
     y = np.sin(3 * x)[:, None]
     out[f"point sweep H={H} K={K}"] = best(lambda: cb.shallow1d_points(lay, th, x, w, y), 7)
 hat = rf.targets.PiecewiseLinear([-1, 0, 1], [0, 1, 0])
-prob = rf.Problem([1, 100, 1], hat, rf.dists.Uniform(-1, 1))
-th0 = prob.init(300, seed=0)
-out["SGD [1,100,1] K=300"] = best(lambda: rf.gradient_descent(prob, th0, 0.001, 200, rf.MonteCarlo(1024, seed=0),
-                                                              progress=False), 3)
-prob2 = rf.Problem([1, 16, 16, 1], hat, rf.dists.Uniform(-1, 1))
-th2 = prob2.init(32, seed=0)
-out["dopri5 quad [1,16,16,1] K=32"] = best(lambda: rf.gradient_flow(prob2, th2, 5.0, method="dopri5",
-                                                                    estimator=rf.Quadrature(), progress=False), 3)
+if "sgd" in GROUPS:
+    prob = rf.Problem([1, 100, 1], hat, rf.dists.Uniform(-1, 1))
+    th0 = prob.init(300, seed=0)
+    out["SGD [1,100,1] K=300"] = best(lambda: rf.gradient_descent(prob, th0, 0.001, 200, rf.MonteCarlo(1024, seed=0),
+                                                                  progress=False), 3)
+if "dopri5" in GROUPS:
+    prob2 = rf.Problem([1, 16, 16, 1], hat, rf.dists.Uniform(-1, 1))
+    th2 = prob2.init(32, seed=0)
+    out["dopri5 quad [1,16,16,1] K=32"] = best(lambda: rf.gradient_flow(prob2, th2, 5.0, method="dopri5",
+                                                                        estimator=rf.Quadrature(), progress=False), 3)
 c = core()[0]
 info = {"simd": c.simd_path(), "native_build": bool(getattr(c, "native_build", lambda: None)())
         if callable(getattr(c, "native_build", None)) else getattr(c, "native_build", None)}
@@ -88,7 +91,12 @@ def main(argv=None):
     ap.add_argument("builds", nargs="+", help="name=folder (a folder holding the reluflow package)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--groups", default="dense,sweep,sgd,dopri5",
+                    help="comma-separated case groups to run: dense, sweep, sgd, dopri5 (default: all)")
     args = ap.parse_args(argv)
+    unknown = set(args.groups.split(",")) - {"dense", "sweep", "sgd", "dopri5"}
+    if unknown:
+        ap.error(f"--groups: unknown group(s) {sorted(unknown)}; expected dense, sweep, sgd, dopri5")
     builds = []
     for b in args.builds:
         name, sep, folder = b.partition("=")
@@ -98,7 +106,7 @@ def main(argv=None):
     best, info = {n: {} for n, _ in builds}, {}
     for r in range(args.rounds):
         for name, folder in builds:
-            env = {**os.environ, "PYTHONPATH": folder}
+            env = {**os.environ, "PYTHONPATH": folder, "BENCH_BUILDS_GROUPS": args.groups}
             res = subprocess.run([sys.executable, "-c", WORKLOAD], env=env, capture_output=True, text=True,
                                  timeout=900, cwd="/")
             if res.returncode != 0:

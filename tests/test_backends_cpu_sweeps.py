@@ -359,11 +359,13 @@ def test_points_relu_prime_zero_at_kink():
         assert_points_close(prob, theta, x, np.array([1.0]), np.array([[1.0]]))
 
 
-def test_points_nodes_at_rounded_kinks():
+@pytest.mark.parametrize("H", [40, 4500])
+def test_points_nodes_at_rounded_kinks(H):
     """Nodes at the computed kinks fl(-b/w) and their float neighbours, where the rounded
-    pre-activation fl(fl(w x) + b) decides activity: the sweep must use the same comparison."""
+    pre-activation fl(fl(w x) + b) decides activity: the sweep must use the same comparison (also
+    for H past the kink-ordered path)."""
     rng = np.random.default_rng(15)
-    H, out = 40, 1
+    out = 1
     prob = rf.Problem([1, H, out], rf.targets.Affine([[1.0]]))
     theta = rng.normal(size=(3, prob.num_params))
     for th in theta:
@@ -426,13 +428,16 @@ def test_points_float32_and_shapes():
     np.testing.assert_array_equal(g, np.zeros_like(g))
 
 
-def test_points_deterministic_across_batch():
+@pytest.mark.parametrize("H, N", [(50, 500), (4100, 3000)])
+def test_points_deterministic_across_batch(H, N):
+    """A network's bits do not depend on the networks beside it (small H: lanes; large H: kink order
+    by the node locator's cells, which depend on N and H only)."""
     rng = np.random.default_rng(19)
-    prob = rf.Problem([1, 50, 1], rf.targets.Affine([[1.0]]))
+    prob = rf.Problem([1, H, 1], rf.targets.Affine([[1.0]]))
     theta = rng.normal(size=(12, prob.num_params))
-    x = rng.uniform(-1, 1, 500)
-    w = rng.uniform(0, 1, 500)
-    y = rng.normal(size=(500, 1))
+    x = np.round(rng.uniform(-1, 1, N) * 256) / 256   # ties, so that neurons share boundary nodes
+    w = rng.uniform(0, 1, N)
+    y = rng.normal(size=(N, 1))
     r, g = cpu_backend.shallow1d_points(prob.layout, theta, x, w, y)
     for k in (0, 7, 11):
         rk, gk = cpu_backend.shallow1d_points(prob.layout, theta[k:k + 1], x, w, y)
@@ -555,6 +560,20 @@ def test_stable_order_is_numpy_stable_argsort(case, threads):
     key = np.where(x == 0.0, 0.0, x)                 # -0.0 sorts with +0.0
     np.testing.assert_array_equal(order, np.argsort(key, kind="stable"))
     np.testing.assert_array_equal(xs, key[order])
+
+
+@pytest.mark.parametrize("H", [1, 3, 200])
+def test_points_few_kinks_many_nodes(H):
+    """Few kinks over many nodes (the locator's cells hold hundreds of nodes each; a binary search
+    inside the cell), kinks inside, outside and at the ends of the node range, dyadic ties."""
+    rng = np.random.default_rng([H, 23])
+    prob = rf.Problem([1, H, 1], rf.targets.Affine([[1.0]]))
+    N = 40_000
+    x = np.round(rng.uniform(-1.0, 1.0, N) * 4096) / 4096
+    theta = rng.normal(size=(3, prob.num_params))
+    w, b, _, _ = split(theta[0], H, 1)
+    b[:] = -w * rng.choice(np.concatenate([x[:5], [x.min(), x.max(), -3.0, 3.0]]), size=H)
+    assert_points_close(prob, theta, x, rng.uniform(0.0, 1.0, N), rng.normal(size=(N, 1)))
 
 
 def test_points_large_n_and_h_threads_bitwise():

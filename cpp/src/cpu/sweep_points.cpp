@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "cpu/parallel_policy.h"
-#include "cpu/radix_sort.h"
 #include "cpu/sweep1d_cpu.h"
 #include "reluflow/finite.h"
 #include "reluflow/simd.h"
@@ -26,50 +25,112 @@ namespace RELUFLOW_ISA_NS {
 namespace {
 
 
-// Locates values among the sorted nodes xs (N,) in O(1) expected time for nodes from a smooth
-// density: a table of N + 1 cells on [xs[0], xs[N-1]] holding the first node of every cell. The
-// answer is only a guess for the galloping search with the exact predicate.
+// Locates values among the sorted nodes xs (N,): a table of M + 1 cells of equal width on
+// [xs[0], xs[N-1]] holding the first node of every cell, then a branch-free binary search inside the
+// value's cell. M follows the number of queries (the kinks of the call's networks), not N: H = 1000
+// kinks over N = 2e5 nodes build 2000 cells by binary search instead of a pass over every node (that
+// pass, with a branch per node, cost more than the sweep itself). Exact for any t (also +-inf), whatever
+// M: the results do not depend on M.
 struct NodeLocator {
-  std::vector<int64_t> first;  // (M + 2,): first node with xs[j] >= lo + m / scale
-  std::vector<double> xq;      // (N + 10,): -inf, xs[0..N-1], +inf... (branch-free boundary checks)
+  std::vector<int64_t> first;  // (M + 2,): first node j with cell(xs[j]) >= m
+  const double* xs = nullptr;
+  int64_t N = 0, M = 0;
   double lo = 0.0, scale = 0.0;
-  int64_t M = 0;
-  int steps = 1;               // branch-free forward steps from a guess: the fullest cell, at most 8
+  static constexpr int64_t kLinearCell = 8;
+  bool linear = true;      // every cell holds at most kLinearCell nodes, and 2 M >= N
+  int steps = 0;           // comparisons (linear) or halvings that settle a search in the fullest cell
+  std::vector<double> xq;  // linear only: -inf, xs[0..N-1], +inf... (branch-free boundary checks)
 
-  void build(const double* xs, int64_t N) {
-    M = N;
+  void build(const double* x, int64_t n, int64_t queries) {
+    xs = x;
+    N = n;
+    M = std::max<int64_t>(1, std::min<int64_t>(N, 2 * queries));
     first.resize(static_cast<size_t>(M + 2));
-    xq.assign(static_cast<size_t>(N + 2 + 8), std::numeric_limits<double>::infinity());
-    xq[0] = -std::numeric_limits<double>::infinity();
-    std::copy(xs, xs + N, xq.begin() + 1);
     lo = N > 0 ? xs[0] : 0.0;
-    const double span = N > 0 ? xs[N - 1] - xs[0] : 0.0;
-    scale = span > 0.0 ? static_cast<double>(M) / span : 0.0;
-    // first[m]: the first node of cell >= m, cell(x) = guess's clipped (x - lo) scale; one pass over
-    // the sorted nodes (their cells do not decrease). Only a guess: the search checks the predicate.
-    int64_t m = 0, fullest = 1, last = 0;
-    for (int64_t j = 0; j < N; ++j) {
-      const int64_t c = cell(xs[j]);
-      if (c >= m) {
-        fullest = std::max(fullest, j - last);
-        last = j;
+    scale = cell_scale(xs, N, M);
+    // cell() is monotone in its argument, so the nodes of cell >= m are a suffix of the sorted nodes
+    int64_t log2n = 1;
+    while ((int64_t(1) << log2n) < N) ++log2n;
+    if (M * log2n < N) {  // few cells: a binary search per cell boundary
+      for (int64_t m = 0; m <= M + 1; ++m) {
+        int64_t a = 0, len = N;  // first j with cell(xs[j]) >= m
+        while (len > 0) {
+          const int64_t half = len / 2;
+          if (cell(xs[a + half]) < m) {
+            a += half + 1;
+            len -= half + 1;
+          } else {
+            len = half;
+          }
+        }
+        first[m] = a;
       }
-      for (; m <= c; ++m) first[m] = j;
+    } else {  // one branch-free pass: the smallest node of each cell, then empty cells from the right
+      std::fill(first.begin(), first.end(), N);
+      for (int64_t j = N - 1; j >= 0; --j) first[cell(xs[j])] = j;
+      for (int64_t m = M; m >= 0; --m) first[m] = std::min(first[m], first[m + 1]);
     }
-    fullest = std::max(fullest, N - last);
-    for (; m <= M + 1; ++m) first[m] = N;
-    steps = static_cast<int>(std::min<int64_t>(fullest, 8));
+    int64_t fullest = 0;
+    for (int64_t m = 0; m <= M; ++m) fullest = std::max(fullest, first[m + 1] - first[m]);
+    // linear: about as many cells as nodes (queries >= N / 4: the copy is small beside the searches)
+    linear = fullest <= kLinearCell && 2 * M >= N;
+    steps = 0;
+    if (linear) {
+      steps = static_cast<int>(fullest);
+      xq.assign(static_cast<size_t>(N + 2 + kLinearCell), std::numeric_limits<double>::infinity());
+      xq[0] = -std::numeric_limits<double>::infinity();
+      std::copy(xs, xs + N, xq.begin() + 1);
+    } else {
+      while ((int64_t(1) << steps) <= fullest) ++steps;
+    }
   }
 
-  int64_t cell(double t) const {
+  // M cells of equal width on the node range (0: a single point or none)
+  static double cell_scale(const double* x, int64_t n, int64_t m) {
+    const double span = n > 0 ? x[n - 1] - x[0] : 0.0;
+    return span > 0.0 ? static_cast<double>(m) / span : 0.0;
+  }
+
+  int64_t cell(double t) const { return cell_of(t, lo, scale, M); }
+  static int64_t cell_of(double t, double lo, double scale, int64_t m) {
     double c = (t - lo) * scale;
     c = c > 0.0 ? c : 0.0;  // (comparisons, not fmin/fmax: those are library calls without -ffast-math)
-    c = c < static_cast<double>(M) ? c : static_cast<double>(M);
+    c = c < static_cast<double>(m) ? c : static_cast<double>(m);
     return static_cast<int64_t>(c);
   }
 
-  // A node index near the first node >= t (any t, also +-inf), without branches.
+  // The first node of t's cell: lower() starts there (a separate step, so that a loop over many
+  // values issues these table loads independently).
   int64_t guess(double t) const { return first[cell(t)]; }
+
+  // The first node j with xs[j] >= t (N if none), from j0 = guess(t): it lies in [first[c], first[c + 1]]
+  // for c = cell(t), the nodes of lower cells being < t and those of higher cells > t. Cells of at most
+  // kLinearCell nodes (nodes from a smooth density, as many cells as nodes): that many independent
+  // comparisons; larger cells: a fixed number of branch-free halvings. (Both branch-free: SGD's 3e4
+  // searches per step among 1024 nodes ran 1.5x slower with a data-dependent loop or a chain of
+  // dependent loads.)
+  int64_t lower(double t, int64_t j0) const {
+    if (linear) {
+      int64_t ahead = 0;  // independent comparisons (xq's padding: no bounds)
+      for (int r = 0; r < steps; ++r) ahead += xq[j0 + 1 + r] < t;
+      return j0 + ahead;
+    }
+    const int64_t c = cell(t);
+    int64_t a = j0, len = first[c + 1] - a;
+    for (int r = 0; r < steps; ++r) {
+      const int64_t half = len >> 1;
+      const int64_t probe = std::min(a + half, N - 1);  // (len = 0: any node, the answer is a)
+      const bool below = (len > 0) & (xs[probe] < t);
+      a = below ? a + half + 1 : a;
+      len = below ? len - half - 1 : half;
+    }
+    return a;
+  }
+
+  double at(int64_t j) const {  // xs[j], -inf before the first node and +inf after the last
+    if (linear) return xq[j + 1];
+    return j < 0 ? -std::numeric_limits<double>::infinity() : j >= N ? std::numeric_limits<double>::infinity() : xs[j];
+  }
 };
 
 // One network of the point sweep: N(x) = A(x) (x - c0) + B(x) where A, B change only at the first
@@ -83,8 +144,8 @@ struct PointSweep {
   // per-thread buffers
   std::vector<double> dA, dB;      // (N + 1, S): changes of A, B at node j (S = out, or 8 lanes)
   std::vector<double> u;           // (N, S): w_j r_j
-  std::vector<double> P0, P1;      // (N + 1, S): prefix moments sum_{m<j} u_m, u_m (x_m - c0)
-  std::vector<double> Q0, Q1;      // (N + 1, S): suffix moments sum_{m>=j}
+  std::vector<double> mom;         // prefix moments sum_{m<j} u_m, u_m (x_m - c0) and the suffix
+                                   // ones sum_{m>=j}, (N + 1, S) each (layout: moments())
   std::vector<int64_t> bound;      // (lanes, H): boundary node of every neuron
   std::vector<double> kink;        // (H,) -b_i / w_i (0 for w_i = 0)
   std::vector<int64_t> perm;       // (H,) neurons in kink order (large H only)
@@ -102,6 +163,7 @@ struct PointSweep {
   static constexpr int kLanes = 2;
 #endif
   static constexpr int64_t kLanesBelowH = 512;
+  static_assert(kLanesBelowH <= kSortKinksFrom, "run_lanes keeps one perm: its networks must not need one");
 
   // dA, dB of n1 zeros. They are kept zero between networks: after a network's forward pass only the
   // entries its neurons touched are reset (H writes instead of N), and the buffers live as long as
@@ -113,30 +175,52 @@ struct PointSweep {
     }
   }
   void reset_changes(const int64_t* bd, int64_t H, int out, int64_t S, int64_t lane) {
-    for (int64_t i = 0; i < H; ++i)
+    const bool by_kink = H >= kSortKinksFrom;  // (as the gradients: forward through the node arrays)
+    for (int64_t ii = 0; ii < H; ++ii) {
+      const int64_t i = by_kink ? perm[ii] : ii;
       for (int o = 0; o < out; ++o) {
         dA[bd[i] * S + lane + o] = 0.0;
         dB[bd[i] * S + lane + o] = 0.0;
       }
+    }
   }
   // Frees the buffers when a call made them big (kept up to kMaxRetainedSortBytes: fresh pages of
   // the node arrays cost more than a sweep at N ~ 10^5).
   void trim() {
-    if ((2 * dA.capacity() + u.capacity() + 4 * P0.capacity()) * sizeof(double) > kMaxRetainedSortBytes)
+    if ((2 * dA.capacity() + u.capacity() + mom.capacity()) * sizeof(double) > kMaxRetainedSortBytes)
       *this = PointSweep();
   }
 
-  // The residual and moment buffers, sized: u (n_u,), P0, P1, Q0, Q1 (n1,) each.
+  // The residual and moment buffers: u (n_u,) and the four moments of n1 entries each, entry e of
+  // moment k at p_k[e / width * stride + e % width]. Planar (stride = width: the lanes, and out > 1), or
+  // interleaved (one network with out = 1, stride 4): the gradient reads the four moments of a neuron's
+  // boundary node from one cache line instead of four (H = 5e4 kinks over 2e5 nodes: most of that
+  // pass was waiting on those gathers).
   struct Moments {
     double *u, *p0, *p1, *q0, *q1;
+    int64_t stride;
   };
-  Moments moments(int64_t n_u, size_t n1) {
+  Moments moments(int64_t n_u, size_t n1, bool interleave, int64_t width) {
     u.resize(static_cast<size_t>(n_u));
-    P0.resize(n1);
-    P1.resize(n1);
-    Q0.resize(n1);
-    Q1.resize(n1);
-    return {u.data(), P0.data(), P1.data(), Q0.data(), Q1.data()};
+    mom.resize(4 * n1);
+    double* m = mom.data();
+    if (interleave) return {u.data(), m, m + 1, m + 2, m + 3, 4};
+    return {u.data(), m, m + n1, m + 2 * n1, m + 3 * n1, width};
+  }
+
+  // perm (H,): the neurons grouped by cells of their kink (min(N, 2 H) cells of equal width on the node
+  // range), in index order within a cell (a counting sort, O(H + N)): close to kink order, which is all
+  // the locality needs. The order fixes the order of the sums at a shared node, so the cells depend on
+  // the nodes and H only (not on K, as the locator's do).
+  std::vector<int64_t> cell_start;  // (M + 2,)
+  void order_by_cell(const double* xs, int64_t N, int64_t H) {
+    const int64_t M = std::max<int64_t>(1, std::min<int64_t>(N, 2 * H));
+    const double lo = N > 0 ? xs[0] : 0.0, scale = NodeLocator::cell_scale(xs, N, M);
+    perm.resize(static_cast<size_t>(H));
+    cell_start.assign(static_cast<size_t>(M + 2), 0);
+    for (int64_t i = 0; i < H; ++i) ++cell_start[NodeLocator::cell_of(kink[i], lo, scale, M) + 1];
+    for (int64_t m = 0; m <= M; ++m) cell_start[m + 1] += cell_start[m];
+    for (int64_t i = 0; i < H; ++i) perm[cell_start[NodeLocator::cell_of(kink[i], lo, scale, M)]++] = i;
   }
 
   // Phase 1 of one network: the state (A, B) at node 0 and the changes dA, dB at the boundaries
@@ -158,8 +242,7 @@ struct PointSweep {
     kink.resize(static_cast<size_t>(H));
     for (int64_t i = 0; i < H; ++i) kink[i] = wv[i] != 0.0 ? -bv[i] / wv[i] : 0.0;  // vectorized
     for (int64_t i = 0; i < H; ++i) bd[i] = loc.guess(kink[i]);
-    if (by_kink) stable_order(kink.data(), H, perm);
-    const double* xq = loc.xq.data();  // xq[j + 1] = xs[j], -inf / +inf at the ends
+    if (by_kink) order_by_cell(xs, N, H);
     for (int64_t ii = 0; ii < H; ++ii) {
       const int64_t i = by_kink ? perm[ii] : ii;
       const double w = wv[i], b = bv[i];
@@ -171,19 +254,13 @@ struct PointSweep {
       }
       // w > 0: the first active node; w < 0: the first inactive one. Both are the first node j
       // where relu_active(w, b, x_j) != (w < 0), a predicate false...false true...true along the
-      // sorted nodes, and almost always the first node >= -b/w: a few branch-free steps from the
-      // table's guess find that, then one branch-free check of the exact predicate on both sides
-      // (rounding of w x + b, ties) falls back to walking in the rare case it fails.
+      // sorted nodes, and almost always the first node >= -b/w: the locator finds that, then one
+      // check of the exact predicate on both sides (rounding of w x + b, ties) falls back to walking
+      // in the rare case it fails.
       const bool neg = w < 0.0;
-      const double t = kink[i];
-      int64_t j = bd[i];
-      {  // independent comparisons (the nodes are sorted): no chain of dependent loads
-        int64_t ahead = 0;
-        for (int r = 0; r < loc.steps; ++r) ahead += xq[j + 1 + r] < t;
-        j += ahead;
-      }
-      const bool settled = (sweep1d::relu_active(w, b, xq[j + 1]) != neg) &
-                           (sweep1d::relu_active(w, b, xq[j]) == neg);
+      int64_t j = loc.lower(kink[i], bd[i]);
+      const bool settled = (sweep1d::relu_active(w, b, loc.at(j)) != neg) &
+                           (sweep1d::relu_active(w, b, loc.at(j - 1)) == neg);
       if (!settled) {
         while (j < N && sweep1d::relu_active(w, b, xs[j]) == neg) ++j;
         while (j > 0 && sweep1d::relu_active(w, b, xs[j - 1]) != neg) --j;
@@ -217,7 +294,7 @@ struct PointSweep {
       double* __restrict gw = g;
       double* __restrict gb = g + H;
       double* __restrict gv = g + ov;
-      for (int64_t i = 0; i < H; ++i) {
+      const auto neuron = [&](int64_t i) {
         const double w = wv[i], b = bv[i], v = V[i];
         const int64_t j = bd[i] * S;
         const bool neg = w < 0.0;
@@ -228,6 +305,14 @@ struct PointSweep {
         gw[i] = 2.0 * (v * (s1 + c0 * s0));
         gb[i] = 2.0 * (v * s0);
         gv[i] = 2.0 * (w * s1 + z0 * s0);
+      };
+      // large H: in kink order (boundaries() left it in perm), so that the gathers of the moments walk
+      // the node arrays forward instead of missing the cache at random nodes; small H: in index order
+      // (a separate loop: it vectorizes)
+      if (H >= kSortKinksFrom) {
+        for (int64_t ii = 0; ii < H; ++ii) neuron(perm[ii]);
+      } else {
+        for (int64_t i = 0; i < H; ++i) neuron(i);
       }
     } else {
       for (int64_t i = 0; i < H; ++i) {
@@ -262,7 +347,8 @@ struct PointSweep {
     boundaries(th, H, out, N, xs, c0, loc, A, B, dA.data(), dB.data(), out, bound.data());
     // forward: residuals, risk, prefix moments; backward: suffix moments. The running sums live in
     // locals (registers for OUT = 1) so that a step does not wait on the store of the previous one.
-    const Moments m = moments(N * out, n1);
+    const Moments m = moments(N * out, n1, OUT == 1, out);
+    const int64_t ms = m.stride;
     double* __restrict up = m.u;
     double* __restrict p0 = m.p0;
     double* __restrict p1 = m.p1;
@@ -281,27 +367,27 @@ struct PointSweep {
         const double uj = ws[j] * r;
         up[j * out + o] = uj;
         risk += uj * r;
-        p0[j * out + o] = s0;
-        p1[j * out + o] = s1;
+        p0[j * ms + o] = s0;
+        p1[j * ms + o] = s1;
         s0 += uj;
         s1 += uj * dx;
       }
-      p0[N * out + o] = s0;
-      p1[N * out + o] = s1;
+      p0[N * ms + o] = s0;
+      p1[N * ms + o] = s1;
       s0 = 0.0;
       s1 = 0.0;
-      q0[N * out + o] = 0.0;
-      q1[N * out + o] = 0.0;
+      q0[N * ms + o] = 0.0;
+      q1[N * ms + o] = 0.0;
       for (int64_t j = N - 1; j >= 0; --j) {
         const double uj = up[j * out + o];
         s0 += uj;
         s1 += uj * (xs[j] - c0);
-        q0[j * out + o] = s0;
-        q1[j * out + o] = s1;
+        q0[j * ms + o] = s0;
+        q1[j * ms + o] = s1;
       }
     }
     reset_changes(bound.data(), H, out, out, 0);
-    gradients(th, H, out, N, c0, p0, p1, q0, q1, out, bound.data(), g);
+    gradients(th, H, out, N, c0, p0, p1, q0, q1, ms, bound.data(), g);
     return risk;
   }
 
@@ -318,7 +404,7 @@ struct PointSweep {
     for (int l = 0; l < L; ++l)
       boundaries(th[l], H, 1, N, xs, c0, loc, &a[l], &bb[l], dA.data() + l, dB.data() + l, L,
                  bound.data() + l * H);
-    const Moments m = moments(N * L, n1);
+    const Moments m = moments(N * L, n1, false, L);
     double* __restrict up = m.u;
     double* __restrict p0 = m.p0;
     double* __restrict p1 = m.p1;
@@ -419,7 +505,7 @@ void shallow1d_points_sorted(const double* theta, int64_t K, int64_t H, int out,
                              double* grad) {
   const double c0 = N > 0 ? 0.5 * (xs[0] + xs[N - 1]) : 0.0;
   static thread_local NodeLocator loc;  // kept per thread between calls, like the sorted nodes
-  loc.build(xs, N);
+  loc.build(xs, N, H * K);
   if (out == 1)
     points_loop<1>(theta, K, H, out, N, xs, ws, ys, c0, loc, risk, grad);
   else
