@@ -562,6 +562,21 @@ def test_stable_order_is_numpy_stable_argsort(case, threads):
     np.testing.assert_array_equal(xs, key[order])
 
 
+@pytest.mark.parametrize("nodes", ["smooth", "ties", "clustered"])
+@pytest.mark.parametrize("out", [1, 3])
+def test_points_sorted_with_payload(nodes, out):
+    """N past the bucket sort's threshold: the nodes' weights and values travel with them through the
+    sort (smooth and tied nodes: bucket sort; clustered: the radix order and a gather), any out."""
+    rng = np.random.default_rng([out, 31])
+    N, H = 9000, 20
+    x = {"smooth": rng.normal(size=N), "ties": np.round(rng.uniform(-1, 1, N) * 16) / 16,
+         "clustered": np.concatenate([np.full(N - 100, 0.25), rng.uniform(-1e6, 1e6, 100)])}[nodes]
+    x[:3] = [-0.0, 0.0, -0.0]
+    prob = rf.Problem([1, H, out], rf.targets.Affine(np.ones((out, 1))))
+    theta = rng.normal(size=(2, prob.num_params))
+    assert_points_close(prob, theta, x, rng.uniform(0.0, 1.0, N), rng.normal(size=(N, out)))
+
+
 @pytest.mark.parametrize("H", [1, 3, 200])
 def test_points_few_kinks_many_nodes(H):
     """Few kinks over many nodes (the locator's cells hold hundreds of nodes each; a binary search
@@ -589,13 +604,20 @@ def test_points_large_n_and_h_threads_bitwise():
     assert_points_close(prob, theta, x, w, y)
     code = ("import numpy as np, sys; from reluflow.backends import cpu; from reluflow.layout import Layout; "
             "d = np.load(sys.argv[1]); r, g = cpu.shallow1d_points(Layout([1, %d, 1]), d['t'], "
-            "d['x'], d['w'], d['y']); sys.stdout.buffer.write(r.tobytes() + g.tobytes())" % H)
+            "d['x'], d['w'], d['y']); r1, g1 = cpu.shallow1d_points(Layout([1, %d, 1]), d['t'][:1], "
+            "d['x'], d['w'], d['y']); sys.stdout.buffer.write(r.tobytes() + g.tobytes() + r1.tobytes() + "
+            "g1.tobytes())" % (H, H))
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "in.npz")
         np.savez(path, t=theta, x=x, w=w, y=y)
         outs = [subprocess.run([sys.executable, "-c", code, path], capture_output=True, check=True,
                                env={**os.environ, "OMP_NUM_THREADS": str(t)}).stdout for t in (1, 2)]
     assert outs[0] == outs[1]
+    # K = 2: a network per thread; K = 1: the whole team on one network (searches and gradients split)
+    P = prob.num_params
+    v = np.frombuffer(outs[1], dtype=np.float64)
+    r, g, r1, g1 = v[:2], v[2:2 + 2 * P].reshape(2, P), v[2 + 2 * P:3 + 2 * P], v[3 + 2 * P:].reshape(1, P)
+    assert r1[0] == r[0] and np.array_equal(g1[0], g[0])
 
 
 def test_stable_order_refuses_bad_input():

@@ -273,6 +273,124 @@ bool bucket_order(const double* x, int64_t N, std::vector<int64_t>& order, int T
   return !clustered;
 }
 
+// ---- bucket sort of weighted nodes, payload carried ----------------------------------------------
+// As bucket_order, but the scatter moves each node's (x, w, y) to its cell's next free slot of the
+// output arrays, and every cell is insertion-sorted there by x ('>' keeps equal x in input order, the
+// order in which the scatter filled the cell). Doubles without NaN compare like their sort keys once
+// -0.0 is +0.0. Returns false (nothing usable written) when the nodes are clustered or not finite.
+struct NodeBucketScratch {
+  std::vector<uint32_t> cell, count;
+  std::vector<int64_t> perm;  // a large cell's stable order
+  std::vector<double> tmp;
+  void trim() {
+    if ((cell.capacity() + count.capacity()) * 4 > static_cast<size_t>(kMaxRetainedSortBytes)) *this = NodeBucketScratch();
+  }
+};
+
+// Sorts one cell's nodes (x, w, y rows of out) by x, ties in their order.
+void sort_node_cell(double* x, double* w, double* y, int out, int64_t n, std::vector<int64_t>& perm,
+                    std::vector<double>& tmp) {
+  if (n <= kInsertionMax) {
+    double yv[8];
+    for (int64_t a = 1; a < n; ++a) {
+      const double xv = x[a], wv = w[a];
+      if (!(x[a - 1] > xv)) continue;  // already in place (the common case)
+      for (int o = 0; o < out; ++o) yv[o] = y[a * out + o];
+      int64_t b = a;
+      for (; b > 0 && x[b - 1] > xv; --b) {
+        x[b] = x[b - 1];
+        w[b] = w[b - 1];
+        for (int o = 0; o < out; ++o) y[b * out + o] = y[(b - 1) * out + o];
+      }
+      x[b] = xv;
+      w[b] = wv;
+      for (int o = 0; o < out; ++o) y[b * out + o] = yv[o];
+    }
+    return;
+  }
+  perm.resize(static_cast<size_t>(n));
+  for (int64_t a = 0; a < n; ++a) perm[a] = a;
+  std::stable_sort(perm.begin(), perm.end(), [x](int64_t a, int64_t b) { return x[a] < x[b]; });
+  tmp.resize(static_cast<size_t>(n * (2 + out)));
+  for (int64_t a = 0; a < n; ++a) {
+    tmp[a] = x[perm[a]];
+    tmp[n + a] = w[perm[a]];
+    for (int o = 0; o < out; ++o) tmp[2 * n + a * out + o] = y[perm[a] * out + o];
+  }
+  std::copy(tmp.begin(), tmp.begin() + n, x);
+  std::copy(tmp.begin() + n, tmp.begin() + 2 * n, w);
+  std::copy(tmp.begin() + 2 * n, tmp.begin() + n * (2 + out), y);
+}
+
+bool bucket_sort_nodes(const double* x, const double* w, const double* y, int out, int64_t N, int T,
+                       double* xs, double* ws, double* ys) {
+  if (out > 8) return false;  // (the insertion sort holds one row of y in registers)
+  double lo = x[0], hi = x[0];
+  for (int64_t j = 1; j < N; ++j) {
+    lo = x[j] < lo ? x[j] : lo;
+    hi = x[j] > hi ? x[j] : hi;
+  }
+  const double span = hi - lo;
+  if (!(span > 0.0) || !std::isfinite(span) || N > int64_t(std::numeric_limits<uint32_t>::max()) - 2) return false;
+  const int64_t M = N;
+  const double scale = static_cast<double>(M) / span;
+  static thread_local NodeBucketScratch s;
+  s.cell.resize(static_cast<size_t>(N));
+  s.count.assign(static_cast<size_t>(T) * (M + 1), 0);
+  uint32_t* cell = s.cell.data();  // (s is thread_local: the team reaches its buffers through pointers)
+  uint32_t* count = s.count.data();
+  bool clustered = false;
+#pragma omp parallel num_threads(T) if (T > 1)
+  {
+    const TeamBlock blk = team_block(N, T);
+    const int t = blk.t;
+    const int64_t j0 = blk.j0, j1 = blk.j1;
+    uint32_t* cnt = count + static_cast<size_t>(t) * (M + 1);
+    for (int64_t j = j0; j < j1; ++j) {
+      double c = (x[j] - lo) * scale;  // monotone in x: cells keep the order of the values
+      c = c < static_cast<double>(M) ? c : static_cast<double>(M);
+      const uint32_t cj = static_cast<uint32_t>(c);
+      cell[j] = cj;
+      ++cnt[cj];
+    }
+#pragma omp barrier
+#pragma omp single
+    {  // offsets: cell by cell, block by block (the sequential stable order)
+      uint32_t sum = 0;
+      for (int64_t c = 0; c <= M && !clustered; ++c) {
+        const uint32_t start = sum;
+        for (int u = 0; u < T; ++u) {
+          uint32_t& n = count[static_cast<size_t>(u) * (M + 1) + c];
+          const uint32_t nc = n;
+          n = sum;
+          sum += nc;
+        }
+        clustered = sum - start > kMaxCell;
+      }
+    }
+    if (!clustered) {
+      for (int64_t j = j0; j < j1; ++j) {
+        const uint32_t dst = cnt[cell[j]]++;
+        xs[dst] = x[j] == 0.0 ? 0.0 : x[j];  // -0.0 with +0.0
+        ws[dst] = w[j];
+        for (int o = 0; o < out; ++o) ys[static_cast<int64_t>(dst) * out + o] = y[j * out + o];
+      }
+#pragma omp barrier
+      // after the scatter, count row T-1 holds the end of every cell, and cell c starts where c-1 ends
+      const uint32_t* ends = count + static_cast<size_t>(T - 1) * (M + 1);
+      std::vector<int64_t> perm;
+      std::vector<double> tmp;
+#pragma omp for schedule(static)
+      for (int64_t c = 0; c <= M; ++c) {
+        const uint32_t a = c == 0 ? 0 : ends[c - 1], b = ends[c];
+        if (b - a > 1) sort_node_cell(xs + a, ws + a, ys + static_cast<int64_t>(a) * out, out, b - a, perm, tmp);
+      }
+    }
+  }
+  s.trim();
+  return !clustered;
+}
+
 }  // namespace
 
 void stable_order(const double* x, int64_t N, std::vector<int64_t>& order, int threads, double* sorted) {
@@ -298,6 +416,26 @@ void stable_order(const double* x, int64_t N, std::vector<int64_t>& order, int t
     radix_order<uint32_t>(x, N, order, T, sorted);
   else
     radix_order<int64_t>(x, N, order, T, sorted);
+}
+
+void sort_weighted_nodes(const double* x, const double* w, const double* y, int out, int64_t N, int threads,
+                         double* xs, double* ws, double* ys) {
+  if (N <= 0) return;
+  int T = 1;
+#ifdef RELUFLOW_OPENMP
+  if (threads > 1 && !omp_in_parallel() && N >= kMinParallelSort) T = std::min(threads, omp_get_max_threads());
+#endif
+  if (N >= kRadixFrom && bucket_sort_nodes(x, w, y, out, N, T, xs, ws, ys)) return;
+  static thread_local std::vector<int64_t> order;
+  stable_order(x, N, order, threads, xs);
+  const int64_t* ord = order.data();  // (thread_local: the team reaches it through a pointer)
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1)
+  for (int64_t j = 0; j < N; ++j) {
+    const int64_t src = ord[j];
+    ws[j] = w[src];
+    for (int o = 0; o < out; ++o) ys[j * out + o] = y[src * out + o];
+  }
+  if (static_cast<int64_t>(order.capacity() * 8) > kMaxRetainedSortBytes) std::vector<int64_t>().swap(order);
 }
 
 }  // namespace reluflow

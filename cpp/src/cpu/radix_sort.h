@@ -15,4 +15,11 @@ namespace reluflow {
 void stable_order(const double* x, int64_t N, std::vector<int64_t>& order, int threads = 1,
                   double* sorted = nullptr);
 
+// The weighted nodes (x, w, y) sorted by x, stably (ties in input order; -0.0 as +0.0): xs (N,),
+// ws (N,), ys (N, out) receive them. Nodes from a smooth density are bucket-sorted with their weights
+// and values carried along (no permutation, no gather afterwards); clustered nodes go through
+// stable_order and a gather. Same result for any thread count.
+void sort_weighted_nodes(const double* x, const double* w, const double* y, int out, int64_t N, int threads,
+                         double* xs, double* ws, double* ys);
+
 }  // namespace reluflow

@@ -311,10 +311,9 @@ PointSweepFn point_sweep_for(SimdPath path) {
 
 // The sorted nodes of one call, kept per thread between calls (up to kMaxRetainedSortBytes).
 struct SortedNodes {
-  std::vector<int64_t> order;
   std::vector<double> xs, ws, ys;
   void trim() {
-    const size_t bytes = (order.capacity() + xs.capacity() + ws.capacity() + ys.capacity()) * 8;
+    const size_t bytes = (xs.capacity() + ws.capacity() + ys.capacity()) * 8;
     if (bytes > static_cast<size_t>(kMaxRetainedSortBytes)) *this = SortedNodes();
   }
 };
@@ -334,17 +333,7 @@ void shallow1d_points_cpu(const double* theta, int64_t K, int64_t H, int out, in
   sn.xs.resize(N);
   sn.ws.resize(N);
   sn.ys.resize(N * out);
-  stable_order(x, N, sn.order, threads, sn.xs.data());
-  // (sn is thread_local: the team reaches its buffers through pointers)
-  const int64_t* order = sn.order.data();
-  double* ws = sn.ws.data();
-  double* ys = sn.ys.data();
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-  for (int64_t j = 0; j < N; ++j) {
-    const int64_t src = order[j];
-    ws[j] = wt[src];
-    for (int o = 0; o < out; ++o) ys[j * out + o] = y[src * out + o];
-  }
+  sort_weighted_nodes(x, wt, y, out, N, threads, sn.xs.data(), sn.ws.data(), sn.ys.data());
   point_sweep_for(active_simd_path())(theta, K, H, out, N, sn.xs.data(), sn.ws.data(), sn.ys.data(), risk,
                                       grad);
   sn.trim();

@@ -224,39 +224,47 @@ struct PointSweep {
   }
 
   // Phase 1 of one network: the state (A, B) at node 0 and the changes dA, dB at the boundaries
-  // (entries j * S + o of dAx, dBx, which point at this network's lane), and bd (H,).
+  // (entries j * S + o of dAx, dBx, which point at this network's lane), and bd (H,). In three steps
+  // (prepare, locate, accumulate) so that a team can share the searches of one network (run_team):
+  // only the accumulation, whose order fixes the bits, is sequential.
   void boundaries(const double* th, int64_t H, int out, int64_t N, const double* xs, double c0,
                   const NodeLocator& loc, double* A, double* B, double* dAx, double* dBx, int64_t S,
                   int64_t* bd) {
+    prepare(th, H, N, xs, loc, bd);
+    locate(th, H, N, xs, loc, bd, 0, H);
+    accumulate(th, H, out, N, c0, A, B, dAx, dBx, S, bd);
+  }
+
+  // The kinks, each neuron's guess bd[i] and (large H) the visiting order perm.
+  void prepare(const double* th, int64_t H, int64_t N, const double* xs, const NodeLocator& loc, int64_t* bd) {
     const double* wv = th;
     const double* bv = th + H;
-    const double* V = th + sweep1d::off_V(H);
-    const double* c = th + sweep1d::off_c(H, out);
-    for (int o = 0; o < out; ++o) {
-      A[o] = 0.0;
-      B[o] = c[o];
-    }
-    // Large H: the neurons are visited in kink order so that the scattered updates walk the node
-    // arrays sequentially (case E: the node arrays are megabytes); small H: in index order.
-    const bool by_kink = H >= kSortKinksFrom;
     kink.resize(static_cast<size_t>(H));
     for (int64_t i = 0; i < H; ++i) kink[i] = wv[i] != 0.0 ? -bv[i] / wv[i] : 0.0;  // vectorized
     for (int64_t i = 0; i < H; ++i) bd[i] = loc.guess(kink[i]);
-    if (by_kink) order_by_cell(xs, N, H);
-    for (int64_t ii = 0; ii < H; ++ii) {
+    // Large H: the neurons are visited in kink order so that the scattered updates walk the node
+    // arrays sequentially (case E: the node arrays are megabytes); small H: in index order.
+    if (H >= kSortKinksFrom) order_by_cell(xs, N, H);
+  }
+
+  // bd[i] for the neurons visited at positions [ii0, ii1): w > 0: the first active node; w < 0: the
+  // first inactive one. Both are the first node j where relu_active(w, b, x_j) != (w < 0), a
+  // predicate false...false true...true along the sorted nodes, and almost always the first node
+  // >= -b/w: the locator finds that, then one check of the exact predicate on both sides (rounding of
+  // w x + b, ties) falls back to walking in the rare case it fails. A constant neuron (w = 0) is
+  // active everywhere iff b > 0: as w > 0 with j = 0, else N.
+  void locate(const double* th, int64_t H, int64_t N, const double* xs, const NodeLocator& loc, int64_t* bd,
+              int64_t ii0, int64_t ii1) const {
+    const double* wv = th;
+    const double* bv = th + H;
+    const bool by_kink = H >= kSortKinksFrom;
+    for (int64_t ii = ii0; ii < ii1; ++ii) {
       const int64_t i = by_kink ? perm[ii] : ii;
       const double w = wv[i], b = bv[i];
-      if (w == 0.0) {  // constant neuron: active everywhere iff b > 0 (as w > 0 with j = 0, else N)
-        if (b > 0.0)
-          for (int o = 0; o < out; ++o) B[o] += V[o * H + i] * b;
+      if (w == 0.0) {
         bd[i] = b > 0.0 ? 0 : N;
         continue;
       }
-      // w > 0: the first active node; w < 0: the first inactive one. Both are the first node j
-      // where relu_active(w, b, x_j) != (w < 0), a predicate false...false true...true along the
-      // sorted nodes, and almost always the first node >= -b/w: the locator finds that, then one
-      // check of the exact predicate on both sides (rounding of w x + b, ties) falls back to walking
-      // in the rare case it fails.
       const bool neg = w < 0.0;
       int64_t j = loc.lower(kink[i], bd[i]);
       const bool settled = (sweep1d::relu_active(w, b, loc.at(j)) != neg) &
@@ -265,6 +273,33 @@ struct PointSweep {
         while (j < N && sweep1d::relu_active(w, b, xs[j]) == neg) ++j;
         while (j > 0 && sweep1d::relu_active(w, b, xs[j - 1]) != neg) --j;
       }
+      bd[i] = j;
+    }
+  }
+
+  // (A, B) at node 0 and the changes at the boundaries, summed in the visiting order.
+  void accumulate(const double* th, int64_t H, int out, int64_t N, double c0, double* A, double* B,
+                  double* dAx, double* dBx, int64_t S, const int64_t* bd) const {
+    (void)N;
+    const double* wv = th;
+    const double* bv = th + H;
+    const double* V = th + sweep1d::off_V(H);
+    const double* c = th + sweep1d::off_c(H, out);
+    for (int o = 0; o < out; ++o) {
+      A[o] = 0.0;
+      B[o] = c[o];
+    }
+    const bool by_kink = H >= kSortKinksFrom;
+    for (int64_t ii = 0; ii < H; ++ii) {
+      const int64_t i = by_kink ? perm[ii] : ii;
+      const double w = wv[i], b = bv[i];
+      if (w == 0.0) {
+        if (b > 0.0)
+          for (int o = 0; o < out; ++o) B[o] += V[o * H + i] * b;
+        continue;
+      }
+      const bool neg = w < 0.0;
+      const int64_t j = bd[i];
       const double z0 = w * c0 + b;
       const double sgn = neg ? -1.0 : 1.0;
       const double base = neg ? 1.0 : 0.0;  // a neuron with w < 0 is active at node 0 (if any)
@@ -275,7 +310,6 @@ struct PointSweep {
         dAx[j * S + o] += sgn * a;
         dBx[j * S + o] += sgn * bz;
       }
-      bd[i] = j;
     }
   }
 
@@ -283,9 +317,12 @@ struct PointSweep {
   // suffix for w >= 0 (a constant neuron has j = 0 or N), a prefix for w < 0 (entries j * S + o of
   // the moment arrays, which point at this network's lane). Branch-free for OUT = 1: the loop
   // vectorizes (gathers of the moments at the boundaries).
+  // [ii0, ii1): the neurons of that range of visiting positions (a team member's share), the output
+  // bias with the range starting at 0.
   void gradients(const double* th, int64_t H, int out, int64_t N, double c0, const double* P0x,
                  const double* P1x, const double* Q0x, const double* Q1x, int64_t S, const int64_t* bd,
-                 double* g) {
+                 double* g, int64_t ii0 = 0, int64_t ii1 = -1) const {
+    if (ii1 < 0) ii1 = H;
     const double* wv = th;
     const double* bv = th + H;
     const double* V = th + sweep1d::off_V(H);
@@ -310,12 +347,12 @@ struct PointSweep {
       // the node arrays forward instead of missing the cache at random nodes; small H: in index order
       // (a separate loop: it vectorizes)
       if (H >= kSortKinksFrom) {
-        for (int64_t ii = 0; ii < H; ++ii) neuron(perm[ii]);
+        for (int64_t ii = ii0; ii < ii1; ++ii) neuron(perm[ii]);
       } else {
-        for (int64_t i = 0; i < H; ++i) neuron(i);
+        for (int64_t i = ii0; i < ii1; ++i) neuron(i);
       }
     } else {
-      for (int64_t i = 0; i < H; ++i) {
+      for (int64_t i = ii0; i < ii1; ++i) {
         const double w = wv[i], b = bv[i];
         const bool neg = w < 0.0;
         const double* S0 = (neg ? P0x : Q0x) + bd[i] * S;
@@ -323,6 +360,7 @@ struct PointSweep {
         sweep1d::neuron_grad(w, b, V + i, H, out, c0, S0, S1, g + i, g + H + i, g + ov + i, H);
       }
     }
+    if (ii0 > 0) return;
     double* gc = g + sweep1d::off_c(H, out);
     for (int o = 0; o < out; ++o) gc[o] = 2.0 * P0x[N * S + o];
   }
@@ -345,9 +383,18 @@ struct PointSweep {
     }
     bound.resize(static_cast<size_t>(H));
     boundaries(th, H, out, N, xs, c0, loc, A, B, dA.data(), dB.data(), out, bound.data());
-    // forward: residuals, risk, prefix moments; backward: suffix moments. The running sums live in
-    // locals (registers for OUT = 1) so that a step does not wait on the store of the previous one.
     const Moments m = moments(N * out, n1, OUT == 1, out);
+    const double risk = node_passes(out, N, xs, ws, ys, c0, A, B, m);
+    reset_changes(bound.data(), H, out, out, 0);
+    gradients(th, H, out, N, c0, m.p0, m.p1, m.q0, m.q1, m.stride, bound.data(), g);
+    return risk;
+  }
+
+  // Phase 2 of one network (run): forward: residuals, risk, prefix moments; backward: suffix moments,
+  // from the state (A, B) at node 0 and the changes in dA, dB. The running sums live in locals
+  // (registers for OUT = 1) so that a step does not wait on the store of the previous one.
+  double node_passes(int out, int64_t N, const double* xs, const double* ws, const double* ys, double c0,
+                     const double* A, const double* B, const Moments& m) {
     const int64_t ms = m.stride;
     double* __restrict up = m.u;
     double* __restrict p0 = m.p0;
@@ -386,10 +433,42 @@ struct PointSweep {
         q1[j * ms + o] = s1;
       }
     }
-    reset_changes(bound.data(), H, out, out, 0);
-    gradients(th, H, out, N, c0, p0, p1, q0, q1, ms, bound.data(), g);
     return risk;
   }
+
+  // One network (out = 1, large H) by the team of the enclosing parallel region, every member calling
+  // it on the same object: the searches and the gradients split over the team, the accumulation and
+  // the node passes on one thread. The same operations as run(), so the same bits for any team size.
+  void run_team(const double* th, int64_t H, int64_t N, const double* xs, const double* ws, const double* ys,
+                double c0, const NodeLocator& loc, double* g, double* risk) {
+    int T = 1, t = 0;
+#ifdef RELUFLOW_OPENMP
+    T = omp_get_num_threads();
+    t = omp_get_thread_num();
+#endif
+    const int64_t ii0 = H * t / T, ii1 = H * (t + 1) / T;
+#pragma omp single
+    {
+      zero_changes(static_cast<size_t>(N + 1));
+      bound.resize(static_cast<size_t>(H));
+      prepare(th, H, N, xs, loc, bound.data());
+    }
+    locate(th, H, N, xs, loc, bound.data(), ii0, ii1);
+#pragma omp barrier
+#pragma omp single
+    {
+      double A = 0.0, B = 0.0;
+      accumulate(th, H, 1, N, c0, &A, &B, dA.data(), dB.data(), 1, bound.data());
+      team_m = moments(N, static_cast<size_t>(N + 1), true, 1);
+      *risk = node_passes(1, N, xs, ws, ys, c0, &A, &B, team_m);
+    }
+    gradients(th, H, 1, N, c0, team_m.p0, team_m.p1, team_m.q0, team_m.q1, team_m.stride, bound.data(), g, ii0,
+              ii1);
+#pragma omp barrier
+#pragma omp single
+    reset_changes(bound.data(), H, 1, 1, 0);
+  }
+  Moments team_m{};  // run_team's moments, shared by the team
 
   // kLanes networks at once (OUT = 1): the same operations in the same order per network as run(),
   // so the same results bitwise, with the node passes vectorized across the networks (lane l of
@@ -454,6 +533,13 @@ struct PointSweep {
   }
 };
 
+// This thread's sweep buffers, reused across calls (see zero_changes).
+template <int OUT>
+PointSweep<OUT>& thread_sweep() {
+  static thread_local PointSweep<OUT> sw;
+  return sw;
+}
+
 template <int OUT>
 void points_loop(const double* theta, int64_t K, int64_t H, int out, int64_t N, const double* xs,
                  const double* ws, const double* ys, double c0, const NodeLocator& loc, double* risk,
@@ -465,9 +551,22 @@ void points_loop(const double* theta, int64_t K, int64_t H, int out, int64_t N, 
   // item (for large H the lane-strided moment arrays cost more in cache than the lanes save)
   const bool lanes = OUT == 1 && H < PointSweep<OUT>::kLanesBelowH;
   const int64_t n_items = lanes ? (K + L - 1) / L : K;
+  // One network of large H (the searches and the gathers of the gradient are most of its work): the
+  // whole team on it instead of one thread (bitwise the same).
+  if (OUT == 1 && K == 1 && H >= PointSweep<OUT>::kSortKinksFrom && all_finite(theta, P)) {
+    int T = 1;
+#ifdef RELUFLOW_OPENMP
+    T = sweep_threads(omp_get_max_threads(), H + N);
+#endif
+    PointSweep<OUT>* sw = &thread_sweep<OUT>();  // the caller's buffers, shared by the team
+#pragma omp parallel num_threads(T) if (T > 1)
+    sw->run_team(theta, H, N, xs, ws, ys, c0, loc, grad, risk);
+    sw->trim();
+    return;
+  }
 #pragma omp parallel num_threads(sweep_threads(n_items, L * (H + N)))
   {
-    static thread_local PointSweep<OUT> sw;  // buffers reused across calls (see zero_changes)
+    PointSweep<OUT>& sw = thread_sweep<OUT>();
 #pragma omp for schedule(dynamic, 1)
     for (int64_t item = 0; item < n_items; ++item) {
       const int64_t k0 = lanes ? item * L : item, k1 = lanes ? std::min(K, k0 + L) : item + 1;
