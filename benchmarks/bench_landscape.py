@@ -14,9 +14,9 @@
 (b) Polish to |G| <= 1e-12 from the end of a flow, ``[1, H, 1]`` for H in --polish-H (default 32 256),
     K = --polish-k networks (--polish-k-wide = 4 for the wide nets): a tight dopri5 flow (rtol 1e-10) of the exact risk to t = --polish-t (default
     1e3, not timed), then:
-      rf.polish(Quadrature()[, TR])  - Newton (pseudo-inverse) / trust-region (Levenberg-Marquardt on
-                                       G = 0) on the exact 1-D risk;
-      rf.polish(Points[, TR])        - the same on the sampled risk;
+      rf.polish(Quadrature()[, TR|LM]) - Newton (pseudo-inverse) / trust-region (Levenberg-Marquardt on
+                                       G = 0) / levenberg-marquardt (on the residuals) on the exact 1-D risk;
+      rf.polish(Points[, TR|LM])     - the same on the sampled risk;
       torch Newton                   - ``torch.func.grad`` + ``torch.func.hessian`` + ``torch.linalg.lstsq``
                                        per network on the sampled risk, step halving until |G| decreases
                                        (rf.polish's "newton"); wider than --torch-polish-max-H only one
@@ -171,8 +171,10 @@ def bench_polish(args, H, x, w, y, res):
     table = {}
     for name, est, method in (("rf.polish(Quadrature())", quad, "newton"),
                               ("rf.polish(Quadrature(), TR)", quad, "trust-region"),
+                              ("rf.polish(Quadrature(), LM)", quad, "levenberg-marquardt"),
                               ("rf.polish(Points)", pts, "newton"),
-                              ("rf.polish(Points, TR)", pts, "trust-region")):
+                              ("rf.polish(Points, TR)", pts, "trust-region"),
+                              ("rf.polish(Points, LM)", pts, "levenberg-marquardt")):
         t0 = time.perf_counter()
         pol = rf.polish(prob, start, est, method=method, backend="cpu")
         t = time.perf_counter() - t0
@@ -222,6 +224,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2, help="torch's intra-op threads (reluflow uses OpenMP)")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only-polish", action="store_true", help="skip (a), the Hessians (torch takes ~10 min)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     if args.quick:
@@ -237,10 +240,12 @@ def main(argv=None):
     res = {"cpu": cpu, "machine": platform.machine(), "date": datetime.date.today().isoformat(),
            "reluflow": str(Path(rf.__file__).parent),
            "args": {k: str(v) for k, v in vars(args).items()}, "hessian": {}, "polish": {}}
-    bench_hessian(args, prob, theta, x, w, y, res)
+    if not args.only_polish:
+        bench_hessian(args, prob, theta, x, w, y, res)
     for H in args.polish_H:
         bench_polish(args, H, x, w, y, res)
-    out = args.out or HERE / "results" / f"landscape_{slug(cpu)}{'_quick' if args.quick else ''}.json"
+    tag = ("_quick" if args.quick else "") + ("_polish" if args.only_polish else "")
+    out = args.out or HERE / "results" / f"landscape_{slug(cpu)}{tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
     print(f"\nwrote {out}")

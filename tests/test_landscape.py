@@ -229,6 +229,66 @@ def test_polish_deep_net_points_and_frozen():
     assert np.linalg.norm(g, axis=1).max() <= 1e-12
 
 
+def test_gauss_newton_system_against_finite_differences():
+    """The Levenberg-Marquardt polish's J^T W J and J^T W r: 2 J^T W r is the risk's gradient (deep net,
+    out = 2; exact quadrature on the kink partition and a point set), and J^T W J is what finite
+    differences of the network's outputs at the nodes give (points away from kinks)."""
+    from reluflow.landscape import _gauss_newton_system
+    prob = rf.Problem([1, 5, 4, 2], rf.targets.Affine([[1.0], [-0.5]], [0.1, 0.3]))
+    theta = prob.init(1, seed=3)[0]
+    rng = np.random.default_rng(8)
+    x = rng.uniform(-1, 1, (40, 1))
+    w = rng.uniform(0.1, 1.0, 40)
+    y = rng.normal(size=(40, 2))
+    for est in (rf.Quadrature(), rf.Points(x, w, y)):
+        A, b = _gauss_newton_system(prob, theta, est, "auto")
+        g = prob.risk_and_grad(theta[None], est)[1][0]
+        np.testing.assert_allclose(2 * b, g, rtol=1e-12, atol=1e-14 * np.abs(g).max())
+        np.testing.assert_allclose(A, A.T, rtol=0, atol=1e-14 * np.abs(A).max())
+    eps, P = 1e-6, prob.num_params
+    J = np.empty((40 * 2, P))
+    for i in range(P):
+        e = np.zeros(P)
+        e[i] = eps
+        J[:, i] = ((prob.realization((theta + e)[None], x) - prob.realization((theta - e)[None], x))[0] / (2 * eps)).reshape(-1)
+    Wr = np.repeat(w, 2)
+    A, _ = _gauss_newton_system(prob, theta, rf.Points(x, w, y), "auto")
+    np.testing.assert_allclose(A, J.T @ (Wr[:, None] * J), rtol=1e-6, atol=1e-8 * np.abs(A).max())
+
+
+def test_polish_levenberg_marquardt_on_a_manifold_of_minima():
+    """A wide net whose global minima (risk 0) form a manifold: from the end of a short flow,
+    Levenberg-Marquardt on the residuals reaches |G| <= 1e-12 on every network, where the Newton step
+    (pseudo-inverse of the exact Hessian) stalls on some; the risk only decreases, down to rounding."""
+    prob = rf.Problem([1, 24, 1], HAT)
+    run = rf.gradient_flow(prob, prob.init(3, seed=2), 100.0, method="dopri5", estimator=rf.Quadrature(),
+                           progress=False)
+    lm = rf.polish(prob, run.theta, rf.Quadrature(), method="levenberg-marquardt")
+    assert list(lm.status) == ["converged"] * 3, lm
+    g = np.linalg.norm(prob.risk_and_grad(lm.theta, rf.Quadrature())[1], axis=1)
+    assert g.max() <= 1e-12
+    assert np.all(lm.risk <= run.risk[-1]) and lm.risk.max() < 1e-20
+    nt = rf.polish(prob, run.theta, rf.Quadrature(), method="newton")
+    assert np.sum(nt.status == "converged") < 3, nt
+
+
+def test_polish_levenberg_marquardt_frozen_and_refusals():
+    prob = rf.Problem([1, 4, 3, 1], HAT)
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0, 1, (64, 1))
+    est = rf.Points(x, np.full(64, 1 / 64), HAT(x))
+    frozen = prob.mask(layers=[3])
+    run = rf.gradient_flow(prob, prob.init(2, seed=4), 50.0, method="dopri5", estimator=est, frozen=frozen,
+                           progress=False)
+    p = rf.polish(prob, run.theta, est, method="levenberg-marquardt", frozen=frozen)
+    np.testing.assert_array_equal(p.theta[:, frozen], run.theta[:, frozen])
+    assert np.all(p.risk <= run.risk[-1])
+    assert set(p.status) <= {"converged", "stalled", "max_iter"}
+    gp = rf.Problem([2, 3, 1], rf.targets.Affine([[1.0, -1.0]]), rf.dists.Gaussian(dim=2))
+    with pytest.raises(ValueError, match="method: 'levenberg-marquardt' needs"):
+        rf.polish(gp, gp.init(1, seed=0), rf.Exact(), method="levenberg-marquardt")
+
+
 def test_polish_refuses_bad_arguments():
     prob = rf.Problem([1, 3, 1], HAT)
     theta = prob.init(1, seed=0)
