@@ -212,9 +212,9 @@ def test_polish_trust_region_from_farther_out():
     np.testing.assert_allclose(tr.risk, prob.risk(tr.theta, rf.Quadrature()), rtol=1e-12, atol=1e-15)
 
 
-def test_polish_deep_net_points_and_frozen():
-    """A deep net on Points, with the output layer frozen: the frozen parameters do not move, the
-    others reach |G| <= 1e-12 over the free parameters."""
+def _deep_points_flow_frozen_output():
+    """[1, 4, 3, 1] on 64 points with the output layer frozen, after a dopri5 flow:
+    (prob, estimator, frozen mask, run)."""
     prob = rf.Problem([1, 4, 3, 1], HAT)
     rng = np.random.default_rng(5)
     x = rng.uniform(0, 1, (64, 1))
@@ -222,6 +222,13 @@ def test_polish_deep_net_points_and_frozen():
     frozen = prob.mask(layers=[3])
     run = rf.gradient_flow(prob, prob.init(2, seed=4), 50.0, method="dopri5", estimator=est, frozen=frozen,
                            progress=False)
+    return prob, est, frozen, run
+
+
+def test_polish_deep_net_points_and_frozen():
+    """A deep net on Points, with the output layer frozen: the frozen parameters do not move, the
+    others reach |G| <= 1e-12 over the free parameters."""
+    prob, est, frozen, run = _deep_points_flow_frozen_output()
     p = rf.polish(prob, run.theta, est, frozen=frozen)
     assert list(p.status) == ["converged"] * 2, p
     np.testing.assert_array_equal(p.theta[:, frozen], run.theta[:, frozen])
@@ -273,13 +280,7 @@ def test_polish_levenberg_marquardt_on_a_manifold_of_minima():
 
 
 def test_polish_levenberg_marquardt_frozen_and_refusals():
-    prob = rf.Problem([1, 4, 3, 1], HAT)
-    rng = np.random.default_rng(5)
-    x = rng.uniform(0, 1, (64, 1))
-    est = rf.Points(x, np.full(64, 1 / 64), HAT(x))
-    frozen = prob.mask(layers=[3])
-    run = rf.gradient_flow(prob, prob.init(2, seed=4), 50.0, method="dopri5", estimator=est, frozen=frozen,
-                           progress=False)
+    prob, est, frozen, run = _deep_points_flow_frozen_output()
     p = rf.polish(prob, run.theta, est, method="levenberg-marquardt", frozen=frozen)
     np.testing.assert_array_equal(p.theta[:, frozen], run.theta[:, frozen])
     assert np.all(p.risk <= run.risk[-1])

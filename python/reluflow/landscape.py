@@ -174,6 +174,14 @@ class Polished:
         return f"Polished(K={self.theta.shape[0]}: {summary}; max |G| = {np.max(self.grad_norm):.2e})"
 
 
+def _solve_or_none(A: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+    """-A^-1 b, or None where A is singular to working precision."""
+    try:
+        return -np.linalg.solve(A, b)
+    except np.linalg.LinAlgError:
+        return None
+
+
 def polish(prob: Problem, theta, estimator: Estimator, method: str = "newton", gtol: float = 1e-12,
            max_iter: int | None = None, frozen=None, backend: str = "auto") -> Polished:
     """Converge each network to the nearby critical point of the risk (SPEC §8), in float64.
@@ -245,56 +253,44 @@ def polish(prob: Problem, theta, estimator: Estimator, method: str = "newton", g
                 if not (np.all(np.isfinite(A)) and np.all(np.isfinite(bJ))):
                     status[k] = "not_finite"
                     break
-                scale = max(float(np.trace(A)) / A.shape[0], np.finfo(float).tiny)
-                mu = 1e-3 if mu is None else mu
-                eye = np.eye(A.shape[0])
-                improved = False
-                for j in range(40):                    # mu raised tenfold until the risk decreases
-                    try:
-                        d = -np.linalg.solve(A + (mu * 10.0 ** j * scale) * eye, bJ)
-                    except np.linalg.LinAlgError:
-                        continue
-                    trial = th.copy()
-                    trial[free] += d
-                    r_t, g_t, n_t = evaluate(trial)
-                    if np.isfinite(r_t) and np.isfinite(n_t) and (r_t < r or (r_t == r and n_t < n)):
-                        th, r, g, n = trial, r_t, g_t, n_t
-                        improved = True
-                        mu = max(mu * 10.0 ** j / 10.0, 1e-15)
-                        break
-                iters[k] = it + 1
-                if not improved:
-                    status[k] = "converged" if n <= gtol else "stalled"
-                    break
-                continue
-            H = np.asarray(prob.hessian(th[None], estimator, backend=backend), dtype=np.float64)[0][np.ix_(free, free)]
-            if not np.all(np.isfinite(H)):
-                status[k] = "not_finite"
-                break
-            improved = False
-            if method == "newton":
-                # pseudo-inverse cut at 1e-10 of the largest eigenvalue: the (near-)null directions of
-                # the symmetries and of a manifold of minima are left alone
-                step = -np.linalg.lstsq(H, g, rcond=1e-10)[0]
-                steps = (step * 0.5 ** j for j in range(40))          # halved until |G| decreases
+                # Levenberg-Marquardt on the residuals: d = -(J^T W J + mu I)^-1 J^T W r, mu raised
+                # tenfold until the risk decreases (a descent method: minima only)
+                scale, eye = max(float(np.trace(A)) / A.shape[0], np.finfo(float).tiny), np.eye(A.shape[0])
+                mu, mu_floor, mu_drop = (1e-3 if mu is None else mu), 1e-15, 10.0
+                steps = (_solve_or_none(A + (mu * 10.0 ** j * scale) * eye, bJ) for j in range(40))
+                better = lambda r_t, n_t: r_t < r or (r_t == r and n_t < n)  # noqa: E731
             else:
-                # Levenberg-Marquardt on the equation G(theta) = 0, whose Jacobian is H (symmetric):
-                # d = -(H^2 + mu I)^-1 H G. For large mu it is a small step along -H G, the steepest
-                # descent of |G|^2 / 2, so |G| decreases at any non-critical point of |G|^2, saddles
-                # and indefinite H included; for small mu it is the pseudo-inverse Newton step.
-                lam, Q = np.linalg.eigh(H)
-                gq, scale = Q.T @ g, max(float(np.max(np.abs(lam), initial=0.0)) ** 2, np.finfo(float).tiny)
-                mu = 1e-6 if mu is None else mu
-                steps = (-Q @ (lam * gq / (lam * lam + mu * 10.0 ** j * scale)) for j in range(40))
+                H = np.asarray(prob.hessian(th[None], estimator, backend=backend), dtype=np.float64)[0][np.ix_(free, free)]
+                if not np.all(np.isfinite(H)):
+                    status[k] = "not_finite"
+                    break
+                better = lambda r_t, n_t: n_t < n  # noqa: E731   (|G| decreases: saddles too)
+                if method == "newton":
+                    # pseudo-inverse cut at 1e-10 of the largest eigenvalue: the (near-)null directions
+                    # of the symmetries and of a manifold of minima are left alone
+                    step = -np.linalg.lstsq(H, g, rcond=1e-10)[0]
+                    steps = (step * 0.5 ** j for j in range(40))          # halved until |G| decreases
+                else:
+                    # Levenberg-Marquardt on the equation G(theta) = 0, whose Jacobian is H (symmetric):
+                    # d = -(H^2 + mu I)^-1 H G. For large mu it is a small step along -H G, the steepest
+                    # descent of |G|^2 / 2, so |G| decreases at any non-critical point of |G|^2, saddles
+                    # and indefinite H included; for small mu it is the pseudo-inverse Newton step.
+                    lam, Q = np.linalg.eigh(H)
+                    gq, scale = Q.T @ g, max(float(np.max(np.abs(lam), initial=0.0)) ** 2, np.finfo(float).tiny)
+                    mu, mu_floor, mu_drop = (1e-6 if mu is None else mu), 1e-20, 100.0
+                    steps = (-Q @ (lam * gq / (lam * lam + mu * 10.0 ** j * scale)) for j in range(40))
+            improved = False
             for j, d in enumerate(steps):
+                if d is None:                                  # a singular system: raise mu
+                    continue
                 trial = th.copy()
                 trial[free] += d
                 r_t, g_t, n_t = evaluate(trial)
-                if np.isfinite(n_t) and n_t < n:
+                if np.isfinite(r_t) and np.isfinite(n_t) and better(r_t, n_t):
                     th, r, g, n = trial, r_t, g_t, n_t
                     improved = True
                     if mu is not None:
-                        mu = max(mu * 10.0 ** j / 100.0, 1e-20)
+                        mu = max(mu * 10.0 ** j / mu_drop, mu_floor)
                     break
             iters[k] = it + 1
             if not improved:

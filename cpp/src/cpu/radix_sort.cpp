@@ -162,13 +162,73 @@ void radix_order(const double* x, int64_t N, std::vector<int64_t>& order, int T,
 constexpr int64_t kMaxCell = 4096;
 constexpr int64_t kInsertionMax = 32;
 
-struct BucketScratch {
+struct BucketScratch {  // bucket_order's (key, index) pairs
   std::vector<uint64_t> key;
-  std::vector<uint32_t> idx, cell;
-  std::vector<uint32_t> count;  // (T, M + 1): counts of each block, then its offsets
+  std::vector<uint32_t> idx;
   void trim() {
-    const size_t bytes = key.capacity() * 8 + (idx.capacity() + cell.capacity() + count.capacity()) * 4;
+    const size_t bytes = key.capacity() * 8 + idx.capacity() * 4;
     if (bytes > static_cast<size_t>(kMaxRetainedSortBytes)) *this = BucketScratch();
+  }
+};
+
+// The cells of both bucket sorts: M = N cells of equal width on [min x, max x], with the cell of every
+// node and the per-thread counts (kept per thread between calls by the caller, up to
+// kMaxRetainedSortBytes). plan() is false when the nodes span no interval or too many for 32-bit
+// offsets.
+struct Cells {
+  double lo = 0.0, scale = 0.0;
+  int64_t M = 0;
+  std::vector<uint32_t> cell, count;  // (N,), (T, M + 1): counts of each block, then its offsets
+  bool plan(const double* x, int64_t N, int T) {
+    double l = x[0], h = x[0];
+    for (int64_t j = 1; j < N; ++j) {
+      l = x[j] < l ? x[j] : l;
+      h = x[j] > h ? x[j] : h;
+    }
+    const double span = h - l;
+    if (!(span > 0.0) || !std::isfinite(span) || N > int64_t(std::numeric_limits<uint32_t>::max()) - 2) return false;
+    lo = l;
+    M = N;
+    scale = static_cast<double>(M) / span;
+    cell.resize(static_cast<size_t>(N));
+    count.assign(static_cast<size_t>(T) * (M + 1), 0);
+    return true;
+  }
+  // After the scatter: row T-1 of count holds the end of every cell (cell c starts where c-1 ends).
+  const uint32_t* ends(int T) const { return count.data() + static_cast<size_t>(T - 1) * (M + 1); }
+  void trim() {
+    if ((cell.capacity() + count.capacity()) * 4 > static_cast<size_t>(kMaxRetainedSortBytes)) *this = Cells();
+  }
+
+  // Inside the team's parallel region: the cell of every node of this thread's block, the counts of
+  // each block (count (T, M + 1)), then (one thread) the offsets cell by cell, block by block (the
+  // sequential stable order); `clustered` (shared) says whether a cell holds more than kMaxCell nodes.
+  // Ends with a barrier; cnt = this thread's row.
+  uint32_t* count_and_offset(const double* x, const TeamBlock& blk, int T, bool& clustered) {
+    uint32_t* cnt = count.data() + static_cast<size_t>(blk.t) * (M + 1);
+    for (int64_t j = blk.j0; j < blk.j1; ++j) {
+      double c = (x[j] - lo) * scale;  // monotone in x: cells keep the order of the values
+      c = c < static_cast<double>(M) ? c : static_cast<double>(M);
+      const uint32_t cj = static_cast<uint32_t>(c);
+      cell[j] = cj;
+      ++cnt[cj];
+    }
+#pragma omp barrier
+#pragma omp single
+    {
+      uint32_t sum = 0;
+      for (int64_t c = 0; c <= M && !clustered; ++c) {
+        const uint32_t start = sum;
+        for (int u = 0; u < T; ++u) {
+          uint32_t& n = count[static_cast<size_t>(u) * (M + 1) + c];
+          const uint32_t nc = n;
+          n = sum;
+          sum += nc;
+        }
+        clustered = sum - start > kMaxCell;
+      }
+    }
+    return cnt;
   }
 };
 
@@ -199,55 +259,24 @@ void sort_cell(uint64_t* k, uint32_t* ix, int64_t n) {
 
 // Returns false (nothing written) when the nodes are too clustered for cells (or not finite).
 bool bucket_order(const double* x, int64_t N, std::vector<int64_t>& order, int T, double* sorted) {
-  double lo = x[0], hi = x[0];
-  for (int64_t j = 1; j < N; ++j) {
-    lo = x[j] < lo ? x[j] : lo;
-    hi = x[j] > hi ? x[j] : hi;
-  }
-  const double span = hi - lo;
-  if (!(span > 0.0) || !std::isfinite(span) || N > int64_t(std::numeric_limits<uint32_t>::max()) - 2) return false;
-  const int64_t M = N;
-  const double scale = static_cast<double>(M) / span;
+  static thread_local Cells cells;
+  if (!cells.plan(x, N, T)) return false;
   static thread_local BucketScratch s;
   s.key.resize(static_cast<size_t>(N));
   s.idx.resize(static_cast<size_t>(N));
-  s.cell.resize(static_cast<size_t>(N));
-  s.count.assign(static_cast<size_t>(T) * (M + 1), 0);
-  // s is thread_local: the team reaches its buffers through these pointers
+  // (thread_local: the team reaches the buffers through these pointers)
+  Cells* cs = &cells;
   uint64_t* key = s.key.data();
   uint32_t* idx = s.idx.data();
-  uint32_t* cell = s.cell.data();
-  uint32_t* count = s.count.data();
+  const uint32_t* cell = cells.cell.data();
+  const int64_t M = cells.M;
   int64_t* out = order.data();
   bool clustered = false;
 #pragma omp parallel num_threads(T) if (T > 1)
   {
     const TeamBlock blk = team_block(N, T);
-    const int t = blk.t;
+    uint32_t* cnt = cs->count_and_offset(x, blk, T, clustered);
     const int64_t j0 = blk.j0, j1 = blk.j1;
-    uint32_t* cnt = count + static_cast<size_t>(t) * (M + 1);
-    for (int64_t j = j0; j < j1; ++j) {
-      double c = (x[j] - lo) * scale;  // monotone in x: cells keep the order of the values
-      c = c < static_cast<double>(M) ? c : static_cast<double>(M);
-      const uint32_t cj = static_cast<uint32_t>(c);
-      cell[j] = cj;
-      ++cnt[cj];
-    }
-#pragma omp barrier
-#pragma omp single
-    {  // offsets: cell by cell, block by block (the sequential stable order)
-      uint32_t sum = 0;
-      for (int64_t c = 0; c <= M && !clustered; ++c) {
-        const uint32_t start = sum;
-        for (int u = 0; u < T; ++u) {
-          uint32_t& n = count[static_cast<size_t>(u) * (M + 1) + c];
-          const uint32_t nc = n;
-          n = sum;
-          sum += nc;
-        }
-        clustered = sum - start > kMaxCell;
-      }
-    }
     if (!clustered) {
       for (int64_t j = j0; j < j1; ++j) {
         const uint32_t dst = cnt[cell[j]]++;
@@ -256,7 +285,7 @@ bool bucket_order(const double* x, int64_t N, std::vector<int64_t>& order, int T
       }
 #pragma omp barrier
       // after the scatter, count row T-1 holds the end of every cell, and cell c starts where c-1 ends
-      const uint32_t* ends = count + static_cast<size_t>(T - 1) * (M + 1);
+      const uint32_t* ends = cs->ends(T);
 #pragma omp for schedule(static)
       for (int64_t c = 0; c <= M; ++c) {
         const uint32_t a = c == 0 ? 0 : ends[c - 1], b = ends[c];
@@ -270,6 +299,7 @@ bool bucket_order(const double* x, int64_t N, std::vector<int64_t>& order, int T
     }
   }
   s.trim();
+  cells.trim();
   return !clustered;
 }
 
@@ -278,15 +308,6 @@ bool bucket_order(const double* x, int64_t N, std::vector<int64_t>& order, int T
 // output arrays, and every cell is insertion-sorted there by x ('>' keeps equal x in input order, the
 // order in which the scatter filled the cell). Doubles without NaN compare like their sort keys once
 // -0.0 is +0.0. Returns false (nothing usable written) when the nodes are clustered or not finite.
-struct NodeBucketScratch {
-  std::vector<uint32_t> cell, count;
-  std::vector<int64_t> perm;  // a large cell's stable order
-  std::vector<double> tmp;
-  void trim() {
-    if ((cell.capacity() + count.capacity()) * 4 > static_cast<size_t>(kMaxRetainedSortBytes)) *this = NodeBucketScratch();
-  }
-};
-
 // Sorts one cell's nodes (x, w, y rows of out) by x, ties in their order.
 void sort_node_cell(double* x, double* w, double* y, int out, int64_t n, std::vector<int64_t>& perm,
                     std::vector<double>& tmp) {
@@ -325,49 +346,17 @@ void sort_node_cell(double* x, double* w, double* y, int out, int64_t n, std::ve
 bool bucket_sort_nodes(const double* x, const double* w, const double* y, int out, int64_t N, int T,
                        double* xs, double* ws, double* ys) {
   if (out > 8) return false;  // (the insertion sort holds one row of y in registers)
-  double lo = x[0], hi = x[0];
-  for (int64_t j = 1; j < N; ++j) {
-    lo = x[j] < lo ? x[j] : lo;
-    hi = x[j] > hi ? x[j] : hi;
-  }
-  const double span = hi - lo;
-  if (!(span > 0.0) || !std::isfinite(span) || N > int64_t(std::numeric_limits<uint32_t>::max()) - 2) return false;
-  const int64_t M = N;
-  const double scale = static_cast<double>(M) / span;
-  static thread_local NodeBucketScratch s;
-  s.cell.resize(static_cast<size_t>(N));
-  s.count.assign(static_cast<size_t>(T) * (M + 1), 0);
-  uint32_t* cell = s.cell.data();  // (s is thread_local: the team reaches its buffers through pointers)
-  uint32_t* count = s.count.data();
+  static thread_local Cells cells;
+  if (!cells.plan(x, N, T)) return false;
+  Cells* cs = &cells;  // (thread_local: the team reaches it through this pointer)
+  const uint32_t* cell = cells.cell.data();
+  const int64_t M = cells.M;
   bool clustered = false;
 #pragma omp parallel num_threads(T) if (T > 1)
   {
     const TeamBlock blk = team_block(N, T);
-    const int t = blk.t;
+    uint32_t* cnt = cs->count_and_offset(x, blk, T, clustered);
     const int64_t j0 = blk.j0, j1 = blk.j1;
-    uint32_t* cnt = count + static_cast<size_t>(t) * (M + 1);
-    for (int64_t j = j0; j < j1; ++j) {
-      double c = (x[j] - lo) * scale;  // monotone in x: cells keep the order of the values
-      c = c < static_cast<double>(M) ? c : static_cast<double>(M);
-      const uint32_t cj = static_cast<uint32_t>(c);
-      cell[j] = cj;
-      ++cnt[cj];
-    }
-#pragma omp barrier
-#pragma omp single
-    {  // offsets: cell by cell, block by block (the sequential stable order)
-      uint32_t sum = 0;
-      for (int64_t c = 0; c <= M && !clustered; ++c) {
-        const uint32_t start = sum;
-        for (int u = 0; u < T; ++u) {
-          uint32_t& n = count[static_cast<size_t>(u) * (M + 1) + c];
-          const uint32_t nc = n;
-          n = sum;
-          sum += nc;
-        }
-        clustered = sum - start > kMaxCell;
-      }
-    }
     if (!clustered) {
       for (int64_t j = j0; j < j1; ++j) {
         const uint32_t dst = cnt[cell[j]]++;
@@ -377,7 +366,7 @@ bool bucket_sort_nodes(const double* x, const double* w, const double* y, int ou
       }
 #pragma omp barrier
       // after the scatter, count row T-1 holds the end of every cell, and cell c starts where c-1 ends
-      const uint32_t* ends = count + static_cast<size_t>(T - 1) * (M + 1);
+      const uint32_t* ends = cs->ends(T);
       std::vector<int64_t> perm;
       std::vector<double> tmp;
 #pragma omp for schedule(static)
@@ -387,7 +376,7 @@ bool bucket_sort_nodes(const double* x, const double* w, const double* y, int ou
       }
     }
   }
-  s.trim();
+  cells.trim();
   return !clustered;
 }
 
