@@ -15,6 +15,8 @@ Hessian of a sampled risk).
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from dataclasses import dataclass
@@ -297,4 +299,9 @@ def polish(prob: Problem, theta, estimator: Estimator, method: str = "newton", g
                 status[k] = "converged" if n <= gtol else "stalled"
                 break
         theta[k], risk[k], gnorm[k] = th, r, n
+    stuck = int(np.sum((status == "stalled") | (status == "max_iter")))
+    if stuck and method != "levenberg-marquardt" and prob.plan(estimator, backend, theta[:1]).route != "gaussian_closed_form":
+        warnings.warn(f"polish: {stuck} of {K} networks did not reach |G| <= {gtol:g} with method={method!r}; "
+                      "where the minima are not isolated (wide nets, zero risk) method='levenberg-marquardt' "
+                      "converges (to minima only)", RuntimeWarning, stacklevel=2)
     return Polished(theta, risk, gnorm, iters, status)
