@@ -562,15 +562,17 @@ def test_stable_order_is_numpy_stable_argsort(case, threads):
     np.testing.assert_array_equal(xs, key[order])
 
 
+@pytest.mark.parametrize("N", [300, 9000])
 @pytest.mark.parametrize("nodes", ["smooth", "ties", "clustered"])
 @pytest.mark.parametrize("out", [1, 3])
-def test_points_sorted_with_payload(nodes, out):
-    """N past the bucket sort's threshold: the nodes' weights and values travel with them through the
-    sort (smooth and tied nodes: bucket sort; clustered: the radix order and a gather), any out."""
+def test_points_sorted_with_payload(nodes, out, N):
+    """N past the bucket sort's threshold (256): the nodes' weights and values travel with them
+    through the sort (smooth and tied nodes: bucket sort; clustered: the radix order or std::sort,
+    and a gather), any out."""
     rng = np.random.default_rng([out, 31])
-    N, H = 9000, 20
+    H = 20
     x = {"smooth": rng.normal(size=N), "ties": np.round(rng.uniform(-1, 1, N) * 16) / 16,
-         "clustered": np.concatenate([np.full(N - 100, 0.25), rng.uniform(-1e6, 1e6, 100)])}[nodes]
+         "clustered": np.concatenate([np.full(N - 50, 0.25), rng.uniform(-1e6, 1e6, 50)])}[nodes]
     x[:3] = [-0.0, 0.0, -0.0]
     prob = rf.Problem([1, H, out], rf.targets.Affine(np.ones((out, 1))))
     theta = rng.normal(size=(2, prob.num_params))

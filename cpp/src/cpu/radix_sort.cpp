@@ -28,6 +28,9 @@ constexpr uint64_t kSign = uint64_t(1) << 63;
 
 // Below this, std::sort of (x, index) pairs beats the radix passes.
 constexpr int64_t kRadixFrom = 4096;
+// From this many nodes the bucket sort with the payload carried beats std::sort of pairs and a gather
+// (SGD's 1024 fresh samples per step).
+constexpr int64_t kBucketNodesFrom = 256;
 
 // This thread's block [j0, j1) of N items split evenly over a team of T (the whole range outside one):
 // both sorts give block t the items after those of blocks < t, which makes their scatter stable.
@@ -414,7 +417,7 @@ void sort_weighted_nodes(const double* x, const double* w, const double* y, int 
 #ifdef RELUFLOW_OPENMP
   if (threads > 1 && !omp_in_parallel() && N >= kMinParallelSort) T = std::min(threads, omp_get_max_threads());
 #endif
-  if (N >= kRadixFrom && bucket_sort_nodes(x, w, y, out, N, T, xs, ws, ys)) return;
+  if (N >= kBucketNodesFrom && bucket_sort_nodes(x, w, y, out, N, T, xs, ws, ys)) return;
   static thread_local std::vector<int64_t> order;
   stable_order(x, N, order, threads, xs);
   const int64_t* ord = order.data();  // (thread_local: the team reaches it through a pointer)
