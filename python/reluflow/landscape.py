@@ -153,7 +153,6 @@ def _gauss_newton_system(prob: Problem, th: np.ndarray, estimator: Estimator, ba
     return A, b
 
 
-
 @dataclass
 class Polished:
     """The result of :func:`polish`, per network.
