@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 # one step formula for the CPU benchmark and this one (bench_flow.py imports reluflow: the benchmarks' env)
-from bench_flow import LR_POW, join_theta, split_theta, torch_hand_step  # noqa: F401
+from bench_flow import LR_POW, jax_step_fn, join_theta, split_theta, torch_hand_step  # noqa: F401
 
 
 def lr_of(lr0: float, n: int) -> float:
@@ -206,25 +206,6 @@ def make_torch_compile(torch, theta0, H, dtype, seed, device, n, lr0, mode, chun
 
 
 # ---- JAX --------------------------------------------------------------------------------------------
-
-def jax_step_fn(jax, jnp):
-    """step(params, x, lr) -> (params', loss (K,)): jax.value_and_grad of the summed per-network risk."""
-
-    def loss_fn(params, x):
-        W, b, v, c = params
-        z = x[None, :, None] * W[:, None, :] + b[:, None, :]
-        out = jnp.einsum("knh,kh->kn", jax.nn.relu(z), v) + c[:, None]
-        per_net = jnp.mean((out - jnp.sin(3 * x)) ** 2, axis=1)
-        return per_net.sum(), per_net
-
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-
-    def step(params, x, lr):
-        (_, per_net), g = grad_fn(params, x)
-        return tuple(p - lr * gp for p, gp in zip(params, g)), per_net
-
-    return step
-
 
 def make_jax_scan(jax, theta0, H, dtype, seed, device, n, lr0) -> Peer:
     """The whole loop as one jax.lax.scan over the steps, jit-compiled ahead of time for each run length

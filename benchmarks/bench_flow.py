@@ -189,6 +189,25 @@ def torch_hand_step(torch, W, b, v, c, x, lr):
     return W - lr * gW, b - lr * gb, v - lr * gv, c - lr * gc, loss
 
 
+def jax_step_fn(jax, jnp):
+    """step(params, x, lr) -> (params', loss (K,)): jax.value_and_grad of the summed per-network risk."""
+
+    def loss_fn(params, x):
+        W, b, v, c = params
+        z = x[None, :, None] * W[:, None, :] + b[:, None, :]
+        out = jnp.einsum("knh,kh->kn", jax.nn.relu(z), v) + c[:, None]
+        per_net = jnp.mean((out - jnp.sin(3 * x)) ** 2, axis=1)
+        return per_net.sum(), per_net
+
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def step(params, x, lr):
+        (_, per_net), g = grad_fn(params, x)
+        return tuple(p - lr * gp for p, gp in zip(params, g)), per_net
+
+    return step
+
+
 def peer_torch_hand(theta0, H, warm, timed, seed, threads):
     torch = torch_setup(threads)
     torch.manual_seed(seed)
@@ -238,20 +257,12 @@ def peer_jax_scan(theta0, H, warm, timed, seed, threads, chunk):
 
     key0 = jax.random.PRNGKey(seed)
 
-    def loss_fn(params, x):
-        W, b, v, c = params
-        z = x[None, :, None] * W[:, None, :] + b[:, None, :]
-        out = jnp.einsum("knh,kh->kn", jax.nn.relu(z), v) + c[:, None]
-        per_net = jnp.mean((out - jnp.sin(3 * x)) ** 2, axis=1)
-        return per_net.sum(), per_net
-
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    step = jax_step_fn(jax, jnp)
 
     def body(params, n):
         x = jax.random.uniform(jax.random.fold_in(key0, n), (N_SAMPLES,), dtype=jnp.float32)
-        (_, per_net), g = grad_fn(params, x)
-        lr = LR0 * (n.astype(jnp.float32) + 1.0) ** LR_POW
-        return tuple(p - lr * gp for p, gp in zip(params, g)), per_net[0]
+        params, per_net = step(params, x, LR0 * (n.astype(jnp.float32) + 1.0) ** LR_POW)
+        return params, per_net[0]
 
     @jax.jit
     def run_chunk(params, n0):

@@ -168,6 +168,15 @@ def _loop_nodes(cp, plan, spec: ProblemSpec) -> dict:
     return kw
 
 
+def _loop_theta(cp, theta):
+    """The device loops' own copy of theta (K, P) (host or device): float32/float64 kept, other dtypes as
+    float64, C-contiguous; the loop updates it in place."""
+    th = cp.array(theta, copy=True)
+    if th.dtype not in (cp.float32, cp.float64):
+        th = th.astype(cp.float64)
+    return cp.ascontiguousarray(th)
+
+
 def gd_run(plan, spec: ProblemSpec, theta, steps: int, start_step: int, record_every: int, lr: dict,
            max_abs: float, max_growth: float, progress: Callable | None, record_theta: bool = False,
            frozen: np.ndarray | None = None, method: str = "gd", rise_tol: float = -1.0,
@@ -195,10 +204,7 @@ def gd_run(plan, spec: ProblemSpec, theta, steps: int, start_step: int, record_e
     if plan.loop != "CUDA":
         raise ValueError(f"plan: loop {plan.loop!r} does not run on the device (needs the cuda backend, "
                          f"route 'dense')")
-    th = cp.array(theta, copy=True)
-    if th.dtype not in (cp.float32, cp.float64):
-        th = th.astype(cp.float64)
-    th = cp.ascontiguousarray(th)
+    th = _loop_theta(cp, theta)
     kw = {}
     if plan.source == "resample":
         kw = {"resample": True, "seed": plan.estimator.seed, "n": plan.estimator.n, "spec": spec.native()}
@@ -237,10 +243,7 @@ def dopri5_run(plan, spec: ProblemSpec, theta, t_end: float, h0: float | None, r
     if plan.loop != "CUDA" or plan.source != "fixed":
         raise ValueError(f"plan: loop {plan.loop!r} with source {plan.source!r} does not run dopri5 on the "
                          f"device (needs the cuda backend, route 'dense', fixed nodes)")
-    th = cp.array(theta, copy=True)
-    if th.dtype not in (cp.float32, cp.float64):
-        th = th.astype(cp.float64)
-    th = cp.ascontiguousarray(th)
+    th = _loop_theta(cp, theta)
     fz = None if frozen is None else np.ascontiguousarray(frozen, dtype=np.uint8)
     res = ext.dopri5_loop(list(spec.widths), th, grid=np.ascontiguousarray(grid, dtype=np.float64),
                           t_end=float(t_end), h0=-1.0 if h0 is None else float(h0), rtol=float(rtol),
