@@ -5,6 +5,8 @@ Every peer gets the same device arrays (explicit nodes x (N, d), weights w, targ
 (K, P)) and computes risk (K,) and gradient (K, P). Peers, each only if importable and a device is
 there:
   reluflow-cuda   reluflow._cuda.risk_and_grad (cuda/src/risk_grad.cu: fused, deterministic)
+  reluflow-sweep  reluflow._cuda.point_sweep (cuda/src/sweep_points.cu: O(N + H), float64), 1-D cases only;
+                  its GFLOP/s column counts the dense flops it replaces
   torch-eager     PyTorch eager on CUDA, hand-written backward (bmm), chunked over nodes
   torch-compile   torch.compile of the same chunk function, float32, only the cases in
                   --compile-cases (compilation takes tens of seconds per shape)
@@ -13,14 +15,15 @@ The peers process the nodes in chunks of at most --chunk-elems activations (K * 
 the last chunk padded with zero weights, so that their memory stays bounded (N x H of case S is
 6.5e10 values).
 
-Cases: S = the dense shallow kernel at scale ([1, 65536, 1], N = 10^6, K = 1) and bench_risk_grad.py's
-A-D with 16 times the nodes. Timing: one warm-up call (compilation), then the median of --repeats
+Cases: S = the dense shallow kernel at scale ([1, 65536, 1], N = 10^6, K = 1), E = bench_quadrature.py's
+case E ([1, 65536, 1], N = 262144, K = 1: the point sweep against every dense evaluation) and
+bench_risk_grad.py's A-D with 16 times the nodes. Timing: one warm-up call (compilation), then the median of --repeats
 calls, each synchronized on the device (host clock around a synchronize: every peer queues its
 work asynchronously). The error column is |grad - grad_ref| / |grad_ref| against reluflow-cuda in
 float64. A --budget in seconds keeps the whole run inside the device window: peers not reached in
 time are reported as skipped. Without a GPU it prints why and writes that into the JSON.
 
-Usage: python benchmarks/bench_gpu_risk_grad.py [--cases S,A,B,C,D] [--dtypes float32,float64]
+Usage: python benchmarks/bench_gpu_risk_grad.py [--cases S,E,A,B,C,D] [--dtypes float32,float64]
        [--repeats 5] [--budget 90] [--compile-cases S,A] [--out FILE]
 """
 from __future__ import annotations
@@ -42,6 +45,8 @@ from bench_risk_grad import flops, problem_arrays  # noqa: E402  (the one FLOP c
 
 CASES = {
     "S": dict(widths=[1, 65536, 1], N=1_000_000, K=1),
+    # bench_quadrature.py's case E (fixed weighted points): the point sweep against every dense evaluation
+    "E": dict(widths=[1, 65536, 1], N=262144, K=1),
     "A": dict(widths=[1, 1024, 1], N=16384 * 16, K=1),
     "B": dict(widths=[1, 4096, 1], N=65536 * 16, K=1),
     "C": dict(widths=[1, 256, 1], N=4096 * 16, K=256),
@@ -69,6 +74,23 @@ def make_reluflow(cp, lay, theta, x, w, y, chunk_elems):
 
     def run():
         _cuda.risk_and_grad(list(lay.widths), theta, x, w, y, risk=risk, grad=grad, stream=stream)
+        return risk, grad
+
+    return run
+
+
+def make_reluflow_sweep(cp, lay, theta, x, w, y, chunk_elems):
+    """The point sweep on the device (shallow 1-D nets, float64): O(N + H) per network."""
+    from reluflow import _cuda
+
+    theta, w, y = (cp.asarray(a, dtype=cp.float64) for a in (theta, w, y))
+    x = cp.asarray(x, dtype=cp.float64).reshape(-1)
+    K = theta.shape[0]
+    risk, grad = cp.empty(K), cp.empty((K, lay.num_params))
+    stream = cp.cuda.get_current_stream().ptr
+
+    def run():
+        _cuda.point_sweep(list(lay.widths), theta, x, w, y, risk=risk, grad=grad, stream=stream)
         return risk, grad
 
     return run
@@ -223,7 +245,7 @@ def time_peer(run, sync, repeats):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cases", default="S,A,B,C,D")
+    ap.add_argument("--cases", default="S,E,A,B,C,D")
     ap.add_argument("--dtypes", default="float32,float64")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--budget", type=float, default=90.0, help="seconds for the whole run")
@@ -276,7 +298,9 @@ def main(argv=None):
     # and jit peers; torch.compile last, on what is left of the budget (its compilation is the cost)
     cases = args.cases.split(",")
     own = [("reluflow-cuda", d, make_reluflow, cp_sync) for d in ("float64", "float32") if d in dtypes or d == "float64"]
-    jobs = [(case, p) for case in cases for p in own + [p for p in peers if p[1] in dtypes and p[0] != "torch-compile"]]
+    sweep = ("reluflow-sweep", "float64", make_reluflow_sweep, cp_sync)   # shallow 1-D cases only
+    jobs = [(case, p) for case in cases for p in own + [sweep] * (CASES[case]["widths"][0] == 1) +
+            [p for p in peers if p[1] in dtypes and p[0] != "torch-compile"]]
     jobs += [(case, p) for case in cases if case in compile_cases for p in peers
              if p[1] in dtypes and p[0] == "torch-compile"]
     refs, problems = {}, {}

@@ -626,3 +626,68 @@ def test_normalized_loop_on_device_equals_host_emulation_and_cpu(method, widths,
     tol = 1e-12 if dtype == np.float64 else 1e-5
     assert rel(g.theta.get(), c.theta) <= tol and rel(g.risk, c.risk) <= tol and rel(g.energy, c.energy) <= tol
     assert g.info["evaluations"] == c.info["evaluations"]
+
+
+# ---- the point sweep of shallow 1-D nets (sweep_points.cu) ---------------------------------------------
+
+def call_sweep(widths, a):
+    return cuda.point_sweep(widths, a["theta"], a["x"], a["w"], a["y"], risk=a["risk"], grad=a["grad"])
+
+
+def sweep_args(widths, K, N, **over):
+    args = fake_args(widths, K, N, x=FakeDeviceArray((N,)))
+    args.update(over)
+    return args
+
+
+def test_point_sweep_arguments_checked_before_any_device_call():
+    widths = [1, 5, 2]
+    call_sweep(widths, sweep_args(widths, 0, 10))  # K = 0: nothing to do, no device touched
+    with pytest.raises(ValueError, match=r"widths: the point sweep needs a shallow 1-D net"):
+        call_sweep([2, 5, 2], sweep_args([2, 5, 2], 0, 10))
+    with pytest.raises(ValueError, match=r"widths: the point sweep needs a shallow 1-D net"):
+        call_sweep([1, 5, 4], sweep_args([1, 5, 4], 0, 10))
+    with pytest.raises(TypeError, match="theta: expected dtype float64"):
+        call_sweep(widths, sweep_args(widths, 0, 10, theta=FakeDeviceArray((0, 22), "<f4")))
+    with pytest.raises(ValueError, match=r"theta: expected shape \(K, P\)"):
+        call_sweep(widths, sweep_args(widths, 0, 10, theta=FakeDeviceArray((0, 21))))
+    with pytest.raises(ValueError, match=r"x: expected shape \(N,\)"):
+        call_sweep(widths, sweep_args(widths, 0, 10, x=FakeDeviceArray((10, 1))))
+    with pytest.raises(ValueError, match="w: expected shape"):
+        call_sweep(widths, sweep_args(widths, 0, 10, w=FakeDeviceArray((9,))))
+    with pytest.raises(ValueError, match="y: expected shape"):
+        call_sweep(widths, sweep_args(widths, 0, 10, y=FakeDeviceArray((10, 1))))
+    with pytest.raises(ValueError, match="risk: the output array is read-only"):
+        call_sweep(widths, sweep_args(widths, 0, 10, risk=FakeDeviceArray((0,), readonly=True)))
+
+
+SWEEP_SHAPES = [(5, 7, 1), (40, 1000, 2), (30, 5000, 3), (1500, 3000, 1), (3, 1, 1), (4, 0, 2),
+                (20000, 300000, 1)]
+
+
+@needs_cupy_gpu
+@pytest.mark.parametrize("H,N,out", SWEEP_SHAPES, ids=[f"H{h}-N{n}-out{o}" for h, n, o in SWEEP_SHAPES])
+def test_point_sweep_on_device_equals_host_harness_bitwise_and_cpu(H, N, out):
+    """Bitwise the harness (a mismatch points at the kernels' indexing, the CUB sorts' order or FMA);
+    the cpu sweep to 1e-12; every entry written (outputs poisoned with NaN); batch independent."""
+    import cupy as cp
+    from test_cuda_sweep_harness import scaled_err, sweep_case
+
+    theta, x, w, y = sweep_case(H + N + out, 4, H, out, N, flat=True)
+    K, P = theta.shape
+
+    def device(th):
+        risk, grad = cp.full(th.shape[0], np.nan), cp.full(th.shape, np.nan)
+        cuda.point_sweep([1, H, out], cp.asarray(th), cp.asarray(x), cp.asarray(w), cp.asarray(y), risk=risk,
+                         grad=grad, stream=cp.cuda.get_current_stream().ptr)
+        cp.cuda.get_current_stream().synchronize()
+        return risk.get(), grad.get()
+
+    r, g = device(theta)
+    rh, gh = core._harness_point_sweep(theta, out, x, w, y)
+    np.testing.assert_array_equal(r, rh)
+    np.testing.assert_array_equal(g, gh)
+    r0, g0 = core.shallow1d_points(theta, out, x, w, y)
+    assert scaled_err(r, r0) <= 1e-12 and scaled_err(g, g0) <= 1e-12
+    r1, g1 = device(theta[2:3])
+    assert np.array_equal(r1, r[2:3]) and np.array_equal(g1, g[2:3])

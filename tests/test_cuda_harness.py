@@ -168,6 +168,20 @@ class HarnessExtension:
         if grad is not None:
             grad[...] = g
 
+    sweeps = 0
+
+    @classmethod
+    def point_sweep(cls, widths, theta, x, w, y, *, risk, grad, stream):
+        """_cuda.point_sweep's contract, by the host run of its grid (_core._harness_point_sweep)."""
+        cls.sweeps += 1
+        for name, a in (("theta", theta), ("x", x), ("w", w), ("y", y)):
+            assert a.dtype == np.float64 and a.flags.c_contiguous, name
+        assert x.ndim == 1 and y.shape == (x.shape[0], widths[2])
+        r, g = core._harness_point_sweep(theta, widths[2], x, w, y)
+        risk[...] = r
+        if grad is not None:
+            grad[...] = g
+
 
 class NumpyAsCupy(types.SimpleNamespace):
     """numpy under CuPy's name, with a current stream: enough of CuPy for backends/cuda.py."""

@@ -249,6 +249,88 @@ PYBIND11_MODULE(_cuda, m) {
       "returns before the kernels finish. path: 'auto', 'shallow'\n"
       "([d, H, out], d <= 8, out <= 3) or 'deep'. Deterministic (no atomics).");
   m.def(
+      "point_sweep",
+      [](const std::vector<int64_t>& widths, const py::object& theta, const py::object& x, const py::object& w,
+         const py::object& y, const py::object& risk, const py::object& grad, uintptr_t stream) {
+        const reluflow::Layout lay = reluflow::make_layout(widths);
+        if (lay.num_layers != 2 || lay.widths[0] != 1 || lay.widths[2] > 3)
+          throw py::value_error("widths: the point sweep needs a shallow 1-D net [1, H, out] with out <= 3");
+        const int64_t H = lay.widths[1], out = lay.widths[2], P = lay.num_params;
+        const DeviceView th = device_view(theta, "theta", "<f8", false, "float64");
+        const int64_t K = th.shape.size() == 2 ? th.shape[0] : -1;
+        expect_shape(th, "theta", {K, P}, "(K, P)");
+        const DeviceView xv = device_view(x, "x", "<f8", false, "float64");
+        const int64_t N = xv.shape.size() == 1 ? xv.shape[0] : -1;
+        expect_shape(xv, "x", {N}, "(N,)");
+        const DeviceView wv = device_view(w, "w", "<f8", false, "float64");
+        expect_shape(wv, "w", {N}, "(N,)");
+        const DeviceView yv = device_view(y, "y", "<f8", false, "float64");
+        expect_shape(yv, "y", {N, out}, "(N, out)");
+        const DeviceView rv = device_view(risk, "risk", "<f8", true, "float64");
+        expect_shape(rv, "risk", {K}, "(K,)");
+        uintptr_t gptr = 0;
+        if (!grad.is_none()) {
+          const DeviceView gv = device_view(grad, "grad", "<f8", true, "float64");
+          expect_shape(gv, "grad", {K, P}, "(K, P)");
+          gptr = gv.ptr;
+        }
+        if (N >= (int64_t(1) << 31) || 2 * H >= (int64_t(1) << 31))
+          throw py::value_error("x: the point sweep takes fewer than 2^31 nodes and 2^30 neurons");
+        py::gil_scoped_release release;
+        reluflow::cuda::point_sweep_device(reinterpret_cast<const double*>(th.ptr), K, H, int(out), N,
+                                           reinterpret_cast<const double*>(xv.ptr),
+                                           reinterpret_cast<const double*>(wv.ptr),
+                                           reinterpret_cast<const double*>(yv.ptr), reinterpret_cast<double*>(rv.ptr),
+                                           reinterpret_cast<double*>(gptr), stream);
+      },
+      py::arg("widths"), py::arg("theta"), py::arg("x"), py::arg("w"), py::arg("y"), py::kw_only(), py::arg("risk"),
+      py::arg("grad"), py::arg("stream") = 0,
+      "Point sweep of shallow 1-D nets [1, H, out] (out <= 3) on the GPU: risk sum_j w_j |N_k(x_j) - y_j|^2\n"
+      "and its generalized gradient written into the device arrays risk (K,) and grad (K, P) float64 (grad\n"
+      "None: the risk only). theta (K, P), x (N,) (finite: the caller checks), w (N,), y (N, out): float64\n"
+      "C-contiguous device arrays, read without a copy. O(N + H) per network (CUB radix sorts, fixed-order\n"
+      "double-double scans: reluflow/sweep_grid.h); queued on `stream`; deterministic.");
+  m.def(
+      "exact_sweep",
+      [](const std::vector<int64_t>& widths, const py::object& theta, const py::object& risk, const py::object& grad,
+         const py::object& spec, uintptr_t stream) {
+        namespace sg = reluflow::sweep_grid;
+        const reluflow::Layout lay = reluflow::make_layout(widths);
+        if (lay.num_layers != 2 || lay.widths[0] != 1 || lay.widths[2] > 3)
+          throw py::value_error("widths: the exact sweep needs a shallow 1-D net [1, H, out] with out <= 3");
+        const int64_t H = lay.widths[1], out = lay.widths[2], P = lay.num_params;
+        const DeviceView th = device_view(theta, "theta", "<f8", false, "float64");
+        const int64_t K = th.shape.size() == 2 ? th.shape[0] : -1;
+        expect_shape(th, "theta", {K, P}, "(K, P)");
+        const DeviceView rv = device_view(risk, "risk", "<f8", true, "float64");
+        expect_shape(rv, "risk", {K}, "(K,)");
+        uintptr_t gptr = 0;
+        if (!grad.is_none()) {
+          const DeviceView gv = device_view(grad, "grad", "<f8", true, "float64");
+          expect_shape(gv, "grad", {K, P}, "(K, P)");
+          gptr = gv.ptr;
+        }
+        const reluflow::ProblemArgs prob = reluflow::parse_problem_spec(
+            lay, spec, reluflow::kNeedSupport | reluflow::kNeedTargetPieces | reluflow::kNeedDensity1D);
+        const reluflow::ProblemSpec& p = prob.spec;
+        std::vector<double> G(static_cast<size_t>(p.target_pieces.m + p.density.m + 4));
+        const int64_t ng = sg::fixed_grid(p.lo, p.hi, p.target_pieces, p.density, G.data());
+        sg::ExactArgs ex;
+        if (!sg::exact_args(p.lo, p.hi, p.target_pieces, p.density, G.data(), ng, &ex))
+          throw py::value_error("spec: the target's and density's degrees need more than 32 Gauss-Legendre points");
+        py::gil_scoped_release release;
+        reluflow::cuda::exact_sweep_device(reinterpret_cast<const double*>(th.ptr), K, H, int(out), ex,
+                                           reinterpret_cast<double*>(rv.ptr), reinterpret_cast<double*>(gptr), stream);
+      },
+      py::arg("widths"), py::arg("theta"), py::kw_only(), py::arg("risk"), py::arg("grad"), py::arg("spec"),
+      py::arg("stream") = 0,
+      "Exact quadrature sweep of shallow 1-D nets [1, H, out] (out <= 3) on the GPU: risk\n"
+      "∫_lo^hi |N_k - f|^2 rho and its generalized gradient written into the device arrays risk (K,) and\n"
+      "grad (K, P) float64 (grad None: the risk only). theta (K, P) float64 C-contiguous device array; spec:\n"
+      "ProblemSpec.native() with a piecewise-polynomial target and density (as _core.shallow1d_exact).\n"
+      "O(ng + H) pieces per network (CUB segmented sort of the kinks, fixed-order double-double scans:\n"
+      "reluflow/sweep_grid.h); queued on `stream`; deterministic.");
+  m.def(
       "gd_loop",
       [](const std::vector<int64_t>& widths, const py::object& theta, const py::object& x, const py::object& w,
          const py::object& y, bool resample, uint64_t seed, int64_t n, const py::object& spec, int64_t steps,

@@ -8,6 +8,7 @@
 #include "reluflow/dists.h"
 #include "reluflow/layout.h"
 #include "reluflow/spec.h"
+#include "reluflow/sweep_grid.h"
 #include "reluflow/targets.h"
 
 namespace reluflow::cuda {
@@ -77,6 +78,23 @@ DensePath resolve_dense_path(const Layout& lay, DensePath path);
 // risk (K,) and, unless grad == nullptr, grad (K, P): float64 device arrays, every entry written.
 // Deterministic: the same bits on every run and for any K (reluflow/risk_grad_grid.h).
 void risk_and_grad_dense(const DenseDevice& p, DensePath path, double* risk, double* grad, uintptr_t stream);
+
+// ---- the point sweep of shallow 1-D nets (sweep_points.cu) ---------------------------------------
+// risk (K,) and, unless grad == nullptr, grad (K, P) of K nets [1, H, out] (out <= 3) theta (K, P) float64
+// at N weighted nodes x (N,), w (N,) with target values y (N, out): DEVICE memory, C-contiguous, queued
+// on `stream`. O(N + H) work per network (sorts, scans, binary searches: reluflow/sweep_grid.h);
+// deterministic, the bits of a network independent of K. Networks run in groups of
+// point_sweep_group(H, out, N) (scratch bounded by 512 MiB per group).
+void point_sweep_device(const double* theta, int64_t K, int64_t H, int out, int64_t N, const double* x,
+                        const double* w, const double* y, double* risk, double* grad, uintptr_t stream);
+int64_t point_sweep_group(int64_t H, int out, int64_t N);
+
+// The exact quadrature sweep (reluflow/sweep_grid.h): risk (K,) = ∫_lo^hi |N_k - f|^2 rho and, unless grad ==
+// nullptr, grad (K, P) of K nets [1, H, out] (out <= 3) theta (K, P) float64 (DEVICE memory, on `stream`). ex:
+// the support, the fixed grid, the target and the density with HOST pointers (copied here) and the
+// Gauss–Legendre rule (sweep_grid::exact_args).
+void exact_sweep_device(const double* theta, int64_t K, int64_t H, int out, const sweep_grid::ExactArgs& ex,
+                        double* risk, double* grad, uintptr_t stream);
 
 // ---- gradient descent / SGD and the fixed-step flows with the whole loop on the device (gd_loop.cu) --
 // Local iterations i = 0..steps of flow_cpu.cpp's loop: the nodes of step start_step + i (drawn

@@ -11,35 +11,13 @@
 #include <string>
 
 #include "launchers.h"
+#include "stream_buffer.cuh"
 #include "reluflow/risk_grad_grid.h"
 
 namespace reluflow::cuda {
 namespace {
 
 using grid::kThreads;
-
-void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(err));
-}
-
-// Stream-ordered scratch (cudaMallocAsync / cudaFreeAsync on the caller's stream): freed when the
-// kernels queued before the free are done, with no synchronization of the host.
-struct StreamBuffer {
-  void* ptr = nullptr;
-  cudaStream_t stream;
-  StreamBuffer(size_t bytes, cudaStream_t s) : stream(s) {
-    if (bytes) check(cudaMallocAsync(&ptr, bytes, s), "cudaMallocAsync");
-  }
-  ~StreamBuffer() {
-    if (ptr) cudaFreeAsync(ptr, stream);
-  }
-  StreamBuffer(const StreamBuffer&) = delete;
-  StreamBuffer& operator=(const StreamBuffer&) = delete;
-  template <class U>
-  U* as() const {
-    return static_cast<U*>(ptr);
-  }
-};
 
 // A block's tree over its threads' rows of `width` doubles in shared memory (grid::tree_step), a
 // barrier after each level.
@@ -122,11 +100,6 @@ int64_t group_size(int64_t K, int64_t bytes_per_network) {
   return std::max<int64_t>(1, std::min({K, kMaxGroup, kMaxGroupBytes / std::max<int64_t>(1, bytes_per_network)}));
 }
 
-unsigned grid_dim(int64_t n, const char* what) {
-  if (n < 1 || n > 0x7fffffff) throw std::invalid_argument(std::string(what) + ": grid too large");
-  return static_cast<unsigned>(n);
-}
-
 template <class T>
 void shallow_launch(grid::DenseArgs<T> a, double* risk, double* grad, cudaStream_t st) {
   const Layout& lay = a.lay;
@@ -181,13 +154,6 @@ void deep_launch(grid::DenseArgs<T> a, double* risk, double* grad, cudaStream_t 
     check(cudaGetLastError(), "deep_final_kernel");
   }
 }
-
-// A host array of n doubles copied to stream-ordered device memory.
-struct DeviceCopy : StreamBuffer {
-  DeviceCopy(const double* host, int64_t n, cudaStream_t s) : StreamBuffer(host && n > 0 ? size_t(n) * 8 : 0, s) {
-    if (ptr) check(cudaMemcpyAsync(ptr, host, size_t(n) * 8, cudaMemcpyHostToDevice, s), "cudaMemcpyAsync");
-  }
-};
 
 template <class T>
 void dense_t(const DenseDevice& p, DensePath path, double* risk, double* grad, cudaStream_t st) {

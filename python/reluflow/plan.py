@@ -10,7 +10,8 @@ Routes
 ------
 ``dense``        weighted nodes (Points, MonteCarlo, QuasiMonteCarlo) through the fused kernel;
 ``point_sweep``  the same nodes on a shallow 1-D net ``[1, H, out]``: one sweep over sorted nodes and
-                 kinks, O(N + H) per network after one sort (cpu);
+                 kinks, O(N + H) per network after one sort (cpu; cuda for out <= 3: radix sorts and
+                 scans, ``reluflow/sweep_grid.h``);
 ``exact_sweep``  exact 1-D quadrature of a shallow net by one sweep over its sorted kinks, O(H log H)
                  (cpu; piecewise-polynomial target and density);
 ``partition``    exact 1-D quadrature of any depth: Gauss–Legendre on every piece of the network's
@@ -111,24 +112,37 @@ def point_sweep_cheaper(N: int, H: int) -> bool:
     return sweep < dense
 
 
+def point_sweep_cheaper_gpu(N: int, H: int) -> bool:
+    """Cost model of the CUDA point sweep against the CUDA dense kernel (seconds, an H100).
+
+    Dense: ~10 flops per node-neuron pair at ~60% of the FP32 peak, plus its launches:
+    ``1.5e-13 N H + 2e-5``. Sweep: two radix sorts and ~15 launches, then ~2 ns per node and neuron:
+    ``1e-4 + 2e-9 (N + H)``. Predictions, not yet measured on a GPU (cuda/NOTES.md). A function of N and
+    H only, like :func:`point_sweep_cheaper`.
+    """
+    return 1e-4 + 2e-9 * (N + H) < 1.5e-13 * N * H + 2e-5
+
+
 def _point_route(spec: ProblemSpec, estimator: Estimator, backend: str, method: str, why: list) -> str:
     if method not in POINT_METHODS:
         raise ValueError(f"method: expected one of {POINT_METHODS}, got {method!r}")
-    applicable = spec.shallow_1d and backend == "cpu"
+    applicable = spec.shallow_1d and (backend == "cpu" or (backend == "cuda" and spec.out_dim <= 3))
     if method == "dense":
         why.append("method='dense' asked for the fused dense kernel")
         return "dense"
     if method == "sweep":
         if not applicable:
-            raise ValueError("method: 'sweep' needs a shallow 1-D net [1, H, out] on the cpu backend")
+            raise ValueError("method: 'sweep' needs a shallow 1-D net [1, H, out] on the cpu backend, or on the "
+                             "cuda backend with out <= 3")
         why.append("method='sweep' asked for the point sweep")
         return "point_sweep"
     if not applicable:
         why.append("fused dense kernel over nodes x networks (the point sweep needs a shallow 1-D net "
-                   "on the cpu backend)")
+                   "on the cpu backend, or on cuda with out <= 3)")
         return "dense"
     N, H = _num_nodes(estimator), spec.widths[1]
-    if point_sweep_cheaper(N, H):
+    cheaper = point_sweep_cheaper(N, H) if backend == "cpu" else point_sweep_cheaper_gpu(N, H)
+    if cheaper:
         why.append(f"point sweep: shallow 1-D net, O(N + H) per network beats the dense O(N H) at "
                    f"N = {N}, H = {H} (cost model of N and H only)")
         return "point_sweep"
@@ -257,6 +271,9 @@ def plan(spec: ProblemSpec, estimator: Estimator, backend: str, dtype=np.float64
                                                if spec.target_spec.native else
                                                "a shallow teacher evaluated in the kernel (net.h), other "
                                                "targets' values made on the host and copied"))
+    elif backend == "cuda" and route == "point_sweep":
+        why.append("the point sweep on the device (CUB radix sorts of the nodes and the kinks, fixed-order "
+                   "double-double scans); nodes and target values made on the host and copied")
     elif backend == "cuda" and route == "partition":
         why.append("each network's kink partition in Python, its nodes through the fused CUDA kernel")
     loop = "C++" if backend == "cpu" and source is not None else "Python"

@@ -14,6 +14,8 @@
 #include "reluflow/sweep1d.h"
 #include "cpu/radix_sort.h"
 #include "cpu/sweep1d_cpu.h"
+#include "cpu/sweep_harness.h"
+#include "reluflow/sweep_grid.h"
 
 namespace py = pybind11;
 
@@ -54,6 +56,37 @@ int64_t check_theta(const f64c& theta, int out_dim) {
                           std::to_string(out_dim) + "); expected a shallow [1, H, out_dim] network");
   return H;
 }
+
+// The checked arguments of a point sweep: theta (K, P) of [1, H, out] nets, finite 1-D nodes x (N,) or
+// (N, 1), weights w (N,), target values y (N, out) (or (N,) for out = 1).
+struct PointsArgs {
+  int out = 0;
+  int64_t K = 0, P = 0, H = 0, N = 0;
+  f64c theta, x, w, y;
+  PointsArgs(const py::object& theta_o, const py::object& out_o, const py::object& x_o, const py::object& w_o,
+             const py::object& y_o) {
+    out = as_out_dim(out_o);
+    theta = as_f64(theta_o, "theta");
+    H = check_theta(theta, out);
+    x = as_f64(x_o, "x");
+    if (!(x.ndim() == 1 || (x.ndim() == 2 && x.shape(1) == 1)))
+      throw py::value_error("x: expected 1-D nodes of shape (N,) or (N, 1), got shape " + shape_str(x));
+    N = x.shape(0);
+    if (!all_finite(x)) throw py::value_error("x: expected finite nodes (NaN or inf found)");
+    w = as_f64(w_o, "w");
+    if (w.ndim() != 1 || w.shape(0) != N)
+      throw py::value_error("w: expected one weight per node, shape (" + std::to_string(N) + ",), got shape " +
+                            shape_str(w));
+    y = as_f64(y_o, "y");
+    const bool y_ok = (y.ndim() == 2 && y.shape(0) == N && y.shape(1) == out) ||
+                      (y.ndim() == 1 && out == 1 && y.shape(0) == N);
+    if (!y_ok)
+      throw py::value_error("y: expected target values of shape (" + std::to_string(N) + ", " +
+                            std::to_string(out) + "), got shape " + shape_str(y));
+    K = theta.shape(0);
+    P = theta.shape(1);
+  }
+};
 
 }  // namespace
 
@@ -111,30 +144,12 @@ void bind_sweep(py::module_& m) {
   m.def(
       "shallow1d_points",
       [](py::object theta_o, py::object out_o, py::object x_o, py::object w_o, py::object y_o) {
-        const int out_dim = as_out_dim(out_o);
-        f64c theta = as_f64(theta_o, "theta");
-        const int64_t H = check_theta(theta, out_dim);
-        f64c x = as_f64(x_o, "x");
-        if (!(x.ndim() == 1 || (x.ndim() == 2 && x.shape(1) == 1)))
-          throw py::value_error("x: expected 1-D nodes of shape (N,) or (N, 1), got shape " + shape_str(x));
-        const int64_t N = x.shape(0);
-        if (!all_finite(x)) throw py::value_error("x: expected finite nodes (NaN or inf found)");
-        f64c w = as_f64(w_o, "w");
-        if (w.ndim() != 1 || w.shape(0) != N)
-          throw py::value_error("w: expected one weight per node, shape (" + std::to_string(N) +
-                                ",), got shape " + shape_str(w));
-        f64c y = as_f64(y_o, "y");
-        const bool y_ok = (y.ndim() == 2 && y.shape(0) == N && y.shape(1) == out_dim) ||
-                          (y.ndim() == 1 && out_dim == 1 && y.shape(0) == N);
-        if (!y_ok)
-          throw py::value_error("y: expected target values of shape (" + std::to_string(N) + ", " +
-                                std::to_string(out_dim) + "), got shape " + shape_str(y));
-        const int64_t K = theta.shape(0), P = theta.shape(1);
-        py::array_t<double> risk(K);
-        py::array_t<double> grad({K, P});
+        const PointsArgs a(theta_o, out_o, x_o, w_o, y_o);
+        py::array_t<double> risk(a.K);
+        py::array_t<double> grad({a.K, a.P});
         {
           py::gil_scoped_release release;
-          shallow1d_points_cpu(theta.data(), K, H, out_dim, N, x.data(), w.data(), y.data(),
+          shallow1d_points_cpu(a.theta.data(), a.K, a.H, a.out, a.N, a.x.data(), a.w.data(), a.y.data(),
                                risk.mutable_data(), grad.mutable_data());
         }
         return py::make_tuple(risk, grad);
@@ -143,6 +158,50 @@ void bind_sweep(py::module_& m) {
       "Weighted risk sum_j w_j |N(x_j) - y_j|^2 and its generalized gradient (relu'(0) = 0) of "
       "shallow [1, H, out] nets theta (K, P) at 1-D nodes x (N,), by one sweep over nodes and kinks "
       "sorted together: O((N + H) log(N + H)) per net. Returns (risk (K,), grad (K, P)) float64.");
+
+  m.def(
+      "_harness_exact_sweep",
+      [](py::object theta_o, py::object out_o, py::object spec, int64_t group) {
+        const int out_dim = as_out_dim(out_o);
+        if (out_dim > sweep_grid::kMaxOut) throw py::value_error("out_dim: the exact sweep grid takes at most 3 outputs");
+        if (group < 1) throw py::value_error("group: expected >= 1 networks per launch");
+        f64c theta = as_f64(theta_o, "theta");
+        const int64_t H = check_theta(theta, out_dim);
+        const ProblemArgs prob =
+            parse_problem_spec(make_layout({1, H, out_dim}), spec, kNeedSupport | kNeedTargetPieces | kNeedDensity1D);
+        const ProblemSpec& p = prob.spec;
+        std::vector<double> G(static_cast<size_t>(p.target_pieces.m + p.density.m + 4));
+        const int64_t ng = sweep_grid::fixed_grid(p.lo, p.hi, p.target_pieces, p.density, G.data());
+        sweep_grid::ExactArgs ex;
+        if (!sweep_grid::exact_args(p.lo, p.hi, p.target_pieces, p.density, G.data(), ng, &ex))
+          throw py::value_error("spec: the target's and density's degrees need more than 32 Gauss-Legendre points");
+        const int64_t K = theta.shape(0), P = theta.shape(1);
+        py::array_t<double> risk(K);
+        py::array_t<double> grad({K, P});
+        exact_sweep_grid_host(theta.data(), K, H, out_dim, ex, group, risk.mutable_data(), grad.mutable_data());
+        return py::make_tuple(risk, grad);
+      },
+      py::arg("theta"), py::arg("out_dim"), py::kw_only(), py::arg("spec"), py::arg("group") = 1 << 30,
+      "Test only: the CUDA exact sweep's grid (cuda/src/sweep_points.cu) run sequentially on the host "
+      "(reluflow/sweep_grid.h), networks launched in groups of `group`. Arguments and results as "
+      "shallow1d_exact.");
+
+  m.def(
+      "_harness_point_sweep",
+      [](py::object theta_o, py::object out_o, py::object x_o, py::object w_o, py::object y_o, int64_t group) {
+        const PointsArgs a(theta_o, out_o, x_o, w_o, y_o);
+        if (a.out > sweep_grid::kMaxOut) throw py::value_error("out_dim: the point sweep grid takes at most 3 outputs");
+        if (group < 1) throw py::value_error("group: expected >= 1 networks per launch");
+        py::array_t<double> risk(a.K);
+        py::array_t<double> grad({a.K, a.P});
+        point_sweep_grid_host(a.theta.data(), a.K, a.H, a.out, a.N, a.x.data(), a.w.data(), a.y.data(), group,
+                              risk.mutable_data(), grad.mutable_data());
+        return py::make_tuple(risk, grad);
+      },
+      py::arg("theta"), py::arg("out_dim"), py::arg("x"), py::arg("w"), py::arg("y"), py::arg("group") = 1 << 30,
+      "Test only: the CUDA point sweep's grid (cuda/src/sweep_points.cu) run sequentially on the host "
+      "(reluflow/sweep_grid.h), networks launched in groups of `group`. Arguments and results as "
+      "shallow1d_points.");
 }
 
 }  // namespace reluflow

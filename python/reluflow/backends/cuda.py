@@ -10,8 +10,11 @@ What runs where, per route of the plan (``reluflow.plan``):
   to the device; then the CUDA kernel runs over nodes x networks.
 * ``partition`` (exact 1-D quadrature of any depth): each network's kink partition in Python
   (``reference.partition_loop``), its nodes through the CUDA kernel.
-* ``exact_sweep`` / ``point_sweep``: never reach this module (``backends.get`` sends them to the cpu
-  backend, the only one that has them).
+* ``point_sweep`` (shallow 1-D nets, out <= 3): nodes and target values made on the host as for ``dense``,
+  then the sweep on the device (``_cuda.point_sweep``: CUB radix sorts of the nodes and the kinks,
+  fixed-order double-double scans, binary searches; cuda/src/sweep_points.cu), float64.
+* ``exact_sweep``: never reaches this module (``backends.get`` sends it to the cpu backend, the only one
+  that has it).
 
 float32 theta is computed in float32 and accumulated in float64 (see reluflow/risk_grad_grid.h);
 results are float64 and bitwise reproducible (no atomics), independent of the batch.
@@ -29,7 +32,7 @@ from ..registry import cuda_extension, cupy_module
 from ..spec import ProblemSpec
 from . import cpu, reference
 
-__all__ = ["risk_and_grad", "realization", "evaluate", "fixed_nodes", "PATHS", "MAX_KERNEL_TARGET_OUT", "kernel_target",
+__all__ = ["risk_and_grad", "point_sweep", "realization", "evaluate", "fixed_nodes", "PATHS", "MAX_KERNEL_TARGET_OUT", "kernel_target",
            "gd_run", "LOOP_METHODS", "dopri5_run"]
 
 #: ``path`` of :func:`risk_and_grad`: "auto" (shallow when the widths allow it), "shallow" (two-pass kernel
@@ -100,6 +103,42 @@ def risk_and_grad(layout: Layout, theta, x, w, y, want_grad: bool = True, path: 
     return risk, grad
 
 
+def point_sweep(layout: Layout, theta, x, w, y, want_grad: bool = True):
+    """Weighted risk ``sum_j w_j |N(x_j) - y_j|^2`` (K,) and its generalized gradient (K, P) of shallow 1-D
+    nets ``[1, H, out]`` (out <= 3) by the point sweep on the GPU: O(N + H) per network.
+
+    Parameters
+    ----------
+    theta : (K, P), computed in float64 (float32 is widened, as on the cpu backend's sweep); x : (N,) or
+        (N, 1) finite nodes; w : (N,); y : (N, out) (or (N,) when out = 1). CuPy arrays (numpy arrays are
+        copied to the device).
+
+    Returns
+    -------
+    risk (K,), grad (K, P) (None unless ``want_grad``): float64 CuPy arrays, on the current stream.
+    """
+    ext, cp = _modules()
+    widths = list(layout.widths)
+    if len(widths) != 3 or widths[0] != 1 or widths[2] > 3:
+        raise ValueError(f"layout: the cuda point sweep needs a shallow 1-D net [1, H, out] with out <= 3, got "
+                         f"widths {widths}")
+    theta = cp.ascontiguousarray(cp.asarray(theta, dtype=cp.float64))
+    if theta.ndim != 2 or theta.shape[1] != layout.num_params:
+        raise ValueError(f"theta: expected shape (K, {layout.num_params}), got {theta.shape}")
+    x = cp.asarray(x)
+    N = x.shape[0] if x.ndim >= 1 else -1
+    x = _device_f64(cp, x, "x", (N, 1)).reshape(N)
+    if not bool(cp.isfinite(x).all()):
+        raise ValueError("x: expected finite nodes (NaN or inf found)")
+    w = _device_f64(cp, w, "w", (N,))
+    y = _device_f64(cp, y, "y", (N, widths[2]))
+    K = theta.shape[0]
+    risk = cp.empty(K, dtype=cp.float64)
+    grad = cp.empty((K, layout.num_params), dtype=cp.float64) if want_grad else None
+    ext.point_sweep(widths, theta, x, w, y, risk=risk, grad=grad, stream=cp.cuda.get_current_stream().ptr)
+    return risk, grad
+
+
 def kernel_target(spec: ProblemSpec) -> bool:
     """Whether the kernel evaluates the target of ``spec`` itself: affine, piecewise polynomial or a
     shallow Teacher, with at most ``MAX_KERNEL_TARGET_OUT`` outputs."""
@@ -136,6 +175,10 @@ def evaluate(plan, spec: ProblemSpec, theta, step: int, want_grad: bool, xp=None
 
     if plan.route == "partition":
         return reference.partition_loop(spec, theta, plan.estimator, want_grad, kernel, cp)
+    if plan.route == "point_sweep":
+        nodes = cpu.fixed_nodes(plan, spec, step)
+        return point_sweep(spec.layout, theta, cp.asarray(nodes.x), cp.asarray(nodes.w), cp.asarray(nodes.y),
+                           want_grad)
     if plan.route not in ("dense", "tensor_grid"):
         raise ValueError(f"plan: route {plan.route!r} does not run on the cuda backend (backends.get sends "
                          f"it to the cpu backend)")
