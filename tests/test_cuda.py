@@ -691,3 +691,49 @@ def test_point_sweep_on_device_equals_host_harness_bitwise_and_cpu(H, N, out):
     assert scaled_err(r, r0) <= 1e-12 and scaled_err(g, g0) <= 1e-12
     r1, g1 = device(theta[2:3])
     assert np.array_equal(r1, r[2:3]) and np.array_equal(g1, g[2:3])
+
+
+def test_exact_sweep_arguments_checked_before_any_device_call():
+    from test_cuda_sweep_harness import exact_case
+
+    prob, _ = exact_case(0, 1, 5, 2, 1, 0)
+    spec = prob.spec.native()
+    a = sweep_args([1, 5, 2], 0, 10)
+    cuda.exact_sweep([1, 5, 2], a["theta"], risk=a["risk"], grad=a["grad"], spec=spec)   # K = 0: no device call
+    with pytest.raises(ValueError, match="widths: the exact sweep needs"):
+        cuda.exact_sweep([1, 5, 4], a["theta"], risk=a["risk"], grad=a["grad"], spec=spec)
+    with pytest.raises(ValueError, match=r"theta: expected shape \(K, P\)"):
+        cuda.exact_sweep([1, 5, 2], FakeDeviceArray((0, 21)), risk=a["risk"], grad=a["grad"], spec=spec)
+    with pytest.raises(ValueError, match="risk: the output array is read-only"):
+        cuda.exact_sweep([1, 5, 2], a["theta"], risk=FakeDeviceArray((0,), readonly=True), grad=a["grad"], spec=spec)
+
+
+EXACT_SHAPES = [(1, 12, 1, 0), (2, 40, 2, 1), (3, 9, 0, 2), (1, 1500, 3, 2), (1, 1, 1, 1), (1, 20000, 1, 0)]
+
+
+@needs_cupy_gpu
+@pytest.mark.parametrize("out,H,tdeg,ddeg", EXACT_SHAPES, ids=[f"out{o}-H{h}-t{t}-d{d}" for o, h, t, d in EXACT_SHAPES])
+def test_exact_sweep_on_device_equals_host_harness_bitwise_and_cpu(out, H, tdeg, ddeg):
+    """Bitwise the harness (a mismatch: the segmented sort's order, the merge's ranks, or FMA in the
+    Gauss–Legendre moments); the cpu sweep to 1e-12; every entry written; batch independent."""
+    import cupy as cp
+    from test_cuda_sweep_harness import exact_case, scaled_err
+
+    prob, theta = exact_case(H + out, 4, H, out, tdeg, ddeg)
+    spec = prob.spec.native()
+
+    def device(th):
+        risk, grad = cp.full(th.shape[0], np.nan), cp.full(th.shape, np.nan)
+        cuda.exact_sweep([1, H, out], cp.asarray(th), risk=risk, grad=grad, spec=spec,
+                         stream=cp.cuda.get_current_stream().ptr)
+        cp.cuda.get_current_stream().synchronize()
+        return risk.get(), grad.get()
+
+    r, g = device(theta)
+    rh, gh = core._harness_exact_sweep(theta, out, spec=spec)
+    np.testing.assert_array_equal(r, rh)
+    np.testing.assert_array_equal(g, gh)
+    r0, g0 = core.shallow1d_exact(theta, out, spec=spec)
+    assert scaled_err(r, r0) <= 1e-12 and scaled_err(g, g0) <= 1e-12
+    r1, g1 = device(theta[1:2])
+    assert np.array_equal(r1, r[1:2]) and np.array_equal(g1, g[1:2])

@@ -182,6 +182,16 @@ class HarnessExtension:
         if grad is not None:
             grad[...] = g
 
+    @classmethod
+    def exact_sweep(cls, widths, theta, *, risk, grad, spec, stream):
+        """_cuda.exact_sweep's contract, by the host run of its grid (_core._harness_exact_sweep)."""
+        cls.sweeps += 1
+        assert theta.dtype == np.float64 and theta.flags.c_contiguous and widths[2] <= 3
+        r, g = core._harness_exact_sweep(theta, widths[2], spec=spec)
+        risk[...] = r
+        if grad is not None:
+            grad[...] = g
+
 
 class NumpyAsCupy(types.SimpleNamespace):
     """numpy under CuPy's name, with a current stream: enough of CuPy for backends/cuda.py."""
@@ -205,8 +215,8 @@ HAT = rf.targets.PiecewiseLinear([0.0, 0.5, 1.0], [0.0, 1.0, 0.0])
                                        rf.Points(np.linspace(0.0, 1.0, 77)[:, None])], ids=repr)
 @pytest.mark.parametrize("widths", [[1, 12, 1], [2, 9, 2], [1, 5, 4, 1]])
 def test_cuda_backend_evaluates_every_route_like_cpu(host_cuda, widths, estimator):
-    """Every plan of the cuda backend (dense, tensor_grid, the partition loop) gives the cpu backend's
-    values; the exact sweeps stay on the cpu backend."""
+    """Every plan of the cuda backend (dense, tensor_grid, the partition loop, the exact sweep) gives the
+    cpu backend's values."""
     if isinstance(estimator, rf.Points) and widths[0] != 1:
         estimator = rf.Points(np.random.default_rng(0).uniform(size=(77, widths[0])))
     target = HAT if widths[0] == 1 else rf.targets.Affine(np.ones((widths[-1], widths[0])), np.zeros(widths[-1]))
@@ -215,11 +225,12 @@ def test_cuda_backend_evaluates_every_route_like_cpu(host_cuda, widths, estimato
     p = make_plan(prob.spec, estimator, "cuda", theta.dtype)
     assert backend_for(p) is cuda_backend
     assert p.native == (p.route != "partition") and "CUDA" in p.explain()
-    before, in_kernel = host_cuda.calls, host_cuda.kernel_targets
+    before, in_kernel, sweeps = host_cuda.calls, host_cuda.kernel_targets, host_cuda.sweeps
     r, g = backend_for(p).evaluate(p, prob.spec, theta, 2, True)
-    assert host_cuda.calls > before
+    assert host_cuda.calls + host_cuda.sweeps > before + sweeps
+    assert (host_cuda.sweeps > sweeps) == (p.route == "exact_sweep")
     # native targets in the kernel on the dense routes; the partition path gives its y
-    assert (host_cuda.kernel_targets > in_kernel) == (p.route != "partition")
+    assert (host_cuda.kernel_targets > in_kernel) == (p.route in ("dense", "tensor_grid"))
     r0, g0 = cpu_backend.evaluate(make_plan(prob.spec, estimator, "cpu", theta.dtype, "dense"), prob.spec, theta, 2,
                                   True)
     assert rel(r, r0) <= 1e-12 and rel(g, g0) <= 1e-12

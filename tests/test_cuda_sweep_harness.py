@@ -230,3 +230,24 @@ def test_exact_sweep_grid_non_finite_network_and_bad_arguments():
         core._harness_exact_sweep(theta, 1, spec=prob.spec.native(), group=0)
     with pytest.raises(ValueError, match="out_dim"):
         core._harness_exact_sweep(np.zeros((1, 4 * 6 + 4)), 4, spec=prob.spec.native())
+
+
+@pytest.mark.parametrize("out", [1, 2, 4])
+def test_cuda_backend_exact_sweep_route_like_cpu(host_cuda, out):
+    """Quadrature() on the cuda backend plans the device's exact sweep for out <= 3 (the cpu sweep for
+    more outputs with method='sweep'; the partition path by default there) and gives the cpu values."""
+    prob, theta = exact_case(11 + out, 3, 30, out, 2, 1)
+    theta32 = theta.astype(np.float32)
+    auto = make_plan(prob.spec, rf.Quadrature(), "cuda", theta.dtype)
+    assert auto.route == ("exact_sweep" if out <= 3 else "partition")
+    p = make_plan(prob.spec, rf.Quadrature(method="sweep"), "cuda", theta.dtype)
+    assert p.route == "exact_sweep" and backend_for(p) is cuda_backend
+    sweeps = host_cuda.sweeps
+    r, g = backend_for(p).evaluate(p, prob.spec, theta, 0, True)
+    assert host_cuda.sweeps == sweeps + (out <= 3)
+    r0, g0 = cpu_backend.evaluate(make_plan(prob.spec, rf.Quadrature(), "cpu", theta.dtype), prob.spec, theta, 0, True)
+    assert scaled_err(r, r0) <= 1e-12 and scaled_err(g, g0) <= 1e-12
+    r32, none = backend_for(p).evaluate(p, prob.spec, theta32, 0, False)   # float32 theta: widened
+    assert none is None and scaled_err(r32, cpu_backend.evaluate(p, prob.spec, theta32, 0, False)[0]) <= 1e-12
+    if out <= 3:
+        assert "CUDA" in auto.explain()

@@ -13,7 +13,7 @@ Routes
                  kinks, O(N + H) per network after one sort (cpu; cuda for out <= 3: radix sorts and
                  scans, ``reluflow/sweep_grid.h``);
 ``exact_sweep``  exact 1-D quadrature of a shallow net by one sweep over its sorted kinks, O(H log H)
-                 (cpu; piecewise-polynomial target and density);
+                 (cpu; cuda for out <= 3; piecewise-polynomial target and density);
 ``partition``    exact 1-D quadrature of any depth: Gauss–Legendre on every piece of the network's
                  kink partition (C++ on cpu; per network in Python otherwise);
 ``tensor_grid``  d = 2..4: composite tensor Gauss–Legendre, the same nodes for every network.
@@ -112,6 +112,10 @@ def point_sweep_cheaper(N: int, H: int) -> bool:
     return sweep < dense
 
 
+#: most Gauss–Legendre points per piece of the CUDA exact sweep (sweep_grid::kMaxExactOrder)
+EXACT_SWEEP_MAX_ORDER_CUDA = 32
+
+
 def point_sweep_cheaper_gpu(N: int, H: int) -> bool:
     """Cost model of the CUDA point sweep against the CUDA dense kernel (seconds, an H100).
 
@@ -171,9 +175,11 @@ def _quadrature_route(spec: ProblemSpec, estimator: Quadrature, backend: str, wh
                              "not importable here; use method='partition'")
         why.append("Quadrature(method='sweep'): exact O(H log H) sweep over the sorted kinks (C++)")
         return "exact_sweep"
-    if backend != "cpu":
+    device_sweep = backend == "cuda" and spec.out_dim <= 3 and spec.exact_order() <= EXACT_SWEEP_MAX_ORDER_CUDA
+    if backend != "cpu" and not (device_sweep and unsupported is None):
         why.append(f"the {backend} backend keeps the reference: Gauss–Legendre on each network's kink "
-                   f"partition")
+                   f"partition" + (" (the device sweep takes shallow 1-D nets with out <= 3 and piecewise-"
+                                   "polynomial target and density)" if backend == "cuda" else ""))
         return "partition"
     if unsupported is not None:
         why.append(f"partition path: {unsupported}")
@@ -183,7 +189,8 @@ def _quadrature_route(spec: ProblemSpec, estimator: Quadrature, backend: str, wh
                    f"partition path reproduces that inexact rule")
         return "partition"
     why.append("exact O(H log H) sweep over the sorted kinks: shallow 1-D net, piecewise-polynomial "
-               "target and density")
+               "target and density" + (" (on the device, CUDA: a segmented radix sort of the kinks, "
+                                       "fixed-order double-double scans over the pieces)" if backend == "cuda" else ""))
     return "exact_sweep"
 
 
@@ -272,8 +279,8 @@ def plan(spec: ProblemSpec, estimator: Estimator, backend: str, dtype=np.float64
                                                "a shallow teacher evaluated in the kernel (net.h), other "
                                                "targets' values made on the host and copied"))
     elif backend == "cuda" and route == "point_sweep":
-        why.append("the point sweep on the device (CUB radix sorts of the nodes and the kinks, fixed-order "
-                   "double-double scans); nodes and target values made on the host and copied")
+        why.append("the point sweep on the device (CUDA: CUB radix sorts of the nodes and the kinks, "
+                   "fixed-order double-double scans); nodes and target values made on the host and copied")
     elif backend == "cuda" and route == "partition":
         why.append("each network's kink partition in Python, its nodes through the fused CUDA kernel")
     loop = "C++" if backend == "cpu" and source is not None else "Python"

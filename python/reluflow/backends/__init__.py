@@ -19,12 +19,12 @@ __all__ = ["BackendInfo", "backends", "resolve", "BACKEND_NAMES", "get"]
 def get(plan):
     """The backend module that evaluates ``plan``: the C++ one for the cpu backend and for the routes
     only C++ has (``Quadrature(method="sweep")`` asked on another backend), the CUDA one for the cuda
-    backend (its point sweep too), else the reference (with ``xp`` theta's array-API namespace: numpy, CuPy,
+    backend (its sweeps too), else the reference (with ``xp`` theta's array-API namespace: numpy, CuPy,
     array-api-strict, ...)."""
     if plan.route == "gaussian_closed_form":
         return reference                     # numpy closed form on every backend (results in theta's namespace)
-    if plan.backend == "cpu" or plan.route == "exact_sweep":
+    if plan.backend == "cpu":
         return cpu
-    if plan.route == "point_sweep":          # the cpu's, and the cuda backend's own
+    if plan.route in ("exact_sweep", "point_sweep"):   # the cpu's, and the cuda backend's own
         return cuda if plan.backend == "cuda" else cpu
     return cuda if plan.backend == "cuda" else reference

@@ -13,8 +13,9 @@ What runs where, per route of the plan (``reluflow.plan``):
 * ``point_sweep`` (shallow 1-D nets, out <= 3): nodes and target values made on the host as for ``dense``,
   then the sweep on the device (``_cuda.point_sweep``: CUB radix sorts of the nodes and the kinks,
   fixed-order double-double scans, binary searches; cuda/src/sweep_points.cu), float64.
-* ``exact_sweep``: never reaches this module (``backends.get`` sends it to the cpu backend, the only one
-  that has it).
+* ``exact_sweep`` (shallow 1-D nets, piecewise-polynomial target and density): ``_cuda.exact_sweep`` for
+  out <= 3 (a segmented radix sort of the kinks, the pieces between kinks and breaks integrated by
+  Gauss–Legendre, fixed-order double-double scans), the cpu sweep for more outputs (``method="sweep"``).
 
 float32 theta is computed in float32 and accumulated in float64 (see reluflow/risk_grad_grid.h);
 results are float64 and bitwise reproducible (no atomics), independent of the batch.
@@ -32,7 +33,7 @@ from ..registry import cuda_extension, cupy_module
 from ..spec import ProblemSpec
 from . import cpu, reference
 
-__all__ = ["risk_and_grad", "point_sweep", "realization", "evaluate", "fixed_nodes", "PATHS", "MAX_KERNEL_TARGET_OUT", "kernel_target",
+__all__ = ["risk_and_grad", "point_sweep", "exact_sweep", "realization", "evaluate", "fixed_nodes", "PATHS", "MAX_KERNEL_TARGET_OUT", "kernel_target",
            "gd_run", "LOOP_METHODS", "dopri5_run"]
 
 #: ``path`` of :func:`risk_and_grad`: "auto" (shallow when the widths allow it), "shallow" (two-pass kernel
@@ -139,6 +140,27 @@ def point_sweep(layout: Layout, theta, x, w, y, want_grad: bool = True):
     return risk, grad
 
 
+def exact_sweep(spec: ProblemSpec, theta, want_grad: bool = True):
+    """Exact quadrature risk (K,) and generalized gradient (K, P) of shallow 1-D nets on the GPU, by the
+    sweep over the sorted kinks (float64 whatever theta's dtype): ``_cuda.exact_sweep`` for out <= 3, the
+    cpu sweep (copied to the device) for more outputs. ValueError unless the problem has a piecewise-
+    polynomial target and density. Float64 CuPy arrays; grad None unless ``want_grad``."""
+    why = spec.exact_sweep_unsupported()
+    if why is not None:
+        raise ValueError(f"problem: {why}")
+    ext, cp = _modules()
+    theta = cp.ascontiguousarray(cp.asarray(theta, dtype=cp.float64)).reshape(-1, spec.num_params)
+    if spec.out_dim > 3:
+        risk, grad = cpu.shallow1d_exact(spec, theta)
+        return cp.asarray(risk), (cp.asarray(grad) if want_grad else None)
+    K = theta.shape[0]
+    risk = cp.empty(K, dtype=cp.float64)
+    grad = cp.empty((K, spec.num_params), dtype=cp.float64) if want_grad else None
+    ext.exact_sweep(list(spec.widths), theta, risk=risk, grad=grad, spec=spec.native(),
+                    stream=cp.cuda.get_current_stream().ptr)
+    return risk, grad
+
+
 def kernel_target(spec: ProblemSpec) -> bool:
     """Whether the kernel evaluates the target of ``spec`` itself: affine, piecewise polynomial or a
     shallow Teacher, with at most ``MAX_KERNEL_TARGET_OUT`` outputs."""
@@ -175,6 +197,8 @@ def evaluate(plan, spec: ProblemSpec, theta, step: int, want_grad: bool, xp=None
 
     if plan.route == "partition":
         return reference.partition_loop(spec, theta, plan.estimator, want_grad, kernel, cp)
+    if plan.route == "exact_sweep":
+        return exact_sweep(spec, theta, want_grad)
     if plan.route == "point_sweep":
         nodes = cpu.fixed_nodes(plan, spec, step)
         return point_sweep(spec.layout, theta, cp.asarray(nodes.x), cp.asarray(nodes.w), cp.asarray(nodes.y),
