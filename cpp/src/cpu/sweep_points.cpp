@@ -327,6 +327,8 @@ struct PointSweep {
     const double* bv = th + H;
     const double* V = th + sweep1d::off_V(H);
     const int64_t ov = sweep1d::off_V(H);
+    const Split sp = split;
+    const bool two = sp.at != std::numeric_limits<int64_t>::max();
     if (OUT == 1) {
       double* __restrict gw = g;
       double* __restrict gb = g + H;
@@ -335,7 +337,14 @@ struct PointSweep {
         const double w = wv[i], b = bv[i], v = V[i];
         const int64_t j = bd[i] * S;
         const bool neg = w < 0.0;
-        const double p0 = P0x[j], p1 = P1x[j], q0 = Q0x[j], q1 = Q1x[j];  // unconditional: gathers
+        double p0 = P0x[j], p1 = P1x[j], q0 = Q0x[j], q1 = Q1x[j];  // unconditional: gathers
+        if (two) {  // the other block's totals (branch-free selects)
+          const bool second = bd[i] >= sp.at;
+          p0 += second ? sp.p0 : 0.0;
+          p1 += second ? sp.p1 : 0.0;
+          q0 += second ? 0.0 : sp.q0;
+          q1 += second ? 0.0 : sp.q1;
+        }
         const double s0 = neg ? p0 : q0;
         const double s1 = neg ? p1 : q1;
         const double z0 = w * c0 + b;
@@ -362,7 +371,7 @@ struct PointSweep {
     }
     if (ii0 > 0) return;
     double* gc = g + sweep1d::off_c(H, out);
-    for (int o = 0; o < out; ++o) gc[o] = 2.0 * P0x[N * S + o];
+    for (int o = 0; o < out; ++o) gc[o] = 2.0 * (two ? P0x[N * S + o] + sp.p0 : P0x[N * S + o]);
   }
 
   // One network (any out): returns its risk, writes g (P,).
@@ -384,17 +393,45 @@ struct PointSweep {
     bound.resize(static_cast<size_t>(H));
     boundaries(th, H, out, N, xs, c0, loc, A, B, dA.data(), dB.data(), out, bound.data());
     const Moments m = moments(N * out, n1, OUT == 1, out);
-    const double risk = node_passes(out, N, xs, ws, ys, c0, A, B, m);
+    split = Split{};
+    double risk;
+    if (two_blocks(H, N)) {
+      const BlockSums b0 = block_pass(0, N, xs, ws, ys, c0, A[0], B[0], m);
+      risk = join_blocks(N, b0, block_pass(1, N, xs, ws, ys, c0, A[0], B[0], m));
+    } else {
+      risk = node_passes(out, N, xs, ws, ys, c0, A, B, m);
+    }
     reset_changes(bound.data(), H, out, out, 0);
     gradients(th, H, out, N, c0, m.p0, m.p1, m.q0, m.q1, m.stride, bound.data(), g);
     return risk;
   }
 
   // Phase 2 of one network (run): forward: residuals, risk, prefix moments; backward: suffix moments,
-  // from the state (A, B) at node 0 and the changes in dA, dB. The running sums live in locals
-  // (registers for OUT = 1) so that a step does not wait on the store of the previous one.
+  // from the state (A, B) at node 0 and the changes in dA, dB (node_block per output, one block).
   double node_passes(int out, int64_t N, const double* xs, const double* ws, const double* ys, double c0,
                      const double* A, const double* B, const Moments& m) {
+    double risk = 0.0;
+    for (int o = 0; o < out; ++o) {
+      const BlockSums t = node_block(out, o, 0, N, xs, ws, ys, c0, A[o], B[o], m, risk);
+      risk = t.risk;
+      m.p0[N * m.stride + o] = t.s0;
+      m.p1[N * m.stride + o] = t.s1;
+      m.q0[N * m.stride + o] = 0.0;
+      m.q1[N * m.stride + o] = 0.0;
+    }
+    return risk;
+  }
+
+  struct BlockSums {
+    double risk, s0, s1;  // the risk continued from risk_in; sum u_j, sum u_j (x_j - c0) over the block
+  };
+
+  // Output o over the nodes [j0, j1) from the state (a, bb) at j0: residuals u, prefix moments p (from 0
+  // at j0) and suffix moments q (from 0 at j1) local to the block; p[j1], q[j1] are not written. The
+  // running sums live in locals (registers) so that a step does not wait on the store of the previous
+  // one.
+  BlockSums node_block(int out, int o, int64_t j0, int64_t j1, const double* xs, const double* ws, const double* ys,
+                       double c0, double a, double bb, const Moments& m, double risk) {
     const int64_t ms = m.stride;
     double* __restrict up = m.u;
     double* __restrict p0 = m.p0;
@@ -403,37 +440,75 @@ struct PointSweep {
     double* __restrict q1 = m.q1;
     const double* __restrict dAp = dA.data();
     const double* __restrict dBp = dB.data();
-    double risk = 0.0;
-    for (int o = 0; o < out; ++o) {
-      double a = A[o], bb = B[o], s0 = 0.0, s1 = 0.0;
-      for (int64_t j = 0; j < N; ++j) {
-        const double dx = xs[j] - c0;
-        a += dAp[j * out + o];
-        bb += dBp[j * out + o];
-        const double r = (a * dx + bb) - ys[j * out + o];
-        const double uj = ws[j] * r;
-        up[j * out + o] = uj;
-        risk += uj * r;
-        p0[j * ms + o] = s0;
-        p1[j * ms + o] = s1;
-        s0 += uj;
-        s1 += uj * dx;
-      }
-      p0[N * ms + o] = s0;
-      p1[N * ms + o] = s1;
-      s0 = 0.0;
-      s1 = 0.0;
-      q0[N * ms + o] = 0.0;
-      q1[N * ms + o] = 0.0;
-      for (int64_t j = N - 1; j >= 0; --j) {
-        const double uj = up[j * out + o];
-        s0 += uj;
-        s1 += uj * (xs[j] - c0);
-        q0[j * ms + o] = s0;
-        q1[j * ms + o] = s1;
-      }
+    double s0 = 0.0, s1 = 0.0;
+    for (int64_t j = j0; j < j1; ++j) {
+      const double dx = xs[j] - c0;
+      a += dAp[j * out + o];
+      bb += dBp[j * out + o];
+      const double r = (a * dx + bb) - ys[j * out + o];
+      const double uj = ws[j] * r;
+      up[j * out + o] = uj;
+      risk += uj * r;
+      p0[j * ms + o] = s0;
+      p1[j * ms + o] = s1;
+      s0 += uj;
+      s1 += uj * dx;
     }
-    return risk;
+    const BlockSums sums{risk, s0, s1};
+    s0 = 0.0;
+    s1 = 0.0;
+    for (int64_t j = j1 - 1; j >= j0; --j) {
+      const double uj = up[j * out + o];
+      s0 += uj;
+      s1 += uj * (xs[j] - c0);
+      q0[j * ms + o] = s0;
+      q1[j * ms + o] = s1;
+    }
+    return sums;
+  }
+
+  // Two node blocks (out = 1, large H and N: a function of N and H only, so every path of a network
+  // takes it or none does): [0, N1) and [N1, N) with their own prefix / suffix sums, joined at the
+  // gathers of the gradient (Split: the offsets), so that a team runs them side by side. The state at
+  // N1 is the same sum of changes as the first block's walk (bitwise).
+  static constexpr int64_t kTwoBlocksFrom = 32768;
+  static bool two_blocks(int64_t H, int64_t N) { return OUT == 1 && H >= kSortKinksFrom && N >= kTwoBlocksFrom; }
+  struct Split {
+    int64_t at = std::numeric_limits<int64_t>::max();  // N1; max: one block (no offsets)
+    double p0 = 0.0, p1 = 0.0, q0 = 0.0, q1 = 0.0;     // added to p at j >= at, to q at j < at
+  };
+  Split split{};
+
+  // The state (a, bb) at node N1 from the one at node 0: the first block's sums of changes.
+  void state_at(int64_t N1, double* a, double* bb) const {
+    for (int64_t j = 0; j < N1; ++j) {
+      *a += dA[j];
+      *bb += dB[j];
+    }
+  }
+
+  // Block b (0 or 1) of the two-block passes; block 1 also writes the moments at N (its totals: p there
+  // is completed by the offset) and the sums of both make the Split (join_blocks).
+  BlockSums block_pass(int b, int64_t N, const double* xs, const double* ws, const double* ys, double c0, double A,
+                       double B, const Moments& m) {
+    const int64_t N1 = N / 2;
+    if (b == 0) return node_block(1, 0, 0, N1, xs, ws, ys, c0, A, B, m, 0.0);
+    state_at(N1, &A, &B);
+    const BlockSums t = node_block(1, 0, N1, N, xs, ws, ys, c0, A, B, m, 0.0);
+    m.p0[N * m.stride] = t.s0;
+    m.p1[N * m.stride] = t.s1;
+    m.q0[N * m.stride] = 0.0;
+    m.q1[N * m.stride] = 0.0;
+    return t;
+  }
+
+  double join_blocks(int64_t N, const BlockSums& first, const BlockSums& second) {
+    split.at = N / 2;
+    split.p0 = first.s0;
+    split.p1 = first.s1;
+    split.q0 = second.s0;
+    split.q1 = second.s1;
+    return first.risk + second.risk;
   }
 
   // One network (out = 1, large H) by the team of the enclosing parallel region, every member calling
@@ -457,10 +532,19 @@ struct PointSweep {
 #pragma omp barrier
 #pragma omp single
     {
-      double A = 0.0, B = 0.0;
-      accumulate(th, H, 1, N, c0, &A, &B, dA.data(), dB.data(), 1, bound.data());
+      team_A = 0.0;
+      team_B = 0.0;
+      accumulate(th, H, 1, N, c0, &team_A, &team_B, dA.data(), dB.data(), 1, bound.data());
       team_m = moments(N, static_cast<size_t>(N + 1), true, 1);
-      *risk = node_passes(1, N, xs, ws, ys, c0, &A, &B, team_m);
+      split = Split{};
+      if (!two_blocks(H, N)) *risk = node_passes(1, N, xs, ws, ys, c0, &team_A, &team_B, team_m);
+    }
+    if (two_blocks(H, N)) {  // the two blocks side by side (members 0 and 1; one member: both in turn)
+      if (t < 2) team_sums[t] = block_pass(t, N, xs, ws, ys, c0, team_A, team_B, team_m);
+      if (T == 1) team_sums[1] = block_pass(1, N, xs, ws, ys, c0, team_A, team_B, team_m);
+#pragma omp barrier
+#pragma omp single
+      *risk = join_blocks(N, team_sums[0], team_sums[1]);
     }
     gradients(th, H, 1, N, c0, team_m.p0, team_m.p1, team_m.q0, team_m.q1, team_m.stride, bound.data(), g, ii0,
               ii1);
@@ -469,6 +553,8 @@ struct PointSweep {
     reset_changes(bound.data(), H, 1, 1, 0);
   }
   Moments team_m{};  // run_team's moments, shared by the team
+  double team_A = 0.0, team_B = 0.0;  // its state at node 0
+  BlockSums team_sums[2]{};           // its two node blocks' sums
 
   // kLanes networks at once (OUT = 1): the same operations in the same order per network as run(),
   // so the same results bitwise, with the node passes vectorized across the networks (lane l of
@@ -478,6 +564,7 @@ struct PointSweep {
     constexpr int L = kLanes;
     const size_t n1 = static_cast<size_t>((N + 1) * L);
     zero_changes(n1);
+    split = Split{};  // small H: one block
     bound.resize(static_cast<size_t>(H * L));
     alignas(64) double a[L], bb[L], rk[L];
     for (int l = 0; l < L; ++l)
