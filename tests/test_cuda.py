@@ -281,6 +281,31 @@ def test_gd_loop_on_device_equals_host_emulation_and_cpu(widths, kind, dtype, mo
 
 
 @needs_cupy_gpu
+@pytest.mark.parametrize("fn", ["array-api", "numpy-only"])
+def test_sgd_with_a_function_target_on_device_like_cpu(fn, monkeypatch):
+    """SGD with a Function target: the loop on the device, its values by one callback per step on the
+    step's CuPy nodes (an array-generic fn on the device; a numpy-only one on a host copy): equal to the
+    emulation and the cpu loop to 1e-12 (CuPy's sin may differ from numpy's in the last bit)."""
+    import cupy as cp
+
+    if fn == "array-api":
+        f = rf.targets.Function(lambda x: (x[:, :1] * x[:, :1] + 0.5 * x[:, :1]), out_dim=1)
+    else:
+        f = rf.targets.Function(lambda x: np.asarray(x)[:, :1] ** 2 + 0.5 * np.asarray(x)[:, :1], out_dim=1)
+    prob = rf.Problem([1, 12, 1], f, rf.dists.Uniform([-1.0], [1.0]))
+    est = rf.MonteCarlo(256, seed=3, resample=True)
+    theta = prob.init(3, seed=2)
+    assert prob.plan(est, "auto", cp.asarray(theta)).loop == "CUDA"
+    g = rf.gradient_descent(prob, cp.asarray(theta), 0.05, 60, est, record_every=10)
+    assert g.info["loop"] == "CUDA"
+    e = _emulated(monkeypatch, lambda: rf.gradient_descent(prob, theta, 0.05, 60, est, backend="cuda",
+                                                           record_every=10))
+    c = rf.gradient_descent(prob, theta, 0.05, 60, est, backend="cpu", record_every=10)
+    assert rel(g.theta.get(), e.theta) <= 1e-12 and rel(g.theta.get(), c.theta) <= 1e-12
+    assert rel(g.risk, c.risk) <= 1e-12 and g.info["evaluations"] == c.info["evaluations"]
+
+
+@needs_cupy_gpu
 def test_gd_loop_on_device_divergence_frozen_records_like_cpu(monkeypatch):
     import cupy as cp
 

@@ -196,6 +196,8 @@ class HarnessExtension:
 class NumpyAsCupy(types.SimpleNamespace):
     """numpy under CuPy's name, with a current stream: enough of CuPy for backends/cuda.py."""
 
+    asnumpy = staticmethod(np.asarray)
+
     def __getattr__(self, name):
         return getattr(np, name)
 
@@ -524,7 +526,7 @@ class HarnessLoop(HarnessExtension):
     def gd_loop(cls, widths, theta, *, x=None, w=None, y=None, resample=False, seed=0, n=0, spec=None, steps,
                 start_step=0, record_every=1, h=None, h_fn=None, max_abs=1e8, max_growth=1e6, frozen=None,
                 record_theta=False, progress=None, path="auto", stream=0, method="gd", rise_tol=-1.0,
-                normalized=False):
+                normalized=False, target_fn=None):
         assert method in cuda_backend.LOOP_METHODS
         cls.loops += 1
         K, P = theta.shape
@@ -542,8 +544,9 @@ class HarnessLoop(HarnessExtension):
                 if resample:
                     x = core.mc_nodes(seed, start_step + it, n, spec=spec)
                     w = np.full(n, 1.0 / n)
-                kernel_spec = spec if (resample or y is None) else None
-                yy = None if resample else y
+                # the target: in the kernel, or (resampling a Function / deep teacher) the callback per step
+                kernel_spec = spec if ((resample and target_fn is None) or (not resample and y is None)) else None
+                yy = (None if target_fn is None else target_fn(x)) if resample else y
                 risk, grad = harness(widths, theta, x, w, yy, True, path, spec=kernel_spec)
                 if normalized:   # the projection kernel after every dense evaluation
                     grad = core._harness_project(widths, theta, grad)
@@ -714,15 +717,16 @@ def test_device_gd_loop_emulated_resume_and_stop_are_bitwise(host_cuda_loop, mon
 
 
 def test_device_loop_only_where_it_applies(host_cuda_loop):
-    """Plan loop "CUDA" only on the cuda backend's dense route; SGD needs a target the kernel evaluates
-    (a Function target keeps the Python driver); normalized runs take it too
+    """Plan loop "CUDA" only on the cuda backend's dense route, SGD too (a Function target by a callback per
+    step); normalized runs take it too
     (tests/test_cuda_normalized_harness.py)."""
     prob = gd_problem([1, 6, 1])
     assert prob.plan(rf.MonteCarlo(64, seed=1, resample=True), "cuda").loop == "CUDA"
     assert prob.plan(rf.MonteCarlo(64, seed=1, resample=True), "cpu").loop == "C++"
     assert prob.plan(rf.Quadrature(), "cuda").loop == "Python"
     fprob = rf.Problem([1, 6, 1], rf.targets.Function(np.sin, out_dim=1))
-    assert fprob.plan(rf.MonteCarlo(64, seed=1, resample=True), "cuda").loop == "Python"
+    sgd = fprob.plan(rf.MonteCarlo(64, seed=1, resample=True), "cuda")   # the target by a callback per step
+    assert sgd.loop == "CUDA" and "callback per step" in sgd.explain()
     assert fprob.plan(rf.MonteCarlo(64, seed=1, resample=False), "cuda").loop == "CUDA"   # fixed nodes: y made once on the host
     before = host_cuda_loop.loops
     run = rf.gradient_descent(prob, prob.init(2, seed=1), 0.01, 3, rf.MonteCarlo(64, seed=1), backend="cuda",
@@ -730,13 +734,19 @@ def test_device_loop_only_where_it_applies(host_cuda_loop):
     assert host_cuda_loop.loops == before + 1 and run.info["loop"] == "CUDA"
 
 
-@pytest.mark.parametrize("kind", ["function-fixed", "teacher-sgd"])
+@pytest.mark.parametrize("kind", ["function-fixed", "teacher-sgd", "function-sgd", "deep-teacher-sgd"])
 def test_device_gd_loop_emulated_other_targets(host_cuda_loop, kind):
-    """A Function target on fixed nodes (its values made once on the host and given as y) and a shallow
-    Teacher with SGD (evaluated in the kernel) run the device loop and give the cpu loop's run."""
-    if kind == "function-fixed":
-        prob = rf.Problem([1, 8, 1], rf.targets.Function(lambda x: np.sin(3 * x), out_dim=1))
-        est = rf.MonteCarlo(120, seed=4, resample=False)
+    """A Function target on fixed nodes (its values made once on the host and given as y), a shallow
+    Teacher with SGD (evaluated in the kernel), and a Function or a deep Teacher with SGD (their values
+    by the loop's callback on each step's nodes) run the device loop and give the cpu loop's run."""
+    if kind in ("function-fixed", "function-sgd"):
+        prob = rf.Problem([1, 8, 2], rf.targets.Function(lambda x: np.concatenate([np.sin(3 * x), x * x], axis=1),
+                                                         out_dim=2))
+        est = rf.MonteCarlo(120, seed=4, resample=kind == "function-sgd")
+    elif kind == "deep-teacher-sgd":
+        teacher = rf.targets.Teacher([2, 4, 3, 1], np.random.default_rng(1).normal(size=Layout([2, 4, 3, 1]).num_params))
+        prob = rf.Problem([2, 6, 1], teacher)
+        est = rf.MonteCarlo(100, seed=4, resample=True)
     else:
         teacher = rf.targets.Teacher([2, 5, 1], np.random.default_rng(0).normal(size=Layout([2, 5, 1]).num_params))
         prob = rf.Problem([2, 6, 1], teacher)
@@ -748,3 +758,44 @@ def test_device_gd_loop_emulated_other_targets(host_cuda_loop, kind):
     b = rf.gradient_descent(prob, theta, 0.02, 12, est, backend="cpu", record_every=4)
     assert host_cuda_loop.loops == before + 1
     assert_runs_match(a, b)
+
+
+def test_device_target_fn_on_device_arrays_and_host_fallback():
+    """The SGD callback of the device loop: an array-generic fn gets the device array itself; a
+    numpy-only one (the TypeError of CuPy's implicit conversion) is called on a host copy from then on;
+    its first values are checked (shape, finite)."""
+    class DeviceArray(np.ndarray):
+        """A stand-in for a CuPy array: numpy refuses to convert it implicitly."""
+
+    calls = []
+
+    def generic(x):
+        calls.append(type(x))
+        return 2.0 * x[:, :1]
+
+    def numpy_only(x):
+        if isinstance(x, DeviceArray):
+            raise TypeError("Implicit conversion to a NumPy array is not allowed")
+        return np.sin(x[:, 0])
+
+    fake = NumpyAsCupy(asnumpy=lambda a: np.asarray(a).view(np.ndarray))
+    x = np.linspace(-1.0, 1.0, 6).reshape(3, 2).view(DeviceArray)
+    fn = cuda_backend.device_target_fn(fake, rf.Problem([2, 4, 1], rf.targets.Function(generic, out_dim=1)).spec)
+    calls.clear()
+    np.testing.assert_array_equal(fn(x), 2.0 * np.asarray(x)[:, :1])
+    assert calls == [DeviceArray]
+    fn = cuda_backend.device_target_fn(fake, rf.Problem([2, 4, 1], rf.targets.Function(numpy_only, out_dim=1)).spec)
+    np.testing.assert_array_equal(fn(x), np.sin(np.asarray(x)[:, :1]))
+    np.testing.assert_array_equal(fn(x), np.sin(np.asarray(x)[:, :1]))   # the host from then on
+    broken = {"nan": False, "cols": 1}   # (a well-behaved fn while the Function and the Problem are made)
+
+    def changing(x):
+        return np.full((x.shape[0], broken["cols"]), np.nan if broken["nan"] else 1.0)
+
+    spec = rf.Problem([2, 4, 1], rf.targets.Function(changing, out_dim=1)).spec
+    broken["nan"] = True
+    with pytest.raises(ValueError, match="NaN or inf"):
+        cuda_backend.device_target_fn(fake, spec)(x)
+    broken.update(nan=False, cols=3)
+    with pytest.raises(ValueError, match="shape"):
+        cuda_backend.device_target_fn(fake, spec)(x)

@@ -78,6 +78,34 @@ reluflow::cuda::DensePath parse_path(const std::string& path) {
 }
 
 
+// A device loop's per-step target callback: target_fn(x) with x the step's nodes as a CuPy array (n, d)
+// viewing the loop's device buffer (no copy), its result (n, out) (or (n,) for one output) copied into
+// the loop's y buffer on the current stream (the loop's). Runs with the GIL taken; CuPy is imported by
+// the caller (backends/cuda.py) before the loop starts.
+std::function<void(const double*, int64_t, double*)> device_target_fn(const py::object& fn, int64_t d, int64_t out) {
+  return [fn, d, out](const double* x, int64_t n, double* y) {
+    py::gil_scoped_acquire gil;
+    const py::module_ cp = py::module_::import("cupy");
+    const auto view = [&](const double* ptr, std::vector<int64_t> shape) {
+      const py::object mem = cp.attr("cuda").attr("UnownedMemory")(reinterpret_cast<uintptr_t>(ptr),
+                                                                    n * shape.back() * 8, py::none());
+      return cp.attr("ndarray")(py::tuple(py::cast(shape)), cp.attr("float64"),
+                                cp.attr("cuda").attr("MemoryPointer")(mem, 0));
+    };
+    const py::object xv = view(x, {n, d});
+    py::object yv = view(y, {n, out});
+    py::object r = fn(xv);
+    r = cp.attr("asarray")(r, cp.attr("float64"));
+    const py::tuple shape = r.attr("shape");
+    const bool ok = (shape.size() == 2 && shape[0].cast<int64_t>() == n && shape[1].cast<int64_t>() == out) ||
+                    (shape.size() == 1 && out == 1 && shape[0].cast<int64_t>() == n);
+    if (!ok)
+      throw py::value_error("target_fn: expected target values of shape (" + std::to_string(n) + ", " +
+                            std::to_string(out) + "), got " + std::string(py::str(shape)));
+    cp.attr("copyto")(yv, r.attr("reshape")(n, out));
+  };
+}
+
 // The problem of a device loop from its Python arguments: theta's view (float32 / float64, (K, P)),
 // the fixed nodes x, w, y (y None: the target of spec evaluated in the kernel) unless resampling, and
 // the host arrays of spec's target / teacher / input (kept alive in `args` for the run).
@@ -89,7 +117,8 @@ struct LoopProblem {
 };
 
 void loop_problem(LoopProblem& lp, const reluflow::Layout& lay, const py::object& theta, const py::object& x,
-                  const py::object& w, const py::object& y, const py::object& spec, bool resample) {
+                  const py::object& w, const py::object& y, const py::object& spec, bool resample,
+                  bool target_by_callback = false) {
   lp.f32 = py::hasattr(theta, "__cuda_array_interface__") &&
            py::str(theta.attr("__cuda_array_interface__")["typestr"]).cast<std::string>() == "<f4";
   const DeviceView th = device_view(theta, "theta", lp.f32 ? "<f4" : "<f8", true, "float32 or float64");
@@ -102,6 +131,11 @@ void loop_problem(LoopProblem& lp, const reluflow::Layout& lay, const py::object
   lp.prob.K = lp.K;
   lp.prob.f32 = lp.f32;
   lp.prob.theta = reinterpret_cast<const void*>(th.ptr);
+  if (resample && target_by_callback) {  // the input only: the target's values come from the callback
+    if (spec.is_none()) throw py::value_error("spec: required to resample");
+    lp.args = reluflow::parse_problem_spec(lay, spec, reluflow::kNeedInput);
+    return;
+  }
   if (resample || y.is_none()) {
     if (spec.is_none()) throw py::value_error("spec: required to resample or to evaluate the target in the kernel");
     lp.args = reluflow::parse_problem_spec(lay, spec, reluflow::kNeedTarget | reluflow::kNeedTeacherOk |
@@ -336,7 +370,8 @@ PYBIND11_MODULE(_cuda, m) {
          const py::object& y, bool resample, uint64_t seed, int64_t n, const py::object& spec, int64_t steps,
          int64_t start_step, int64_t record_every, const py::object& h, const py::object& h_fn, double max_abs,
          double max_growth, const py::object& frozen, bool record_theta, const py::object& progress,
-         const std::string& path, uintptr_t stream, const std::string& method, double rise_tol, bool normalized) {
+         const std::string& path, uintptr_t stream, const std::string& method, double rise_tol, bool normalized,
+         const py::object& target_fn) {
         namespace rc = reluflow::cuda;
         namespace tb = reluflow::tableaux;
         const reluflow::Layout lay = reluflow::make_layout(widths);
@@ -356,7 +391,7 @@ PYBIND11_MODULE(_cuda, m) {
           throw py::value_error(e.what());
         }
         LoopProblem lp;
-        loop_problem(lp, lay, theta, x, w, y, spec, resample);
+        loop_problem(lp, lay, theta, x, w, y, spec, resample, !target_fn.is_none());
         const bool f32 = lp.f32;
         const int64_t K = lp.K, P = lp.P;
         if (steps < 0) throw py::value_error("steps: expected steps >= 0");
@@ -405,6 +440,10 @@ PYBIND11_MODULE(_cuda, m) {
         s.record_theta = record_theta;
         s.progress = progress_hook<int64_t>(progress);
         s.stream = stream;
+        if (!target_fn.is_none()) {
+          if (!resample) throw py::value_error("target_fn: only with resample=True (fixed nodes take y)");
+          s.target_fn = device_target_fn(target_fn, lay.widths[0], lay.widths[lay.num_layers]);
+        }
         const int64_t T = rc::gd_num_records(steps, record_every);
         py::array_t<double> rr({T, K}), rg({T, K}), ren({T, K}), growth(K);
         py::array_t<uint8_t> active(K), reason(K), rose(K);
@@ -450,7 +489,7 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("h") = py::none(), py::arg("h_fn") = py::none(), py::arg("max_abs") = 1e8, py::arg("max_growth") = 1e6,
       py::arg("frozen") = py::none(), py::arg("record_theta") = false, py::arg("progress") = py::none(),
       py::arg("path") = "auto", py::arg("stream") = 0, py::arg("method") = "gd", py::arg("rise_tol") = -1.0,
-      py::arg("normalized") = false,
+      py::arg("normalized") = false, py::arg("target_fn") = py::none(),
       "Gradient descent / SGD (method='gd') or the fixed-step gradient flow (method 'euler', 'heun', 'rk4';\n"
       "h: (1,) the step dt) of K networks with the whole loop on the GPU (cuda/src/gd_loop.cu), theta\n"
       "(K, P) float32/float64 device array updated in place. Nodes: fixed device arrays x (N, d), w (N,),\n"
@@ -462,7 +501,9 @@ PYBIND11_MODULE(_cuda, m) {
       "evaluations (dense evaluations, stages included), interrupted, steps_done, records, blocks (host\n"
       "synchronizations). rise_tol >= 0: risk_rose flags a risk above the previous step's x (1 + rise_tol).\n"
       "normalized=True: the gradients projected on the hidden neurons' spheres and every update retracted\n"
-      "(theta must start on the manifold).");
+      "(theta must start on the manifold). target_fn (resample only): the target's values by\n"
+      "target_fn(x) -> (n, out) on each step's nodes x, a CuPy array (n, d) viewing the loop's buffer, for\n"
+      "targets the kernels do not evaluate (a Function, a deep teacher); called on the loop's stream.");
   m.def(
       "dopri5_loop",
       [](const std::vector<int64_t>& widths, const py::object& theta, const py::object& x, const py::object& w,

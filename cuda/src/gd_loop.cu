@@ -136,17 +136,20 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
   const int d = lay.widths[0];
 
   // the problem on the device, once: target / teacher arrays, resampling buffers
-  const bool kernel_target = !s.prob.y || s.resample;
+  const bool target_fn = s.resample && s.target_fn;  // the step's target values from the callback
+  const bool kernel_target = (!s.prob.y || s.resample) && !target_fn;
   loop::DeviceProblem dprob(s.prob, kernel_target);
   DenseDevice& p = dprob.p;
   std::unique_ptr<DeviceInputDist> dist;
-  DeviceMem xs(s.resample ? size_t(s.n * d) * 8 : 0), ws(s.resample ? size_t(s.n) * 8 : 0);
+  const int out_dim = lay.widths[lay.num_layers];
+  DeviceMem xs(s.resample ? size_t(s.n * d) * 8 : 0), ws(s.resample ? size_t(s.n) * 8 : 0),
+      ys(target_fn ? size_t(s.n * out_dim) * 8 : 0);
   if (s.resample) {
     dist = std::make_unique<DeviceInputDist>(s.input, s.input_sizes);
     upload(ws.as<double>(), std::vector<double>(size_t(s.n), 1.0 / static_cast<double>(s.n)));
     p.x = xs.as<double>();
     p.w = ws.as<double>();
-    p.y = nullptr;
+    p.y = target_fn ? ys.as<double>() : nullptr;  // the stages (ps, below) see the same buffer
     p.N = s.n;
   }
   // k_0 (the gradient at theta_i) then the stages' k_s (Heun / RK4), (K, P) each; the stage points
@@ -253,6 +256,7 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
     for (int64_t it = i; it < i1; ++it) {
       if (s.resample)
         mc_nodes_device(s.seed, static_cast<uint32_t>(s.start_step + it), s.n, dist->dist(), xs.as<double>(), s.stream);
+      if (target_fn) s.target_fn(xs.as<double>(), s.n, ys.as<double>());
       risk_and_grad_dense(p, s.path, risk.as<double>(), ks.as<double>(), s.stream);
       project(a.theta, ks.as<double>());
       const bool update = it < steps;

@@ -116,6 +116,10 @@ struct GdLoopSpec {
   int64_t n = 0;
   InputDist input{};
   int64_t input_sizes[3] = {0, 0, 0};
+  // resampling with a target the kernels do not evaluate (a Python Function, a deep teacher): once per
+  // step target_fn(x, n, y) fills the DEVICE array y (n, out) from the step's DEVICE nodes x (n, d),
+  // queued on `stream` (the bindings' CuPy callback); empty: the target is evaluated in the kernel
+  std::function<void(const double*, int64_t, double*)> target_fn;
   int64_t steps = 0, start_step = 0, record_every = 1;
   // step size of local step i: h[0] (h_len == 1), h[i] (h_len == steps), or h_fill(first, count, out)
   // (a callable schedule, asked once per block for that block's steps)

@@ -284,11 +284,14 @@ def plan(spec: ProblemSpec, estimator: Estimator, backend: str, dtype=np.float64
     elif backend == "cuda" and route == "partition":
         why.append("each network's kink partition in Python, its nodes through the fused CUDA kernel")
     loop = "C++" if backend == "cpu" and source is not None else "Python"
-    if backend == "cuda" and route == "dense" and (source == "fixed" or _kernel_target(spec)):
+    if backend == "cuda" and route == "dense" and source in ("fixed", "resample"):
         loop = "CUDA"
         why.append("integrators: the whole loop on the device (gradient descent / SGD and the flows euler, heun, "
                    "rk4, dopri5 (step size and error control per network): nodes, kernels, stages, update and "
-                   "divergence watch queued on one stream, records copied back in blocks; normalized runs "
+                   "divergence watch queued on one stream, records copied back in blocks" +
+                   ("" if source == "fixed" or _kernel_target(spec) else
+                    "; SGD's target values by one vectorized callback per step on the device's nodes (CuPy)") +
+                   "; normalized runs "
                    "too (projection and retraction on the device) except dopri5's; rosenbrock keeps the Python "
                    "driver)")
     elif loop == "Python":

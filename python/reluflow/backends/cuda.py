@@ -235,6 +235,49 @@ def _loop_nodes(cp, plan, spec: ProblemSpec) -> dict:
     return kw
 
 
+def device_target_fn(cp, spec: ProblemSpec) -> Callable:
+    """The per-step target of a device SGD loop whose target the kernels do not evaluate (a ``Function``,
+    a deep Teacher, more than 16 outputs): ``y = f(x)`` for the step's CuPy nodes x (n, d), (n, out)
+    float64 on the device, called by ``_cuda.gd_loop`` once per step on the loop's stream.
+
+    A Function's ``fn`` gets the CuPy array itself (array-API code runs on the device; numpy's ufuncs
+    dispatch to CuPy's); one that only takes numpy arrays (CuPy refuses the implicit conversion with a
+    TypeError on the first call) is evaluated on a host copy from then on. Its first values are checked
+    (shape, finite); later non-finite values make the risk non-finite, which the loop's watch flags. A
+    deep Teacher or a native target with many outputs: the reference realization / Python target on the
+    device's nodes.
+    """
+    t = spec.target_spec
+    if t.kind == "teacher":
+        teacher, th = Layout(t.arrays["widths"]), cp.asarray(np.asarray(t.arrays["theta"])[None, :])
+        return lambda x: reference.realization(teacher, th, x, cp)[0]
+    fn = getattr(spec.target, "fn", None)
+    state = {"host": fn is None, "checked": False}
+
+    def call(x):
+        y = None
+        if not state["host"]:
+            try:
+                y = cp.asarray(fn(x), dtype=cp.float64)
+            except TypeError:
+                if state["checked"]:
+                    raise
+                state["host"] = True
+        if state["host"]:
+            y = cp.asarray(spec.target(cp.asnumpy(x)), dtype=cp.float64)
+        y = y.reshape(x.shape[0], -1) if y.ndim == 1 else y
+        if not state["checked"]:
+            if y.shape != (x.shape[0], spec.out_dim):
+                raise ValueError(f"target: fn returned shape {y.shape} for {x.shape[0]} points; expected "
+                                 f"({x.shape[0]}, {spec.out_dim})")
+            if not bool(cp.isfinite(y).all()):
+                raise ValueError("target: fn returned NaN or inf")
+            state["checked"] = True
+        return y
+
+    return call
+
+
 def _loop_theta(cp, theta):
     """The device loops' own copy of theta (K, P) (host or device): float32/float64 kept, other dtypes as
     float64, C-contiguous; the loop updates it in place."""
@@ -275,6 +318,8 @@ def gd_run(plan, spec: ProblemSpec, theta, steps: int, start_step: int, record_e
     kw = {}
     if plan.source == "resample":
         kw = {"resample": True, "seed": plan.estimator.seed, "n": plan.estimator.n, "spec": spec.native()}
+        if not kernel_target(spec):
+            kw["target_fn"] = device_target_fn(cp, spec)
     else:
         kw = _loop_nodes(cp, plan, spec)
     fz = None if frozen is None else np.ascontiguousarray(frozen, dtype=np.uint8)
