@@ -64,19 +64,24 @@ def make_problem(case, seed=0):
 
 # ---- peers: each make_* returns a function of no argument that returns (risk, grad) on the device --
 
-def make_reluflow(cp, lay, theta, x, w, y, chunk_elems):
-    from reluflow import _cuda
-
-    theta, x, w, y = (cp.asarray(a) for a in (theta, x, w, y))
-    K = theta.shape[0]
+def _own_runner(cp, lay, K, call):
+    """run() -> (risk, grad): call(risk=, grad=, stream=) into outputs made once, on the current stream."""
     risk, grad = cp.empty(K), cp.empty((K, lay.num_params))
     stream = cp.cuda.get_current_stream().ptr
 
     def run():
-        _cuda.risk_and_grad(list(lay.widths), theta, x, w, y, risk=risk, grad=grad, stream=stream)
+        call(risk=risk, grad=grad, stream=stream)
         return risk, grad
 
     return run
+
+
+def make_reluflow(cp, lay, theta, x, w, y, chunk_elems):
+    from reluflow import _cuda
+
+    theta, x, w, y = (cp.asarray(a) for a in (theta, x, w, y))
+    return _own_runner(cp, lay, theta.shape[0],
+                       lambda **o: _cuda.risk_and_grad(list(lay.widths), theta, x, w, y, **o))
 
 
 def make_reluflow_sweep(cp, lay, theta, x, w, y, chunk_elems):
@@ -85,15 +90,8 @@ def make_reluflow_sweep(cp, lay, theta, x, w, y, chunk_elems):
 
     theta, w, y = (cp.asarray(a, dtype=cp.float64) for a in (theta, w, y))
     x = cp.asarray(x, dtype=cp.float64).reshape(-1)
-    K = theta.shape[0]
-    risk, grad = cp.empty(K), cp.empty((K, lay.num_params))
-    stream = cp.cuda.get_current_stream().ptr
-
-    def run():
-        _cuda.point_sweep(list(lay.widths), theta, x, w, y, risk=risk, grad=grad, stream=stream)
-        return risk, grad
-
-    return run
+    return _own_runner(cp, lay, theta.shape[0],
+                       lambda **o: _cuda.point_sweep(list(lay.widths), theta, x, w, y, **o))
 
 
 def _chunk(lay, K, N, chunk_elems):

@@ -66,6 +66,37 @@ void expect_shape(const DeviceView& v, const char* name, const std::vector<int64
                           shape_text(v.shape));
 }
 
+// The arguments both sweeps share: widths [1, H, out] (out <= 3), theta (K, P) float64 and the outputs risk
+// (K,) and grad (K, P) (None: the risk only), as device views.
+struct SweepViews {
+  int64_t H = 0, out = 0, P = 0, K = 0;
+  uintptr_t theta = 0, risk = 0, grad = 0;
+};
+
+SweepViews sweep_views(const std::vector<int64_t>& widths, const py::object& theta, const py::object& risk,
+                       const py::object& grad, const char* what) {
+  const reluflow::Layout lay = reluflow::make_layout(widths);
+  if (lay.num_layers != 2 || lay.widths[0] != 1 || lay.widths[2] > 3)
+    throw py::value_error(std::string("widths: the ") + what + " needs a shallow 1-D net [1, H, out] with out <= 3");
+  SweepViews v;
+  v.H = lay.widths[1];
+  v.out = lay.widths[2];
+  v.P = lay.num_params;
+  const DeviceView th = device_view(theta, "theta", "<f8", false, "float64");
+  v.K = th.shape.size() == 2 ? th.shape[0] : -1;
+  expect_shape(th, "theta", {v.K, v.P}, "(K, P)");
+  v.theta = th.ptr;
+  const DeviceView rv = device_view(risk, "risk", "<f8", true, "float64");
+  expect_shape(rv, "risk", {v.K}, "(K,)");
+  v.risk = rv.ptr;
+  if (!grad.is_none()) {
+    const DeviceView gv = device_view(grad, "grad", "<f8", true, "float64");
+    expect_shape(gv, "grad", {v.K, v.P}, "(K, P)");
+    v.grad = gv.ptr;
+  }
+  return v;
+}
+
 // progress(done) of a loop: the CPU loops' hook (Ctrl-C stops the loop, other errors propagate)
 using reluflow::progress_hook;
 
@@ -286,36 +317,22 @@ PYBIND11_MODULE(_cuda, m) {
       "point_sweep",
       [](const std::vector<int64_t>& widths, const py::object& theta, const py::object& x, const py::object& w,
          const py::object& y, const py::object& risk, const py::object& grad, uintptr_t stream) {
-        const reluflow::Layout lay = reluflow::make_layout(widths);
-        if (lay.num_layers != 2 || lay.widths[0] != 1 || lay.widths[2] > 3)
-          throw py::value_error("widths: the point sweep needs a shallow 1-D net [1, H, out] with out <= 3");
-        const int64_t H = lay.widths[1], out = lay.widths[2], P = lay.num_params;
-        const DeviceView th = device_view(theta, "theta", "<f8", false, "float64");
-        const int64_t K = th.shape.size() == 2 ? th.shape[0] : -1;
-        expect_shape(th, "theta", {K, P}, "(K, P)");
+        const SweepViews v = sweep_views(widths, theta, risk, grad, "point sweep");
         const DeviceView xv = device_view(x, "x", "<f8", false, "float64");
         const int64_t N = xv.shape.size() == 1 ? xv.shape[0] : -1;
         expect_shape(xv, "x", {N}, "(N,)");
         const DeviceView wv = device_view(w, "w", "<f8", false, "float64");
         expect_shape(wv, "w", {N}, "(N,)");
         const DeviceView yv = device_view(y, "y", "<f8", false, "float64");
-        expect_shape(yv, "y", {N, out}, "(N, out)");
-        const DeviceView rv = device_view(risk, "risk", "<f8", true, "float64");
-        expect_shape(rv, "risk", {K}, "(K,)");
-        uintptr_t gptr = 0;
-        if (!grad.is_none()) {
-          const DeviceView gv = device_view(grad, "grad", "<f8", true, "float64");
-          expect_shape(gv, "grad", {K, P}, "(K, P)");
-          gptr = gv.ptr;
-        }
-        if (N >= (int64_t(1) << 31) || 2 * H >= (int64_t(1) << 31))
+        expect_shape(yv, "y", {N, v.out}, "(N, out)");
+        if (N >= (int64_t(1) << 31) || 2 * v.H >= (int64_t(1) << 31))
           throw py::value_error("x: the point sweep takes fewer than 2^31 nodes and 2^30 neurons");
         py::gil_scoped_release release;
-        reluflow::cuda::point_sweep_device(reinterpret_cast<const double*>(th.ptr), K, H, int(out), N,
+        reluflow::cuda::point_sweep_device(reinterpret_cast<const double*>(v.theta), v.K, v.H, int(v.out), N,
                                            reinterpret_cast<const double*>(xv.ptr),
                                            reinterpret_cast<const double*>(wv.ptr),
-                                           reinterpret_cast<const double*>(yv.ptr), reinterpret_cast<double*>(rv.ptr),
-                                           reinterpret_cast<double*>(gptr), stream);
+                                           reinterpret_cast<const double*>(yv.ptr), reinterpret_cast<double*>(v.risk),
+                                           reinterpret_cast<double*>(v.grad), stream);
       },
       py::arg("widths"), py::arg("theta"), py::arg("x"), py::arg("w"), py::arg("y"), py::kw_only(), py::arg("risk"),
       py::arg("grad"), py::arg("stream") = 0,
@@ -329,21 +346,8 @@ PYBIND11_MODULE(_cuda, m) {
       [](const std::vector<int64_t>& widths, const py::object& theta, const py::object& risk, const py::object& grad,
          const py::object& spec, uintptr_t stream) {
         namespace sg = reluflow::sweep_grid;
+        const SweepViews v = sweep_views(widths, theta, risk, grad, "exact sweep");
         const reluflow::Layout lay = reluflow::make_layout(widths);
-        if (lay.num_layers != 2 || lay.widths[0] != 1 || lay.widths[2] > 3)
-          throw py::value_error("widths: the exact sweep needs a shallow 1-D net [1, H, out] with out <= 3");
-        const int64_t H = lay.widths[1], out = lay.widths[2], P = lay.num_params;
-        const DeviceView th = device_view(theta, "theta", "<f8", false, "float64");
-        const int64_t K = th.shape.size() == 2 ? th.shape[0] : -1;
-        expect_shape(th, "theta", {K, P}, "(K, P)");
-        const DeviceView rv = device_view(risk, "risk", "<f8", true, "float64");
-        expect_shape(rv, "risk", {K}, "(K,)");
-        uintptr_t gptr = 0;
-        if (!grad.is_none()) {
-          const DeviceView gv = device_view(grad, "grad", "<f8", true, "float64");
-          expect_shape(gv, "grad", {K, P}, "(K, P)");
-          gptr = gv.ptr;
-        }
         const reluflow::ProblemArgs prob = reluflow::parse_problem_spec(
             lay, spec, reluflow::kNeedSupport | reluflow::kNeedTargetPieces | reluflow::kNeedDensity1D);
         const reluflow::ProblemSpec& p = prob.spec;
@@ -353,8 +357,8 @@ PYBIND11_MODULE(_cuda, m) {
         if (!sg::exact_args(p.lo, p.hi, p.target_pieces, p.density, G.data(), ng, &ex))
           throw py::value_error("spec: the target's and density's degrees need more than 32 Gauss-Legendre points");
         py::gil_scoped_release release;
-        reluflow::cuda::exact_sweep_device(reinterpret_cast<const double*>(th.ptr), K, H, int(out), ex,
-                                           reinterpret_cast<double*>(rv.ptr), reinterpret_cast<double*>(gptr), stream);
+        reluflow::cuda::exact_sweep_device(reinterpret_cast<const double*>(v.theta), v.K, v.H, int(v.out), ex,
+                                           reinterpret_cast<double*>(v.risk), reinterpret_cast<double*>(v.grad), stream);
       },
       py::arg("widths"), py::arg("theta"), py::kw_only(), py::arg("risk"), py::arg("grad"), py::arg("spec"),
       py::arg("stream") = 0,
