@@ -3,6 +3,7 @@ resolution of ``backend="auto"`` from the array type. Below the planner and the 
 layers: it only imports the extensions to see whether they load."""
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass
 
@@ -43,8 +44,9 @@ def core():
     return _CORE, _CORE_ERROR
 
 
+@functools.lru_cache(maxsize=None)
 def _cuda():
-    try:  # loaded on demand: it initializes the CUDA driver
+    try:  # loaded on demand (it initializes the CUDA driver), once
         _cuda = importlib.import_module("reluflow._cuda")
     except ImportError as exc:
         return None, f"the CUDA extension was not built (no nvcc at install time): {exc}"
@@ -68,7 +70,9 @@ def cupy_module():
     return _cupy()
 
 
+@functools.lru_cache(maxsize=None)
 def _cupy():
+    # cached: every plan asks (backends() from resolve()), and a failed import costs ~0.2 ms each time
     try:
         import cupy  # noqa: PLC0415
     except ImportError:
