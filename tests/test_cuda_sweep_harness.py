@@ -251,3 +251,15 @@ def test_cuda_backend_exact_sweep_route_like_cpu(host_cuda, out):
     assert none is None and scaled_err(r32, cpu_backend.evaluate(p, prob.spec, theta32, 0, False)[0]) <= 1e-12
     if out <= 3:
         assert "CUDA" in auto.explain()
+
+
+def test_cuda_quadrature_keeps_the_partition_path_where_the_sweep_does_not_apply():
+    """Quadrature() on cuda with a target the exact sweep does not take (a Function, a Teacher), more than
+    3 outputs, or an inexact order: the partition path, planned without error."""
+    fn = rf.Problem([1, 5, 1], rf.targets.Function(np.sin, out_dim=1))
+    teacher = rf.Problem([1, 5, 1], rf.targets.Teacher([1, 3, 1], np.ones(10)))
+    wide = rf.Problem([1, 5, 4], rf.targets.Affine(np.ones((4, 1)), np.zeros(4)))
+    for prob in (fn, teacher, wide):
+        assert make_plan(prob.spec, rf.Quadrature(), "cuda").route == "partition"
+    low = make_plan(rf.Problem([1, 5, 1], HAT).spec, rf.Quadrature(order=1), "cuda")
+    assert low.route == "partition" and "below the exact order" in low.explain()

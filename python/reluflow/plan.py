@@ -175,8 +175,9 @@ def _quadrature_route(spec: ProblemSpec, estimator: Quadrature, backend: str, wh
                              "not importable here; use method='partition'")
         why.append("Quadrature(method='sweep'): exact O(H log H) sweep over the sorted kinks (C++)")
         return "exact_sweep"
-    device_sweep = backend == "cuda" and spec.out_dim <= 3 and spec.exact_order() <= EXACT_SWEEP_MAX_ORDER_CUDA
-    if backend != "cpu" and not (device_sweep and unsupported is None):
+    device_sweep = (backend == "cuda" and unsupported is None and spec.out_dim <= 3
+                    and spec.exact_order() <= EXACT_SWEEP_MAX_ORDER_CUDA)
+    if backend != "cpu" and not device_sweep:
         why.append(f"the {backend} backend keeps the reference: Gauss–Legendre on each network's kink "
                    f"partition" + (" (the device sweep takes shallow 1-D nets with out <= 3 and piecewise-"
                                    "polynomial target and density)" if backend == "cuda" else ""))
