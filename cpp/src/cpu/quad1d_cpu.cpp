@@ -167,6 +167,72 @@ void kink_partition_impl(const Layout& lay, const double* th, double lo, double 
 // value set to 0 before the next layer; flagged on a piece when it vanishes at both ends and its terms
 // are not all exactly zero (then it computes to exactly 0 anyway). Layer 1 is never flagged. Returns
 // whether any flag is set.
+// vanishing_on_pieces for two hidden layers ([d, l1, l2, out]: only layer 2 can be flagged, and no value
+// feeds a later check), from the layer-1 values s.ez and exact magnitudes s.em at the n points: the
+// layer-2 values as the general pass forms them; a bound of each magnitude (the largest active input
+// magnitude times the row sum of |W|, with room for rounding) rules out vanishing almost everywhere,
+// and the exact magnitude (the reference's sum, in input order) is formed only where a neuron might
+// vanish at both ends of a piece. The same flags as the general pass, without its second
+// (magnitude-carrying) matrix-vector product at every point.
+bool two_hidden_layers_flags(const Layout& lay, const double* th, int64_t n, Scratch& s) {
+  using kinks1d::vanishes;
+  const int l1 = lay.widths[1], l2 = lay.widths[2], hidden = l1 + l2;
+  const double* W = th + lay.w_offset[1];
+  const double* b = th + lay.b_offset[1];
+  const int terms = 2 + l1 + 1;
+  s.wt.resize(static_cast<size_t>(l1) * l2);
+  s.acc.resize(static_cast<size_t>(l2));  // row sums of |W|
+  for (int o = 0; o < l2; ++o) {
+    double r = 0.0;
+    for (int i = 0; i < l1; ++i) {
+      s.wt[static_cast<size_t>(i) * l2 + o] = W[static_cast<int64_t>(o) * l1 + i];
+      r += std::fabs(W[static_cast<int64_t>(o) * l1 + i]);
+    }
+    s.acc[o] = r;
+  }
+  s.nz.resize(static_cast<size_t>(n * l2));                  // layer-2 values
+  s.vanish.assign(static_cast<size_t>(n * l2), 0);           // might vanish (by the bound)
+  for (int64_t j = 0; j < n; ++j) {
+    const double* zin = s.ez.data() + j * l1;
+    const double* min = s.em.data() + j * l1;
+    double* z = s.nz.data() + j * l2;
+    std::fill(z, z + l2, 0.0);
+    double big = 0.0;
+    for (int i = 0; i < l1; ++i) {
+      if (!(zin[i] > 0.0)) continue;  // inactive: a = 0 exactly, no term
+      const double a = zin[i];
+      big = min[i] > big ? min[i] : big;
+      const double* wr = s.wt.data() + static_cast<size_t>(i) * l2;
+      for (int o = 0; o < l2; ++o) z[o] += a * wr[o];
+    }
+    for (int o = 0; o < l2; ++o) {
+      z[o] += b[o];
+      const double bound = (big * s.acc[o] + std::fabs(b[o])) * (1.0 + 1e-9);
+      s.vanish[j * l2 + o] = vanishes(z[o], bound, terms);
+    }
+  }
+  // the exact magnitude of neuron o at point j, as the general pass sums it
+  const auto magnitude = [&](int64_t j, int o) {
+    const double* zin = s.ez.data() + j * l1;
+    const double* min = s.em.data() + j * l1;
+    double m = 0.0;
+    for (int i = 0; i < l1; ++i)
+      if (zin[i] > 0.0) m += min[i] * std::fabs(W[static_cast<int64_t>(o) * l1 + i]);
+    return m + std::fabs(b[o]);
+  };
+  bool any = false;
+  for (int64_t p = 0; p + 1 < n; ++p)
+    for (int o = 0; o < l2; ++o) {
+      if (!(s.vanish[p * l2 + o] && s.vanish[(p + 1) * l2 + o])) continue;
+      const double m0 = magnitude(p, o), m1 = magnitude(p + 1, o);
+      const bool flag = vanishes(s.nz[p * l2 + o], m0, terms) && vanishes(s.nz[(p + 1) * l2 + o], m1, terms) &&
+                        (m0 > 0.0 || m1 > 0.0);
+      s.piece_zero[p * hidden + l1 + o] = flag;
+      any = any || flag;
+    }
+  return any;
+}
+
 bool vanishing_on_pieces(const Layout& lay, const double* th, const std::vector<double>& grid, Scratch& s) {
   using kinks1d::vanishes;
   const int64_t n = static_cast<int64_t>(grid.size());
@@ -194,6 +260,7 @@ bool vanishing_on_pieces(const Layout& lay, const double* th, const std::vector<
       s.ez[j * l1 + i] = p + b1[i];
       s.em[j * l1 + i] = q + std::fabs(b1[i]);
     }
+  if (lay.num_layers == 3) return two_hidden_layers_flags(lay, th, n, s);
   s.vanish.resize(static_cast<size_t>(n * hidden));
   bool any = false;
   int terms = 2, off = l1, ni = l1;
