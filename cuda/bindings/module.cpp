@@ -10,6 +10,7 @@
 
 #include "bindings/bind_spec.h"
 #include "bindings/bind_util.h"
+#include "bindings/exact_sweep_args.h"
 #include "bindings/progress.h"
 #include "launchers.h"
 #include "reluflow/tableaux.h"
@@ -69,16 +70,18 @@ void expect_shape(const DeviceView& v, const char* name, const std::vector<int64
 // The arguments both sweeps share: widths [1, H, out] (out <= 3), theta (K, P) float64 and the outputs risk
 // (K,) and grad (K, P) (None: the risk only), as device views.
 struct SweepViews {
+  reluflow::Layout lay{};
   int64_t H = 0, out = 0, P = 0, K = 0;
   uintptr_t theta = 0, risk = 0, grad = 0;
 };
 
 SweepViews sweep_views(const std::vector<int64_t>& widths, const py::object& theta, const py::object& risk,
                        const py::object& grad, const char* what) {
-  const reluflow::Layout lay = reluflow::make_layout(widths);
+  SweepViews v;
+  v.lay = reluflow::make_layout(widths);
+  const reluflow::Layout& lay = v.lay;
   if (lay.num_layers != 2 || lay.widths[0] != 1 || lay.widths[2] > 3)
     throw py::value_error(std::string("widths: the ") + what + " needs a shallow 1-D net [1, H, out] with out <= 3");
-  SweepViews v;
   v.H = lay.widths[1];
   v.out = lay.widths[2];
   v.P = lay.num_params;
@@ -111,12 +114,11 @@ reluflow::cuda::DensePath parse_path(const std::string& path) {
 
 // A device loop's per-step target callback: target_fn(x) with x the step's nodes as a CuPy array (n, d)
 // viewing the loop's device buffer (no copy), its result (n, out) (or (n,) for one output) copied into
-// the loop's y buffer on the current stream (the loop's). Runs with the GIL taken; CuPy is imported by
-// the caller (backends/cuda.py) before the loop starts.
+// the loop's y buffer on the current stream (the loop's). Runs with the GIL taken.
 std::function<void(const double*, int64_t, double*)> device_target_fn(const py::object& fn, int64_t d, int64_t out) {
-  return [fn, d, out](const double* x, int64_t n, double* y) {
+  const py::module_ cp = py::module_::import("cupy");  // once per run, not per step
+  return [fn, cp, d, out](const double* x, int64_t n, double* y) {
     py::gil_scoped_acquire gil;
-    const py::module_ cp = py::module_::import("cupy");
     const auto view = [&](const double* ptr, std::vector<int64_t> shape) {
       const py::object mem = cp.attr("cuda").attr("UnownedMemory")(reinterpret_cast<uintptr_t>(ptr),
                                                                     n * shape.back() * 8, py::none());
@@ -345,19 +347,12 @@ PYBIND11_MODULE(_cuda, m) {
       "exact_sweep",
       [](const std::vector<int64_t>& widths, const py::object& theta, const py::object& risk, const py::object& grad,
          const py::object& spec, uintptr_t stream) {
-        namespace sg = reluflow::sweep_grid;
         const SweepViews v = sweep_views(widths, theta, risk, grad, "exact sweep");
-        const reluflow::Layout lay = reluflow::make_layout(widths);
         const reluflow::ProblemArgs prob = reluflow::parse_problem_spec(
-            lay, spec, reluflow::kNeedSupport | reluflow::kNeedTargetPieces | reluflow::kNeedDensity1D);
-        const reluflow::ProblemSpec& p = prob.spec;
-        std::vector<double> G(static_cast<size_t>(p.target_pieces.m + p.density.m + 4));
-        const int64_t ng = sg::fixed_grid(p.lo, p.hi, p.target_pieces, p.density, G.data());
-        sg::ExactArgs ex;
-        if (!sg::exact_args(p.lo, p.hi, p.target_pieces, p.density, G.data(), ng, &ex))
-          throw py::value_error("spec: the target's and density's degrees need more than 32 Gauss-Legendre points");
+            v.lay, spec, reluflow::kNeedSupport | reluflow::kNeedTargetPieces | reluflow::kNeedDensity1D);
+        const reluflow::ExactSweepArgs args(prob.spec);
         py::gil_scoped_release release;
-        reluflow::cuda::exact_sweep_device(reinterpret_cast<const double*>(v.theta), v.K, v.H, int(v.out), ex,
+        reluflow::cuda::exact_sweep_device(reinterpret_cast<const double*>(v.theta), v.K, v.H, int(v.out), args.ex,
                                            reinterpret_cast<double*>(v.risk), reinterpret_cast<double*>(v.grad), stream);
       },
       py::arg("widths"), py::arg("theta"), py::kw_only(), py::arg("risk"), py::arg("grad"), py::arg("spec"),

@@ -279,13 +279,24 @@ void sweep_finish(const double* th, int64_t G, int64_t H, int out, int64_t L, co
   check(cudaGetLastError(), "sweep");
 }
 
-}  // namespace
-
-int64_t point_sweep_group(int64_t H, int out, int64_t N) {
+// GroupScratch's bytes per network over L nodes (or pieces), plus `extra`; the networks of a group
+// keep their scratch within kGroupBytes.
+int64_t group_of(int64_t H, int out, int64_t L, int64_t extra) {
   const int64_t per_net = H * 8 + 2 * H * (2 * 8 + 2 * 4 + 2 * out * int64_t(sizeof(DD))) +
-                          N * (1 + 2 * out) * int64_t(sizeof(DD)) + 64;
+                          L * (1 + 2 * out) * int64_t(sizeof(DD)) + extra + 64;
   return std::max<int64_t>(1, std::min<int64_t>(kMaxGroup, kGroupBytes / per_net));
 }
+
+// The exact sweep's also hold each network's kinks (keys and neurons, before and after their sort)
+// and its merged points.
+int64_t exact_sweep_group(int64_t H, int out, int64_t ng) {
+  const int64_t L = sg::exact_pieces(ng, H);
+  return group_of(H, out, L, H * (2 * 8 + 2 * 4) + (L + 1) * 8);
+}
+
+}  // namespace
+
+int64_t point_sweep_group(int64_t H, int out, int64_t N) { return group_of(H, out, N, 0); }
 
 void point_sweep_device(const double* theta, int64_t K, int64_t H, int out, int64_t N, const double* x,
                         const double* w, const double* y, double* risk, double* grad, uintptr_t stream) {
@@ -295,8 +306,8 @@ void point_sweep_device(const double* theta, int64_t K, int64_t H, int out, int6
   if (K == 0) return;
   const int64_t P = sweep1d::num_params(H, out);
   // stage 0: the nodes sorted once for every group
-  StreamBuffer xs(size_t(std::max<int64_t>(N, 1)) * 8, st), ws(size_t(std::max<int64_t>(N, 1)) * 8, st),
-      ys(size_t(std::max<int64_t>(N * out, 1)) * 8, st);
+  StreamBuffer xs(GroupScratch::bytes(N, 8), st), ws(GroupScratch::bytes(N, 8), st),
+      ys(GroupScratch::bytes(N * out, 8), st);
   if (N > 0) {
     StreamBuffer k0(size_t(N) * 8, st), k1(size_t(N) * 8, st), i0(size_t(N) * 4, st), i1(size_t(N) * 4, st);
     node_keys_kernel<<<flat_blocks(N), kThreads, 0, st>>>(x, N, k0.as<uint64_t>(), i0.as<int32_t>());
@@ -320,10 +331,6 @@ void point_sweep_device(const double* theta, int64_t K, int64_t H, int out, int6
                                                                  sc.nodes.as<DD>());
     sweep_finish(th, G, H, out, N, xs.as<double>(), N, sc, risk + k0, grad ? grad + k0 * P : nullptr, st);
   }
-}
-
-int64_t exact_sweep_group(int64_t H, int out, int64_t ng) {
-  return point_sweep_group(H, out, sg::exact_pieces(ng, H) + 1);
 }
 
 void exact_sweep_device(const double* theta, int64_t K, int64_t H, int out, const sweep_grid::ExactArgs& ex_host,
@@ -351,9 +358,9 @@ void exact_sweep_device(const double* theta, int64_t K, int64_t H, int out, cons
     const int64_t G = std::min(group, K - k0);
     const double* th = theta + k0 * P;
     GroupScratch sc(G, H, out, L, st);
-    StreamBuffer kk0(size_t(std::max<int64_t>(G * H, 1)) * 8, st), kk1(size_t(std::max<int64_t>(G * H, 1)) * 8, st);
-    StreamBuffer kv0(size_t(std::max<int64_t>(G * H, 1)) * 4, st), kv1(size_t(std::max<int64_t>(G * H, 1)) * 4, st);
-    StreamBuffer merged(size_t(G * (L + 1)) * 8, st);
+    using B = GroupScratch;
+    StreamBuffer kk0(B::bytes(G * H, 8), st), kk1(B::bytes(G * H, 8), st), kv0(B::bytes(G * H, 4), st),
+        kv1(B::bytes(G * H, 4), st), merged(B::bytes(G * (L + 1), 8), st);
     if (H > 0) {
       exact_kink_keys_kernel<<<flat_blocks(G * H), kThreads, 0, st>>>(th, P, G, H, ex, kk0.as<uint64_t>(),
                                                                       kv0.as<int32_t>());

@@ -137,6 +137,24 @@ RF_HD void toggle_neuron(double w, double b, const double* v, int64_t vstride, i
 }
 
 // First index j in [0, n] with pred(j) true, for a predicate false...false true...true on [0, n)
+// (pred(n) is taken as true), by bisection: the sweeps' searches (lower and upper bounds, a neuron's
+// first active node) are all this one.
+template <class Pred>
+RF_HD int64_t first_true(int64_t n, const Pred& pred) {
+  int64_t lo = 0, len = n;
+  while (len > 0) {
+    const int64_t half = len / 2;
+    if (pred(lo + half)) {
+      len = half;
+    } else {
+      lo += half + 1;
+      len -= half + 1;
+    }
+  }
+  return lo;
+}
+
+// First index j in [0, n] with pred(j) true, for a predicate false...false true...true on [0, n)
 // (pred(n) is taken as true), searched by galloping from the guess g in [0, n]: O(log |j - g|).
 template <class Pred>
 RF_HD int64_t first_true_from(int64_t g, int64_t n, const Pred& pred) {

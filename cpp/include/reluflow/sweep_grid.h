@@ -85,18 +85,7 @@ RF_HD double centre(const double* xs, int64_t N) { return N > 0 ? 0.5 * (xs[0] +
 // predicate is relu_active itself, monotone in x for either sign of w (sweep1d.h).
 RF_HD int64_t neuron_split(double w, double b, const double* xs, int64_t N) {
   if (!(w > 0.0) && !(w < 0.0)) return 0;
-  int64_t lo = 0, len = N;  // first j with pred(j), pred(N) taken as true
-  while (len > 0) {
-    const int64_t half = len / 2;
-    const bool active = sweep1d::relu_active(w, b, xs[lo + half]);
-    if (w > 0.0 ? active : !active) {
-      len = half;
-    } else {
-      lo += half + 1;
-      len -= half + 1;
-    }
-  }
-  return lo;
+  return sweep1d::first_true(N, [&](int64_t j) { return sweep1d::relu_active(w, b, xs[j]) == (w > 0.0); });
 }
 
 // The nodes where neuron (w, b) with split s is active: [*first, *last).
@@ -244,17 +233,7 @@ RF_HD void add_offset(DD* seg, int Q, int64_t e0, int64_t e1, const DD* offset) 
 
 // Number of the sorted keys (n) of one network that are <= key: the events at positions <= j.
 RF_HD int64_t count_at_most(const uint64_t* keys, int64_t n, uint64_t key) {
-  int64_t lo = 0, len = n;
-  while (len > 0) {
-    const int64_t half = len / 2;
-    if (keys[lo + half] <= key) {
-      lo += half + 1;
-      len -= half + 1;
-    } else {
-      len = half;
-    }
-  }
-  return lo;
+  return sweep1d::first_true(n, [&](int64_t e) { return keys[e] > key; });
 }
 
 // Node j of network kk: N(x_j) = A (x_j - c0) + B + c with (A, B) the scanned pieces (scanned_k, 2 out
@@ -405,32 +384,12 @@ RF_HD double clamped_kink(double w, double b, double lo, double hi) {
 
 // Number of the n sorted keys that are < key.
 RF_HD int64_t count_less(const uint64_t* keys, int64_t n, uint64_t key) {
-  int64_t lo = 0, len = n;
-  while (len > 0) {
-    const int64_t half = len / 2;
-    if (keys[lo + half] < key) {
-      lo += half + 1;
-      len -= half + 1;
-    } else {
-      len = half;
-    }
-  }
-  return lo;
+  return sweep1d::first_true(n, [&](int64_t e) { return keys[e] >= key; });
 }
 
 // Number of grid points (sorted) whose sort_key is <= key.
 RF_HD int64_t grid_at_most(const double* grid, int64_t ng, uint64_t key) {
-  int64_t lo = 0, len = ng;
-  while (len > 0) {
-    const int64_t half = len / 2;
-    if (sort_key(grid[lo + half]) <= key) {
-      lo += half + 1;
-      len -= half + 1;
-    } else {
-      len = half;
-    }
-  }
-  return lo;
+  return sweep1d::first_true(ng, [&](int64_t g) { return sort_key(grid[g]) > key; });
 }
 
 // Stage 1a, thread per (kk, i): the sort key of neuron i's clamped kink, the neuron as payload.

@@ -10,6 +10,7 @@
 
 #include "bindings/bind_spec.h"
 #include "bindings/bind_util.h"
+#include "bindings/exact_sweep_args.h"
 #include "bindings/bindings.h"
 #include "reluflow/sweep1d.h"
 #include "cpu/radix_sort.h"
@@ -169,16 +170,11 @@ void bind_sweep(py::module_& m) {
         const int64_t H = check_theta(theta, out_dim);
         const ProblemArgs prob =
             parse_problem_spec(make_layout({1, H, out_dim}), spec, kNeedSupport | kNeedTargetPieces | kNeedDensity1D);
-        const ProblemSpec& p = prob.spec;
-        std::vector<double> G(static_cast<size_t>(p.target_pieces.m + p.density.m + 4));
-        const int64_t ng = sweep_grid::fixed_grid(p.lo, p.hi, p.target_pieces, p.density, G.data());
-        sweep_grid::ExactArgs ex;
-        if (!sweep_grid::exact_args(p.lo, p.hi, p.target_pieces, p.density, G.data(), ng, &ex))
-          throw py::value_error("spec: the target's and density's degrees need more than 32 Gauss-Legendre points");
+        const ExactSweepArgs args(prob.spec);
         const int64_t K = theta.shape(0), P = theta.shape(1);
         py::array_t<double> risk(K);
         py::array_t<double> grad({K, P});
-        exact_sweep_grid_host(theta.data(), K, H, out_dim, ex, group, risk.mutable_data(), grad.mutable_data());
+        exact_sweep_grid_host(theta.data(), K, H, out_dim, args.ex, group, risk.mutable_data(), grad.mutable_data());
         return py::make_tuple(risk, grad);
       },
       py::arg("theta"), py::arg("out_dim"), py::kw_only(), py::arg("spec"), py::arg("group") = 1 << 30,

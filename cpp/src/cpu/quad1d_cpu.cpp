@@ -161,12 +161,6 @@ void kink_partition_impl(const Layout& lay, const double* th, double lo, double 
   out.push_back(hi);
 }
 
-// Which hidden pre-activations vanish identically on each piece of grid (its n - 1 pieces) into
-// s.piece_zero ((n - 1) x hidden flags), as geometry.vanishing_on_pieces: forward at the piece ends
-// (finite probes for infinite ends) with the magnitude of the terms beside each value, a vanishing
-// value set to 0 before the next layer; flagged on a piece when it vanishes at both ends and its terms
-// are not all exactly zero (then it computes to exactly 0 anyway). Layer 1 is never flagged. Returns
-// whether any flag is set.
 // vanishing_on_pieces for two hidden layers ([d, l1, l2, out]: only layer 2 can be flagged, and no value
 // feeds a later check), from the layer-1 values s.ez and exact magnitudes s.em at the n points: the
 // layer-2 values as the general pass forms them; a bound of each magnitude (the largest active input
@@ -233,6 +227,12 @@ bool two_hidden_layers_flags(const Layout& lay, const double* th, int64_t n, Scr
   return any;
 }
 
+// Which hidden pre-activations vanish identically on each piece of grid (its n - 1 pieces) into
+// s.piece_zero ((n - 1) x hidden flags), as geometry.vanishing_on_pieces: forward at the piece ends
+// (finite probes for infinite ends) with the magnitude of the terms beside each value, a vanishing
+// value set to 0 before the next layer; flagged on a piece when it vanishes at both ends and its terms
+// are not all exactly zero (then it computes to exactly 0 anyway). Layer 1 is never flagged. Returns
+// whether any flag is set.
 bool vanishing_on_pieces(const Layout& lay, const double* th, const std::vector<double>& grid, Scratch& s) {
   using kinks1d::vanishes;
   const int64_t n = static_cast<int64_t>(grid.size());

@@ -397,7 +397,7 @@ struct PointSweep {
     double risk;
     if (two_blocks(H, N)) {
       const BlockSums b0 = block_pass(0, N, xs, ws, ys, c0, A[0], B[0], m);
-      risk = join_blocks(N, b0, block_pass(1, N, xs, ws, ys, c0, A[0], B[0], m));
+      risk = join_blocks(N, b0, block_pass(1, N, xs, ws, ys, c0, A[0], B[0], m, &b0));
     } else {
       risk = node_passes(out, N, xs, ws, ys, c0, A, B, m);
     }
@@ -424,6 +424,7 @@ struct PointSweep {
 
   struct BlockSums {
     double risk, s0, s1;  // the risk continued from risk_in; sum u_j, sum u_j (x_j - c0) over the block
+    double a, bb;         // the state (A, B) after the block's last node
   };
 
   // Output o over the nodes [j0, j1) from the state (a, bb) at j0: residuals u, prefix moments p (from 0
@@ -454,7 +455,7 @@ struct PointSweep {
       s0 += uj;
       s1 += uj * dx;
     }
-    const BlockSums sums{risk, s0, s1};
+    const BlockSums sums{risk, s0, s1, a, bb};
     s0 = 0.0;
     s1 = 0.0;
     for (int64_t j = j1 - 1; j >= j0; --j) {
@@ -487,13 +488,20 @@ struct PointSweep {
     }
   }
 
-  // Block b (0 or 1) of the two-block passes; block 1 also writes the moments at N (its totals: p there
-  // is completed by the offset) and the sums of both make the Split (join_blocks).
+  // Block b (0 or 1) of the two-block passes from the state (A, B) at node 0; block 1 starts from the
+  // first block's end state when that block has run (`first`), else sums it (state_at: the same bits),
+  // and also writes the moments at N (its totals: p there is completed by the offset). The sums of both
+  // make the Split (join_blocks).
   BlockSums block_pass(int b, int64_t N, const double* xs, const double* ws, const double* ys, double c0, double A,
-                       double B, const Moments& m) {
+                       double B, const Moments& m, const BlockSums* first = nullptr) {
     const int64_t N1 = N / 2;
     if (b == 0) return node_block(1, 0, 0, N1, xs, ws, ys, c0, A, B, m, 0.0);
-    state_at(N1, &A, &B);
+    if (first) {
+      A = first->a;
+      B = first->bb;
+    } else {
+      state_at(N1, &A, &B);
+    }
     const BlockSums t = node_block(1, 0, N1, N, xs, ws, ys, c0, A, B, m, 0.0);
     m.p0[N * m.stride] = t.s0;
     m.p1[N * m.stride] = t.s1;
@@ -541,7 +549,7 @@ struct PointSweep {
     }
     if (two_blocks(H, N)) {  // the two blocks side by side (members 0 and 1; one member: both in turn)
       if (t < 2) team_sums[t] = block_pass(t, N, xs, ws, ys, c0, team_A, team_B, team_m);
-      if (T == 1) team_sums[1] = block_pass(1, N, xs, ws, ys, c0, team_A, team_B, team_m);
+      if (T == 1) team_sums[1] = block_pass(1, N, xs, ws, ys, c0, team_A, team_B, team_m, &team_sums[0]);
 #pragma omp barrier
 #pragma omp single
       *risk = join_blocks(N, team_sums[0], team_sums[1]);
