@@ -263,3 +263,16 @@ def test_cuda_quadrature_keeps_the_partition_path_where_the_sweep_does_not_apply
         assert make_plan(prob.spec, rf.Quadrature(), "cuda").route == "partition"
     low = make_plan(rf.Problem([1, 5, 1], HAT).spec, rf.Quadrature(order=1), "cuda")
     assert low.route == "partition" and "below the exact order" in low.explain()
+
+
+def test_cuda_exact_sweep_checks_arguments(host_cuda):
+    prob, theta = exact_case(2, 2, 6, 1, 1, 0)
+    with pytest.raises(ValueError, match="theta: expected shape"):
+        cuda_backend.exact_sweep(prob.spec, theta[:, 1:])
+    with pytest.raises(ValueError, match="theta: expected shape"):
+        cuda_backend.exact_sweep(prob.spec, np.zeros((2, 3, prob.num_params)))
+    fn = rf.Problem([1, 6, 1], rf.targets.Function(np.sin, out_dim=1))
+    with pytest.raises(ValueError, match="problem"):
+        cuda_backend.exact_sweep(fn.spec, fn.init(1, seed=0))
+    r, g = cuda_backend.exact_sweep(prob.spec, theta[0])   # one network as (P,)
+    assert r.shape == (1,) and g.shape == (1, prob.num_params)

@@ -149,7 +149,11 @@ def exact_sweep(spec: ProblemSpec, theta, want_grad: bool = True):
     if why is not None:
         raise ValueError(f"problem: {why}")
     ext, cp = _modules()
-    theta = cp.ascontiguousarray(cp.asarray(theta, dtype=cp.float64)).reshape(-1, spec.num_params)
+    theta = cp.ascontiguousarray(cp.asarray(theta, dtype=cp.float64))
+    if theta.ndim == 1:
+        theta = theta.reshape(1, -1)
+    if theta.ndim != 2 or theta.shape[1] != spec.num_params:
+        raise ValueError(f"theta: expected shape (K, {spec.num_params}) or ({spec.num_params},), got {theta.shape}")
     if spec.out_dim > 3:
         risk, grad = cpu.shallow1d_exact(spec, theta)
         return cp.asarray(risk), (cp.asarray(grad) if want_grad else None)
