@@ -562,13 +562,14 @@ def test_stable_order_is_numpy_stable_argsort(case, threads):
     np.testing.assert_array_equal(xs, key[order])
 
 
-@pytest.mark.parametrize("N", [300, 9000])
+@pytest.mark.parametrize("N", [300, 9000, 100_000])
 @pytest.mark.parametrize("nodes", ["smooth", "ties", "clustered"])
 @pytest.mark.parametrize("out", [1, 3])
 def test_points_sorted_with_payload(nodes, out, N):
     """N past the bucket sort's threshold (256): the nodes' weights and values travel with them
-    through the sort (smooth and tied nodes: bucket sort; clustered: the radix order or std::sort,
-    and a gather), any out."""
+    through the sort (smooth nodes: bucket sort, small cells sorted by one insertion pass per thread;
+    tied nodes: cells of more than 32 sorted one by one; clustered: the radix order or std::sort, and
+    a gather), any out; N = 1e5: the sort's team of threads."""
     rng = np.random.default_rng([out, 31])
     H = 20
     x = {"smooth": rng.normal(size=N), "ties": np.round(rng.uniform(-1, 1, N) * 16) / 16,

@@ -291,7 +291,7 @@ void shallow1d_exact_cpu(const double* theta, int64_t K, int64_t H, int out, dou
 namespace {
 
 using PointSweepFn = void (*)(const double*, int64_t, int64_t, int, int64_t, const double*, const double*,
-                              const double*, double*, double*);
+                              const double*, const NodeCells&, double*, double*);
 
 // The compiled point sweep of a SIMD path (set_simd_path accepts compiled paths only).
 PointSweepFn point_sweep_for(SimdPath path) {
@@ -312,8 +312,9 @@ PointSweepFn point_sweep_for(SimdPath path) {
 // The sorted nodes of one call, kept per thread between calls (up to kMaxRetainedSortBytes).
 struct SortedNodes {
   std::vector<double> xs, ws, ys;
+  NodeCells cells;  // the bucket sort's cells (the sweep's node locator reads them)
   void trim() {
-    const size_t bytes = (xs.capacity() + ws.capacity() + ys.capacity()) * 8;
+    const size_t bytes = (xs.capacity() + ws.capacity() + ys.capacity() + cells.first.capacity()) * 8;
     if (bytes > static_cast<size_t>(kMaxRetainedSortBytes)) *this = SortedNodes();
   }
 };
@@ -333,9 +334,11 @@ void shallow1d_points_cpu(const double* theta, int64_t K, int64_t H, int out, in
   sn.xs.resize(N);
   sn.ws.resize(N);
   sn.ys.resize(N * out);
-  sort_weighted_nodes(x, wt, y, out, N, threads, sn.xs.data(), sn.ws.data(), sn.ys.data());
-  point_sweep_for(active_simd_path())(theta, K, H, out, N, sn.xs.data(), sn.ws.data(), sn.ys.data(), risk,
-                                      grad);
+  sort_weighted_nodes(x, wt, y, out, N, threads, sn.xs.data(), sn.ws.data(), sn.ys.data(),
+                      locator_takes_sort_cells(N, H * K) ? &sn.cells : nullptr);
+  if (!locator_takes_sort_cells(N, H * K)) sn.cells.M = 0;
+  point_sweep_for(active_simd_path())(theta, K, H, out, N, sn.xs.data(), sn.ws.data(), sn.ys.data(), sn.cells,
+                                      risk, grad);
   sn.trim();
 }
 

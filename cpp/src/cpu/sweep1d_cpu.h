@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "cpu/radix_sort.h"    // NodeCells
 #include "reluflow/sweep1d.h"  // PiecewisePoly1D
 
 namespace reluflow {
@@ -30,6 +31,15 @@ void shallow1d_points_cpu(const double* theta, int64_t K, int64_t H, int out, in
 int sweep_threads(int64_t K, int64_t size);
 inline void fill_nan(double* a, int64_t n) { std::fill(a, a + n, std::numeric_limits<double>::quiet_NaN()); }
 
+// Whether the point sweep's node locator (sweep_points.cpp) takes the sort's cells (NodeCells) for
+// `queries` kinks among N nodes: where it would otherwise pass over every node to build its own table
+// (min(N, 2 queries) cells, at least N / log2(N) of them).
+inline bool locator_takes_sort_cells(int64_t N, int64_t queries) {
+  int64_t log2n = 1;
+  while ((int64_t(1) << log2n) < N) ++log2n;
+  return std::max<int64_t>(1, std::min<int64_t>(N, 2 * queries)) * log2n >= N;
+}
+
 namespace detail {
 // The point sweep over nodes xs (N,) sorted ascending with their weights ws (N,) and targets ys
 // (N, out), compiled once per instruction set (sweep_points.cpp); shallow1d_points_cpu sorts and calls
@@ -37,8 +47,8 @@ namespace detail {
 #define RELUFLOW_DECLARE_POINT_SWEEP(ns)                                                               \
   namespace ns {                                                                                       \
   void shallow1d_points_sorted(const double* theta, int64_t K, int64_t H, int out, int64_t N,          \
-                               const double* xs, const double* ws, const double* ys, double* risk,     \
-                               double* grad);                                                          \
+                               const double* xs, const double* ws, const double* ys,                   \
+                               const NodeCells& cells, double* risk, double* grad);                    \
   }
 RELUFLOW_DECLARE_POINT_SWEEP(isa_scalar)
 RELUFLOW_DECLARE_POINT_SWEEP(isa_avx2)

@@ -32,7 +32,8 @@ namespace {
 // pass, with a branch per node, cost more than the sweep itself). Exact for any t (also +-inf), whatever
 // M: the results do not depend on M.
 struct NodeLocator {
-  std::vector<int64_t> first;  // (M + 2,): first node j with cell(xs[j]) >= m
+  std::vector<int64_t> own;        // the table when built here
+  const int64_t* first = nullptr;  // (M + 2,): first node j with cell(xs[j]) >= m (own, or the sort's)
   const double* xs = nullptr;
   int64_t N = 0, M = 0;
   double lo = 0.0, scale = 0.0;
@@ -41,14 +42,42 @@ struct NodeLocator {
   int steps = 0;           // comparisons (linear) or halvings that settle a search in the fullest cell
   std::vector<double> xq;  // linear only: -inf, xs[0..N-1], +inf... (branch-free boundary checks)
 
-  void build(const double* x, int64_t n, int64_t queries) {
+  // sorted: the bucket sort's cells of these nodes (M = 0: none; it must outlive the searches), taken
+  // where this would pass over every node to build its own (H = 5e4 kinks among 2e5 nodes: 0.6 ms)
+  void build(const double* x, int64_t n, int64_t queries, const NodeCells& sorted) {
     xs = x;
     N = n;
     M = std::max<int64_t>(1, std::min<int64_t>(N, 2 * queries));
-    first.resize(static_cast<size_t>(M + 2));
     lo = N > 0 ? xs[0] : 0.0;
-    scale = cell_scale(xs, N, M);
-    // cell() is monotone in its argument, so the nodes of cell >= m are a suffix of the sorted nodes
+    int64_t fullest = 0;
+    if (locator_takes_sort_cells(N, queries) && sorted.M > 0) {  // the same cells as cell(), with M = N
+      M = sorted.M;
+      scale = cell_scale(xs, N, M);
+      first = sorted.first.data();
+      fullest = sorted.largest;
+    } else {
+      scale = cell_scale(xs, N, M);
+      own.resize(static_cast<size_t>(M + 2));
+      first = own.data();
+      fill_table(own.data());
+      for (int64_t m = 0; m <= M; ++m) fullest = std::max(fullest, first[m + 1] - first[m]);
+    }
+    // linear: about as many cells as nodes (queries >= N / 4: the copy is small beside the searches)
+    linear = fullest <= kLinearCell && 2 * M >= N;
+    steps = 0;
+    if (linear) {
+      steps = static_cast<int>(fullest);
+      xq.assign(static_cast<size_t>(N + 2 + kLinearCell), std::numeric_limits<double>::infinity());
+      xq[0] = -std::numeric_limits<double>::infinity();
+      std::copy(xs, xs + N, xq.begin() + 1);
+    } else {
+      while ((int64_t(1) << steps) <= fullest) ++steps;
+    }
+  }
+
+  // tab (M + 2,): the first node of every cell (cell() is monotone, so the nodes of cell >= m are a
+  // suffix of the sorted nodes)
+  void fill_table(int64_t* tab) const {
     int64_t log2n = 1;
     while ((int64_t(1) << log2n) < N) ++log2n;
     if (M * log2n < N) {  // few cells: a binary search per cell boundary
@@ -63,25 +92,12 @@ struct NodeLocator {
             len = half;
           }
         }
-        first[m] = a;
+        tab[m] = a;
       }
     } else {  // one branch-free pass: the smallest node of each cell, then empty cells from the right
-      std::fill(first.begin(), first.end(), N);
-      for (int64_t j = N - 1; j >= 0; --j) first[cell(xs[j])] = j;
-      for (int64_t m = M; m >= 0; --m) first[m] = std::min(first[m], first[m + 1]);
-    }
-    int64_t fullest = 0;
-    for (int64_t m = 0; m <= M; ++m) fullest = std::max(fullest, first[m + 1] - first[m]);
-    // linear: about as many cells as nodes (queries >= N / 4: the copy is small beside the searches)
-    linear = fullest <= kLinearCell && 2 * M >= N;
-    steps = 0;
-    if (linear) {
-      steps = static_cast<int>(fullest);
-      xq.assign(static_cast<size_t>(N + 2 + kLinearCell), std::numeric_limits<double>::infinity());
-      xq[0] = -std::numeric_limits<double>::infinity();
-      std::copy(xs, xs + N, xq.begin() + 1);
-    } else {
-      while ((int64_t(1) << steps) <= fullest) ++steps;
+      std::fill(tab, tab + M + 2, N);
+      for (int64_t j = N - 1; j >= 0; --j) tab[cell(xs[j])] = j;
+      for (int64_t m = M; m >= 0; --m) tab[m] = std::min(tab[m], tab[m + 1]);
     }
   }
 
@@ -146,10 +162,28 @@ struct PointSweep {
   std::vector<double> u;           // (N, S): w_j r_j
   std::vector<double> mom;         // prefix moments sum_{m<j} u_m, u_m (x_m - c0) and the suffix
                                    // ones sum_{m>=j}, (N + 1, S) each (layout: moments())
-  std::vector<int64_t> bound;      // (lanes, H): boundary node of every neuron
+  std::vector<int64_t> bound;      // (lanes, H): boundary node of every neuron, in visiting order
   std::vector<double> kink;        // (H,) -b_i / w_i (0 for w_i = 0)
   std::vector<int64_t> perm;       // (H,) neurons in kink order (large H only)
+  std::vector<double> visit;       // (3 + out, H): w, b, kink, V's rows in kink order (large H only)
   static constexpr int64_t kSortKinksFrom = 4096;
+
+  // A network's neurons in visiting order: position ii holds neuron at(ii). Large H: kink order, the
+  // parameters gathered once (prepare), so that the passes over the neurons (searches, changes,
+  // gradients) read them sequentially and only the gradients' stores scatter; small H: index order,
+  // theta itself.
+  struct Neurons {
+    const double *w, *b, *kink, *v;  // (H,), (H,), (H,), (out, H): output o's weights at v[o * H + ii]
+    const int64_t* perm;             // nullptr: the identity
+    int64_t at(int64_t ii) const { return perm ? perm[ii] : ii; }
+  };
+  Neurons neurons(const double* th, int64_t H) const {
+    if (H >= kSortKinksFrom) {
+      const double* s = visit.data();
+      return {s, s + H, s + 2 * H, s + 3 * H, perm.data()};
+    }
+    return {th, th + H, kink.data(), th + sweep1d::off_V(H), nullptr};
+  }
   // Networks per group of the vectorized node passes (OUT = 1): one native register of doubles per
   // running sum (8 with AVX-512, 4 with AVX, 2 in a portable SSE2 build). GCC's generic vectors wider
   // than the instruction set's go through the stack on every step (a portable build ran SGD on [1, 100, 1]
@@ -175,14 +209,11 @@ struct PointSweep {
     }
   }
   void reset_changes(const int64_t* bd, int64_t H, int out, int64_t S, int64_t lane) {
-    const bool by_kink = H >= kSortKinksFrom;  // (as the gradients: forward through the node arrays)
-    for (int64_t ii = 0; ii < H; ++ii) {
-      const int64_t i = by_kink ? perm[ii] : ii;
+    for (int64_t ii = 0; ii < H; ++ii)  // (visiting order: forward through the node arrays)
       for (int o = 0; o < out; ++o) {
-        dA[bd[i] * S + lane + o] = 0.0;
-        dB[bd[i] * S + lane + o] = 0.0;
+        dA[bd[ii] * S + lane + o] = 0.0;
+        dB[bd[ii] * S + lane + o] = 0.0;
       }
-    }
   }
   // Frees the buffers when a call made them big (kept up to kMaxRetainedSortBytes: fresh pages of
   // the node arrays cost more than a sweep at N ~ 10^5).
@@ -230,21 +261,36 @@ struct PointSweep {
   void boundaries(const double* th, int64_t H, int out, int64_t N, const double* xs, double c0,
                   const NodeLocator& loc, double* A, double* B, double* dAx, double* dBx, int64_t S,
                   int64_t* bd) {
-    prepare(th, H, N, xs, loc, bd);
+    prepare(th, H, out, N, xs, loc, bd);
     locate(th, H, N, xs, loc, bd, 0, H);
     accumulate(th, H, out, N, c0, A, B, dAx, dBx, S, bd);
   }
 
-  // The kinks, each neuron's guess bd[i] and (large H) the visiting order perm.
-  void prepare(const double* th, int64_t H, int64_t N, const double* xs, const NodeLocator& loc, int64_t* bd) {
+  // The kinks, (large H) the visiting order perm with the neurons gathered into it, and the guess
+  // bd[ii] of every neuron.
+  void prepare(const double* th, int64_t H, int out, int64_t N, const double* xs, const NodeLocator& loc,
+               int64_t* bd) {
     const double* wv = th;
     const double* bv = th + H;
     kink.resize(static_cast<size_t>(H));
     for (int64_t i = 0; i < H; ++i) kink[i] = wv[i] != 0.0 ? -bv[i] / wv[i] : 0.0;  // vectorized
-    for (int64_t i = 0; i < H; ++i) bd[i] = loc.guess(kink[i]);
     // Large H: the neurons are visited in kink order so that the scattered updates walk the node
     // arrays sequentially (case E: the node arrays are megabytes); small H: in index order.
-    if (H >= kSortKinksFrom) order_by_cell(xs, N, H);
+    if (H >= kSortKinksFrom) {
+      order_by_cell(xs, N, H);
+      visit.resize(static_cast<size_t>((3 + out) * H));
+      double* s = visit.data();
+      const double* V = th + sweep1d::off_V(H);
+      for (int64_t ii = 0; ii < H; ++ii) {
+        const int64_t i = perm[ii];
+        s[ii] = wv[i];
+        s[H + ii] = bv[i];
+        s[2 * H + ii] = kink[i];
+        for (int o = 0; o < out; ++o) s[(3 + o) * H + ii] = V[o * H + i];
+      }
+    }
+    const double* kv = neurons(th, H).kink;
+    for (int64_t ii = 0; ii < H; ++ii) bd[ii] = loc.guess(kv[ii]);
   }
 
   // bd[i] for the neurons visited at positions [ii0, ii1): w > 0: the first active node; w < 0: the
@@ -255,25 +301,22 @@ struct PointSweep {
   // active everywhere iff b > 0: as w > 0 with j = 0, else N.
   void locate(const double* th, int64_t H, int64_t N, const double* xs, const NodeLocator& loc, int64_t* bd,
               int64_t ii0, int64_t ii1) const {
-    const double* wv = th;
-    const double* bv = th + H;
-    const bool by_kink = H >= kSortKinksFrom;
+    const Neurons nn = neurons(th, H);
     for (int64_t ii = ii0; ii < ii1; ++ii) {
-      const int64_t i = by_kink ? perm[ii] : ii;
-      const double w = wv[i], b = bv[i];
+      const double w = nn.w[ii], b = nn.b[ii];
       if (w == 0.0) {
-        bd[i] = b > 0.0 ? 0 : N;
+        bd[ii] = b > 0.0 ? 0 : N;
         continue;
       }
       const bool neg = w < 0.0;
-      int64_t j = loc.lower(kink[i], bd[i]);
+      int64_t j = loc.lower(nn.kink[ii], bd[ii]);
       const bool settled = (sweep1d::relu_active(w, b, loc.at(j)) != neg) &
                            (sweep1d::relu_active(w, b, loc.at(j - 1)) == neg);
       if (!settled) {
         while (j < N && sweep1d::relu_active(w, b, xs[j]) == neg) ++j;
         while (j > 0 && sweep1d::relu_active(w, b, xs[j - 1]) != neg) --j;
       }
-      bd[i] = j;
+      bd[ii] = j;
     }
   }
 
@@ -281,30 +324,27 @@ struct PointSweep {
   void accumulate(const double* th, int64_t H, int out, int64_t N, double c0, double* A, double* B,
                   double* dAx, double* dBx, int64_t S, const int64_t* bd) const {
     (void)N;
-    const double* wv = th;
-    const double* bv = th + H;
-    const double* V = th + sweep1d::off_V(H);
+    const Neurons nn = neurons(th, H);
+    const double* V = nn.v;
     const double* c = th + sweep1d::off_c(H, out);
     for (int o = 0; o < out; ++o) {
       A[o] = 0.0;
       B[o] = c[o];
     }
-    const bool by_kink = H >= kSortKinksFrom;
     for (int64_t ii = 0; ii < H; ++ii) {
-      const int64_t i = by_kink ? perm[ii] : ii;
-      const double w = wv[i], b = bv[i];
+      const double w = nn.w[ii], b = nn.b[ii];
       if (w == 0.0) {
         if (b > 0.0)
-          for (int o = 0; o < out; ++o) B[o] += V[o * H + i] * b;
+          for (int o = 0; o < out; ++o) B[o] += V[o * H + ii] * b;
         continue;
       }
       const bool neg = w < 0.0;
-      const int64_t j = bd[i];
+      const int64_t j = bd[ii];
       const double z0 = w * c0 + b;
       const double sgn = neg ? -1.0 : 1.0;
       const double base = neg ? 1.0 : 0.0;  // a neuron with w < 0 is active at node 0 (if any)
       for (int o = 0; o < out; ++o) {
-        const double a = V[o * H + i] * w, bz = V[o * H + i] * z0;
+        const double a = V[o * H + ii] * w, bz = V[o * H + ii] * z0;
         A[o] += base * a;
         B[o] += base * bz;
         dAx[j * S + o] += sgn * a;
@@ -323,9 +363,7 @@ struct PointSweep {
                  const double* P1x, const double* Q0x, const double* Q1x, int64_t S, const int64_t* bd,
                  double* g, int64_t ii0 = 0, int64_t ii1 = -1) const {
     if (ii1 < 0) ii1 = H;
-    const double* wv = th;
-    const double* bv = th + H;
-    const double* V = th + sweep1d::off_V(H);
+    const Neurons nn = neurons(th, H);
     const int64_t ov = sweep1d::off_V(H);
     const Split sp = split;
     const bool two = sp.at != std::numeric_limits<int64_t>::max();
@@ -333,13 +371,14 @@ struct PointSweep {
       double* __restrict gw = g;
       double* __restrict gb = g + H;
       double* __restrict gv = g + ov;
-      const auto neuron = [&](int64_t i) {
-        const double w = wv[i], b = bv[i], v = V[i];
-        const int64_t j = bd[i] * S;
+      // position ii in visiting order, neuron i
+      const auto neuron = [&](int64_t ii, int64_t i) {
+        const double w = nn.w[ii], b = nn.b[ii], v = nn.v[ii];
+        const int64_t j = bd[ii] * S;
         const bool neg = w < 0.0;
         double p0 = P0x[j], p1 = P1x[j], q0 = Q0x[j], q1 = Q1x[j];  // unconditional: gathers
         if (two) {  // the other block's totals (branch-free selects)
-          const bool second = bd[i] >= sp.at;
+          const bool second = bd[ii] >= sp.at;
           p0 += second ? sp.p0 : 0.0;
           p1 += second ? sp.p1 : 0.0;
           q0 += second ? 0.0 : sp.q0;
@@ -352,21 +391,22 @@ struct PointSweep {
         gb[i] = 2.0 * (v * s0);
         gv[i] = 2.0 * (w * s1 + z0 * s0);
       };
-      // large H: in kink order (boundaries() left it in perm), so that the gathers of the moments walk
-      // the node arrays forward instead of missing the cache at random nodes; small H: in index order
+      // large H: in kink order, so that the gathers of the moments walk the node arrays forward
+      // instead of missing the cache at random nodes (the stores scatter); small H: in index order
       // (a separate loop: it vectorizes)
-      if (H >= kSortKinksFrom) {
-        for (int64_t ii = ii0; ii < ii1; ++ii) neuron(perm[ii]);
+      if (nn.perm != nullptr) {
+        for (int64_t ii = ii0; ii < ii1; ++ii) neuron(ii, nn.perm[ii]);
       } else {
-        for (int64_t i = ii0; i < ii1; ++i) neuron(i);
+        for (int64_t i = ii0; i < ii1; ++i) neuron(i, i);
       }
     } else {
-      for (int64_t i = ii0; i < ii1; ++i) {
-        const double w = wv[i], b = bv[i];
+      for (int64_t ii = ii0; ii < ii1; ++ii) {
+        const int64_t i = nn.at(ii);
+        const double w = nn.w[ii], b = nn.b[ii];
         const bool neg = w < 0.0;
-        const double* S0 = (neg ? P0x : Q0x) + bd[i] * S;
-        const double* S1 = (neg ? P1x : Q1x) + bd[i] * S;
-        sweep1d::neuron_grad(w, b, V + i, H, out, c0, S0, S1, g + i, g + H + i, g + ov + i, H);
+        const double* S0 = (neg ? P0x : Q0x) + bd[ii] * S;
+        const double* S1 = (neg ? P1x : Q1x) + bd[ii] * S;
+        sweep1d::neuron_grad(w, b, nn.v + ii, H, out, c0, S0, S1, g + i, g + H + i, g + ov + i, H);
       }
     }
     if (ii0 > 0) return;
@@ -534,7 +574,7 @@ struct PointSweep {
     {
       zero_changes(static_cast<size_t>(N + 1));
       bound.resize(static_cast<size_t>(H));
-      prepare(th, H, N, xs, loc, bound.data());
+      prepare(th, H, 1, N, xs, loc, bound.data());
     }
     locate(th, H, N, xs, loc, bound.data(), ii0, ii1);
 #pragma omp barrier
@@ -695,16 +735,16 @@ void points_loop(const double* theta, int64_t K, int64_t H, int out, int64_t N, 
 }  // namespace
 
 void shallow1d_points_sorted(const double* theta, int64_t K, int64_t H, int out, int64_t N,
-                             const double* xs, const double* ws, const double* ys, double* risk,
-                             double* grad) {
+                             const double* xs, const double* ws, const double* ys, const NodeCells& cells,
+                             double* risk, double* grad) {
   const double c0 = N > 0 ? 0.5 * (xs[0] + xs[N - 1]) : 0.0;
   static thread_local NodeLocator loc;  // kept per thread between calls, like the sorted nodes
-  loc.build(xs, N, H * K);
+  loc.build(xs, N, H * K, cells);
   if (out == 1)
     points_loop<1>(theta, K, H, out, N, xs, ws, ys, c0, loc, risk, grad);
   else
     points_loop<0>(theta, K, H, out, N, xs, ws, ys, c0, loc, risk, grad);
-  if (static_cast<int64_t>((loc.first.capacity() + loc.xq.capacity()) * 8) > kMaxRetainedSortBytes)
+  if (static_cast<int64_t>((loc.own.capacity() + loc.xq.capacity()) * 8) > kMaxRetainedSortBytes)
     loc = NodeLocator();
 }
 
