@@ -169,7 +169,7 @@ struct PointSweep {
   static constexpr int64_t kSortKinksFrom = 4096;
 
   // A network's neurons in visiting order: position ii holds neuron at(ii). Large H: kink order, the
-  // parameters gathered once (prepare), so that the passes over the neurons (searches, changes,
+  // parameters gathered once (gather()), so that the passes over the neurons (searches, changes,
   // gradients) read them sequentially and only the gradients' stores scatter; small H: index order,
   // theta itself.
   struct Neurons {
@@ -243,45 +243,58 @@ struct PointSweep {
   // range), in index order within a cell (a counting sort, O(H + N)): close to kink order, which is all
   // the locality needs. The order fixes the order of the sums at a shared node, so the cells depend on
   // the nodes and H only (not on K, as the locator's do).
-  std::vector<int64_t> cell_start;  // (M + 2,)
+  std::vector<uint32_t> cell_start, kink_cell;  // (M + 2,), (H,)
   void order_by_cell(const double* xs, int64_t N, int64_t H) {
     const int64_t M = std::max<int64_t>(1, std::min<int64_t>(N, 2 * H));
     const double lo = N > 0 ? xs[0] : 0.0, scale = NodeLocator::cell_scale(xs, N, M);
     perm.resize(static_cast<size_t>(H));
-    cell_start.assign(static_cast<size_t>(M + 2), 0);
-    for (int64_t i = 0; i < H; ++i) ++cell_start[NodeLocator::cell_of(kink[i], lo, scale, M) + 1];
+    kink_cell.resize(static_cast<size_t>(H));
+    cell_start.assign(static_cast<size_t>(M + 2), 0);  // (32-bit: H < 2^32 neurons, half the cache lines)
+    for (int64_t i = 0; i < H; ++i) kink_cell[i] = static_cast<uint32_t>(NodeLocator::cell_of(kink[i], lo, scale, M));
+    for (int64_t i = 0; i < H; ++i) ++cell_start[kink_cell[i] + 1];
     for (int64_t m = 0; m <= M; ++m) cell_start[m + 1] += cell_start[m];
-    for (int64_t i = 0; i < H; ++i) perm[cell_start[NodeLocator::cell_of(kink[i], lo, scale, M)]++] = i;
+    for (int64_t i = 0; i < H; ++i) perm[cell_start[kink_cell[i]]++] = i;
   }
 
   // Phase 1 of one network: the state (A, B) at node 0 and the changes dA, dB at the boundaries
-  // (entries j * S + o of dAx, dBx, which point at this network's lane), and bd (H,). In three steps
-  // (prepare, locate, accumulate) so that a team can share the searches of one network (run_team):
-  // only the accumulation, whose order fixes the bits, is sequential.
+  // (entries j * S + o of dAx, dBx, which point at this network's lane), and bd (H,). In steps
+  // (kinks, order, gather, locate, accumulate) so that a team can share the work on one network
+  // (run_team): only the order and the accumulation, whose order fixes the bits, are sequential.
   void boundaries(const double* th, int64_t H, int out, int64_t N, const double* xs, double c0,
                   const NodeLocator& loc, double* A, double* B, double* dAx, double* dBx, int64_t S,
                   int64_t* bd) {
-    prepare(th, H, out, N, xs, loc, bd);
+    kink.resize(static_cast<size_t>(H));
+    kinks(th, H, 0, H);
+    order(th, H, out, N, xs);
+    gather(th, H, out, loc, bd, 0, H);
     locate(th, H, N, xs, loc, bd, 0, H);
     accumulate(th, H, out, N, c0, A, B, dAx, dBx, S, bd);
   }
 
-  // The kinks, (large H) the visiting order perm with the neurons gathered into it, and the guess
-  // bd[ii] of every neuron.
-  void prepare(const double* th, int64_t H, int out, int64_t N, const double* xs, const NodeLocator& loc,
-               int64_t* bd) {
+  // Before the searches, in three steps (a team splits the first and the last over its members):
+  // the kinks of the neurons [i0, i1) (kink sized H beforehand, not here: a team shares it); (large H) the visiting order perm;
+  // (large H) the neurons at positions [ii0, ii1) gathered into that order, and their guesses bd[ii].
+  void kinks(const double* th, int64_t H, int64_t i0, int64_t i1) {
     const double* wv = th;
     const double* bv = th + H;
-    kink.resize(static_cast<size_t>(H));
-    for (int64_t i = 0; i < H; ++i) kink[i] = wv[i] != 0.0 ? -bv[i] / wv[i] : 0.0;  // vectorized
-    // Large H: the neurons are visited in kink order so that the scattered updates walk the node
-    // arrays sequentially (case E: the node arrays are megabytes); small H: in index order.
+    for (int64_t i = i0; i < i1; ++i) kink[i] = wv[i] != 0.0 ? -bv[i] / wv[i] : 0.0;  // vectorized
+  }
+  // Large H: the neurons are visited in kink order so that the scattered updates walk the node
+  // arrays sequentially (case E: the node arrays are megabytes); small H: in index order.
+  void order(const double* th, int64_t H, int out, int64_t N, const double* xs) {
+    (void)th;
+    if (H < kSortKinksFrom) return;
+    order_by_cell(xs, N, H);
+    visit.resize(static_cast<size_t>((3 + out) * H));
+  }
+  void gather(const double* th, int64_t H, int out, const NodeLocator& loc, int64_t* bd, int64_t ii0,
+              int64_t ii1) {
     if (H >= kSortKinksFrom) {
-      order_by_cell(xs, N, H);
-      visit.resize(static_cast<size_t>((3 + out) * H));
-      double* s = visit.data();
+      const double* wv = th;
+      const double* bv = th + H;
       const double* V = th + sweep1d::off_V(H);
-      for (int64_t ii = 0; ii < H; ++ii) {
+      double* s = visit.data();
+      for (int64_t ii = ii0; ii < ii1; ++ii) {
         const int64_t i = perm[ii];
         s[ii] = wv[i];
         s[H + ii] = bv[i];
@@ -290,7 +303,7 @@ struct PointSweep {
       }
     }
     const double* kv = neurons(th, H).kink;
-    for (int64_t ii = 0; ii < H; ++ii) bd[ii] = loc.guess(kv[ii]);
+    for (int64_t ii = ii0; ii < ii1; ++ii) bd[ii] = loc.guess(kv[ii]);
   }
 
   // bd[i] for the neurons visited at positions [ii0, ii1): w > 0: the first active node; w < 0: the
@@ -574,8 +587,13 @@ struct PointSweep {
     {
       zero_changes(static_cast<size_t>(N + 1));
       bound.resize(static_cast<size_t>(H));
-      prepare(th, H, 1, N, xs, loc, bound.data());
+      kink.resize(static_cast<size_t>(H));
     }
+    kinks(th, H, ii0, ii1);
+#pragma omp barrier
+#pragma omp single
+    order(th, H, 1, N, xs);
+    gather(th, H, 1, loc, bound.data(), ii0, ii1);  // (then the same positions: no barrier)
     locate(th, H, N, xs, loc, bound.data(), ii0, ii1);
 #pragma omp barrier
 #pragma omp single
