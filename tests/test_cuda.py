@@ -520,6 +520,8 @@ def test_dopri5_loop_arguments_checked_before_any_device_call():
         cuda.dopri5_loop([1, 4, 1], th, **dict(ok, x=FakeDeviceArray((5, 2))))
     with pytest.raises(ValueError, match="theta"):
         cuda.dopri5_loop([1, 4, 1], FakeDeviceArray((2, 3)), **ok)
+    with pytest.raises(ValueError, match="frozen"):
+        cuda.dopri5_loop([1, 4, 1], th, frozen=np.zeros(lay.num_params), normalized=True, **ok)
 
 
 def _emulated_dp(monkeypatch, fn):
@@ -613,6 +615,39 @@ def test_dopri5_loop_on_device_statuses_frozen_max_steps(monkeypatch):
         assert rel(g.theta.get(), c.theta) <= 1e-12
         if "frozen" in kw:
             np.testing.assert_array_equal(g.theta.get()[:, mask], theta[:, mask])
+
+
+NM_DP_CASES = [([1, 12, 1], np.float64, "points", 2), ([2, 8, 8, 1], np.float64, "qmc", 3),
+               ([1, 12, 1], np.float32, "points", 2)]
+
+
+@needs_cupy_gpu
+@pytest.mark.parametrize("widths,dtype,kind,seed", NM_DP_CASES,
+                         ids=[f"{w}-{np.dtype(d).name}-{k}" for w, d, k, _ in NM_DP_CASES])
+def test_dopri5_loop_normalized_on_device_equals_host_emulation_and_cpu(widths, dtype, kind, seed, monkeypatch):
+    """normalized dopri5 on the device (after the plain dopri5 tests: a mismatch only here points at the
+    retraction in dp_finish_kernel, the extra evaluation and dp_conclude_kernel, or the projection
+    kernel): BITWISE its host emulation, then the cpu loop (float64: the same counts and evaluation count,
+    1e-12; float32 5e-4)."""
+    import cupy as cp
+
+    prob = _gd_problem(widths)
+    est = _dp_estimator(kind, widths[0])
+    theta = prob.init(3, seed=seed).astype(dtype)
+    kw = dict(t_end=1.5, method="dopri5", estimator=est, record_every=0.25, rtol=1e-5, atol=1e-8, record_theta=True,
+              normalized=True)
+    g = rf.gradient_flow(prob, cp.asarray(theta), **kw)
+    assert g.info["loop"] == "CUDA"
+    e = _emulated_dp(monkeypatch, lambda: rf.gradient_flow(prob, theta, backend="cuda", **kw))
+    _assert_same_run(g, e)
+    c = rf.gradient_flow(prob, theta, backend="cpu", **kw)
+    np.testing.assert_array_equal(g.status, c.status)
+    if dtype == np.float64:
+        np.testing.assert_array_equal(g.accepted, c.accepted)
+        np.testing.assert_array_equal(g.rejected, c.rejected)
+        assert g.info["evaluations"] == c.info["evaluations"]
+    tol = 1e-12 if dtype == np.float64 else 5e-4
+    assert rel(g.theta.get(), c.theta) <= tol and rel(g.risk, c.risk) <= tol
 
 
 # ---- the normalized flow in the device GD / fixed-step loop (reluflow/normalized_step.h) -------------

@@ -26,12 +26,16 @@ STATUS = {n: i for i, n in enumerate(cuda_backend.DOPRI5_STATUS)}
 
 
 def workspace(theta, grid, *, t_end, h0, rtol, atol, max_abs, max_growth, min_step, max_steps, max_rejections,
-              frozen, record_theta):
-    """The device loop's memory as host arrays (what dopri5_loop.cu allocates)."""
+              frozen, record_theta, widths=None):
+    """The device loop's memory as host arrays (what dopri5_loop.cu allocates); widths: the normalized
+    loop's (its arrays too)."""
     K, P = theta.shape
     T = len(grid)
     f64 = lambda *s: np.zeros(s)  # noqa: E731
-    return {"theta0": np.ascontiguousarray(theta), "y": f64(K, P), "k": f64(7, K, P), "risk": f64(K),
+    normalized = {} if widths is None else {
+        "widths": list(widths), "ynew": f64(K, P), "pending": np.zeros(K, np.uint8), "bad_why": np.zeros(K, np.uint8),
+        "err": f64(K), "any_accepted": np.zeros(1, np.int32), "extra_evals": np.zeros(1, np.int64)}
+    return {**normalized, "theta0": np.ascontiguousarray(theta), "y": f64(K, P), "k": f64(7, K, P), "risk": f64(K),
             "stage": np.zeros_like(theta), "grid": np.ascontiguousarray(grid, dtype=np.float64),
             "t": f64(K), "h": f64(K), "energy": f64(K), "risk0": f64(K), "growth": f64(K), "hh": f64(K),
             "target": f64(K), "nxt": np.zeros(K, np.int64), "streak": np.zeros(K, np.int64),
@@ -54,15 +58,20 @@ class HarnessDopri5(HarnessLoop):
     @classmethod
     def dopri5_loop(cls, widths, theta, *, x, w, y=None, spec=None, grid, t_end, h0, rtol, atol, max_abs,
                     max_growth, max_steps, max_rejections, min_step, frozen=None, record_theta=False,
-                    progress=None, path="auto", stream=0):
+                    progress=None, path="auto", stream=0, normalized=False):
         cls.dp_loops += 1
+        if normalized and frozen is not None:
+            raise ValueError("frozen: not with normalized=True")
         ws = workspace(theta, grid, t_end=t_end, h0=h0, rtol=rtol, atol=atol, max_abs=max_abs,
                        max_growth=max_growth, min_step=min_step, max_steps=max_steps,
-                       max_rejections=max_rejections, frozen=frozen, record_theta=record_theta)
+                       max_rejections=max_rejections, frozen=frozen, record_theta=record_theta,
+                       widths=widths if normalized else None)
         kspec = spec if y is None else None
 
-        def evaluate(th, s):
+        def evaluate(th, s):   # a dense evaluation, then (normalized) the projection kernel
             ws["risk"][...], ws["k"][s] = harness(widths, th, x, w, y, True, path, spec=kspec)
+            if normalized:
+                ws["k"][s] = core._harness_project(widths, th, ws["k"][s])
 
         evaluate(ws["theta0"], 0)
         core._harness_dp("init", ws)
@@ -75,6 +84,9 @@ class HarnessDopri5(HarnessLoop):
                     core._harness_dp("stage", ws, stage=s)
                     evaluate(ws["stage"], s)
                 core._harness_dp("finish", ws)
+                if normalized:   # the field at the accepted y_new (the stage rows), then the records
+                    evaluate(ws["stage"], 1)
+                    core._harness_dp("conclude", ws)
             blocks += 1
             run = ws["done"] == 0
             if run.any() and progress is not None and progress(float(ws["t"][run].min())):
@@ -85,10 +97,12 @@ class HarnessDopri5(HarnessLoop):
             interrupted = True
         theta[...] = ws["y"].astype(theta.dtype)
         tries = ws["accepted"] + ws["rejected"]
+        extra = int(ws["extra_evals"][0] + ws["any_accepted"][0]) if normalized else 0
         return {"risk": ws["rec_risk"], "grad_norm": ws["rec_gn"], "energy": ws["rec_energy"],
                 "thetas": ws["rec_theta"], "status": ws["status"], "accepted": ws["accepted"],
                 "rejected": ws["rejected"], "reason": ws["reason"], "growth": ws["growth"], "t": ws["t"],
-                "evaluations": 1 + 6 * int(tries.max(initial=0)), "interrupted": interrupted, "blocks": blocks}
+                "evaluations": 1 + 6 * int(tries.max(initial=0)) + extra, "interrupted": interrupted,
+                "blocks": blocks}
 
 
 @pytest.fixture
@@ -238,13 +252,66 @@ def test_device_dopri5_emulated_max_steps_and_stop(host_dp, monkeypatch):
     np.testing.assert_array_equal(part.info["t_reached"], lim.info["t_reached"])
 
 
-def test_device_dopri5_only_where_it_applies(host_dp):
-    """normalized dopri5 keeps the Python driver on cuda; a stochastic estimator is refused as before."""
-    prob = problem([1, 6, 1])
+NORMALIZED_CASES = [([1, 12, 1], np.float64, "points", 2), ([2, 8, 8, 1], np.float64, "qmc", 3),
+                    ([1, 12, 1], np.float32, "points", 2)]
+
+
+@pytest.mark.parametrize("widths,dtype,kind,seed", NORMALIZED_CASES,
+                         ids=[f"{w}-{np.dtype(d).name}-{k}" for w, d, k, _ in NORMALIZED_CASES])
+def test_device_dopri5_normalized_emulated_equals_cpu_loop(host_dp, widths, dtype, kind, seed):
+    """normalized=True takes the device loop too (every evaluation projected, y_new retracted before its
+    error test, the field evaluated again at the accepted point: dopri5_step.h's finish / conclude) and
+    gives the cpu C++ loop's run: counts, statuses, times, the evaluation count (6 per iteration plus one
+    where a step was accepted), theta and records to 1e-12 (float64); the hidden neurons stay on their
+    spheres."""
+    prob = problem(widths)
+    est = estimator(kind, widths[0])
+    theta = prob.init(3, seed=seed).astype(dtype)
     before = host_dp.dp_loops
-    run = rf.gradient_flow(prob, prob.init(2, seed=1), 0.2, method="dopri5", estimator=points(1, 60),
-                           backend="cuda", normalized=True)
-    assert host_dp.dp_loops == before and run.info.get("loop") != "CUDA"
+    kw = dict(method="dopri5", record_every=0.25, rtol=1e-5, atol=1e-8, record_theta=True, normalized=True)
+    a = rf.gradient_flow(prob, theta, 1.5, estimator=est, backend="cuda", **kw)
+    b = rf.gradient_flow(prob, theta, 1.5, estimator=est, backend="cpu", **kw)
+    assert host_dp.dp_loops == before + 1 and a.info["loop"] == "CUDA"
+    f64 = dtype == np.float64
+    assert_dp_match(a, b, 1e-12 if f64 else 5e-4, same_steps=f64)
+    assert (a.status == "ok").all() and a.accepted.min() > 3
+    if f64:   # 6 evaluations per iteration, and the extra one in each (every network accepts now and then)
+        tries = int((a.accepted + a.rejected).max())
+        assert 1 + 6 * tries < a.info["evaluations"] <= 1 + 7 * tries
+    for th in (a.theta, a.thetas[-1]):   # the hidden neurons' (w_i, b_i) on their unit spheres
+        np.testing.assert_allclose(neuron_norms(prob, th), 1.0, atol=1e-12 if f64 else 1e-6)
+
+
+def neuron_norms(prob, theta):
+    """(K, hidden neurons): the norm of every hidden neuron's (w_i, b_i) of theta (K, P)."""
+    layers = prob.layout.unpack(np.asarray(theta, dtype=np.float64))[:-1]
+    return np.concatenate([np.sqrt((W ** 2).sum(axis=2) + b ** 2) for W, b in layers], axis=1)
+
+
+def test_device_dopri5_normalized_emulated_rejections_and_max_steps(host_dp):
+    """The normalized device loop's rejected steps (a loose start: dt, the first step, too large), max_steps and an
+    early end at t_end agree with the cpu loop, records included."""
+    prob = problem([1, 10, 1])
+    est = points(1, 80)
+    theta = prob.init(2, seed=4)
+    kw = dict(method="dopri5", record_every=0.1, rtol=1e-6, atol=1e-9, dt=0.5, record_theta=True, normalized=True)
+    a = rf.gradient_flow(prob, theta, 0.5, estimator=est, backend="cuda", **kw)
+    b = rf.gradient_flow(prob, theta, 0.5, estimator=est, backend="cpu", **kw)
+    assert_dp_match(a, b)
+    assert a.rejected.sum() > 0
+    c = rf.gradient_flow(prob, theta, 5.0, estimator=est, backend="cuda", max_steps=5, **kw)
+    d = rf.gradient_flow(prob, theta, 5.0, estimator=est, backend="cpu", max_steps=5, **kw)
+    assert_dp_match(c, d)
+    assert (c.status == "max_steps").all()
+
+
+def test_device_dopri5_only_where_it_applies(host_dp):
+    """A stochastic estimator is refused as before; frozen parameters are refused with normalized=True
+    (by the Python layer, and by the loop itself)."""
+    prob = problem([1, 6, 1])
+    with pytest.raises(ValueError, match="frozen"):
+        rf.gradient_flow(prob, prob.init(2, seed=1), 0.2, method="dopri5", estimator=points(1, 60),
+                         backend="cuda", normalized=True, frozen=prob.mask(layers=[2], biases=False))
     with pytest.raises(ValueError, match="estimator"):
         rf.gradient_flow(prob, prob.init(2, seed=1), 0.2, method="dopri5",
                          estimator=rf.MonteCarlo(64, seed=1, resample=True), backend="cuda")

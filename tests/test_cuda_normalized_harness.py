@@ -14,7 +14,6 @@ core = pytest.importorskip("reluflow._core")
 
 import reluflow as rf  # noqa: E402
 from reluflow import flows  # noqa: E402
-from reluflow.layout import Layout  # noqa: E402
 from test_cuda_harness import (OVER, RUNNING, assert_runs_match, fresh_state, gd_estimator,  # noqa: E402
                                gd_problem, rel)
 from test_cuda_harness import host_cuda_loop  # noqa: E402, F401  (the fixture)
@@ -101,12 +100,3 @@ def test_device_normalized_loop_emulated_equals_cpu_loop(host_cuda_loop, method,
     # the runs went somewhere (rk4 with resampled nodes at this dt loses a network on both loops alike)
     ok = ~a.diverged
     assert ok.sum() >= 2 and (a.risk[-1][ok] < a.risk[0][ok]).all()
-
-
-def test_normalized_dopri5_keeps_python_driver_on_cuda(host_cuda_loop):
-    prob = gd_problem([1, 6, 1])
-    assert Layout([1, 6, 1]).num_params == prob.layout.num_params
-    before = host_cuda_loop.loops
-    run = rf.gradient_flow(prob, prob.init(2, seed=1), 0.1, method="dopri5", backend="cuda", normalized=True,
-                           estimator=gd_estimator("points", 1))
-    assert host_cuda_loop.loops == before and run.info.get("loop") != "CUDA"

@@ -509,10 +509,13 @@ PYBIND11_MODULE(_cuda, m) {
          const py::object& y, const py::object& spec, const py::object& grid_in, double t_end, double h0,
          double rtol, double atol, double max_abs, double max_growth, int64_t max_steps, int64_t max_rejections,
          double min_step, const py::object& frozen, bool record_theta, const py::object& progress,
-         const std::string& path, uintptr_t stream) {
+         const std::string& path, uintptr_t stream, bool normalized) {
         namespace rc = reluflow::cuda;
         const reluflow::Layout lay = reluflow::make_layout(widths);
         rc::Dopri5LoopSpec s;
+        if (normalized && !frozen.is_none())
+          throw py::value_error("frozen: not with normalized=True (the retraction moves every hidden parameter)");
+        s.normalized = normalized;
         s.path = parse_path(path);
         try {
           rc::resolve_dense_path(lay, s.path);
@@ -597,7 +600,7 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("atol") = 1e-9, py::arg("max_abs") = 1e8, py::arg("max_growth") = 1e6, py::arg("max_steps") = 1000000,
       py::arg("max_rejections") = 50, py::arg("min_step") = 1e-14, py::arg("frozen") = py::none(),
       py::arg("record_theta") = false, py::arg("progress") = py::none(), py::arg("path") = "auto",
-      py::arg("stream") = 0,
+      py::arg("stream") = 0, py::arg("normalized") = false,
       "Dormand-Prince 5(4) gradient flow of K networks with the whole adaptive loop on the GPU\n"
       "(cuda/src/dopri5_loop.cu): a step size, error control and status per network as the cpu loop\n"
       "(cpp/src/cpu/dopri5_cpu.cpp). theta (K, P) float32/float64 device array, overwritten with the final\n"
@@ -606,5 +609,7 @@ PYBIND11_MODULE(_cuda, m) {
       "progress(t_min) once per block of iterations; True or Ctrl-C stops the run. Returns a dict: risk,\n"
       "grad_norm, energy (T, K) (NaN where never reached), thetas (T, K, P) or None, status (K,) int32\n"
       "(ok, diverged, max_rejections, min_step, max_steps, interrupted), accepted, rejected, reason,\n"
-      "growth, t (K,), evaluations, interrupted, blocks.");
+      "growth, t (K,), evaluations, interrupted, blocks. normalized=True: the flow on the hidden neurons'\n"
+      "spheres as the cpu loop's (every evaluation projected, y_new retracted before its error test, the\n"
+      "field re-evaluated at the accepted point; theta must start on the manifold; no frozen).");
 }

@@ -9,6 +9,10 @@
 //     batch, and the done ones are not read);
 //   dp_finish_kernel (a block per running network): the 5th-order solution, the error norm, accept /
 //     reject, energy, time, the records reached, the controller and the give-up rules, FSAL.
+// Normalized: every dense evaluation is projected on the tangent space (loop_common.cuh's project), the
+// finish retracts y_new before its tests and only decides; the field at the accepted y_new (the stage
+// rows) then goes into k[1], and dp_conclude_kernel takes it as k[0], writes the records and runs the
+// controller (reluflow/dopri5_step.h).
 // Records: the whole (T, K) grid lives on the device (each network writes its rows when it reaches
 // them) and comes back once at the end. At the end of a block one copy of the done flags and times
 // into pinned memory and one stream synchronization: progress, Ctrl-C, and the end once every network
@@ -76,11 +80,32 @@ __global__ void __launch_bounds__(dp::kThreads) dp_finish_kernel(dp::Args<T> a) 
   // written by earlier launches; read by every thread before the tree's first barrier, after which
   // thread 0 may set it
   if (a.st.done[k]) return;
+  if (a.normalized) {  // y_new, then its neurons retracted, before the tests (the sums read it)
+    dp::new_row_thread(a, k, t);
+    __syncthreads();
+    dp::retract_row_thread(a, k, t);
+    __syncthreads();
+  }
   dp::finish_thread(a, k, t, sh + t * dp::kWidth);
   block_tree(sh, dp::kWidth);
   if (t == 0) go = dp::finish_block(a, k, sh, &j0, &j1);
   __syncthreads();
   if (go) dp::store_thread(a, k, t, j0, j1);
+}
+
+template <class T>
+__global__ void __launch_bounds__(dp::kThreads) dp_conclude_kernel(dp::Args<T> a) {
+  __shared__ double sh[dp::kThreads];
+  __shared__ int64_t j0, j1;
+  const int64_t k = blockIdx.x;
+  const int t = threadIdx.x;
+  // written by dp_finish_kernel; read by every thread before the tree, after which thread 0 resets it
+  if (!a.st.pending[k]) return;
+  dp::conclude_thread(a, k, t, sh + t);
+  block_tree(sh, 1);
+  if (t == 0) dp::conclude_pending_block(a, k, sh, &j0, &j1);
+  __syncthreads();
+  dp::record_rows_thread(a, k, t, j0, j1);
 }
 
 template <class T>
@@ -97,6 +122,15 @@ void dopri5_loop_t(const Dopri5LoopSpec& s, Dopri5LoopOut& out) {
   DeviceMem i64s{size_t(K) * 8 * 4};                 // nxt, streak, accepted, rejected
   DeviceMem status{size_t(K) * 4}, flags{size_t(K) * 2};  // done, reason
   DeviceMem recs{size_t(nT * K) * 8 * 3}, rec_theta{s.record_theta ? size_t(nT * K * P) * sizeof(T) : 0};
+  // normalized: the retracted y_new (K, P), err (K), pending / bad_why (K each), and the counters
+  // extra_evals (int64) and any_accepted (int32)
+  const bool nz = s.normalized;
+  DeviceMem ynew{nz ? size_t(K * P) * 8 : 0}, nz_err{nz ? size_t(K) * 8 : 0}, nz_flags{nz ? size_t(K) * 2 : 0};
+  DeviceMem nz_count{nz ? size_t(16) : 0};
+  if (nz) {
+    check(cudaMemsetAsync(nz_flags.ptr, 0, size_t(K) * 2, st), "cudaMemsetAsync");
+    check(cudaMemsetAsync(nz_count.ptr, 0, 16, st), "cudaMemsetAsync");
+  }
   upload(grid.as<double>(), std::vector<double>(s.grid, s.grid + nT));
   if (s.frozen) check(cudaMemcpy(frozen.ptr, s.frozen, size_t(P), cudaMemcpyHostToDevice), "cudaMemcpy");
   upload(recs.as<double>(), std::vector<double>(size_t(nT * K) * 3, NAN));
@@ -132,6 +166,21 @@ void dopri5_loop_t(const Dopri5LoopSpec& s, Dopri5LoopOut& out) {
   a.rec_gn = a.rec_risk + nT * K;
   a.rec_energy = a.rec_risk + 2 * nT * K;
   a.rec_theta = s.record_theta ? rec_theta.as<T>() : nullptr;
+  a.normalized = nz;
+  a.lay = s.prob.lay;
+  a.H = nz ? hidden_neurons(s.prob.lay) : 0;
+  if (nz) {
+    a.ynew = ynew.as<double>();
+    a.st.err = nz_err.as<double>();
+    a.st.pending = nz_flags.as<uint8_t>();
+    a.st.bad_why = nz_flags.as<uint8_t>() + K;
+    a.st.extra_evals = nz_count.as<int64_t>();
+    a.st.any_accepted = reinterpret_cast<int32_t*>(nz_count.as<int64_t>() + 1);
+  }
+  // after a dense evaluation at th (K, P): the normalized flow's projection
+  auto project = [&](const T* th, double* grad) {
+    if (nz) loop::project(a.lay, K, a.H, th, grad, st);
+  };
   DenseDevice ps = p;  // the problem at the stage points
   ps.theta = stage.ptr;
   const unsigned blocks_k = static_cast<unsigned>(K);
@@ -139,6 +188,7 @@ void dopri5_loop_t(const Dopri5LoopSpec& s, Dopri5LoopOut& out) {
 
   // the start: the field at theta, the state and the records at t = 0
   risk_and_grad_dense(p, s.path, risk.as<double>(), const_cast<double*>(a.k[0]), s.stream);
+  project(a.theta0, a.k[0]);
   if (K > 0) dp_init_kernel<T><<<blocks_k, dp::kThreads, 0, st>>>(a);
   check(cudaGetLastError(), "dp_init_kernel");
   out.evaluations = 1;
@@ -160,9 +210,16 @@ void dopri5_loop_t(const Dopri5LoopSpec& s, Dopri5LoopOut& out) {
         dp_stage_kernel<T><<<blocks_k, dp::kThreads, 0, st>>>(a, j);
         check(cudaGetLastError(), "dp_stage_kernel");
         risk_and_grad_dense(ps, s.path, risk.as<double>(), const_cast<double*>(a.k[j]), s.stream);
+        project(a.stage, a.k[j]);
       }
       dp_finish_kernel<T><<<blocks_k, dp::kThreads, 0, st>>>(a);
       check(cudaGetLastError(), "dp_finish_kernel");
+      if (nz) {  // the field at the accepted y_new (the stage rows) into k[1], then the records
+        risk_and_grad_dense(ps, s.path, risk.as<double>(), a.k[1], s.stream);
+        project(a.stage, a.k[1]);
+        dp_conclude_kernel<T><<<blocks_k, dp::kThreads, 0, st>>>(a);
+        check(cudaGetLastError(), "dp_conclude_kernel");
+      }
     }
     check(cudaMemcpyAsync(look.ptr, a.st.done, size_t(K), cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync");
     check(cudaMemcpyAsync(static_cast<char*>(look.ptr) + loop::round8(size_t(K)), a.st.t, size_t(K) * 8,
@@ -210,8 +267,16 @@ void dopri5_loop_t(const Dopri5LoopSpec& s, Dopri5LoopOut& out) {
     if (out.interrupted && !done[k]) out.status[k] = dp::kInterrupted;
   }
   // every iteration with a running network evaluated 6 stages, and each running network tried a step
-  // in each (networks start together and run without gaps): the cpu loop's count
+  // in each (networks start together and run without gaps): the cpu loop's count; normalized: plus the
+  // iterations where some network was accepted (the field at y_new; the last one not yet tallied)
   out.evaluations = 1 + 6 * tries;
+  if (nz) {
+    int64_t counts[2] = {0, 0};
+    loop::download(counts, nz_count.ptr, 2);
+    int32_t last = 0;
+    std::memcpy(&last, &counts[1], sizeof last);
+    out.evaluations += counts[0] + last;
+  }
   if (!out.interrupted && s.progress && s.progress(s.t_end)) out.interrupted = true;
 }
 

@@ -92,19 +92,8 @@ __global__ void __launch_bounds__(rk::kThreads) rk_update_kernel(rk::RkArgs<T> a
   if (go) rk::store_thread(a, k, t);
 }
 
-// ---- the normalized flow: tangent projection (one thread per (network, hidden neuron)) and the
-// retracting update (grid (K), nm::kThreads) --------------------------------------------------------------
-
-constexpr int kProjectThreads = 128;
-
-template <class T>
-__global__ void __launch_bounds__(kProjectThreads) nm_project_kernel(Layout lay, int64_t K, int64_t H, const T* theta,
-                                                                    double* grad) {
-  const int64_t n = K * H;
-  for (int64_t e = int64_t(blockIdx.x) * kProjectThreads + threadIdx.x; e < n;
-       e += int64_t(gridDim.x) * kProjectThreads)
-    nm::project_entry(lay, H, theta, grad, e);
-}
+// ---- the normalized flow: the retracting update (grid (K), nm::kThreads); the tangent projection is
+// loop_common.cuh's ------------------------------------------------------------------------------------
 
 template <class T>
 __global__ void __launch_bounds__(nm::kThreads) nm_update_kernel(nm::UpdateArgs<T> a) {
@@ -226,13 +215,8 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
   for (int j = 0; j < stages; ++j) nma.k[j] = rka.k[j];
   nma.scratch = scratch.as<T>();
   nma.st = state;
-  const unsigned project_blocks =
-      static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((K * H + kProjectThreads - 1) / kProjectThreads,
-                                                                   int64_t(1) << 20)));
   auto project = [&](const void* th, double* grad) {  // after a dense evaluation at th
-    if (!s.normalized || K * H == 0) return;
-    nm_project_kernel<T><<<project_blocks, kProjectThreads, 0, st>>>(lay, K, H, static_cast<const T*>(th), grad);
-    check(cudaGetLastError(), "nm_project_kernel");
+    if (s.normalized) loop::project(lay, K, H, static_cast<const T*>(th), grad, st);
   };
   DenseDevice ps = p;  // the problem at the stage points (the same nodes: those of the step)
   ps.theta = stage_theta.ptr;

@@ -185,8 +185,11 @@ struct Dopri5LoopSpec {
   double t_end = 1.0, h0 = -1.0, rtol = 1e-6, atol = 1e-9;
   double max_abs = 1e8, max_growth = 1e6, min_step = 1e-14;
   int64_t max_steps = 1000000, max_rejections = 50;
-  const uint8_t* frozen = nullptr;  // HOST (P,) or null
+  const uint8_t* frozen = nullptr;  // HOST (P,) or null (not with normalized)
   bool record_theta = false;
+  // the normalized flow (dopri5_cpu.cpp with FieldSpec::normalized): every evaluation projected, y_new
+  // retracted before its tests, the field re-evaluated there instead of FSAL
+  bool normalized = false;
   // called with the smallest time of a running network after every block and with t_end at the end;
   // true stops the run (Dopri5LoopOut::interrupted); it may throw
   std::function<bool(double)> progress;
@@ -205,7 +208,8 @@ struct Dopri5LoopOut {
   uint8_t* reason = nullptr;     // (K,)
   double* growth = nullptr;      // (K,)
   double* t = nullptr;           // (K,)
-  int64_t evaluations = 0;       // the cpu loop's count of kernel calls: 1 + 6 x its iterations
+  int64_t evaluations = 0;       // the cpu loop's count of kernel calls: 1 + 6 x its iterations (+ 1 per
+                                 // iteration with an accepted step, normalized)
   int64_t blocks = 0;
   bool interrupted = false;
 };

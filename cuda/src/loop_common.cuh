@@ -1,7 +1,7 @@
 // What the device loops (gd_loop.cu: gradient descent and the fixed-step flows; dopri5_loop.cu) share:
-// error checks, owning device / pinned buffers, the block tree of the per-network kernels, the problem's
-// target arrays copied to the device once per run, and the sizing of the blocks of iterations between
-// two host synchronizations.
+// error checks, owning device / pinned buffers, the block tree of the per-network kernels, the normalized
+// flow's tangent projection, the problem's target arrays copied to the device once per run, and the
+// sizing of the blocks of iterations between two host synchronizations.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -13,6 +13,7 @@
 
 #include "launchers.h"
 #include "reluflow/gd_step.h"
+#include "reluflow/normalized_step.h"
 #include "reluflow/risk_grad_grid.h"
 
 namespace reluflow::cuda::loop {
@@ -104,6 +105,30 @@ struct DeviceProblem {
     return kernel_target && !prob.teacher.theta && prob.target.kind == kind;
   }
 };
+
+// ---- the normalized flow's tangent projection (one thread per (network, hidden neuron)) -------------
+
+constexpr int kProjectThreads = 128;
+
+template <class T>
+__global__ void __launch_bounds__(kProjectThreads) project_kernel(Layout lay, int64_t K, int64_t H, const T* theta,
+                                                                  double* grad) {
+  const int64_t n = K * H;
+  for (int64_t e = int64_t(blockIdx.x) * kProjectThreads + threadIdx.x; e < n;
+       e += int64_t(gridDim.x) * kProjectThreads)
+    nm::project_entry(lay, H, theta, grad, e);
+}
+
+// After a dense evaluation at theta (K, P): the raw float64 gradient (K, P) projected in place on the
+// tangent space at theta (H hidden neurons per network; nothing when K H = 0).
+template <class T>
+void project(const Layout& lay, int64_t K, int64_t H, const T* theta, double* grad, cudaStream_t st) {
+  if (K * H == 0) return;
+  const unsigned blocks = static_cast<unsigned>(
+      std::max<int64_t>(1, std::min<int64_t>((K * H + kProjectThreads - 1) / kProjectThreads, int64_t(1) << 20)));
+  project_kernel<T><<<blocks, kProjectThreads, 0, st>>>(lay, K, H, theta, grad);
+  check(cudaGetLastError(), "project_kernel");
+}
 
 constexpr double kBlockSeconds = 0.25;  // wall time between two looks of the host
 

@@ -466,8 +466,8 @@ def _native_plan(plan: Plan) -> Plan | None:
 
 
 def _device_plan(plan: Plan) -> Plan | None:
-    """``plan`` when gradient descent or a flow (euler, heun, rk4, normalized too; dopri5 not normalized)
-    runs with the whole loop on the device (``Plan.loop == "CUDA"``), else None (tests patch it, with
+    """``plan`` when gradient descent or a flow (euler, heun, rk4, dopri5; normalized too) runs with the
+    whole loop on the device (``Plan.loop == "CUDA"``), else None (tests patch it, with
     :func:`_native_plan`, to judge the loop against the Python driver)."""
     return plan if plan.loop == "CUDA" else None
 
@@ -873,7 +873,7 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
     K = theta.shape[0]
     grid = record_grid(t_end, rec_dt)
     # the whole loop in C++ (cpp/src/cpu/dopri5_cpu.cpp, a port of this function) where it can run the field
-    native = _native_plan(field_.plan) or (None if field_.normalized else _device_plan(field_.plan))
+    native = _native_plan(field_.plan) or _device_plan(field_.plan)
     if native is not None:
         t0 = time.perf_counter()
         hook = _progress_hook(_Progress(t_end, progress))
@@ -881,7 +881,7 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
         if native.loop == "CUDA":   # the whole adaptive loop on the device (cuda/src/dopri5_loop.cu)
             res = cuda_backend.dopri5_run(native, prob.spec, theta, t_end, h0, rtol, atol, grid, max_abs,
                                           max_steps, max_rejections, min_step, hook, record_theta, max_growth,
-                                          frozen=field_.frozen)
+                                          frozen=field_.frozen, normalized=field_.normalized)
             res["theta"] = np.array(to_host(res["theta"]), copy=True)
             device = {"blocks": int(res["blocks"])}
         else:

@@ -25,8 +25,8 @@ otherwise.
 
 Loops: ``"C++"`` (the whole integrator loop in ``_core``, GIL released), ``"CUDA"`` (gradient descent,
 SGD and the flows euler/heun/rk4 (``_cuda.gd_loop``) and dopri5 (``_cuda.dopri5_loop``) with the whole
-loop on the device: cuda backend, dense route, normalized runs too except dopri5's; rosenbrock keeps
-the Python driver there for now) or
+loop on the device: cuda backend, dense route, normalized runs too; rosenbrock keeps the Python
+driver there for now) or
 ``"Python"`` (the reference driver in ``reluflow.flows`` around
 ``Problem.risk_and_grad``).
 """
@@ -293,8 +293,7 @@ def plan(spec: ProblemSpec, estimator: Estimator, backend: str, dtype=np.float64
                    ("" if source == "fixed" or _kernel_target(spec) else
                     "; SGD's target values by one vectorized callback per step on the device's nodes (CuPy)") +
                    "; normalized runs "
-                   "too (projection and retraction on the device) except dopri5's; rosenbrock keeps the Python "
-                   "driver)")
+                   "too (projection and retraction on the device); rosenbrock keeps the Python driver)")
     elif loop == "Python":
         why.append("integrators: the Python driver around risk_and_grad" + (
             "" if backend != "cpu" else " (this route has no C++ loop)"))

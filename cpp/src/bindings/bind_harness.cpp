@@ -338,6 +338,20 @@ void dp_phase_typed(const std::string& phase, const py::dict& ws, int64_t it, in
   a.rec_energy = ws_array<double>(ws, "rec_energy", {nT, K}, "(T, K)");
   a.rec_theta = ws.contains("rec_theta") && !ws["rec_theta"].is_none()
                     ? ws_array<T>(ws, "rec_theta", {nT, K, P}, "(T, K, P)") : nullptr;
+  a.normalized = ws.contains("widths") && !ws["widths"].is_none();
+  if (a.normalized) {  // the normalized loop's arrays
+    a.lay = make_layout(ws["widths"].cast<std::vector<int64_t>>());
+    if (a.lay.num_params != P)
+      throw std::invalid_argument("widths: P = " + std::to_string(a.lay.num_params) + " differs from theta0's " +
+                                  std::to_string(P));
+    a.H = hidden_neurons(a.lay);
+    a.ynew = ws_array<double>(ws, "ynew", {K, P}, "(K, P)");
+    a.st.pending = ws_array<uint8_t>(ws, "pending", {K}, "(K,)");
+    a.st.bad_why = ws_array<uint8_t>(ws, "bad_why", {K}, "(K,)");
+    a.st.err = ws_array<double>(ws, "err", {K}, "(K,)");
+    a.st.any_accepted = ws_array<int32_t>(ws, "any_accepted", {1}, "(1,)");
+    a.st.extra_evals = ws_array<int64_t>(ws, "extra_evals", {1}, "(1,)");
+  }
   if (phase == "init") {
     dp_init_host(a);
   } else if (phase == "begin") {
@@ -347,8 +361,12 @@ void dp_phase_typed(const std::string& phase, const py::dict& ws, int64_t it, in
     dp_stage_host(a, stage);
   } else if (phase == "finish") {
     dp_finish_host(a);
+  } else if (phase == "conclude") {
+    if (!a.normalized) throw std::invalid_argument("phase: 'conclude' is the normalized loop's (ws['widths'] set)");
+    dp_conclude_host(a);
   } else {
-    throw std::invalid_argument("phase: expected 'init', 'begin', 'stage' or 'finish', got '" + phase + "'");
+    throw std::invalid_argument("phase: expected 'init', 'begin', 'stage', 'finish' or 'conclude', got '" + phase +
+                                "'");
   }
 }
 
@@ -516,13 +534,16 @@ void bind_harness(py::module_& m) {
       },
       py::arg("phase"), py::arg("ws"), py::kw_only(), py::arg("it") = 0, py::arg("stage") = 0,
       "TEST ONLY: one phase of the device dopri5 loop (cuda/src/dopri5_loop.cu: 'init', 'begin' of\n"
-      "iteration it, 'stage' 1..6, 'finish') run on the host with the same per-thread functions\n"
+      "iteration it, 'stage' 1..6, 'finish', and for the normalized loop 'conclude') run on the host with\n"
+      "the same per-thread functions\n"
       "(reluflow/dopri5_step.h). ws: a dict of the loop's arrays (theta0 (K, P) float32/float64 and the\n"
       "stage buffer in its dtype; y (K, P), k (7, K, P), risk (K,), grid (T,), t, h, energy, risk0, growth,\n"
       "hh, target (K,) float64; nxt, streak, accepted, rejected (K,) int64; status (K,) int32; done, reason\n"
       "(K,) uint8; rec_risk, rec_gn, rec_energy (T, K); rec_theta (T, K, P) or None; frozen (P,) uint8 or\n"
       "None) and the scalars t_end, t_tol, h0, rtol, atol, max_abs, max_growth, min_step, max_steps,\n"
-      "max_rejections; the arrays are updated in place.");
+      "max_rejections; the normalized loop: widths (list) and ynew (K, P) float64, pending, bad_why (K,)\n"
+      "uint8, err (K,) float64, any_accepted (1,) int32, extra_evals (1,) int64; the arrays are updated\n"
+      "in place.");
 }
 
 }  // namespace reluflow

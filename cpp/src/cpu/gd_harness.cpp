@@ -78,11 +78,28 @@ void dp_finish_host(const dp::Args<T>& a) {
   std::vector<double> sh(static_cast<size_t>(dp::kThreads * dp::kWidth));
   for (int64_t k = 0; k < a.K; ++k) {
     if (a.st.done[k]) continue;
+    if (a.normalized) {  // y_new, then (a barrier) its neurons retracted
+      for (int t = 0; t < dp::kThreads; ++t) dp::new_row_thread(a, k, t);
+      for (int t = 0; t < dp::kThreads; ++t) dp::retract_row_thread(a, k, t);
+    }
     for (int t = 0; t < dp::kThreads; ++t) dp::finish_thread(a, k, t, sh.data() + t * dp::kWidth);
     tree(sh, dp::kWidth);
     int64_t j0 = 0, j1 = 0;
     if (!dp::finish_block(a, k, sh.data(), &j0, &j1)) continue;
     for (int t = 0; t < dp::kThreads; ++t) dp::store_thread(a, k, t, j0, j1);
+  }
+}
+
+template <class T>
+void dp_conclude_host(const dp::Args<T>& a) {
+  std::vector<double> sh(static_cast<size_t>(dp::kThreads));
+  for (int64_t k = 0; k < a.K; ++k) {
+    if (!a.st.pending[k]) continue;
+    for (int t = 0; t < dp::kThreads; ++t) dp::conclude_thread(a, k, t, sh.data() + t);
+    tree(sh, 1);
+    int64_t j0 = 0, j1 = 0;
+    dp::conclude_pending_block(a, k, sh.data(), &j0, &j1);
+    for (int t = 0; t < dp::kThreads; ++t) dp::record_rows_thread(a, k, t, j0, j1);
   }
 }
 
@@ -115,7 +132,8 @@ template void nm_update_host<double>(const nm::UpdateArgs<double>&);
   template void dp_init_host<T>(const dp::Args<T>&);    \
   template void dp_begin_host<T>(const dp::Args<T>&, int64_t); \
   template void dp_stage_host<T>(const dp::Args<T>&, int); \
-  template void dp_finish_host<T>(const dp::Args<T>&);
+  template void dp_finish_host<T>(const dp::Args<T>&);  \
+  template void dp_conclude_host<T>(const dp::Args<T>&);
 RF_DP_INST(float)
 RF_DP_INST(double)
 #undef RF_DP_INST

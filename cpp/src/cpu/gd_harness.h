@@ -27,7 +27,8 @@ void rk_update_host(const rk::RkArgs<T>& a);
 namespace reluflow {
 
 // The dopri5 loop's kernels (cuda/src/dopri5_loop.cu) on the host, phase for phase (see dp::Args):
-// init after the evaluation at theta0, begin of iteration it, stage st (1..6), finish.
+// init after the evaluation at theta0, begin of iteration it, stage st (1..6), finish, and (normalized,
+// after the evaluation at the stage rows) conclude.
 template <class T>
 void dp_init_host(const dp::Args<T>& a);
 template <class T>
@@ -36,6 +37,8 @@ template <class T>
 void dp_stage_host(const dp::Args<T>& a, int st);
 template <class T>
 void dp_finish_host(const dp::Args<T>& a);
+template <class T>
+void dp_conclude_host(const dp::Args<T>& a);
 
 }  // namespace reluflow
 

@@ -343,10 +343,13 @@ DOPRI5_STATUS = ("ok", "diverged", "max_rejections", "min_step", "max_steps", "i
 def dopri5_run(plan, spec: ProblemSpec, theta, t_end: float, h0: float | None, rtol: float, atol: float,
                grid, max_abs: float, max_steps: int, max_rejections: int, min_step: float,
                progress: Callable | None, record_theta: bool = False, max_growth: float = 1e6,
-               frozen: np.ndarray | None = None) -> dict:
+               frozen: np.ndarray | None = None, normalized: bool = False) -> dict:
     """Dormand–Prince 5(4) with a step size, error control and status per network, the whole loop on the
     device (``_cuda.dopri5_loop``, cuda/src/dopri5_loop.cu) for a plan with ``loop == "CUDA"`` and fixed
     nodes (dopri5 needs a deterministic field); records on ``grid`` (T,) increasing times in [0, t_end].
+    ``normalized``: the flow on the hidden neurons' spheres (theta on the manifold, no ``frozen``), as the
+    cpu loop's: every evaluation projected, the new point retracted before its error test and the field
+    evaluated again there.
 
     theta (K, P) float32/float64 (host or device; copied). ``progress(t_min)`` is called once per block of
     iterations (about every 0.25 s) with the smallest time of a running network; True stops there.
@@ -366,7 +369,8 @@ def dopri5_run(plan, spec: ProblemSpec, theta, t_end: float, h0: float | None, r
                           atol=float(atol), max_abs=float(max_abs), max_growth=float(max_growth),
                           max_steps=int(max_steps), max_rejections=int(max_rejections), min_step=float(min_step),
                           frozen=fz, record_theta=bool(record_theta), progress=progress,
-                          stream=cp.cuda.get_current_stream().ptr, **_loop_nodes(cp, plan, spec))
+                          stream=cp.cuda.get_current_stream().ptr, normalized=bool(normalized),
+                          **_loop_nodes(cp, plan, spec))
     res["status"] = np.asarray(DOPRI5_STATUS)[res["status"]]
     res["theta"] = th
     return res
