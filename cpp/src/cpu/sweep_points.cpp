@@ -218,7 +218,9 @@ struct PointSweep {
   // Frees the buffers when a call made them big (kept up to kMaxRetainedSortBytes: fresh pages of
   // the node arrays cost more than a sweep at N ~ 10^5).
   void trim() {
-    if ((2 * dA.capacity() + u.capacity() + mom.capacity()) * sizeof(double) > kMaxRetainedSortBytes)
+    if ((2 * dA.capacity() + u.capacity() + mom.capacity() + cmom.capacity()) * sizeof(double) +
+            mark.capacity() + slot.capacity() * sizeof(uint32_t) >
+        kMaxRetainedSortBytes)
       *this = PointSweep();
   }
 
@@ -237,6 +239,43 @@ struct PointSweep {
     double* m = mom.data();
     if (interleave) return {u.data(), m, m + 1, m + 2, m + 3, 4};
     return {u.data(), m, m + n1, m + 2 * n1, m + 3 * n1, width};
+  }
+
+  // Compact moments (OUT = 1: run and run_team). A neuron reads the moments at its boundary node only,
+  // so the node passes keep them at the nodes that are some neuron's boundary (`mark`), each at its
+  // rank among those (`slot`: the marked nodes before j), in `cmom`: position rank + 1 holds p0, p1, q0,
+  // q1; position 0 takes the stores of the nodes in between, and the stores stay in cache instead of
+  // streaming four moments per node (6.4 MB at N = 2e5, then gathered again by the gradients). The
+  // values are the same sums: the same bits as full moments.
+  std::vector<uint8_t> mark;    // (N + 1,): 1 at a boundary node; kept zero between networks (unmark)
+  std::vector<uint32_t> slot;   // (N + 1,): marked nodes before j (written by the forward pass; [N] at the end)
+  std::vector<double> cmom;     // (marked + 2, 4)
+  int64_t marked_half = 0, marked_all = 0;  // marked nodes before N / 2 and before N
+  static bool compact(int64_t N) { return OUT == 1 && N < (int64_t(1) << 31); }
+  // After the boundaries: the marks and their counts (a pass over the bytes), cmom sized.
+  void mark_bounds(const int64_t* bd, int64_t H, int64_t N) {
+    if (mark.size() != static_cast<size_t>(N + 1)) mark.assign(static_cast<size_t>(N + 1), 0);
+    slot.resize(static_cast<size_t>(N + 1));
+    for (int64_t ii = 0; ii < H; ++ii) mark[bd[ii]] = 1;
+    const int64_t N1 = N / 2;
+    int64_t c = 0;
+    for (int64_t j = 0; j < N1; ++j) c += mark[j];  // (vectorized)
+    marked_half = c;
+    for (int64_t j = N1; j < N; ++j) c += mark[j];
+    marked_all = c;
+    cmom.resize(static_cast<size_t>(4 * (marked_all + 2)));
+  }
+  void unmark(const int64_t* bd, int64_t H) {
+    for (int64_t ii = 0; ii < H; ++ii) mark[bd[ii]] = 0;
+  }
+  // The moments at node N (after the passes): p = the last block's totals (s0, s1), q = 0.
+  void compact_end(int64_t N, double s0, double s1) {
+    slot[N] = static_cast<uint32_t>(marked_all);
+    double* e = cmom.data() + 4 * (marked_all + 1);
+    e[0] = s0;
+    e[1] = s1;
+    e[2] = 0.0;
+    e[3] = 0.0;
   }
 
   // perm (H,): the neurons grouped by cells of their kink (min(N, 2 H) cells of equal width on the node
@@ -372,9 +411,10 @@ struct PointSweep {
   // vectorizes (gathers of the moments at the boundaries).
   // [ii0, ii1): the neurons of that range of visiting positions (a team member's share), the output
   // bias with the range starting at 0.
+  // slot (OUT = 1, compact moments): entry slot[j] + 1 of stride S instead of j.
   void gradients(const double* th, int64_t H, int out, int64_t N, double c0, const double* P0x,
                  const double* P1x, const double* Q0x, const double* Q1x, int64_t S, const int64_t* bd,
-                 double* g, int64_t ii0 = 0, int64_t ii1 = -1) const {
+                 double* g, int64_t ii0 = 0, int64_t ii1 = -1, const uint32_t* slot_of = nullptr) const {
     if (ii1 < 0) ii1 = H;
     const Neurons nn = neurons(th, H);
     const int64_t ov = sweep1d::off_V(H);
@@ -387,7 +427,7 @@ struct PointSweep {
       // position ii in visiting order, neuron i
       const auto neuron = [&](int64_t ii, int64_t i) {
         const double w = nn.w[ii], b = nn.b[ii], v = nn.v[ii];
-        const int64_t j = bd[ii] * S;
+        const int64_t j = (slot_of ? int64_t(slot_of[bd[ii]]) + 1 : bd[ii]) * S;
         const bool neg = w < 0.0;
         double p0 = P0x[j], p1 = P1x[j], q0 = Q0x[j], q1 = Q1x[j];  // unconditional: gathers
         if (two) {  // the other block's totals (branch-free selects)
@@ -424,7 +464,8 @@ struct PointSweep {
     }
     if (ii0 > 0) return;
     double* gc = g + sweep1d::off_c(H, out);
-    for (int o = 0; o < out; ++o) gc[o] = 2.0 * (two ? P0x[N * S + o] + sp.p0 : P0x[N * S + o]);
+    const int64_t jN = (slot_of ? int64_t(slot_of[N]) + 1 : N) * S;
+    for (int o = 0; o < out; ++o) gc[o] = 2.0 * (two ? P0x[jN + o] + sp.p0 : P0x[jN + o]);
   }
 
   // One network (any out): returns its risk, writes g (P,).
@@ -445,17 +486,30 @@ struct PointSweep {
     }
     bound.resize(static_cast<size_t>(H));
     boundaries(th, H, out, N, xs, c0, loc, A, B, dA.data(), dB.data(), out, bound.data());
-    const Moments m = moments(N * out, n1, OUT == 1, out);
+    const bool cp = compact(N);
+    if (cp) {
+      mark_bounds(bound.data(), H, N);
+      u.resize(static_cast<size_t>(N));
+    }
+    const Moments m = cp ? Moments{} : moments(N * out, n1, false, out);
     split = Split{};
     double risk;
     if (two_blocks(H, N)) {
       const BlockSums b0 = block_pass(0, N, xs, ws, ys, c0, A[0], B[0], m);
       risk = join_blocks(N, b0, block_pass(1, N, xs, ws, ys, c0, A[0], B[0], m, &b0));
+    } else if (cp) {
+      risk = compact_passes(N, xs, ws, ys, c0, A[0], B[0]);
     } else {
       risk = node_passes(out, N, xs, ws, ys, c0, A, B, m);
     }
     reset_changes(bound.data(), H, out, out, 0);
-    gradients(th, H, out, N, c0, m.p0, m.p1, m.q0, m.q1, m.stride, bound.data(), g);
+    if (cp) {
+      const double* cm = cmom.data();
+      gradients(th, H, out, N, c0, cm, cm + 1, cm + 2, cm + 3, 4, bound.data(), g, 0, -1, slot.data());
+      unmark(bound.data(), H);
+    } else {
+      gradients(th, H, out, N, c0, m.p0, m.p1, m.q0, m.q1, m.stride, bound.data(), g);
+    }
     return risk;
   }
 
@@ -521,6 +575,54 @@ struct PointSweep {
     return sums;
   }
 
+  // node_block with compact moments (OUT = 1) over [j0, j1), whose marked nodes have ranks [c_lo, c_hi).
+  // Forward: every node stores its prefix moments at the position of the next marked node (the marked
+  // node's own store comes last there), or at position 0 past the block's last one; backward: every
+  // node stores its suffix moments at the position of the marked node at or below it (the lower
+  // marked node's store comes last there), or at 0 below the block's first one. Blocks never share a
+  // position (a team runs them side by side).
+  BlockSums node_block_compact(int64_t j0, int64_t j1, const double* xs, const double* ws, const double* ys,
+                               double c0, double a, double bb, int64_t c_lo, int64_t c_hi) {
+    double* __restrict up = u.data();
+    double* __restrict cm = cmom.data();
+    uint32_t* __restrict sl = slot.data();
+    const uint8_t* __restrict mk = mark.data();
+    const double* __restrict dAp = dA.data();
+    const double* __restrict dBp = dB.data();
+    double s0 = 0.0, s1 = 0.0, risk = 0.0;
+    int64_t c = c_lo;
+    for (int64_t j = j0; j < j1; ++j) {
+      const double dx = xs[j] - c0;
+      a += dAp[j];
+      bb += dBp[j];
+      const double r = (a * dx + bb) - ys[j];
+      const double uj = ws[j] * r;
+      up[j] = uj;
+      risk += uj * r;
+      const int64_t pos = c < c_hi ? c + 1 : 0;
+      cm[4 * pos] = s0;
+      cm[4 * pos + 1] = s1;
+      sl[j] = static_cast<uint32_t>(c);
+      c += mk[j];
+      s0 += uj;
+      s1 += uj * dx;
+    }
+    const BlockSums sums{risk, s0, s1, a, bb};
+    s0 = 0.0;
+    s1 = 0.0;
+    c = c_hi;
+    for (int64_t j = j1 - 1; j >= j0; --j) {
+      const double uj = up[j];
+      s0 += uj;
+      s1 += uj * (xs[j] - c0);
+      c -= mk[j];
+      const int64_t pos = mk[j] ? c + 1 : (c > c_lo ? c : 0);
+      cm[4 * pos + 2] = s0;
+      cm[4 * pos + 3] = s1;
+    }
+    return sums;
+  }
+
   // Two node blocks (out = 1, large H and N: a function of N and H only, so every path of a network
   // takes it or none does): [0, N1) and [N1, N) with their own prefix / suffix sums, joined at the
   // gathers of the gradient (Split: the offsets), so that a team runs them side by side. The state at
@@ -545,15 +647,24 @@ struct PointSweep {
   // first block's end state when that block has run (`first`), else sums it (state_at: the same bits),
   // and also writes the moments at N (its totals: p there is completed by the offset). The sums of both
   // make the Split (join_blocks).
+  // Compact moments (compact(N)) or full ones in m.
   BlockSums block_pass(int b, int64_t N, const double* xs, const double* ws, const double* ys, double c0, double A,
                        double B, const Moments& m, const BlockSums* first = nullptr) {
     const int64_t N1 = N / 2;
-    if (b == 0) return node_block(1, 0, 0, N1, xs, ws, ys, c0, A, B, m, 0.0);
+    const bool cp = compact(N);
+    if (b == 0)
+      return cp ? node_block_compact(0, N1, xs, ws, ys, c0, A, B, 0, marked_half)
+                : node_block(1, 0, 0, N1, xs, ws, ys, c0, A, B, m, 0.0);
     if (first) {
       A = first->a;
       B = first->bb;
     } else {
       state_at(N1, &A, &B);
+    }
+    if (cp) {
+      const BlockSums t = node_block_compact(N1, N, xs, ws, ys, c0, A, B, marked_half, marked_all);
+      compact_end(N, t.s0, t.s1);
+      return t;
     }
     const BlockSums t = node_block(1, 0, N1, N, xs, ws, ys, c0, A, B, m, 0.0);
     m.p0[N * m.stride] = t.s0;
@@ -561,6 +672,14 @@ struct PointSweep {
     m.q0[N * m.stride] = 0.0;
     m.q1[N * m.stride] = 0.0;
     return t;
+  }
+
+  // One block over every node with compact moments (OUT = 1, compact(N)): returns the risk.
+  double compact_passes(int64_t N, const double* xs, const double* ws, const double* ys, double c0, double A,
+                        double B) {
+    const BlockSums t = node_block_compact(0, N, xs, ws, ys, c0, A, B, 0, marked_all);
+    compact_end(N, t.s0, t.s1);
+    return t.risk;
   }
 
   double join_blocks(int64_t N, const BlockSums& first, const BlockSums& second) {
@@ -601,9 +720,17 @@ struct PointSweep {
       team_A = 0.0;
       team_B = 0.0;
       accumulate(th, H, 1, N, c0, &team_A, &team_B, dA.data(), dB.data(), 1, bound.data());
-      team_m = moments(N, static_cast<size_t>(N + 1), true, 1);
+      if (compact(N)) {
+        mark_bounds(bound.data(), H, N);
+        u.resize(static_cast<size_t>(N));
+        team_m = Moments{};
+      } else {
+        team_m = moments(N, static_cast<size_t>(N + 1), true, 1);
+      }
       split = Split{};
-      if (!two_blocks(H, N)) *risk = node_passes(1, N, xs, ws, ys, c0, &team_A, &team_B, team_m);
+      if (!two_blocks(H, N))
+        *risk = compact(N) ? compact_passes(N, xs, ws, ys, c0, team_A, team_B)
+                           : node_passes(1, N, xs, ws, ys, c0, &team_A, &team_B, team_m);
     }
     if (two_blocks(H, N)) {  // the two blocks side by side (members 0 and 1; one member: both in turn)
       if (t < 2) team_sums[t] = block_pass(t, N, xs, ws, ys, c0, team_A, team_B, team_m);
@@ -612,11 +739,19 @@ struct PointSweep {
 #pragma omp single
       *risk = join_blocks(N, team_sums[0], team_sums[1]);
     }
-    gradients(th, H, 1, N, c0, team_m.p0, team_m.p1, team_m.q0, team_m.q1, team_m.stride, bound.data(), g, ii0,
-              ii1);
+    if (compact(N)) {
+      const double* cm = cmom.data();
+      gradients(th, H, 1, N, c0, cm, cm + 1, cm + 2, cm + 3, 4, bound.data(), g, ii0, ii1, slot.data());
+    } else {
+      gradients(th, H, 1, N, c0, team_m.p0, team_m.p1, team_m.q0, team_m.q1, team_m.stride, bound.data(), g, ii0,
+                ii1);
+    }
 #pragma omp barrier
 #pragma omp single
-    reset_changes(bound.data(), H, 1, 1, 0);
+    {
+      reset_changes(bound.data(), H, 1, 1, 0);
+      if (compact(N)) unmark(bound.data(), H);
+    }
   }
   Moments team_m{};  // run_team's moments, shared by the team
   double team_A = 0.0, team_B = 0.0;  // its state at node 0
