@@ -182,6 +182,7 @@ struct Cells {
   double lo = 0.0, scale = 0.0;
   int64_t M = 0;
   std::vector<uint32_t> cell, count;  // (N,), (T, M + 1): counts of each block, then its offsets
+  std::vector<uint32_t> part, most;   // (T,): nodes in each thread's stretch of cells, its fullest cell
   int64_t largest = 0;                // the most nodes in one cell (count_and_offset)
   bool plan(const double* x, int64_t N, int T) {
     double l = x[0], h = x[0];
@@ -195,8 +196,15 @@ struct Cells {
     M = N;
     scale = static_cast<double>(M) / span;
     cell.resize(static_cast<size_t>(N));
-    count.assign(static_cast<size_t>(T) * (M + 1), 0);
+    count.resize(static_cast<size_t>(T) * (M + 1));  // (each thread zeroes its row)
+    part.assign(static_cast<size_t>(T), 0);
+    most.assign(static_cast<size_t>(T), 0);
     return true;
+  }
+  // Thread t's stretch of whole cells [c0, c1) (the offsets, the sorts of the cells, the node table).
+  void stretch(int t, int T, int64_t* c0, int64_t* c1) const {
+    *c0 = (M + 1) * t / T;
+    *c1 = (M + 1) * (t + 1) / T;
   }
   // After the scatter: row T-1 of count holds the end of every cell (cell c starts where c-1 ends).
   const uint32_t* ends(int T) const { return count.data() + static_cast<size_t>(T - 1) * (M + 1); }
@@ -205,11 +213,13 @@ struct Cells {
   }
 
   // Inside the team's parallel region: the cell of every node of this thread's block, the counts of
-  // each block (count (T, M + 1)), then (one thread) the offsets cell by cell, block by block (the
-  // sequential stable order) and `largest`; `clustered` (shared) says whether a cell holds more than
-  // kMaxCell nodes. Ends with a barrier; cnt = this thread's row.
+  // each block (count (T, M + 1)), then the offsets cell by cell, block by block (the sequential stable
+  // order), every thread over its stretch of cells from the nodes of the stretches before it; `largest`;
+  // `clustered` (shared) says whether a cell holds more than kMaxCell nodes. Ends with a barrier; cnt =
+  // this thread's row.
   uint32_t* count_and_offset(const double* x, const TeamBlock& blk, int T, bool& clustered) {
     uint32_t* cnt = count.data() + static_cast<size_t>(blk.t) * (M + 1);
+    std::fill(cnt, cnt + M + 1, 0u);
     for (int64_t j = blk.j0; j < blk.j1; ++j) {
       double c = (x[j] - lo) * scale;  // monotone in x: cells keep the order of the values
       c = c < static_cast<double>(M) ? c : static_cast<double>(M);
@@ -218,21 +228,32 @@ struct Cells {
       ++cnt[cj];
     }
 #pragma omp barrier
+    int64_t c0 = 0, c1 = 0;
+    stretch(blk.t, T, &c0, &c1);
+    uint32_t tot = 0, fullest = 0;
+    for (int64_t c = c0; c < c1; ++c) {
+      uint32_t n = 0;
+      for (int u = 0; u < T; ++u) n += count[static_cast<size_t>(u) * (M + 1) + c];
+      tot += n;
+      fullest = std::max(fullest, n);
+    }
+    part[blk.t] = tot;
+    most[blk.t] = fullest;
+#pragma omp barrier
+    uint32_t sum = 0;
+    for (int u = 0; u < blk.t; ++u) sum += part[u];
+    for (int64_t c = c0; c < c1; ++c)
+      for (int u = 0; u < T; ++u) {
+        uint32_t& n = count[static_cast<size_t>(u) * (M + 1) + c];
+        const uint32_t nc = n;
+        n = sum;
+        sum += nc;
+      }
+#pragma omp barrier
 #pragma omp single
     {
-      uint32_t sum = 0, most = 0;
-      for (int64_t c = 0; c <= M; ++c) {
-        const uint32_t start = sum;
-        for (int u = 0; u < T; ++u) {
-          uint32_t& n = count[static_cast<size_t>(u) * (M + 1) + c];
-          const uint32_t nc = n;
-          n = sum;
-          sum += nc;
-        }
-        most = std::max(most, sum - start);
-      }
-      largest = most;
-      clustered = most > kMaxCell;
+      largest = *std::max_element(most.begin(), most.end());
+      clustered = largest > kMaxCell;
     }
     return cnt;
   }
@@ -364,6 +385,12 @@ bool bucket_sort_nodes(const double* x, const double* w, const double* y, int ou
   Cells* cs = &cells;  // (thread_local: the team reaches it through this pointer)
   const uint32_t* cell = cells.cell.data();
   const int64_t M = cells.M;
+  int64_t* first = nullptr;  // the node table, filled by the team (used only when not clustered)
+  if (node_cells != nullptr) {
+    node_cells->first.resize(static_cast<size_t>(M + 2));
+    first = node_cells->first.data();
+    first[0] = 0;
+  }
   bool clustered = false;
 #pragma omp parallel num_threads(T) if (T > 1)
   {
@@ -380,11 +407,14 @@ bool bucket_sort_nodes(const double* x, const double* w, const double* y, int ou
 #pragma omp barrier
       // after the scatter, count row T-1 holds the end of every cell, and cell c starts where c-1 ends
       const uint32_t* ends = cs->ends(T);
+      int64_t c0 = 0, c1 = 0;
+      cs->stretch(blk.t, T, &c0, &c1);
+      if (first != nullptr)  // the locator's table: cell c holds the sorted nodes [first[c], first[c + 1])
+        for (int64_t c = c0; c < c1; ++c) first[c + 1] = ends[c];
       if (cs->largest <= kInsertionMax) {
         // small cells (a smooth density): one insertion pass over this thread's stretch of whole cells,
         // with one well-predicted branch per node (a loop per cell, most of them holding 0 to 2 nodes,
         // mispredicted its trip counts: 1.4 of 3.3 ms at N = 2e5)
-        const int64_t c0 = (M + 1) * blk.t / T, c1 = (M + 1) * (blk.t + 1) / T;
         const int64_t a = c0 == 0 ? 0 : ends[c0 - 1], b = c1 == 0 ? 0 : ends[c1 - 1];
         insertion_sort_nodes(xs + a, ws + a, ys + a * out, out, b - a);
       } else {
@@ -399,14 +429,8 @@ bool bucket_sort_nodes(const double* x, const double* w, const double* y, int ou
     }
   }
   if (!clustered && node_cells != nullptr) {
-    // the locator's table (sweep_points.cpp): cell c holds the sorted nodes [first[c], first[c + 1])
-    const uint32_t* ends = cells.ends(T);
     node_cells->M = M;
     node_cells->largest = cells.largest;
-    node_cells->first.resize(static_cast<size_t>(M + 2));
-    int64_t* first = node_cells->first.data();
-    first[0] = 0;
-    for (int64_t c = 0; c <= M; ++c) first[c + 1] = ends[c];
   }
   cells.trim();
   return !clustered;
