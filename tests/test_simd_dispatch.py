@@ -87,6 +87,37 @@ def test_point_sweep_path_bitwise_equal_to_scalar(simd_path, path, H, out):
     assert close(r, r0, 1e-12) and close(g, g0, 1e-11)
 
 
+@pytest.mark.parametrize("path", SUPPORTED)
+def test_kink_partition_path_bitwise_equal_to_scalar(simd_path, path):
+    """The 1-D kink partition and the quadrature nodes (quad1d_cpu.cpp, one copy per path: its
+    matrix-vector products in the path's registers, every output summed in input order): the bits of
+    the scalar path's (two hidden layers: the vanishing check's pass runs on every grid; one network
+    with all its layer-1 kinks at one point), and the whole exact quadrature through each path agrees
+    with the reference to rounding."""
+    from reluflow.quadrature import fixed_1d
+
+    prob = rf.Problem([1, 37, 21, 1], rf.targets.PiecewiseLinear([0.0, 0.3, 1.0], [0.0, 1.0, -0.5]),
+                      rf.dists.Uniform(0.0, 1.0))
+    est = rf.Quadrature()
+    _, _, fixed, q = fixed_1d(prob.spec, est)
+    thetas = prob.init(3, seed=11)
+    thetas[2, 37:74] = -thetas[2, :37] * 0.5             # layer-1 kinks at 0.5: shared breaks
+    widths = list(prob.widths)
+    outs = {}
+    for p in ("scalar", path):
+        core.set_simd_path(p)
+        outs[p] = [(core.kink_partition_1d(widths, th, lo, hi),) + tuple(
+                       core.quad1d_nodes(widths, th, fixed, q, spec=prob.spec.native()))
+                   for th in thetas for lo, hi in ((0.0, 1.0), (-np.inf, np.inf))]
+    for a, b in zip(outs["scalar"], outs[path]):
+        for u, v in zip(a, b):
+            np.testing.assert_array_equal(u, v)
+    core.set_simd_path(path)
+    r, g = prob.risk_and_grad(thetas, est, backend="cpu")
+    r0, g0 = prob.risk_and_grad(thetas, est, backend="numpy")
+    assert close(r, r0, 1e-12) and close(g, g0, 1e-10)
+
+
 @pytest.mark.skipif(len(SUPPORTED) < 2, reason="only the scalar path runs here")
 def test_forcing_a_path_changes_the_kernel(simd_path):
     # float32 sums in vector lanes round differently from the one-lane scalar sums: different bits show

@@ -1,6 +1,10 @@
 // CPU loops of the exact 1-D quadrature on the kink partition (quad1d_cpu.h): the kinks layer by layer,
 // the merge with the fixed breaks, the nodes, and the per-network call of the fused dense kernel. The
-// per-piece formulas are reluflow/kinks1d.h.
+// per-piece formulas are reluflow/kinks1d.h. Compiled once per instruction set like the dense kernels
+// (RELUFLOW_SIMD_ISA from CMake; simd.h, "ISA translation units"): the matrix-vector products of the
+// kink partition and of the vanishing check run in the path's registers, every output summed in input
+// order as in the scalar code (no FMA: -ffp-contract=off), so every path gives the same bits;
+// quad1d_dispatch.cpp calls the path that runs.
 #include "cpu/quad1d_cpu.h"
 
 #include <algorithm>
@@ -17,11 +21,16 @@
 #include "reluflow/net.h"
 #include "cpu/risk_grad_cpu.h"
 
+#include "reluflow/simd.h"
+
 #ifdef RELUFLOW_OPENMP
 #include <omp.h>
 #endif
 
+RELUFLOW_SIMD_BEGIN
 namespace reluflow {
+namespace detail {
+namespace RELUFLOW_ISA_NS {
 
 namespace {
 
@@ -450,4 +459,7 @@ template void quad1d_risk_and_grad_cpu<float>(const ProblemSpec&, const float*, 
 template void quad1d_risk_and_grad_cpu<double>(const ProblemSpec&, const double*, int64_t, const Quad1DSpec&,
                                                double*, double*);
 
+}  // namespace RELUFLOW_ISA_NS
+}  // namespace detail
 }  // namespace reluflow
+RELUFLOW_SIMD_END

@@ -46,4 +46,23 @@ template <class T>
 void quad1d_risk_and_grad_cpu(const ProblemSpec& prob, const T* theta, int64_t K, const Quad1DSpec& s,
                               double* risk, double* grad);
 
+namespace detail {
+// The three above compiled once per instruction set (quad1d_cpu.cpp); the public ones
+// (quad1d_dispatch.cpp) call the path simd_dispatch.h says runs (every path gives the same bits).
+#define RELUFLOW_DECLARE_QUAD1D(ns)                                                                      \
+  namespace ns {                                                                                         \
+  void kink_partition_1d(const Layout& lay, const double* theta, double lo, double hi,                   \
+                         std::vector<double>& out);                                                      \
+  void quad1d_nodes(const ProblemSpec& prob, const double* theta, const Quad1DSpec& s,                   \
+                    std::vector<double>& x, std::vector<double>& w, std::vector<double>& y);             \
+  template <class T>                                                                                     \
+  void quad1d_risk_and_grad_cpu(const ProblemSpec& prob, const T* theta, int64_t K, const Quad1DSpec& s, \
+                                double* risk, double* grad);                                             \
+  }
+RELUFLOW_DECLARE_QUAD1D(isa_scalar)
+RELUFLOW_DECLARE_QUAD1D(isa_avx2)
+RELUFLOW_DECLARE_QUAD1D(isa_avx512)
+#undef RELUFLOW_DECLARE_QUAD1D
+}  // namespace detail
+
 }  // namespace reluflow
