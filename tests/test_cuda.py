@@ -569,12 +569,19 @@ def test_dopri5_loop_on_device_equals_host_emulation_and_cpu(widths, dtype, kind
     """First check of the device dopri5: BITWISE its host emulation (the same per-thread functions and
     the same dense grid), then the cpu loop: float64 the same step counts and 1e-12; float32 5e-4
     (decisions near err = 1 may differ from the cpu's float32 field)."""
-    import cupy as cp
-
     prob = _gd_problem(widths)
     est = _dp_estimator(kind, widths[0])
     theta = prob.init(3, seed=seed).astype(dtype)
     kw = dict(t_end=2.0, method="dopri5", estimator=est, record_every=0.3, rtol=1e-5, atol=1e-8, record_theta=True)
+    g = _dp_on_device_like_emulation_and_cpu(prob, theta, kw, monkeypatch)
+    assert (g.status == "ok").all() and (g.risk[-1] < g.risk[0]).all()
+
+
+def _dp_on_device_like_emulation_and_cpu(prob, theta, kw, monkeypatch):
+    """gradient_flow(**kw) on the device: bitwise its host emulation, then the cpu loop (float64: the
+    same step counts and evaluation count, 1e-12; float32 5e-4). Returns the device run."""
+    import cupy as cp
+
     g = rf.gradient_flow(prob, cp.asarray(theta), **kw)
     assert isinstance(g.theta, cp.ndarray) and g.info["loop"] == "CUDA"
     e = _emulated_dp(monkeypatch, lambda: rf.gradient_flow(prob, theta, backend="cuda", **kw))
@@ -582,13 +589,13 @@ def test_dopri5_loop_on_device_equals_host_emulation_and_cpu(widths, dtype, kind
     c = rf.gradient_flow(prob, theta, backend="cpu", **kw)
     np.testing.assert_array_equal(g.status, c.status)
     np.testing.assert_array_equal(g.t, c.t)
-    if dtype == np.float64:
+    if theta.dtype == np.float64:
         np.testing.assert_array_equal(g.accepted, c.accepted)
         np.testing.assert_array_equal(g.rejected, c.rejected)
         assert g.info["evaluations"] == c.info["evaluations"]
-    tol = 1e-12 if dtype == np.float64 else 5e-4
+    tol = 1e-12 if theta.dtype == np.float64 else 5e-4
     assert rel(g.theta.get(), c.theta) <= tol and rel(g.risk, c.risk) <= tol and rel(g.energy, c.energy) <= tol
-    assert (g.status == "ok").all() and (g.risk[-1] < g.risk[0]).all()
+    return g
 
 
 @needs_cupy_gpu
@@ -629,25 +636,12 @@ def test_dopri5_loop_normalized_on_device_equals_host_emulation_and_cpu(widths, 
     retraction in dp_finish_kernel, the extra evaluation and dp_conclude_kernel, or the projection
     kernel): BITWISE its host emulation, then the cpu loop (float64: the same counts and evaluation count,
     1e-12; float32 5e-4)."""
-    import cupy as cp
-
     prob = _gd_problem(widths)
     est = _dp_estimator(kind, widths[0])
     theta = prob.init(3, seed=seed).astype(dtype)
     kw = dict(t_end=1.5, method="dopri5", estimator=est, record_every=0.25, rtol=1e-5, atol=1e-8, record_theta=True,
               normalized=True)
-    g = rf.gradient_flow(prob, cp.asarray(theta), **kw)
-    assert g.info["loop"] == "CUDA"
-    e = _emulated_dp(monkeypatch, lambda: rf.gradient_flow(prob, theta, backend="cuda", **kw))
-    _assert_same_run(g, e)
-    c = rf.gradient_flow(prob, theta, backend="cpu", **kw)
-    np.testing.assert_array_equal(g.status, c.status)
-    if dtype == np.float64:
-        np.testing.assert_array_equal(g.accepted, c.accepted)
-        np.testing.assert_array_equal(g.rejected, c.rejected)
-        assert g.info["evaluations"] == c.info["evaluations"]
-    tol = 1e-12 if dtype == np.float64 else 5e-4
-    assert rel(g.theta.get(), c.theta) <= tol and rel(g.risk, c.risk) <= tol
+    _dp_on_device_like_emulation_and_cpu(prob, theta, kw, monkeypatch)
 
 
 # ---- the normalized flow in the device GD / fixed-step loop (reluflow/normalized_step.h) -------------

@@ -42,7 +42,8 @@ from .quadrature import check_quadrature_input, fixed_1d
 from .registry import core
 from .spec import ProblemSpec
 
-__all__ = ["Plan", "plan", "ROUTES", "POINT_METHODS", "QUADRATURE_METHODS", "NATIVE_MAX_ORDER"]
+__all__ = ["Plan", "plan", "ROUTES", "POINT_METHODS", "QUADRATURE_METHODS", "NATIVE_MAX_ORDER", "kernel_target",
+           "MAX_KERNEL_TARGET_OUT"]
 
 ROUTES = ("dense", "point_sweep", "exact_sweep", "partition", "tensor_grid", "gaussian_closed_form")
 #: ``method`` of ``Problem.risk_and_grad`` for point estimators
@@ -290,7 +291,7 @@ def plan(spec: ProblemSpec, estimator: Estimator, backend: str, dtype=np.float64
         why.append("integrators: the whole loop on the device (gradient descent / SGD and the flows euler, heun, "
                    "rk4, dopri5 (step size and error control per network): nodes, kernels, stages, update and "
                    "divergence watch queued on one stream, records copied back in blocks" +
-                   ("" if source == "fixed" or _kernel_target(spec) else
+                   ("" if source == "fixed" or kernel_target(spec) else
                     "; SGD's target values by one vectorized callback per step on the device's nodes (CuPy)") +
                    "; normalized runs "
                    "too (projection and retraction on the device); rosenbrock keeps the Python driver)")
@@ -303,8 +304,14 @@ def plan(spec: ProblemSpec, estimator: Estimator, backend: str, dtype=np.float64
                 tuple(why))
 
 
-def _kernel_target(spec: ProblemSpec) -> bool:
-    """Whether the CUDA kernels evaluate the target themselves (affine, piecewise polynomial or a
-    shallow Teacher, at most 16 outputs; ``backends.cuda.kernel_target``): SGD on the device needs it."""
+#: most outputs of a target the CUDA kernels evaluate themselves (grid::kMaxTargetOut)
+MAX_KERNEL_TARGET_OUT = 16
+
+
+def kernel_target(spec: ProblemSpec) -> bool:
+    """Whether the CUDA kernels evaluate the target of ``spec`` themselves: affine, piecewise polynomial
+    or a shallow Teacher, with at most ``MAX_KERNEL_TARGET_OUT`` outputs (SGD on the device without a
+    host callback needs it; ``backends.cuda`` asks the same)."""
     t = spec.target_spec
-    return (t.native or (t.kind == "teacher" and len(t.arrays["widths"]) == 3)) and spec.out_dim <= 16
+    shallow_teacher = t.kind == "teacher" and len(t.arrays["widths"]) == 3
+    return (t.native or shallow_teacher) and spec.out_dim <= MAX_KERNEL_TARGET_OUT

@@ -154,42 +154,5 @@ RF_HD int64_t first_true(int64_t n, const Pred& pred) {
   return lo;
 }
 
-// First index j in [0, n] with pred(j) true, for a predicate false...false true...true on [0, n)
-// (pred(n) is taken as true), searched by galloping from the guess g in [0, n]: O(log |j - g|).
-template <class Pred>
-RF_HD int64_t first_true_from(int64_t g, int64_t n, const Pred& pred) {
-  int64_t lo, hi;  // pred(lo) false (or lo = -1), pred(hi) true (or hi = n)
-  if (g >= n || pred(g)) {
-    hi = g < n ? g : n;
-    int64_t step = 1;
-    lo = hi - step;
-    while (lo >= 0 && pred(lo)) {
-      hi = lo;
-      step *= 2;
-      lo = hi - step;
-    }
-    if (lo < -1) lo = -1;
-  } else {
-    lo = g;
-    int64_t step = 1;
-    hi = lo + step;
-    while (hi < n && !pred(hi)) {
-      lo = hi;
-      step *= 2;
-      hi = lo + step;
-    }
-    if (hi > n) hi = n;
-  }
-  while (hi - lo > 1) {
-    const int64_t m = lo + (hi - lo) / 2;
-    if (pred(m)) {
-      hi = m;
-    } else {
-      lo = m;
-    }
-  }
-  return hi;
-}
-
 }  // namespace sweep1d
 }  // namespace reluflow

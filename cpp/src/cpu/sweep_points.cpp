@@ -151,7 +151,8 @@ struct NodeLocator {
 
 // One network of the point sweep: N(x) = A(x) (x - c0) + B(x) where A, B change only at the first
 // active node of a neuron (w > 0) or its first inactive node (w < 0); the nodes where they change
-// come from the exact predicate relu_active, located by a galloping search from the table's guess.
+// come from the exact predicate relu_active: the node locator's search inside the guessed cell, then
+// a check of the predicate on both sides (locate()).
 // Then one forward pass (residuals, risk, prefix moments) and one backward pass (suffix moments);
 // every neuron's gradient is O(1) from the moments of its active range (a prefix for w < 0, a suffix
 // for w > 0: no cancellation between a total and a partial sum). OUT = 0: any out (runtime).

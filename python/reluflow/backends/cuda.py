@@ -28,6 +28,7 @@ import numpy as np
 
 from ..estimators import Nodes
 from ..layout import Layout
+from ..plan import MAX_KERNEL_TARGET_OUT, kernel_target
 from ..quadrature import nodes_tensor
 from ..registry import cuda_extension, cupy_module
 from ..spec import ProblemSpec
@@ -59,9 +60,6 @@ def _device_f64(cp, a, name: str, shape: tuple):
         raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
     return a
 
-
-#: most outputs of a target the kernel evaluates itself (grid::kMaxTargetOut)
-MAX_KERNEL_TARGET_OUT = 16
 
 
 def risk_and_grad(layout: Layout, theta, x, w, y, want_grad: bool = True, path: str = "auto",
@@ -163,14 +161,6 @@ def exact_sweep(spec: ProblemSpec, theta, want_grad: bool = True):
     ext.exact_sweep(list(spec.widths), theta, risk=risk, grad=grad, spec=spec.native(),
                     stream=cp.cuda.get_current_stream().ptr)
     return risk, grad
-
-
-def kernel_target(spec: ProblemSpec) -> bool:
-    """Whether the kernel evaluates the target of ``spec`` itself: affine, piecewise polynomial or a
-    shallow Teacher, with at most ``MAX_KERNEL_TARGET_OUT`` outputs."""
-    t = spec.target_spec
-    shallow_teacher = t.kind == "teacher" and len(t.arrays["widths"]) == 3
-    return (t.native or shallow_teacher) and spec.out_dim <= MAX_KERNEL_TARGET_OUT
 
 
 def realization(layout: Layout, theta, x):
