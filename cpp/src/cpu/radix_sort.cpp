@@ -335,6 +335,7 @@ bool bucket_order(const double* x, int64_t N, std::vector<int64_t>& order, int T
 // output arrays, and every cell is insertion-sorted there by x ('>' keeps equal x in input order, the
 // order in which the scatter filled the cell). Doubles without NaN compare like their sort keys once
 // -0.0 is +0.0. Returns false (nothing usable written) when the nodes are clustered or not finite.
+
 // Insertion sort of the nodes [0, n) (x, w, y rows of out) by x, ties in their order ('>'). Run over a
 // stretch of whole cells it sorts every cell, the cells being ordered (every node of a cell is below
 // every node of a later one), so no node moves out of its cell.
