@@ -54,6 +54,16 @@ struct Scratch {
   std::vector<uint8_t> zero;                  // per node (hidden flags), when any piece has one
 };
 
+// wt (l_k, l_{k+1}): the weights W_{k+1} (l_{k+1}, l_k) of theta transposed, so that the loops over a
+// layer's outputs run over contiguous weights.
+void transposed_weights(const Layout& lay, const double* th, int k, std::vector<double>& wt) {
+  const int ni = lay.widths[k], no = lay.widths[k + 1];
+  const double* W = th + lay.w_offset[k];
+  wt.resize(static_cast<size_t>(ni) * no);
+  for (int o = 0; o < no; ++o)
+    for (int i = 0; i < ni; ++i) wt[static_cast<size_t>(i) * no + o] = W[static_cast<int64_t>(o) * ni + i];
+}
+
 // Pre-activations z (n, l_{upto+1}) of hidden layer `upto` (0-based) at the 1-D points e (n,), as
 // quadrature._preactivations: layer 1 is x w + b (product, then sum), deeper layers relu(z) W^T + b
 // with the products of each output summed in input order. The weights are transposed so that the
@@ -76,11 +86,8 @@ void preactivations(const Layout& lay, const double* th, const std::vector<doubl
   std::vector<double>* nxt = &s.zb;
   for (int k = 1; k <= upto; ++k) {
     const int ni = lay.widths[k], no = lay.widths[k + 1];
-    const double* W = th + lay.w_offset[k];
     const double* b = th + lay.b_offset[k];
-    s.wt.resize(static_cast<size_t>(ni) * no);
-    for (int o = 0; o < no; ++o)
-      for (int i = 0; i < ni; ++i) s.wt[static_cast<size_t>(i) * no + o] = W[static_cast<int64_t>(o) * ni + i];
+    transposed_weights(lay, th, k, s.wt);
     nxt->resize(static_cast<size_t>(n * no));
     s.acc.resize(no);
     double* acc = s.acc.data();
@@ -183,14 +190,11 @@ bool two_hidden_layers_flags(const Layout& lay, const double* th, int64_t n, Scr
   const double* W = th + lay.w_offset[1];
   const double* b = th + lay.b_offset[1];
   const int terms = 2 + l1 + 1;
-  s.wt.resize(static_cast<size_t>(l1) * l2);
+  transposed_weights(lay, th, 1, s.wt);
   s.acc.resize(static_cast<size_t>(l2));  // row sums of |W|
   for (int o = 0; o < l2; ++o) {
     double r = 0.0;
-    for (int i = 0; i < l1; ++i) {
-      s.wt[static_cast<size_t>(i) * l2 + o] = W[static_cast<int64_t>(o) * l1 + i];
-      r += std::fabs(W[static_cast<int64_t>(o) * l1 + i]);
-    }
+    for (int i = 0; i < l1; ++i) r += std::fabs(W[static_cast<int64_t>(o) * l1 + i]);
     s.acc[o] = r;
   }
   s.nz.resize(static_cast<size_t>(n * l2));                  // layer-2 values

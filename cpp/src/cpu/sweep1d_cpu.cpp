@@ -334,9 +334,11 @@ void shallow1d_points_cpu(const double* theta, int64_t K, int64_t H, int out, in
   sn.xs.resize(N);
   sn.ws.resize(N);
   sn.ys.resize(N * out);
+  // the sort's cell table only where the locator takes it (M = 0 otherwise: no table)
+  const bool table = locator_takes_sort_cells(N, H * K);
   sort_weighted_nodes(x, wt, y, out, N, threads, sn.xs.data(), sn.ws.data(), sn.ys.data(),
-                      locator_takes_sort_cells(N, H * K) ? &sn.cells : nullptr);
-  if (!locator_takes_sort_cells(N, H * K)) sn.cells.M = 0;
+                      table ? &sn.cells : nullptr);
+  if (!table) sn.cells.M = 0;
   point_sweep_for(active_simd_path())(theta, K, H, out, N, sn.xs.data(), sn.ws.data(), sn.ys.data(), sn.cells,
                                       risk, grad);
   sn.trim();

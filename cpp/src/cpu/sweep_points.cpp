@@ -42,15 +42,16 @@ struct NodeLocator {
   int steps = 0;           // comparisons (linear) or halvings that settle a search in the fullest cell
   std::vector<double> xq;  // linear only: -inf, xs[0..N-1], +inf... (branch-free boundary checks)
 
-  // sorted: the bucket sort's cells of these nodes (M = 0: none; it must outlive the searches), taken
-  // where this would pass over every node to build its own (H = 5e4 kinks among 2e5 nodes: 0.6 ms)
+  // sorted: the bucket sort's cells of these nodes (M = 0: none; it must outlive the searches), handed
+  // over where this would pass over every node to build its own (locator_takes_sort_cells: H = 5e4
+  // kinks among 2e5 nodes, 0.6 ms)
   void build(const double* x, int64_t n, int64_t queries, const NodeCells& sorted) {
     xs = x;
     N = n;
     M = std::max<int64_t>(1, std::min<int64_t>(N, 2 * queries));
     lo = N > 0 ? xs[0] : 0.0;
     int64_t fullest = 0;
-    if (locator_takes_sort_cells(N, queries) && sorted.M > 0) {  // the same cells as cell(), with M = N
+    if (sorted.M > 0) {  // the same cells as cell(), with M = N
       M = sorted.M;
       scale = cell_scale(xs, N, M);
       first = sorted.first.data();
@@ -273,6 +274,38 @@ struct PointSweep {
   void unmark(const int64_t* bd, int64_t H) {
     for (int64_t ii = 0; ii < H; ++ii) mark[bd[ii]] = 0;
   }
+  // Phase 2's storage for one network of boundaries bd (run, run_team): compact moments (marks and
+  // ranks) when compact(N), else full ones (interleaved for out = 1).
+  Moments network_moments(const int64_t* bd, int64_t H, int out, int64_t N) {
+    if (!compact(N)) return moments(N * out, static_cast<size_t>((N + 1) * out), OUT == 1, out);
+    mark_bounds(bd, H, N);
+    u.resize(static_cast<size_t>(N));
+    return Moments{};
+  }
+  // The node passes of one block over every node into those moments: returns the risk.
+  double one_block(int out, int64_t N, const double* xs, const double* ws, const double* ys, double c0,
+                   const double* A, const double* B, const Moments& m) {
+    if (!compact(N)) return node_passes(out, N, xs, ws, ys, c0, A, B, m);
+    const BlockSums t = node_block_compact(0, N, xs, ws, ys, c0, A[0], B[0], 0, marked_all);
+    compact_end(N, t.s0, t.s1);
+    return t.risk;
+  }
+  // Phase 3 from those moments (gradients() over the visiting positions [ii0, ii1)).
+  void network_gradients(const double* th, int64_t H, int out, int64_t N, double c0, const Moments& m,
+                         const int64_t* bd, double* g, int64_t ii0 = 0, int64_t ii1 = -1) const {
+    if (!compact(N)) {
+      gradients(th, H, out, N, c0, m.p0, m.p1, m.q0, m.q1, m.stride, bd, g, ii0, ii1);
+      return;
+    }
+    const double* cm = cmom.data();
+    gradients(th, H, out, N, c0, cm, cm + 1, cm + 2, cm + 3, 4, bd, g, ii0, ii1, slot.data());
+  }
+  // After phase 2: dA, dB zero again, and the marks (the ranks stay for the gradients).
+  void reset_network(const int64_t* bd, int64_t H, int out, int64_t N) {
+    reset_changes(bd, H, out, out, 0);
+    if (compact(N)) unmark(bd, H);
+  }
+
   // The moments at node N (after the passes): p = the last block's totals (s0, s1), q = 0.
   void compact_end(int64_t N, double s0, double s1) {
     slot[N] = static_cast<uint32_t>(marked_all);
@@ -309,7 +342,7 @@ struct PointSweep {
                   int64_t* bd) {
     kink.resize(static_cast<size_t>(H));
     kinks(th, H, 0, H);
-    order(th, H, out, N, xs);
+    order(H, out, N, xs);
     gather(th, H, out, loc, bd, 0, H);
     locate(th, H, N, xs, loc, bd, 0, H);
     accumulate(th, H, out, N, c0, A, B, dAx, dBx, S, bd);
@@ -325,8 +358,7 @@ struct PointSweep {
   }
   // Large H: the neurons are visited in kink order so that the scattered updates walk the node
   // arrays sequentially (case E: the node arrays are megabytes); small H: in index order.
-  void order(const double* th, int64_t H, int out, int64_t N, const double* xs) {
-    (void)th;
+  void order(int64_t H, int out, int64_t N, const double* xs) {
     if (H < kSortKinksFrom) return;
     order_by_cell(xs, N, H);
     visit.resize(static_cast<size_t>((3 + out) * H));
@@ -491,30 +523,17 @@ struct PointSweep {
     }
     bound.resize(static_cast<size_t>(H));
     boundaries(th, H, out, N, xs, c0, loc, A, B, dA.data(), dB.data(), out, bound.data());
-    const bool cp = compact(N);
-    if (cp) {
-      mark_bounds(bound.data(), H, N);
-      u.resize(static_cast<size_t>(N));
-    }
-    const Moments m = cp ? Moments{} : moments(N * out, n1, OUT == 1, out);
+    const Moments m = network_moments(bound.data(), H, out, N);
     split = Split{};
     double risk;
     if (two_blocks(H, N)) {
       const BlockSums b0 = block_pass(0, N, xs, ws, ys, c0, A[0], B[0], m);
       risk = join_blocks(N, b0, block_pass(1, N, xs, ws, ys, c0, A[0], B[0], m, &b0));
-    } else if (cp) {
-      risk = compact_passes(N, xs, ws, ys, c0, A[0], B[0]);
     } else {
-      risk = node_passes(out, N, xs, ws, ys, c0, A, B, m);
+      risk = one_block(out, N, xs, ws, ys, c0, A, B, m);
     }
-    reset_changes(bound.data(), H, out, out, 0);
-    if (cp) {
-      const double* cm = cmom.data();
-      gradients(th, H, out, N, c0, cm, cm + 1, cm + 2, cm + 3, 4, bound.data(), g, 0, -1, slot.data());
-      unmark(bound.data(), H);
-    } else {
-      gradients(th, H, out, N, c0, m.p0, m.p1, m.q0, m.q1, m.stride, bound.data(), g);
-    }
+    reset_network(bound.data(), H, out, N);
+    network_gradients(th, H, out, N, c0, m, bound.data(), g);
     return risk;
   }
 
@@ -679,14 +698,6 @@ struct PointSweep {
     return t;
   }
 
-  // One block over every node with compact moments (OUT = 1, compact(N)): returns the risk.
-  double compact_passes(int64_t N, const double* xs, const double* ws, const double* ys, double c0, double A,
-                        double B) {
-    const BlockSums t = node_block_compact(0, N, xs, ws, ys, c0, A, B, 0, marked_all);
-    compact_end(N, t.s0, t.s1);
-    return t.risk;
-  }
-
   double join_blocks(int64_t N, const BlockSums& first, const BlockSums& second) {
     split.at = N / 2;
     split.p0 = first.s0;
@@ -716,7 +727,7 @@ struct PointSweep {
     kinks(th, H, ii0, ii1);
 #pragma omp barrier
 #pragma omp single
-    order(th, H, 1, N, xs);
+    order(H, 1, N, xs);
     gather(th, H, 1, loc, bound.data(), ii0, ii1);  // (then the same positions: no barrier)
     locate(th, H, N, xs, loc, bound.data(), ii0, ii1);
 #pragma omp barrier
@@ -725,17 +736,9 @@ struct PointSweep {
       team_A = 0.0;
       team_B = 0.0;
       accumulate(th, H, 1, N, c0, &team_A, &team_B, dA.data(), dB.data(), 1, bound.data());
-      if (compact(N)) {
-        mark_bounds(bound.data(), H, N);
-        u.resize(static_cast<size_t>(N));
-        team_m = Moments{};
-      } else {
-        team_m = moments(N, static_cast<size_t>(N + 1), true, 1);
-      }
+      team_m = network_moments(bound.data(), H, 1, N);
       split = Split{};
-      if (!two_blocks(H, N))
-        *risk = compact(N) ? compact_passes(N, xs, ws, ys, c0, team_A, team_B)
-                           : node_passes(1, N, xs, ws, ys, c0, &team_A, &team_B, team_m);
+      if (!two_blocks(H, N)) *risk = one_block(1, N, xs, ws, ys, c0, &team_A, &team_B, team_m);
     }
     if (two_blocks(H, N)) {  // the two blocks side by side (members 0 and 1; one member: both in turn)
       if (t < 2) team_sums[t] = block_pass(t, N, xs, ws, ys, c0, team_A, team_B, team_m);
@@ -744,19 +747,10 @@ struct PointSweep {
 #pragma omp single
       *risk = join_blocks(N, team_sums[0], team_sums[1]);
     }
-    if (compact(N)) {
-      const double* cm = cmom.data();
-      gradients(th, H, 1, N, c0, cm, cm + 1, cm + 2, cm + 3, 4, bound.data(), g, ii0, ii1, slot.data());
-    } else {
-      gradients(th, H, 1, N, c0, team_m.p0, team_m.p1, team_m.q0, team_m.q1, team_m.stride, bound.data(), g, ii0,
-                ii1);
-    }
+    network_gradients(th, H, 1, N, c0, team_m, bound.data(), g, ii0, ii1);
 #pragma omp barrier
 #pragma omp single
-    {
-      reset_changes(bound.data(), H, 1, 1, 0);
-      if (compact(N)) unmark(bound.data(), H);
-    }
+    reset_network(bound.data(), H, 1, N);
   }
   Moments team_m{};  // run_team's moments, shared by the team
   double team_A = 0.0, team_B = 0.0;  // its state at node 0
