@@ -332,3 +332,10 @@ def test_dp_harness_checks_workspace():
         core._harness_dp("init", bad)
     with pytest.raises(ValueError, match="stage"):
         core._harness_dp("stage", ws, stage=7)
+    with pytest.raises(ValueError, match="phase"):     # 'conclude' is the normalized loop's
+        core._harness_dp("conclude", ws)
+    normalized = workspace(theta, np.array([0.0, 1.0]), t_end=1.0, h0=-1.0, rtol=1e-6, atol=1e-9, max_abs=1e8,
+                           max_growth=1e6, min_step=1e-14, max_steps=10, max_rejections=5, frozen=None,
+                           record_theta=False, widths=[1, 2, 1])   # P = 7, not theta0's 5
+    with pytest.raises(ValueError, match="widths"):
+        core._harness_dp("finish", normalized)
