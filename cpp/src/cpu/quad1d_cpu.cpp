@@ -52,6 +52,10 @@ struct Scratch {
   std::vector<double> ez, em, nz, nm;         // vanishing_on_pieces: values and magnitudes at the ends
   std::vector<uint8_t> vanish, piece_zero;    // per end point, per piece (hidden flags)
   std::vector<uint8_t> zero;                  // per node (hidden flags), when any piece has one
+  // two hidden layers: the partition's layer-1 break points (probes at open ends) and the layer-2
+  // pre-activations there (n, l2), kept for the vanishing check; empty when the partition stopped early
+  std::vector<double> part_e, part_z2;
+  std::vector<uint8_t> maybe;                 // per grid point and layer-2 neuron: might vanish
 };
 
 // wt (l_k, l_{k+1}): the weights W_{k+1} (l_{k+1}, l_k) of theta transposed, so that the loops over a
@@ -124,6 +128,8 @@ void kink_partition_impl(const Layout& lay, const double* th, double lo, double 
   }
   sort_unique(pts);
   const bool left_open = std::isinf(lo), right_open = std::isinf(hi);
+  s.part_e.clear();
+  s.part_z2.clear();
   for (int k = 1; k < lay.num_layers - 1; ++k) {
     // no kink anywhere before layer k means w_1 = 0: the whole network is constant
     if (pts.empty() && left_open && right_open) break;
@@ -162,6 +168,10 @@ void kink_partition_impl(const Layout& lay, const double* th, double lo, double 
             strictly_inside(x, lo, hi))
           fresh.push_back(x);
       }
+    if (lay.num_layers == 3) {  // the last layer's values, for two_hidden_layers_flags (no copy)
+      s.part_e.swap(e);
+      s.part_z2.swap(s.za);
+    }
     if (!fresh.empty()) {
       sort_unique(fresh);
       s.merged.resize(pts.size() + fresh.size());
@@ -177,43 +187,117 @@ void kink_partition_impl(const Layout& lay, const double* th, double lo, double 
   out.push_back(hi);
 }
 
+// Safety factor of might_vanish's test over its error analysis (which bounds the gap between a
+// layer-2 value interpolated from the partition's and the one computed at the point by ~7 terms eps C).
+constexpr double kMightVanishMargin = 1024.0;
+
+// s.maybe (n, l2): 0 where layer-2 neuron o cannot pass the vanishing test at grid point j (s.e), 1 where
+// it might. Between two consecutive break points a < b of the partition's layer 1 every layer-2
+// pre-activation is affine in exact arithmetic, so its value at a grid point x of [a, b] is the
+// interpolation zi of the partition's values at a and b (s.part_z2: computed by the same sums, so each
+// within terms eps C of exact, C = (max(|a|, |b|) max|W1| + max|b1|) sum_i |W2_oi| + |b2_o| bounding
+// every magnitude on [a, b]). The value computed at x is then within ~7 terms eps C + 8 eps (|za| +
+// |zb|) of zi, while passing the test needs it within 4 terms eps C of 0: a neuron whose |zi| exceeds
+// kMightVanishMargin times that cannot vanish at x. Points outside the partition's finite pieces (the
+// unbounded end pieces) and networks whose partition kept no values are all "might".
+void might_vanish(const Layout& lay, const double* th, const std::vector<double>& grid, Scratch& s) {
+  const int l1 = lay.widths[1], l2 = lay.widths[2];
+  const int64_t n = static_cast<int64_t>(grid.size());
+  const int64_t ne = static_cast<int64_t>(s.part_e.size());
+  s.maybe.assign(static_cast<size_t>(n * l2), 1);
+  if (ne < 2 || static_cast<int64_t>(s.part_z2.size()) != ne * l2) return;
+  const int64_t jf = std::isinf(grid[0]) ? 1 : 0;               // the finite pieces [e_j, e_j+1]
+  const int64_t jl = std::isinf(grid[n - 1]) ? ne - 3 : ne - 2;  // of the partition's layer 1
+  if (jl < jf) return;
+  const double* W1 = th + lay.w_offset[0];
+  const double* b1 = th + lay.b_offset[0];
+  const double* b = th + lay.b_offset[1];
+  double w1max = 0.0, b1max = 0.0;
+  for (int i = 0; i < l1; ++i) {
+    w1max = std::fmax(w1max, std::fabs(W1[i]));
+    b1max = std::fmax(b1max, std::fabs(b1[i]));
+  }
+  const double* rowsum = s.acc.data();  // sum_i |W2_oi|, from the caller
+  const double tol = kMightVanishMargin * (2 + l1 + 1) * kinks1d::kEpsilon;
+  const double* pe = s.part_e.data();
+  int64_t j = jf;
+  for (int64_t g = 0; g < n; ++g) {
+    const double x = s.e[g];
+    if (!(x >= pe[jf] && x <= pe[jl + 1])) continue;
+    while (x > pe[j + 1]) ++j;
+    const double a = pe[j], t = (x - a) / (pe[j + 1] - a);
+    const double mag = std::fmax(std::fabs(a), std::fabs(pe[j + 1])) * w1max + b1max;
+    const double* za = s.part_z2.data() + j * l2;
+    const double* zb = za + l2;
+    uint8_t* maybe = s.maybe.data() + g * l2;
+    for (int o = 0; o < l2; ++o) {
+      const double zi = za[o] + t * (zb[o] - za[o]);
+      const double thr = tol * (mag * rowsum[o] + std::fabs(b[o])) + 16.0 * kinks1d::kEpsilon * (std::fabs(za[o]) + std::fabs(zb[o]));
+      maybe[o] = !(std::fabs(zi) > thr);
+    }
+  }
+}
+
 // vanishing_on_pieces for two hidden layers ([d, l1, l2, out]: only layer 2 can be flagged, and no value
-// feeds a later check), from the layer-1 values s.ez and exact magnitudes s.em at the n points: the
-// layer-2 values as the general pass forms them; a bound of each magnitude (the largest active input
-// magnitude times the row sum of |W|, with room for rounding) rules out vanishing almost everywhere,
-// and the exact magnitude (the reference's sum, in input order) is formed only where a neuron might
-// vanish at both ends of a piece. The same flags as the general pass, without its second
-// (magnitude-carrying) matrix-vector product at every point.
-bool two_hidden_layers_flags(const Layout& lay, const double* th, int64_t n, Scratch& s) {
+// feeds a later check), from the layer-1 values s.ez and exact magnitudes s.em at the n points of grid
+// (s.e: probes for infinite ends): the layer-2 values as the general pass forms them, but only where
+// might_vanish leaves a neuron possible (a point with many such neurons takes the whole row); a bound of
+// each magnitude (the largest active input magnitude times the row sum of |W|, with room for rounding)
+// rules out vanishing at most of those, and the exact magnitude (the reference's sum, in input order) is
+// formed only where a neuron might vanish at both ends of a piece. The same flags as the general pass,
+// without its two matrix-vector products at every point.
+bool two_hidden_layers_flags(const Layout& lay, const double* th, const std::vector<double>& grid, Scratch& s) {
   using kinks1d::vanishes;
+  const int64_t n = static_cast<int64_t>(grid.size());
   const int l1 = lay.widths[1], l2 = lay.widths[2], hidden = l1 + l2;
   const double* W = th + lay.w_offset[1];
   const double* b = th + lay.b_offset[1];
   const int terms = 2 + l1 + 1;
-  transposed_weights(lay, th, 1, s.wt);
   s.acc.resize(static_cast<size_t>(l2));  // row sums of |W|
   for (int o = 0; o < l2; ++o) {
     double r = 0.0;
     for (int i = 0; i < l1; ++i) r += std::fabs(W[static_cast<int64_t>(o) * l1 + i]);
     s.acc[o] = r;
   }
-  s.nz.resize(static_cast<size_t>(n * l2));                  // layer-2 values
+  might_vanish(lay, th, grid, s);
+  s.part_e.clear();  // this network's: never read for another
+  bool have_wt = false;
+  s.nz.resize(static_cast<size_t>(n * l2));                  // layer-2 values (where might vanish)
   s.vanish.assign(static_cast<size_t>(n * l2), 0);           // might vanish (by the bound)
   for (int64_t j = 0; j < n; ++j) {
+    const uint8_t* maybe = s.maybe.data() + j * l2;
+    int count = 0;
+    for (int o = 0; o < l2; ++o) count += maybe[o];
+    if (count == 0) continue;
     const double* zin = s.ez.data() + j * l1;
     const double* min = s.em.data() + j * l1;
     double* z = s.nz.data() + j * l2;
-    std::fill(z, z + l2, 0.0);
     double big = 0.0;
-    for (int i = 0; i < l1; ++i) {
-      if (!(zin[i] > 0.0)) continue;  // inactive: a = 0 exactly, no term
-      const double a = zin[i];
-      big = min[i] > big ? min[i] : big;
-      const double* wr = s.wt.data() + static_cast<size_t>(i) * l2;
-      for (int o = 0; o < l2; ++o) z[o] += a * wr[o];
+    for (int i = 0; i < l1; ++i)
+      if (zin[i] > 0.0) big = min[i] > big ? min[i] : big;
+    if (8 * count > l2) {  // the whole row, vectorized over the outputs (each summed in input order)
+      if (!have_wt) transposed_weights(lay, th, 1, s.wt);
+      have_wt = true;
+      std::fill(z, z + l2, 0.0);
+      for (int i = 0; i < l1; ++i) {
+        if (!(zin[i] > 0.0)) continue;  // inactive: a = 0 exactly, no term
+        const double a = zin[i];
+        const double* wr = s.wt.data() + static_cast<size_t>(i) * l2;
+        for (int o = 0; o < l2; ++o) z[o] += a * wr[o];
+      }
+      for (int o = 0; o < l2; ++o) z[o] += b[o];
+    } else {  // the same sums, one neuron at a time
+      for (int o = 0; o < l2; ++o) {
+        if (!maybe[o]) continue;
+        const double* wr = W + static_cast<int64_t>(o) * l1;
+        double acc = 0.0;
+        for (int i = 0; i < l1; ++i)
+          if (zin[i] > 0.0) acc += zin[i] * wr[i];
+        z[o] = acc + b[o];
+      }
     }
     for (int o = 0; o < l2; ++o) {
-      z[o] += b[o];
+      if (!maybe[o]) continue;
       const double bound = (big * s.acc[o] + std::fabs(b[o])) * (1.0 + 1e-9);
       s.vanish[j * l2 + o] = vanishes(z[o], bound, terms);
     }
@@ -273,7 +357,7 @@ bool vanishing_on_pieces(const Layout& lay, const double* th, const std::vector<
       s.ez[j * l1 + i] = p + b1[i];
       s.em[j * l1 + i] = q + std::fabs(b1[i]);
     }
-  if (lay.num_layers == 3) return two_hidden_layers_flags(lay, th, n, s);
+  if (lay.num_layers == 3) return two_hidden_layers_flags(lay, th, grid, s);
   s.vanish.resize(static_cast<size_t>(n * hidden));
   bool any = false;
   int terms = 2, off = l1, ni = l1;
