@@ -791,3 +791,71 @@ def test_exact_sweep_on_device_equals_host_harness_bitwise_and_cpu(out, H, tdeg,
     assert scaled_err(r, r0) <= 1e-12 and scaled_err(g, g0) <= 1e-12
     r1, g1 = device(theta[1:2])
     assert np.array_equal(r1, r[1:2]) and np.array_equal(g1, g[1:2])
+
+
+# ---- the ragged deep kernel: the exact 1-D quadrature's per-network nodes (risk_and_grad_ragged) ----
+
+def call_ragged(widths, a, offset, zero=None):
+    cuda.risk_and_grad_ragged(widths, a["theta"], a["x"], a["w"], a["y"], offset, zero, risk=a["risk"],
+                              grad=a["grad"])
+
+
+def test_ragged_arguments_checked_before_any_device_call():
+    widths = [1, 4, 3, 1]
+    call_ragged(widths, fake_args(widths, 0, 0), np.array([0]))  # K = 0: nothing to do, no device touched
+    with pytest.raises(ValueError, match=r"offset: expected \(K \+ 1,\)"):
+        call_ragged(widths, fake_args(widths, 2, 10), np.array([0, 10]))
+    with pytest.raises(ValueError, match="offset: expected non-decreasing node offsets from 0 to N = 10"):
+        call_ragged(widths, fake_args(widths, 2, 10), np.array([0, 6, 5]))
+    with pytest.raises(ValueError, match=r"zero: expected shape \(N, hidden\)"):
+        call_ragged(widths, fake_args(widths, 2, 10), np.array([0, 5, 10]), FakeDeviceArray((10, 6), "|u1"))
+    with pytest.raises(TypeError, match="zero: expected dtype uint8"):
+        call_ragged(widths, fake_args(widths, 2, 10), np.array([0, 5, 10]), FakeDeviceArray((10, 7), "<f8"))
+    with pytest.raises(ValueError, match=r"y: expected shape \(N, out\)"):
+        call_ragged(widths, fake_args(widths, 2, 10, y=FakeDeviceArray((9, 1))), np.array([0, 5, 10]))
+    with pytest.raises(TypeError, match="theta: expected a device array"):
+        call_ragged(widths, fake_args(widths, 2, 10, theta=np.zeros((2, 27))), np.array([0, 5, 10]))
+
+
+RAGGED_CASES = [([1, 5, 4, 1], 6, "init"), ([1, 16, 16, 2], 4, "init"), ([1, 8, 6, 5, 1], 3, "init"),
+                ([1, 3, 3, 1], 60, "half-integer"), ([1, 128, 128, 1], 8, "init")]
+
+
+@needs_cupy_gpu
+@pytest.mark.parametrize("widths,K,kind", RAGGED_CASES, ids=[f"{w}-{k}" for w, _, k in RAGGED_CASES])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_partition_on_device_equals_host_harness_bitwise_and_cpu(widths, K, kind, dtype):
+    """The exact 1-D quadrature of deep nets on the device: bitwise the ragged grid's host run (a mismatch:
+    the item -> network search, the offsets' copies, or FMA), the cpu partition path to 1e-12 (float64),
+    every entry written (outputs poisoned with NaN), a network's bits independent of the batch."""
+    import cupy as cp
+    from test_cuda_partition_harness import batch, problem
+
+    prob = problem(widths)
+    theta = prob.init(K, seed=3) if kind == "init" else \
+        np.random.default_rng(0).integers(-4, 5, size=(K, prob.num_params)) / 2.0
+    theta = theta.astype(dtype)
+    offset, x, w, y, zero = batch(prob, theta)
+
+    def device(th, off, xs, ws, ys, zs):
+        risk, grad = cp.full(th.shape[0], np.nan), cp.full(th.shape, np.nan)
+        cuda.risk_and_grad_ragged(widths, cp.asarray(th), cp.asarray(xs[:, None]), cp.asarray(ws), cp.asarray(ys),
+                                  off, None if zs is None else cp.asarray(zs), risk=risk, grad=grad,
+                                  stream=cp.cuda.get_current_stream().ptr)
+        cp.cuda.get_current_stream().synchronize()
+        return risk.get(), grad.get()
+
+    r, g = device(theta, offset, x, w, y, zero)
+    rh, gh = core._harness_risk_grad_ragged(widths, theta, x[:, None], w, y, offset, zero)
+    np.testing.assert_array_equal(r, rh)
+    np.testing.assert_array_equal(g, gh)
+    r0, g0 = prob.risk_and_grad(theta, rf.Quadrature(), backend="cpu")
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    assert rel(r, r0) <= tol and rel(g, g0) <= tol
+    sl = slice(offset[1], offset[2])
+    r1, g1 = device(theta[1:2], np.array([0, offset[2] - offset[1]]), x[sl], w[sl], y[sl],
+                    None if zero is None else zero[sl])
+    assert np.array_equal(r1, r[1:2]) and np.array_equal(g1, g[1:2])
+    # the whole route through the public API on CuPy arrays
+    rp, gp = prob.risk_and_grad(cp.asarray(theta), rf.Quadrature(), backend="cuda")
+    assert np.array_equal(cp.asnumpy(rp), r) and np.array_equal(cp.asnumpy(gp), g)

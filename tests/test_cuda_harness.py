@@ -168,6 +168,20 @@ class HarnessExtension:
         if grad is not None:
             grad[...] = g
 
+    ragged = 0
+
+    @classmethod
+    def risk_and_grad_ragged(cls, widths, theta, x, w, y, offset, zero=None, *, risk, grad, stream):
+        """_cuda.risk_and_grad_ragged's contract, by the host run of its grid (_core._harness_risk_grad_ragged)."""
+        cls.ragged += 1
+        for name, a in (("theta", theta), ("x", x), ("w", w), ("y", y), ("zero", zero)):
+            assert a is None or a.flags.c_contiguous, name
+        assert isinstance(offset, np.ndarray) and offset.dtype == np.int64 and offset.shape == (theta.shape[0] + 1,)
+        r, g = core._harness_risk_grad_ragged(widths, theta, x, w, y, offset, zero, grad is not None)
+        risk[...] = r
+        if grad is not None:
+            grad[...] = g
+
     sweeps = 0
 
     @classmethod
@@ -217,8 +231,8 @@ HAT = rf.targets.PiecewiseLinear([0.0, 0.5, 1.0], [0.0, 1.0, 0.0])
                                        rf.Points(np.linspace(0.0, 1.0, 77)[:, None])], ids=repr)
 @pytest.mark.parametrize("widths", [[1, 12, 1], [2, 9, 2], [1, 5, 4, 1]])
 def test_cuda_backend_evaluates_every_route_like_cpu(host_cuda, widths, estimator):
-    """Every plan of the cuda backend (dense, tensor_grid, the partition loop, the exact sweep) gives the
-    cpu backend's values."""
+    """Every plan of the cuda backend (dense, tensor_grid, the ragged partition kernel, the exact sweep)
+    gives the cpu backend's values."""
     if isinstance(estimator, rf.Points) and widths[0] != 1:
         estimator = rf.Points(np.random.default_rng(0).uniform(size=(77, widths[0])))
     target = HAT if widths[0] == 1 else rf.targets.Affine(np.ones((widths[-1], widths[0])), np.zeros(widths[-1]))
@@ -226,11 +240,12 @@ def test_cuda_backend_evaluates_every_route_like_cpu(host_cuda, widths, estimato
     theta = prob.init(3, seed=4)
     p = make_plan(prob.spec, estimator, "cuda", theta.dtype)
     assert backend_for(p) is cuda_backend
-    assert p.native == (p.route != "partition") and "CUDA" in p.explain()
-    before, in_kernel, sweeps = host_cuda.calls, host_cuda.kernel_targets, host_cuda.sweeps
+    assert p.native and "CUDA" in p.explain()
+    before, in_kernel, sweeps, ragged = host_cuda.calls, host_cuda.kernel_targets, host_cuda.sweeps, host_cuda.ragged
     r, g = backend_for(p).evaluate(p, prob.spec, theta, 2, True)
-    assert host_cuda.calls + host_cuda.sweeps > before + sweeps
+    assert host_cuda.calls + host_cuda.sweeps + host_cuda.ragged > before + sweeps + ragged
     assert (host_cuda.sweeps > sweeps) == (p.route == "exact_sweep")
+    assert (host_cuda.ragged > ragged) == (p.route == "partition")
     # native targets in the kernel on the dense routes; the partition path gives its y
     assert (host_cuda.kernel_targets > in_kernel) == (p.route in ("dense", "tensor_grid"))
     r0, g0 = cpu_backend.evaluate(make_plan(prob.spec, estimator, "cpu", theta.dtype, "dense"), prob.spec, theta, 2,

@@ -316,6 +316,68 @@ PYBIND11_MODULE(_cuda, m) {
       "returns before the kernels finish. path: 'auto', 'shallow'\n"
       "([d, H, out], d <= 8, out <= 3) or 'deep'. Deterministic (no atomics).");
   m.def(
+      "risk_and_grad_ragged",
+      [](const std::vector<int64_t>& widths, const py::object& theta, const py::object& x, const py::object& w,
+         const py::object& y, const py::object& offset, const py::object& zero, const py::object& risk,
+         const py::object& grad, uintptr_t stream) {
+        namespace rc = reluflow::cuda;
+        const reluflow::Layout lay = reluflow::make_layout(widths);
+        const bool f32 = py::hasattr(theta, "__cuda_array_interface__") &&
+                         py::str(theta.attr("__cuda_array_interface__")["typestr"]).cast<std::string>() == "<f4";
+        const DeviceView th = device_view(theta, "theta", f32 ? "<f4" : "<f8", false, "float32 or float64");
+        if (th.shape.size() != 2)
+          throw py::value_error("theta: expected shape (K, P), got " + shape_text(th.shape));
+        const int64_t K = th.shape[0], P = lay.num_params;
+        expect_shape(th, "theta", {K, P}, "(K, P)");
+        const DeviceView xv = device_view(x, "x", "<f8", false, "float64");
+        const int64_t N = xv.shape.empty() ? -1 : xv.shape[0];
+        const int64_t d = lay.widths[0], out = lay.widths[lay.num_layers];
+        expect_shape(xv, "x", {N, d}, "(N, d)");
+        const DeviceView wv = device_view(w, "w", "<f8", false, "float64");
+        expect_shape(wv, "w", {N}, "(N,)");
+        const DeviceView yv = device_view(y, "y", "<f8", false, "float64");
+        expect_shape(yv, "y", {N, out}, "(N, out)");
+        const reluflow::i64_array off = reluflow::ragged_offsets(offset, K, N);
+        int64_t hidden = 0;
+        for (int k = 1; k < lay.num_layers; ++k) hidden += lay.widths[k];
+        DeviceView zv;
+        if (!zero.is_none()) {
+          zv = device_view(zero, "zero", "|u1", false, "uint8");
+          expect_shape(zv, "zero", {N, hidden}, "(N, hidden)");
+        }
+        const DeviceView rv = device_view(risk, "risk", "<f8", true, "float64");
+        expect_shape(rv, "risk", {K}, "(K,)");
+        uintptr_t gptr = 0;
+        if (!grad.is_none()) {
+          const DeviceView gv = device_view(grad, "grad", "<f8", true, "float64");
+          expect_shape(gv, "grad", {K, P}, "(K, P)");
+          gptr = gv.ptr;
+        }
+        rc::RaggedDevice p;
+        p.lay = lay;
+        p.K = K;
+        p.N = N;
+        p.f32 = f32;
+        p.theta = reinterpret_cast<const void*>(th.ptr);
+        p.x = reinterpret_cast<const double*>(xv.ptr);
+        p.w = reinterpret_cast<const double*>(wv.ptr);
+        p.y = reinterpret_cast<const double*>(yv.ptr);
+        p.zero = reinterpret_cast<const uint8_t*>(zv.ptr);
+        p.node_offset = off.data();
+        {
+          py::gil_scoped_release release;
+          rc::risk_and_grad_ragged(p, reinterpret_cast<double*>(rv.ptr), reinterpret_cast<double*>(gptr), stream);
+        }
+      },
+      py::arg("widths"), py::arg("theta"), py::arg("x"), py::arg("w"), py::arg("y"), py::arg("offset"),
+      py::arg("zero") = py::none(), py::kw_only(), py::arg("risk"), py::arg("grad"), py::arg("stream") = 0,
+      "Risk (K,) and generalized gradient (K, P) of K networks, each over its own nodes, on the GPU (the exact\n"
+      "1-D quadrature: the output of _core.quad1d_nodes_batch): network k of theta (K, P) float32/float64\n"
+      "over rows offset[k]:offset[k + 1] of x (N, d), w (N,), y (N, out) float64 and of zero (N, hidden)\n"
+      "uint8 flags or None (device arrays); offset (K + 1,) int64 on the HOST. Written into the device\n"
+      "arrays risk (K,) and grad (K, P) float64 (grad None: the risk only; 0 for a network without nodes),\n"
+      "queued on `stream`. Deterministic (no atomics); a network's bits depend on its own nodes only.");
+  m.def(
       "point_sweep",
       [](const std::vector<int64_t>& widths, const py::object& theta, const py::object& x, const py::object& w,
          const py::object& y, const py::object& risk, const py::object& grad, uintptr_t stream) {

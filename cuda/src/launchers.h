@@ -79,6 +79,29 @@ DensePath resolve_dense_path(const Layout& lay, DensePath path);
 // Deterministic: the same bits on every run and for any K (reluflow/risk_grad_grid.h).
 void risk_and_grad_dense(const DenseDevice& p, DensePath path, double* risk, double* grad, uintptr_t stream);
 
+// The ragged deep path (the exact 1-D quadrature on the device: each network its own kink partition's
+// nodes, _core.quad1d_nodes_batch): network k of theta (K, P) (float32 when f32, else float64) over rows
+// node_offset[k] .. node_offset[k + 1] - 1 of x (N, d), w (N,), y (N, out) float64 and of zero (N, hidden)
+// flags (hidden pre-activations that vanish identically there) or null: device arrays; node_offset
+// (K + 1) is HOST memory (the work items are planned on the host: reluflow/risk_grad_grid.h "ragged
+// nodes"). Networks run in groups that bound the partials' memory; a network's bits depend on its own
+// nodes only.
+struct RaggedDevice {
+  Layout lay{};
+  int64_t K = 0, N = 0;
+  bool f32 = false;
+  const void* theta = nullptr;
+  const double* x = nullptr;
+  const double* w = nullptr;
+  const double* y = nullptr;
+  const uint8_t* zero = nullptr;
+  const int64_t* node_offset = nullptr;  // host memory
+};
+
+// risk (K,) and, unless grad == nullptr, grad (K, P): float64 device arrays, every entry written (0 for a
+// network without nodes). Deterministic, as risk_and_grad_dense.
+void risk_and_grad_ragged(const RaggedDevice& p, double* risk, double* grad, uintptr_t stream);
+
 // ---- the point sweep of shallow 1-D nets (sweep_points.cu) ---------------------------------------
 // risk (K,) and, unless grad == nullptr, grad (K, P) of K nets [1, H, out] (out <= 3) theta (K, P) float64
 // at N weighted nodes x (N,), w (N,) with target values y (N, out): DEVICE memory, C-contiguous, queued

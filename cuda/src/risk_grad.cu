@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "launchers.h"
 #include "stream_buffer.cuh"
@@ -89,6 +90,26 @@ __global__ void __launch_bounds__(kThreads)
   grid::deep_final_thread(lay, pl, part, width, blockIdx.y, q, risk, grad);
 }
 
+// ---- ragged nodes -------------------------------------------------------------------------------
+
+// items: grid (ceil(items / kThreads)); item_count = r.item_offset[a.K]
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    ragged_items_kernel(grid::DenseArgs<T> a, grid::Ragged r, int64_t item_count, bool want_grad, int64_t width,
+                        int64_t scratch_len, T* scratch, double* part) {
+  const int64_t item = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
+  if (item >= item_count) return;
+  grid::deep_ragged_item_thread(a, r, item, want_grad, width, scratch + item * scratch_len, part + item * width);
+}
+
+// final: grid (ceil(width / kThreads), K)
+__global__ void __launch_bounds__(kThreads)
+    ragged_final_kernel(Layout lay, grid::Ragged r, const double* part, int64_t width, double* risk, double* grad) {
+  const int64_t q = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
+  if (q >= width) return;
+  grid::deep_ragged_final_thread(lay, r, part, width, blockIdx.y, q, risk, grad);
+}
+
 // ---- launchers ----------------------------------------------------------------------------------
 
 // Networks per launch: the scratch of a group stays under this (memory only: a network's bits do not
@@ -156,6 +177,48 @@ void deep_launch(grid::DenseArgs<T> a, double* risk, double* grad, cudaStream_t 
 }
 
 template <class T>
+void ragged_launch(const RaggedDevice& p, double* risk, double* grad, cudaStream_t st) {
+  const Layout& lay = p.lay;
+  const int64_t P = lay.num_params, K = p.K;
+  const grid::DeepPlan any = grid::deep_plan(lay, 0);  // width and scratch do not depend on N
+  const int64_t width = grad ? any.width : 1;
+  std::vector<int64_t> items(size_t(K + 1));  // every network's items, from the first network's
+  grid::ragged_item_offsets(lay, p.node_offset, K, items.data());
+  const int64_t per_item = width * 8 + any.scratch * int64_t(sizeof(T));
+  grid::Ragged r;
+  r.zero = p.zero;
+  r.hidden = net::num_activations(lay) - lay.widths[lay.num_layers];
+  grid::DenseArgs<T> a;
+  a.lay = lay;
+  a.N = p.N;
+  a.x = p.x;
+  a.w = p.w;
+  a.y = p.y;
+  // groups of consecutive networks whose partials and scratch stay under kMaxGroupBytes (memory only)
+  for (int64_t k0 = 0, k1; k0 < K; k0 = k1) {
+    k1 = k0 + 1;
+    while (k1 < K && k1 - k0 < kMaxGroup && (items[k1 + 1] - items[k0]) * per_item <= kMaxGroupBytes) ++k1;
+    const int64_t G = k1 - k0, count = items[k1] - items[k0];
+    std::vector<int64_t> item_offset(size_t(G + 1));
+    for (int64_t g = 0; g <= G; ++g) item_offset[g] = items[k0 + g] - items[k0];
+    DeviceCopy d_items(item_offset.data(), G + 1, st), d_nodes(p.node_offset + k0, G + 1, st);
+    StreamBuffer scratch(size_t(count * any.scratch) * sizeof(T), st), part(size_t(count * width) * 8, st);
+    r.item_offset = d_items.as<int64_t>();
+    r.node_offset = d_nodes.as<int64_t>();
+    a.K = G;
+    a.theta = static_cast<const T*>(p.theta) + k0 * P;
+    if (count > 0) {
+      ragged_items_kernel<T><<<grid_dim(grid::ceil_div(count, kThreads), "items"), kThreads, 0, st>>>(
+          a, r, count, grad != nullptr, width, any.scratch, scratch.as<T>(), part.as<double>());
+      check(cudaGetLastError(), "ragged_items_kernel");
+    }
+    ragged_final_kernel<<<dim3(grid_dim(grid::ceil_div(width, kThreads), "columns"), unsigned(G)), kThreads, 0, st>>>(
+        lay, r, part.as<double>(), width, risk + k0, grad ? grad + k0 * P : nullptr);
+    check(cudaGetLastError(), "ragged_final_kernel");
+  }
+}
+
+template <class T>
 void dense_t(const DenseDevice& p, DensePath path, double* risk, double* grad, cudaStream_t st) {
   grid::DenseArgs<T> a;
   a.lay = p.lay;
@@ -215,6 +278,15 @@ void risk_and_grad_dense(const DenseDevice& p, DensePath path, double* risk, dou
     dense_t<float>(p, path, risk, grad, st);
   else
     dense_t<double>(p, path, risk, grad, st);
+}
+
+void risk_and_grad_ragged(const RaggedDevice& p, double* risk, double* grad, uintptr_t stream) {
+  const cudaStream_t st = reinterpret_cast<cudaStream_t>(stream);
+  if (p.K == 0) return;
+  if (p.f32)
+    ragged_launch<float>(p, risk, grad, st);
+  else
+    ragged_launch<double>(p, risk, grad, st);
 }
 
 }  // namespace reluflow::cuda

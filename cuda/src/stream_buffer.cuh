@@ -32,11 +32,12 @@ struct StreamBuffer {
   }
 };
 
-// A host array of n doubles copied to stream-ordered device memory (null for null / empty). From pageable
-// memory: the host array has been read when cudaMemcpyAsync returns.
+// A host array of n values (doubles, offsets) copied to stream-ordered device memory (null for null /
+// empty). From pageable memory: the host array has been read when cudaMemcpyAsync returns.
 struct DeviceCopy : StreamBuffer {
-  DeviceCopy(const double* host, int64_t n, cudaStream_t s) : StreamBuffer(host && n > 0 ? size_t(n) * 8 : 0, s) {
-    if (ptr) check(cudaMemcpyAsync(ptr, host, size_t(n) * 8, cudaMemcpyHostToDevice, s), "cudaMemcpyAsync");
+  template <class U>
+  DeviceCopy(const U* host, int64_t n, cudaStream_t s) : StreamBuffer(host && n > 0 ? size_t(n) * sizeof(U) : 0, s) {
+    if (ptr) check(cudaMemcpyAsync(ptr, host, size_t(n) * sizeof(U), cudaMemcpyHostToDevice, s), "cudaMemcpyAsync");
   }
 };
 

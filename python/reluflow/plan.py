@@ -15,7 +15,8 @@ Routes
 ``exact_sweep``  exact 1-D quadrature of a shallow net by one sweep over its sorted kinks, O(H log H)
                  (cpu; cuda for out <= 3; piecewise-polynomial target and density);
 ``partition``    exact 1-D quadrature of any depth: Gauss–Legendre on every piece of the network's
-                 kink partition (C++ on cpu; per network in Python otherwise);
+                 kink partition (C++ on cpu; on cuda nodes in C++ on the host, one ragged
+                 kernel on the device; per network in Python otherwise);
 ``tensor_grid``  d = 2..4: composite tensor Gauss–Legendre, the same nodes for every network.
 ``gaussian_closed_form``  ``Exact()`` for a shallow net under Gaussian input: risk, gradient and Hessian
                  from bivariate normal integrals (``reluflow.gaussian_exact``, numpy, float64).
@@ -222,8 +223,10 @@ def _exact_estimator(spec: ProblemSpec, why: list) -> "Exact | Quadrature":
 
 
 def _partition_native(spec: ProblemSpec, estimator: Quadrature, backend: str, why: list) -> bool:
-    """Whether the 1-D partition path runs in C++ (kinks, nodes, target and kernel per network)."""
-    if backend != "cpu":
+    """Whether the 1-D partition path runs natively: on cpu the kinks, nodes, target and kernel of each
+    network in C++; on cuda the kinks, nodes and target in C++ on the host, then one ragged kernel over
+    every network's nodes on the device."""
+    if backend not in ("cpu", "cuda"):
         return False
     if spec.target_spec.kind == "function":
         why.append("a Function target is evaluated in Python: the partition path loops over networks in "
@@ -233,8 +236,12 @@ def _partition_native(spec: ProblemSpec, estimator: Quadrature, backend: str, wh
     if q > NATIVE_MAX_ORDER:
         why.append(f"order {q} > {NATIVE_MAX_ORDER}: the partition path loops over networks in Python")
         return False
-    why.append("the kink partition, nodes, target values and fused kernel of each network in C++, "
-               "OpenMP over networks")
+    if backend == "cuda":
+        why.append("every network's kink partition, nodes and target values in C++ on the host (OpenMP over "
+                   "networks), then one ragged CUDA kernel over all networks' nodes on the device")
+    else:
+        why.append("the kink partition, nodes, target values and fused kernel of each network in C++, "
+                   "OpenMP over networks")
     return True
 
 
@@ -283,7 +290,7 @@ def plan(spec: ProblemSpec, estimator: Estimator, backend: str, dtype=np.float64
     elif backend == "cuda" and route == "point_sweep":
         why.append("the point sweep on the device (CUDA: CUB radix sorts of the nodes and the kinks, "
                    "fixed-order double-double scans); nodes and target values made on the host and copied")
-    elif backend == "cuda" and route == "partition":
+    elif backend == "cuda" and route == "partition" and not native:
         why.append("each network's kink partition in Python, its nodes through the fused CUDA kernel")
     loop = "C++" if backend == "cpu" and source is not None else "Python"
     if backend == "cuda" and route == "dense" and source in ("fixed", "resample"):

@@ -293,7 +293,7 @@ struct DeepPlan {
 
 // A function of (N, widths) only (and the same with or without the gradient, so that the risk is
 // bitwise the same either way).
-inline DeepPlan deep_plan(const Layout& lay, int64_t N) {
+RF_HD DeepPlan deep_plan(const Layout& lay, int64_t N) {
   DeepPlan p;
   p.width = 1 + lay.num_params;
   p.scratch = net::num_activations(lay) + 2 * net::max_width(lay) + lay.widths[lay.num_layers];
@@ -305,32 +305,40 @@ inline DeepPlan deep_plan(const Layout& lay, int64_t N) {
   return p;
 }
 
+// Nodes j0 .. j1 - 1 through network th, node after node, into partial (1 + P doubles: risk, then the
+// gradient when want_grad; `width` of them zeroed first); zero: the nodes' hidden flags (`hidden` per
+// node, forward_node's), or null.
+template <class T>
+RF_HD void deep_nodes(const DenseArgs<T>& a, const T* th, int64_t j0, int64_t j1, const uint8_t* zero,
+                      int64_t hidden, bool want_grad, int64_t width, T* scratch, double* partial) {
+  const Layout& lay = a.lay;
+  const int d = lay.widths[0], out = lay.widths[lay.num_layers];
+  const int64_t nact = net::num_activations(lay);
+  const int mw = net::max_width(lay);
+  T* z = scratch;
+  T* da = z + nact;
+  T* db = da + mw;
+  T* gj = db + mw;
+  double ybuf[kMaxTargetOut];
+  for (int64_t q = 0; q < width; ++q) partial[q] = 0.0;
+  for (int64_t j = j0; j < j1; ++j) {
+    const double* xj = a.x + j * d;
+    net::forward_node(lay, th, xj, z, zero != nullptr ? zero + j * hidden : nullptr);
+    partial[0] += net::node_loss(out, z + nact - out, node_target(a, j, xj, ybuf), a.w[j], gj);
+    if (want_grad) net::backward_node(lay, th, xj, z, gj, da, db, partial + 1);
+  }
+}
+
 // Work item `item` = k chunks + c (thread t of block b: item = b kThreads + t): nodes of chunk c through
 // network k, node after node, into partial (1 + P doubles: risk, then the gradient when want_grad).
 template <class T>
 RF_HD void deep_item_thread(const DenseArgs<T>& a, const DeepPlan& pl, int64_t item, bool want_grad, T* scratch,
                             double* partial) {
   if (item >= a.K * pl.chunks) return;
-  const Layout& lay = a.lay;
-  const int d = lay.widths[0], out = lay.widths[lay.num_layers];
   const int64_t k = item / pl.chunks, c = item % pl.chunks;
-  const int64_t nact = net::num_activations(lay);
-  const int mw = net::max_width(lay);
-  const T* th = a.theta + k * lay.num_params;
-  T* z = scratch;
-  T* da = z + nact;
-  T* db = da + mw;
-  T* gj = db + mw;
-  const int64_t w = want_grad ? pl.width : 1;
-  double ybuf[kMaxTargetOut];
-  for (int64_t q = 0; q < w; ++q) partial[q] = 0.0;
   const int64_t j0 = c * pl.chunk, j1 = min64(a.N, j0 + pl.chunk);
-  for (int64_t j = j0; j < j1; ++j) {
-    const double* xj = a.x + j * d;
-    net::forward_node(lay, th, xj, z);
-    partial[0] += net::node_loss(out, z + nact - out, node_target(a, j, xj, ybuf), a.w[j], gj);
-    if (want_grad) net::backward_node(lay, th, xj, z, gj, da, db, partial + 1);
-  }
+  deep_nodes(a, a.theta + k * a.lay.num_params, j0, j1, nullptr, 0, want_grad, want_grad ? pl.width : 1, scratch,
+             partial);
 }
 
 // Final of the deep path, thread for column q of network k (q < width, or < 1 without the gradient):
@@ -339,6 +347,65 @@ RF_HD void deep_final_thread(const Layout& lay, const DeepPlan& pl, const double
                              int64_t q, double* risk, double* grad) {
   double s = 0.0;
   for (int64_t c = 0; c < pl.chunks; ++c) s += part[(k * pl.chunks + c) * width + q];
+  if (q == 0)
+    risk[k] = s;
+  else
+    grad[k * lay.num_params + q - 1] = s;
+}
+
+// ---- ragged nodes: each network its own nodes (the exact 1-D quadrature's kink partitions) --------------
+// Network k of the launched group reads rows node_offset[k] .. node_offset[k + 1] - 1 of x, w, y (a.N: all
+// rows) and of zero (hidden flags per node, forward_node's, or null), cut into work items by
+// deep_plan(lay, N_k) of its own N_k alone, so that its bits depend on its own nodes only; its items are
+// item_offset[k] .. item_offset[k + 1] - 1 of the launch (ragged_item_offsets). The partials of all
+// items: (items, width), then one thread per (k, column) sums k's items in order.
+struct Ragged {
+  const int64_t* node_offset = nullptr;  // (K + 1), rows of x
+  const int64_t* item_offset = nullptr;  // (K + 1), work items
+  const uint8_t* zero = nullptr;         // (a.N, hidden) or null
+  int64_t hidden = 0;                    // l_1 + ... + l_{L-1}
+};
+
+// item_offset (K + 1) of K networks with node_offset (K + 1), relative to the first network's items.
+inline void ragged_item_offsets(const Layout& lay, const int64_t* node_offset, int64_t K, int64_t* item_offset) {
+  item_offset[0] = 0;
+  for (int64_t k = 0; k < K; ++k)
+    item_offset[k + 1] = item_offset[k] + deep_plan(lay, node_offset[k + 1] - node_offset[k]).chunks;
+}
+
+// The network of work item `item`: the last k with item_offset[k] <= item (networks without nodes have no
+// items, so the last of equal offsets is the one that owns the item).
+RF_HD int64_t ragged_network(const int64_t* item_offset, int64_t K, int64_t item) {
+  int64_t lo = 0, hi = K - 1;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi + 1) / 2;
+    if (item_offset[mid] <= item)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  return lo;
+}
+
+// Work item `item` (< item_offset[K]; thread t of block b: item = b kThreads + t): chunk c of network k's
+// nodes, as deep_plan(lay, N_k) cuts them, into partial (`width` doubles: 1, or 1 + P with the gradient).
+template <class T>
+RF_HD void deep_ragged_item_thread(const DenseArgs<T>& a, const Ragged& r, int64_t item, bool want_grad,
+                                   int64_t width, T* scratch, double* partial) {
+  if (item >= r.item_offset[a.K]) return;
+  const int64_t k = ragged_network(r.item_offset, a.K, item);
+  const int64_t n0 = r.node_offset[k], n1 = r.node_offset[k + 1];
+  const DeepPlan pl = deep_plan(a.lay, n1 - n0);
+  const int64_t j0 = n0 + (item - r.item_offset[k]) * pl.chunk, j1 = min64(n1, j0 + pl.chunk);
+  deep_nodes(a, a.theta + k * a.lay.num_params, j0, j1, r.zero, r.hidden, want_grad, width, scratch, partial);
+}
+
+// Final of the ragged path, thread for column q of network k: its items' partials summed in order (none:
+// 0) -> risk_k (q = 0) or grad_k[q - 1].
+RF_HD void deep_ragged_final_thread(const Layout& lay, const Ragged& r, const double* part, int64_t width, int64_t k,
+                                    int64_t q, double* risk, double* grad) {
+  double s = 0.0;
+  for (int64_t i = r.item_offset[k]; i < r.item_offset[k + 1]; ++i) s += part[i * width + q];
   if (q == 0)
     risk[k] = s;
   else

@@ -43,7 +43,6 @@ void check_shape(const py::array& a, const char* name, std::vector<int64_t> shap
 }
 
 using u8_array = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
-using i64_array = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
 
 // Copies of a harness's per-network state dict (K,) arrays: active, reason (uint8), growth, risk0,
 // last_risk, last_gn, energy (float64), stop_iter (int64) and, when present, rose (uint8).
@@ -424,6 +423,57 @@ void bind_harness(py::module_& m) {
       "y (N, out) float64 (or None: the target of spec=ProblemSpec.native() evaluated per node: a shallow\n"
       "teacher by net.h, an affine or piecewise-polynomial target by targets.h) -> risk (K,), grad (K, P) float64 (None unless want_grad). path: 'auto', 'shallow'\n"
       "(two passes, [d, H, out] with d <= 8, out <= 3) or 'deep' (any widths).");
+  m.def(
+      "_harness_risk_grad_ragged",
+      [](const std::vector<int64_t>& widths, const py::array& theta_in, const py::array& x_in, const py::array& w_in,
+         const py::array& y_in, const py::object& offset_in, const py::object& zero_in, bool want_grad) {
+        const Layout lay = make_layout(widths);
+        py::array theta;
+        bool f32 = false;
+        dispatch_float(
+            theta_in, [&] { theta = f32_array::ensure(theta_in); f32 = true; },
+            [&] { theta = take_f64(theta_in, "theta"); }, [&] { theta = take_f64(theta_in, "theta"); });
+        if (theta.ndim() != 2 || theta.shape(1) != lay.num_params)
+          throw std::invalid_argument("theta: expected shape (K, P) with P = " + std::to_string(lay.num_params) +
+                                      ", got " + shape_str(theta));
+        const int64_t K = theta.shape(0);
+        const f64_array x = take_f64(x_in, "x"), w = take_f64(w_in, "w"), y = take_f64(y_in, "y");
+        const int64_t N = x.ndim() >= 1 ? x.shape(0) : -1;
+        const int d = lay.widths[0], out = lay.widths[lay.num_layers];
+        check_shape(x, "x", {N, d}, "(N, d)");
+        check_shape(w, "w", {N}, "(N,) with N the rows of x");
+        check_shape(y, "y", {N, out}, "(N, out)");
+        const i64_array offset = ragged_offsets(offset_in, K, N);
+        int64_t hidden = 0;
+        for (int k = 1; k < lay.num_layers; ++k) hidden += lay.widths[k];
+        u8_array zero;
+        if (!zero_in.is_none()) {
+          zero = u8_array::ensure(zero_in);
+          if (!zero) throw std::invalid_argument("zero: expected an array of flags");
+          check_shape(zero, "zero", {N, hidden}, "(N, hidden)");
+        }
+        py::array_t<double> risk(K);
+        py::object grad = py::none();
+        double* gptr = nullptr;
+        if (want_grad) {
+          py::array_t<double> g({K, static_cast<int64_t>(lay.num_params)});
+          gptr = g.mutable_data();
+          grad = g;
+        }
+        {
+          py::gil_scoped_release release;
+          risk_and_grad_ragged_host(lay, K, N, f32, theta.data(), x.data(), w.data(), y.data(), offset.data(),
+                                    zero_in.is_none() ? nullptr : zero.data(), risk.mutable_data(), gptr);
+        }
+        return py::make_tuple(risk, grad);
+      },
+      py::arg("widths"), py::arg("theta"), py::arg("x"), py::arg("w"), py::arg("y"), py::arg("offset"),
+      py::arg("zero") = py::none(), py::arg("want_grad") = true,
+      "TEST ONLY: the CUDA ragged deep grid (cuda/src/risk_grad.cu risk_and_grad_ragged) run sequentially on\n"
+      "the host with the same per-thread functions (reluflow/risk_grad_grid.h). Network k of theta (K, P)\n"
+      "float32/float64 over rows offset[k]:offset[k + 1] of x (N, d), w (N,), y (N, out) and of zero\n"
+      "(N, hidden) uint8 flags or None (the output of _core.quad1d_nodes_batch) -> risk (K,), grad (K, P)\n"
+      "float64 (None unless want_grad); a network without nodes gets 0.");
   m.def(
       "_harness_gd_step",
       [](const py::array& theta_in, const py::array& risk_in, const py::array& grad_in, const py::dict& state,

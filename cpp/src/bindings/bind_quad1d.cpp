@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "bindings/bind_quad1d.h"
@@ -103,6 +104,41 @@ void bind_quad1d(py::module_& m) {
       py::arg("widths"), py::arg("theta"), py::arg("fixed_breaks"), py::arg("order"), py::kw_only(), py::arg("spec"),
       "The quadrature nodes of one network theta (P,) as quad1d_risk_and_grad builds them: (x (N,), w (N,), "
       "y (N, out)), float64 (for tests against quadrature.quadrature_nodes).");
+
+  m.def(
+      "quad1d_nodes_batch",
+      [](std::vector<int64_t> widths, py::object theta_in, py::object fixed_breaks, int order, py::object spec) {
+        const Layout lay = layout_1d(widths, "widths");
+        const f64_array theta = f64_array::ensure(theta_in);
+        if (!theta || theta.ndim() != 2 || theta.shape(1) != lay.num_params)
+          throw py::value_error("theta: expected shape (K, P) with P = " + std::to_string(lay.num_params));
+        const QuadRule rule = parse_quad_rule(fixed_breaks, order);
+        const ProblemArgs prob = parse_problem_spec(lay, spec, kQuad1DNeeds);
+        const int64_t K = theta.shape(0);
+        Quad1DNodes nodes;
+        {
+          py::gil_scoped_release release;
+          quad1d_nodes_batch(prob.spec, theta.data(), K, rule.spec, nodes);
+        }
+        const int64_t N = nodes.offset.back(), od = lay.widths[lay.num_layers];
+        const auto to_array = [](const auto& v, std::vector<py::ssize_t> shape) {
+          py::array_t<typename std::decay_t<decltype(v)>::value_type> a(shape);
+          std::copy(v.begin(), v.end(), a.mutable_data());
+          return a;
+        };
+        int64_t hidden = 0;  // l_1 + ... + l_{L-1}
+        for (int k = 1; k < lay.num_layers; ++k) hidden += lay.widths[k];
+        py::object zero = py::none();
+        if (!nodes.zero.empty()) zero = to_array(nodes.zero, {N, hidden});
+        return py::make_tuple(to_array(nodes.offset, {K + 1}), to_array(nodes.x, {N}), to_array(nodes.w, {N}),
+                              to_array(nodes.y, {N, od}), zero);
+      },
+      py::arg("widths"), py::arg("theta"), py::arg("fixed_breaks"), py::arg("order"), py::kw_only(), py::arg("spec"),
+      "The quadrature nodes of K networks theta (K, P) side by side (OpenMP over networks, GIL released), as "
+      "quad1d_nodes builds them: (offset (K + 1,) int64, x (N,), w (N,), y (N, out), zero (N, hidden) uint8 "
+      "or None); network k's nodes are rows offset[k]:offset[k + 1]; zero flags the hidden pre-activations "
+      "that vanish identically around a node (None when no network has one); a network with a non-finite "
+      "parameter gets no nodes. What the device's ragged dense kernel takes (backends/cuda.py partition).");
 
   m.def(
       "kink_partition_1d",

@@ -70,6 +70,21 @@ auto dispatch_float(const py::array& theta, F32&& f32_fn, F64&& f64_fn, Other&& 
   return other_fn();
 }
 
+// The node offsets of a ragged node set (network k's nodes at rows offset[k] .. offset[k + 1] - 1 of N):
+// (K + 1,) int64, from 0 to N, non-decreasing; a copy (host memory). Refused with the argument named.
+using i64_array = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+inline i64_array ragged_offsets(const py::object& obj, int64_t K, int64_t N) {
+  const i64_array off = i64_array::ensure(obj);
+  if (!off || off.ndim() != 1 || off.shape(0) != K + 1)
+    throw py::value_error("offset: expected (K + 1,) = (" + std::to_string(K + 1) + ",) integer node offsets");
+  const int64_t* o = off.data();
+  bool ok = o[0] == 0 && o[K] == N;
+  for (int64_t k = 0; ok && k < K; ++k) ok = o[k + 1] >= o[k];
+  if (!ok)
+    throw py::value_error("offset: expected non-decreasing node offsets from 0 to N = " + std::to_string(N));
+  return off;
+}
+
 inline bool all_finite(const f64_array& a) {
   const double* p = a.data();
   for (py::ssize_t j = 0; j < a.size(); ++j)

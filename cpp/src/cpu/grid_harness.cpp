@@ -71,6 +71,33 @@ void deep_host(const grid::DenseArgs<T>& a, double* risk, double* grad) {
 }
 
 template <class T>
+void ragged_host(const grid::DenseArgs<T>& a, const int64_t* node_offset, const uint8_t* zero, double* risk,
+                 double* grad) {
+  const grid::DeepPlan any = grid::deep_plan(a.lay, 0);  // width and scratch do not depend on N
+  const int64_t width = grad ? any.width : 1;
+  std::vector<int64_t> item_offset(static_cast<size_t>(a.K + 1));
+  grid::ragged_item_offsets(a.lay, node_offset, a.K, item_offset.data());
+  grid::Ragged r;
+  r.node_offset = node_offset;
+  r.item_offset = item_offset.data();
+  r.zero = zero;
+  r.hidden = net::num_activations(a.lay) - a.lay.widths[a.lay.num_layers];
+  const int64_t items = item_offset[a.K];
+  std::vector<double> part(static_cast<size_t>(items * width));
+  std::vector<T> scratch(static_cast<size_t>(any.scratch));
+  // items: grid (ceil(items / kThreads))
+  for (int64_t b = 0; b < grid::ceil_div(items, kThreads); ++b)
+    for (int t = 0; t < kThreads; ++t) {
+      const int64_t item = b * kThreads + t;
+      if (item < items)
+        grid::deep_ragged_item_thread(a, r, item, grad != nullptr, width, scratch.data(), part.data() + item * width);
+    }
+  // final: grid (ceil(width / kThreads), K)
+  for (int64_t k = 0; k < a.K; ++k)
+    for (int64_t q = 0; q < width; ++q) grid::deep_ragged_final_thread(a.lay, r, part.data(), width, k, q, risk, grad);
+}
+
+template <class T>
 void run(const Layout& lay, int64_t K, int64_t N, const void* theta, const double* x, const double* w,
          const double* y, const ProblemSpec& spec, GridPath path, double* risk, double* grad) {
   grid::DenseArgs<T> a;
@@ -90,6 +117,27 @@ void run(const Layout& lay, int64_t K, int64_t N, const void* theta, const doubl
 }
 
 }  // namespace
+
+void risk_and_grad_ragged_host(const Layout& lay, int64_t K, int64_t N, bool f32, const void* theta,
+                               const double* x, const double* w, const double* y, const int64_t* node_offset,
+                               const uint8_t* zero, double* risk, double* grad) {
+  const auto go = [&](auto tag) {
+    using T = decltype(tag);
+    grid::DenseArgs<T> a;
+    a.lay = lay;
+    a.K = K;
+    a.N = N;
+    a.theta = static_cast<const T*>(theta);
+    a.x = x;
+    a.w = w;
+    a.y = y;
+    ragged_host(a, node_offset, zero, risk, grad);
+  };
+  if (f32)
+    go(float{});
+  else
+    go(double{});
+}
 
 void risk_and_grad_grid_host(const Layout& lay, int64_t K, int64_t N, bool f32, const void* theta, const double* x,
                              const double* w, const double* y, const ProblemSpec& spec, GridPath path,

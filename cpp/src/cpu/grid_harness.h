@@ -20,4 +20,12 @@ void risk_and_grad_grid_host(const Layout& lay, int64_t K, int64_t N, bool f32, 
                              const double* w, const double* y, const ProblemSpec& spec, GridPath path,
                              double* risk, double* grad);
 
+// The ragged deep grid (risk_grad_grid.h, "ragged nodes"; cuda/src/risk_grad.cu risk_and_grad_ragged) run
+// sequentially: network k of theta (K, P) over rows node_offset[k] .. node_offset[k + 1] - 1 of x (N, d),
+// w (N,), y (N, out) (y given: the kink partition's nodes come with their target values) and of zero
+// (N, hidden) flags or nullptr.
+void risk_and_grad_ragged_host(const Layout& lay, int64_t K, int64_t N, bool f32, const void* theta,
+                               const double* x, const double* w, const double* y, const int64_t* node_offset,
+                               const uint8_t* zero, double* risk, double* grad);
+
 }  // namespace reluflow

@@ -491,6 +491,55 @@ void quad1d_nodes(const ProblemSpec& prob, const double* theta, const Quad1DSpec
   y.swap(s.y);
 }
 
+void quad1d_nodes_batch(const ProblemSpec& prob, const double* theta, int64_t K, const Quad1DSpec& spec,
+                        Quad1DNodes& out) {
+  const Layout& lay = prob.lay;
+  const int64_t P = lay.num_params, od = lay.widths[lay.num_layers];
+  const int64_t hidden = net::num_activations(lay) - od;
+  const Shared sh(prob, spec);
+  std::vector<Quad1DNodes> per(static_cast<size_t>(K > 0 ? K : 0));  // x, w, y, zero of each network
+  std::exception_ptr err = nullptr;
+#pragma omp parallel if (K > 1)
+  {
+    Scratch s;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t k = 0; k < K; ++k) {
+      const double* th = theta + k * P;
+      if (!all_finite(th, P)) continue;  // no nodes: the caller reports NaN
+      try {
+        nodes_impl(prob, th, spec, sh, s);
+        per[k].x.swap(s.x);
+        per[k].w.swap(s.w);
+        per[k].y.swap(s.y);
+        per[k].zero.swap(s.zero);
+      } catch (...) {
+#pragma omp critical(reluflow_quad1d_err)
+        if (!err) err = std::current_exception();
+      }
+    }
+  }
+  if (err) std::rethrow_exception(err);
+  out.offset.assign(1, 0);
+  bool any_zero = false;
+  for (const Quad1DNodes& n : per) {
+    out.offset.push_back(out.offset.back() + static_cast<int64_t>(n.x.size()));
+    any_zero = any_zero || !n.zero.empty();
+  }
+  const size_t N = static_cast<size_t>(out.offset.back());
+  out.x.resize(N);
+  out.w.resize(N);
+  out.y.resize(N * od);
+  out.zero.assign(any_zero ? N * hidden : 0, 0);
+  for (int64_t k = 0; k < K; ++k) {
+    const Quad1DNodes& n = per[k];
+    const size_t j0 = static_cast<size_t>(out.offset[k]);
+    std::copy(n.x.begin(), n.x.end(), out.x.begin() + j0);
+    std::copy(n.w.begin(), n.w.end(), out.w.begin() + j0);
+    std::copy(n.y.begin(), n.y.end(), out.y.begin() + j0 * od);
+    std::copy(n.zero.begin(), n.zero.end(), out.zero.begin() + j0 * hidden);
+  }
+}
+
 template <class T>
 void quad1d_risk_and_grad_cpu(const ProblemSpec& prob, const T* theta, int64_t K, const Quad1DSpec& spec,
                               double* risk, double* grad) {

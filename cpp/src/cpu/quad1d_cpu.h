@@ -38,6 +38,19 @@ void kink_partition_1d(const Layout& lay, const double* theta, double lo, double
 void quad1d_nodes(const ProblemSpec& prob, const double* theta, const Quad1DSpec& s, std::vector<double>& x,
                   std::vector<double>& w, std::vector<double>& y);
 
+// The nodes of K networks theta (K, P) (float64) side by side, network k's at rows offset[k] ..
+// offset[k + 1] (what the device's ragged dense kernel takes: risk_grad_grid.h, "ragged nodes"): x, w, y as
+// quad1d_nodes, and the flags of the hidden pre-activations that vanish identically around each node
+// (N, hidden), empty when no network has such a piece. A network with a NaN or inf parameter gets no
+// nodes. OpenMP over networks; the GIL must be released by the caller.
+struct Quad1DNodes {
+  std::vector<int64_t> offset;   // (K + 1)
+  std::vector<double> x, w, y;   // (N,), (N,), (N, out)
+  std::vector<uint8_t> zero;     // (N, hidden) or empty
+};
+void quad1d_nodes_batch(const ProblemSpec& prob, const double* theta, int64_t K, const Quad1DSpec& s,
+                        Quad1DNodes& out);
+
 // Risk (K,) and, when grad != nullptr, generalized gradient (K, P) of K networks theta (K, P), float64
 // results (float32 theta: kinks in float64 from the float32 values, the dense kernel in float32 as the
 // cpu backend does). A network with a NaN or inf parameter gets NaN risk and gradient. The GIL must be
@@ -47,7 +60,7 @@ void quad1d_risk_and_grad_cpu(const ProblemSpec& prob, const T* theta, int64_t K
                               double* risk, double* grad);
 
 namespace detail {
-// The three above compiled once per instruction set (quad1d_cpu.cpp); the public ones
+// The four above compiled once per instruction set (quad1d_cpu.cpp); the public ones
 // (quad1d_dispatch.cpp) call the path simd_dispatch.h says runs (every path gives the same bits).
 #define RELUFLOW_DECLARE_QUAD1D(ns)                                                                      \
   namespace ns {                                                                                         \
@@ -55,6 +68,8 @@ namespace detail {
                          std::vector<double>& out);                                                      \
   void quad1d_nodes(const ProblemSpec& prob, const double* theta, const Quad1DSpec& s,                   \
                     std::vector<double>& x, std::vector<double>& w, std::vector<double>& y);             \
+  void quad1d_nodes_batch(const ProblemSpec& prob, const double* theta, int64_t K, const Quad1DSpec& s,  \
+                          Quad1DNodes& out);                                                             \
   template <class T>                                                                                     \
   void quad1d_risk_and_grad_cpu(const ProblemSpec& prob, const T* theta, int64_t K, const Quad1DSpec& s, \
                                 double* risk, double* grad);                                             \

@@ -41,6 +41,11 @@ void quad1d_nodes(const ProblemSpec& prob, const double* theta, const Quad1DSpec
   RELUFLOW_ON_PATH(quad1d_nodes(prob, theta, s, x, w, y));
 }
 
+void quad1d_nodes_batch(const ProblemSpec& prob, const double* theta, int64_t K, const Quad1DSpec& s,
+                        Quad1DNodes& out) {
+  RELUFLOW_ON_PATH(quad1d_nodes_batch(prob, theta, K, s, out));
+}
+
 template <class T>
 void quad1d_risk_and_grad_cpu(const ProblemSpec& prob, const T* theta, int64_t K, const Quad1DSpec& s,
                               double* risk, double* grad) {

@@ -171,6 +171,19 @@ def quad1d_args(spec: ProblemSpec, estimator, fixed=None) -> dict:
     return {"fixed_breaks": _f64(breaks), "order": int(q), "spec": spec.native()}
 
 
+def quad1d_nodes_batch(spec: ProblemSpec, estimator, theta) -> tuple:
+    """The exact 1-D quadrature's nodes of K networks side by side (``_core.quad1d_nodes_batch``: every
+    network's kink partition, nodes and target values in C++, OpenMP over networks), as the device's
+    ragged kernel takes them (``backends.cuda.partition``).
+
+    theta (K, P): host array (computed in float64). Returns ``(offset (K + 1,) int64, x (N,), w (N,),
+    y (N, out), zero (N, hidden) uint8 or None)``: network k's nodes are rows ``offset[k]:offset[k + 1]``;
+    ``zero`` flags the hidden pre-activations that vanish identically around a node; a network with a
+    non-finite parameter gets no nodes."""
+    return _core().quad1d_nodes_batch(list(spec.layout.widths), np.ascontiguousarray(theta, dtype=np.float64),
+                                      **quad1d_args(spec, estimator))
+
+
 def fixed_nodes(plan, spec: ProblemSpec, step: int = 0) -> Nodes:
     """The weighted nodes of a plan whose nodes do not depend on theta (routes dense, point_sweep and
     tensor_grid) at ``step``, with their target values ``y``: Monte-Carlo and QMC nodes and native

@@ -8,8 +8,11 @@ What runs where, per route of the plan (``reluflow.plan``):
   Teacher (up to 16 outputs) is evaluated per node inside the kernel (targets.h, net.h), any other
   target (data, a deep Teacher, a Function) on the host (``cpu.target_values``) and its values moved
   to the device; then the CUDA kernel runs over nodes x networks.
-* ``partition`` (exact 1-D quadrature of any depth): each network's kink partition in Python
-  (``reference.partition_loop``), its nodes through the CUDA kernel.
+* ``partition`` (exact 1-D quadrature of any depth): every network's kink partition, nodes and target
+  values in C++ on the host (``cpu.quad1d_nodes_batch``, OpenMP over networks; one copy of theta to the
+  host), then one ragged kernel over all networks' nodes on the device (``_cuda.risk_and_grad_ragged``);
+  a Function target or a very high order keeps the Python loop (``reference.partition_loop``) over the
+  dense kernel.
 * ``point_sweep`` (shallow 1-D nets, out <= 3): nodes and target values made on the host as for ``dense``,
   then the sweep on the device (``_cuda.point_sweep``: CUB radix sorts of the nodes and the kinks,
   fixed-order double-double scans, binary searches; cuda/src/sweep_points.cu), float64.
@@ -34,7 +37,7 @@ from ..registry import cuda_extension, cupy_module
 from ..spec import ProblemSpec
 from . import cpu, reference
 
-__all__ = ["risk_and_grad", "point_sweep", "exact_sweep", "realization", "evaluate", "fixed_nodes", "PATHS", "MAX_KERNEL_TARGET_OUT", "kernel_target",
+__all__ = ["risk_and_grad", "partition", "point_sweep", "exact_sweep", "realization", "evaluate", "fixed_nodes", "PATHS", "MAX_KERNEL_TARGET_OUT", "kernel_target",
            "gd_run", "LOOP_METHODS", "dopri5_run"]
 
 #: ``path`` of :func:`risk_and_grad`: "auto" (shallow when the widths allow it), "shallow" (two-pass kernel
@@ -99,6 +102,48 @@ def risk_and_grad(layout: Layout, theta, x, w, y, want_grad: bool = True, path: 
     grad = cp.empty((K, layout.num_params), dtype=cp.float64) if want_grad else None
     ext.risk_and_grad(list(layout.widths), theta, x, w, y, risk=risk, grad=grad, path=path,
                       stream=cp.cuda.get_current_stream().ptr, spec=spec)
+    return risk, grad
+
+
+def partition(spec: ProblemSpec, estimator, theta, want_grad: bool = True):
+    """Exact 1-D quadrature of K networks of any depth on their kink partitions (SPEC §3), on the GPU.
+
+    Every network's partition, Gauss–Legendre nodes and target values are made on the host in C++
+    (``cpu.quad1d_nodes_batch``, OpenMP over networks, from one copy of theta), copied once, and one ragged
+    kernel runs all networks, each over its own nodes (``_cuda.risk_and_grad_ragged``;
+    reluflow/risk_grad_grid.h "ragged nodes": a network's bits depend on its own nodes only).
+
+    Parameters
+    ----------
+    theta : (K, P) float32 or float64 (other dtypes are cast to float64); CuPy or numpy.
+
+    Returns
+    -------
+    risk (K,), grad (K, P) (None unless ``want_grad``): float64 CuPy arrays; NaN for a network with a
+    non-finite parameter.
+    """
+    ext, cp = _modules()
+    theta = cp.asarray(theta)
+    if theta.dtype not in (cp.float32, cp.float64):
+        theta = theta.astype(cp.float64)
+    theta = cp.ascontiguousarray(theta)
+    layout = spec.layout
+    if theta.ndim != 2 or theta.shape[1] != layout.num_params:
+        raise ValueError(f"theta: expected shape (K, {layout.num_params}), got {theta.shape}")
+    host = np.asarray(cp.asnumpy(theta), dtype=np.float64)
+    offset, x, w, y, zero = cpu.quad1d_nodes_batch(spec, estimator, host)
+    K = theta.shape[0]
+    risk = cp.empty(K, dtype=cp.float64)
+    grad = cp.empty((K, layout.num_params), dtype=cp.float64) if want_grad else None
+    ext.risk_and_grad_ragged(list(layout.widths), theta, cp.asarray(x.reshape(-1, 1)), cp.asarray(w), cp.asarray(y),
+                             offset, None if zero is None else cp.asarray(zero), risk=risk, grad=grad,
+                             stream=cp.cuda.get_current_stream().ptr)
+    bad = ~np.isfinite(host).all(axis=1)
+    if bad.any():  # no nodes were made for them: NaN, as on the cpu backend
+        idx = cp.asarray(np.flatnonzero(bad))
+        risk[idx] = np.nan
+        if grad is not None:
+            grad[idx] = np.nan
     return risk, grad
 
 
@@ -190,6 +235,8 @@ def evaluate(plan, spec: ProblemSpec, theta, step: int, want_grad: bool, xp=None
         return risk_and_grad(layout, th, x, w, y, g)
 
     if plan.route == "partition":
+        if plan.native:
+            return partition(spec, plan.estimator, theta, want_grad)
         return reference.partition_loop(spec, theta, plan.estimator, want_grad, kernel, cp)
     if plan.route == "exact_sweep":
         return exact_sweep(spec, theta, want_grad)
