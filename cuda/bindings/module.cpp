@@ -100,6 +100,43 @@ SweepViews sweep_views(const std::vector<int64_t>& widths, const py::object& the
   return v;
 }
 
+// The arguments the dense and the ragged kernels share: theta (K, P) float32 or float64, x (N, d), w (N,)
+// float64 and the outputs risk (K,) and grad (K, P) float64 (None: the risk only), as device views.
+struct DenseViews {
+  int64_t K = 0, N = 0;
+  bool f32 = false;
+  uintptr_t theta = 0, x = 0, w = 0, risk = 0, grad = 0;
+};
+
+DenseViews dense_views(const reluflow::Layout& lay, const py::object& theta, const py::object& x, const py::object& w,
+                       const py::object& risk, const py::object& grad) {
+  DenseViews v;
+  v.f32 = py::hasattr(theta, "__cuda_array_interface__") &&
+          py::str(theta.attr("__cuda_array_interface__")["typestr"]).cast<std::string>() == "<f4";
+  const DeviceView th = device_view(theta, "theta", v.f32 ? "<f4" : "<f8", false, "float32 or float64");
+  if (th.shape.size() != 2) throw py::value_error("theta: expected shape (K, P), got " + shape_text(th.shape));
+  const int64_t P = lay.num_params;
+  v.K = th.shape[0];
+  expect_shape(th, "theta", {v.K, P}, "(K, P)");
+  const DeviceView xv = device_view(x, "x", "<f8", false, "float64");
+  v.N = xv.shape.empty() ? -1 : xv.shape[0];
+  expect_shape(xv, "x", {v.N, lay.widths[0]}, "(N, d)");
+  const DeviceView wv = device_view(w, "w", "<f8", false, "float64");
+  expect_shape(wv, "w", {v.N}, "(N,)");
+  const DeviceView rv = device_view(risk, "risk", "<f8", true, "float64");
+  expect_shape(rv, "risk", {v.K}, "(K,)");
+  if (!grad.is_none()) {
+    const DeviceView gv = device_view(grad, "grad", "<f8", true, "float64");
+    expect_shape(gv, "grad", {v.K, P}, "(K, P)");
+    v.grad = gv.ptr;
+  }
+  v.theta = th.ptr;
+  v.x = xv.ptr;
+  v.w = wv.ptr;
+  v.risk = rv.ptr;
+  return v;
+}
+
 // progress(done) of a loop: the CPU loops' hook (Ctrl-C stops the loop, other errors propagate)
 using reluflow::progress_hook;
 
@@ -246,29 +283,14 @@ PYBIND11_MODULE(_cuda, m) {
          uintptr_t stream, const py::object& spec) {
         namespace rc = reluflow::cuda;
         const reluflow::Layout lay = reluflow::make_layout(widths);
-        rc::DensePath dp;
-        if (path == "auto") dp = rc::DensePath::Auto;
-        else if (path == "shallow") dp = rc::DensePath::Shallow;
-        else if (path == "deep") dp = rc::DensePath::Deep;
-        else throw py::value_error("path: expected 'auto', 'shallow' or 'deep', got '" + path + "'");
+        const rc::DensePath dp = parse_path(path);
         try {
           rc::resolve_dense_path(lay, dp);
         } catch (const std::invalid_argument& e) {
           throw py::value_error(e.what());
         }
-        const bool f32 = py::hasattr(theta, "__cuda_array_interface__") &&
-                         py::str(theta.attr("__cuda_array_interface__")["typestr"]).cast<std::string>() == "<f4";
-        const DeviceView th = device_view(theta, "theta", f32 ? "<f4" : "<f8", false, "float32 or float64");
-        if (th.shape.size() != 2)
-          throw py::value_error("theta: expected shape (K, P), got " + shape_text(th.shape));
-        const int64_t K = th.shape[0], P = lay.num_params;
-        expect_shape(th, "theta", {K, P}, "(K, P)");
-        const DeviceView xv = device_view(x, "x", "<f8", false, "float64");
-        const int64_t N = xv.shape.empty() ? -1 : xv.shape[0];
-        const int64_t d = lay.widths[0], out = lay.widths[lay.num_layers];
-        expect_shape(xv, "x", {N, d}, "(N, d)");
-        const DeviceView wv = device_view(w, "w", "<f8", false, "float64");
-        expect_shape(wv, "w", {N}, "(N,)");
+        const DenseViews v = dense_views(lay, theta, x, w, risk, grad);
+        const int64_t out = lay.widths[lay.num_layers];
         DeviceView yv;
         reluflow::ProblemArgs prob;  // the target when y is None (its arrays: host memory, kept alive here)
         if (y.is_none()) {
@@ -279,30 +301,22 @@ PYBIND11_MODULE(_cuda, m) {
             throw py::value_error("y: required for a deep teacher (the kernels evaluate shallow teachers only)");
         } else {
           yv = device_view(y, "y", "<f8", false, "float64");
-          expect_shape(yv, "y", {N, out}, "(N, out)");
-        }
-        const DeviceView rv = device_view(risk, "risk", "<f8", true, "float64");
-        expect_shape(rv, "risk", {K}, "(K,)");
-        uintptr_t gptr = 0;
-        if (!grad.is_none()) {
-          const DeviceView gv = device_view(grad, "grad", "<f8", true, "float64");
-          expect_shape(gv, "grad", {K, P}, "(K, P)");
-          gptr = gv.ptr;
+          expect_shape(yv, "y", {v.N, out}, "(N, out)");
         }
         rc::DenseDevice p;
         p.lay = lay;
-        p.K = K;
-        p.N = N;
-        p.f32 = f32;
-        p.theta = reinterpret_cast<const void*>(th.ptr);
-        p.x = reinterpret_cast<const double*>(xv.ptr);
-        p.w = reinterpret_cast<const double*>(wv.ptr);
+        p.K = v.K;
+        p.N = v.N;
+        p.f32 = v.f32;
+        p.theta = reinterpret_cast<const void*>(v.theta);
+        p.x = reinterpret_cast<const double*>(v.x);
+        p.w = reinterpret_cast<const double*>(v.w);
         p.y = reinterpret_cast<const double*>(yv.ptr);
         p.target = prob.spec.target;
         p.teacher = prob.spec.teacher;
         {
           py::gil_scoped_release release;
-          rc::risk_and_grad_dense(p, dp, reinterpret_cast<double*>(rv.ptr), reinterpret_cast<double*>(gptr), stream);
+          rc::risk_and_grad_dense(p, dp, reinterpret_cast<double*>(v.risk), reinterpret_cast<double*>(v.grad), stream);
         }
       },
       py::arg("widths"), py::arg("theta"), py::arg("x"), py::arg("w"), py::arg("y"), py::kw_only(), py::arg("risk"),
@@ -322,51 +336,31 @@ PYBIND11_MODULE(_cuda, m) {
          const py::object& grad, uintptr_t stream) {
         namespace rc = reluflow::cuda;
         const reluflow::Layout lay = reluflow::make_layout(widths);
-        const bool f32 = py::hasattr(theta, "__cuda_array_interface__") &&
-                         py::str(theta.attr("__cuda_array_interface__")["typestr"]).cast<std::string>() == "<f4";
-        const DeviceView th = device_view(theta, "theta", f32 ? "<f4" : "<f8", false, "float32 or float64");
-        if (th.shape.size() != 2)
-          throw py::value_error("theta: expected shape (K, P), got " + shape_text(th.shape));
-        const int64_t K = th.shape[0], P = lay.num_params;
-        expect_shape(th, "theta", {K, P}, "(K, P)");
-        const DeviceView xv = device_view(x, "x", "<f8", false, "float64");
-        const int64_t N = xv.shape.empty() ? -1 : xv.shape[0];
-        const int64_t d = lay.widths[0], out = lay.widths[lay.num_layers];
-        expect_shape(xv, "x", {N, d}, "(N, d)");
-        const DeviceView wv = device_view(w, "w", "<f8", false, "float64");
-        expect_shape(wv, "w", {N}, "(N,)");
+        const DenseViews v = dense_views(lay, theta, x, w, risk, grad);
         const DeviceView yv = device_view(y, "y", "<f8", false, "float64");
-        expect_shape(yv, "y", {N, out}, "(N, out)");
-        const reluflow::i64_array off = reluflow::ragged_offsets(offset, K, N);
+        expect_shape(yv, "y", {v.N, lay.widths[lay.num_layers]}, "(N, out)");
+        const reluflow::i64_array off = reluflow::ragged_offsets(offset, v.K, v.N);
         int64_t hidden = 0;
         for (int k = 1; k < lay.num_layers; ++k) hidden += lay.widths[k];
         DeviceView zv;
         if (!zero.is_none()) {
           zv = device_view(zero, "zero", "|u1", false, "uint8");
-          expect_shape(zv, "zero", {N, hidden}, "(N, hidden)");
-        }
-        const DeviceView rv = device_view(risk, "risk", "<f8", true, "float64");
-        expect_shape(rv, "risk", {K}, "(K,)");
-        uintptr_t gptr = 0;
-        if (!grad.is_none()) {
-          const DeviceView gv = device_view(grad, "grad", "<f8", true, "float64");
-          expect_shape(gv, "grad", {K, P}, "(K, P)");
-          gptr = gv.ptr;
+          expect_shape(zv, "zero", {v.N, hidden}, "(N, hidden)");
         }
         rc::RaggedDevice p;
         p.lay = lay;
-        p.K = K;
-        p.N = N;
-        p.f32 = f32;
-        p.theta = reinterpret_cast<const void*>(th.ptr);
-        p.x = reinterpret_cast<const double*>(xv.ptr);
-        p.w = reinterpret_cast<const double*>(wv.ptr);
+        p.K = v.K;
+        p.N = v.N;
+        p.f32 = v.f32;
+        p.theta = reinterpret_cast<const void*>(v.theta);
+        p.x = reinterpret_cast<const double*>(v.x);
+        p.w = reinterpret_cast<const double*>(v.w);
         p.y = reinterpret_cast<const double*>(yv.ptr);
         p.zero = reinterpret_cast<const uint8_t*>(zv.ptr);
         p.node_offset = off.data();
         {
           py::gil_scoped_release release;
-          rc::risk_and_grad_ragged(p, reinterpret_cast<double*>(rv.ptr), reinterpret_cast<double*>(gptr), stream);
+          rc::risk_and_grad_ragged(p, reinterpret_cast<double*>(v.risk), reinterpret_cast<double*>(v.grad), stream);
         }
       },
       py::arg("widths"), py::arg("theta"), py::arg("x"), py::arg("w"), py::arg("y"), py::arg("offset"),
