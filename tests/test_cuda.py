@@ -599,6 +599,21 @@ def _dp_on_device_like_emulation_and_cpu(prob, theta, kw, monkeypatch):
 
 
 @needs_cupy_gpu
+def test_dopri5_loop_on_device_evaluates_only_the_running_networks(monkeypatch):
+    """Once at most 3/4 of the networks run, only those are evaluated (gather_rows_kernel, the dense
+    kernels on the compact rows, scatter_rows_kernel): bitwise the emulation (whose blocks, and so its
+    compactions, fall elsewhere: the results do not depend on them), the cpu loop's step counts and
+    values."""
+    prob = _gd_problem([1, 16, 1])
+    theta = prob.init(8, seed=4)
+    theta[6:] *= 2.0                  # stiffer networks: more steps
+    kw = dict(t_end=2.0, method="dopri5", estimator=_dp_estimator("points", 1), record_every=0.3, rtol=1e-5,
+              atol=1e-8, record_theta=True)
+    g = _dp_on_device_like_emulation_and_cpu(prob, theta, kw, monkeypatch)
+    assert g.info["compactions"] >= 1 and (g.status == "ok").all()
+
+
+@needs_cupy_gpu
 def test_dopri5_loop_on_device_statuses_frozen_max_steps(monkeypatch):
     """Networks that end early (min_step, max_steps) are left alone while others run; frozen parameters
     keep their values; bitwise the emulation, and the cpu loop's statuses and counts."""

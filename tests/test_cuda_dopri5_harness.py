@@ -67,9 +67,16 @@ class HarnessDopri5(HarnessLoop):
                        max_rejections=max_rejections, frozen=frozen, record_theta=record_theta,
                        widths=widths if normalized else None)
         kspec = spec if y is None else None
+        K = theta.shape[0]
+        compactions = 0
 
         def evaluate(th, s):   # a dense evaluation, then (normalized) the projection kernel
-            ws["risk"][...], ws["k"][s] = harness(widths, th, x, w, y, True, path, spec=kspec)
+            if "evaluated" in ws:   # after a compaction: the running networks' stage rows only
+                core._harness_dp("gather", ws)
+                ws["crisk"][...], ws["cgrad"][...] = harness(widths, ws["cstage"], x, w, y, True, path, spec=kspec)
+                core._harness_dp("scatter", ws, stage=s)
+            else:
+                ws["risk"][...], ws["k"][s] = harness(widths, th, x, w, y, True, path, spec=kspec)
             if normalized:
                 ws["k"][s] = core._harness_project(widths, th, ws["k"][s])
 
@@ -93,6 +100,13 @@ class HarnessDopri5(HarnessLoop):
                 ws["status"][run] = STATUS["interrupted"]
                 interrupted = True
                 break
+            n_eval = len(ws["evaluated"]) if "evaluated" in ws else K
+            if run.any() and 4 * run.sum() <= 3 * n_eval:   # dp::compact_now: the running networks only
+                ws["evaluated"] = np.flatnonzero(run).astype(np.int64)
+                ws["cstage"] = np.zeros((run.sum(), theta.shape[1]), theta.dtype)
+                ws["cgrad"] = np.zeros((run.sum(), theta.shape[1]))
+                ws["crisk"] = np.zeros(run.sum())
+                compactions += 1
         if not interrupted and progress is not None and progress(t_end):
             interrupted = True
         theta[...] = ws["y"].astype(theta.dtype)
@@ -102,7 +116,7 @@ class HarnessDopri5(HarnessLoop):
                 "thetas": ws["rec_theta"], "status": ws["status"], "accepted": ws["accepted"],
                 "rejected": ws["rejected"], "reason": ws["reason"], "growth": ws["growth"], "t": ws["t"],
                 "evaluations": 1 + 6 * int(tries.max(initial=0)) + extra, "interrupted": interrupted,
-                "blocks": blocks}
+                "blocks": blocks, "compactions": compactions}
 
 
 @pytest.fixture
@@ -339,3 +353,39 @@ def test_dp_harness_checks_workspace():
                            record_theta=False, widths=[1, 2, 1])   # P = 7, not theta0's 5
     with pytest.raises(ValueError, match="widths"):
         core._harness_dp("finish", normalized)
+
+
+def test_device_dopri5_emulated_evaluates_only_the_running_networks_once_enough_are_done(host_dp):
+    """Networks that need few steps finish blocks before a stiff one: from the block boundary where at
+    most 3/4 of the evaluated networks still run, the loop evaluates only those (their stage rows gathered,
+    the results scattered back: 'gather' / 'scatter' of the harness, cuda/src/dopri5_loop.cu's
+    gather_rows_kernel / scatter_rows_kernel), and the run is the cpu loop's all the same."""
+    prob = problem([1, 16, 1])
+    est = points(1)
+    theta = prob.init(8, seed=4)
+    theta[6:] *= 2.0                  # stiffer networks: more steps
+    kw = dict(method="dopri5", record_every=0.3, rtol=1e-5, atol=1e-8, record_theta=True)
+    a = rf.gradient_flow(prob, theta, 2.0, estimator=est, backend="cuda", **kw)
+    b = rf.gradient_flow(prob, theta, 2.0, estimator=est, backend="cpu", **kw)
+    assert a.info["compactions"] >= 1 and a.info["blocks"] > a.info["compactions"]
+    assert a.accepted.min() + 2 * host_dp.WANT < a.accepted.max()   # whole blocks apart
+    assert_dp_match(a, b)
+    # the compaction's copies themselves: rows of the listed networks out, results back into theirs
+    rng = np.random.default_rng(0)
+    ws = workspace(theta, np.array([0.0, 1.0]), t_end=1.0, h0=-1.0, rtol=1e-6, atol=1e-9, max_abs=1e8,
+                   max_growth=1e6, min_step=1e-14, max_steps=10, max_rejections=5, frozen=None, record_theta=False)
+    ws["stage"][...] = rng.normal(size=theta.shape)
+    pick = np.array([5, 1, 6], np.int64)
+    ws.update(evaluated=pick, cstage=np.zeros((3, theta.shape[1])), cgrad=rng.normal(size=(3, theta.shape[1])),
+              crisk=rng.normal(size=3))
+    core._harness_dp("gather", ws)
+    np.testing.assert_array_equal(ws["cstage"], ws["stage"][pick])
+    k, risk = rng.normal(size=ws["k"].shape), rng.normal(size=8)
+    ws["k"][...], ws["risk"][...] = k, risk
+    core._harness_dp("scatter", ws, stage=4)
+    k[4, pick], risk[pick] = ws["cgrad"], ws["crisk"]
+    np.testing.assert_array_equal(ws["k"], k)
+    np.testing.assert_array_equal(ws["risk"], risk)
+    ws["evaluated"] = np.array([8], np.int64)
+    with pytest.raises(ValueError, match=r"evaluated: expected network indices in \[0, K\)"):
+        core._harness_dp("gather", ws)

@@ -649,6 +649,7 @@ PYBIND11_MODULE(_cuda, m) {
         res["evaluations"] = o.evaluations;
         res["interrupted"] = o.interrupted;
         res["blocks"] = o.blocks;
+        res["compactions"] = o.compactions;
         return res;
       },
       py::arg("widths"), py::arg("theta"), py::kw_only(), py::arg("x"), py::arg("w"), py::arg("y") = py::none(),
@@ -665,7 +666,8 @@ PYBIND11_MODULE(_cuda, m) {
       "progress(t_min) once per block of iterations; True or Ctrl-C stops the run. Returns a dict: risk,\n"
       "grad_norm, energy (T, K) (NaN where never reached), thetas (T, K, P) or None, status (K,) int32\n"
       "(ok, diverged, max_rejections, min_step, max_steps, interrupted), accepted, rejected, reason,\n"
-      "growth, t (K,), evaluations, interrupted, blocks. normalized=True: the flow on the hidden neurons'\n"
+      "growth, t (K,), evaluations, interrupted, blocks, compactions (the evaluations shrank to\n"
+      "the running networks). normalized=True: the flow on the hidden neurons'\n"
       "spheres as the cpu loop's (every evaluation projected, y_new retracted before its error test, the\n"
       "field re-evaluated at the accepted point; theta must start on the manifold; no frozen).");
 }

@@ -234,6 +234,7 @@ struct Dopri5LoopOut {
   int64_t evaluations = 0;       // the cpu loop's count of kernel calls: 1 + 6 x its iterations (+ 1 per
                                  // iteration with an accepted step, normalized)
   int64_t blocks = 0;
+  int64_t compactions = 0;       // block boundaries where the evaluated set shrank to the running networks
   bool interrupted = false;
 };
 

@@ -883,7 +883,7 @@ def _dopri5(prob, theta, t_end, h0, rtol, atol, field_, rec_dt, record_theta, ma
                                           max_steps, max_rejections, min_step, hook, record_theta, max_growth,
                                           frozen=field_.frozen, normalized=field_.normalized)
             res["theta"] = np.array(to_host(res["theta"]), copy=True)
-            device = {"blocks": int(res["blocks"])}
+            device = {"blocks": int(res["blocks"]), "compactions": int(res.get("compactions", 0))}
         else:
             res = cpu_backend.dopri5_run(native, prob.spec, theta, t_end, h0, rtol, atol, grid, max_abs, max_steps,
                                          max_rejections, min_step, field_.normalized, hook, record_theta, max_growth,

@@ -363,9 +363,22 @@ void dp_phase_typed(const std::string& phase, const py::dict& ws, int64_t it, in
   } else if (phase == "conclude") {
     if (!a.normalized) throw std::invalid_argument("phase: 'conclude' is the normalized loop's (ws['widths'] set)");
     dp_conclude_host(a);
+  } else if (phase == "gather" || phase == "scatter") {  // the running networks' rows (compaction)
+    py::array ev = py::reinterpret_borrow<py::array>(ws["evaluated"]);
+    const int64_t n = ev.ndim() == 1 ? ev.shape(0) : -1;
+    const int64_t* idx = ws_array<int64_t>(ws, "evaluated", {n}, "(n,)");
+    for (int64_t i = 0; i < n; ++i)
+      if (idx[i] < 0 || idx[i] >= K) throw std::invalid_argument("evaluated: expected network indices in [0, K)");
+    if (phase == "gather") {
+      dp_gather_host(idx, n, P, a.stage, ws_array<T>(ws, "cstage", {n, P}, "(n, P)"));
+    } else {
+      if (stage < 0 || stage >= dp::kStages) throw std::invalid_argument("stage: expected 0..6");
+      dp_scatter_host(idx, n, P, ws_array<double>(ws, "cgrad", {n, P}, "(n, P)"), k + size_t(stage) * size_t(K * P));
+      dp_scatter_host(idx, n, 1, ws_array<double>(ws, "crisk", {n}, "(n,)"), ws_array<double>(ws, "risk", {K}, "(K,)"));
+    }
   } else {
-    throw std::invalid_argument("phase: expected 'init', 'begin', 'stage', 'finish' or 'conclude', got '" + phase +
-                                "'");
+    throw std::invalid_argument("phase: expected 'init', 'begin', 'stage', 'finish', 'conclude', 'gather' or "
+                                "'scatter', got '" + phase + "'");
   }
 }
 
@@ -584,8 +597,9 @@ void bind_harness(py::module_& m) {
       },
       py::arg("phase"), py::arg("ws"), py::kw_only(), py::arg("it") = 0, py::arg("stage") = 0,
       "TEST ONLY: one phase of the device dopri5 loop (cuda/src/dopri5_loop.cu: 'init', 'begin' of\n"
-      "iteration it, 'stage' 1..6, 'finish', and for the normalized loop 'conclude') run on the host with\n"
-      "the same per-thread functions\n"
+      "iteration it, 'stage' 1..6, 'finish', and for the normalized loop 'conclude'; once networks are done,\n"
+      "'gather' (the stage rows of ws['evaluated'] (n,) int64 into ws['cstage'] (n, P)) and 'scatter' (ws['cgrad']\n"
+      "(n, P) and ws['crisk'] (n,) back into k[stage] and risk)) run on the host with the same per-thread functions\n"
       "(reluflow/dopri5_step.h). ws: a dict of the loop's arrays (theta0 (K, P) float32/float64 and the\n"
       "stage buffer in its dtype; y (K, P), k (7, K, P), risk (K,), grid (T,), t, h, energy, risk0, growth,\n"
       "hh, target (K,) float64; nxt, streak, accepted, rejected (K,) int64; status (K,) int32; done, reason\n"

@@ -393,7 +393,9 @@ def dopri5_run(plan, spec: ProblemSpec, theta, t_end: float, h0: float | None, r
 
     Returns a dict as ``cpu.dopri5_run``'s: theta (K, P) CuPy; risk, grad_norm, energy (T, K) (NaN where
     never reached); thetas (T, K, P) or None; status (K,) names; accepted, rejected, reason, growth, t (K,);
-    evaluations (the cpu loop's count of kernel calls), interrupted; plus blocks (host synchronizations).
+    evaluations (the cpu loop's count of kernel calls), interrupted; plus blocks (host synchronizations) and
+    compactions (block boundaries where the evaluations shrank to the running networks: at most 3/4 of the
+    evaluated ones left; the done ones' rows are not evaluated any more).
     """
     ext, cp = _modules()
     if plan.loop != "CUDA" or plan.source != "fixed":
