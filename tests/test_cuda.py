@@ -338,6 +338,34 @@ def test_gd_loop_on_device_divergence_frozen_records_like_cpu(monkeypatch):
 
 
 @needs_cupy_gpu
+@pytest.mark.parametrize("method", ["gd", "heun"])
+def test_gd_loop_on_device_evaluates_only_the_active_networks(method, monkeypatch):
+    """Half the networks frozen at the first step: from the next block boundary only the active ones
+    are evaluated (loop_common.cuh RunningSet: gather_rows_kernel, the dense kernels on the compact rows,
+    scatter_rows_kernel); bitwise the emulation, the cpu loop to 1e-12."""
+    import cupy as cp
+
+    prob = _gd_problem([1, 16, 1])
+    est = _gd_estimator("points", 1)
+    theta = prob.init(8, seed=5)
+    theta[:4] *= 40.0
+    kw = dict(record_every=3, record_theta=True, max_abs=2e7, max_growth=100.0)
+    if method == "gd":
+        run = lambda th, **o: rf.gradient_descent(prob, th, 0.05, 300, est, **kw, **o)  # noqa: E731
+    else:
+        run = lambda th, **o: rf.gradient_flow(prob, th, 15.0, method="heun", dt=0.05, estimator=est, **kw, **o)  # noqa: E731
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        g = run(cp.asarray(theta))
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        c = run(theta, backend="cpu")
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        e = _emulated(monkeypatch, lambda: run(theta, backend="cuda"))
+    assert g.info["compactions"] >= 1 and g.diverged[:4].all() and not g.diverged[4:].any()
+    assert g.thetas.get().tobytes() == e.thetas.tobytes() and g.risk.tobytes() == e.risk.tobytes()
+    assert rel(g.thetas.get(), c.thetas) <= 1e-12 and rel(g.risk, c.risk) <= 1e-12
+
+
+@needs_cupy_gpu
 @pytest.mark.parametrize("kind", ["points", "sgd"])
 def test_gd_loop_on_device_resume_is_bitwise(kind):
     import cupy as cp

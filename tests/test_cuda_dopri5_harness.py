@@ -20,7 +20,7 @@ core = pytest.importorskip("reluflow._core")
 import reluflow as rf  # noqa: E402
 from reluflow import flows  # noqa: E402
 from reluflow.backends import cuda as cuda_backend  # noqa: E402
-from test_cuda_harness import HarnessLoop, NumpyAsCupy, harness, rel  # noqa: E402
+from test_cuda_harness import RunningSet, HarnessLoop, NumpyAsCupy, harness, rel  # noqa: E402
 
 STATUS = {n: i for i, n in enumerate(cuda_backend.DOPRI5_STATUS)}
 
@@ -67,16 +67,11 @@ class HarnessDopri5(HarnessLoop):
                        max_rejections=max_rejections, frozen=frozen, record_theta=record_theta,
                        widths=widths if normalized else None)
         kspec = spec if y is None else None
-        K = theta.shape[0]
-        compactions = 0
+        running = RunningSet(theta.shape[0])
 
-        def evaluate(th, s):   # a dense evaluation, then (normalized) the projection kernel
-            if "evaluated" in ws:   # after a compaction: the running networks' stage rows only
-                core._harness_dp("gather", ws)
-                ws["crisk"][...], ws["cgrad"][...] = harness(widths, ws["cstage"], x, w, y, True, path, spec=kspec)
-                core._harness_dp("scatter", ws, stage=s)
-            else:
-                ws["risk"][...], ws["k"][s] = harness(widths, th, x, w, y, True, path, spec=kspec)
+        def evaluate(th, s):   # a dense evaluation (the running networks), then (normalized) the projection
+            ws["risk"][...], ws["k"][s] = running.evaluate(
+                lambda t: harness(widths, t, x, w, y, True, path, spec=kspec), th)
             if normalized:
                 ws["k"][s] = core._harness_project(widths, th, ws["k"][s])
 
@@ -100,13 +95,7 @@ class HarnessDopri5(HarnessLoop):
                 ws["status"][run] = STATUS["interrupted"]
                 interrupted = True
                 break
-            n_eval = len(ws["evaluated"]) if "evaluated" in ws else K
-            if run.any() and 4 * run.sum() <= 3 * n_eval:   # dp::compact_now: the running networks only
-                ws["evaluated"] = np.flatnonzero(run).astype(np.int64)
-                ws["cstage"] = np.zeros((run.sum(), theta.shape[1]), theta.dtype)
-                ws["cgrad"] = np.zeros((run.sum(), theta.shape[1]))
-                ws["crisk"] = np.zeros(run.sum())
-                compactions += 1
+            running.update(run)
         if not interrupted and progress is not None and progress(t_end):
             interrupted = True
         theta[...] = ws["y"].astype(theta.dtype)
@@ -116,7 +105,7 @@ class HarnessDopri5(HarnessLoop):
                 "thetas": ws["rec_theta"], "status": ws["status"], "accepted": ws["accepted"],
                 "rejected": ws["rejected"], "reason": ws["reason"], "growth": ws["growth"], "t": ws["t"],
                 "evaluations": 1 + 6 * int(tries.max(initial=0)) + extra, "interrupted": interrupted,
-                "blocks": blocks, "compactions": compactions}
+                "blocks": blocks, "compactions": running.compactions}
 
 
 @pytest.fixture
@@ -372,20 +361,18 @@ def test_device_dopri5_emulated_evaluates_only_the_running_networks_once_enough_
     assert_dp_match(a, b)
     # the compaction's copies themselves: rows of the listed networks out, results back into theirs
     rng = np.random.default_rng(0)
-    ws = workspace(theta, np.array([0.0, 1.0]), t_end=1.0, h0=-1.0, rtol=1e-6, atol=1e-9, max_abs=1e8,
-                   max_growth=1e6, min_step=1e-14, max_steps=10, max_rejections=5, frozen=None, record_theta=False)
-    ws["stage"][...] = rng.normal(size=theta.shape)
-    pick = np.array([5, 1, 6], np.int64)
-    ws.update(evaluated=pick, cstage=np.zeros((3, theta.shape[1])), cgrad=rng.normal(size=(3, theta.shape[1])),
-              crisk=rng.normal(size=3))
-    core._harness_dp("gather", ws)
-    np.testing.assert_array_equal(ws["cstage"], ws["stage"][pick])
-    k, risk = rng.normal(size=ws["k"].shape), rng.normal(size=8)
-    ws["k"][...], ws["risk"][...] = k, risk
-    core._harness_dp("scatter", ws, stage=4)
-    k[4, pick], risk[pick] = ws["cgrad"], ws["crisk"]
-    np.testing.assert_array_equal(ws["k"], k)
-    np.testing.assert_array_equal(ws["risk"], risk)
-    ws["evaluated"] = np.array([8], np.int64)
+    rows, pick = rng.normal(size=theta.shape), np.array([5, 1, 6], np.int64)
+    for dt in (np.float64, np.float32):
+        np.testing.assert_array_equal(core._harness_rows("gather", pick, rows.astype(dt)), rows.astype(dt)[pick])
+    compact, out = rng.normal(size=(3, theta.shape[1])), rng.normal(size=theta.shape)
+    want = out.copy()
+    want[pick] = compact
+    np.testing.assert_array_equal(core._harness_rows("scatter", pick, compact, out), want)
+    r, rout = rng.normal(size=3), rng.normal(size=8)
+    rwant = rout.copy()
+    rwant[pick] = r
+    np.testing.assert_array_equal(core._harness_rows("scatter", pick, r, rout), rwant)
     with pytest.raises(ValueError, match=r"evaluated: expected network indices in \[0, K\)"):
-        core._harness_dp("gather", ws)
+        core._harness_rows("gather", np.array([8], np.int64), rows)
+    with pytest.raises(ValueError, match="mode"):
+        core._harness_rows("shuffle", pick, rows)

@@ -526,6 +526,31 @@ def test_gd_block_planning(steps, record_every, slots):
 
 # ---- the whole device loop emulated on the host: the flows/plan/backend plumbing of loop "CUDA" ------
 
+class RunningSet:
+    """The device loops' evaluation of the running networks only (cuda/src/loop_common.cuh RunningSet) on
+    the host: every network until, at a block boundary, at most 3/4 of the evaluated ones still run
+    (rows::compact_now); from then on only those rows are gathered (_core._harness_rows), evaluated and
+    scattered back. The rows of the others are NaN here, so that a loop reading them would show it."""
+
+    def __init__(self, K):
+        self.K, self.list, self.compactions = K, None, 0
+
+    def update(self, running):
+        n = self.K if self.list is None else len(self.list)
+        if running.any() and 4 * int(running.sum()) <= 3 * n:
+            self.list = np.flatnonzero(running).astype(np.int64)
+            self.compactions += 1
+
+    def evaluate(self, dense, theta):
+        """dense(theta rows) -> (risk, grad), for the listed rows only once compacted."""
+        if self.list is None:
+            return dense(theta)
+        r, g = dense(core._harness_rows("gather", self.list, theta))
+        P = theta.shape[1]
+        return (core._harness_rows("scatter", self.list, r, np.full(self.K, np.nan)),
+                core._harness_rows("scatter", self.list, g, np.full((self.K, P), np.nan)))
+
+
 class HarnessLoop(HarnessExtension):
     """_cuda.gd_loop's signature and contract, run on the host: the step of gd_loop.cu (nodes of the
     step, the dense grid of _harness_risk_grad, the update grid of _harness_gd_step; for Heun / RK4 the
@@ -551,6 +576,7 @@ class HarnessLoop(HarnessExtension):
         state["rose"] = np.zeros(K, np.uint8)
         rec = {"risk": [], "grad_norm": [], "energy": [], "thetas": []}
         fz = None if frozen is None else np.asarray(frozen, bool)
+        running = RunningSet(K)
         evaluations, blocks, i, interrupted, done = 0, 0, 0, False, steps
         while i <= steps:
             end, _ = core._harness_gd_block_end(i, cls.WANT, steps, record_every, cls.SLOTS)
@@ -562,7 +588,8 @@ class HarnessLoop(HarnessExtension):
                 # the target: in the kernel, or (resampling a Function / deep teacher) the callback per step
                 kernel_spec = spec if ((resample and target_fn is None) or (not resample and y is None)) else None
                 yy = (None if target_fn is None else target_fn(x)) if resample else y
-                risk, grad = harness(widths, theta, x, w, yy, True, path, spec=kernel_spec)
+                dense = lambda th: harness(widths, th, x, w, yy, True, path, spec=kernel_spec)  # noqa: E731
+                risk, grad = running.evaluate(dense, theta)
                 if normalized:   # the projection kernel after every dense evaluation
                     grad = core._harness_project(widths, theta, grad)
                 lr = 0.0 if it == steps else (hb[it - i] if hb is not None else h[0] if len(h) == 1 else h[it])
@@ -575,7 +602,7 @@ class HarnessLoop(HarnessExtension):
                     ks = [grad]
                     for st in range(1, stages):
                         stage = core._harness_rk_stage(theta, ks, stage=st, h=lr, method=method, frozen=fz)
-                        k = harness(widths, stage, x, w, yy, True, path, spec=kernel_spec)[1]
+                        k = running.evaluate(dense, stage)[1]
                         ks.append(core._harness_project(widths, stage, k) if normalized else k)
                     if normalized:   # the retracting update (gradient descent: Euler's update)
                         up = core._harness_nm_update(widths, theta, ks, state=state, i=it, h=lr,
@@ -598,6 +625,7 @@ class HarnessLoop(HarnessExtension):
             if progress is not None and progress(i):
                 interrupted, done = True, i
                 break
+            running.update(state["active"] != 0)
         all_frozen = not state["active"].any()
         if all_frozen and not interrupted:
             evaluations = stages * min(steps, int(state["stop_iter"].max(initial=0))) + 1
@@ -611,7 +639,7 @@ class HarnessLoop(HarnessExtension):
             res["thetas"] = None
         res.update(active=state["active"], reason=state["reason"], growth=state["growth"],
                    stop_iter=state["stop_iter"], risk_rose=state["rose"], evaluations=evaluations, interrupted=interrupted,
-                   steps_done=done, records=len(rec["risk"]), blocks=blocks)
+                   steps_done=done, records=len(rec["risk"]), blocks=blocks, compactions=running.compactions)
         return res
 
 
@@ -702,6 +730,31 @@ def test_device_gd_loop_emulated_divergence_frozen_and_records(host_cuda_loop):
         d = rf.gradient_descent(prob, theta * 1e3, 5.0, 40, est, backend="cpu", record_every=4, max_growth=10.0)
     assert c.diverged.all() and c.info["evaluations"] < 41
     assert_runs_match(c, d)
+
+
+@pytest.mark.parametrize("method", ["gd", "heun"])
+def test_device_gd_loop_emulated_evaluates_only_the_active_networks(host_cuda_loop, method):
+    """Once at most 3/4 of the networks are active at a block boundary, only those are evaluated (rows
+    gathered, results scattered back; the frozen ones' rows are NaN in the emulation): the cpu loop's run
+    all the same, stages included."""
+    prob = gd_problem([1, 16, 1])
+    est = gd_estimator("points", 1)
+    theta = prob.init(8, seed=5)
+    theta[:4] *= 40.0                  # blown up by the step: frozen early
+    kw = dict(record_every=3, record_theta=True, max_abs=2e7, max_growth=100.0)
+    if method == "gd":
+        with pytest.warns(RuntimeWarning, match="diverged"):
+            a = rf.gradient_descent(prob, theta, 0.05, 30, est, backend="cuda", **kw)
+        with pytest.warns(RuntimeWarning, match="diverged"):
+            b = rf.gradient_descent(prob, theta, 0.05, 30, est, backend="cpu", **kw)
+    else:
+        kw = dict(kw, method="heun", dt=0.05, estimator=est)
+        with pytest.warns(RuntimeWarning, match="diverged"):
+            a = rf.gradient_flow(prob, theta, 1.5, backend="cuda", **kw)
+        with pytest.warns(RuntimeWarning, match="diverged"):
+            b = rf.gradient_flow(prob, theta, 1.5, backend="cpu", **kw)
+    assert a.info["compactions"] >= 1 and a.diverged[:4].all() and not a.diverged[4:].any()
+    assert_runs_match(a, b)
 
 
 def test_device_gd_loop_emulated_resume_and_stop_are_bitwise(host_cuda_loop, monkeypatch):

@@ -536,6 +536,7 @@ PYBIND11_MODULE(_cuda, m) {
         res["steps_done"] = o.steps_done;
         res["records"] = o.records;
         res["blocks"] = o.blocks;
+        res["compactions"] = o.compactions;
         return res;
       },
       py::arg("widths"), py::arg("theta"), py::kw_only(), py::arg("x") = py::none(), py::arg("w") = py::none(),
@@ -553,7 +554,8 @@ PYBIND11_MODULE(_cuda, m) {
       "or (steps,) step sizes, or h_fn(first, count) -> (count,) asked once per block (a callable\n"
       "schedule). Returns a dict: risk/grad_norm/energy records (T, K) (cut to the records written),\n"
       "thetas (T, K, P) or None, active, reason (tableaux::StopReason), growth, stop_iter, risk_rose (K,),\n"
-      "evaluations (dense evaluations, stages included), interrupted, steps_done, records, blocks (host\n"
+      "evaluations (dense evaluations, stages included), interrupted, steps_done, records, compactions (the\n"
+      "evaluations shrank to the active networks), blocks (host\n"
       "synchronizations). rise_tol >= 0: risk_rose flags a risk above the previous step's x (1 + rise_tol).\n"
       "normalized=True: the gradients projected on the hidden neurons' spheres and every update retracted\n"
       "(theta must start on the manifold). target_fn (resample only): the target's values by\n"

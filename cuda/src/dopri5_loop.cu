@@ -7,7 +7,7 @@
 //   for s = 1..6: dp_stage_kernel (a block per running network: the stage points) and the dense
 //     gradient there into k[s] (every network, until at most 3/4 of them run at a block boundary: from
 //     then on only the running ones, their stage rows gathered into a compact array and the results
-//     scattered back (dp::compact_now); a network's bits do not depend on the batch either way, and the
+//     scattered back (loop_common.cuh's RunningSet); a network's bits do not depend on the batch either way, and the
 //     done ones are not read);
 //   dp_finish_kernel (a block per running network): the 5th-order solution, the error norm, accept /
 //     reject, energy, time, the records reached, the controller and the give-up rules, FSAL.
@@ -26,7 +26,6 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <memory>
 #include <stdexcept>
 #include <vector>
 
@@ -111,27 +110,6 @@ __global__ void __launch_bounds__(dp::kThreads) dp_conclude_kernel(dp::Args<T> a
   dp::record_rows_thread(a, k, t, j0, j1);
 }
 
-// ---- the running networks only (dp::compact_now): their stage rows gathered, the results scattered ----
-
-constexpr int kRowThreads = 256;
-
-inline unsigned row_blocks(int64_t n) {
-  return static_cast<unsigned>(std::min<int64_t>((n + kRowThreads - 1) / kRowThreads, int64_t(1) << 20));
-}
-
-template <class T>
-__global__ void __launch_bounds__(kRowThreads)
-    gather_rows_kernel(const int64_t* evaluated, int64_t n, int64_t P, const T* rows, T* compact) {
-  for (int64_t e = int64_t(blockIdx.x) * kRowThreads + threadIdx.x; e < n * P; e += int64_t(gridDim.x) * kRowThreads)
-    dp::gather_row_entry(evaluated, P, rows, compact, e);
-}
-
-__global__ void __launch_bounds__(kRowThreads)
-    scatter_rows_kernel(const int64_t* evaluated, int64_t n, int64_t P, const double* compact, double* rows) {
-  for (int64_t e = int64_t(blockIdx.x) * kRowThreads + threadIdx.x; e < n * P; e += int64_t(gridDim.x) * kRowThreads)
-    dp::scatter_row_entry(evaluated, P, compact, rows, e);
-}
-
 template <class T>
 void dopri5_loop_t(const Dopri5LoopSpec& s, Dopri5LoopOut& out) {
   const cudaStream_t st = reinterpret_cast<cudaStream_t>(s.stream);
@@ -207,31 +185,11 @@ void dopri5_loop_t(const Dopri5LoopSpec& s, Dopri5LoopOut& out) {
   };
   DenseDevice ps = p;  // the problem at the stage points
   ps.theta = stage.ptr;
-  // the evaluated networks: all K, or (after a compaction at a block boundary) the running ones, listed
-  // in `evaluated`, with compact buffers allocated at the first compaction (rows for the networks then
-  // running; later compactions are smaller)
-  int64_t n_eval = K;
-  DeviceMem evaluated{size_t(K) * 8};
-  std::unique_ptr<DeviceMem> cstage, cgrad, crisk;
+  // the evaluated networks: all K, or (after a compaction at a block boundary) the running ones
+  loop::RunningSet<T> evaluated(K, P);
   // the field at the stage rows into k[j] and risk, then (normalized) the projection
   auto evaluate_stages = [&](double* kj) {
-    if (n_eval == K) {
-      risk_and_grad_dense(ps, s.path, risk.as<double>(), kj, s.stream);
-    } else if (n_eval > 0) {
-      gather_rows_kernel<T><<<row_blocks(n_eval * P), kRowThreads, 0, st>>>(evaluated.as<int64_t>(), n_eval, P,
-                                                                             stage.as<T>(), cstage->as<T>());
-      check(cudaGetLastError(), "gather_rows_kernel");
-      DenseDevice pc = ps;
-      pc.theta = cstage->ptr;
-      pc.K = n_eval;
-      risk_and_grad_dense(pc, s.path, crisk->as<double>(), cgrad->as<double>(), s.stream);
-      scatter_rows_kernel<<<row_blocks(n_eval * P), kRowThreads, 0, st>>>(evaluated.as<int64_t>(), n_eval, P,
-                                                                          cgrad->as<double>(), kj);
-      check(cudaGetLastError(), "scatter_rows_kernel");
-      scatter_rows_kernel<<<row_blocks(n_eval), kRowThreads, 0, st>>>(evaluated.as<int64_t>(), n_eval, 1,
-                                                                      crisk->as<double>(), risk.as<double>());
-      check(cudaGetLastError(), "scatter_rows_kernel");
-    }
+    evaluated.evaluate(ps, s.path, a.stage, risk.as<double>(), kj, st);
     project(a.stage, kj);
   };
   const unsigned blocks_k = static_cast<unsigned>(K);
@@ -288,19 +246,9 @@ void dopri5_loop_t(const Dopri5LoopSpec& s, Dopri5LoopOut& out) {
       out.interrupted = true;
       break;
     }
-    std::vector<int64_t> running;  // done flags never clear: the running networks only shrink
-    for (int64_t k = 0; k < K; ++k)
-      if (!done_h[k]) running.push_back(k);
-    if (dp::compact_now(int64_t(running.size()), n_eval)) {
-      if (!cstage) {
-        cstage = std::make_unique<DeviceMem>(running.size() * size_t(P) * sizeof(T));
-        cgrad = std::make_unique<DeviceMem>(running.size() * size_t(P) * 8);
-        crisk = std::make_unique<DeviceMem>(running.size() * 8);
-      }
-      upload(evaluated.as<int64_t>(), running);  // the stream is idle here (synchronized above)
-      n_eval = int64_t(running.size());
-      ++out.compactions;
-    }
+    std::vector<uint8_t> still(done_h, done_h + K);  // running flags (the stream is idle here: synchronized)
+    for (uint8_t& f : still) f = f == 0;
+    if (evaluated.update(still.data())) ++out.compactions;
     want = loop::next_block(std::chrono::duration<double>(clock::now() - t0).count(), want);
   }
 

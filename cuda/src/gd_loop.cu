@@ -13,6 +13,8 @@
 //      (update = false), then per stage s = 1..stages-1 rk_stage_kernel (the stage points of every
 //      network) and the dense gradient there (the same nodes), then rk_update_kernel (one block per
 //      network still active: reluflow/rk_step.h).
+// Once at most 3/4 of the networks are active at a block boundary, only the active ones are evaluated
+// (loop_common.cuh's RunningSet: their rows gathered, the results scattered back; no bit changes).
 // Records go to slots of one device buffer (a header with `active`, then per recorded iteration the
 // risk, |G| and energy (K,) each and, with record_theta, theta (K, P)); at the end of a block one
 // cudaMemcpyAsync copies header + slots into pinned memory and one stream synchronization waits for
@@ -138,7 +140,7 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
     upload(ws.as<double>(), std::vector<double>(size_t(s.n), 1.0 / static_cast<double>(s.n)));
     p.x = xs.as<double>();
     p.w = ws.as<double>();
-    p.y = target_fn ? ys.as<double>() : nullptr;  // the stages (ps, below) see the same buffer
+    p.y = target_fn ? ys.as<double>() : nullptr;  // the stages see the same buffer
     p.N = s.n;
   }
   // k_0 (the gradient at theta_i) then the stages' k_s (Heun / RK4), (K, P) each; the stage points
@@ -218,8 +220,9 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
   auto project = [&](const void* th, double* grad) {  // after a dense evaluation at th
     if (s.normalized) loop::project(lay, K, H, static_cast<const T*>(th), grad, st);
   };
-  DenseDevice ps = p;  // the problem at the stage points (the same nodes: those of the step)
-  ps.theta = stage_theta.ptr;
+  // the evaluated networks: all K, or (after a compaction at a block boundary) the active ones; the stage
+  // points are evaluated on the same nodes (those of the step)
+  loop::RunningSet<T> evaluated(K, P);
   const unsigned stage_blocks =
       static_cast<unsigned>(std::min<int64_t>((K * P + kStageThreads - 1) / kStageThreads, int64_t(1) << 20));
 
@@ -241,7 +244,7 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
       if (s.resample)
         mc_nodes_device(s.seed, static_cast<uint32_t>(s.start_step + it), s.n, dist->dist(), xs.as<double>(), s.stream);
       if (target_fn) s.target_fn(xs.as<double>(), s.n, ys.as<double>());
-      risk_and_grad_dense(p, s.path, risk.as<double>(), ks.as<double>(), s.stream);
+      evaluated.evaluate(p, s.path, a.theta, risk.as<double>(), ks.as<double>(), st);
       project(a.theta, ks.as<double>());
       const bool update = it < steps;
       const double h = !update ? 0.0 : s.h_fill ? hblock[size_t(it - i)] : s.h_len == 1 ? s.h[0] : s.h[it];
@@ -273,7 +276,7 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
           if (P > 0) rk_stage_kernel<T><<<stage_blocks, kStageThreads, 0, st>>>(rka, j);
           check(cudaGetLastError(), "rk_stage_kernel");
           // the stage's risk is not used: written over `risk`, already read by this step's watch
-          risk_and_grad_dense(ps, s.path, risk.as<double>(), const_cast<double*>(rka.k[j]), s.stream);
+          evaluated.evaluate(p, s.path, stage_theta.as<T>(), risk.as<double>(), const_cast<double*>(rka.k[j]), st);
           project(stage_theta.ptr, const_cast<double*>(rka.k[j]));
         }
         if (s.normalized) {
@@ -312,6 +315,7 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
       out.steps_done = i;
       break;
     }
+    if (evaluated.update(act.data())) ++out.compactions;  // the frozen networks no longer evaluated
     // the next block: about kBlockSeconds of work, growing at most 4x at a time
     want = loop::next_block(std::chrono::duration<double>(clock::now() - t0).count(), iters);
   }

@@ -182,6 +182,7 @@ struct GdLoopOut {
   int64_t evaluations = 0;       // the CPU loop's count of dense evaluations (stages included; it stops
                                  // once every network is frozen)
   int64_t steps_done = 0, records = 0, blocks = 0;
+  int64_t compactions = 0;       // block boundaries where the evaluations shrank to the active networks
   bool interrupted = false;
 };
 

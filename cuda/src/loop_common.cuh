@@ -1,12 +1,14 @@
 // What the device loops (gd_loop.cu: gradient descent and the fixed-step flows; dopri5_loop.cu) share:
 // error checks, owning device / pinned buffers, the block tree of the per-network kernels, the normalized
-// flow's tangent projection, the problem's target arrays copied to the device once per run, and the
-// sizing of the blocks of iterations between two host synchronizations.
+// flow's tangent projection, the problem's target arrays copied to the device once per run, the
+// evaluation of the running networks only (RunningSet), and the sizing of the blocks of iterations
+// between two host synchronizations.
 #pragma once
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -15,6 +17,7 @@
 #include "reluflow/gd_step.h"
 #include "reluflow/normalized_step.h"
 #include "reluflow/risk_grad_grid.h"
+#include "reluflow/running_rows.h"
 
 namespace reluflow::cuda::loop {
 
@@ -129,6 +132,81 @@ void project(const Layout& lay, int64_t K, int64_t H, const T* theta, double* gr
   project_kernel<T><<<blocks, kProjectThreads, 0, st>>>(lay, K, H, theta, grad);
   check(cudaGetLastError(), "project_kernel");
 }
+
+// ---- the running networks only (reluflow/running_rows.h): gathered rows, results scattered back ------
+
+constexpr int kRowThreads = 256;
+
+inline unsigned row_blocks(int64_t n) {
+  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((n + kRowThreads - 1) / kRowThreads,
+                                                                      int64_t(1) << 20)));
+}
+
+template <class T>
+__global__ void __launch_bounds__(kRowThreads)
+    gather_rows_kernel(const int64_t* evaluated, int64_t n, int64_t P, const T* rows, T* compact) {
+  for (int64_t e = int64_t(blockIdx.x) * kRowThreads + threadIdx.x; e < n * P; e += int64_t(gridDim.x) * kRowThreads)
+    rows::gather_entry(evaluated, P, rows, compact, e);
+}
+
+template <class T>
+__global__ void __launch_bounds__(kRowThreads)
+    scatter_rows_kernel(const int64_t* evaluated, int64_t n, int64_t P, const T* compact, T* rows) {
+  for (int64_t e = int64_t(blockIdx.x) * kRowThreads + threadIdx.x; e < n * P; e += int64_t(gridDim.x) * kRowThreads)
+    rows::scatter_entry(evaluated, P, compact, rows, e);
+}
+
+// The networks a device loop evaluates: all K, or, after a compaction at a block boundary
+// (rows::compact_now), the running ones listed on the device. evaluate() runs the dense kernels of
+// `prob` at theta rows (K, P) into risk (K,) and grad (K, P): directly, or on the listed rows gathered
+// into a compact array, the results scattered back (the other rows keep stale values, which the loops
+// do not read). The compact buffers are allocated at the first compaction (later ones are smaller).
+template <class T>
+class RunningSet {
+ public:
+  RunningSet(int64_t K, int64_t P) : K_(K), P_(P), n_(K), list_(size_t(K) * 8) {}
+
+  // At a block boundary, with the stream idle: running (K,) host flags (nonzero: still running).
+  // Returns whether the set shrank.
+  bool update(const uint8_t* running) {
+    std::vector<int64_t> list;  // the running networks only shrink (done / frozen flags never clear)
+    for (int64_t k = 0; k < K_; ++k)
+      if (running[k]) list.push_back(k);
+    if (!rows::compact_now(int64_t(list.size()), n_)) return false;
+    if (!rows_) {
+      rows_ = std::make_unique<DeviceMem>(list.size() * size_t(P_) * sizeof(T));
+      grad_ = std::make_unique<DeviceMem>(list.size() * size_t(P_) * 8);
+      risk_ = std::make_unique<DeviceMem>(list.size() * 8);
+    }
+    upload(list_.as<int64_t>(), list);
+    n_ = int64_t(list.size());
+    return true;
+  }
+
+  void evaluate(DenseDevice prob, DensePath path, const T* theta, double* risk, double* grad, cudaStream_t st) {
+    const uintptr_t stream = reinterpret_cast<uintptr_t>(st);
+    prob.theta = theta;
+    if (n_ == K_) {
+      risk_and_grad_dense(prob, path, risk, grad, stream);
+      return;
+    }
+    const int64_t* list = list_.as<int64_t>();
+    gather_rows_kernel<T><<<row_blocks(n_ * P_), kRowThreads, 0, st>>>(list, n_, P_, theta, rows_->as<T>());
+    check(cudaGetLastError(), "gather_rows_kernel");
+    prob.theta = rows_->ptr;
+    prob.K = n_;
+    risk_and_grad_dense(prob, path, risk_->as<double>(), grad_->as<double>(), stream);
+    scatter_rows_kernel<double><<<row_blocks(n_ * P_), kRowThreads, 0, st>>>(list, n_, P_, grad_->as<double>(), grad);
+    check(cudaGetLastError(), "scatter_rows_kernel");
+    scatter_rows_kernel<double><<<row_blocks(n_), kRowThreads, 0, st>>>(list, n_, 1, risk_->as<double>(), risk);
+    check(cudaGetLastError(), "scatter_rows_kernel");
+  }
+
+ private:
+  int64_t K_, P_, n_;
+  DeviceMem list_;
+  std::unique_ptr<DeviceMem> rows_, grad_, risk_;
+};
 
 constexpr double kBlockSeconds = 0.25;  // wall time between two looks of the host
 

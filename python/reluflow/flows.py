@@ -598,7 +598,8 @@ def gradient_descent(prob: Problem, theta0, lr, steps: int, estimator: Estimator
                        np.zeros(theta.shape[0], dtype=np.int64), None, "gd", start_step + done, t0,
                        {"evaluations": int(res["evaluations"]), "loop": native.loop,
                         "lr": lr if not callable(lr) else repr(lr), "estimator": repr(estimator),
-                        **({"blocks": int(res["blocks"]), "stop_step": np.where(res["stop_iter"] >= 0, start_step + res["stop_iter"], -1)}
+                        **({"blocks": int(res["blocks"]), "compactions": int(res.get("compactions", 0)),
+                            "stop_step": np.where(res["stop_iter"] >= 0, start_step + res["stop_iter"], -1)}
                            if device else {})},
                        reason=res["reason"], growth=res["growth"],
                        interrupted=_gd_interrupted(res["interrupted"], start_step + done))
@@ -799,7 +800,8 @@ def gradient_flow(prob: Problem, theta0, t_end: float, method: str = "rk4", dt: 
                                       max_growth, hook, record_theta, frozen=field_.frozen, method=method,
                                       rise_tol=rise_tol, normalized=normalized)
             res["theta"] = np.array(to_host(res["theta"]), copy=True)
-            device = {"blocks": int(res["blocks"]), "stop_step": res["stop_iter"]}
+            device = {"blocks": int(res["blocks"]), "compactions": int(res.get("compactions", 0)),
+                      "stop_step": res["stop_iter"]}
         else:
             res = cpu_backend.flow_run(native, prob.spec, theta, method, n_steps, 0, rec_stride, np.array([h]),
                                        max_abs, normalized, hook, record_theta, max_growth, rise_tol,

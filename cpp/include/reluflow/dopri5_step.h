@@ -418,26 +418,5 @@ RF_HD void conclude_pending_block(const Args<T>& a, int64_t k, const double* sh,
   conclude_block(a, k, d, d.acc ? risk_in_dtype(a, k) : 0.0, sqrt(sh[0]), j0, j1);
 }
 
-// ---- the running networks only: compaction at the device loop's block boundaries -----------------
-// Once enough networks are done, the loop evaluates the field only at the running ones: their stage rows
-// gathered into a compact (n, P) array (row i: network evaluated[i]), the dense kernels on that, the
-// gradients and risks scattered back to their networks' rows. Dense results do not depend on the batch,
-// so this changes no bits; the done networks' rows are not read any more.
-
-// Whether the evaluated set shrinks from `evaluated` networks to the `running` ones: once at most 3/4
-// of them remain (each compaction costs a copy of the list; a few percent more evaluations do not).
-RF_HD bool compact_now(int64_t running, int64_t evaluated) { return running > 0 && 4 * running <= 3 * evaluated; }
-
-// Entry e of the compact (n, P) array from row evaluated[e / P] of rows (K, P).
-template <class T>
-RF_HD void gather_row_entry(const int64_t* evaluated, int64_t P, const T* rows, T* compact, int64_t e) {
-  compact[e] = rows[evaluated[e / P] * P + e % P];
-}
-
-// Entry e of the compact (n, P) array back to row evaluated[e / P] of rows (K, P) (P = 1: the risks).
-RF_HD void scatter_row_entry(const int64_t* evaluated, int64_t P, const double* compact, double* rows, int64_t e) {
-  rows[evaluated[e / P] * P + e % P] = compact[e];
-}
-
 }  // namespace dp
 }  // namespace reluflow

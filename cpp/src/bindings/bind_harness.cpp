@@ -363,22 +363,9 @@ void dp_phase_typed(const std::string& phase, const py::dict& ws, int64_t it, in
   } else if (phase == "conclude") {
     if (!a.normalized) throw std::invalid_argument("phase: 'conclude' is the normalized loop's (ws['widths'] set)");
     dp_conclude_host(a);
-  } else if (phase == "gather" || phase == "scatter") {  // the running networks' rows (compaction)
-    py::array ev = py::reinterpret_borrow<py::array>(ws["evaluated"]);
-    const int64_t n = ev.ndim() == 1 ? ev.shape(0) : -1;
-    const int64_t* idx = ws_array<int64_t>(ws, "evaluated", {n}, "(n,)");
-    for (int64_t i = 0; i < n; ++i)
-      if (idx[i] < 0 || idx[i] >= K) throw std::invalid_argument("evaluated: expected network indices in [0, K)");
-    if (phase == "gather") {
-      dp_gather_host(idx, n, P, a.stage, ws_array<T>(ws, "cstage", {n, P}, "(n, P)"));
-    } else {
-      if (stage < 0 || stage >= dp::kStages) throw std::invalid_argument("stage: expected 0..6");
-      dp_scatter_host(idx, n, P, ws_array<double>(ws, "cgrad", {n, P}, "(n, P)"), k + size_t(stage) * size_t(K * P));
-      dp_scatter_host(idx, n, 1, ws_array<double>(ws, "crisk", {n}, "(n,)"), ws_array<double>(ws, "risk", {K}, "(K,)"));
-    }
   } else {
-    throw std::invalid_argument("phase: expected 'init', 'begin', 'stage', 'finish', 'conclude', 'gather' or "
-                                "'scatter', got '" + phase + "'");
+    throw std::invalid_argument("phase: expected 'init', 'begin', 'stage', 'finish' or 'conclude', got '" + phase +
+                                "'");
   }
 }
 
@@ -588,6 +575,50 @@ void bind_harness(py::module_& m) {
       "TEST ONLY: the CUDA GD loop's block planning (reluflow/gd_step.h): (end of the block of iterations\n"
       "starting at i0, records in it).");
   m.def(
+      "_harness_rows",
+      [](const std::string& mode, const py::array& evaluated_in, const py::array& src_in, const py::object& out_in) {
+        const i64_array ev = i64_array::ensure(evaluated_in);
+        if (!ev || ev.ndim() != 1) throw std::invalid_argument("evaluated: expected (n,) network indices");
+        const int64_t n = ev.shape(0);
+        const int64_t* idx = ev.data();
+        if (mode == "gather") {  // rows (K, P) -> compact (n, P), in rows' dtype
+          py::array rows;
+          bool f32 = false;
+          dispatch_float(
+              src_in, [&] { rows = f32_array::ensure(src_in); f32 = true; }, [&] { rows = take_f64(src_in, "rows"); },
+              [&] { rows = take_f64(src_in, "rows"); });
+          if (rows.ndim() != 2) throw std::invalid_argument("rows: expected shape (K, P), got " + shape_str(rows));
+          const int64_t K = rows.shape(0), P = rows.shape(1);
+          for (int64_t i = 0; i < n; ++i)
+            if (idx[i] < 0 || idx[i] >= K) throw std::invalid_argument("evaluated: expected network indices in [0, K)");
+          py::array compact(rows.dtype(), std::vector<int64_t>{n, P});
+          if (f32)
+            rows_gather_host(idx, n, P, static_cast<const float*>(rows.data()), static_cast<float*>(compact.mutable_data()));
+          else
+            rows_gather_host(idx, n, P, static_cast<const double*>(rows.data()), static_cast<double*>(compact.mutable_data()));
+          return py::object(compact);
+        }
+        if (mode != "scatter") throw std::invalid_argument("mode: expected 'gather' or 'scatter', got '" + mode + "'");
+        // compact (n, P) float64 -> rows evaluated[i] of out (K, P) float64 (a copy, returned)
+        const f64_array compact = take_f64(src_in, "compact");
+        f64_array out = take_f64(out_in, "out");
+        if (compact.ndim() != out.ndim() || compact.ndim() < 1 || compact.ndim() > 2 || compact.shape(0) != n ||
+            (out.ndim() == 2 && out.shape(1) != compact.shape(1)))
+          throw std::invalid_argument("compact, out: expected (n, P) and (K, P), or (n,) and (K,)");
+        const int64_t K = out.shape(0), P = out.ndim() == 2 ? out.shape(1) : 1;
+        for (int64_t i = 0; i < n; ++i)
+          if (idx[i] < 0 || idx[i] >= K) throw std::invalid_argument("evaluated: expected network indices in [0, K)");
+        f64_array res(std::vector<int64_t>(out.shape(), out.shape() + out.ndim()));
+        std::copy(out.data(), out.data() + out.size(), res.mutable_data());
+        rows_scatter_host(idx, n, P, compact.data(), res.mutable_data());
+        return py::object(res);
+      },
+      py::arg("mode"), py::arg("evaluated"), py::arg("src"), py::arg("out") = py::none(),
+      "TEST ONLY: the device loops' compaction to the running networks (reluflow/running_rows.h; the\n"
+      "gather_rows_kernel / scatter_rows_kernel of cuda/src/loop_common.cuh) on the host. 'gather': rows\n"
+      "evaluated[i] of src (K, P) float32/float64 -> (n, P) in its dtype; 'scatter': src (n, P) (or (n,))\n"
+      "float64 into rows evaluated[i] of a copy of out (K, P) (or (K,)), returned.");
+  m.def(
       "_harness_dp",
       [](const std::string& phase, const py::dict& ws, int64_t it, int stage) {
         if (!ws.contains("theta0")) throw std::invalid_argument("ws: missing 'theta0'");
@@ -597,9 +628,8 @@ void bind_harness(py::module_& m) {
       },
       py::arg("phase"), py::arg("ws"), py::kw_only(), py::arg("it") = 0, py::arg("stage") = 0,
       "TEST ONLY: one phase of the device dopri5 loop (cuda/src/dopri5_loop.cu: 'init', 'begin' of\n"
-      "iteration it, 'stage' 1..6, 'finish', and for the normalized loop 'conclude'; once networks are done,\n"
-      "'gather' (the stage rows of ws['evaluated'] (n,) int64 into ws['cstage'] (n, P)) and 'scatter' (ws['cgrad']\n"
-      "(n, P) and ws['crisk'] (n,) back into k[stage] and risk)) run on the host with the same per-thread functions\n"
+      "iteration it, 'stage' 1..6, 'finish', and for the normalized loop 'conclude') run on the host with\n"
+      "the same per-thread functions\n"
       "(reluflow/dopri5_step.h). ws: a dict of the loop's arrays (theta0 (K, P) float32/float64 and the\n"
       "stage buffer in its dtype; y (K, P), k (7, K, P), risk (K,), grid (T,), t, h, energy, risk0, growth,\n"
       "hh, target (K,) float64; nxt, streak, accepted, rejected (K,) int64; status (K,) int32; done, reason\n"

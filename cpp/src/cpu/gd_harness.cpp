@@ -129,12 +129,12 @@ template void nm_update_host<float>(const nm::UpdateArgs<float>&);
 template void nm_update_host<double>(const nm::UpdateArgs<double>&);
 
 template <class T>
-void dp_gather_host(const int64_t* evaluated, int64_t n, int64_t P, const T* rows, T* compact) {
-  for (int64_t e = 0; e < n * P; ++e) dp::gather_row_entry(evaluated, P, rows, compact, e);
+void rows_gather_host(const int64_t* evaluated, int64_t n, int64_t P, const T* rows, T* compact) {
+  for (int64_t e = 0; e < n * P; ++e) rows::gather_entry(evaluated, P, rows, compact, e);
 }
 
-void dp_scatter_host(const int64_t* evaluated, int64_t n, int64_t P, const double* compact, double* rows) {
-  for (int64_t e = 0; e < n * P; ++e) dp::scatter_row_entry(evaluated, P, compact, rows, e);
+void rows_scatter_host(const int64_t* evaluated, int64_t n, int64_t P, const double* compact, double* rows) {
+  for (int64_t e = 0; e < n * P; ++e) rows::scatter_entry(evaluated, P, compact, rows, e);
 }
 
 #define RF_DP_INST(T)                                   \
@@ -143,7 +143,7 @@ void dp_scatter_host(const int64_t* evaluated, int64_t n, int64_t P, const doubl
   template void dp_stage_host<T>(const dp::Args<T>&, int); \
   template void dp_finish_host<T>(const dp::Args<T>&);  \
   template void dp_conclude_host<T>(const dp::Args<T>&); \
-  template void dp_gather_host<T>(const int64_t*, int64_t, int64_t, const T*, T*);
+  template void rows_gather_host<T>(const int64_t*, int64_t, int64_t, const T*, T*);
 RF_DP_INST(float)
 RF_DP_INST(double)
 #undef RF_DP_INST

@@ -23,6 +23,7 @@ void rk_update_host(const rk::RkArgs<T>& a);
 }  // namespace reluflow
 
 #include "reluflow/dopri5_step.h"
+#include "reluflow/running_rows.h"
 
 namespace reluflow {
 
@@ -39,11 +40,11 @@ template <class T>
 void dp_finish_host(const dp::Args<T>& a);
 template <class T>
 void dp_conclude_host(const dp::Args<T>& a);
-// The compaction's copies (dp::gather_row_entry / scatter_row_entry over every entry): rows evaluated[i]
-// of rows (K, P) into compact (n, P), and back.
+// The device loops' compaction (reluflow/running_rows.h, every entry in turn): rows evaluated[i] of rows
+// (K, P) into compact (n, P), and back.
 template <class T>
-void dp_gather_host(const int64_t* evaluated, int64_t n, int64_t P, const T* rows, T* compact);
-void dp_scatter_host(const int64_t* evaluated, int64_t n, int64_t P, const double* compact, double* rows);
+void rows_gather_host(const int64_t* evaluated, int64_t n, int64_t P, const T* rows, T* compact);
+void rows_scatter_host(const int64_t* evaluated, int64_t n, int64_t P, const double* compact, double* rows);
 
 }  // namespace reluflow
 
