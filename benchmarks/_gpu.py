@@ -1,6 +1,8 @@
 """Shared by the GPU benchmarks (bench_gpu_*.py): open the device, or say why there is none."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Callable
 
 
@@ -28,3 +30,16 @@ def open_gpu(result: dict, write: Callable[[], None]) -> Any | None:
     props = cp.cuda.runtime.getDeviceProperties(0)
     result["device"] = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
     return cp
+
+
+def start_bench(name: str, out: str | None) -> tuple[dict, Callable[[], None], Any | None]:
+    """A GPU benchmark's result dict ({"bench": name, "rows": [], "skipped": None}), its writer (the JSON
+    to ``out``, None: nowhere; call it after every row) and CuPy from :func:`open_gpu` (None: no GPU
+    here, the reason already written)."""
+    result = {"bench": name, "rows": [], "skipped": None}
+
+    def write():
+        if out:
+            Path(out).write_text(json.dumps(result, indent=1))
+
+    return result, write, open_gpu(result, write)

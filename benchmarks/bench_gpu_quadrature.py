@@ -19,7 +19,6 @@ Usage: python benchmarks/bench_gpu_quadrature.py [--repeats 5] [--budget 60] [--
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -29,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import fmt_t  # noqa: E402
-from _gpu import open_gpu  # noqa: E402
+from _gpu import start_bench  # noqa: E402
 
 # (widths, K): bench_quadrature.py's deep case and wider / deeper / more networks
 CASES = [([1, 128, 128, 1], 8), ([1, 128, 128, 1], 256), ([1, 32, 32, 32, 1], 256), ([1, 512, 512, 1], 16)]
@@ -54,13 +53,7 @@ def main(argv=None):
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     start = time.perf_counter()
-    result = {"bench": "gpu_quadrature", "rows": [], "skipped": None}
-
-    def write():
-        if args.out:
-            Path(args.out).write_text(json.dumps(result, indent=1))
-
-    cp = open_gpu(result, write)
+    result, write, cp = start_bench("gpu_quadrature", args.out)
     if cp is None:
         return 0
     import reluflow as rf

@@ -29,7 +29,6 @@ Usage: python benchmarks/bench_gpu_risk_grad.py [--cases S,E,A,B,C,D] [--dtypes 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -40,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import fmt_t  # noqa: E402
-from _gpu import open_gpu  # noqa: E402
+from _gpu import start_bench  # noqa: E402
 from bench_risk_grad import flops, problem_arrays  # noqa: E402  (the one FLOP convention and problem)
 
 CASES = {
@@ -254,13 +253,7 @@ def main(argv=None):
     # JAX would take 75% of the GPU's memory at its first use, starving CuPy and PyTorch
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     start = time.perf_counter()
-    result = {"bench": "gpu_risk_grad", "rows": [], "skipped": None}
-
-    def write():
-        if args.out:
-            Path(args.out).write_text(json.dumps(result, indent=1))
-
-    cp = open_gpu(result, write)
+    result, write, cp = start_bench("gpu_risk_grad", args.out)
     if cp is None:
         return 0
     print(f"device: {result['device']}")

@@ -108,6 +108,20 @@ struct DenseViews {
   uintptr_t theta = 0, x = 0, w = 0, risk = 0, grad = 0;
 };
 
+// The dense kernels' problem from those views and y (N, out) device pointer (0: the target of the spec).
+reluflow::cuda::DenseDevice dense_device(const reluflow::Layout& lay, const DenseViews& v, uintptr_t y) {
+  reluflow::cuda::DenseDevice p;
+  p.lay = lay;
+  p.K = v.K;
+  p.N = v.N;
+  p.f32 = v.f32;
+  p.theta = reinterpret_cast<const void*>(v.theta);
+  p.x = reinterpret_cast<const double*>(v.x);
+  p.w = reinterpret_cast<const double*>(v.w);
+  p.y = reinterpret_cast<const double*>(y);
+  return p;
+}
+
 DenseViews dense_views(const reluflow::Layout& lay, const py::object& theta, const py::object& x, const py::object& w,
                        const py::object& risk, const py::object& grad) {
   DenseViews v;
@@ -303,15 +317,7 @@ PYBIND11_MODULE(_cuda, m) {
           yv = device_view(y, "y", "<f8", false, "float64");
           expect_shape(yv, "y", {v.N, out}, "(N, out)");
         }
-        rc::DenseDevice p;
-        p.lay = lay;
-        p.K = v.K;
-        p.N = v.N;
-        p.f32 = v.f32;
-        p.theta = reinterpret_cast<const void*>(v.theta);
-        p.x = reinterpret_cast<const double*>(v.x);
-        p.w = reinterpret_cast<const double*>(v.w);
-        p.y = reinterpret_cast<const double*>(yv.ptr);
+        rc::DenseDevice p = dense_device(lay, v, yv.ptr);
         p.target = prob.spec.target;
         p.teacher = prob.spec.teacher;
         {
@@ -348,14 +354,7 @@ PYBIND11_MODULE(_cuda, m) {
           expect_shape(zv, "zero", {v.N, hidden}, "(N, hidden)");
         }
         rc::RaggedDevice p;
-        p.lay = lay;
-        p.K = v.K;
-        p.N = v.N;
-        p.f32 = v.f32;
-        p.theta = reinterpret_cast<const void*>(v.theta);
-        p.x = reinterpret_cast<const double*>(v.x);
-        p.w = reinterpret_cast<const double*>(v.w);
-        p.y = reinterpret_cast<const double*>(yv.ptr);
+        p.nodes = dense_device(lay, v, yv.ptr);
         p.zero = reinterpret_cast<const uint8_t*>(zv.ptr);
         p.node_offset = off.data();
         {

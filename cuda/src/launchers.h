@@ -87,13 +87,7 @@ void risk_and_grad_dense(const DenseDevice& p, DensePath path, double* risk, dou
 // nodes"). Networks run in groups that bound the partials' memory; a network's bits depend on its own
 // nodes only.
 struct RaggedDevice {
-  Layout lay{};
-  int64_t K = 0, N = 0;
-  bool f32 = false;
-  const void* theta = nullptr;
-  const double* x = nullptr;
-  const double* w = nullptr;
-  const double* y = nullptr;
+  DenseDevice nodes{};                   // lay, K, N (all rows), f32, theta, x, w, y (y required)
   const uint8_t* zero = nullptr;
   const int64_t* node_offset = nullptr;  // host memory
 };

@@ -177,16 +177,17 @@ void deep_launch(grid::DenseArgs<T> a, double* risk, double* grad, cudaStream_t 
 }
 
 template <class T>
-void ragged_launch(const RaggedDevice& p, double* risk, double* grad, cudaStream_t st) {
+void ragged_launch(const RaggedDevice& rp, double* risk, double* grad, cudaStream_t st) {
+  const DenseDevice& p = rp.nodes;
   const Layout& lay = p.lay;
   const int64_t P = lay.num_params, K = p.K;
   const grid::DeepPlan any = grid::deep_plan(lay, 0);  // width and scratch do not depend on N
   const int64_t width = grad ? any.width : 1;
   std::vector<int64_t> items(size_t(K + 1));  // every network's items, from the first network's
-  grid::ragged_item_offsets(lay, p.node_offset, K, items.data());
+  grid::ragged_item_offsets(lay, rp.node_offset, K, items.data());
   const int64_t per_item = width * 8 + any.scratch * int64_t(sizeof(T));
   grid::Ragged r;
-  r.zero = p.zero;
+  r.zero = rp.zero;
   r.hidden = net::num_activations(lay) - lay.widths[lay.num_layers];
   grid::DenseArgs<T> a;
   a.lay = lay;
@@ -201,7 +202,7 @@ void ragged_launch(const RaggedDevice& p, double* risk, double* grad, cudaStream
     const int64_t G = k1 - k0, count = items[k1] - items[k0];
     std::vector<int64_t> item_offset(size_t(G + 1));
     for (int64_t g = 0; g <= G; ++g) item_offset[g] = items[k0 + g] - items[k0];
-    DeviceCopy d_items(item_offset.data(), G + 1, st), d_nodes(p.node_offset + k0, G + 1, st);
+    DeviceCopy d_items(item_offset.data(), G + 1, st), d_nodes(rp.node_offset + k0, G + 1, st);
     StreamBuffer scratch(size_t(count * any.scratch) * sizeof(T), st), part(size_t(count * width) * 8, st);
     r.item_offset = d_items.as<int64_t>();
     r.node_offset = d_nodes.as<int64_t>();
@@ -282,8 +283,8 @@ void risk_and_grad_dense(const DenseDevice& p, DensePath path, double* risk, dou
 
 void risk_and_grad_ragged(const RaggedDevice& p, double* risk, double* grad, uintptr_t stream) {
   const cudaStream_t st = reinterpret_cast<cudaStream_t>(stream);
-  if (p.K == 0) return;
-  if (p.f32)
+  if (p.nodes.K == 0) return;
+  if (p.nodes.f32)
     ragged_launch<float>(p, risk, grad, st);
   else
     ragged_launch<double>(p, risk, grad, st);

@@ -44,6 +44,40 @@ void check_shape(const py::array& a, const char* name, std::vector<int64_t> shap
 
 using u8_array = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
 
+// theta (K, P) of a risk / gradient harness: float32 kept, any other real dtype as float64.
+struct HarnessTheta {
+  py::array a;
+  bool f32 = false;
+  int64_t K = 0;
+};
+
+HarnessTheta harness_theta(const py::array& theta_in, const Layout& lay) {
+  HarnessTheta th;
+  dispatch_float(
+      theta_in, [&] { th.a = f32_array::ensure(theta_in); th.f32 = true; },
+      [&] { th.a = take_f64(theta_in, "theta"); }, [&] { th.a = take_f64(theta_in, "theta"); });
+  if (th.a.ndim() != 2 || th.a.shape(1) != lay.num_params)
+    throw std::invalid_argument("theta: expected shape (K, P) with P = " + std::to_string(lay.num_params) + ", got " +
+                                shape_str(th.a));
+  th.K = th.a.shape(0);
+  return th;
+}
+
+// The outputs of a risk / gradient harness: risk (K,) and, with want_grad, grad (K, P) float64 (made
+// with the GIL held; filled without it).
+struct RiskGradOut {
+  py::array_t<double> risk;
+  py::object grad = py::none();
+  double* gptr = nullptr;
+  RiskGradOut(int64_t K, int64_t P, bool want_grad) : risk(K) {
+    if (!want_grad) return;
+    py::array_t<double> g({K, P});
+    gptr = g.mutable_data();
+    grad = g;
+  }
+  py::tuple result() const { return py::make_tuple(risk, grad); }
+};
+
 // Copies of a harness's per-network state dict (K,) arrays: active, reason (uint8), growth, risk0,
 // last_risk, last_gn, energy (float64), stop_iter (int64) and, when present, rose (uint8).
 struct HarnessState {
@@ -378,15 +412,10 @@ void bind_harness(py::module_& m) {
          const py::object& y_in, bool want_grad, const std::string& path, const py::object& spec) {
         const Layout lay = make_layout(widths);
         const GridPath gp = parse_path(path);
-        py::array theta;
-        bool f32 = false;
-        dispatch_float(
-            theta_in, [&] { theta = f32_array::ensure(theta_in); f32 = true; },
-            [&] { theta = take_f64(theta_in, "theta"); }, [&] { theta = take_f64(theta_in, "theta"); });
-        if (theta.ndim() != 2 || theta.shape(1) != lay.num_params)
-          throw std::invalid_argument("theta: expected shape (K, P) with P = " + std::to_string(lay.num_params) +
-                                      ", got " + shape_str(theta));
-        const int64_t K = theta.shape(0);
+        const HarnessTheta th = harness_theta(theta_in, lay);
+        const py::array& theta = th.a;
+        const bool f32 = th.f32;
+        const int64_t K = th.K;
         const f64_array x = take_f64(x_in, "x"), w = take_f64(w_in, "w");
         const int64_t N = x.ndim() >= 1 ? x.shape(0) : -1;
         const int d = lay.widths[0], out = lay.widths[lay.num_layers];
@@ -401,20 +430,13 @@ void bind_harness(py::module_& m) {
           y = take_f64(y_in, "y");
           check_shape(y, "y", {N, out}, "(N, out)");
         }
-        py::array_t<double> risk(K);
-        py::object grad = py::none();
-        double* gptr = nullptr;
-        if (want_grad) {
-          py::array_t<double> g({K, static_cast<int64_t>(lay.num_params)});
-          gptr = g.mutable_data();
-          grad = g;
-        }
+        RiskGradOut res(K, lay.num_params, want_grad);
         {
           py::gil_scoped_release release;
           risk_and_grad_grid_host(lay, K, N, f32, theta.data(), x.data(), w.data(), y_in.is_none() ? nullptr : y.data(),
-                                  prob.spec, gp, risk.mutable_data(), gptr);
+                                  prob.spec, gp, res.risk.mutable_data(), res.gptr);
         }
-        return py::make_tuple(risk, grad);
+        return res.result();
       },
       py::arg("widths"), py::arg("theta"), py::arg("x"), py::arg("w"), py::arg("y"), py::arg("want_grad") = true,
       py::arg("path") = "auto", py::kw_only(), py::arg("spec") = py::none(),
@@ -428,15 +450,10 @@ void bind_harness(py::module_& m) {
       [](const std::vector<int64_t>& widths, const py::array& theta_in, const py::array& x_in, const py::array& w_in,
          const py::array& y_in, const py::object& offset_in, const py::object& zero_in, bool want_grad) {
         const Layout lay = make_layout(widths);
-        py::array theta;
-        bool f32 = false;
-        dispatch_float(
-            theta_in, [&] { theta = f32_array::ensure(theta_in); f32 = true; },
-            [&] { theta = take_f64(theta_in, "theta"); }, [&] { theta = take_f64(theta_in, "theta"); });
-        if (theta.ndim() != 2 || theta.shape(1) != lay.num_params)
-          throw std::invalid_argument("theta: expected shape (K, P) with P = " + std::to_string(lay.num_params) +
-                                      ", got " + shape_str(theta));
-        const int64_t K = theta.shape(0);
+        const HarnessTheta th = harness_theta(theta_in, lay);
+        const py::array& theta = th.a;
+        const bool f32 = th.f32;
+        const int64_t K = th.K;
         const f64_array x = take_f64(x_in, "x"), w = take_f64(w_in, "w"), y = take_f64(y_in, "y");
         const int64_t N = x.ndim() >= 1 ? x.shape(0) : -1;
         const int d = lay.widths[0], out = lay.widths[lay.num_layers];
@@ -452,20 +469,13 @@ void bind_harness(py::module_& m) {
           if (!zero) throw std::invalid_argument("zero: expected an array of flags");
           check_shape(zero, "zero", {N, hidden}, "(N, hidden)");
         }
-        py::array_t<double> risk(K);
-        py::object grad = py::none();
-        double* gptr = nullptr;
-        if (want_grad) {
-          py::array_t<double> g({K, static_cast<int64_t>(lay.num_params)});
-          gptr = g.mutable_data();
-          grad = g;
-        }
+        RiskGradOut res(K, lay.num_params, want_grad);
         {
           py::gil_scoped_release release;
           risk_and_grad_ragged_host(lay, K, N, f32, theta.data(), x.data(), w.data(), y.data(), offset.data(),
-                                    zero_in.is_none() ? nullptr : zero.data(), risk.mutable_data(), gptr);
+                                    zero_in.is_none() ? nullptr : zero.data(), res.risk.mutable_data(), res.gptr);
         }
-        return py::make_tuple(risk, grad);
+        return res.result();
       },
       py::arg("widths"), py::arg("theta"), py::arg("x"), py::arg("w"), py::arg("y"), py::arg("offset"),
       py::arg("zero") = py::none(), py::arg("want_grad") = true,

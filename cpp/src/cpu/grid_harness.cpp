@@ -97,9 +97,10 @@ void ragged_host(const grid::DenseArgs<T>& a, const int64_t* node_offset, const 
     for (int64_t q = 0; q < width; ++q) grid::deep_ragged_final_thread(a.lay, r, part.data(), width, k, q, risk, grad);
 }
 
+// The kernels' view of the problem (the target and teacher: unset, for given y).
 template <class T>
-void run(const Layout& lay, int64_t K, int64_t N, const void* theta, const double* x, const double* w,
-         const double* y, const ProblemSpec& spec, GridPath path, double* risk, double* grad) {
+grid::DenseArgs<T> dense_args(const Layout& lay, int64_t K, int64_t N, const void* theta, const double* x,
+                              const double* w, const double* y) {
   grid::DenseArgs<T> a;
   a.lay = lay;
   a.K = K;
@@ -108,6 +109,13 @@ void run(const Layout& lay, int64_t K, int64_t N, const void* theta, const doubl
   a.x = x;
   a.w = w;
   a.y = y;
+  return a;
+}
+
+template <class T>
+void run(const Layout& lay, int64_t K, int64_t N, const void* theta, const double* x, const double* w,
+         const double* y, const ProblemSpec& spec, GridPath path, double* risk, double* grad) {
+  grid::DenseArgs<T> a = dense_args<T>(lay, K, N, theta, x, w, y);
   a.target = spec.target;
   a.teacher = spec.teacher;
   if (path == GridPath::Shallow)
@@ -121,22 +129,10 @@ void run(const Layout& lay, int64_t K, int64_t N, const void* theta, const doubl
 void risk_and_grad_ragged_host(const Layout& lay, int64_t K, int64_t N, bool f32, const void* theta,
                                const double* x, const double* w, const double* y, const int64_t* node_offset,
                                const uint8_t* zero, double* risk, double* grad) {
-  const auto go = [&](auto tag) {
-    using T = decltype(tag);
-    grid::DenseArgs<T> a;
-    a.lay = lay;
-    a.K = K;
-    a.N = N;
-    a.theta = static_cast<const T*>(theta);
-    a.x = x;
-    a.w = w;
-    a.y = y;
-    ragged_host(a, node_offset, zero, risk, grad);
-  };
   if (f32)
-    go(float{});
+    ragged_host(dense_args<float>(lay, K, N, theta, x, w, y), node_offset, zero, risk, grad);
   else
-    go(double{});
+    ragged_host(dense_args<double>(lay, K, N, theta, x, w, y), node_offset, zero, risk, grad);
 }
 
 void risk_and_grad_grid_host(const Layout& lay, int64_t K, int64_t N, bool f32, const void* theta, const double* x,
