@@ -134,7 +134,7 @@ void dopri5_loop_t(const Dopri5LoopSpec& s, Dopri5LoopOut& out) {
     check(cudaMemsetAsync(nz_count.ptr, 0, 16, st), "cudaMemsetAsync");
   }
   upload(grid.as<double>(), std::vector<double>(s.grid, s.grid + nT));
-  if (s.frozen) check(cudaMemcpy(frozen.ptr, s.frozen, size_t(P), cudaMemcpyHostToDevice), "cudaMemcpy");
+  if (s.frozen) to_device(frozen.ptr, s.frozen, size_t(P));
   upload(recs.as<double>(), std::vector<double>(size_t(nT * K) * 3, NAN));
   if (s.record_theta)
     upload(rec_theta.as<T>(), std::vector<T>(size_t(nT * K * P), std::numeric_limits<T>::quiet_NaN()));
@@ -257,8 +257,7 @@ void dopri5_loop_t(const Dopri5LoopSpec& s, Dopri5LoopOut& out) {
   loop::download(yh.data(), y.ptr, K * P);
   std::vector<T> th(yh.begin(), yh.end());
   if (K * P > 0)
-    check(cudaMemcpy(const_cast<void*>(s.prob.theta), th.data(), th.size() * sizeof(T), cudaMemcpyHostToDevice),
-          "cudaMemcpy");
+    to_device(const_cast<void*>(s.prob.theta), th.data(), th.size() * sizeof(T));
   loop::download(out.rec_risk, a.rec_risk, nT * K);
   loop::download(out.rec_gnorm, a.rec_gn, nT * K);
   loop::download(out.rec_energy, a.rec_energy, nT * K);

@@ -149,7 +149,7 @@ void gd_loop_t(const GdLoopSpec& s, GdLoopOut& out) {
   DeviceMem risk{size_t(K) * 8}, ks{size_t(stages) * size_t(K * P) * 8};
   DeviceMem stage_theta{stages > 1 ? size_t(K * P) * sizeof(T) : 0};
   DeviceMem frozen{s.frozen ? size_t(P) : 0};
-  if (s.frozen) check(cudaMemcpy(frozen.ptr, s.frozen, size_t(P), cudaMemcpyHostToDevice), "cudaMemcpy");
+  if (s.frozen) to_device(frozen.ptr, s.frozen, size_t(P));
 
   // per-network state
   DeviceMem active{size_t(K)}, reason{size_t(K)}, stop{size_t(K) * 8}, rose{size_t(K)};

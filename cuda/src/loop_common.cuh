@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "launchers.h"
+#include "stream_buffer.cuh"
 #include "reluflow/gd_step.h"
 #include "reluflow/normalized_step.h"
 #include "reluflow/risk_grad_grid.h"
@@ -21,9 +22,8 @@
 
 namespace reluflow::cuda::loop {
 
-inline void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(err));
-}
+using cuda::check;      // stream_buffer.cuh's
+using cuda::to_device;
 
 // A block's tree over its gd::kThreads threads' rows of `width` doubles in shared memory (fixed order).
 __device__ __forceinline__ void block_tree(double* sh, int width) {
@@ -64,7 +64,7 @@ struct PinnedMem {
 
 template <class U>
 void upload(U* dev, const std::vector<U>& host) {
-  if (!host.empty()) check(cudaMemcpy(dev, host.data(), host.size() * sizeof(U), cudaMemcpyHostToDevice), "cudaMemcpy");
+  to_device(dev, host.data(), host.size() * sizeof(U));
 }
 
 template <class U>
@@ -75,7 +75,7 @@ void download(U* host, const void* dev, int64_t n) {
 // A host array of n doubles copied to the device (null for null / empty).
 struct DeviceArray : DeviceMem {
   DeviceArray(const double* host, int64_t n) : DeviceMem(host && n > 0 ? size_t(n) * 8 : 0) {
-    if (ptr) check(cudaMemcpy(ptr, host, size_t(n) * 8, cudaMemcpyHostToDevice), "cudaMemcpy");
+    if (ptr) to_device(ptr, host, size_t(n) * 8);
   }
 };
 

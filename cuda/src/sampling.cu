@@ -7,15 +7,12 @@
 #include <string>
 
 #include "launchers.h"
+#include "stream_buffer.cuh"
 #include "reluflow/dists.h"
 #include "reluflow/philox.h"
 
 namespace reluflow::cuda {
 namespace {
-
-void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(err));
-}
 
 __global__ void philox_uniforms_kernel(uint64_t seed, uint32_t stream, uint32_t step, uint32_t first,
                                        int64_t n, int d, double* out) {
@@ -54,7 +51,7 @@ struct DeviceBuffer {
   explicit DeviceBuffer(int64_t n, const double* host = nullptr) {
     if (n <= 0) return;
     check(cudaMalloc(&ptr, n * sizeof(double)), "cudaMalloc");
-    if (host) check(cudaMemcpy(ptr, host, n * sizeof(double), cudaMemcpyHostToDevice), "cudaMemcpy");
+    if (host) to_device(ptr, host, n * sizeof(double));
   }
   ~DeviceBuffer() {
     if (ptr) cudaFree(ptr);
@@ -96,7 +93,7 @@ DeviceInputDist::DeviceInputDist(const InputDist& host, const int64_t* sizes) : 
   for (int q = 0; q < 3; ++q) {
     if (!src[q] || sizes[q] <= 0) continue;
     check(cudaMalloc(&buf_[q], sizes[q] * sizeof(double)), "cudaMalloc");
-    check(cudaMemcpy(buf_[q], src[q], sizes[q] * sizeof(double), cudaMemcpyHostToDevice), "cudaMemcpy");
+    to_device(buf_[q], src[q], sizes[q] * sizeof(double));
   }
   if (box) {
     dist_.box.low = buf_[0];

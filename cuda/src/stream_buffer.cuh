@@ -41,6 +41,16 @@ struct DeviceCopy : StreamBuffer {
   }
 };
 
+// Host -> device, complete when it returns. cudaMemcpy from pageable memory may return once the data is
+// staged, before the DMA lands, and the kernels that read it run on the caller's stream, which need not
+// wait for the legacy default stream's copy (a non-blocking CuPy or PyTorch stream does not): hence the
+// synchronization of the legacy stream. For set-up copies (once per run, or at a block boundary).
+inline void to_device(void* dev, const void* host, size_t bytes) {
+  if (bytes == 0) return;
+  check(cudaMemcpy(dev, host, bytes, cudaMemcpyHostToDevice), "cudaMemcpy");
+  check(cudaStreamSynchronize(cudaStreamLegacy), "cudaStreamSynchronize");
+}
+
 // A grid dimension of n blocks, checked.
 inline unsigned grid_dim(int64_t n, const char* what) {
   if (n < 1 || n > 0x7fffffff) throw std::invalid_argument(std::string(what) + ": grid too large");
