@@ -137,6 +137,8 @@ def test_cuda_backend_partition_route_like_cpu(host_cuda, dtype):  # noqa: F811
     assert np.isnan(rb[1]) and np.isnan(gb[1]).all()
     keep = [0, 2, 3]
     assert np.array_equal(rb[keep], r[keep]) and np.array_equal(gb[keep], g[keep])
+    r0n, g0n = cuda_backend.partition(prob.spec, rf.Quadrature(), theta[:0], True)   # no networks
+    assert r0n.shape == (0,) and g0n.shape == (0, prob.num_params)
     with pytest.raises(ValueError, match=rf"theta: expected shape \(K, {prob.num_params}\)"):
         cuda_backend.partition(prob.spec, rf.Quadrature(), theta[:, 1:], True)
 
