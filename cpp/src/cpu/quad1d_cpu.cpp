@@ -43,7 +43,7 @@ void sort_unique(std::vector<double>& v) {
 struct Scratch {
   std::vector<double> pts, e, fresh, merged;  // break points
   std::vector<double> za, zb;                 // pre-activations at the break points (n, l)
-  std::vector<double> wt;                     // transposed weights of one layer (l_in, l_out)
+  std::vector<double> wt, wabs;               // transposed weights of one layer (l_in, l_out), |wt|
   std::vector<double> acc;                    // one row of accumulators (l_out,)
   std::vector<double> theta64;                // the network in float64
   std::vector<double> part, grid;             // its partition, merged with the fixed breaks
@@ -363,21 +363,17 @@ bool vanishing_on_pieces(const Layout& lay, const double* th, const std::vector<
   int terms = 2, off = l1, ni = l1;
   for (int k = 1; k < lay.num_layers - 1; ++k) {
     const int no = lay.widths[k + 1];
-    const double* W = th + lay.w_offset[k];
     const double* b = th + lay.b_offset[k];
     terms += ni + 1;
     s.nz.resize(static_cast<size_t>(n * no));
     s.nm.resize(static_cast<size_t>(n * no));
     // transposed weights and their absolute values: the inner loop runs over the outputs (vectorized),
     // each output still summing its inputs in order
-    s.wt.resize(static_cast<size_t>(2 * ni) * no);
-    double* wt = s.wt.data();
-    double* wabs = wt + static_cast<size_t>(ni) * no;
-    for (int o = 0; o < no; ++o)
-      for (int i = 0; i < ni; ++i) {
-        wt[static_cast<size_t>(i) * no + o] = W[static_cast<int64_t>(o) * ni + i];
-        wabs[static_cast<size_t>(i) * no + o] = std::fabs(W[static_cast<int64_t>(o) * ni + i]);
-      }
+    transposed_weights(lay, th, k, s.wt);
+    s.wabs.resize(s.wt.size());
+    const double* wt = s.wt.data();
+    double* wabs = s.wabs.data();
+    for (size_t e = 0; e < s.wt.size(); ++e) wabs[e] = std::fabs(wt[e]);
     for (int64_t j = 0; j < n; ++j) {
       const double* zin = s.ez.data() + j * ni;
       const double* min = s.em.data() + j * ni;
