@@ -347,8 +347,8 @@ def test_dp_harness_checks_workspace():
 def test_device_dopri5_emulated_evaluates_only_the_running_networks_once_enough_are_done(host_dp):
     """Networks that need few steps finish blocks before a stiff one: from the block boundary where at
     most 3/4 of the evaluated networks still run, the loop evaluates only those (their stage rows gathered,
-    the results scattered back: 'gather' / 'scatter' of the harness, cuda/src/dopri5_loop.cu's
-    gather_rows_kernel / scatter_rows_kernel), and the run is the cpu loop's all the same."""
+    the results scattered back: _core._harness_rows, loop_common.cuh's gather_rows_kernel /
+    scatter_rows_kernel), and the run is the cpu loop's all the same."""
     prob = problem([1, 16, 1])
     est = points(1)
     theta = prob.init(8, seed=4)

@@ -13,6 +13,7 @@
 #include "bindings/exact_sweep_args.h"
 #include "bindings/progress.h"
 #include "launchers.h"
+#include "reluflow/manifold.h"
 #include "reluflow/tableaux.h"
 
 namespace py = pybind11;
@@ -346,8 +347,7 @@ PYBIND11_MODULE(_cuda, m) {
         const DeviceView yv = device_view(y, "y", "<f8", false, "float64");
         expect_shape(yv, "y", {v.N, lay.widths[lay.num_layers]}, "(N, out)");
         const reluflow::i64_array off = reluflow::ragged_offsets(offset, v.K, v.N);
-        int64_t hidden = 0;
-        for (int k = 1; k < lay.num_layers; ++k) hidden += lay.widths[k];
+        const int64_t hidden = reluflow::hidden_neurons(lay);  // l_1 + ... + l_{L-1}
         DeviceView zv;
         if (!zero.is_none()) {
           zv = device_view(zero, "zero", "|u1", false, "uint8");

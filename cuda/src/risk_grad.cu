@@ -188,7 +188,6 @@ void ragged_launch(const RaggedDevice& rp, double* risk, double* grad, cudaStrea
   const int64_t per_item = width * 8 + any.scratch * int64_t(sizeof(T));
   grid::Ragged r;
   r.zero = rp.zero;
-  r.hidden = net::num_activations(lay) - lay.widths[lay.num_layers];
   grid::DenseArgs<T> a;
   a.lay = lay;
   a.N = p.N;

@@ -41,6 +41,7 @@
 #include <stdint.h>
 
 #include "layout.h"
+#include "manifold.h"
 #include "net.h"
 #include "rf_hd.h"
 #include "spec.h"
@@ -306,14 +307,14 @@ RF_HD DeepPlan deep_plan(const Layout& lay, int64_t N) {
 }
 
 // Nodes j0 .. j1 - 1 through network th, node after node, into partial (1 + P doubles: risk, then the
-// gradient when want_grad; `width` of them zeroed first); zero: the nodes' hidden flags (`hidden` per
-// node, forward_node's), or null.
+// gradient when want_grad; `width` of them zeroed first); zero: the nodes' hidden flags (hidden_neurons
+// per node, forward_node's), or null.
 template <class T>
 RF_HD void deep_nodes(const DenseArgs<T>& a, const T* th, int64_t j0, int64_t j1, const uint8_t* zero,
-                      int64_t hidden, bool want_grad, int64_t width, T* scratch, double* partial) {
+                      bool want_grad, int64_t width, T* scratch, double* partial) {
   const Layout& lay = a.lay;
   const int d = lay.widths[0], out = lay.widths[lay.num_layers];
-  const int64_t nact = net::num_activations(lay);
+  const int64_t nact = net::num_activations(lay), hidden = zero != nullptr ? hidden_neurons(lay) : 0;
   const int mw = net::max_width(lay);
   T* z = scratch;
   T* da = z + nact;
@@ -337,20 +338,27 @@ RF_HD void deep_item_thread(const DenseArgs<T>& a, const DeepPlan& pl, int64_t i
   if (item >= a.K * pl.chunks) return;
   const int64_t k = item / pl.chunks, c = item % pl.chunks;
   const int64_t j0 = c * pl.chunk, j1 = min64(a.N, j0 + pl.chunk);
-  deep_nodes(a, a.theta + k * a.lay.num_params, j0, j1, nullptr, 0, want_grad, want_grad ? pl.width : 1, scratch,
+  deep_nodes(a, a.theta + k * a.lay.num_params, j0, j1, nullptr, want_grad, want_grad ? pl.width : 1, scratch,
              partial);
 }
 
-// Final of the deep path, thread for column q of network k (q < width, or < 1 without the gradient):
-// the items' partials summed in chunk order -> risk_k (q = 0) or grad_k[q - 1].
-RF_HD void deep_final_thread(const Layout& lay, const DeepPlan& pl, const double* part, int64_t width, int64_t k,
-                             int64_t q, double* risk, double* grad) {
+// Column q of network k from the partials of its items i0 .. i1 - 1 (rows of `width`), summed in item
+// order -> risk_k (q = 0) or grad_k[q - 1]; no items: 0.
+RF_HD void deep_column_out(const Layout& lay, const double* part, int64_t width, int64_t i0, int64_t i1, int64_t k,
+                           int64_t q, double* risk, double* grad) {
   double s = 0.0;
-  for (int64_t c = 0; c < pl.chunks; ++c) s += part[(k * pl.chunks + c) * width + q];
+  for (int64_t i = i0; i < i1; ++i) s += part[i * width + q];
   if (q == 0)
     risk[k] = s;
   else
     grad[k * lay.num_params + q - 1] = s;
+}
+
+// Final of the deep path, thread for column q of network k (q < width, or < 1 without the gradient):
+// the items' partials summed in chunk order.
+RF_HD void deep_final_thread(const Layout& lay, const DeepPlan& pl, const double* part, int64_t width, int64_t k,
+                             int64_t q, double* risk, double* grad) {
+  deep_column_out(lay, part, width, k * pl.chunks, (k + 1) * pl.chunks, k, q, risk, grad);
 }
 
 // ---- ragged nodes: each network its own nodes (the exact 1-D quadrature's kink partitions) --------------
@@ -362,8 +370,7 @@ RF_HD void deep_final_thread(const Layout& lay, const DeepPlan& pl, const double
 struct Ragged {
   const int64_t* node_offset = nullptr;  // (K + 1), rows of x
   const int64_t* item_offset = nullptr;  // (K + 1), work items
-  const uint8_t* zero = nullptr;         // (a.N, hidden) or null
-  int64_t hidden = 0;                    // l_1 + ... + l_{L-1}
+  const uint8_t* zero = nullptr;         // (a.N, hidden_neurons) or null
 };
 
 // item_offset (K + 1) of K networks with node_offset (K + 1), relative to the first network's items.
@@ -397,19 +404,13 @@ RF_HD void deep_ragged_item_thread(const DenseArgs<T>& a, const Ragged& r, int64
   const int64_t n0 = r.node_offset[k], n1 = r.node_offset[k + 1];
   const DeepPlan pl = deep_plan(a.lay, n1 - n0);
   const int64_t j0 = n0 + (item - r.item_offset[k]) * pl.chunk, j1 = min64(n1, j0 + pl.chunk);
-  deep_nodes(a, a.theta + k * a.lay.num_params, j0, j1, r.zero, r.hidden, want_grad, width, scratch, partial);
+  deep_nodes(a, a.theta + k * a.lay.num_params, j0, j1, r.zero, want_grad, width, scratch, partial);
 }
 
-// Final of the ragged path, thread for column q of network k: its items' partials summed in order (none:
-// 0) -> risk_k (q = 0) or grad_k[q - 1].
+// Final of the ragged path, thread for column q of network k: its items' partials summed in order.
 RF_HD void deep_ragged_final_thread(const Layout& lay, const Ragged& r, const double* part, int64_t width, int64_t k,
                                     int64_t q, double* risk, double* grad) {
-  double s = 0.0;
-  for (int64_t i = r.item_offset[k]; i < r.item_offset[k + 1]; ++i) s += part[i * width + q];
-  if (q == 0)
-    risk[k] = s;
-  else
-    grad[k * lay.num_params + q - 1] = s;
+  deep_column_out(lay, part, width, r.item_offset[k], r.item_offset[k + 1], k, q, risk, grad);
 }
 
 }  // namespace grid

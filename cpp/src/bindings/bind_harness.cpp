@@ -44,18 +44,28 @@ void check_shape(const py::array& a, const char* name, std::vector<int64_t> shap
 
 using u8_array = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
 
-// theta (K, P) of a risk / gradient harness: float32 kept, any other real dtype as float64.
-struct HarnessTheta {
+// A float array of a harness: float32 kept, any other real dtype as float64 (f32 says which).
+struct FloatArray {
   py::array a;
   bool f32 = false;
+};
+
+FloatArray keep_float(const py::array& in, const char* name) {
+  FloatArray r;
+  dispatch_float(
+      in, [&] { r.a = f32_array::ensure(in); r.f32 = true; }, [&] { r.a = take_f64(in, name); },
+      [&] { r.a = take_f64(in, name); });
+  return r;
+}
+
+// theta (K, P) of a risk / gradient harness (keep_float).
+struct HarnessTheta : FloatArray {
   int64_t K = 0;
 };
 
 HarnessTheta harness_theta(const py::array& theta_in, const Layout& lay) {
   HarnessTheta th;
-  dispatch_float(
-      theta_in, [&] { th.a = f32_array::ensure(theta_in); th.f32 = true; },
-      [&] { th.a = take_f64(theta_in, "theta"); }, [&] { th.a = take_f64(theta_in, "theta"); });
+  static_cast<FloatArray&>(th) = keep_float(theta_in, "theta");
   if (th.a.ndim() != 2 || th.a.shape(1) != lay.num_params)
     throw std::invalid_argument("theta: expected shape (K, P) with P = " + std::to_string(lay.num_params) + ", got " +
                                 shape_str(th.a));
@@ -461,8 +471,7 @@ void bind_harness(py::module_& m) {
         check_shape(w, "w", {N}, "(N,) with N the rows of x");
         check_shape(y, "y", {N, out}, "(N, out)");
         const i64_array offset = ragged_offsets(offset_in, K, N);
-        int64_t hidden = 0;
-        for (int k = 1; k < lay.num_layers; ++k) hidden += lay.widths[k];
+        const int64_t hidden = hidden_neurons(lay);  // l_1 + ... + l_{L-1}
         u8_array zero;
         if (!zero_in.is_none()) {
           zero = u8_array::ensure(zero_in);
@@ -591,18 +600,18 @@ void bind_harness(py::module_& m) {
         if (!ev || ev.ndim() != 1) throw std::invalid_argument("evaluated: expected (n,) network indices");
         const int64_t n = ev.shape(0);
         const int64_t* idx = ev.data();
-        if (mode == "gather") {  // rows (K, P) -> compact (n, P), in rows' dtype
-          py::array rows;
-          bool f32 = false;
-          dispatch_float(
-              src_in, [&] { rows = f32_array::ensure(src_in); f32 = true; }, [&] { rows = take_f64(src_in, "rows"); },
-              [&] { rows = take_f64(src_in, "rows"); });
-          if (rows.ndim() != 2) throw std::invalid_argument("rows: expected shape (K, P), got " + shape_str(rows));
-          const int64_t K = rows.shape(0), P = rows.shape(1);
+        const auto check_indices = [&](int64_t K) {
           for (int64_t i = 0; i < n; ++i)
             if (idx[i] < 0 || idx[i] >= K) throw std::invalid_argument("evaluated: expected network indices in [0, K)");
+        };
+        if (mode == "gather") {  // rows (K, P) -> compact (n, P), in rows' dtype
+          const FloatArray src = keep_float(src_in, "rows");
+          const py::array& rows = src.a;
+          if (rows.ndim() != 2) throw std::invalid_argument("rows: expected shape (K, P), got " + shape_str(rows));
+          const int64_t K = rows.shape(0), P = rows.shape(1);
+          check_indices(K);
           py::array compact(rows.dtype(), std::vector<int64_t>{n, P});
-          if (f32)
+          if (src.f32)
             rows_gather_host(idx, n, P, static_cast<const float*>(rows.data()), static_cast<float*>(compact.mutable_data()));
           else
             rows_gather_host(idx, n, P, static_cast<const double*>(rows.data()), static_cast<double*>(compact.mutable_data()));
@@ -616,8 +625,7 @@ void bind_harness(py::module_& m) {
             (out.ndim() == 2 && out.shape(1) != compact.shape(1)))
           throw std::invalid_argument("compact, out: expected (n, P) and (K, P), or (n,) and (K,)");
         const int64_t K = out.shape(0), P = out.ndim() == 2 ? out.shape(1) : 1;
-        for (int64_t i = 0; i < n; ++i)
-          if (idx[i] < 0 || idx[i] >= K) throw std::invalid_argument("evaluated: expected network indices in [0, K)");
+        check_indices(K);
         f64_array res(std::vector<int64_t>(out.shape(), out.shape() + out.ndim()));
         std::copy(out.data(), out.data() + out.size(), res.mutable_data());
         rows_scatter_host(idx, n, P, compact.data(), res.mutable_data());

@@ -10,6 +10,7 @@
 #include "bindings/bind_util.h"
 #include "bindings/bindings.h"
 #include "cpu/hvp_cpu.h"
+#include "reluflow/manifold.h"
 
 namespace py = pybind11;
 
@@ -70,8 +71,7 @@ void bind_hvp(py::module_& m) {
         u8_array zero;
         if (!zero_in.is_none()) {
           zero = u8_array::ensure(zero_in);
-          int64_t hidden = 0;
-          for (int k = 1; k < lay.num_layers; ++k) hidden += lay.widths[k];
+          const int64_t hidden = hidden_neurons(lay);  // l_1 + ... + l_{L-1}
           if (!zero || zero.ndim() != 2 || zero.shape(0) != N || zero.shape(1) != hidden)
             throw std::invalid_argument("zero: expected a bool array of shape (N, l_1 + ... + l_{L-1}) = (" +
                                         std::to_string(N) + ", " + std::to_string(hidden) + ")");

@@ -7,13 +7,13 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include "bindings/bind_quad1d.h"
 #include "bindings/bind_util.h"
 #include "bindings/bindings.h"
 #include "cpu/quad1d_cpu.h"
+#include "reluflow/manifold.h"
 
 namespace py = pybind11;
 
@@ -45,6 +45,14 @@ py::tuple run_typed(const ProblemSpec& prob, const py::array& theta_in, const Qu
     quad1d_risk_and_grad_cpu<T>(prob, theta.data(), K, rule, rp, gp);
   }
   return py::make_tuple(risk, grad);
+}
+
+// A numpy array of `shape` holding v's values (a copy; the GIL held).
+template <class U>
+py::array_t<U> to_array(const std::vector<U>& v, std::vector<py::ssize_t> shape) {
+  py::array_t<U> a(std::move(shape));
+  std::copy(v.begin(), v.end(), a.mutable_data());
+  return a;
 }
 
 f64_array one_network(const py::object& theta_in, const Layout& lay) {
@@ -95,11 +103,7 @@ void bind_quad1d(py::module_& m) {
           quad1d_nodes(prob.spec, th.data(), rule.spec, x, w, y);
         }
         const int64_t N = static_cast<int64_t>(x.size()), od = lay.widths[lay.num_layers];
-        py::array_t<double> xa(N), wa(N), ya({N, od});
-        std::copy(x.begin(), x.end(), xa.mutable_data());
-        std::copy(w.begin(), w.end(), wa.mutable_data());
-        std::copy(y.begin(), y.end(), ya.mutable_data());
-        return py::make_tuple(xa, wa, ya);
+        return py::make_tuple(to_array(x, {N}), to_array(w, {N}), to_array(y, {N, od}));
       },
       py::arg("widths"), py::arg("theta"), py::arg("fixed_breaks"), py::arg("order"), py::kw_only(), py::arg("spec"),
       "The quadrature nodes of one network theta (P,) as quad1d_risk_and_grad builds them: (x (N,), w (N,), "
@@ -121,13 +125,7 @@ void bind_quad1d(py::module_& m) {
           quad1d_nodes_batch(prob.spec, theta.data(), K, rule.spec, nodes);
         }
         const int64_t N = nodes.offset.back(), od = lay.widths[lay.num_layers];
-        const auto to_array = [](const auto& v, std::vector<py::ssize_t> shape) {
-          py::array_t<typename std::decay_t<decltype(v)>::value_type> a(shape);
-          std::copy(v.begin(), v.end(), a.mutable_data());
-          return a;
-        };
-        int64_t hidden = 0;  // l_1 + ... + l_{L-1}
-        for (int k = 1; k < lay.num_layers; ++k) hidden += lay.widths[k];
+        const int64_t hidden = hidden_neurons(lay);  // l_1 + ... + l_{L-1}
         py::object zero = py::none();
         if (!nodes.zero.empty()) zero = to_array(nodes.zero, {N, hidden});
         return py::make_tuple(to_array(nodes.offset, {K + 1}), to_array(nodes.x, {N}), to_array(nodes.w, {N}),
@@ -153,9 +151,7 @@ void bind_quad1d(py::module_& m) {
           py::gil_scoped_release release;
           kink_partition_1d(lay, th.data(), lo, hi, out);
         }
-        py::array_t<double> res(static_cast<py::ssize_t>(out.size()));
-        std::copy(out.begin(), out.end(), res.mutable_data());
-        return res;
+        return to_array(out, {static_cast<py::ssize_t>(out.size())});
       },
       py::arg("widths"), py::arg("theta"), py::arg("lo"), py::arg("hi"),
       "Sorted breakpoints [lo, kinks..., hi] of one 1-D network theta (P,) on [lo, hi] (either end may be "

@@ -81,7 +81,6 @@ void ragged_host(const grid::DenseArgs<T>& a, const int64_t* node_offset, const 
   r.node_offset = node_offset;
   r.item_offset = item_offset.data();
   r.zero = zero;
-  r.hidden = net::num_activations(a.lay) - a.lay.widths[a.lay.num_layers];
   const int64_t items = item_offset[a.K];
   std::vector<double> part(static_cast<size_t>(items * width));
   std::vector<T> scratch(static_cast<size_t>(any.scratch));

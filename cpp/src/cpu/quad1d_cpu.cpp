@@ -18,6 +18,7 @@
 #include "reluflow/finite.h"
 #include "reluflow/gauss_legendre.h"
 #include "reluflow/kinks1d.h"
+#include "reluflow/manifold.h"
 #include "reluflow/net.h"
 #include "cpu/risk_grad_cpu.h"
 
@@ -200,7 +201,9 @@ constexpr double kMightVanishMargin = 1024.0;
 // |zb|) of zi, while passing the test needs it within 4 terms eps C of 0: a neuron whose |zi| exceeds
 // kMightVanishMargin times that cannot vanish at x. Points outside the partition's finite pieces (the
 // unbounded end pieces) and networks whose partition kept no values are all "might".
-void might_vanish(const Layout& lay, const double* th, const std::vector<double>& grid, Scratch& s) {
+// rowsum (l2,): sum_i |W2_oi| of each layer-2 neuron.
+void might_vanish(const Layout& lay, const double* th, const std::vector<double>& grid, const double* rowsum,
+                  Scratch& s) {
   const int l1 = lay.widths[1], l2 = lay.widths[2];
   const int64_t n = static_cast<int64_t>(grid.size());
   const int64_t ne = static_cast<int64_t>(s.part_e.size());
@@ -217,7 +220,6 @@ void might_vanish(const Layout& lay, const double* th, const std::vector<double>
     w1max = std::fmax(w1max, std::fabs(W1[i]));
     b1max = std::fmax(b1max, std::fabs(b1[i]));
   }
-  const double* rowsum = s.acc.data();  // sum_i |W2_oi|, from the caller
   const double tol = kMightVanishMargin * (2 + l1 + 1) * kinks1d::kEpsilon;
   const double* pe = s.part_e.data();
   int64_t j = jf;
@@ -259,7 +261,7 @@ bool two_hidden_layers_flags(const Layout& lay, const double* th, const std::vec
     for (int i = 0; i < l1; ++i) r += std::fabs(W[static_cast<int64_t>(o) * l1 + i]);
     s.acc[o] = r;
   }
-  might_vanish(lay, th, grid, s);
+  might_vanish(lay, th, grid, s.acc.data(), s);
   s.part_e.clear();  // this network's: never read for another
   bool have_wt = false;
   s.nz.resize(static_cast<size_t>(n * l2));                  // layer-2 values (where might vanish)
@@ -333,8 +335,7 @@ bool two_hidden_layers_flags(const Layout& lay, const double* th, const std::vec
 bool vanishing_on_pieces(const Layout& lay, const double* th, const std::vector<double>& grid, Scratch& s) {
   using kinks1d::vanishes;
   const int64_t n = static_cast<int64_t>(grid.size());
-  int hidden = 0;
-  for (int k = 1; k < lay.num_layers; ++k) hidden += lay.widths[k];
+  const int64_t hidden = hidden_neurons(lay);
   s.piece_zero.assign(static_cast<size_t>((n - 1) * hidden), 0);
   if (lay.num_layers < 3 || n < 2) return false;
   std::vector<double>& e = s.e;
@@ -470,6 +471,34 @@ void nodes_impl(const ProblemSpec& prob, const double* th, const Quad1DSpec& spe
   }
 }
 
+// fn(k, th_k, s) for every network k of theta (K, P) whose parameters are all finite (nonfinite(k) for
+// the others), on OpenMP threads when `parallel` (one network at a time, dynamically; each thread with
+// its own Scratch); the first exception is rethrown after the loop. Every network is computed start to
+// finish by one thread: the results do not depend on the threads.
+template <class T, class Fn, class NonFinite>
+void each_network(const T* theta, int64_t K, int64_t P, bool parallel, Fn&& fn, NonFinite&& nonfinite) {
+  std::exception_ptr err = nullptr;
+#pragma omp parallel if (parallel)
+  {
+    Scratch s;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t k = 0; k < K; ++k) {
+      const T* th = theta + k * P;
+      if (!all_finite(th, P)) {
+        nonfinite(k);
+        continue;
+      }
+      try {
+        fn(k, th, s);
+      } catch (...) {
+#pragma omp critical(reluflow_quad1d_err)
+        if (!err) err = std::current_exception();
+      }
+    }
+  }
+  if (err) std::rethrow_exception(err);
+}
+
 }  // namespace
 
 void kink_partition_1d(const Layout& lay, const double* theta, double lo, double hi, std::vector<double>& out) {
@@ -490,31 +519,19 @@ void quad1d_nodes(const ProblemSpec& prob, const double* theta, const Quad1DSpec
 void quad1d_nodes_batch(const ProblemSpec& prob, const double* theta, int64_t K, const Quad1DSpec& spec,
                         Quad1DNodes& out) {
   const Layout& lay = prob.lay;
-  const int64_t P = lay.num_params, od = lay.widths[lay.num_layers];
-  const int64_t hidden = net::num_activations(lay) - od;
+  const int64_t P = lay.num_params, od = lay.widths[lay.num_layers], hidden = hidden_neurons(lay);
   const Shared sh(prob, spec);
   std::vector<Quad1DNodes> per(static_cast<size_t>(K > 0 ? K : 0));  // x, w, y, zero of each network
-  std::exception_ptr err = nullptr;
-#pragma omp parallel if (K > 1)
-  {
-    Scratch s;
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t k = 0; k < K; ++k) {
-      const double* th = theta + k * P;
-      if (!all_finite(th, P)) continue;  // no nodes: the caller reports NaN
-      try {
+  each_network(
+      theta, K, P, K > 1,
+      [&](int64_t k, const double* th, Scratch& s) {
         nodes_impl(prob, th, spec, sh, s);
         per[k].x.swap(s.x);
         per[k].w.swap(s.w);
         per[k].y.swap(s.y);
         per[k].zero.swap(s.zero);
-      } catch (...) {
-#pragma omp critical(reluflow_quad1d_err)
-        if (!err) err = std::current_exception();
-      }
-    }
-  }
-  if (err) std::rethrow_exception(err);
+      },
+      [](int64_t) {});  // no nodes: the caller reports NaN
   out.offset.assign(1, 0);
   bool any_zero = false;
   for (const Quad1DNodes& n : per) {
@@ -550,21 +567,9 @@ void quad1d_risk_and_grad_cpu(const ProblemSpec& prob, const T* theta, int64_t K
   // Networks in parallel when there are enough of them to occupy the threads; otherwise one at a time,
   // each with a multi-threaded dense kernel. Either way every value is computed in the same order.
   const bool outer = K > 1 && K * P >= kMinParallelNetsQuad1D && 2 * K >= threads;
-  std::exception_ptr err = nullptr;
-#pragma omp parallel if (outer)
-  {
-    Scratch s;
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t k = 0; k < K; ++k) {
-      const T* th = theta + k * P;
-      double* gk = grad != nullptr ? grad + k * P : nullptr;
-      if (!all_finite(th, P)) {
-        const double nan = std::numeric_limits<double>::quiet_NaN();
-        risk[k] = nan;
-        if (gk != nullptr) std::fill(gk, gk + P, nan);
-        continue;
-      }
-      try {
+  each_network(
+      theta, K, P, outer,
+      [&](int64_t k, const T* th, Scratch& s) {
         s.theta64.assign(th, th + P);
         nodes_impl(prob, s.theta64.data(), spec, sh, s);
         RGProblem p;
@@ -577,14 +582,13 @@ void quad1d_risk_and_grad_cpu(const ProblemSpec& prob, const T* theta, int64_t K
         p.w = s.w.data();
         p.y = s.y.data();
         p.zero = s.zero.empty() ? nullptr : s.zero.data();
-        risk_and_grad_cpu(p, risk + k, gk);
-      } catch (...) {
-#pragma omp critical(reluflow_quad1d_err)
-        if (!err) err = std::current_exception();
-      }
-    }
-  }
-  if (err) std::rethrow_exception(err);
+        risk_and_grad_cpu(p, risk + k, grad != nullptr ? grad + k * P : nullptr);
+      },
+      [&](int64_t k) {
+        const double nan = std::numeric_limits<double>::quiet_NaN();
+        risk[k] = nan;
+        if (grad != nullptr) std::fill(grad + k * P, grad + (k + 1) * P, nan);
+      });
 }
 
 template void quad1d_risk_and_grad_cpu<float>(const ProblemSpec&, const float*, int64_t, const Quad1DSpec&,
