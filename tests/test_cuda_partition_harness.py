@@ -69,6 +69,11 @@ def test_nodes_batch_is_the_per_network_nodes_side_by_side():
     offset, x, w, y, zero = batch(prob, theta)
     assert offset.dtype == np.int64 and offset.shape == (6,) and offset[0] == 0 and offset[-1] == x.shape[0]
     assert offset[3] == offset[2] and zero is None          # the non-finite network: no nodes
+    for bad in (theta[:, 1:], theta[0], "theta"):   # refused, naming the argument
+        with pytest.raises(ValueError, match=rf"theta: expected shape \(K, P\) with P = {prob.num_params}"):
+            batch(prob, bad)
+    with pytest.raises(ValueError, match="widths"):
+        core.quad1d_nodes_batch([2, 4, 1], np.zeros((1, 17)), np.zeros(0), 2, spec=prob.spec.native())
     lo, hi, fixed, q = fixed_1d(prob.spec, rf.Quadrature())
     for k in (0, 1, 3, 4):
         xk, wk, yk = core.quad1d_nodes(list(prob.widths), theta[k], fixed, q, spec=prob.spec.native())

@@ -180,8 +180,7 @@ def quad1d_nodes_batch(spec: ProblemSpec, estimator, theta) -> tuple:
     y (N, out), zero (N, hidden) uint8 or None)``: network k's nodes are rows ``offset[k]:offset[k + 1]``;
     ``zero`` flags the hidden pre-activations that vanish identically around a node; a network with a
     non-finite parameter gets no nodes."""
-    return _core().quad1d_nodes_batch(list(spec.layout.widths), np.ascontiguousarray(theta, dtype=np.float64),
-                                      **quad1d_args(spec, estimator))
+    return _core().quad1d_nodes_batch(list(spec.layout.widths), np.asarray(theta), **quad1d_args(spec, estimator))
 
 
 def fixed_nodes(plan, spec: ProblemSpec, step: int = 0) -> Nodes:
